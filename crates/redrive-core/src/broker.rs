@@ -1,0 +1,303 @@
+//! The contract between the HTTP layer and a store (the embedded engine, later PostgreSQL): the
+//! request and reply types of every operation and the async [`Broker`] trait.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{QueueConfig, QueuePatch};
+use crate::error::Result;
+use crate::model::{Attempt, DeadReason, ErrorInfo, JobId, JobState, Priority};
+
+/// One job to enqueue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJob {
+    pub body: String,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// Absolute time to run at; exclusive with `delay_ms`.
+    #[serde(default, with = "crate::time::rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<u64>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub traceparent: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enqueued {
+    pub id: JobId,
+    /// True when the idempotency key was seen within the dedup window: `id` is the first job's.
+    pub duplicate: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiveRequest {
+    /// In order of preference: a job from an earlier queue is served first.
+    pub queues: Vec<String>,
+    pub max: u32,
+    /// Long-poll time; `None` = the first queue's `receive_wait_ms`.
+    pub wait_ms: Option<u64>,
+    /// Lease time; `None` = each queue's `visibility_timeout_ms`.
+    pub lease_ms: Option<u64>,
+    pub worker_id: Option<String>,
+}
+
+/// A leased job as a worker receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: JobId,
+    pub queue: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+    pub priority: Priority,
+    /// Opaque; encodes `(job id, lease epoch)`.
+    pub receipt: String,
+    /// 1 on the first delivery.
+    pub attempt: u32,
+    #[serde(with = "crate::time::rfc3339")]
+    pub enqueued_at: u64,
+    #[serde(with = "crate::time::rfc3339")]
+    pub lease_expires_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<DeadInfo>,
+}
+
+/// Result of acking one receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckResult {
+    Ok,
+    /// The lease ended before the ack (expired, already acked, or revoked by a restart).
+    Stale,
+    /// No such job, or a malformed receipt.
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    pub receipt: String,
+    pub error: ErrorInfo,
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
+    #[serde(default)]
+    pub non_retryable: bool,
+}
+
+/// What a failure did to the job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailResult {
+    pub state: JobState,
+    pub queue: String,
+    /// When the job will be delivered again (absent when it died).
+    #[serde(default, with = "crate::time::rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_reason: Option<DeadReason>,
+}
+
+/// Why and from where a job died; kept while it sits in a dead-letter queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadInfo {
+    pub reason: DeadReason,
+    pub source_queue: String,
+    #[serde(with = "crate::time::rfc3339")]
+    pub died_at: u64,
+}
+
+/// Everything known about one job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: JobId,
+    pub queue: String,
+    pub state: JobState,
+    pub priority: Priority,
+    pub receive_count: u32,
+    /// Failed attempts since the job was enqueued or last redriven.
+    pub failures: u32,
+    pub max_attempts: Option<u32>,
+    #[serde(with = "crate::time::rfc3339")]
+    pub enqueued_at: u64,
+    #[serde(with = "crate::time::rfc3339")]
+    pub visible_at: u64,
+    #[serde(default, with = "crate::time::rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub first_received_at: Option<u64>,
+    #[serde(default, with = "crate::time::rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<DeadInfo>,
+    /// Redrives this job went through, and the queue it last came from.
+    pub redrive_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    pub attempts: Vec<Attempt>,
+}
+
+/// A queue with its configuration and statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    pub name: String,
+    pub config: QueueConfig,
+    #[serde(with = "crate::time::rfc3339")]
+    pub created_at: u64,
+    #[serde(with = "crate::time::rfc3339")]
+    pub updated_at: u64,
+    pub stats: QueueStats,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    pub delayed: u64,
+    pub ready: u64,
+    pub leased: u64,
+    pub dead: u64,
+    pub completed: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriorityCounts {
+    pub high: u64,
+    pub standard: u64,
+    pub low: u64,
+}
+
+/// Lifetime totals of a queue (since it was created or the server started, see docs/api.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueTotals {
+    pub enqueued: u64,
+    pub duplicates: u64,
+    pub delivered: u64,
+    pub acked: u64,
+    pub failed: u64,
+    pub lease_expired: u64,
+    pub dead_lettered: u64,
+    pub expired: u64,
+    pub purged: u64,
+    pub redriven: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    pub counts: StateCounts,
+    /// Ready (deliverable now) jobs by priority.
+    pub ready_by_priority: PriorityCounts,
+    /// Jobs that carry dead-letter information (dead here, or moved here as a DLQ).
+    pub dead_letters: u64,
+    pub oldest_ready_age_ms: u64,
+    pub totals: QueueTotals,
+    /// Per-second rates over the last minute.
+    pub enqueue_rate: f64,
+    pub ack_rate: f64,
+}
+
+/// Which dead jobs to list or redrive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadFilter {
+    /// Error type of the last failure.
+    #[serde(default)]
+    pub error_type: Option<String>,
+    /// Failure signature of the last failure ([`crate::model::signature`]).
+    #[serde(default)]
+    pub signature: Option<String>,
+    #[serde(default)]
+    pub source_queue: Option<String>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub since: Option<u64>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub until: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadPage {
+    pub jobs: Vec<JobInfo>,
+    /// Pass as `after` to get the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<JobId>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    #[serde(default)]
+    pub ids: Option<Vec<JobId>>,
+    #[serde(default)]
+    pub filter: Option<DeadFilter>,
+    /// Target queue; default: each job's source queue.
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedriveResult {
+    pub moved: u64,
+    pub dry_run: bool,
+    pub ids: Vec<JobId>,
+}
+
+/// Store health for `/readyz` and the error of a poisoned store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub poisoned: Option<String>,
+    pub durability: String,
+}
+
+/// A store of queues and jobs. Every method is atomic; a returned `Ok` for a write means the
+/// write is durable under the store's configured durability.
+pub trait Broker: Send + Sync + 'static {
+    /// Creates the queue, or patches it if it exists. Returns the queue and whether it was created.
+    fn put_queue(
+        &self,
+        name: String,
+        patch: QueuePatch,
+    ) -> impl Future<Output = Result<(QueueInfo, bool)>> + Send;
+    fn get_queue(&self, name: String) -> impl Future<Output = Result<QueueInfo>> + Send;
+    fn list_queues(&self) -> impl Future<Output = Result<Vec<QueueInfo>>> + Send;
+    fn delete_queue(&self, name: String) -> impl Future<Output = Result<()>> + Send;
+    fn enqueue(
+        &self,
+        queue: String,
+        jobs: Vec<NewJob>,
+    ) -> impl Future<Output = Result<Vec<Enqueued>>> + Send;
+    fn receive(&self, req: ReceiveRequest) -> impl Future<Output = Result<Vec<Delivery>>> + Send;
+    fn ack(&self, receipts: Vec<String>) -> impl Future<Output = Result<Vec<AckResult>>> + Send;
+    fn fail(&self, req: FailRequest) -> impl Future<Output = Result<FailResult>> + Send;
+    /// Sets the lease to end `lease_ms` from now; 0 releases the job at once. Returns the expiry.
+    fn extend(&self, receipt: String, lease_ms: u64) -> impl Future<Output = Result<u64>> + Send;
+    fn get_job(&self, id: JobId) -> impl Future<Output = Result<JobInfo>> + Send;
+    fn list_dead(
+        &self,
+        queue: String,
+        filter: DeadFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<DeadPage>> + Send;
+    fn redrive(
+        &self,
+        queue: String,
+        req: RedriveRequest,
+    ) -> impl Future<Output = Result<RedriveResult>> + Send;
+    fn purge(&self, queue: String) -> impl Future<Output = Result<u64>> + Send;
+    fn health(&self) -> Health;
+}

@@ -1,0 +1,122 @@
+//! The one error type of redrive and the one table that maps it to the wire: HTTP status, native
+//! error code and SQS error code.
+
+use std::fmt;
+
+use crate::model::JobId;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    QueueNotFound(String),
+    QueueExists(String),
+    InvalidQueueName(String),
+    /// A request field is missing, of the wrong type or out of range.
+    InvalidParameter {
+        field: &'static str,
+        message: String,
+    },
+    MalformedRequest(String),
+    MessageTooLarge {
+        size: u64,
+        max: u64,
+    },
+    BatchTooLarge {
+        count: usize,
+        max: usize,
+    },
+    EmptyBatch,
+    JobNotFound(JobId),
+    /// The receipt's lease ended (expired, acked, failed, or revoked by a restart).
+    StaleReceipt,
+    /// The receipt does not name a job this server knows.
+    InvalidReceipt,
+    /// A named limit was hit (in-flight per queue, jobs held, queues held, waiters).
+    LimitExceeded {
+        limit: &'static str,
+        max: u64,
+    },
+    /// The engine is shedding load; retry with backoff.
+    Overloaded,
+    /// A write or fsync failed earlier; the store refuses writes until restart.
+    Poisoned(String),
+    ShuttingDown,
+    /// A bug or an unexpected I/O failure. The text is logged, never sent to clients.
+    Internal(String),
+}
+
+/// How an error appears on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireCode {
+    pub status: u16,
+    pub code: &'static str,
+    pub sqs_code: &'static str,
+}
+
+impl Error {
+    /// The one table: every error's HTTP status, native code and SQS code.
+    pub fn wire(&self) -> WireCode {
+        let (status, code, sqs_code) = match self {
+            Error::QueueNotFound(_) => {
+                (404, "queue_not_found", "AWS.SimpleQueueService.NonExistentQueue")
+            }
+            Error::QueueExists(_) => (409, "queue_exists", "QueueAlreadyExists"),
+            Error::InvalidQueueName(_) => (400, "invalid_queue_name", "InvalidParameterValue"),
+            Error::InvalidParameter { .. } => (400, "invalid_parameter", "InvalidParameterValue"),
+            Error::MalformedRequest(_) => (400, "malformed_request", "MalformedQueryString"),
+            Error::MessageTooLarge { .. } => (413, "message_too_large", "MessageTooLong"),
+            Error::BatchTooLarge { .. } => (400, "batch_too_large", "TooManyEntriesInBatchRequest"),
+            Error::EmptyBatch => (400, "empty_batch", "EmptyBatchRequest"),
+            Error::JobNotFound(_) => (404, "job_not_found", "ReceiptHandleIsInvalid"),
+            Error::StaleReceipt => (409, "stale_receipt", "InvalidParameterValue"),
+            Error::InvalidReceipt => (400, "invalid_receipt", "ReceiptHandleIsInvalid"),
+            Error::LimitExceeded { .. } => (429, "limit_exceeded", "OverLimit"),
+            Error::Overloaded => (503, "overloaded", "ServiceUnavailable"),
+            Error::Poisoned(_) => (503, "store_poisoned", "ServiceUnavailable"),
+            Error::ShuttingDown => (503, "shutting_down", "ServiceUnavailable"),
+            Error::Internal(_) => (500, "internal", "InternalError"),
+        };
+        WireCode { status, code, sqs_code }
+    }
+
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+        Error::InvalidParameter { field, message: message.into() }
+    }
+
+    /// Whether the text may be shown to a client (everything but internal errors).
+    pub fn is_public(&self) -> bool {
+        !matches!(self, Error::Internal(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::QueueNotFound(q) => write!(f, "queue {q:?} does not exist"),
+            Error::QueueExists(q) => write!(f, "queue {q:?} already exists with a different configuration"),
+            Error::InvalidQueueName(q) => write!(
+                f,
+                "invalid queue name {q:?}: use 1-80 characters of A-Z a-z 0-9 - _ (and an optional .fifo suffix)"
+            ),
+            Error::InvalidParameter { field, message } => write!(f, "invalid {field}: {message}"),
+            Error::MalformedRequest(m) => write!(f, "malformed request: {m}"),
+            Error::MessageTooLarge { size, max } => {
+                write!(f, "message of {size} bytes is over the limit of {max} bytes (max_message_bytes)")
+            }
+            Error::BatchTooLarge { count, max } => write!(f, "batch of {count} entries is over the limit of {max}"),
+            Error::EmptyBatch => write!(f, "the batch is empty"),
+            Error::JobNotFound(id) => write!(f, "job {id} does not exist"),
+            Error::StaleReceipt => write!(f, "the receipt's lease has ended (expired, completed, or revoked)"),
+            Error::InvalidReceipt => write!(f, "the receipt is not valid"),
+            Error::LimitExceeded { limit, max } => write!(f, "limit {limit} of {max} reached"),
+            Error::Overloaded => write!(f, "the server is overloaded; retry with backoff"),
+            Error::Poisoned(why) => write!(f, "the store refuses writes after an I/O failure ({why}); restart the server"),
+            Error::ShuttingDown => write!(f, "the server is shutting down"),
+            Error::Internal(_) => write!(f, "internal error"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

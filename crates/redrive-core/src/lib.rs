@@ -1,0 +1,23 @@
+//! The vocabulary every other redrive crate shares: jobs, queues, their configuration, the limits
+//! on all of them, the error type with its wire codes, and the [`Broker`] contract that the
+//! embedded engine and the PostgreSQL backend both implement.
+//!
+//! # Layout
+//! - [`limits`]: every bound, named in one place.
+//! - [`model`]: ids, priorities, states, attempt log entries, receipts.
+//! - [`config`]: queue configuration, its defaults and validation.
+//! - [`error`]: the one error enum and its mapping to HTTP status and codes.
+//! - [`broker`]: request and reply types and the async contract of a store.
+//! - [`time`]: milliseconds since the epoch and RFC 3339 rendering.
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod model;
+pub mod time;
+
+pub use broker::Broker;
+pub use config::{Backoff, QueueConfig, QueuePatch};
+pub use error::{Error, Result};
+pub use model::{JobId, JobState, Priority, Receipt};

@@ -1,0 +1,108 @@
+//! Every limit in redrive, with its default. Names end in their qualifier (`_MAX`, `_MIN`,
+//! `_DEFAULT`) and carry their unit. Relations between limits are checked at compile time.
+
+/// Longest queue name (SQS allows 80 characters).
+pub const QUEUE_NAME_LENGTH_MAX: usize = 80;
+/// Queues one server holds.
+pub const QUEUES_MAX: usize = 10_000;
+
+/// Largest job body any queue may accept.
+pub const MESSAGE_SIZE_MAX_BYTES: u32 = 1024 * 1024;
+/// Default `max_message_bytes` of a queue (as SQS).
+pub const MESSAGE_SIZE_DEFAULT_BYTES: u32 = 256 * 1024;
+/// Smallest `max_message_bytes` a queue may be configured with.
+pub const MESSAGE_SIZE_MIN_BYTES: u32 = 1024;
+/// Attributes one job may carry, and the size of each key and value.
+pub const ATTRIBUTES_COUNT_MAX: usize = 32;
+pub const ATTRIBUTE_KEY_BYTES_MAX: usize = 256;
+pub const ATTRIBUTE_VALUE_BYTES_MAX: usize = 4096;
+/// Idempotency keys, worker ids and `traceparent` values.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+pub const WORKER_ID_BYTES_MAX: usize = 128;
+pub const TRACEPARENT_BYTES_MAX: usize = 128;
+
+/// Jobs in one enqueue request.
+pub const ENQUEUE_BATCH_COUNT_MAX: usize = 1000;
+/// Jobs one receive may return.
+pub const RECEIVE_BATCH_COUNT_MAX: u32 = 1000;
+/// Receipts in one ack request.
+pub const ACK_BATCH_COUNT_MAX: usize = 1000;
+/// Queues one multi-queue receive may name.
+pub const RECEIVE_QUEUES_COUNT_MAX: usize = 32;
+/// Longest long poll (as SQS: 20 s).
+pub const RECEIVE_WAIT_MAX_MS: u64 = 20_000;
+/// Long-poll receivers parked in the engine at once; more get 503.
+pub const WAITERS_COUNT_MAX: usize = 10_000;
+
+/// Lease (visibility timeout) bounds (as SQS: 0..=12 h).
+pub const LEASE_DURATION_MAX_MS: u64 = 12 * 3600 * 1000;
+pub const VISIBILITY_TIMEOUT_DEFAULT_MS: u64 = 30_000;
+/// Delay bounds (SQS: 15 min; native `run_at` may be up to 365 days ahead).
+pub const DELAY_MAX_MS: u64 = 365 * 24 * 3600 * 1000;
+/// Retention bounds (SQS: 60 s ..= 14 days; default 4 days).
+pub const RETENTION_MIN_MS: u64 = 60_000;
+pub const RETENTION_MAX_MS: u64 = 14 * 24 * 3600 * 1000;
+pub const RETENTION_DEFAULT_MS: u64 = 4 * 24 * 3600 * 1000;
+/// Attempts before a failing job dies (native queues; SQS queues have none).
+pub const ATTEMPTS_DEFAULT: u32 = 10;
+pub const ATTEMPTS_MAX: u32 = 1000;
+/// SQS `maxReceiveCount` bounds.
+pub const RECEIVE_COUNT_MAX: u32 = 1000;
+pub const BACKOFF_BASE_DEFAULT_MS: u64 = 1000;
+pub const BACKOFF_CAP_DEFAULT_MS: u64 = 10 * 60 * 1000;
+pub const PRIORITY_AGING_DEFAULT_MS: u64 = 5 * 60 * 1000;
+pub const DEDUP_WINDOW_DEFAULT_MS: u64 = 5 * 60 * 1000;
+pub const DEDUP_WINDOW_MAX_MS: u64 = 24 * 3600 * 1000;
+
+/// Attempt log: entries kept per job, and bytes of one entry's error (type + message + detail;
+/// longer texts are cut, type first to 256 bytes, then message to 2 KiB, detail to the rest).
+pub const ATTEMPT_LOG_ENTRIES_MAX: usize = 20;
+pub const ATTEMPT_ERROR_BYTES_MAX: usize = 8 * 1024;
+pub const ERROR_TYPE_BYTES_MAX: usize = 256;
+pub const ERROR_MESSAGE_BYTES_MAX: usize = 2 * 1024;
+
+/// Completed jobs stay queryable by id this long …
+pub const COMPLETED_RETENTION_DEFAULT_MS: u64 = 3600 * 1000;
+/// … but at most this many are kept; the oldest are forgotten first (counted).
+pub const COMPLETED_JOBS_MAX: usize = 200_000;
+
+/// Jobs (pending, in flight, dead) one server holds; enqueue past it gets 503.
+pub const JOBS_COUNT_MAX: usize = 50_000_000;
+/// In-flight (leased) jobs per queue (as SQS standard queues: 120,000).
+pub const INFLIGHT_PER_QUEUE_MAX: usize = 120_000;
+
+/// Dead jobs one list page returns, and jobs one redrive request moves.
+pub const DEAD_PAGE_COUNT_MAX: usize = 1000;
+pub const REDRIVE_COUNT_MAX: usize = 100_000;
+
+/// HTTP request body bound: a full enqueue batch of small jobs, or one maximal job plus framing.
+pub const REQUEST_BODY_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Requests served at once by one server, and how long one may take beyond its long poll.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
+pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Requests queued for the engine thread; more are shed with 503.
+pub const ENGINE_QUEUE_DEPTH_MAX: usize = 65_536;
+
+/// WAL segment size: a segment is sealed once it grows past this.
+pub const SEGMENT_SIZE_MAX_BYTES: u32 = 64 * 1024 * 1024;
+/// One WAL record (a maximal job with its attributes and framing fits well inside).
+pub const RECORD_SIZE_MAX_BYTES: u32 = 2 * 1024 * 1024;
+
+const _: () = assert!(MESSAGE_SIZE_MIN_BYTES <= MESSAGE_SIZE_DEFAULT_BYTES);
+const _: () = assert!(MESSAGE_SIZE_DEFAULT_BYTES <= MESSAGE_SIZE_MAX_BYTES);
+const _: () = assert!(
+    (MESSAGE_SIZE_MAX_BYTES as usize
+        + ATTRIBUTES_COUNT_MAX * (ATTRIBUTE_KEY_BYTES_MAX + ATTRIBUTE_VALUE_BYTES_MAX)
+        + IDEMPOTENCY_KEY_BYTES_MAX
+        + TRACEPARENT_BYTES_MAX
+        + 1024)
+        <= RECORD_SIZE_MAX_BYTES as usize
+);
+const _: () = assert!(
+    ATTEMPT_LOG_ENTRIES_MAX * (ATTEMPT_ERROR_BYTES_MAX + WORKER_ID_BYTES_MAX + 64)
+        <= RECORD_SIZE_MAX_BYTES as usize
+);
+const _: () = assert!(RECORD_SIZE_MAX_BYTES <= SEGMENT_SIZE_MAX_BYTES / 4);
+const _: () = assert!(MESSAGE_SIZE_MAX_BYTES as usize + 64 * 1024 <= REQUEST_BODY_MAX_BYTES);
+const _: () =
+    assert!(RETENTION_MIN_MS <= RETENTION_DEFAULT_MS && RETENTION_DEFAULT_MS <= RETENTION_MAX_MS);
