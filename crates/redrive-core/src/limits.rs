@@ -66,6 +66,9 @@ pub const COMPLETED_RETENTION_DEFAULT_MS: u64 = 3600 * 1000;
 /// … but at most this many are kept; the oldest are forgotten first (counted).
 pub const COMPLETED_JOBS_MAX: usize = 200_000;
 
+/// Distinct worker ids remembered for attempt logs; later ones are logged but not named.
+pub const WORKERS_INTERNED_MAX: usize = 100_000;
+
 /// Jobs (pending, in flight, dead) one server holds; enqueue past it gets 503.
 pub const JOBS_COUNT_MAX: usize = 50_000_000;
 /// In-flight (leased) jobs per queue (as SQS standard queues: 120,000).

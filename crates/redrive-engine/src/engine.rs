@@ -1,0 +1,471 @@
+//! The engine thread: it owns the [`Store`], takes requests from a bounded channel, applies a
+//! batch of them in memory, commits the WAL once for the whole batch (group commit), and only
+//! then answers. Long-poll receivers wait here and are served as soon as a job is ready.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redrive_core::broker::*;
+use redrive_core::model::JobId;
+use redrive_core::time::Clock;
+use redrive_core::{limits, Broker, Error, QueuePatch, Result};
+use rustc_hash::FxHashMap;
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+use crate::state::Store;
+use crate::wal::Durability;
+
+/// Requests taken per loop at most (one WAL commit covers them all).
+const BATCH_REQUESTS_MAX: usize = 4096;
+/// The engine wakes at least this often to run timers and compaction.
+const IDLE_WAKE_MS: u64 = 250;
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+enum Cmd {
+    PutQueue(String, QueuePatch, Reply<(QueueInfo, bool)>),
+    GetQueue(String, Reply<QueueInfo>),
+    ListQueues(Reply<Vec<QueueInfo>>),
+    DeleteQueue(String, Reply<()>),
+    Enqueue(String, Vec<NewJob>, Reply<Vec<Enqueued>>),
+    Receive(ReceiveRequest, Reply<Vec<Delivery>>),
+    Ack(Vec<String>, Reply<Vec<AckResult>>),
+    Fail(FailRequest, Reply<FailResult>),
+    Extend(String, u64, Reply<u64>),
+    GetJob(JobId, Reply<JobInfo>),
+    ListDead(String, DeadFilter, Option<JobId>, usize, Reply<DeadPage>),
+    Redrive(String, RedriveRequest, Reply<RedriveResult>),
+    Purge(String, Reply<u64>),
+    Snapshot(Reply<Snapshot>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A point-in-time view of the engine for `/metrics` and `redrive stats`.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub metrics: Metrics,
+    pub queues: Vec<QueueInfo>,
+    pub jobs: usize,
+    pub wal_bytes: u64,
+    pub wal_segments: usize,
+    pub waiters: usize,
+}
+
+struct Waiter {
+    qids: Vec<u32>,
+    max: usize,
+    lease_ms: Option<u64>,
+    worker: Option<String>,
+    deadline: u64,
+    tx: Reply<Vec<Delivery>>,
+}
+
+/// A reply held until the batch's commit: writes fail with the commit's error, reads do not.
+type Pending = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+struct Loop {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    rx: Receiver<Cmd>,
+    now: u64,
+    pending: Vec<Pending>,
+    waiters: FxHashMap<u64, Waiter>,
+    waiters_by_queue: FxHashMap<u32, VecDeque<u64>>,
+    waiter_deadlines: BTreeSet<(u64, u64)>,
+    next_waiter: u64,
+    poisoned: Arc<OnceLock<String>>,
+}
+
+/// The async handle the server uses. Cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: SyncSender<Cmd>,
+    durability: Durability,
+    poisoned: Arc<OnceLock<String>>,
+}
+
+pub struct Engine {
+    pub handle: EngineHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the engine thread over an opened store.
+    pub fn start(store: Store, clock: Arc<dyn Clock>) -> Engine {
+        let (tx, rx) = mpsc::sync_channel(limits::ENGINE_QUEUE_DEPTH_MAX);
+        let poisoned = Arc::new(OnceLock::new());
+        if let Some(p) = store.poisoned() {
+            let _ = poisoned.set(p.to_owned());
+        }
+        let durability = store.durability;
+        let now = clock.now_ms();
+        let mut lp = Loop {
+            store,
+            clock,
+            rx,
+            now,
+            pending: Vec::new(),
+            waiters: FxHashMap::default(),
+            waiters_by_queue: FxHashMap::default(),
+            waiter_deadlines: BTreeSet::new(),
+            next_waiter: 0,
+            poisoned: poisoned.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("redrive-engine".into())
+            .spawn(move || lp.run())
+            .expect("spawning the engine thread");
+        Engine { handle: EngineHandle { tx, durability, poisoned }, thread: Some(thread) }
+    }
+
+    /// Answers waiting long polls, commits, and stops the thread.
+    pub async fn shutdown(mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self.handle.tx.send(Cmd::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Loop {
+    fn run(&mut self) {
+        loop {
+            let wait = self.wait_ms();
+            let first = match self.rx.recv_timeout(Duration::from_millis(wait)) {
+                Ok(cmd) => Some(cmd),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return self.stop(None),
+            };
+            self.now = self.clock.now_ms().max(self.now);
+            if let Err(e) = self.store.tick(self.now) {
+                self.note_error(&e);
+            }
+            let mut n = 0;
+            let mut next = first;
+            let mut idle = true;
+            while let Some(cmd) = next {
+                if let Cmd::Shutdown(done) = cmd {
+                    return self.stop(Some(done));
+                }
+                self.apply(cmd);
+                n += 1;
+                next = if n < BATCH_REQUESTS_MAX { self.rx.try_recv().ok() } else { None };
+                idle = next.is_none() && n < BATCH_REQUESTS_MAX;
+            }
+            self.serve_waiters();
+            self.expire_waiters();
+            self.commit_and_reply(n);
+            if idle {
+                if let Err(e) = self.store.compact_step(self.now) {
+                    self.note_error(&e);
+                }
+            }
+        }
+    }
+
+    fn wait_ms(&self) -> u64 {
+        let mut wait = IDLE_WAKE_MS;
+        if let Durability::Relaxed { interval_ms } = self.store.durability {
+            wait = wait.min(interval_ms.max(1));
+        }
+        let deadline = [self.store.next_deadline(), self.waiter_deadlines.first().map(|d| d.0)].into_iter().flatten().min();
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_sub(self.clock.now_ms()).max(1));
+        }
+        wait
+    }
+
+    fn note_error(&self, e: &Error) {
+        if let Error::Poisoned(p) = e {
+            let _ = self.poisoned.set(p.clone());
+        } else {
+            tracing::error!(error = ?e, "engine error");
+        }
+    }
+
+    fn commit_and_reply(&mut self, requests: usize) {
+        let result = self.store.commit(self.now);
+        if let Err(e) = &result {
+            self.note_error(e);
+        }
+        let m = &mut self.store.metrics;
+        m.batches += 1;
+        m.batch_requests += requests as u64;
+        let err = result.err();
+        for p in self.pending.drain(..) {
+            p(err.as_ref());
+        }
+    }
+
+    fn stop(&mut self, done: Option<oneshot::Sender<()>>) {
+        let ids: Vec<u64> = self.waiters.keys().copied().collect();
+        for id in ids {
+            self.finish_waiter(id, Ok(Vec::new()));
+        }
+        self.commit_and_reply(0);
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
+
+    fn defer<T: Send + 'static>(&mut self, tx: Reply<T>, r: Result<T>, write: bool) {
+        self.pending.push(Box::new(move |err: Option<&Error>| {
+            let r = match (err, write, r) {
+                (Some(e), true, Ok(_)) => Err(e.clone()),
+                (_, _, r) => r,
+            };
+            let _ = tx.send(r);
+        }));
+    }
+
+    fn apply(&mut self, cmd: Cmd) {
+        let now = self.now;
+        let s = &mut self.store;
+        match cmd {
+            Cmd::PutQueue(name, patch, tx) => {
+                let r = s.put_queue(&name, &patch, now);
+                self.defer(tx, r, true)
+            }
+            Cmd::GetQueue(name, tx) => {
+                let r = s.get_queue(&name, now);
+                self.defer(tx, r, false)
+            }
+            Cmd::ListQueues(tx) => {
+                let r = Ok(s.list_queues(now));
+                self.defer(tx, r, false)
+            }
+            Cmd::DeleteQueue(name, tx) => {
+                let r = s.delete_queue(&name);
+                self.defer(tx, r, true)
+            }
+            Cmd::Enqueue(q, jobs, tx) => {
+                let r = s.enqueue(&q, &jobs, now);
+                self.defer(tx, r, true)
+            }
+            Cmd::Receive(req, tx) => self.receive(req, tx),
+            Cmd::Ack(receipts, tx) => {
+                let r = s.ack(&receipts, now);
+                self.defer(tx, r, true)
+            }
+            Cmd::Fail(req, tx) => {
+                let r = s.fail(&req, now);
+                self.defer(tx, r, true)
+            }
+            Cmd::Extend(receipt, ms, tx) => {
+                let r = s.extend(&receipt, ms, now);
+                self.defer(tx, r, true)
+            }
+            Cmd::GetJob(id, tx) => {
+                let r = s.job_info(id);
+                self.defer(tx, r, false)
+            }
+            Cmd::ListDead(q, f, after, limit, tx) => {
+                let r = s.list_dead(&q, &f, after, limit);
+                self.defer(tx, r, false)
+            }
+            Cmd::Redrive(q, req, tx) => {
+                let r = s.redrive(&q, &req, now);
+                self.defer(tx, r, !req.dry_run)
+            }
+            Cmd::Purge(q, tx) => {
+                let r = s.purge(&q);
+                self.defer(tx, r, true)
+            }
+            Cmd::Snapshot(tx) => {
+                let (wal_bytes, wal_segments) = s.wal_size();
+                let snap = Snapshot {
+                    metrics: s.metrics.clone(),
+                    queues: s.list_queues(now),
+                    jobs: s.job_count(),
+                    wal_bytes,
+                    wal_segments,
+                    waiters: self.waiters.len(),
+                };
+                self.defer(tx, Ok(snap), false)
+            }
+            Cmd::Shutdown(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn receive(&mut self, req: ReceiveRequest, tx: Reply<Vec<Delivery>>) {
+        let checked = (|| {
+            if req.queues.is_empty() {
+                return Err(Error::invalid("queues", "name at least one queue"));
+            }
+            if req.queues.len() > limits::RECEIVE_QUEUES_COUNT_MAX {
+                return Err(Error::BatchTooLarge { count: req.queues.len(), max: limits::RECEIVE_QUEUES_COUNT_MAX });
+            }
+            if req.max == 0 || req.max > limits::RECEIVE_BATCH_COUNT_MAX {
+                return Err(Error::invalid("max", format!("1 to {}", limits::RECEIVE_BATCH_COUNT_MAX)));
+            }
+            if req.lease_ms.is_some_and(|l| l > limits::LEASE_DURATION_MAX_MS) {
+                return Err(Error::invalid("lease_ms", format!("at most {}", limits::LEASE_DURATION_MAX_MS)));
+            }
+            if req.worker_id.as_ref().is_some_and(|w| w.len() > limits::WORKER_ID_BYTES_MAX) {
+                return Err(Error::invalid("worker_id", format!("at most {} bytes", limits::WORKER_ID_BYTES_MAX)));
+            }
+            let qids = req.queues.iter().map(|q| self.store.queue_id(q)).collect::<Result<Vec<u32>>>()?;
+            let wait = req.wait_ms.unwrap_or_else(|| self.store.queues[&qids[0]].config.receive_wait_ms);
+            if wait > limits::RECEIVE_WAIT_MAX_MS {
+                return Err(Error::invalid("wait_ms", format!("at most {}", limits::RECEIVE_WAIT_MAX_MS)));
+            }
+            Ok((qids, wait))
+        })();
+        let (qids, wait) = match checked {
+            Ok(v) => v,
+            Err(e) => return self.defer(tx, Err(e), false),
+        };
+        let w = Waiter {
+            qids,
+            max: req.max as usize,
+            lease_ms: req.lease_ms,
+            worker: req.worker_id,
+            deadline: self.now + wait,
+            tx,
+        };
+        let r = self.try_receive(&w.qids.clone(), w.max, w.lease_ms, w.worker.clone().as_deref());
+        match r {
+            Ok(jobs) if jobs.is_empty() && wait > 0 => {
+                if self.waiters.len() >= limits::WAITERS_COUNT_MAX {
+                    let e = Error::LimitExceeded { limit: "WAITERS_COUNT_MAX", max: limits::WAITERS_COUNT_MAX as u64 };
+                    return self.defer(w.tx, Err(e), false);
+                }
+                let id = self.next_waiter;
+                self.next_waiter += 1;
+                for q in &w.qids {
+                    self.waiters_by_queue.entry(*q).or_default().push_back(id);
+                }
+                self.waiter_deadlines.insert((w.deadline, id));
+                self.waiters.insert(id, w);
+            }
+            r => self.defer(w.tx, r, true),
+        }
+    }
+
+    fn try_receive(&mut self, qids: &[u32], max: usize, lease_ms: Option<u64>, worker: Option<&str>) -> Result<Vec<Delivery>> {
+        let mut out = Vec::new();
+        for &qid in qids {
+            if out.len() >= max {
+                break;
+            }
+            if !self.store.queues.contains_key(&qid) {
+                continue;
+            }
+            self.store.receive_from(qid, max, lease_ms, worker, self.now, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Serves parked receivers of every queue that gained ready jobs, oldest waiter first.
+    fn serve_waiters(&mut self) {
+        while let Some(qid) = self.store.woken.pop() {
+            if let Some(q) = self.store.queues.get_mut(&qid) {
+                q.woken = false;
+            }
+            loop {
+                let has_ready = self.store.queues.get(&qid).is_some_and(|q| q.ready.iter().any(|r| !r.is_empty()));
+                if !has_ready {
+                    break;
+                }
+                let Some(id) = self.waiters_by_queue.get_mut(&qid).and_then(|d| d.pop_front()) else { break };
+                let Some(w) = self.waiters.get(&id) else { continue };
+                let (qids, max, lease_ms, worker) = (w.qids.clone(), w.max, w.lease_ms, w.worker.clone());
+                match self.try_receive(&qids, max, lease_ms, worker.as_deref()) {
+                    Ok(jobs) if jobs.is_empty() => {
+                        self.waiters_by_queue.entry(qid).or_default().push_front(id);
+                        break;
+                    }
+                    r => self.finish_waiter(id, r),
+                }
+            }
+        }
+    }
+
+    fn expire_waiters(&mut self) {
+        while let Some(&(t, id)) = self.waiter_deadlines.first() {
+            if t > self.now {
+                break;
+            }
+            self.finish_waiter(id, Ok(Vec::new()));
+        }
+    }
+
+    fn finish_waiter(&mut self, id: u64, r: Result<Vec<Delivery>>) {
+        let Some(w) = self.waiters.remove(&id) else { return };
+        self.waiter_deadlines.remove(&(w.deadline, id));
+        for q in &w.qids {
+            if let Some(d) = self.waiters_by_queue.get_mut(q) {
+                d.retain(|x| *x != id);
+            }
+        }
+        self.defer(w.tx, r, true);
+    }
+}
+
+impl EngineHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        match self.tx.try_send(make(tx)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(Error::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(Error::ShuttingDown),
+        }
+        rx.await.unwrap_or(Err(Error::ShuttingDown))
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        self.call(Cmd::Snapshot).await
+    }
+}
+
+impl Broker for EngineHandle {
+    async fn put_queue(&self, name: String, patch: QueuePatch) -> Result<(QueueInfo, bool)> {
+        self.call(|tx| Cmd::PutQueue(name, patch, tx)).await
+    }
+    async fn get_queue(&self, name: String) -> Result<QueueInfo> {
+        self.call(|tx| Cmd::GetQueue(name, tx)).await
+    }
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        self.call(Cmd::ListQueues).await
+    }
+    async fn delete_queue(&self, name: String) -> Result<()> {
+        self.call(|tx| Cmd::DeleteQueue(name, tx)).await
+    }
+    async fn enqueue(&self, queue: String, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        self.call(|tx| Cmd::Enqueue(queue, jobs, tx)).await
+    }
+    async fn receive(&self, req: ReceiveRequest) -> Result<Vec<Delivery>> {
+        self.call(|tx| Cmd::Receive(req, tx)).await
+    }
+    async fn ack(&self, receipts: Vec<String>) -> Result<Vec<AckResult>> {
+        self.call(|tx| Cmd::Ack(receipts, tx)).await
+    }
+    async fn fail(&self, req: FailRequest) -> Result<FailResult> {
+        self.call(|tx| Cmd::Fail(req, tx)).await
+    }
+    async fn extend(&self, receipt: String, lease_ms: u64) -> Result<u64> {
+        self.call(|tx| Cmd::Extend(receipt, lease_ms, tx)).await
+    }
+    async fn get_job(&self, id: JobId) -> Result<JobInfo> {
+        self.call(|tx| Cmd::GetJob(id, tx)).await
+    }
+    async fn list_dead(&self, queue: String, filter: DeadFilter, after: Option<JobId>, limit: usize) -> Result<DeadPage> {
+        self.call(|tx| Cmd::ListDead(queue, filter, after, limit, tx)).await
+    }
+    async fn redrive(&self, queue: String, req: RedriveRequest) -> Result<RedriveResult> {
+        self.call(|tx| Cmd::Redrive(queue, req, tx)).await
+    }
+    async fn purge(&self, queue: String) -> Result<u64> {
+        self.call(|tx| Cmd::Purge(queue, tx)).await
+    }
+    fn health(&self) -> Health {
+        Health { poisoned: self.poisoned.get().cloned(), durability: self.durability.to_string() }
+    }
+}

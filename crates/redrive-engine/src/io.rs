@@ -1,0 +1,262 @@
+//! The file layer under the WAL: a directory of append-only segment files behind two small
+//! traits, so tests can swap the real file system for memory that injects torn writes, lost
+//! unsynced data and fsync errors.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// A directory of segment files.
+pub trait Storage: Send + 'static {
+    /// File names in the directory.
+    fn list(&self) -> io::Result<Vec<String>>;
+    fn open(&self, name: &str) -> io::Result<Box<dyn SegmentFile>>;
+    /// Creates an empty file; fails if it exists.
+    fn create(&self, name: &str) -> io::Result<Box<dyn SegmentFile>>;
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Makes creations and removals durable.
+    fn sync_dir(&self) -> io::Result<()>;
+}
+
+/// One append-only file.
+pub trait SegmentFile: Send {
+    fn len(&self) -> u64;
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    fn sync(&mut self) -> io::Result<()>;
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// The real file system.
+pub struct FsStorage {
+    dir: PathBuf,
+}
+
+impl FsStorage {
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<FsStorage> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        Ok(FsStorage { dir })
+    }
+}
+
+struct FsFile {
+    file: File,
+    len: u64,
+}
+
+impl Storage for FsStorage {
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for e in fs::read_dir(&self.dir)? {
+            if let Some(n) = e?.file_name().to_str() {
+                names.push(n.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn open(&self, name: &str) -> io::Result<Box<dyn SegmentFile>> {
+        let file = OpenOptions::new().read(true).append(true).open(self.dir.join(name))?;
+        let len = file.metadata()?.len();
+        Ok(Box::new(FsFile { file, len }))
+    }
+
+    fn create(&self, name: &str) -> io::Result<Box<dyn SegmentFile>> {
+        let file = OpenOptions::new().read(true).append(true).create_new(true).open(self.dir.join(name))?;
+        Ok(Box::new(FsFile { file, len: 0 }))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.dir.join(name))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+impl SegmentFile for FsFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.file.sync_all()?;
+        self.len = len;
+        Ok(())
+    }
+}
+
+/// In-memory storage for tests. It remembers how much of each file was synced, can fail the
+/// next fsync or write, and [`MemStorage::crash`] drops what was never synced, optionally leaving
+/// a torn prefix of it, as a power cut would.
+#[derive(Clone, Default)]
+pub struct MemStorage {
+    inner: Arc<Mutex<MemInner>>,
+}
+
+#[derive(Default)]
+struct MemInner {
+    files: BTreeMap<String, MemData>,
+    fail_sync: bool,
+    fail_write: bool,
+}
+
+#[derive(Default, Clone)]
+struct MemData {
+    data: Vec<u8>,
+    synced: usize,
+}
+
+struct MemFile {
+    name: String,
+    store: MemStorage,
+}
+
+impl MemStorage {
+    pub fn new() -> MemStorage {
+        MemStorage::default()
+    }
+
+    /// Every later fsync fails (until cleared).
+    pub fn fail_syncs(&self, on: bool) {
+        self.inner.lock().unwrap().fail_sync = on;
+    }
+
+    /// Every later write fails (until cleared).
+    pub fn fail_writes(&self, on: bool) {
+        self.inner.lock().unwrap().fail_write = on;
+    }
+
+    /// Simulates a power cut: each file keeps its synced bytes plus the first `torn` bytes of
+    /// what was written after the last sync.
+    pub fn crash(&self, torn: usize) {
+        let mut g = self.inner.lock().unwrap();
+        g.fail_sync = false;
+        g.fail_write = false;
+        for f in g.files.values_mut() {
+            let keep = (f.synced + torn).min(f.data.len());
+            f.data.truncate(keep);
+            f.synced = keep;
+        }
+    }
+
+    /// Direct access for corruption tests.
+    pub fn with_file<R>(&self, name: &str, f: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
+        let mut g = self.inner.lock().unwrap();
+        g.files.get_mut(name).map(|d| f(&mut d.data))
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        self.inner.lock().unwrap().files.values().map(|f| f.data.len()).sum()
+    }
+}
+
+impl Storage for MemStorage {
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(self.inner.lock().unwrap().files.keys().cloned().collect())
+    }
+
+    fn open(&self, name: &str) -> io::Result<Box<dyn SegmentFile>> {
+        if !self.inner.lock().unwrap().files.contains_key(name) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, name.to_owned()));
+        }
+        Ok(Box::new(MemFile { name: name.to_owned(), store: self.clone() }))
+    }
+
+    fn create(&self, name: &str) -> io::Result<Box<dyn SegmentFile>> {
+        let mut g = self.inner.lock().unwrap();
+        if g.files.contains_key(name) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, name.to_owned()));
+        }
+        g.files.insert(name.to_owned(), MemData::default());
+        Ok(Box::new(MemFile { name: name.to_owned(), store: self.clone() }))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.inner.lock().unwrap().files.remove(name);
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl MemFile {
+    fn with<R>(&self, f: impl FnOnce(&mut MemInner, &str) -> R) -> R {
+        let mut g = self.store.inner.lock().unwrap();
+        f(&mut g, &self.name)
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, "file removed")
+}
+
+impl SegmentFile for MemFile {
+    fn len(&self) -> u64 {
+        self.with(|g, n| g.files.get(n).map_or(0, |f| f.data.len() as u64))
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.with(|g, n| {
+            let f = g.files.get(n).ok_or_else(gone)?;
+            let end = offset as usize + buf.len();
+            if end > f.data.len() {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end"));
+            }
+            buf.copy_from_slice(&f.data[offset as usize..end]);
+            Ok(())
+        })
+    }
+
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.with(|g, n| {
+            if g.fail_write {
+                return Err(io::Error::other("injected write failure"));
+            }
+            g.files.get_mut(n).ok_or_else(gone)?.data.extend_from_slice(data);
+            Ok(())
+        })
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.with(|g, n| {
+            if g.fail_sync {
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            let f = g.files.get_mut(n).ok_or_else(gone)?;
+            f.synced = f.data.len();
+            Ok(())
+        })
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.with(|g, n| {
+            let f = g.files.get_mut(n).ok_or_else(gone)?;
+            f.data.truncate(len as usize);
+            f.synced = f.synced.min(len as usize);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! Reclaiming WAL space. A sealed segment that no holder points into is deleted. The oldest
+//! sealed segment, once most of its records are dead, is compacted: its live records are appended
+//! again at the head, made durable, and the segment deleted.
+//!
+//! Only the oldest segment is ever compacted, and that is what makes dropping tombstones safe: a
+//! tombstone exists to shadow older records of its job, and every older record lived in this
+//! segment or in one already deleted.
+
+use redrive_core::{Error, Result};
+
+use super::Store;
+use crate::wal::record::Record;
+use crate::wal::{Durability, Loc};
+
+/// Compact the oldest segment when fewer than this share of its records are live.
+const COMPACT_LIVE_RATIO_MAX: f64 = 0.5;
+
+impl Store {
+    /// Does one step of space reclamation; returns whether anything changed on disk. Every record
+    /// appended so far is made durable first: deleting a segment is only safe once what
+    /// superseded its records is on disk.
+    pub fn compact_step(&mut self, now: u64) -> Result<bool> {
+        self.writable()?;
+        let empty: Vec<u32> = self.wal.sealed().filter(|s| s.1 == 0).map(|s| s.0).collect();
+        let oldest = self.wal.sealed().next();
+        let compact =
+            oldest.filter(|&(_, live, records)| live > 0 && (live as f64) < records as f64 * COMPACT_LIVE_RATIO_MAX);
+        if empty.is_empty() && compact.is_none() {
+            return Ok(false);
+        }
+        self.sync_all(now)?;
+        for n in empty {
+            self.wal.remove_segment(n).map_err(Error::Poisoned)?;
+            self.metrics.deleted_segments += 1;
+        }
+        if let Some((n, _, _)) = compact {
+            self.move_live_records(n)?;
+            self.sync_all(now)?;
+            self.wal.remove_segment(n).map_err(Error::Poisoned)?;
+            self.metrics.compacted_segments += 1;
+        }
+        Ok(true)
+    }
+
+    fn sync_all(&mut self, now: u64) -> Result<()> {
+        self.wal.commit(Durability::Sync, now).map(|_| ()).map_err(Error::Poisoned)
+    }
+
+    fn move_live_records(&mut self, n: u32) -> Result<()> {
+        let records = self.wal.records(n).map_err(|e| Error::Internal(format!("compacting: {e}")))?;
+        for (loc, rec) in records {
+            match rec {
+                Record::QueuePut { qid, .. } => {
+                    if self.queues.get(&qid).is_some_and(|q| q.loc == loc) {
+                        self.log_queue(qid)?;
+                    }
+                }
+                Record::QueueDelete { .. } | Record::Remove { .. } => self.wal.hold(loc, -1),
+                Record::Enqueue(e) => {
+                    let job = self.jobs.get(&e.id);
+                    let body = job.is_some_and(|j| j.body_loc == loc);
+                    let meta = job.is_some_and(|j| j.meta_loc == loc);
+                    let key = e.idempotency_key.as_deref().map(|k| (e.meta.qid, Box::<str>::from(k)));
+                    let dedup = key.as_ref().is_some_and(|k| self.dedup.get(k).is_some_and(|d| d.loc == loc));
+                    if !(body || meta || dedup) {
+                        continue;
+                    }
+                    let new = self
+                        .wal
+                        .append(|w| {
+                            w.enqueue(e.id, &e.meta, e.idempotency_key.as_deref(), e.traceparent.as_deref(), &e.attributes, &e.body)
+                        })
+                        .map_err(Error::Poisoned)?;
+                    if let Some(job) = self.jobs.get_mut(&e.id) {
+                        if body {
+                            job.body_loc = new;
+                            self.wal.hold(loc, -1);
+                            self.wal.hold(new, 1);
+                        }
+                        if meta {
+                            job.meta_loc = new;
+                            self.wal.hold(loc, -1);
+                            self.wal.hold(new, 1);
+                        }
+                    }
+                    if dedup {
+                        self.dedup.get_mut(&key.expect("dedup implies key")).expect("checked").loc = new;
+                        self.wal.hold(loc, -1);
+                        self.wal.hold(new, 1);
+                    }
+                }
+                Record::Meta { id, meta, worker } => {
+                    if self.jobs.get(&id).is_some_and(|j| j.meta_loc == loc) {
+                        let new = self.wal.append(|w| w.meta_record(id, &meta, worker.as_deref())).map_err(Error::Poisoned)?;
+                        self.move_holder(id, loc, new, |j| &mut j.meta_loc);
+                    }
+                }
+                Record::Attempts { id, total, entries } => {
+                    if self.jobs.get(&id).is_some_and(|j| j.attempts_loc == loc) {
+                        let new = self.wal.append(|w| w.attempts(id, total, &entries)).map_err(Error::Poisoned)?;
+                        self.move_holder(id, loc, new, |j| &mut j.attempts_loc);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn move_holder(&mut self, id: u128, old: Loc, new: Loc, field: impl FnOnce(&mut super::Job) -> &mut Loc) {
+        let job = self.jobs.get_mut(&id).expect("live job");
+        *field(job) = new;
+        self.wal.hold(old, -1);
+        self.wal.hold(new, 1);
+    }
+}

@@ -1,0 +1,156 @@
+//! Dead letters: listing them with filters, redriving them, and purging queues.
+
+use redrive_core::broker::{DeadFilter, DeadPage, JobInfo, RedriveRequest, RedriveResult};
+use redrive_core::model::{signature, JobId, JobState};
+use redrive_core::{limits, Error, Result};
+
+use super::{state_of, Store};
+use crate::wal::record::QID_NONE;
+
+impl Store {
+    fn dead_matches(&self, id: u128, f: &DeadFilter) -> Result<bool> {
+        let job = &self.jobs[&id];
+        let m = job.meta;
+        if f.since.is_some_and(|t| m.completed_at < t) || f.until.is_some_and(|t| m.completed_at > t) {
+            return Ok(false);
+        }
+        if let Some(src) = &f.source_queue {
+            let source = if m.source_qid == QID_NONE { m.qid } else { m.source_qid };
+            if self.queue_name(source) != *src {
+                return Ok(false);
+            }
+        }
+        if f.error_type.is_none() && f.signature.is_none() {
+            return Ok(true);
+        }
+        let attempts = self.read_attempts(job)?;
+        let last = attempts.iter().rev().find_map(|a| a.error.as_ref());
+        let Some(err) = last else { return Ok(false) };
+        if f.error_type.as_ref().is_some_and(|t| *t != err.kind) {
+            return Ok(false);
+        }
+        Ok(f.signature.as_ref().is_none_or(|s| *s == signature(&err.kind, &err.message)))
+    }
+
+    /// Dead jobs in `queue` (moved here as a dead-letter queue, or parked here), oldest first.
+    pub fn list_dead(&self, queue: &str, f: &DeadFilter, after: Option<JobId>, limit: usize) -> Result<DeadPage> {
+        let q = &self.queues[&self.queue_id(queue)?];
+        let limit = limit.clamp(1, limits::DEAD_PAGE_COUNT_MAX);
+        let start = after.map_or(0, |a| a.0.saturating_add(1));
+        let mut jobs: Vec<JobInfo> = Vec::new();
+        let mut next = None;
+        for &id in q.dead.range(start..) {
+            if !self.dead_matches(id, f)? {
+                continue;
+            }
+            if jobs.len() == limit {
+                next = jobs.last().map(|j| j.id);
+                break;
+            }
+            jobs.push(self.job_info(JobId(id))?);
+        }
+        Ok(DeadPage { jobs, next })
+    }
+
+    /// Moves dead jobs back to their source queue (or `to`), resetting failures and receive count
+    /// and keeping their attempt log and lineage.
+    pub fn redrive(&mut self, queue: &str, req: &RedriveRequest, now: u64) -> Result<RedriveResult> {
+        if !req.dry_run {
+            self.writable()?;
+        }
+        let qid = self.queue_id(queue)?;
+        if req.ids.is_some() && req.filter.is_some() {
+            return Err(Error::invalid("ids", "give ids or filter, not both"));
+        }
+        if req.delay_ms.is_some_and(|d| d > limits::DELAY_MAX_MS) {
+            return Err(Error::invalid("delay_ms", format!("at most {}", limits::DELAY_MAX_MS)));
+        }
+        let to = req.to.as_deref().map(|t| self.queue_id(t)).transpose()?;
+        let filter = req.filter.clone().unwrap_or_default();
+        let mut picked = Vec::new();
+        match &req.ids {
+            Some(ids) => {
+                if ids.len() > limits::REDRIVE_COUNT_MAX {
+                    return Err(Error::BatchTooLarge { count: ids.len(), max: limits::REDRIVE_COUNT_MAX });
+                }
+                for id in ids {
+                    if !self.queues[&qid].dead.contains(&id.0) {
+                        return Err(Error::invalid("ids", format!("job {id} is not a dead job in queue {queue:?}")));
+                    }
+                    picked.push(id.0);
+                }
+            }
+            None => {
+                for &id in &self.queues[&qid].dead {
+                    if picked.len() == limits::REDRIVE_COUNT_MAX {
+                        break;
+                    }
+                    if self.dead_matches(id, &filter)? {
+                        picked.push(id);
+                    }
+                }
+            }
+        }
+        // Leased dead letters (a consumer of the dead-letter queue holds them) are left alone.
+        picked.retain(|id| state_of(&self.jobs[id].meta) != JobState::Leased);
+        for &id in &picked {
+            let m = self.jobs[&id].meta;
+            let target = match to {
+                Some(t) => t,
+                None if m.source_qid != QID_NONE => m.source_qid,
+                None => m.qid,
+            };
+            if !self.queues.contains_key(&target) {
+                return Err(Error::QueueNotFound(self.queue_name(target)));
+            }
+        }
+        if !req.dry_run {
+            for &id in &picked {
+                self.redrive_one(id, qid, to, req.delay_ms.unwrap_or(0), now)?;
+            }
+        }
+        Ok(RedriveResult { moved: picked.len() as u64, dry_run: req.dry_run, ids: picked.into_iter().map(JobId).collect() })
+    }
+
+    fn redrive_one(&mut self, id: u128, from: u32, to: Option<u32>, delay: u64, now: u64) -> Result<()> {
+        let m = self.jobs[&id].meta;
+        let target = to.unwrap_or(if m.source_qid != QID_NONE { m.source_qid } else { m.qid });
+        let tq = self.queues.get_mut(&target).expect("checked");
+        tq.totals.redriven += 1;
+        let expires_at = now + tq.config.retention_ms;
+        self.metrics.redriven += 1;
+        self.update(id, |m, x| {
+            m.qid = target;
+            m.state = if delay > 0 { JobState::Delayed } else { JobState::Ready } as u8;
+            m.visible_at = now + delay;
+            m.dead_reason = 0;
+            m.source_qid = QID_NONE;
+            m.failures = 0;
+            m.receive_count = 0;
+            m.redrive_count += 1;
+            m.redriven_from_qid = from;
+            x.expires_at = expires_at;
+        })
+    }
+
+    /// Deletes every ready and delayed job of a queue; returns how many.
+    pub fn purge(&mut self, queue: &str) -> Result<u64> {
+        self.writable()?;
+        let qid = self.queue_id(queue)?;
+        let ids: Vec<u128> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                j.meta.qid == qid && matches!(state_of(&j.meta), JobState::Ready | JobState::Delayed)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for &id in &ids {
+            self.remove_job(id)?;
+        }
+        let n = ids.len() as u64;
+        self.queues.get_mut(&qid).expect("exists").totals.purged += n;
+        self.metrics.purged += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,475 @@
+//! The life of a job: enqueue, receive (lease), ack, fail, extend, and status by id.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use redrive_core::broker::{AckResult, DeadInfo, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob};
+use redrive_core::model::{Attempt, DeadReason, ErrorInfo, JobId, JobState, Outcome, Priority, Receipt};
+use redrive_core::{limits, Error, Result};
+
+use super::{state_of, Dedup, Job, Store};
+use crate::wal::record::{Meta, Record, QID_NONE};
+use crate::wal::LOC_NONE;
+
+/// A validated job ready to be enqueued.
+pub struct Checked<'a> {
+    job: &'a NewJob,
+    priority: Priority,
+    visible_at: u64,
+}
+
+impl Store {
+    /// Checks every job of a batch before anything is written, so a bad job rejects the batch.
+    pub fn check_enqueue<'a>(&self, qid: u32, jobs: &'a [NewJob], now: u64) -> Result<Vec<Checked<'a>>> {
+        if jobs.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        if jobs.len() > limits::ENQUEUE_BATCH_COUNT_MAX {
+            return Err(Error::BatchTooLarge { count: jobs.len(), max: limits::ENQUEUE_BATCH_COUNT_MAX });
+        }
+        if self.jobs.len() + jobs.len() > limits::JOBS_COUNT_MAX {
+            return Err(Error::LimitExceeded { limit: "JOBS_COUNT_MAX", max: limits::JOBS_COUNT_MAX as u64 });
+        }
+        let config = &self.queues[&qid].config;
+        jobs.iter()
+            .map(|job| {
+                let size = job.body.len() as u64;
+                if size > config.max_message_bytes as u64 {
+                    return Err(Error::MessageTooLarge { size, max: config.max_message_bytes.into() });
+                }
+                check_job_fields(job)?;
+                let visible_at = match (job.delay_ms, job.run_at) {
+                    (Some(_), Some(_)) => return Err(Error::invalid("delay_ms", "give delay_ms or run_at, not both")),
+                    (Some(d), None) if d > limits::DELAY_MAX_MS => {
+                        return Err(Error::invalid("delay_ms", format!("at most {}", limits::DELAY_MAX_MS)))
+                    }
+                    (Some(d), None) => now + d,
+                    (None, Some(t)) if t > now + limits::DELAY_MAX_MS => {
+                        return Err(Error::invalid("run_at", "at most 365 days ahead"))
+                    }
+                    (None, Some(t)) => t.max(now),
+                    (None, None) => now + config.delay_ms,
+                };
+                Ok(Checked { job, priority: job.priority.unwrap_or_default(), visible_at })
+            })
+            .collect()
+    }
+
+    pub fn enqueue(&mut self, queue: &str, jobs: &[NewJob], now: u64) -> Result<Vec<Enqueued>> {
+        self.writable()?;
+        let qid = self.queue_id(queue)?;
+        let checked = self.check_enqueue(qid, jobs, now)?;
+        let mut out = Vec::with_capacity(checked.len());
+        for c in checked {
+            out.push(self.enqueue_one(qid, c, now)?);
+        }
+        Ok(out)
+    }
+
+    fn enqueue_one(&mut self, qid: u32, c: Checked<'_>, now: u64) -> Result<Enqueued> {
+        let q = self.queues.get_mut(&qid).expect("checked");
+        let key = c.job.idempotency_key.as_deref();
+        if let Some(key) = key {
+            if let Some(d) = self.dedup.get(&(qid, Box::from(key))) {
+                if d.expires_at > now {
+                    q.totals.duplicates += 1;
+                    self.metrics.duplicates += 1;
+                    return Ok(Enqueued { id: JobId(d.id), duplicate: true });
+                }
+            }
+        }
+        let id = JobId::new_v7(now).0;
+        let meta = Meta {
+            version: 0,
+            qid,
+            state: if c.visible_at > now { JobState::Delayed } else { JobState::Ready } as u8,
+            priority: c.priority as u8,
+            max_attempts: c.job.max_attempts.unwrap_or(0),
+            enqueued_at: now,
+            visible_at: c.visible_at,
+            source_qid: QID_NONE,
+            redriven_from_qid: QID_NONE,
+            ..Meta::default()
+        };
+        let expires_at = now + q.config.retention_ms;
+        let dedup_window = q.config.dedup_window_ms;
+        q.totals.enqueued += 1;
+        self.metrics.enqueued += 1;
+        let job = c.job;
+        let loc = self
+            .wal
+            .append(|e| e.enqueue(id, &meta, key, job.traceparent.as_deref(), &job.attributes, &job.body))
+            .map_err(Error::Poisoned)?;
+        self.wal.hold(loc, 2); // body and metadata
+        self.jobs.insert(
+            id,
+            Job { meta, worker: u32::MAX, body_loc: loc, meta_loc: loc, attempts_loc: LOC_NONE, attempts_total: 0, expires_at },
+        );
+        self.index(id);
+        if let (Some(key), true) = (key, dedup_window > 0) {
+            let expires_at = now + dedup_window;
+            let old = self.dedup.insert((qid, key.into()), Dedup { id, expires_at, loc });
+            if let Some(old) = old {
+                self.wal.hold(old.loc, -1);
+            }
+            self.wal.hold(loc, 1);
+            self.dedup_expiry.insert((expires_at, qid, key.into()));
+        }
+        Ok(Enqueued { id: JobId(id), duplicate: false })
+    }
+
+    /// Leases up to `max` ready jobs from `qid`, best priority first (with aging). Jobs past their
+    /// receive limit die instead of being delivered.
+    pub fn receive_from(
+        &mut self,
+        qid: u32,
+        max: usize,
+        lease_ms: Option<u64>,
+        worker: Option<&str>,
+        now: u64,
+        out: &mut Vec<Delivery>,
+    ) -> Result<()> {
+        self.writable()?;
+        let worker = self.intern_worker(worker);
+        while out.len() < max {
+            let q = &self.queues[&qid];
+            if q.counts[JobState::Leased as usize] as usize >= limits::INFLIGHT_PER_QUEUE_MAX {
+                if out.is_empty() {
+                    return Err(Error::LimitExceeded {
+                        limit: "INFLIGHT_PER_QUEUE_MAX",
+                        max: limits::INFLIGHT_PER_QUEUE_MAX as u64,
+                    });
+                }
+                break;
+            }
+            let Some(id) = next_ready(q, now) else { break };
+            let (lease, max_receives) =
+                (lease_ms.unwrap_or(q.config.visibility_timeout_ms), q.config.max_receive_count);
+            let job = &self.jobs[&id];
+            if let Some(maxr) = max_receives {
+                if job.meta.receive_count >= maxr {
+                    self.die(id, DeadReason::MaxReceives, now)?;
+                    continue;
+                }
+            }
+            if job.expires_at <= now {
+                self.expire(id, now)?;
+                continue;
+            }
+            let first = job.meta.first_received_at == 0;
+            let waited = now.saturating_sub(job.meta.visible_at);
+            self.update(id, |m, x| {
+                m.state = JobState::Leased as u8;
+                m.epoch += 1;
+                m.receive_count += 1;
+                if first {
+                    m.first_received_at = now;
+                }
+                m.leased_at = now;
+                m.visible_at = now + lease;
+                x.worker = worker;
+            })?;
+            self.metrics.start_latency_ms.record(waited);
+            self.metrics.delivered += 1;
+            self.queues.get_mut(&qid).expect("exists").totals.delivered += 1;
+            out.push(self.delivery(id)?);
+        }
+        Ok(())
+    }
+
+    fn delivery(&self, id: u128) -> Result<Delivery> {
+        let job = &self.jobs[&id];
+        let m = job.meta;
+        let Record::Enqueue(e) = self.read_body(job)? else { unreachable!("read_body returns enqueue records") };
+        Ok(Delivery {
+            id: JobId(id),
+            queue: self.queue_name(m.qid),
+            body: e.body,
+            attributes: e.attributes,
+            priority: Priority::from_u8(m.priority).expect("valid"),
+            receipt: Receipt { id: JobId(id), epoch: m.epoch }.to_string(),
+            attempt: m.receive_count,
+            enqueued_at: m.enqueued_at,
+            lease_expires_at: m.visible_at,
+            traceparent: e.traceparent,
+            dead: self.dead_info(&m),
+        })
+    }
+
+    pub(crate) fn read_body(&self, job: &Job) -> Result<Record> {
+        match self.wal.read(job.body_loc) {
+            Ok(r @ Record::Enqueue(_)) => Ok(r),
+            Ok(_) => Err(Error::Internal("body location holds another record".into())),
+            Err(e) => Err(Error::Internal(format!("reading a job body: {e}"))),
+        }
+    }
+
+    pub(crate) fn dead_info(&self, m: &Meta) -> Option<DeadInfo> {
+        let reason = DeadReason::from_u8(m.dead_reason)?;
+        let source = if m.source_qid == QID_NONE { m.qid } else { m.source_qid };
+        Some(DeadInfo { reason, source_queue: self.queue_name(source), died_at: m.completed_at })
+    }
+
+    /// Finds the leased job a receipt names, or says why not.
+    fn leased(&self, receipt: &str) -> Result<u128, AckResult> {
+        let r: Receipt = receipt.parse().map_err(|()| AckResult::Unknown)?;
+        let job = self.jobs.get(&r.id.0).ok_or(AckResult::Unknown)?;
+        if state_of(&job.meta) != JobState::Leased || job.meta.epoch != r.epoch {
+            return Err(AckResult::Stale);
+        }
+        Ok(r.id.0)
+    }
+
+    fn lease_error(e: AckResult) -> Error {
+        match e {
+            AckResult::Stale => Error::StaleReceipt,
+            _ => Error::InvalidReceipt,
+        }
+    }
+
+    pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Vec<AckResult>> {
+        self.writable()?;
+        if receipts.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        if receipts.len() > limits::ACK_BATCH_COUNT_MAX {
+            return Err(Error::BatchTooLarge { count: receipts.len(), max: limits::ACK_BATCH_COUNT_MAX });
+        }
+        let mut out = Vec::with_capacity(receipts.len());
+        for r in receipts {
+            match self.leased(r) {
+                Ok(id) => {
+                    self.complete(id, now)?;
+                    out.push(AckResult::Ok);
+                }
+                Err(e) => out.push(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn complete(&mut self, id: u128, now: u64) -> Result<()> {
+        let qid = self.jobs[&id].meta.qid;
+        let q = self.queues.get_mut(&qid).expect("job's queue exists");
+        q.totals.acked += 1;
+        let forget_at = now + q.config.completed_retention_ms;
+        self.metrics.acked += 1;
+        self.update(id, |m, x| {
+            m.state = JobState::Acked as u8;
+            m.completed_at = now;
+            m.visible_at = now;
+            x.expires_at = forget_at;
+        })?;
+        self.completed_order.push_back(id);
+        // The body is no longer needed; only its dedup entry (if any) may still hold the record.
+        let job = self.jobs.get_mut(&id).expect("exists");
+        let body = std::mem::replace(&mut job.body_loc, LOC_NONE);
+        self.wal.hold(body, -1);
+        Ok(())
+    }
+
+    pub fn fail(&mut self, req: &FailRequest, now: u64) -> Result<FailResult> {
+        self.writable()?;
+        let id = self.leased(&req.receipt).map_err(Self::lease_error)?;
+        if let Some(ms) = req.retry_after_ms {
+            if ms > limits::DELAY_MAX_MS {
+                return Err(Error::invalid("retry_after_ms", format!("at most {}", limits::DELAY_MAX_MS)));
+            }
+        }
+        let error = req.error.clone().truncated();
+        self.end_attempt(id, Outcome::Failed, Some(error), now)?;
+        let m = self.jobs[&id].meta;
+        let qid = m.qid;
+        let q = self.queues.get_mut(&qid).expect("exists");
+        q.totals.failed += 1;
+        self.metrics.failed += 1;
+        let max_attempts = match m.max_attempts {
+            0 => q.config.max_attempts,
+            u32::MAX => None,
+            n => Some(n),
+        };
+        let failures = m.failures + 1;
+        let backoff = q.config.backoff;
+        let reason = if req.non_retryable {
+            Some(DeadReason::NonRetryable)
+        } else if max_attempts.is_some_and(|max| failures >= max) {
+            Some(DeadReason::MaxAttempts)
+        } else {
+            None
+        };
+        self.update(id, |m, _| m.failures = failures)?;
+        if let Some(reason) = reason {
+            self.die(id, reason, now)?;
+            let m = self.jobs[&id].meta;
+            return Ok(FailResult {
+                state: state_of(&m),
+                queue: self.queue_name(m.qid),
+                retry_at: None,
+                dead_reason: Some(reason),
+            });
+        }
+        let delay = req.retry_after_ms.unwrap_or_else(|| self.rng.random_range(0..=backoff.ceiling_ms(failures)));
+        self.retry_at(id, now + delay, now)?;
+        Ok(FailResult { state: state_of(&self.jobs[&id].meta), queue: self.queue_name(qid), retry_at: Some(now + delay), dead_reason: None })
+    }
+
+    /// Puts a job back to wait until `at` (ready at once when `at <= now`).
+    pub(crate) fn retry_at(&mut self, id: u128, at: u64, now: u64) -> Result<()> {
+        self.update(id, |m, _| {
+            m.state = if at > now { JobState::Delayed } else { JobState::Ready } as u8;
+            m.visible_at = at.max(now);
+        })
+    }
+
+    /// Records the end of the current lease in the attempt log.
+    pub(crate) fn end_attempt(&mut self, id: u128, outcome: Outcome, error: Option<ErrorInfo>, now: u64) -> Result<()> {
+        let job = &self.jobs[&id];
+        let entry = Attempt {
+            attempt: job.meta.receive_count,
+            worker_id: self.worker_name(job.worker),
+            started_at: job.meta.leased_at,
+            ended_at: now,
+            outcome,
+            error,
+        };
+        self.log_attempt(id, entry)
+    }
+
+    /// Kills a job: it moves to its queue's dead-letter queue as ready, or is parked as `dead`.
+    pub(crate) fn die(&mut self, id: u128, reason: DeadReason, now: u64) -> Result<()> {
+        let m = self.jobs[&id].meta;
+        let q = self.queues.get_mut(&m.qid).expect("job's queue exists");
+        q.totals.dead_lettered += 1;
+        self.metrics.dead_lettered += 1;
+        let dlq = q.config.dead_letter_queue.as_ref().and_then(|d| self.queue_ids.get(d).copied());
+        let retention = dlq.map(|d| self.queues[&d].config.retention_ms);
+        self.update(id, |m, x| {
+            m.dead_reason = reason as u8;
+            m.completed_at = now;
+            match (dlq, retention) {
+                (Some(dlq), Some(retention)) => {
+                    if m.source_qid == QID_NONE {
+                        m.source_qid = m.qid;
+                    }
+                    m.qid = dlq;
+                    m.state = JobState::Ready as u8;
+                    m.visible_at = now;
+                    m.priority = Priority::Standard as u8;
+                    x.expires_at = now + retention;
+                }
+                _ => m.state = JobState::Dead as u8,
+            }
+        })
+    }
+
+    pub fn extend(&mut self, receipt: &str, lease_ms: u64, now: u64) -> Result<u64> {
+        self.writable()?;
+        if lease_ms > limits::LEASE_DURATION_MAX_MS {
+            return Err(Error::invalid("lease_ms", format!("at most {}", limits::LEASE_DURATION_MAX_MS)));
+        }
+        let id = self.leased(receipt).map_err(Self::lease_error)?;
+        if lease_ms == 0 {
+            self.end_attempt(id, Outcome::Released, None, now)?;
+            self.retry_at(id, now, now)?;
+            return Ok(now);
+        }
+        // Not logged: leases do not survive a restart (recovery revokes them), so the WAL only
+        // needs the epoch, which the lease itself logged.
+        self.unindex(id);
+        self.jobs.get_mut(&id).expect("leased").meta.visible_at = now + lease_ms;
+        self.index(id);
+        Ok(now + lease_ms)
+    }
+
+    pub fn job_info(&self, id: JobId) -> Result<JobInfo> {
+        let job = self.jobs.get(&id.0).ok_or(Error::JobNotFound(id))?;
+        let m = job.meta;
+        let mut attempts = self.read_attempts(job)?;
+        let state = state_of(&m);
+        // The successful attempt is not logged as its own record (the ack's metadata holds it).
+        if state == JobState::Acked && attempts.last().is_none_or(|a| a.attempt < m.receive_count) {
+            attempts.push(Attempt {
+                attempt: m.receive_count,
+                worker_id: self.worker_name(job.worker),
+                started_at: m.leased_at,
+                ended_at: m.completed_at,
+                outcome: Outcome::Ok,
+                error: None,
+            });
+        }
+        let (body, attributes, key) = if job.body_loc != LOC_NONE {
+            let Record::Enqueue(e) = self.read_body(job)? else { unreachable!() };
+            (Some(e.body), e.attributes, e.idempotency_key)
+        } else {
+            (None, BTreeMap::new(), None)
+        };
+        Ok(JobInfo {
+            id,
+            queue: self.queue_name(m.qid),
+            state,
+            priority: Priority::from_u8(m.priority).expect("valid"),
+            receive_count: m.receive_count,
+            failures: m.failures,
+            max_attempts: match m.max_attempts {
+                0 => self.queues.get(&m.qid).and_then(|q| q.config.max_attempts),
+                u32::MAX => None,
+                n => Some(n),
+            },
+            enqueued_at: m.enqueued_at,
+            visible_at: m.visible_at,
+            first_received_at: (m.first_received_at != 0).then_some(m.first_received_at),
+            completed_at: (state == JobState::Acked).then_some(m.completed_at),
+            idempotency_key: key,
+            dead: self.dead_info(&m),
+            redrive_count: m.redrive_count,
+            redriven_from: (m.redriven_from_qid != QID_NONE).then(|| self.queue_name(m.redriven_from_qid)),
+            body,
+            attributes,
+            attempts,
+        })
+    }
+}
+
+/// The next job to deliver: the head of each priority level, with a head that has waited past
+/// the aging time served as one level higher; ties go to the one ready first.
+fn next_ready(q: &super::Queue, now: u64) -> Option<u128> {
+    let aging = q.config.priority_aging_ms;
+    let mut best: Option<(usize, u64, u128)> = None;
+    for (level, set) in q.ready.iter().enumerate() {
+        let Some(&(since, id)) = set.first() else { continue };
+        let aged = aging.is_some_and(|a| level > 0 && now.saturating_sub(since) >= a);
+        let eff = level - aged as usize;
+        if best.is_none_or(|(bl, bs, _)| (eff, since) < (bl, bs)) {
+            best = Some((eff, since, id));
+        }
+    }
+    best.map(|(_, _, id)| id)
+}
+
+fn check_job_fields(job: &NewJob) -> Result<()> {
+    if job.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX) {
+        return Err(Error::invalid("idempotency_key", format!("1 to {} bytes", limits::IDEMPOTENCY_KEY_BYTES_MAX)));
+    }
+    if job.traceparent.as_ref().is_some_and(|t| t.len() > limits::TRACEPARENT_BYTES_MAX) {
+        return Err(Error::invalid("traceparent", format!("at most {} bytes", limits::TRACEPARENT_BYTES_MAX)));
+    }
+    if job.attributes.len() > limits::ATTRIBUTES_COUNT_MAX {
+        return Err(Error::invalid("attributes", format!("at most {} attributes", limits::ATTRIBUTES_COUNT_MAX)));
+    }
+    for (k, v) in &job.attributes {
+        if k.is_empty() || k.len() > limits::ATTRIBUTE_KEY_BYTES_MAX || v.len() > limits::ATTRIBUTE_VALUE_BYTES_MAX {
+            return Err(Error::invalid(
+                "attributes",
+                format!(
+                    "keys 1 to {} bytes, values at most {} bytes",
+                    limits::ATTRIBUTE_KEY_BYTES_MAX,
+                    limits::ATTRIBUTE_VALUE_BYTES_MAX
+                ),
+            ));
+        }
+    }
+    if job.max_attempts.is_some_and(|n| n == 0 || n > limits::ATTEMPTS_MAX) {
+        return Err(Error::invalid("max_attempts", format!("1 to {}", limits::ATTEMPTS_MAX)));
+    }
+    Ok(())
+}

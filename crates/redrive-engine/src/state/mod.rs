@@ -1,0 +1,292 @@
+//! The queue state machine: every queue and job, their indexes, and the operations on them.
+//!
+//! [`Store`] is synchronous and deterministic apart from job ids and jitter: time is passed in as
+//! `now` (ms). Every change goes through [`Store::unindex`] → change the metadata →
+//! [`Store::index`] → append a WAL record, so the indexes and counters can never drift from the
+//! jobs. Nothing here waits on I/O except reads of job bodies and attempt logs from the WAL.
+//!
+//! # Layout
+//! - `queue`: queue records, create/update/delete, stats.
+//! - `jobs`: enqueue, receive (lease), ack, fail, extend, job status.
+//! - `dead`: dead-letter listing, redrive, purge.
+//! - `timers`: delays, lease expiry, retention, forgetting completed jobs, dedup expiry.
+//! - `recover`: rebuilding the store from the WAL.
+//! - `compact`: reclaiming WAL space.
+
+mod compact;
+mod dead;
+mod jobs;
+mod queue;
+mod recover;
+mod timers;
+
+use std::collections::BTreeSet;
+
+use rand::rngs::SmallRng;
+use redrive_core::model::{Attempt, JobState};
+use redrive_core::{limits, Error, Result};
+use rustc_hash::FxHashMap;
+
+use crate::metrics::Metrics;
+use crate::wal::record::{Meta, Record};
+use crate::wal::{Durability, Loc, Wal, LOC_NONE};
+
+pub use queue::Queue;
+
+/// One job in memory: fixed-size metadata and where its records live in the WAL.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub meta: Meta,
+    /// Interned worker id of the current or last lease (`u32::MAX` = none).
+    pub worker: u32,
+    /// The `Enqueue` record holding the body (`LOC_NONE` once acked: the body is no longer kept).
+    pub body_loc: Loc,
+    /// The record holding the latest logged metadata (an `Enqueue` or `Meta` record).
+    pub meta_loc: Loc,
+    pub attempts_loc: Loc,
+    pub attempts_total: u32,
+    /// Retention deadline, or for completed jobs the time they are forgotten.
+    pub expires_at: u64,
+}
+
+pub(crate) struct Dedup {
+    pub id: u128,
+    pub expires_at: u64,
+    pub loc: Loc,
+}
+
+pub struct Store {
+    pub(crate) wal: Wal,
+    pub durability: Durability,
+    pub(crate) queues: FxHashMap<u32, Queue>,
+    pub(crate) queue_ids: FxHashMap<String, u32>,
+    pub(crate) next_qid: u32,
+    pub(crate) jobs: FxHashMap<u128, Job>,
+    /// Delayed jobs (until ready) and leased jobs (until the lease ends), by deadline.
+    pub(crate) timers: BTreeSet<(u64, u128)>,
+    /// Every job by `expires_at`.
+    pub(crate) expiry: BTreeSet<(u64, u128)>,
+    pub(crate) completed: usize,
+    /// Completed jobs in completion order, for the `COMPLETED_JOBS_MAX` bound (stale entries are
+    /// skipped).
+    pub(crate) completed_order: std::collections::VecDeque<u128>,
+    pub(crate) rate_second: u64,
+    pub(crate) dedup: FxHashMap<(u32, Box<str>), Dedup>,
+    pub(crate) dedup_expiry: BTreeSet<(u64, u32, Box<str>)>,
+    pub(crate) workers: Vec<Box<str>>,
+    pub(crate) worker_ids: FxHashMap<Box<str>, u32>,
+    pub(crate) rng: SmallRng,
+    /// Queues that gained ready jobs since the engine last looked (for long-poll waiters).
+    pub(crate) woken: Vec<u32>,
+    pub metrics: Metrics,
+}
+
+impl Store {
+    pub fn queue_id(&self, name: &str) -> Result<u32> {
+        self.queue_ids.get(name).copied().ok_or_else(|| Error::QueueNotFound(name.to_owned()))
+    }
+
+    pub(crate) fn queue_name(&self, qid: u32) -> String {
+        self.queues.get(&qid).map_or_else(|| "<deleted>".to_owned(), |q| q.name.clone())
+    }
+
+    pub fn poisoned(&self) -> Option<&str> {
+        self.wal.poisoned()
+    }
+
+    /// Refuses writes on a poisoned store.
+    pub(crate) fn writable(&self) -> Result<()> {
+        match self.wal.poisoned() {
+            Some(p) => Err(Error::Poisoned(p.to_owned())),
+            None => Ok(()),
+        }
+    }
+
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Removes a job from every index and counter; the caller changes it and calls [`Store::index`].
+    pub(crate) fn unindex(&mut self, id: u128) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        let m = job.meta;
+        let state = JobState::from_u8(m.state).expect("valid state");
+        match state {
+            JobState::Delayed | JobState::Leased => {
+                self.timers.remove(&(m.visible_at, id));
+            }
+            JobState::Ready => {
+                if let Some(q) = self.queues.get_mut(&m.qid) {
+                    q.ready[m.priority as usize].remove(&(m.visible_at, id));
+                }
+            }
+            JobState::Acked => self.completed -= 1,
+            JobState::Dead => {}
+        }
+        self.expiry.remove(&(job.expires_at, id));
+        if let Some(q) = self.queues.get_mut(&m.qid) {
+            q.counts[m.state as usize] -= 1;
+            if m.dead_reason != 0 && state != JobState::Acked {
+                q.dead.remove(&id);
+            }
+        }
+    }
+
+    pub(crate) fn index(&mut self, id: u128) {
+        let job = self.jobs.get(&id).expect("indexing a job that exists");
+        let m = job.meta;
+        let state = JobState::from_u8(m.state).expect("valid state");
+        match state {
+            JobState::Delayed | JobState::Leased => {
+                self.timers.insert((m.visible_at, id));
+            }
+            JobState::Ready => {
+                if let Some(q) = self.queues.get_mut(&m.qid) {
+                    q.ready[m.priority as usize].insert((m.visible_at, id));
+                    if !q.woken {
+                        q.woken = true;
+                        self.woken.push(m.qid);
+                    }
+                }
+            }
+            JobState::Acked => self.completed += 1,
+            JobState::Dead => {}
+        }
+        self.expiry.insert((job.expires_at, id));
+        if let Some(q) = self.queues.get_mut(&m.qid) {
+            q.counts[m.state as usize] += 1;
+            if m.dead_reason != 0 && state != JobState::Acked {
+                q.dead.insert(id);
+            }
+        }
+    }
+
+    /// Logs the job's current metadata and makes that record its metadata holder.
+    pub(crate) fn log_meta(&mut self, id: u128) -> Result<()> {
+        let job = self.jobs.get(&id).expect("logging a job that exists");
+        let worker = self.workers.get(job.worker as usize).map(|w| &**w);
+        let meta = job.meta;
+        let loc = self.wal.append(|e| e.meta_record(id, &meta, worker)).map_err(Error::Poisoned)?;
+        let job = self.jobs.get_mut(&id).expect("exists");
+        let old = std::mem::replace(&mut job.meta_loc, loc);
+        self.wal.hold(old, -1);
+        self.wal.hold(loc, 1);
+        Ok(())
+    }
+
+    /// Applies `change` to a job's metadata with the index discipline, bumps its version and logs it.
+    pub(crate) fn update(&mut self, id: u128, change: impl FnOnce(&mut Meta, &mut JobExtra)) -> Result<()> {
+        self.unindex(id);
+        let job = self.jobs.get_mut(&id).expect("updating a job that exists");
+        let mut extra = JobExtra { worker: job.worker, expires_at: job.expires_at };
+        change(&mut job.meta, &mut extra);
+        job.meta.version += 1;
+        job.worker = extra.worker;
+        job.expires_at = extra.expires_at;
+        self.index(id);
+        self.log_meta(id)
+    }
+
+    /// Deletes a job for good (purge, queue deletion, retention) and logs a tombstone.
+    pub(crate) fn remove_job(&mut self, id: u128) -> Result<()> {
+        self.unindex(id);
+        let job = self.jobs.remove(&id).expect("removing a job that exists");
+        for loc in [job.body_loc, job.meta_loc, job.attempts_loc] {
+            self.wal.hold(loc, -1);
+        }
+        let version = job.meta.version + 1;
+        let loc = self.wal.append(|e| e.remove(id, version)).map_err(Error::Poisoned)?;
+        self.wal.hold(loc, 1);
+        Ok(())
+    }
+
+    /// Forgets a completed job. No tombstone: replaying its `acked` record again is harmless and
+    /// recovery drops completed jobs past their time.
+    pub(crate) fn forget_job(&mut self, id: u128) {
+        self.unindex(id);
+        if let Some(job) = self.jobs.remove(&id) {
+            for loc in [job.body_loc, job.meta_loc, job.attempts_loc] {
+                self.wal.hold(loc, -1);
+            }
+        }
+    }
+
+    pub(crate) fn intern_worker(&mut self, w: Option<&str>) -> u32 {
+        let Some(w) = w else { return u32::MAX };
+        if let Some(i) = self.worker_ids.get(w) {
+            return *i;
+        }
+        if self.workers.len() >= limits::WORKERS_INTERNED_MAX {
+            return u32::MAX;
+        }
+        let i = self.workers.len() as u32;
+        self.workers.push(w.into());
+        self.worker_ids.insert(w.into(), i);
+        i
+    }
+
+    pub(crate) fn worker_name(&self, i: u32) -> Option<String> {
+        self.workers.get(i as usize).map(|w| w.to_string())
+    }
+
+    /// The job's attempt log, read back from the WAL.
+    pub(crate) fn read_attempts(&self, job: &Job) -> Result<Vec<Attempt>> {
+        if job.attempts_loc == LOC_NONE {
+            return Ok(Vec::new());
+        }
+        match self.wal.read(job.attempts_loc) {
+            Ok(Record::Attempts { entries, .. }) => Ok(entries),
+            Ok(_) => Err(Error::Internal("attempt log location holds another record".into())),
+            Err(e) => Err(Error::Internal(format!("reading attempt log: {e}"))),
+        }
+    }
+
+    /// Appends an entry to a job's attempt log (keeping the newest entries within the bound).
+    pub(crate) fn log_attempt(&mut self, id: u128, entry: Attempt) -> Result<()> {
+        let job = self.jobs.get(&id).expect("job exists");
+        let mut entries = self.read_attempts(job)?;
+        entries.push(entry);
+        if entries.len() > limits::ATTEMPT_LOG_ENTRIES_MAX {
+            entries.drain(..entries.len() - limits::ATTEMPT_LOG_ENTRIES_MAX);
+        }
+        let total = job.attempts_total + 1;
+        let loc = self.wal.append(|e| e.attempts(id, total, &entries)).map_err(Error::Poisoned)?;
+        let job = self.jobs.get_mut(&id).expect("job exists");
+        let old = std::mem::replace(&mut job.attempts_loc, loc);
+        job.attempts_total = total;
+        self.wal.hold(old, -1);
+        self.wal.hold(loc, 1);
+        Ok(())
+    }
+
+    /// Writes buffered records durably (per the configured durability).
+    pub fn commit(&mut self, now: u64) -> Result<()> {
+        match self.wal.commit(self.durability, now) {
+            Ok(Some(us)) => {
+                self.metrics.fsync_us.record(us);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(p) => Err(Error::Poisoned(p)),
+        }
+    }
+
+    pub fn has_pending_writes(&self) -> bool {
+        self.wal.has_pending()
+    }
+
+    /// Bytes of WAL on disk and segment count.
+    pub fn wal_size(&self) -> (u64, usize) {
+        (self.wal.total_bytes(), self.wal.segment_count())
+    }
+}
+
+/// The non-metadata fields an update may change alongside the metadata.
+pub struct JobExtra {
+    pub worker: u32,
+    pub expires_at: u64,
+}
+
+pub(crate) fn state_of(m: &Meta) -> JobState {
+    JobState::from_u8(m.state).expect("valid state")
+}

@@ -1,0 +1,215 @@
+//! Queues: create, update, delete, and their statistics.
+
+use std::collections::BTreeSet;
+
+use redrive_core::broker::{PriorityCounts, QueueInfo, QueueStats, QueueTotals, StateCounts};
+use redrive_core::model::valid_queue_name;
+use redrive_core::{limits, Error, QueueConfig, QueuePatch, Result};
+
+use super::Store;
+use crate::wal::{Loc, LOC_NONE};
+
+/// Seconds of history kept for the per-queue rates.
+const RATE_WINDOW_S: usize = 60;
+
+pub struct Queue {
+    pub qid: u32,
+    pub name: String,
+    pub config: QueueConfig,
+    pub version: u32,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub loc: Loc,
+    /// Ready jobs per priority, by (ready since, id): strict priority, FIFO within a level.
+    pub ready: [BTreeSet<(u64, u128)>; 3],
+    /// Jobs by state (indexed by `JobState as usize`).
+    pub counts: [u64; 5],
+    /// Jobs here that carry dead-letter information and are not completed, by id (time order).
+    pub dead: BTreeSet<u128>,
+    pub totals: QueueTotals,
+    /// Set while this queue is on the store's woken list.
+    pub woken: bool,
+    rate_ring: [(u64, u64); RATE_WINDOW_S],
+    rate_second: u64,
+}
+
+impl Queue {
+    pub fn new(qid: u32, name: String, config: QueueConfig, created_at: u64) -> Queue {
+        Queue {
+            qid,
+            name,
+            config,
+            version: 0,
+            created_at,
+            updated_at: created_at,
+            loc: LOC_NONE,
+            ready: Default::default(),
+            counts: [0; 5],
+            dead: BTreeSet::new(),
+            totals: QueueTotals::default(),
+            woken: false,
+            rate_ring: [(0, 0); RATE_WINDOW_S],
+            rate_second: 0,
+        }
+    }
+
+    /// Records the lifetime totals once per second for the one-minute rates.
+    pub fn sample_rates(&mut self, now: u64) {
+        let sec = now / 1000;
+        if sec != self.rate_second {
+            self.rate_second = sec;
+            self.rate_ring[sec as usize % RATE_WINDOW_S] = (self.totals.enqueued, self.totals.acked);
+        }
+    }
+
+    fn rates(&self) -> (f64, f64) {
+        let oldest = self.rate_ring[(self.rate_second as usize + 1) % RATE_WINDOW_S];
+        let span = RATE_WINDOW_S as f64;
+        (
+            self.totals.enqueued.saturating_sub(oldest.0) as f64 / span,
+            self.totals.acked.saturating_sub(oldest.1) as f64 / span,
+        )
+    }
+
+    pub fn stats(&self, now: u64) -> QueueStats {
+        let c = &self.counts;
+        let oldest_ready = self.ready.iter().filter_map(|r| r.first().map(|(t, _)| *t)).min();
+        let (enqueue_rate, ack_rate) = self.rates();
+        QueueStats {
+            counts: StateCounts { delayed: c[0], ready: c[1], leased: c[2], completed: c[3], dead: c[4] },
+            ready_by_priority: PriorityCounts {
+                high: self.ready[0].len() as u64,
+                standard: self.ready[1].len() as u64,
+                low: self.ready[2].len() as u64,
+            },
+            dead_letters: self.dead.len() as u64,
+            oldest_ready_age_ms: oldest_ready.map_or(0, |t| now.saturating_sub(t)),
+            totals: self.totals.clone(),
+            enqueue_rate,
+            ack_rate,
+        }
+    }
+
+    pub fn info(&self, now: u64) -> QueueInfo {
+        QueueInfo {
+            name: self.name.clone(),
+            config: self.config.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            stats: self.stats(now),
+        }
+    }
+}
+
+impl Store {
+    /// Creates or patches a queue. A new queue named without `-dlq` gets `<name>-dlq` as its
+    /// dead-letter queue (created too) unless the patch sets `dead_letter_queue` explicitly.
+    pub fn put_queue(&mut self, name: &str, patch: &QueuePatch, now: u64) -> Result<(QueueInfo, bool)> {
+        self.writable()?;
+        if !valid_queue_name(name) {
+            return Err(Error::InvalidQueueName(name.to_owned()));
+        }
+        if let Some(&qid) = self.queue_ids.get(name) {
+            let q = &self.queues[&qid];
+            let config = patch.apply(&q.config)?;
+            self.check_dlq(name, &config)?;
+            if config != q.config {
+                let q = self.queues.get_mut(&qid).expect("exists");
+                q.config = config;
+                q.updated_at = now;
+                q.version += 1;
+                self.log_queue(qid)?;
+            }
+            return Ok((self.queues[&qid].info(now), false));
+        }
+        if self.queues.len() >= limits::QUEUES_MAX {
+            return Err(Error::LimitExceeded { limit: "QUEUES_MAX", max: limits::QUEUES_MAX as u64 });
+        }
+        let mut config = patch.apply(&QueueConfig::default())?;
+        let auto_dlq = patch.dead_letter_queue.is_none() && !name.ends_with("-dlq") && !config.fifo;
+        if auto_dlq {
+            let dlq = format!("{name}-dlq");
+            if dlq.len() <= limits::QUEUE_NAME_LENGTH_MAX {
+                if !self.queue_ids.contains_key(&dlq) {
+                    let dlq_patch = QueuePatch {
+                        dead_letter_queue: Some(None),
+                        retention_ms: Some(limits::RETENTION_MAX_MS),
+                        ..QueuePatch::default()
+                    };
+                    self.put_queue(&dlq, &dlq_patch, now)?;
+                }
+                config.dead_letter_queue = Some(dlq);
+            }
+        }
+        self.check_dlq(name, &config)?;
+        let qid = self.next_qid;
+        self.next_qid += 1;
+        self.queues.insert(qid, Queue::new(qid, name.to_owned(), config, now));
+        self.queue_ids.insert(name.to_owned(), qid);
+        self.log_queue(qid)?;
+        Ok((self.queues[&qid].info(now), true))
+    }
+
+    fn check_dlq(&self, name: &str, config: &QueueConfig) -> Result<()> {
+        if let Some(dlq) = &config.dead_letter_queue {
+            if dlq == name {
+                return Err(Error::invalid("dead_letter_queue", "a queue cannot be its own dead-letter queue"));
+            }
+            if !self.queue_ids.contains_key(dlq) {
+                return Err(Error::invalid("dead_letter_queue", format!("queue {dlq:?} does not exist")));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn log_queue(&mut self, qid: u32) -> Result<()> {
+        let q = &self.queues[&qid];
+        let config = serde_json::to_string(&q.config).expect("config serializes");
+        let (version, created, updated) = (q.version, q.created_at, q.updated_at);
+        let name = q.name.clone();
+        let loc = self
+            .wal
+            .append(|e| e.queue_put(qid, version, created, updated, &name, &config))
+            .map_err(Error::Poisoned)?;
+        let q = self.queues.get_mut(&qid).expect("exists");
+        let old = std::mem::replace(&mut q.loc, loc);
+        self.wal.hold(old, -1);
+        self.wal.hold(loc, 1);
+        Ok(())
+    }
+
+    pub fn get_queue(&self, name: &str, now: u64) -> Result<QueueInfo> {
+        Ok(self.queues[&self.queue_id(name)?].info(now))
+    }
+
+    pub fn list_queues(&self, now: u64) -> Vec<QueueInfo> {
+        let mut v: Vec<QueueInfo> = self.queues.values().map(|q| q.info(now)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Deletes a queue and every job in it.
+    pub fn delete_queue(&mut self, name: &str) -> Result<()> {
+        self.writable()?;
+        let qid = self.queue_id(name)?;
+        let ids: Vec<u128> = self.jobs.iter().filter(|(_, j)| j.meta.qid == qid).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.remove_job(id)?;
+        }
+        let q = self.queues.remove(&qid).expect("exists");
+        self.queue_ids.remove(&q.name);
+        self.wal.hold(q.loc, -1);
+        let keys: Vec<(u32, Box<str>)> = self.dedup.keys().filter(|(d, _)| *d == qid).cloned().collect();
+        for k in keys {
+            let d = self.dedup.remove(&k).expect("listed");
+            self.wal.hold(d.loc, -1);
+        }
+        let loc = self.wal.append(|e| e.queue_delete(qid)).map_err(Error::Poisoned)?;
+        self.wal.hold(loc, 1);
+        Ok(())
+    }
+
+    pub fn queue_stats(&self, name: &str, now: u64) -> Result<QueueStats> {
+        Ok(self.queues[&self.queue_id(name)?].stats(now))
+    }
+}

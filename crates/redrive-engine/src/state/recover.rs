@@ -1,0 +1,230 @@
+//! Rebuilding the store from the WAL: a last-writer-wins fold over records (by version), then
+//! the indexes, then revoking the leases that were live at the crash.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use rand::SeedableRng;
+use redrive_core::model::{JobState, Outcome};
+use redrive_core::{Error, QueueConfig};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::{state_of, Dedup, Job, Queue, Store};
+use crate::io::Storage;
+use crate::metrics::Metrics;
+use crate::wal::record::{Meta, Record};
+use crate::wal::{Durability, Loc, OpenError, Wal, LOC_NONE};
+
+struct QueueRec {
+    version: u32,
+    created_at: u64,
+    updated_at: u64,
+    name: String,
+    config: String,
+    loc: Loc,
+}
+
+#[derive(Default)]
+struct Fold {
+    queues: FxHashMap<u32, QueueRec>,
+    deleted_queues: FxHashSet<u32>,
+    jobs: FxHashMap<u128, Job>,
+    worker_names: FxHashMap<u128, String>,
+    removed: FxHashMap<u128, u32>,
+    /// (queue, key, job, enqueued at, record) of every enqueue that carried a key.
+    keys: Vec<(u32, Box<str>, u128, u64, Loc)>,
+    tombstones: Vec<Loc>,
+}
+
+fn blank(meta: Meta) -> Job {
+    Job { meta, worker: u32::MAX, body_loc: LOC_NONE, meta_loc: LOC_NONE, attempts_loc: LOC_NONE, attempts_total: 0, expires_at: 0 }
+}
+
+impl Fold {
+    fn apply(&mut self, loc: Loc, rec: Record) {
+        match rec {
+            Record::QueuePut { qid, version, created_at, updated_at, name, config_json } => {
+                if self.queues.get(&qid).is_none_or(|q| q.version <= version) {
+                    self.queues.insert(qid, QueueRec { version, created_at, updated_at, name, config: config_json, loc });
+                }
+            }
+            Record::QueueDelete { qid } => {
+                self.deleted_queues.insert(qid);
+                self.tombstones.push(loc);
+            }
+            Record::Enqueue(e) => {
+                if let Some(key) = e.idempotency_key {
+                    self.keys.push((e.meta.qid, key.into(), e.id, e.meta.enqueued_at, loc));
+                }
+                if self.removed.get(&e.id).is_some_and(|v| *v >= e.meta.version) {
+                    return;
+                }
+                let job = self.jobs.entry(e.id).or_insert_with(|| {
+                    let mut j = blank(e.meta);
+                    j.meta_loc = loc;
+                    j
+                });
+                job.body_loc = loc;
+                if job.meta_loc == LOC_NONE || e.meta.version > job.meta.version {
+                    job.meta = e.meta;
+                    job.meta_loc = loc;
+                }
+            }
+            Record::Meta { id, meta, worker } => {
+                if self.removed.get(&id).is_some_and(|v| *v >= meta.version) {
+                    return;
+                }
+                let job = self.jobs.entry(id).or_insert_with(|| blank(meta));
+                if job.meta_loc == LOC_NONE || meta.version > job.meta.version {
+                    job.meta = meta;
+                    job.meta_loc = loc;
+                    match worker {
+                        Some(w) => self.worker_names.insert(id, w),
+                        None => self.worker_names.remove(&id),
+                    };
+                }
+            }
+            Record::Attempts { id, total, .. } => {
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    if total > job.attempts_total {
+                        job.attempts_total = total;
+                        job.attempts_loc = loc;
+                    }
+                } else if !self.removed.contains_key(&id) {
+                    // Attempts can precede the job's other records after compaction moved them.
+                    let mut j = blank(Meta::default());
+                    j.attempts_total = total;
+                    j.attempts_loc = loc;
+                    self.jobs.insert(id, j);
+                }
+            }
+            Record::Remove { id, version } => {
+                self.tombstones.push(loc);
+                let v = self.removed.entry(id).or_insert(0);
+                *v = (*v).max(version);
+                if self.jobs.get(&id).is_some_and(|j| j.meta.version < version) {
+                    self.jobs.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Opens the store in `storage`, replaying its WAL. Leases live at the crash are revoked:
+    /// their jobs are ready again and their old receipts are refused.
+    pub fn open(storage: Box<dyn Storage>, durability: Durability, now: u64) -> Result<Store, OpenError> {
+        let mut fold = Fold::default();
+        let wal = Wal::open(storage, |loc, rec| fold.apply(loc, rec))?;
+        let mut store = Store {
+            wal,
+            durability,
+            queues: FxHashMap::default(),
+            queue_ids: FxHashMap::default(),
+            next_qid: 1,
+            jobs: FxHashMap::default(),
+            timers: BTreeSet::new(),
+            expiry: BTreeSet::new(),
+            completed: 0,
+            completed_order: VecDeque::new(),
+            rate_second: 0,
+            dedup: FxHashMap::default(),
+            dedup_expiry: BTreeSet::new(),
+            workers: Vec::new(),
+            worker_ids: FxHashMap::default(),
+            rng: rand::rngs::SmallRng::from_os_rng(),
+            woken: Vec::new(),
+            metrics: Metrics::default(),
+        };
+        let corrupt = |reason: String| OpenError::Corrupt { file: "(replay)".into(), offset: 0, reason };
+        for (qid, q) in fold.queues {
+            store.next_qid = store.next_qid.max(qid + 1);
+            if fold.deleted_queues.contains(&qid) {
+                continue;
+            }
+            let config: QueueConfig =
+                serde_json::from_str(&q.config).map_err(|e| corrupt(format!("queue {:?} config: {e}", q.name)))?;
+            let mut queue = Queue::new(qid, q.name.clone(), config, q.created_at);
+            queue.version = q.version;
+            queue.updated_at = q.updated_at;
+            queue.loc = q.loc;
+            store.wal.hold(q.loc, 1);
+            store.queue_ids.insert(q.name, qid);
+            store.queues.insert(qid, queue);
+        }
+        for qid in &fold.deleted_queues {
+            store.next_qid = store.next_qid.max(qid + 1);
+        }
+        for loc in fold.tombstones {
+            store.wal.hold(loc, 1);
+        }
+        let mut completed: Vec<(u64, u128)> = Vec::new();
+        for (id, mut job) in fold.jobs {
+            let Some(q) = store.queues.get(&job.meta.qid) else { continue };
+            if job.meta_loc == LOC_NONE {
+                continue; // only an attempt log survived: the job was removed
+            }
+            let state = state_of(&job.meta);
+            if state == JobState::Acked {
+                job.body_loc = LOC_NONE;
+                job.expires_at = job.meta.completed_at + q.config.completed_retention_ms;
+                if job.expires_at <= now {
+                    continue;
+                }
+                completed.push((job.meta.completed_at, id));
+            } else {
+                if job.body_loc == LOC_NONE {
+                    return Err(corrupt(format!("job {} has no body record", redrive_core::JobId(id))));
+                }
+                let retention = q.config.retention_ms;
+                job.expires_at = if job.meta.dead_reason != 0 && job.meta.source_qid != crate::wal::record::QID_NONE {
+                    job.meta.completed_at + retention
+                } else {
+                    job.meta.enqueued_at + retention
+                };
+            }
+            if let Some(w) = fold.worker_names.remove(&id) {
+                job.worker = store.intern_worker(Some(&w));
+            }
+            for loc in [job.body_loc, job.meta_loc, job.attempts_loc] {
+                store.wal.hold(loc, 1);
+            }
+            store.jobs.insert(id, job);
+            store.index(id);
+        }
+        completed.sort_unstable();
+        store.completed_order = completed.into_iter().map(|(_, id)| id).collect();
+        for (qid, key, id, enqueued_at, loc) in fold.keys {
+            let Some(q) = store.queues.get(&qid) else { continue };
+            let expires_at = enqueued_at + q.config.dedup_window_ms;
+            if expires_at <= now || q.config.dedup_window_ms == 0 {
+                continue;
+            }
+            let k = (qid, key);
+            if store.dedup.get(&k).is_some_and(|d| d.expires_at >= expires_at) {
+                continue;
+            }
+            if let Some(old) = store.dedup.insert(k.clone(), Dedup { id, expires_at, loc }) {
+                store.wal.hold(old.loc, -1);
+            }
+            store.wal.hold(loc, 1);
+            store.dedup_expiry.insert((expires_at, k.0, k.1));
+        }
+        store.revoke_leases(now).map_err(|e| OpenError::Io(std::io::Error::other(e.to_string())))?;
+        store.woken.clear();
+        Ok(store)
+    }
+
+    fn revoke_leases(&mut self, now: u64) -> Result<(), Error> {
+        let leased: Vec<u128> =
+            self.jobs.iter().filter(|(_, j)| state_of(&j.meta) == JobState::Leased).map(|(id, _)| *id).collect();
+        for id in leased {
+            self.end_attempt(id, Outcome::Revoked, None, now)?;
+            self.update(id, |m, _| {
+                m.state = JobState::Ready as u8;
+                m.visible_at = now;
+            })?;
+        }
+        self.commit(now)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,390 @@
+//! The write-ahead log: numbered segment files of framed records (see [`record`]).
+//!
+//! Appends go to an in-memory buffer; [`Wal::commit`] writes the buffer and, under
+//! [`Durability::Sync`], fsyncs once for the whole batch (group commit). Any write or fsync
+//! failure poisons the log: every later append or commit fails until restart, because after a
+//! failed fsync the kernel may have dropped the dirty pages and a retry would lie.
+//!
+//! A segment is sealed (written and fsynced) before the next one is created, so only the newest
+//! segment can end in a torn record. Recovery truncates such a tail; a bad record anywhere else
+//! stops start-up with the file name and offset.
+
+pub mod record;
+
+use std::collections::BTreeMap;
+use std::io;
+
+use redrive_core::limits;
+
+use crate::io::{SegmentFile, Storage};
+use record::{Enc, Record, FRAME_HEADER_BYTES};
+
+/// Where a record lives: segment number in the high 32 bits, byte offset in the low 32.
+pub type Loc = u64;
+pub const LOC_NONE: Loc = u64::MAX;
+
+pub fn loc_segment(loc: Loc) -> u32 {
+    (loc >> 32) as u32
+}
+
+const MAGIC: &[u8; 8] = b"RDRVWAL\0";
+pub const FORMAT_VERSION: u32 = 1;
+const SEGMENT_HEADER_BYTES: usize = 24;
+
+/// When a write counts as durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Reply only after the batch is fsynced.
+    Sync,
+    /// Reply after write(2); fsync at most every `interval_ms`. A power cut may lose that window.
+    Relaxed { interval_ms: u64 },
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Durability::Sync => write!(f, "sync (fsync before every reply)"),
+            Durability::Relaxed { interval_ms } => write!(f, "relaxed (fsync every {interval_ms} ms)"),
+        }
+    }
+}
+
+/// Why the log could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    Io(io::Error),
+    Corrupt { file: String, offset: u64, reason: String },
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Io(e) => write!(f, "cannot read the write-ahead log: {e}"),
+            OpenError::Corrupt { file, offset, reason } => write!(
+                f,
+                "write-ahead log is corrupt in {file} at byte {offset}: {reason}; refusing to start \
+                 (nothing was changed; restore the file or move it aside to start without its records)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> OpenError {
+        OpenError::Io(e)
+    }
+}
+
+struct Segment {
+    file: Box<dyn SegmentFile>,
+    /// Holders (jobs, queues, dedup entries, tombstones) that point into this segment.
+    live: i64,
+    records: u64,
+    bytes: u64,
+}
+
+pub struct Wal {
+    storage: Box<dyn Storage>,
+    segments: BTreeMap<u32, Segment>,
+    active: u32,
+    /// Encoded records not yet written; they start at `buf_offset` in the active segment.
+    buf: Vec<u8>,
+    buf_offset: u64,
+    poisoned: Option<String>,
+    last_sync_ms: u64,
+    /// Bytes appended since the last fsync (relaxed mode only syncs when there are some).
+    unsynced: bool,
+}
+
+fn segment_name(n: u32) -> String {
+    format!("wal-{n:08}.log")
+}
+
+fn parse_segment_name(name: &str) -> Option<u32> {
+    name.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
+}
+
+impl Wal {
+    /// Opens the log in `storage`, calling `replay` for every valid record in log order.
+    pub fn open(storage: Box<dyn Storage>, mut replay: impl FnMut(Loc, Record)) -> Result<Wal, OpenError> {
+        let mut numbers: Vec<u32> = storage.list()?.iter().filter_map(|n| parse_segment_name(n)).collect();
+        numbers.sort_unstable();
+        let mut segments = BTreeMap::new();
+        let last = numbers.last().copied();
+        for &n in &numbers {
+            let name = segment_name(n);
+            let mut file = storage.open(&name)?;
+            let len = file.len();
+            let mut data = vec![0u8; len as usize];
+            file.read_at(&mut data, 0)?;
+            let is_last = Some(n) == last;
+            if data.len() < SEGMENT_HEADER_BYTES && is_last {
+                // Created but its header never reached the disk: nothing in it was acknowledged.
+                drop(file);
+                storage.remove(&name)?;
+                continue;
+            }
+            check_header(&data, n).map_err(|reason| OpenError::Corrupt { file: name.clone(), offset: 0, reason })?;
+            let mut records = 0;
+            let end = scan(&data, n, is_last, &mut |loc, r| {
+                records += 1;
+                replay(loc, r)
+            })
+                .map_err(|(offset, reason)| OpenError::Corrupt { file: name.clone(), offset, reason })?;
+            if end < len {
+                tracing::warn!(file = %name, offset = end, lost_bytes = len - end, "truncating torn tail of the write-ahead log");
+                file.truncate(end)?;
+            }
+            segments.insert(n, Segment { file, live: 0, records, bytes: end });
+        }
+        let mut wal = Wal {
+            storage,
+            segments,
+            active: 0,
+            buf: Vec::with_capacity(1 << 20),
+            buf_offset: 0,
+            poisoned: None,
+            last_sync_ms: 0,
+            unsynced: false,
+        };
+        let next = wal.segments.keys().next_back().map_or(1, |n| n + 1);
+        wal.start_segment(next)?;
+        wal.storage.sync_dir()?;
+        Ok(wal)
+    }
+
+    fn start_segment(&mut self, n: u32) -> io::Result<()> {
+        let mut file = self.storage.create(&segment_name(n))?;
+        let mut header = [0u8; SEGMENT_HEADER_BYTES];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header[12..16].copy_from_slice(&n.to_le_bytes());
+        let crc = crc32c::crc32c(&header[..20]);
+        header[20..24].copy_from_slice(&crc.to_le_bytes());
+        file.append(&header)?;
+        file.sync()?;
+        self.segments.insert(n, Segment { file, live: 0, records: 0, bytes: SEGMENT_HEADER_BYTES as u64 });
+        self.active = n;
+        self.buf_offset = SEGMENT_HEADER_BYTES as u64;
+        Ok(())
+    }
+
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    fn poison(&mut self, what: &str, e: &io::Error) -> String {
+        let msg = format!("{what} failed: {e}");
+        tracing::error!(error = %msg, "write-ahead log poisoned; refusing writes until restart");
+        self.poisoned.get_or_insert(msg).clone()
+    }
+
+    /// Appends one record to the buffer and returns where it will live.
+    pub fn append(&mut self, write: impl FnOnce(&mut Enc<'_>)) -> Result<Loc, String> {
+        if let Some(p) = &self.poisoned {
+            return Err(p.clone());
+        }
+        let start = self.buf.len();
+        let n = record::frame(&mut self.buf, write);
+        debug_assert!(n <= limits::RECORD_SIZE_MAX_BYTES as usize + FRAME_HEADER_BYTES);
+        let mut offset = self.buf_offset + start as u64;
+        if offset + n as u64 > limits::SEGMENT_SIZE_MAX_BYTES as u64 && start > 0 {
+            // Seal the active segment with everything before this record, then move the record.
+            let rec = self.buf.split_off(start);
+            if let Err(e) = self.roll() {
+                return Err(self.poison("sealing a segment", &e));
+            }
+            self.buf = rec;
+            offset = self.buf_offset;
+        }
+        let seg = self.segments.get_mut(&self.active).expect("active segment exists");
+        seg.bytes += n as u64;
+        seg.records += 1;
+        Ok(((self.active as u64) << 32) | offset)
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        self.write_buf()?;
+        self.segments.get_mut(&self.active).expect("active").file.sync()?;
+        self.start_segment(self.active + 1)?;
+        self.storage.sync_dir()
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let seg = self.segments.get_mut(&self.active).expect("active");
+        seg.file.append(&self.buf)?;
+        self.buf_offset += self.buf.len() as u64;
+        self.buf.clear();
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Whether records are waiting for [`Wal::commit`].
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Writes buffered records and makes them durable per `durability`. Returns the fsync time in
+    /// microseconds when one happened.
+    pub fn commit(&mut self, durability: Durability, now_ms: u64) -> Result<Option<u64>, String> {
+        if let Some(p) = &self.poisoned {
+            return Err(p.clone());
+        }
+        if let Err(e) = self.write_buf() {
+            return Err(self.poison("write", &e));
+        }
+        let due = match durability {
+            Durability::Sync => self.unsynced,
+            Durability::Relaxed { interval_ms } => self.unsynced && now_ms >= self.last_sync_ms + interval_ms,
+        };
+        if !due {
+            return Ok(None);
+        }
+        let t = std::time::Instant::now();
+        if let Err(e) = self.segments.get_mut(&self.active).expect("active").file.sync() {
+            return Err(self.poison("fsync", &e));
+        }
+        self.unsynced = false;
+        self.last_sync_ms = now_ms;
+        Ok(Some(t.elapsed().as_micros() as u64))
+    }
+
+    /// Reads back the record at `loc` (from the buffer if not yet written).
+    pub fn read(&self, loc: Loc) -> io::Result<Record> {
+        let n = loc_segment(loc);
+        let off = loc & 0xffff_ffff;
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{m} at {}:{off}", segment_name(n)));
+        if n == self.active && off >= self.buf_offset {
+            let start = (off - self.buf_offset) as usize;
+            let frame = self.buf.get(start..).ok_or_else(|| bad("location past the buffer"))?;
+            let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+            return record::decode(&frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len]).map_err(|e| bad(e.0));
+        }
+        let seg = self.segments.get(&n).ok_or_else(|| bad("segment is gone"))?;
+        let mut head = [0u8; FRAME_HEADER_BYTES];
+        seg.file.read_at(&mut head, off)?;
+        let len = u32::from_le_bytes(head[..4].try_into().unwrap());
+        let crc = u32::from_le_bytes(head[4..].try_into().unwrap());
+        if len > limits::RECORD_SIZE_MAX_BYTES {
+            return Err(bad("record length out of range"));
+        }
+        let mut payload = vec![0u8; len as usize];
+        seg.file.read_at(&mut payload, off + FRAME_HEADER_BYTES as u64)?;
+        if crc32c::crc32c(&payload) != crc {
+            return Err(bad("checksum mismatch"));
+        }
+        record::decode(&payload).map_err(|e| bad(e.0))
+    }
+
+    /// Adjusts the holder count of the segment `loc` is in.
+    pub fn hold(&mut self, loc: Loc, delta: i64) {
+        if loc == LOC_NONE {
+            return;
+        }
+        if let Some(s) = self.segments.get_mut(&loc_segment(loc)) {
+            s.live += delta;
+            debug_assert!(s.live >= 0, "segment holder count below zero");
+        }
+    }
+
+    /// Segments other than the active one, oldest first: (number, holders, records).
+    pub fn sealed(&self) -> impl Iterator<Item = (u32, i64, u64)> + '_ {
+        self.segments.iter().filter(|(n, _)| **n != self.active).map(|(n, s)| (*n, s.live, s.records))
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn active_segment(&self) -> u32 {
+        self.active
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.bytes).sum()
+    }
+
+    /// Reads every record of a sealed segment (for compaction).
+    pub fn records(&self, n: u32) -> io::Result<Vec<(Loc, Record)>> {
+        let seg = self.segments.get(&n).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no segment"))?;
+        let mut data = vec![0u8; seg.file.len() as usize];
+        seg.file.read_at(&mut data, 0)?;
+        let mut out = Vec::new();
+        scan(&data, n, false, &mut |loc, r| out.push((loc, r)))
+            .map_err(|(off, why)| io::Error::new(io::ErrorKind::InvalidData, format!("{} at {off}: {why}", segment_name(n))))?;
+        Ok(out)
+    }
+
+    /// Deletes a sealed segment. Callers make sure nothing live remains in it.
+    pub fn remove_segment(&mut self, n: u32) -> Result<(), String> {
+        assert_ne!(n, self.active, "the active segment is never removed");
+        self.segments.remove(&n);
+        let r = self.storage.remove(&segment_name(n)).and_then(|()| self.storage.sync_dir());
+        r.map_err(|e| self.poison("removing a segment", &e))
+    }
+}
+
+fn check_header(data: &[u8], n: u32) -> Result<(), String> {
+    if data.len() < SEGMENT_HEADER_BYTES || &data[..8] != MAGIC {
+        return Err("not a redrive write-ahead log segment (bad magic)".into());
+    }
+    if crc32c::crc32c(&data[..20]) != u32::from_le_bytes(data[20..24].try_into().unwrap()) {
+        return Err("segment header checksum mismatch".into());
+    }
+    let version = u32::from_le_bytes(data[8..12].try_into().unwrap());
+    if version != FORMAT_VERSION {
+        return Err(format!("format version {version} is not supported (this build reads {FORMAT_VERSION})"));
+    }
+    let seq = u32::from_le_bytes(data[12..16].try_into().unwrap());
+    if seq != n {
+        return Err(format!("header says segment {seq}, file name says {n}"));
+    }
+    Ok(())
+}
+
+/// Parses the records of one segment. Returns the offset where valid data ends. In the last
+/// segment, a bad record after which no valid record follows is a torn write and ends the scan;
+/// any other bad record is corruption, reported as `(offset, reason)`.
+fn scan(data: &[u8], n: u32, is_last: bool, f: &mut dyn FnMut(Loc, Record)) -> Result<u64, (u64, String)> {
+    let mut off = SEGMENT_HEADER_BYTES;
+    while off < data.len() {
+        let frame = match frame_at(data, off) {
+            Ok(frame) => frame,
+            Err(why) => {
+                if is_last && !(off + 1..data.len()).any(|o| frame_at(data, o).is_ok()) {
+                    return Ok(off as u64);
+                }
+                return Err((off as u64, why.to_owned()));
+            }
+        };
+        let rec = record::decode(frame).map_err(|e| (off as u64, format!("undecodable record: {}", e.0)))?;
+        f(((n as u64) << 32) | off as u64, rec);
+        off += FRAME_HEADER_BYTES + frame.len();
+    }
+    Ok(off as u64)
+}
+
+/// The payload of the framed record at `off`, if its length is sane and its checksum matches.
+fn frame_at(data: &[u8], off: usize) -> Result<&[u8], &'static str> {
+    let rest = &data[off..];
+    if rest.len() < FRAME_HEADER_BYTES {
+        return Err("record header cut short");
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+    if len == 0 || len > limits::RECORD_SIZE_MAX_BYTES as usize {
+        return Err("record length out of range");
+    }
+    let payload = rest.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len).ok_or("record cut short")?;
+    if crc32c::crc32c(payload) != u32::from_le_bytes(rest[4..8].try_into().unwrap()) {
+        return Err("checksum mismatch");
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests;
