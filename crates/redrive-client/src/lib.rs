@@ -1,1 +1,97 @@
-//! placeholder
+//! A typed async client for redrive's native JSON API (`/v1`): one method per route, returning the
+//! `redrive-core` wire types, over one pooled HTTP connection set.
+//!
+//! # Layout
+//! - [`Client`] (here): construction, limits, and the shared request path in `transport`.
+//! - [`error`]: the client's [`Error`] and how an HTTP error reply is decoded into it.
+//! - `routes`: URL building (path segments are percent-encoded, dead-job filters become a query).
+//! - `queues`, `jobs`, `dead`: the route methods, grouped as the API table groups them.
+//!
+//! Calls that are safe to repeat (GET, `PUT` of a queue, ack, extend) are retried with backoff on
+//! 503/429 and on connection failures; enqueue, receive, fail, redrive and purge are sent once,
+//! because repeating them could enqueue, lease or move jobs twice.
+
+mod dead;
+pub mod error;
+mod jobs;
+mod queues;
+mod routes;
+mod transport;
+
+use std::time::Duration;
+
+use reqwest::Url;
+
+pub use dead::DeadQuery;
+pub use error::Error;
+pub use jobs::ReceiveOptions;
+pub use redrive_core::broker::{
+    AckResult, DeadFilter, DeadInfo, DeadPage, Delivery, Enqueued, FailRequest, FailResult,
+    JobInfo, NewJob, QueueInfo, QueueStats, RedriveRequest, RedriveResult,
+};
+pub use redrive_core::{JobId, Priority, QueueConfig, QueuePatch};
+
+/// Tries of one idempotent call, the first included.
+pub const TRIES_MAX: u32 = 3;
+/// Wait before the first retry; doubles per retry up to `RETRY_BACKOFF_MAX_MS`.
+pub const RETRY_BACKOFF_BASE_MS: u64 = 100;
+pub const RETRY_BACKOFF_MAX_MS: u64 = 2_000;
+/// Timeout of one request that is not a long poll (the server's own bound is 30 s).
+pub const REQUEST_TIMEOUT_DEFAULT_MS: u64 = 35_000;
+/// Added to a long poll's wait for its request timeout: the server answers at the end of the wait.
+pub const LONG_POLL_MARGIN_MS: u64 = 10_000;
+pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+const _: () = assert!(RETRY_BACKOFF_BASE_MS <= RETRY_BACKOFF_MAX_MS);
+const _: () = assert!(REQUEST_TIMEOUT_DEFAULT_MS >= redrive_core::limits::REQUEST_TIMEOUT_MS);
+
+/// A client of one redrive server. Cheap to clone: clones share the connection pool.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    /// Always an `http` or `https` URL (checked in [`Client::new`]), so it can take path segments.
+    base: Url,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client of the server at `base_url` (e.g. `http://127.0.0.1:9324`). A path in the URL is
+    /// kept as a prefix, for servers behind a reverse proxy.
+    pub fn new(base_url: &str) -> Result<Client, Error> {
+        let base =
+            Url::parse(base_url).map_err(|e| Error::InvalidUrl(format!("{base_url:?}: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(Error::InvalidUrl(format!("{base_url:?}: expected an http:// URL")));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("redrive-client/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Transport(transport::describe(&e)))?;
+        Ok(Client { http, base, timeout: Duration::from_millis(REQUEST_TIMEOUT_DEFAULT_MS) })
+    }
+
+    /// Sets the timeout of calls that are not long polls.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The server URL this client talks to.
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_urls_that_are_not_http() {
+        assert!(matches!(Client::new("nope"), Err(Error::InvalidUrl(_))));
+        assert!(matches!(Client::new("mailto:a@b.c"), Err(Error::InvalidUrl(_))));
+        assert!(Client::new("http://127.0.0.1:9324").is_ok());
+    }
+}

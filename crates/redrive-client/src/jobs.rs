@@ -1,0 +1,156 @@
+//! Job routes: enqueue, receive (one queue or several), ack, fail, extend, and job status by id.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+
+use redrive_core::broker::{
+    AckResult, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob,
+};
+use redrive_core::limits::RECEIVE_WAIT_MAX_MS;
+use redrive_core::JobId;
+
+use crate::routes::endpoint;
+use crate::transport::{decode, Retry};
+use crate::{Client, Error, LONG_POLL_MARGIN_MS};
+
+/// Options of a receive; `None` leaves the choice to the server (the queue's configuration).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReceiveOptions {
+    /// Most jobs to return (server default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    /// Long-poll time: how long to wait for a job when none is ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<u64>,
+    /// Lease time of the returned jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// Recorded in each job's attempt log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Jobs<T> {
+    jobs: Vec<T>,
+}
+
+impl Client {
+    /// `POST /v1/queues/{q}/jobs`: enqueues a batch; the reply is in the order of `jobs`.
+    /// Sent once: give jobs an idempotency key to make a retry after a lost reply safe.
+    pub async fn enqueue(&self, queue: &str, jobs: &[NewJob]) -> Result<Vec<Enqueued>, Error> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            jobs: &'a [NewJob],
+        }
+        let url = endpoint(&self.base, &["v1", "queues", queue, "jobs"]);
+        let reply: Jobs<Enqueued> = self.post_json(url, &Body { jobs }, Retry::Once).await?;
+        Ok(reply.jobs)
+    }
+
+    /// `POST /v1/queues/{q}/receive`: leases up to `opts.max` jobs, waiting up to `opts.wait_ms`.
+    pub async fn receive(
+        &self,
+        queue: &str,
+        opts: &ReceiveOptions,
+    ) -> Result<Vec<Delivery>, Error> {
+        let url = endpoint(&self.base, &["v1", "queues", queue, "receive"]);
+        self.long_poll(url, opts, opts).await
+    }
+
+    /// `POST /v1/receive`: like [`Client::receive`] over several queues, earlier ones preferred.
+    pub async fn receive_any(
+        &self,
+        queues: &[String],
+        opts: &ReceiveOptions,
+    ) -> Result<Vec<Delivery>, Error> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            queues: &'a [String],
+            #[serde(flatten)]
+            opts: &'a ReceiveOptions,
+        }
+        let url = endpoint(&self.base, &["v1", "receive"]);
+        self.long_poll(url, &Body { queues, opts }, opts).await
+    }
+
+    /// A receive is sent once (a lost reply leaves jobs leased until their lease ends), with a
+    /// timeout that covers the long poll.
+    async fn long_poll<B: Serialize>(
+        &self,
+        url: reqwest::Url,
+        body: &B,
+        opts: &ReceiveOptions,
+    ) -> Result<Vec<Delivery>, Error> {
+        let wait_ms = opts.wait_ms.unwrap_or(RECEIVE_WAIT_MAX_MS).min(RECEIVE_WAIT_MAX_MS);
+        let timeout = self.timeout + Duration::from_millis(wait_ms + LONG_POLL_MARGIN_MS);
+        let reply = self.send(Method::POST, url, Some(body), Retry::Once, timeout).await?;
+        Ok(decode::<Jobs<Delivery>>(reply).await?.jobs)
+    }
+
+    /// `POST /v1/ack`: completes leased jobs; one result per receipt, in order.
+    pub async fn ack(&self, receipts: &[String]) -> Result<Vec<AckResult>, Error> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            receipts: &'a [String],
+        }
+        #[derive(Deserialize)]
+        struct Reply {
+            results: Vec<AckResult>,
+        }
+        let url = endpoint(&self.base, &["v1", "ack"]);
+        let reply: Reply = self.post_json(url, &Body { receipts }, Retry::Idempotent).await?;
+        if reply.results.len() != receipts.len() {
+            return Err(Error::Decode(format!(
+                "{} ack results for {} receipts",
+                reply.results.len(),
+                receipts.len()
+            )));
+        }
+        Ok(reply.results)
+    }
+
+    /// `POST /v1/fail`: records a failed attempt; the job is retried later or dies.
+    /// [`Error::StaleReceipt`] when the lease already ended.
+    pub async fn fail(&self, req: &FailRequest) -> Result<FailResult, Error> {
+        self.post_json(endpoint(&self.base, &["v1", "fail"]), req, Retry::Once).await
+    }
+
+    /// `POST /v1/extend`: sets the lease to end `lease_ms` from now (a heartbeat); 0 releases the
+    /// job at once. Returns the new expiry in milliseconds since the epoch.
+    pub async fn extend(&self, receipt: &str, lease_ms: u64) -> Result<u64, Error> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            receipt: &'a str,
+            lease_ms: u64,
+        }
+        #[derive(Deserialize)]
+        struct Reply {
+            #[serde(with = "redrive_core::time::rfc3339")]
+            lease_expires_at: u64,
+        }
+        let url = endpoint(&self.base, &["v1", "extend"]);
+        let reply: Reply =
+            self.post_json(url, &Body { receipt, lease_ms }, Retry::Idempotent).await?;
+        Ok(reply.lease_expires_at)
+    }
+
+    /// `GET /v1/jobs/{id}`: state, timestamps, dead reason and attempt log.
+    pub async fn get_job(&self, id: JobId) -> Result<JobInfo, Error> {
+        self.get_json(endpoint(&self.base, &["v1", "jobs", &id.to_string()])).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receive_options_leave_out_what_is_not_set() {
+        let o = ReceiveOptions { max: Some(10), wait_ms: Some(0), ..ReceiveOptions::default() };
+        assert_eq!(serde_json::to_string(&o).unwrap(), r#"{"max":10,"wait_ms":0}"#);
+        assert_eq!(serde_json::to_string(&ReceiveOptions::default()).unwrap(), "{}");
+    }
+}
