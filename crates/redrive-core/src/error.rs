@@ -19,6 +19,11 @@ pub enum Error {
         message: String,
     },
     MalformedRequest(String),
+    /// The HTTP request body is over `REQUEST_BODY_MAX_BYTES`.
+    RequestTooLarge {
+        max: u64,
+    },
+    RouteNotFound,
     MessageTooLarge {
         size: u64,
         max: u64,
@@ -67,6 +72,8 @@ impl Error {
             Error::InvalidParameter { .. } => (400, "invalid_parameter", "InvalidParameterValue"),
             Error::MalformedRequest(_) => (400, "malformed_request", "MalformedQueryString"),
             Error::MessageTooLarge { .. } => (413, "message_too_large", "MessageTooLong"),
+            Error::RequestTooLarge { .. } => (413, "request_too_large", "BatchRequestTooLong"),
+            Error::RouteNotFound => (404, "route_not_found", "InvalidAction"),
             Error::BatchTooLarge { .. } => (400, "batch_too_large", "TooManyEntriesInBatchRequest"),
             Error::EmptyBatch => (400, "empty_batch", "EmptyBatchRequest"),
             Error::JobNotFound(_) => (404, "job_not_found", "ReceiptHandleIsInvalid"),
@@ -105,6 +112,10 @@ impl fmt::Display for Error {
             Error::MessageTooLarge { size, max } => {
                 write!(f, "message of {size} bytes is over the limit of {max} bytes (max_message_bytes)")
             }
+            Error::RequestTooLarge { max } => {
+                write!(f, "request body is over the limit of {max} bytes (REQUEST_BODY_MAX_BYTES)")
+            }
+            Error::RouteNotFound => write!(f, "no such route; see /v1/openapi.json"),
             Error::BatchTooLarge { count, max } => write!(f, "batch of {count} entries is over the limit of {max}"),
             Error::EmptyBatch => write!(f, "the batch is empty"),
             Error::JobNotFound(id) => write!(f, "job {id} does not exist"),

@@ -175,7 +175,10 @@ impl Loop {
         if let Durability::Relaxed { interval_ms } = self.store.durability {
             wait = wait.min(interval_ms.max(1));
         }
-        let deadline = [self.store.next_deadline(), self.waiter_deadlines.first().map(|d| d.0)].into_iter().flatten().min();
+        let deadline = [self.store.next_deadline(), self.waiter_deadlines.first().map(|d| d.0)]
+            .into_iter()
+            .flatten()
+            .min();
         if let Some(d) = deadline {
             wait = wait.min(d.saturating_sub(self.clock.now_ms()).max(1));
         }
@@ -300,21 +303,38 @@ impl Loop {
                 return Err(Error::invalid("queues", "name at least one queue"));
             }
             if req.queues.len() > limits::RECEIVE_QUEUES_COUNT_MAX {
-                return Err(Error::BatchTooLarge { count: req.queues.len(), max: limits::RECEIVE_QUEUES_COUNT_MAX });
+                return Err(Error::BatchTooLarge {
+                    count: req.queues.len(),
+                    max: limits::RECEIVE_QUEUES_COUNT_MAX,
+                });
             }
             if req.max == 0 || req.max > limits::RECEIVE_BATCH_COUNT_MAX {
-                return Err(Error::invalid("max", format!("1 to {}", limits::RECEIVE_BATCH_COUNT_MAX)));
+                return Err(Error::invalid(
+                    "max",
+                    format!("1 to {}", limits::RECEIVE_BATCH_COUNT_MAX),
+                ));
             }
             if req.lease_ms.is_some_and(|l| l > limits::LEASE_DURATION_MAX_MS) {
-                return Err(Error::invalid("lease_ms", format!("at most {}", limits::LEASE_DURATION_MAX_MS)));
+                return Err(Error::invalid(
+                    "lease_ms",
+                    format!("at most {}", limits::LEASE_DURATION_MAX_MS),
+                ));
             }
             if req.worker_id.as_ref().is_some_and(|w| w.len() > limits::WORKER_ID_BYTES_MAX) {
-                return Err(Error::invalid("worker_id", format!("at most {} bytes", limits::WORKER_ID_BYTES_MAX)));
+                return Err(Error::invalid(
+                    "worker_id",
+                    format!("at most {} bytes", limits::WORKER_ID_BYTES_MAX),
+                ));
             }
-            let qids = req.queues.iter().map(|q| self.store.queue_id(q)).collect::<Result<Vec<u32>>>()?;
-            let wait = req.wait_ms.unwrap_or_else(|| self.store.queues[&qids[0]].config.receive_wait_ms);
+            let qids =
+                req.queues.iter().map(|q| self.store.queue_id(q)).collect::<Result<Vec<u32>>>()?;
+            let wait =
+                req.wait_ms.unwrap_or_else(|| self.store.queues[&qids[0]].config.receive_wait_ms);
             if wait > limits::RECEIVE_WAIT_MAX_MS {
-                return Err(Error::invalid("wait_ms", format!("at most {}", limits::RECEIVE_WAIT_MAX_MS)));
+                return Err(Error::invalid(
+                    "wait_ms",
+                    format!("at most {}", limits::RECEIVE_WAIT_MAX_MS),
+                ));
             }
             Ok((qids, wait))
         })();
@@ -334,7 +354,10 @@ impl Loop {
         match r {
             Ok(jobs) if jobs.is_empty() && wait > 0 => {
                 if self.waiters.len() >= limits::WAITERS_COUNT_MAX {
-                    let e = Error::LimitExceeded { limit: "WAITERS_COUNT_MAX", max: limits::WAITERS_COUNT_MAX as u64 };
+                    let e = Error::LimitExceeded {
+                        limit: "WAITERS_COUNT_MAX",
+                        max: limits::WAITERS_COUNT_MAX as u64,
+                    };
                     return self.defer(w.tx, Err(e), false);
                 }
                 let id = self.next_waiter;
@@ -349,7 +372,13 @@ impl Loop {
         }
     }
 
-    fn try_receive(&mut self, qids: &[u32], max: usize, lease_ms: Option<u64>, worker: Option<&str>) -> Result<Vec<Delivery>> {
+    fn try_receive(
+        &mut self,
+        qids: &[u32],
+        max: usize,
+        lease_ms: Option<u64>,
+        worker: Option<&str>,
+    ) -> Result<Vec<Delivery>> {
         let mut out = Vec::new();
         for &qid in qids {
             if out.len() >= max {
@@ -370,13 +399,21 @@ impl Loop {
                 q.woken = false;
             }
             loop {
-                let has_ready = self.store.queues.get(&qid).is_some_and(|q| q.ready.iter().any(|r| !r.is_empty()));
+                let has_ready = self
+                    .store
+                    .queues
+                    .get(&qid)
+                    .is_some_and(|q| q.ready.iter().any(|r| !r.is_empty()));
                 if !has_ready {
                     break;
                 }
-                let Some(id) = self.waiters_by_queue.get_mut(&qid).and_then(|d| d.pop_front()) else { break };
+                let Some(id) = self.waiters_by_queue.get_mut(&qid).and_then(|d| d.pop_front())
+                else {
+                    break;
+                };
                 let Some(w) = self.waiters.get(&id) else { continue };
-                let (qids, max, lease_ms, worker) = (w.qids.clone(), w.max, w.lease_ms, w.worker.clone());
+                let (qids, max, lease_ms, worker) =
+                    (w.qids.clone(), w.max, w.lease_ms, w.worker.clone());
                 match self.try_receive(&qids, max, lease_ms, worker.as_deref()) {
                     Ok(jobs) if jobs.is_empty() => {
                         self.waiters_by_queue.entry(qid).or_default().push_front(id);
@@ -456,7 +493,13 @@ impl Broker for EngineHandle {
     async fn get_job(&self, id: JobId) -> Result<JobInfo> {
         self.call(|tx| Cmd::GetJob(id, tx)).await
     }
-    async fn list_dead(&self, queue: String, filter: DeadFilter, after: Option<JobId>, limit: usize) -> Result<DeadPage> {
+    async fn list_dead(
+        &self,
+        queue: String,
+        filter: DeadFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<DeadPage> {
         self.call(|tx| Cmd::ListDead(queue, filter, after, limit, tx)).await
     }
     async fn redrive(&self, queue: String, req: RedriveRequest) -> Result<RedriveResult> {

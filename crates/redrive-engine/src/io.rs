@@ -30,16 +30,26 @@ pub trait SegmentFile: Send {
     fn truncate(&mut self, len: u64) -> io::Result<()>;
 }
 
-/// The real file system.
+/// The real file system. Holds an exclusive lock on `LOCK` in the directory so that two
+/// servers never write one log.
 pub struct FsStorage {
     dir: PathBuf,
+    _lock: File,
 }
 
 impl FsStorage {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<FsStorage> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
-        Ok(FsStorage { dir })
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
+        if lock.try_lock().is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by another redrive process", dir.display()),
+            ));
+        }
+        Ok(FsStorage { dir, _lock: lock })
     }
 }
 
@@ -66,7 +76,11 @@ impl Storage for FsStorage {
     }
 
     fn create(&self, name: &str) -> io::Result<Box<dyn SegmentFile>> {
-        let file = OpenOptions::new().read(true).append(true).create_new(true).open(self.dir.join(name))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(self.dir.join(name))?;
         Ok(Box::new(FsFile { file, len: 0 }))
     }
 

@@ -25,9 +25,11 @@ impl Histogram {
 }
 
 /// Enqueue→start latency buckets, milliseconds.
-pub const LATENCY_BOUNDS_MS: &[u64] = &[0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 60_000];
+pub const LATENCY_BOUNDS_MS: &[u64] =
+    &[0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 60_000];
 /// fsync latency buckets, microseconds.
-pub const FSYNC_BOUNDS_US: &[u64] = &[50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
+pub const FSYNC_BOUNDS_US: &[u64] =
+    &[50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
 
 #[derive(Clone, Debug)]
 pub struct Metrics {

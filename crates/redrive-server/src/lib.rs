@@ -1,1 +1,84 @@
-//! placeholder
+//! redrive's HTTP server: the native JSON API under `/v1`, health and readiness, Prometheus
+//! metrics, all on one port, over a store that implements [`redrive_core::Broker`].
+//!
+//! # Layout
+//! - [`error`]: turning [`redrive_core::Error`] into responses through its one wire table.
+//! - `extract`: the JSON body extractor (size limit and parse errors as API errors).
+//! - `native`: one file per group of native routes.
+//! - `metrics`: the `/metrics` page.
+//! - [`serve`]: the listener, the request limits and graceful shutdown.
+
+pub mod error;
+mod extract;
+mod metrics;
+mod native;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use redrive_core::limits;
+use redrive_engine::EngineHandle;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+
+pub use metrics::HttpMetrics;
+
+/// What every handler sees.
+pub struct AppState {
+    pub broker: EngineHandle,
+    pub http: HttpMetrics,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// The whole HTTP surface over `state`.
+pub fn router(state: Shared) -> Router {
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(error::overload))
+        .load_shed()
+        .concurrency_limit(limits::REQUESTS_IN_FLIGHT_MAX)
+        .timeout(Duration::from_millis(limits::REQUEST_TIMEOUT_MS));
+    native::routes()
+        .route("/healthz", get(native::health::healthz))
+        .route("/readyz", get(native::health::readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
+        .layer(DefaultBodyLimit::max(limits::REQUEST_BODY_MAX_BYTES))
+        .layer(limits)
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish (at
+/// most `drain`), and returns. The caller shuts the engine down afterwards.
+pub async fn serve(
+    listener: TcpListener,
+    state: Shared,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stop_rx = stop_rx;
+    let server = tokio::spawn(async move { server.await });
+    let _ = stop_rx.wait_for(|s| *s).await;
+    match tokio::time::timeout(drain, server).await {
+        Ok(r) => r.map_err(std::io::Error::other)?,
+        Err(_) => {
+            tracing::warn!(
+                drain_ms = drain.as_millis() as u64,
+                "in-flight requests did not finish in time"
+            );
+            Ok(())
+        }
+    }
+}

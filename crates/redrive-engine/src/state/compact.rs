@@ -23,8 +23,9 @@ impl Store {
         self.writable()?;
         let empty: Vec<u32> = self.wal.sealed().filter(|s| s.1 == 0).map(|s| s.0).collect();
         let oldest = self.wal.sealed().next();
-        let compact =
-            oldest.filter(|&(_, live, records)| live > 0 && (live as f64) < records as f64 * COMPACT_LIVE_RATIO_MAX);
+        let compact = oldest.filter(|&(_, live, records)| {
+            live > 0 && (live as f64) < records as f64 * COMPACT_LIVE_RATIO_MAX
+        });
         if empty.is_empty() && compact.is_none() {
             return Ok(false);
         }
@@ -47,7 +48,8 @@ impl Store {
     }
 
     fn move_live_records(&mut self, n: u32) -> Result<()> {
-        let records = self.wal.records(n).map_err(|e| Error::Internal(format!("compacting: {e}")))?;
+        let records =
+            self.wal.records(n).map_err(|e| Error::Internal(format!("compacting: {e}")))?;
         for (loc, rec) in records {
             match rec {
                 Record::QueuePut { qid, .. } => {
@@ -60,15 +62,25 @@ impl Store {
                     let job = self.jobs.get(&e.id);
                     let body = job.is_some_and(|j| j.body_loc == loc);
                     let meta = job.is_some_and(|j| j.meta_loc == loc);
-                    let key = e.idempotency_key.as_deref().map(|k| (e.meta.qid, Box::<str>::from(k)));
-                    let dedup = key.as_ref().is_some_and(|k| self.dedup.get(k).is_some_and(|d| d.loc == loc));
+                    let key =
+                        e.idempotency_key.as_deref().map(|k| (e.meta.qid, Box::<str>::from(k)));
+                    let dedup = key
+                        .as_ref()
+                        .is_some_and(|k| self.dedup.get(k).is_some_and(|d| d.loc == loc));
                     if !(body || meta || dedup) {
                         continue;
                     }
                     let new = self
                         .wal
                         .append(|w| {
-                            w.enqueue(e.id, &e.meta, e.idempotency_key.as_deref(), e.traceparent.as_deref(), &e.attributes, &e.body)
+                            w.enqueue(
+                                e.id,
+                                &e.meta,
+                                e.idempotency_key.as_deref(),
+                                e.traceparent.as_deref(),
+                                &e.attributes,
+                                &e.body,
+                            )
                         })
                         .map_err(Error::Poisoned)?;
                     if let Some(job) = self.jobs.get_mut(&e.id) {
@@ -84,20 +96,29 @@ impl Store {
                         }
                     }
                     if dedup {
-                        self.dedup.get_mut(&key.expect("dedup implies key")).expect("checked").loc = new;
+                        self.dedup
+                            .get_mut(&key.expect("dedup implies key"))
+                            .expect("checked")
+                            .loc = new;
                         self.wal.hold(loc, -1);
                         self.wal.hold(new, 1);
                     }
                 }
                 Record::Meta { id, meta, worker } => {
                     if self.jobs.get(&id).is_some_and(|j| j.meta_loc == loc) {
-                        let new = self.wal.append(|w| w.meta_record(id, &meta, worker.as_deref())).map_err(Error::Poisoned)?;
+                        let new = self
+                            .wal
+                            .append(|w| w.meta_record(id, &meta, worker.as_deref()))
+                            .map_err(Error::Poisoned)?;
                         self.move_holder(id, loc, new, |j| &mut j.meta_loc);
                     }
                 }
                 Record::Attempts { id, total, entries } => {
                     if self.jobs.get(&id).is_some_and(|j| j.attempts_loc == loc) {
-                        let new = self.wal.append(|w| w.attempts(id, total, &entries)).map_err(Error::Poisoned)?;
+                        let new = self
+                            .wal
+                            .append(|w| w.attempts(id, total, &entries))
+                            .map_err(Error::Poisoned)?;
                         self.move_holder(id, loc, new, |j| &mut j.attempts_loc);
                     }
                 }
@@ -106,7 +127,13 @@ impl Store {
         Ok(())
     }
 
-    fn move_holder(&mut self, id: u128, old: Loc, new: Loc, field: impl FnOnce(&mut super::Job) -> &mut Loc) {
+    fn move_holder(
+        &mut self,
+        id: u128,
+        old: Loc,
+        new: Loc,
+        field: impl FnOnce(&mut super::Job) -> &mut Loc,
+    ) {
         let job = self.jobs.get_mut(&id).expect("live job");
         *field(job) = new;
         self.wal.hold(old, -1);

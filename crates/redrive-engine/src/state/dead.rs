@@ -11,7 +11,9 @@ impl Store {
     fn dead_matches(&self, id: u128, f: &DeadFilter) -> Result<bool> {
         let job = &self.jobs[&id];
         let m = job.meta;
-        if f.since.is_some_and(|t| m.completed_at < t) || f.until.is_some_and(|t| m.completed_at > t) {
+        if f.since.is_some_and(|t| m.completed_at < t)
+            || f.until.is_some_and(|t| m.completed_at > t)
+        {
             return Ok(false);
         }
         if let Some(src) = &f.source_queue {
@@ -33,7 +35,13 @@ impl Store {
     }
 
     /// Dead jobs in `queue` (moved here as a dead-letter queue, or parked here), oldest first.
-    pub fn list_dead(&self, queue: &str, f: &DeadFilter, after: Option<JobId>, limit: usize) -> Result<DeadPage> {
+    pub fn list_dead(
+        &self,
+        queue: &str,
+        f: &DeadFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<DeadPage> {
         let q = &self.queues[&self.queue_id(queue)?];
         let limit = limit.clamp(1, limits::DEAD_PAGE_COUNT_MAX);
         let start = after.map_or(0, |a| a.0.saturating_add(1));
@@ -54,7 +62,12 @@ impl Store {
 
     /// Moves dead jobs back to their source queue (or `to`), resetting failures and receive count
     /// and keeping their attempt log and lineage.
-    pub fn redrive(&mut self, queue: &str, req: &RedriveRequest, now: u64) -> Result<RedriveResult> {
+    pub fn redrive(
+        &mut self,
+        queue: &str,
+        req: &RedriveRequest,
+        now: u64,
+    ) -> Result<RedriveResult> {
         if !req.dry_run {
             self.writable()?;
         }
@@ -71,11 +84,17 @@ impl Store {
         match &req.ids {
             Some(ids) => {
                 if ids.len() > limits::REDRIVE_COUNT_MAX {
-                    return Err(Error::BatchTooLarge { count: ids.len(), max: limits::REDRIVE_COUNT_MAX });
+                    return Err(Error::BatchTooLarge {
+                        count: ids.len(),
+                        max: limits::REDRIVE_COUNT_MAX,
+                    });
                 }
                 for id in ids {
                     if !self.queues[&qid].dead.contains(&id.0) {
-                        return Err(Error::invalid("ids", format!("job {id} is not a dead job in queue {queue:?}")));
+                        return Err(Error::invalid(
+                            "ids",
+                            format!("job {id} is not a dead job in queue {queue:?}"),
+                        ));
                     }
                     picked.push(id.0);
                 }
@@ -109,10 +128,21 @@ impl Store {
                 self.redrive_one(id, qid, to, req.delay_ms.unwrap_or(0), now)?;
             }
         }
-        Ok(RedriveResult { moved: picked.len() as u64, dry_run: req.dry_run, ids: picked.into_iter().map(JobId).collect() })
+        Ok(RedriveResult {
+            moved: picked.len() as u64,
+            dry_run: req.dry_run,
+            ids: picked.into_iter().map(JobId).collect(),
+        })
     }
 
-    fn redrive_one(&mut self, id: u128, from: u32, to: Option<u32>, delay: u64, now: u64) -> Result<()> {
+    fn redrive_one(
+        &mut self,
+        id: u128,
+        from: u32,
+        to: Option<u32>,
+        delay: u64,
+        now: u64,
+    ) -> Result<()> {
         let m = self.jobs[&id].meta;
         let target = to.unwrap_or(if m.source_qid != QID_NONE { m.source_qid } else { m.qid });
         let tq = self.queues.get_mut(&target).expect("checked");
@@ -141,7 +171,8 @@ impl Store {
             .jobs
             .iter()
             .filter(|(_, j)| {
-                j.meta.qid == qid && matches!(state_of(&j.meta), JobState::Ready | JobState::Delayed)
+                j.meta.qid == qid
+                    && matches!(state_of(&j.meta), JobState::Ready | JobState::Delayed)
             })
             .map(|(id, _)| *id)
             .collect();

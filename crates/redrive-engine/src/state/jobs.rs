@@ -3,8 +3,12 @@
 use std::collections::BTreeMap;
 
 use rand::Rng;
-use redrive_core::broker::{AckResult, DeadInfo, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob};
-use redrive_core::model::{Attempt, DeadReason, ErrorInfo, JobId, JobState, Outcome, Priority, Receipt};
+use redrive_core::broker::{
+    AckResult, DeadInfo, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob,
+};
+use redrive_core::model::{
+    Attempt, DeadReason, ErrorInfo, JobId, JobState, Outcome, Priority, Receipt,
+};
 use redrive_core::{limits, Error, Result};
 
 use super::{state_of, Dedup, Job, Store};
@@ -20,28 +24,47 @@ pub struct Checked<'a> {
 
 impl Store {
     /// Checks every job of a batch before anything is written, so a bad job rejects the batch.
-    pub fn check_enqueue<'a>(&self, qid: u32, jobs: &'a [NewJob], now: u64) -> Result<Vec<Checked<'a>>> {
+    pub fn check_enqueue<'a>(
+        &self,
+        qid: u32,
+        jobs: &'a [NewJob],
+        now: u64,
+    ) -> Result<Vec<Checked<'a>>> {
         if jobs.is_empty() {
             return Err(Error::EmptyBatch);
         }
         if jobs.len() > limits::ENQUEUE_BATCH_COUNT_MAX {
-            return Err(Error::BatchTooLarge { count: jobs.len(), max: limits::ENQUEUE_BATCH_COUNT_MAX });
+            return Err(Error::BatchTooLarge {
+                count: jobs.len(),
+                max: limits::ENQUEUE_BATCH_COUNT_MAX,
+            });
         }
         if self.jobs.len() + jobs.len() > limits::JOBS_COUNT_MAX {
-            return Err(Error::LimitExceeded { limit: "JOBS_COUNT_MAX", max: limits::JOBS_COUNT_MAX as u64 });
+            return Err(Error::LimitExceeded {
+                limit: "JOBS_COUNT_MAX",
+                max: limits::JOBS_COUNT_MAX as u64,
+            });
         }
         let config = &self.queues[&qid].config;
         jobs.iter()
             .map(|job| {
                 let size = job.body.len() as u64;
                 if size > config.max_message_bytes as u64 {
-                    return Err(Error::MessageTooLarge { size, max: config.max_message_bytes.into() });
+                    return Err(Error::MessageTooLarge {
+                        size,
+                        max: config.max_message_bytes.into(),
+                    });
                 }
                 check_job_fields(job)?;
                 let visible_at = match (job.delay_ms, job.run_at) {
-                    (Some(_), Some(_)) => return Err(Error::invalid("delay_ms", "give delay_ms or run_at, not both")),
+                    (Some(_), Some(_)) => {
+                        return Err(Error::invalid("delay_ms", "give delay_ms or run_at, not both"))
+                    }
                     (Some(d), None) if d > limits::DELAY_MAX_MS => {
-                        return Err(Error::invalid("delay_ms", format!("at most {}", limits::DELAY_MAX_MS)))
+                        return Err(Error::invalid(
+                            "delay_ms",
+                            format!("at most {}", limits::DELAY_MAX_MS),
+                        ))
                     }
                     (Some(d), None) => now + d,
                     (None, Some(t)) if t > now + limits::DELAY_MAX_MS => {
@@ -98,12 +121,22 @@ impl Store {
         let job = c.job;
         let loc = self
             .wal
-            .append(|e| e.enqueue(id, &meta, key, job.traceparent.as_deref(), &job.attributes, &job.body))
+            .append(|e| {
+                e.enqueue(id, &meta, key, job.traceparent.as_deref(), &job.attributes, &job.body)
+            })
             .map_err(Error::Poisoned)?;
         self.wal.hold(loc, 2); // body and metadata
         self.jobs.insert(
             id,
-            Job { meta, worker: u32::MAX, body_loc: loc, meta_loc: loc, attempts_loc: LOC_NONE, attempts_total: 0, expires_at },
+            Job {
+                meta,
+                worker: u32::MAX,
+                body_loc: loc,
+                meta_loc: loc,
+                attempts_loc: LOC_NONE,
+                attempts_total: 0,
+                expires_at,
+            },
         );
         self.index(id);
         if let (Some(key), true) = (key, dedup_window > 0) {
@@ -180,7 +213,9 @@ impl Store {
     fn delivery(&self, id: u128) -> Result<Delivery> {
         let job = &self.jobs[&id];
         let m = job.meta;
-        let Record::Enqueue(e) = self.read_body(job)? else { unreachable!("read_body returns enqueue records") };
+        let Record::Enqueue(e) = self.read_body(job)? else {
+            unreachable!("read_body returns enqueue records")
+        };
         Ok(Delivery {
             id: JobId(id),
             queue: self.queue_name(m.qid),
@@ -233,7 +268,10 @@ impl Store {
             return Err(Error::EmptyBatch);
         }
         if receipts.len() > limits::ACK_BATCH_COUNT_MAX {
-            return Err(Error::BatchTooLarge { count: receipts.len(), max: limits::ACK_BATCH_COUNT_MAX });
+            return Err(Error::BatchTooLarge {
+                count: receipts.len(),
+                max: limits::ACK_BATCH_COUNT_MAX,
+            });
         }
         let mut out = Vec::with_capacity(receipts.len());
         for r in receipts {
@@ -273,7 +311,10 @@ impl Store {
         let id = self.leased(&req.receipt).map_err(Self::lease_error)?;
         if let Some(ms) = req.retry_after_ms {
             if ms > limits::DELAY_MAX_MS {
-                return Err(Error::invalid("retry_after_ms", format!("at most {}", limits::DELAY_MAX_MS)));
+                return Err(Error::invalid(
+                    "retry_after_ms",
+                    format!("at most {}", limits::DELAY_MAX_MS),
+                ));
             }
         }
         let error = req.error.clone().truncated();
@@ -308,9 +349,16 @@ impl Store {
                 dead_reason: Some(reason),
             });
         }
-        let delay = req.retry_after_ms.unwrap_or_else(|| self.rng.random_range(0..=backoff.ceiling_ms(failures)));
+        let delay = req
+            .retry_after_ms
+            .unwrap_or_else(|| self.rng.random_range(0..=backoff.ceiling_ms(failures)));
         self.retry_at(id, now + delay, now)?;
-        Ok(FailResult { state: state_of(&self.jobs[&id].meta), queue: self.queue_name(qid), retry_at: Some(now + delay), dead_reason: None })
+        Ok(FailResult {
+            state: state_of(&self.jobs[&id].meta),
+            queue: self.queue_name(qid),
+            retry_at: Some(now + delay),
+            dead_reason: None,
+        })
     }
 
     /// Puts a job back to wait until `at` (ready at once when `at <= now`).
@@ -322,7 +370,13 @@ impl Store {
     }
 
     /// Records the end of the current lease in the attempt log.
-    pub(crate) fn end_attempt(&mut self, id: u128, outcome: Outcome, error: Option<ErrorInfo>, now: u64) -> Result<()> {
+    pub(crate) fn end_attempt(
+        &mut self,
+        id: u128,
+        outcome: Outcome,
+        error: Option<ErrorInfo>,
+        now: u64,
+    ) -> Result<()> {
         let job = &self.jobs[&id];
         let entry = Attempt {
             attempt: job.meta.receive_count,
@@ -365,7 +419,10 @@ impl Store {
     pub fn extend(&mut self, receipt: &str, lease_ms: u64, now: u64) -> Result<u64> {
         self.writable()?;
         if lease_ms > limits::LEASE_DURATION_MAX_MS {
-            return Err(Error::invalid("lease_ms", format!("at most {}", limits::LEASE_DURATION_MAX_MS)));
+            return Err(Error::invalid(
+                "lease_ms",
+                format!("at most {}", limits::LEASE_DURATION_MAX_MS),
+            ));
         }
         let id = self.leased(receipt).map_err(Self::lease_error)?;
         if lease_ms == 0 {
@@ -422,7 +479,8 @@ impl Store {
             idempotency_key: key,
             dead: self.dead_info(&m),
             redrive_count: m.redrive_count,
-            redriven_from: (m.redriven_from_qid != QID_NONE).then(|| self.queue_name(m.redriven_from_qid)),
+            redriven_from: (m.redriven_from_qid != QID_NONE)
+                .then(|| self.queue_name(m.redriven_from_qid)),
             body,
             attributes,
             attempts,
@@ -447,17 +505,33 @@ fn next_ready(q: &super::Queue, now: u64) -> Option<u128> {
 }
 
 fn check_job_fields(job: &NewJob) -> Result<()> {
-    if job.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX) {
-        return Err(Error::invalid("idempotency_key", format!("1 to {} bytes", limits::IDEMPOTENCY_KEY_BYTES_MAX)));
+    if job
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX)
+    {
+        return Err(Error::invalid(
+            "idempotency_key",
+            format!("1 to {} bytes", limits::IDEMPOTENCY_KEY_BYTES_MAX),
+        ));
     }
     if job.traceparent.as_ref().is_some_and(|t| t.len() > limits::TRACEPARENT_BYTES_MAX) {
-        return Err(Error::invalid("traceparent", format!("at most {} bytes", limits::TRACEPARENT_BYTES_MAX)));
+        return Err(Error::invalid(
+            "traceparent",
+            format!("at most {} bytes", limits::TRACEPARENT_BYTES_MAX),
+        ));
     }
     if job.attributes.len() > limits::ATTRIBUTES_COUNT_MAX {
-        return Err(Error::invalid("attributes", format!("at most {} attributes", limits::ATTRIBUTES_COUNT_MAX)));
+        return Err(Error::invalid(
+            "attributes",
+            format!("at most {} attributes", limits::ATTRIBUTES_COUNT_MAX),
+        ));
     }
     for (k, v) in &job.attributes {
-        if k.is_empty() || k.len() > limits::ATTRIBUTE_KEY_BYTES_MAX || v.len() > limits::ATTRIBUTE_VALUE_BYTES_MAX {
+        if k.is_empty()
+            || k.len() > limits::ATTRIBUTE_KEY_BYTES_MAX
+            || v.len() > limits::ATTRIBUTE_VALUE_BYTES_MAX
+        {
             return Err(Error::invalid(
                 "attributes",
                 format!(

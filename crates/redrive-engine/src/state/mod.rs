@@ -175,7 +175,11 @@ impl Store {
     }
 
     /// Applies `change` to a job's metadata with the index discipline, bumps its version and logs it.
-    pub(crate) fn update(&mut self, id: u128, change: impl FnOnce(&mut Meta, &mut JobExtra)) -> Result<()> {
+    pub(crate) fn update(
+        &mut self,
+        id: u128,
+        change: impl FnOnce(&mut Meta, &mut JobExtra),
+    ) -> Result<()> {
         self.unindex(id);
         let job = self.jobs.get_mut(&id).expect("updating a job that exists");
         let mut extra = JobExtra { worker: job.worker, expires_at: job.expires_at };

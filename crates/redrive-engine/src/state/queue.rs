@@ -58,7 +58,8 @@ impl Queue {
         let sec = now / 1000;
         if sec != self.rate_second {
             self.rate_second = sec;
-            self.rate_ring[sec as usize % RATE_WINDOW_S] = (self.totals.enqueued, self.totals.acked);
+            self.rate_ring[sec as usize % RATE_WINDOW_S] =
+                (self.totals.enqueued, self.totals.acked);
         }
     }
 
@@ -76,7 +77,13 @@ impl Queue {
         let oldest_ready = self.ready.iter().filter_map(|r| r.first().map(|(t, _)| *t)).min();
         let (enqueue_rate, ack_rate) = self.rates();
         QueueStats {
-            counts: StateCounts { delayed: c[0], ready: c[1], leased: c[2], completed: c[3], dead: c[4] },
+            counts: StateCounts {
+                delayed: c[0],
+                ready: c[1],
+                leased: c[2],
+                completed: c[3],
+                dead: c[4],
+            },
             ready_by_priority: PriorityCounts {
                 high: self.ready[0].len() as u64,
                 standard: self.ready[1].len() as u64,
@@ -104,7 +111,12 @@ impl Queue {
 impl Store {
     /// Creates or patches a queue. A new queue named without `-dlq` gets `<name>-dlq` as its
     /// dead-letter queue (created too) unless the patch sets `dead_letter_queue` explicitly.
-    pub fn put_queue(&mut self, name: &str, patch: &QueuePatch, now: u64) -> Result<(QueueInfo, bool)> {
+    pub fn put_queue(
+        &mut self,
+        name: &str,
+        patch: &QueuePatch,
+        now: u64,
+    ) -> Result<(QueueInfo, bool)> {
         self.writable()?;
         if !valid_queue_name(name) {
             return Err(Error::InvalidQueueName(name.to_owned()));
@@ -123,7 +135,10 @@ impl Store {
             return Ok((self.queues[&qid].info(now), false));
         }
         if self.queues.len() >= limits::QUEUES_MAX {
-            return Err(Error::LimitExceeded { limit: "QUEUES_MAX", max: limits::QUEUES_MAX as u64 });
+            return Err(Error::LimitExceeded {
+                limit: "QUEUES_MAX",
+                max: limits::QUEUES_MAX as u64,
+            });
         }
         let mut config = patch.apply(&QueueConfig::default())?;
         let auto_dlq = patch.dead_letter_queue.is_none() && !name.ends_with("-dlq") && !config.fifo;
@@ -153,10 +168,16 @@ impl Store {
     fn check_dlq(&self, name: &str, config: &QueueConfig) -> Result<()> {
         if let Some(dlq) = &config.dead_letter_queue {
             if dlq == name {
-                return Err(Error::invalid("dead_letter_queue", "a queue cannot be its own dead-letter queue"));
+                return Err(Error::invalid(
+                    "dead_letter_queue",
+                    "a queue cannot be its own dead-letter queue",
+                ));
             }
             if !self.queue_ids.contains_key(dlq) {
-                return Err(Error::invalid("dead_letter_queue", format!("queue {dlq:?} does not exist")));
+                return Err(Error::invalid(
+                    "dead_letter_queue",
+                    format!("queue {dlq:?} does not exist"),
+                ));
             }
         }
         Ok(())
@@ -192,14 +213,16 @@ impl Store {
     pub fn delete_queue(&mut self, name: &str) -> Result<()> {
         self.writable()?;
         let qid = self.queue_id(name)?;
-        let ids: Vec<u128> = self.jobs.iter().filter(|(_, j)| j.meta.qid == qid).map(|(id, _)| *id).collect();
+        let ids: Vec<u128> =
+            self.jobs.iter().filter(|(_, j)| j.meta.qid == qid).map(|(id, _)| *id).collect();
         for id in ids {
             self.remove_job(id)?;
         }
         let q = self.queues.remove(&qid).expect("exists");
         self.queue_ids.remove(&q.name);
         self.wal.hold(q.loc, -1);
-        let keys: Vec<(u32, Box<str>)> = self.dedup.keys().filter(|(d, _)| *d == qid).cloned().collect();
+        let keys: Vec<(u32, Box<str>)> =
+            self.dedup.keys().filter(|(d, _)| *d == qid).cloned().collect();
         for k in keys {
             let d = self.dedup.remove(&k).expect("listed");
             self.wal.hold(d.loc, -1);

@@ -36,7 +36,15 @@ struct Fold {
 }
 
 fn blank(meta: Meta) -> Job {
-    Job { meta, worker: u32::MAX, body_loc: LOC_NONE, meta_loc: LOC_NONE, attempts_loc: LOC_NONE, attempts_total: 0, expires_at: 0 }
+    Job {
+        meta,
+        worker: u32::MAX,
+        body_loc: LOC_NONE,
+        meta_loc: LOC_NONE,
+        attempts_loc: LOC_NONE,
+        attempts_total: 0,
+        expires_at: 0,
+    }
 }
 
 impl Fold {
@@ -44,7 +52,17 @@ impl Fold {
         match rec {
             Record::QueuePut { qid, version, created_at, updated_at, name, config_json } => {
                 if self.queues.get(&qid).is_none_or(|q| q.version <= version) {
-                    self.queues.insert(qid, QueueRec { version, created_at, updated_at, name, config: config_json, loc });
+                    self.queues.insert(
+                        qid,
+                        QueueRec {
+                            version,
+                            created_at,
+                            updated_at,
+                            name,
+                            config: config_json,
+                            loc,
+                        },
+                    );
                 }
             }
             Record::QueueDelete { qid } => {
@@ -112,7 +130,11 @@ impl Fold {
 impl Store {
     /// Opens the store in `storage`, replaying its WAL. Leases live at the crash are revoked:
     /// their jobs are ready again and their old receipts are refused.
-    pub fn open(storage: Box<dyn Storage>, durability: Durability, now: u64) -> Result<Store, OpenError> {
+    pub fn open(
+        storage: Box<dyn Storage>,
+        durability: Durability,
+        now: u64,
+    ) -> Result<Store, OpenError> {
         let mut fold = Fold::default();
         let wal = Wal::open(storage, |loc, rec| fold.apply(loc, rec))?;
         let mut store = Store {
@@ -135,14 +157,15 @@ impl Store {
             woken: Vec::new(),
             metrics: Metrics::default(),
         };
-        let corrupt = |reason: String| OpenError::Corrupt { file: "(replay)".into(), offset: 0, reason };
+        let corrupt =
+            |reason: String| OpenError::Corrupt { file: "(replay)".into(), offset: 0, reason };
         for (qid, q) in fold.queues {
             store.next_qid = store.next_qid.max(qid + 1);
             if fold.deleted_queues.contains(&qid) {
                 continue;
             }
-            let config: QueueConfig =
-                serde_json::from_str(&q.config).map_err(|e| corrupt(format!("queue {:?} config: {e}", q.name)))?;
+            let config: QueueConfig = serde_json::from_str(&q.config)
+                .map_err(|e| corrupt(format!("queue {:?} config: {e}", q.name)))?;
             let mut queue = Queue::new(qid, q.name.clone(), config, q.created_at);
             queue.version = q.version;
             queue.updated_at = q.updated_at;
@@ -173,10 +196,15 @@ impl Store {
                 completed.push((job.meta.completed_at, id));
             } else {
                 if job.body_loc == LOC_NONE {
-                    return Err(corrupt(format!("job {} has no body record", redrive_core::JobId(id))));
+                    return Err(corrupt(format!(
+                        "job {} has no body record",
+                        redrive_core::JobId(id)
+                    )));
                 }
                 let retention = q.config.retention_ms;
-                job.expires_at = if job.meta.dead_reason != 0 && job.meta.source_qid != crate::wal::record::QID_NONE {
+                job.expires_at = if job.meta.dead_reason != 0
+                    && job.meta.source_qid != crate::wal::record::QID_NONE
+                {
                     job.meta.completed_at + retention
                 } else {
                     job.meta.enqueued_at + retention
@@ -209,14 +237,20 @@ impl Store {
             store.wal.hold(loc, 1);
             store.dedup_expiry.insert((expires_at, k.0, k.1));
         }
-        store.revoke_leases(now).map_err(|e| OpenError::Io(std::io::Error::other(e.to_string())))?;
+        store
+            .revoke_leases(now)
+            .map_err(|e| OpenError::Io(std::io::Error::other(e.to_string())))?;
         store.woken.clear();
         Ok(store)
     }
 
     fn revoke_leases(&mut self, now: u64) -> Result<(), Error> {
-        let leased: Vec<u128> =
-            self.jobs.iter().filter(|(_, j)| state_of(&j.meta) == JobState::Leased).map(|(id, _)| *id).collect();
+        let leased: Vec<u128> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| state_of(&j.meta) == JobState::Leased)
+            .map(|(id, _)| *id)
+            .collect();
         for id in leased {
             self.end_attempt(id, Outcome::Revoked, None, now)?;
             self.update(id, |m, _| {

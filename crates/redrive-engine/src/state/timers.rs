@@ -17,7 +17,8 @@ impl Store {
                 // Not logged: replay sees the same deadline and the first tick after it repeats this.
                 JobState::Delayed => {
                     self.unindex(id);
-                    self.jobs.get_mut(&id).expect("timer job exists").meta.state = JobState::Ready as u8;
+                    self.jobs.get_mut(&id).expect("timer job exists").meta.state =
+                        JobState::Ready as u8;
                     self.index(id);
                 }
                 JobState::Leased => self.lease_expired(id, now)?,

@@ -44,7 +44,9 @@ impl std::fmt::Display for Durability {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Durability::Sync => write!(f, "sync (fsync before every reply)"),
-            Durability::Relaxed { interval_ms } => write!(f, "relaxed (fsync every {interval_ms} ms)"),
+            Durability::Relaxed { interval_ms } => {
+                write!(f, "relaxed (fsync every {interval_ms} ms)")
+            }
         }
     }
 }
@@ -108,8 +110,12 @@ fn parse_segment_name(name: &str) -> Option<u32> {
 
 impl Wal {
     /// Opens the log in `storage`, calling `replay` for every valid record in log order.
-    pub fn open(storage: Box<dyn Storage>, mut replay: impl FnMut(Loc, Record)) -> Result<Wal, OpenError> {
-        let mut numbers: Vec<u32> = storage.list()?.iter().filter_map(|n| parse_segment_name(n)).collect();
+    pub fn open(
+        storage: Box<dyn Storage>,
+        mut replay: impl FnMut(Loc, Record),
+    ) -> Result<Wal, OpenError> {
+        let mut numbers: Vec<u32> =
+            storage.list()?.iter().filter_map(|n| parse_segment_name(n)).collect();
         numbers.sort_unstable();
         let mut segments = BTreeMap::new();
         let last = numbers.last().copied();
@@ -126,13 +132,21 @@ impl Wal {
                 storage.remove(&name)?;
                 continue;
             }
-            check_header(&data, n).map_err(|reason| OpenError::Corrupt { file: name.clone(), offset: 0, reason })?;
+            check_header(&data, n).map_err(|reason| OpenError::Corrupt {
+                file: name.clone(),
+                offset: 0,
+                reason,
+            })?;
             let mut records = 0;
             let end = scan(&data, n, is_last, &mut |loc, r| {
                 records += 1;
                 replay(loc, r)
             })
-                .map_err(|(offset, reason)| OpenError::Corrupt { file: name.clone(), offset, reason })?;
+            .map_err(|(offset, reason)| OpenError::Corrupt {
+                file: name.clone(),
+                offset,
+                reason,
+            })?;
             if end < len {
                 tracing::warn!(file = %name, offset = end, lost_bytes = len - end, "truncating torn tail of the write-ahead log");
                 file.truncate(end)?;
@@ -165,7 +179,8 @@ impl Wal {
         header[20..24].copy_from_slice(&crc.to_le_bytes());
         file.append(&header)?;
         file.sync()?;
-        self.segments.insert(n, Segment { file, live: 0, records: 0, bytes: SEGMENT_HEADER_BYTES as u64 });
+        self.segments
+            .insert(n, Segment { file, live: 0, records: 0, bytes: SEGMENT_HEADER_BYTES as u64 });
         self.active = n;
         self.buf_offset = SEGMENT_HEADER_BYTES as u64;
         Ok(())
@@ -240,7 +255,9 @@ impl Wal {
         }
         let due = match durability {
             Durability::Sync => self.unsynced,
-            Durability::Relaxed { interval_ms } => self.unsynced && now_ms >= self.last_sync_ms + interval_ms,
+            Durability::Relaxed { interval_ms } => {
+                self.unsynced && now_ms >= self.last_sync_ms + interval_ms
+            }
         };
         if !due {
             return Ok(None);
@@ -258,12 +275,15 @@ impl Wal {
     pub fn read(&self, loc: Loc) -> io::Result<Record> {
         let n = loc_segment(loc);
         let off = loc & 0xffff_ffff;
-        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("{m} at {}:{off}", segment_name(n)));
+        let bad = |m: &str| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{m} at {}:{off}", segment_name(n)))
+        };
         if n == self.active && off >= self.buf_offset {
             let start = (off - self.buf_offset) as usize;
             let frame = self.buf.get(start..).ok_or_else(|| bad("location past the buffer"))?;
             let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
-            return record::decode(&frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len]).map_err(|e| bad(e.0));
+            return record::decode(&frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len])
+                .map_err(|e| bad(e.0));
         }
         let seg = self.segments.get(&n).ok_or_else(|| bad("segment is gone"))?;
         let mut head = [0u8; FRAME_HEADER_BYTES];
@@ -294,7 +314,10 @@ impl Wal {
 
     /// Segments other than the active one, oldest first: (number, holders, records).
     pub fn sealed(&self) -> impl Iterator<Item = (u32, i64, u64)> + '_ {
-        self.segments.iter().filter(|(n, _)| **n != self.active).map(|(n, s)| (*n, s.live, s.records))
+        self.segments
+            .iter()
+            .filter(|(n, _)| **n != self.active)
+            .map(|(n, s)| (*n, s.live, s.records))
     }
 
     pub fn segment_count(&self) -> usize {
@@ -311,12 +334,19 @@ impl Wal {
 
     /// Reads every record of a sealed segment (for compaction).
     pub fn records(&self, n: u32) -> io::Result<Vec<(Loc, Record)>> {
-        let seg = self.segments.get(&n).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no segment"))?;
+        let seg = self
+            .segments
+            .get(&n)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no segment"))?;
         let mut data = vec![0u8; seg.file.len() as usize];
         seg.file.read_at(&mut data, 0)?;
         let mut out = Vec::new();
-        scan(&data, n, false, &mut |loc, r| out.push((loc, r)))
-            .map_err(|(off, why)| io::Error::new(io::ErrorKind::InvalidData, format!("{} at {off}: {why}", segment_name(n))))?;
+        scan(&data, n, false, &mut |loc, r| out.push((loc, r))).map_err(|(off, why)| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} at {off}: {why}", segment_name(n)),
+            )
+        })?;
         Ok(out)
     }
 
@@ -338,7 +368,9 @@ fn check_header(data: &[u8], n: u32) -> Result<(), String> {
     }
     let version = u32::from_le_bytes(data[8..12].try_into().unwrap());
     if version != FORMAT_VERSION {
-        return Err(format!("format version {version} is not supported (this build reads {FORMAT_VERSION})"));
+        return Err(format!(
+            "format version {version} is not supported (this build reads {FORMAT_VERSION})"
+        ));
     }
     let seq = u32::from_le_bytes(data[12..16].try_into().unwrap());
     if seq != n {
@@ -350,7 +382,12 @@ fn check_header(data: &[u8], n: u32) -> Result<(), String> {
 /// Parses the records of one segment. Returns the offset where valid data ends. In the last
 /// segment, a bad record after which no valid record follows is a torn write and ends the scan;
 /// any other bad record is corruption, reported as `(offset, reason)`.
-fn scan(data: &[u8], n: u32, is_last: bool, f: &mut dyn FnMut(Loc, Record)) -> Result<u64, (u64, String)> {
+fn scan(
+    data: &[u8],
+    n: u32,
+    is_last: bool,
+    f: &mut dyn FnMut(Loc, Record),
+) -> Result<u64, (u64, String)> {
     let mut off = SEGMENT_HEADER_BYTES;
     while off < data.len() {
         let frame = match frame_at(data, off) {
@@ -362,7 +399,8 @@ fn scan(data: &[u8], n: u32, is_last: bool, f: &mut dyn FnMut(Loc, Record)) -> R
                 return Err((off as u64, why.to_owned()));
             }
         };
-        let rec = record::decode(frame).map_err(|e| (off as u64, format!("undecodable record: {}", e.0)))?;
+        let rec = record::decode(frame)
+            .map_err(|e| (off as u64, format!("undecodable record: {}", e.0)))?;
         f(((n as u64) << 32) | off as u64, rec);
         off += FRAME_HEADER_BYTES + frame.len();
     }
@@ -379,7 +417,8 @@ fn frame_at(data: &[u8], off: usize) -> Result<&[u8], &'static str> {
     if len == 0 || len > limits::RECORD_SIZE_MAX_BYTES as usize {
         return Err("record length out of range");
     }
-    let payload = rest.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len).ok_or("record cut short")?;
+    let payload =
+        rest.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len).ok_or("record cut short")?;
     if crc32c::crc32c(payload) != u32::from_le_bytes(rest[4..8].try_into().unwrap()) {
         return Err("checksum mismatch");
     }

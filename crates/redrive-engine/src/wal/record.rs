@@ -52,12 +52,32 @@ pub struct Meta {
 /// A decoded record.
 #[derive(Debug, PartialEq)]
 pub enum Record {
-    QueuePut { qid: u32, version: u32, created_at: u64, updated_at: u64, name: String, config_json: String },
-    QueueDelete { qid: u32 },
+    QueuePut {
+        qid: u32,
+        version: u32,
+        created_at: u64,
+        updated_at: u64,
+        name: String,
+        config_json: String,
+    },
+    QueueDelete {
+        qid: u32,
+    },
     Enqueue(Box<EnqueueRecord>),
-    Meta { id: u128, meta: Meta, worker: Option<String> },
-    Attempts { id: u128, total: u32, entries: Vec<Attempt> },
-    Remove { id: u128, version: u32 },
+    Meta {
+        id: u128,
+        meta: Meta,
+        worker: Option<String>,
+    },
+    Attempts {
+        id: u128,
+        total: u32,
+        entries: Vec<Attempt>,
+    },
+    Remove {
+        id: u128,
+        version: u32,
+    },
 }
 
 #[derive(Debug, PartialEq)]
@@ -74,7 +94,9 @@ impl Record {
     pub fn job_id(&self) -> Option<u128> {
         match self {
             Record::Enqueue(e) => Some(e.id),
-            Record::Meta { id, .. } | Record::Attempts { id, .. } | Record::Remove { id, .. } => Some(*id),
+            Record::Meta { id, .. } | Record::Attempts { id, .. } | Record::Remove { id, .. } => {
+                Some(*id)
+            }
             Record::QueuePut { .. } | Record::QueueDelete { .. } => None,
         }
     }
@@ -148,7 +170,15 @@ impl Enc<'_> {
         self.u32(m.redriven_from_qid);
     }
 
-    pub fn queue_put(&mut self, qid: u32, version: u32, created_at: u64, updated_at: u64, name: &str, config: &str) {
+    pub fn queue_put(
+        &mut self,
+        qid: u32,
+        version: u32,
+        created_at: u64,
+        updated_at: u64,
+        name: &str,
+        config: &str,
+    ) {
         self.u8(T_QUEUE_PUT);
         self.u32(qid);
         self.u32(version);
@@ -335,7 +365,14 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
                 attributes.insert(k, d.str32()?);
             }
             let body = d.str32()?;
-            Record::Enqueue(Box::new(EnqueueRecord { id, meta, idempotency_key, traceparent, attributes, body }))
+            Record::Enqueue(Box::new(EnqueueRecord {
+                id,
+                meta,
+                idempotency_key,
+                traceparent,
+                attributes,
+                body,
+            }))
         }
         T_META => Record::Meta { id: d.u128()?, meta: d.meta()?, worker: d.opt16()? },
         T_ATTEMPTS => {
@@ -391,39 +428,57 @@ mod tests {
 
     #[test]
     fn every_record_type_round_trips() {
-        let meta = Meta { version: 3, qid: 7, state: 2, priority: 1, epoch: 9, enqueued_at: 5, ..Meta::default() };
+        let meta = Meta {
+            version: 3,
+            qid: 7,
+            state: 2,
+            priority: 1,
+            epoch: 9,
+            enqueued_at: 5,
+            ..Meta::default()
+        };
         let attrs = BTreeMap::from([("k".to_owned(), "v".to_owned())]);
         let r = round_trip(|e| e.enqueue(42, &meta, Some("key"), None, &attrs, "body é"));
         let Record::Enqueue(e) = r else { panic!() };
-        assert_eq!((e.id, e.meta, e.idempotency_key.as_deref(), e.body.as_str()), (42, meta, Some("key"), "body é"));
+        assert_eq!(
+            (e.id, e.meta, e.idempotency_key.as_deref(), e.body.as_str()),
+            (42, meta, Some("key"), "body é")
+        );
         assert_eq!(e.attributes, attrs);
-        assert_eq!(round_trip(|e| e.meta_record(1, &meta, Some("w1"))), Record::Meta {
-            id: 1,
-            meta,
-            worker: Some("w1".into())
-        });
+        assert_eq!(
+            round_trip(|e| e.meta_record(1, &meta, Some("w1"))),
+            Record::Meta { id: 1, meta, worker: Some("w1".into()) }
+        );
         let a = Attempt {
             attempt: 1,
             worker_id: None,
             started_at: 1,
             ended_at: 2,
             outcome: Outcome::Failed,
-            error: Some(ErrorInfo { kind: "T".into(), message: "m".into(), detail: Some("d".into()) }),
+            error: Some(ErrorInfo {
+                kind: "T".into(),
+                message: "m".into(),
+                detail: Some("d".into()),
+            }),
         };
-        assert_eq!(round_trip(|e| e.attempts(1, 4, std::slice::from_ref(&a))), Record::Attempts {
-            id: 1,
-            total: 4,
-            entries: vec![a]
-        });
+        assert_eq!(
+            round_trip(|e| e.attempts(1, 4, std::slice::from_ref(&a))),
+            Record::Attempts { id: 1, total: 4, entries: vec![a] }
+        );
         assert_eq!(round_trip(|e| e.remove(9, 2)), Record::Remove { id: 9, version: 2 });
         assert_eq!(round_trip(|e| e.queue_delete(3)), Record::QueueDelete { qid: 3 });
-        assert!(matches!(round_trip(|e| e.queue_put(1, 1, 2, 3, "q", "{}")), Record::QueuePut { .. }));
+        assert!(matches!(
+            round_trip(|e| e.queue_put(1, 1, 2, 3, "q", "{}")),
+            Record::QueuePut { .. }
+        ));
     }
 
     #[test]
     fn garbage_never_panics() {
         for seed in 0u32..2000 {
-            let bytes: Vec<u8> = (0..(seed % 97)).map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * 40503) >> 7) as u8).collect();
+            let bytes: Vec<u8> = (0..(seed % 97))
+                .map(|i| (seed.wrapping_mul(2654435761).wrapping_add(i * 40503) >> 7) as u8)
+                .collect();
             let _ = decode(&bytes);
         }
         assert!(decode(&[T_META, 1, 2]).is_err());

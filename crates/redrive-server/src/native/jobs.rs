@@ -1,0 +1,114 @@
+//! Job routes: enqueue, receive (one queue or several), ack, fail, extend, status by id.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use redrive_core::broker::{FailRequest, FailResult, JobInfo, NewJob, ReceiveRequest};
+use redrive_core::model::JobId;
+use redrive_core::time::to_rfc3339;
+use redrive_core::{Broker, Error};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::extract::JsonBody;
+use crate::Shared;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueBody {
+    jobs: Vec<NewJob>,
+}
+
+pub async fn enqueue(
+    State(s): State<Shared>,
+    Path(q): Path<String>,
+    JsonBody(b): JsonBody<EnqueueBody>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "jobs": s.broker.enqueue(q, b.jobs).await? })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveBody {
+    #[serde(default)]
+    queues: Vec<String>,
+    max: Option<u32>,
+    wait_ms: Option<u64>,
+    lease_ms: Option<u64>,
+    worker_id: Option<String>,
+}
+
+impl ReceiveBody {
+    fn into_request(self, queues: Vec<String>) -> ReceiveRequest {
+        ReceiveRequest {
+            queues,
+            max: self.max.unwrap_or(1),
+            wait_ms: self.wait_ms,
+            lease_ms: self.lease_ms,
+            worker_id: self.worker_id,
+        }
+    }
+}
+
+pub async fn receive_one(
+    State(s): State<Shared>,
+    Path(q): Path<String>,
+    JsonBody(b): JsonBody<ReceiveBody>,
+) -> ApiResult<Json<Value>> {
+    if !b.queues.is_empty() {
+        return Err(Error::invalid(
+            "queues",
+            "the queue is in the path; use /v1/receive for several",
+        )
+        .into());
+    }
+    Ok(Json(json!({ "jobs": s.broker.receive(b.into_request(vec![q])).await? })))
+}
+
+pub async fn receive_many(
+    State(s): State<Shared>,
+    JsonBody(mut b): JsonBody<ReceiveBody>,
+) -> ApiResult<Json<Value>> {
+    let queues = std::mem::take(&mut b.queues);
+    Ok(Json(json!({ "jobs": s.broker.receive(b.into_request(queues)).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    receipts: Vec<String>,
+}
+
+pub async fn ack(
+    State(s): State<Shared>,
+    JsonBody(b): JsonBody<AckBody>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "results": s.broker.ack(b.receipts).await? })))
+}
+
+pub async fn fail(
+    State(s): State<Shared>,
+    JsonBody(b): JsonBody<FailRequest>,
+) -> ApiResult<Json<FailResult>> {
+    Ok(Json(s.broker.fail(b).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    receipt: String,
+    lease_ms: u64,
+}
+
+pub async fn extend(
+    State(s): State<Shared>,
+    JsonBody(b): JsonBody<ExtendBody>,
+) -> ApiResult<Json<Value>> {
+    let at = s.broker.extend(b.receipt, b.lease_ms).await?;
+    Ok(Json(json!({ "lease_expires_at": to_rfc3339(at) })))
+}
+
+pub async fn show(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<JobInfo>> {
+    let id: JobId = id.parse().map_err(|()| Error::invalid("id", "job ids are UUIDs"))?;
+    Ok(Json(s.broker.get_job(id).await?))
+}

@@ -1,0 +1,38 @@
+//! Queue routes: create or update, list, show, delete, stats.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use redrive_core::broker::{QueueInfo, QueueStats};
+use redrive_core::{Broker, QueuePatch};
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::extract::JsonBody;
+use crate::Shared;
+
+pub async fn put(
+    State(s): State<Shared>,
+    Path(q): Path<String>,
+    JsonBody(patch): JsonBody<QueuePatch>,
+) -> ApiResult<(StatusCode, Json<QueueInfo>)> {
+    let (info, created) = s.broker.put_queue(q, patch).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(info)))
+}
+
+pub async fn list(State(s): State<Shared>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({ "queues": s.broker.list_queues().await? })))
+}
+
+pub async fn show(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<Json<QueueInfo>> {
+    Ok(Json(s.broker.get_queue(q).await?))
+}
+
+pub async fn delete(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<StatusCode> {
+    s.broker.delete_queue(q).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn stats(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<Json<QueueStats>> {
+    Ok(Json(s.broker.get_queue(q).await?.stats))
+}

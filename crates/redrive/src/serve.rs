@@ -1,0 +1,164 @@
+//! `redrive serve`: configuration in two stages (flags, environment and TOML file → a validated
+//! [`ServeConfig`]), then the engine, the declared queues, the listener, and shutdown on
+//! SIGINT/SIGTERM (stop accepting, answer in-flight requests, commit, exit 0).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use redrive_core::time::{Clock, SystemClock};
+use redrive_core::{Broker, QueuePatch};
+use redrive_engine::{Durability, Engine, FsStorage, Store};
+use redrive_server::{AppState, HttpMetrics};
+use serde::Deserialize;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT_MS: u64 = 10_000;
+const FSYNC_INTERVAL_DEFAULT_MS: u64 = 10;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, env = "REDRIVE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory of the write-ahead log.
+    #[arg(long, env = "REDRIVE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file (server settings and declared queues).
+    #[arg(long, env = "REDRIVE_CONFIG")]
+    config: Option<PathBuf>,
+    /// `sync` (reply after fsync, the default) or `relaxed` (fsync every --fsync-interval-ms).
+    #[arg(long, env = "REDRIVE_DURABILITY")]
+    durability: Option<String>,
+    #[arg(long, env = "REDRIVE_FSYNC_INTERVAL_MS")]
+    fsync_interval_ms: Option<u64>,
+}
+
+/// The configuration file as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    durability: Option<String>,
+    fsync_interval_ms: Option<u64>,
+    #[serde(default)]
+    queues: BTreeMap<String, QueuePatch>,
+}
+
+/// The validated configuration: flags beat the environment, which beats the file.
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub queues: BTreeMap<String, QueuePatch>,
+}
+
+impl ServeConfig {
+    fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+        let file: RawFile = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => RawFile::default(),
+        };
+        let interval =
+            args.fsync_interval_ms.or(file.fsync_interval_ms).unwrap_or(FSYNC_INTERVAL_DEFAULT_MS);
+        let durability = match args.durability.or(file.durability).as_deref().unwrap_or("sync") {
+            "sync" => Durability::Sync,
+            "relaxed" if interval > 0 => Durability::Relaxed { interval_ms: interval },
+            "relaxed" => bail!("fsync_interval_ms must be at least 1"),
+            other => bail!("durability must be \"sync\" or \"relaxed\", not {other:?}"),
+        };
+        Ok(ServeConfig {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9324))),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./redrive-data")),
+            durability,
+            queues: file.queues,
+        })
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REDRIVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let config = ServeConfig::resolve(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let started = std::time::Instant::now();
+    let storage = FsStorage::new(&config.data_dir)
+        .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    let store = Store::open(Box::new(storage), config.durability, clock.now_ms())?;
+    let jobs = store.job_count();
+    let engine = Engine::start(store, clock);
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        durability = %config.durability,
+        jobs,
+        recovery_ms = started.elapsed().as_millis() as u64,
+        "store opened"
+    );
+    for (name, patch) in config.queues {
+        let (_, created) = engine
+            .handle
+            .put_queue(name.clone(), patch)
+            .await
+            .with_context(|| format!("declaring queue {name:?}"))?;
+        tracing::info!(queue = %name, created, "queue declared in the configuration file");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!("redrive: durability {}; data in {}", config.durability, config.data_dir.display());
+    println!("redrive listening on http://{addr}");
+    let state = Arc::new(AppState { broker: engine.handle.clone(), http: HttpMetrics::default() });
+    redrive_server::serve(
+        listener,
+        state,
+        shutdown_signal(),
+        Duration::from_millis(DRAIN_TIMEOUT_MS),
+    )
+    .await?;
+    engine.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}
