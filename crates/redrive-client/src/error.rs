@@ -16,8 +16,8 @@ pub enum Error {
     StaleReceipt,
     /// The queue or job does not exist (404).
     NotFound { code: String, message: String },
-    /// A job or request is over a size limit (413).
-    TooLarge { message: String },
+    /// A job or the request is over a size limit (413).
+    TooLarge { code: String, message: String },
     /// The server is overloaded or at a limit (503/429); retry later.
     Unavailable { status: u16, code: String, message: String },
     /// The request did not get an answer: connection refused, reset, timed out.
@@ -34,9 +34,9 @@ impl Error {
         match self {
             Error::Api { code, .. }
             | Error::NotFound { code, .. }
+            | Error::TooLarge { code, .. }
             | Error::Unavailable { code, .. } => Some(code),
             Error::StaleReceipt => Some("stale_receipt"),
-            Error::TooLarge { .. } => Some("message_too_large"),
             Error::Transport(_) | Error::Decode(_) | Error::InvalidUrl(_) => None,
         }
     }
@@ -60,7 +60,7 @@ impl Error {
         match status {
             _ if code == "stale_receipt" => Error::StaleReceipt,
             404 => Error::NotFound { code, message },
-            413 => Error::TooLarge { message },
+            413 => Error::TooLarge { code, message },
             429 | 503 => Error::Unavailable { status, code, message },
             _ => Error::Api { status, code, message },
         }
@@ -80,6 +80,7 @@ impl fmt::Display for Error {
         match self {
             Error::Api { code, message, .. }
             | Error::NotFound { code, message }
+            | Error::TooLarge { code, message }
             | Error::Unavailable { code, message, .. } => write!(f, "{message} ({code})"),
             Error::StaleReceipt => {
                 write!(
@@ -87,7 +88,6 @@ impl fmt::Display for Error {
                     "the receipt's lease has ended: expired, completed, or revoked (stale_receipt)"
                 )
             }
-            Error::TooLarge { message } => write!(f, "{message} (message_too_large)"),
             Error::Transport(why) => write!(f, "no answer from the server: {why}"),
             Error::Decode(why) => write!(f, "unexpected reply from the server: {why}"),
             Error::InvalidUrl(why) => write!(f, "invalid server URL {why}"),

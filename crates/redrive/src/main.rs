@@ -1,1 +1,86 @@
-fn main() {}
+//! `redrive`, the one binary: the server (`serve`), the client commands that drive a running
+//! server through its native API, and `bench`.
+//!
+//! # Layout
+//! - `serve`: flags and configuration of the server, and its lifecycle.
+//! - `cli`: the client commands, their output tables and flag parsers.
+//! - `bench`: the end-to-end throughput and latency benchmark.
+//!
+//! Errors end the process with exit code 1 and one line on stderr; usage errors exit with 2.
+
+mod bench;
+mod cli;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cli::{ClientCommand, Ctx};
+
+/// A durable job queue server that speaks SQS, and its command-line client.
+#[derive(Parser, Debug)]
+#[command(name = "redrive", version, propagate_version = true)]
+struct Cli {
+    /// Server of the client commands [default: http://127.0.0.1:9324]; for bench, a server to
+    /// measure instead of starting one
+    #[arg(long, global = true, env = "REDRIVE_URL", value_name = "URL")]
+    url: Option<String>,
+    /// Print the server's JSON instead of tables
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server
+    Serve(serve::ServeArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Measure end-to-end throughput and enqueue-to-start latency
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        // The server builds its own runtime and threads.
+        Command::Serve(args) => serve::run(args),
+        Command::Client(cmd) => cli::runtime().and_then(|rt| {
+            let ctx = Ctx::new(cli.url.as_deref(), cli.json)?;
+            rt.block_on(cmd.run(&ctx))
+        }),
+        Command::Bench(args) => {
+            cli::runtime().and_then(|rt| rt.block_on(bench::run(args, cli.url, cli.json)))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli =
+            Cli::try_parse_from(["redrive", "queue", "list", "--json", "--url", "http://x:1"])
+                .unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.url.as_deref(), Some("http://x:1"));
+    }
+}

@@ -1,0 +1,473 @@
+//! `redrive bench`: end-to-end throughput (enqueue + receive + ack) and enqueue→start latency,
+//! against a server at `--url` or one it starts on a free port with a temporary data directory.
+//!
+//! Producers stamp every job with attribute `t`, the send time in µs since the epoch; consumers
+//! long-poll, record receive time minus `t` in a histogram, and ack in batches. The run ends when
+//! every job is acked or at `--timeout-s`, and reports what it got either way.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use hdrhistogram::Histogram;
+use redrive_client::{Client, Error, NewJob, QueuePatch, ReceiveOptions};
+use redrive_core::limits::{
+    ACK_BATCH_COUNT_MAX, MESSAGE_SIZE_DEFAULT_BYTES, MESSAGE_SIZE_MAX_BYTES,
+};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use crate::cli::table::Fields;
+
+/// Long poll of the consumers: short, so they notice the end of the run quickly.
+const RECEIVE_WAIT_MS: u64 = 1_000;
+/// Lease of received jobs: long enough that none expires while its ack is batched.
+const LEASE_MS: u64 = 60_000;
+/// Pause before retrying a call the server shed (503/429).
+const SHED_PAUSE_MS: u64 = 10;
+/// Timeout of one call during the run, and the slack after `--timeout-s` for tasks to stop.
+const CALL_TIMEOUT_MS: u64 = 10_000;
+const STOP_GRACE_MS: u64 = CALL_TIMEOUT_MS + RECEIVE_WAIT_MS + 2_000;
+/// How long a started server gets to print its address.
+const SERVER_START_TIMEOUT_MS: u64 = 30_000;
+/// Latencies are recorded in µs, up to an hour; larger values are clamped.
+const LATENCY_MAX_US: u64 = 3_600_000_000;
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Concurrent enqueuers
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    producers: u32,
+    /// Concurrent receive-and-ack loops
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    consumers: u32,
+    /// Jobs to run through, in total
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: u64,
+    /// Jobs per enqueue request, and most jobs per receive
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    batch: u32,
+    /// Receipts per ack request [default: --batch]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    ack_batch: Option<u32>,
+    /// Size of each job body
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(..=i64::from(MESSAGE_SIZE_MAX_BYTES)))]
+    body_bytes: u32,
+    /// Total enqueue rate in jobs/s, paced steadily; 0 = as fast as possible
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Queue to use (created if needed, purged first)
+    #[arg(long, default_value = "bench")]
+    queue: String,
+    /// Stop and report after this long even if jobs are left
+    #[arg(long, default_value_t = 300)]
+    timeout_s: u64,
+}
+
+/// One run's result: the `--json` output.
+#[derive(Serialize, Debug)]
+struct Report {
+    server: String,
+    queue: String,
+    producers: u32,
+    consumers: u32,
+    batch: u32,
+    ack_batch: u32,
+    body_bytes: u32,
+    rate: u64,
+    jobs: u64,
+    enqueued: u64,
+    acked: u64,
+    completed: bool,
+    elapsed_s: f64,
+    jobs_per_s: f64,
+    jobs_per_min: f64,
+    enqueue_elapsed_s: f64,
+    enqueue_jobs_per_s: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
+    latency_p999_ms: f64,
+    latency_max_ms: f64,
+    shed_retries: u64,
+    stale_acks: u64,
+}
+
+/// What producers and consumers share.
+struct Run {
+    client: Client,
+    queue: String,
+    jobs: u64,
+    start: Instant,
+    deadline: Instant,
+    acked: AtomicU64,
+    stale: AtomicU64,
+    shed: AtomicU64,
+    /// Set when the last job is acked: the end-to-end time.
+    done_at: OnceLock<Duration>,
+    /// Set on the first task error, so the others stop instead of waiting for the deadline.
+    stop: AtomicBool,
+}
+
+impl Run {
+    fn over(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || self.done_at.get().is_some()
+            || Instant::now() >= self.deadline
+    }
+}
+
+pub async fn run(args: BenchArgs, url: Option<String>, json: bool) -> anyhow::Result<()> {
+    let server = match url {
+        Some(url) => Server::external(url),
+        None => Server::spawn().await?,
+    };
+    let result = bench(&args, &server).await;
+    server.stop().await;
+    let (report, error) = result?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    match error {
+        Some(e) => Err(e.context("the run stopped early")),
+        None => Ok(()),
+    }
+}
+
+/// Runs the benchmark; returns the report and the first task error, if any.
+async fn bench(
+    args: &BenchArgs,
+    server: &Server,
+) -> anyhow::Result<(Report, Option<anyhow::Error>)> {
+    let client = Client::new(&server.url)?.with_timeout(Duration::from_millis(CALL_TIMEOUT_MS));
+    let patch = QueuePatch {
+        dead_letter_queue: Some(None),
+        visibility_timeout_ms: Some(LEASE_MS),
+        max_message_bytes: (args.body_bytes > MESSAGE_SIZE_DEFAULT_BYTES)
+            .then_some(MESSAGE_SIZE_MAX_BYTES),
+        ..QueuePatch::default()
+    };
+    client.put_queue(&args.queue, &patch).await.context("creating the bench queue")?;
+    client.purge(&args.queue).await.context("purging the bench queue")?;
+
+    let start = Instant::now();
+    let run = Arc::new(Run {
+        client,
+        queue: args.queue.clone(),
+        jobs: args.jobs,
+        start,
+        deadline: start + Duration::from_secs(args.timeout_s),
+        acked: AtomicU64::new(0),
+        stale: AtomicU64::new(0),
+        shed: AtomicU64::new(0),
+        done_at: OnceLock::new(),
+        stop: AtomicBool::new(false),
+    });
+    let ack_batch = args.ack_batch.unwrap_or(args.batch) as usize;
+    let consumers: Vec<_> = (0..args.consumers)
+        .map(|i| tokio::spawn(guarded(run.clone(), consume(run.clone(), i, args.batch, ack_batch))))
+        .collect();
+    let producers: Vec<_> = (0..args.producers)
+        .map(|i| tokio::spawn(guarded(run.clone(), produce(run.clone(), i, args.clone()))))
+        .collect();
+
+    let hard_stop =
+        tokio::time::Instant::from_std(run.deadline) + Duration::from_millis(STOP_GRACE_MS);
+    let mut error = None;
+    let (mut enqueued, mut enqueue_end) = (0, Duration::ZERO);
+    for p in producers {
+        match join(p, hard_stop).await {
+            Ok((sent, at)) => (enqueued, enqueue_end) = (enqueued + sent, enqueue_end.max(at)),
+            Err(e) => error = error.or(Some(e)),
+        }
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)?;
+    for c in consumers {
+        match join(c, hard_stop).await {
+            Ok(h) => latency.add(h).context("merging latency histograms")?,
+            Err(e) => error = error.or(Some(e)),
+        }
+    }
+    let elapsed = run.done_at.get().copied().unwrap_or_else(|| start.elapsed());
+    let acked = run.acked.load(Ordering::Relaxed);
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let enqueue_secs = enqueue_end.as_secs_f64().max(1e-9);
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let report = Report {
+        server: server.describe(),
+        queue: args.queue.clone(),
+        producers: args.producers,
+        consumers: args.consumers,
+        batch: args.batch,
+        ack_batch: ack_batch as u32,
+        body_bytes: args.body_bytes,
+        rate: args.rate,
+        jobs: args.jobs,
+        enqueued,
+        acked,
+        completed: acked >= args.jobs,
+        elapsed_s: secs,
+        jobs_per_s: acked as f64 / secs,
+        jobs_per_min: acked as f64 * 60.0 / secs,
+        enqueue_elapsed_s: enqueue_secs,
+        enqueue_jobs_per_s: enqueued as f64 / enqueue_secs,
+        latency_p50_ms: ms(0.5),
+        latency_p99_ms: ms(0.99),
+        latency_p999_ms: ms(0.999),
+        latency_max_ms: latency.max() as f64 / 1000.0,
+        shed_retries: run.shed.load(Ordering::Relaxed),
+        stale_acks: run.stale.load(Ordering::Relaxed),
+    };
+    Ok((report, error))
+}
+
+/// Runs a task; on error, tells the others to stop.
+async fn guarded<T>(
+    run: Arc<Run>,
+    task: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let result = task.await;
+    if result.is_err() {
+        run.stop.store(true, Ordering::Relaxed);
+    }
+    result
+}
+
+/// Waits for a task until `hard_stop`, then abandons it.
+async fn join<T>(
+    task: tokio::task::JoinHandle<anyhow::Result<T>>,
+    hard_stop: tokio::time::Instant,
+) -> anyhow::Result<T> {
+    let abort = task.abort_handle();
+    match tokio::time::timeout_at(hard_stop, task).await {
+        Ok(joined) => joined.context("a bench task panicked")?,
+        Err(_) => {
+            abort.abort();
+            bail!("a bench task did not stop within {STOP_GRACE_MS} ms of the timeout")
+        }
+    }
+}
+
+/// Enqueues this producer's share of the jobs in batches; returns how many it enqueued and when
+/// it finished, measured from the start.
+async fn produce(run: Arc<Run>, index: u32, args: BenchArgs) -> anyhow::Result<(u64, Duration)> {
+    let producers = u64::from(args.producers);
+    let share = run.jobs / producers + u64::from(u64::from(index) < run.jobs % producers);
+    let body = "x".repeat(args.body_bytes as usize);
+    let job = NewJob {
+        body,
+        attributes: [("t".to_owned(), String::with_capacity(20))].into(),
+        ..NewJob::default()
+    };
+    let mut batch = vec![job; (args.batch as u64).min(share) as usize];
+    // With a rate, every producer sends one batch per period, at fixed times from the start: a
+    // late batch is sent at once, so the average rate holds.
+    let period = (args.rate > 0)
+        .then(|| Duration::from_secs_f64(batch.len() as f64 * producers as f64 / args.rate as f64));
+    let (mut sent, mut sends) = (0u64, 0u32);
+    while sent < share && !run.over() {
+        if let Some(period) = period {
+            tokio::time::sleep_until((run.start + period * sends).into()).await;
+        }
+        batch.truncate((share - sent).min(batch.len() as u64) as usize);
+        let t = now_us().to_string();
+        for job in &mut batch {
+            if let Some(v) = job.attributes.get_mut("t") {
+                v.clone_from(&t);
+            }
+        }
+        match run.client.enqueue(&run.queue, &batch).await {
+            Ok(done) => sent += done.len() as u64,
+            Err(Error::Unavailable { .. }) => {
+                run.shed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(SHED_PAUSE_MS)).await;
+                continue;
+            }
+            Err(e) => return Err(e).context("enqueue"),
+        }
+        sends += 1;
+    }
+    Ok((sent, run.start.elapsed()))
+}
+
+/// Receives and acks until every job is acked or the run is over; returns its latencies.
+async fn consume(
+    run: Arc<Run>,
+    index: u32,
+    max: u32,
+    ack_batch: usize,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)?;
+    let opts = ReceiveOptions {
+        max: Some(max),
+        wait_ms: Some(RECEIVE_WAIT_MS),
+        lease_ms: Some(LEASE_MS),
+        worker_id: Some(format!("bench-{index}")),
+    };
+    let mut receipts = Vec::with_capacity(ack_batch + max as usize);
+    while !run.over() {
+        let jobs = match run.client.receive(&run.queue, &opts).await {
+            Ok(jobs) => jobs,
+            Err(Error::Unavailable { .. }) => {
+                run.shed.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(SHED_PAUSE_MS)).await;
+                continue;
+            }
+            Err(e) => return Err(e).context("receive"),
+        };
+        let now = now_us();
+        let received = jobs.len();
+        for job in jobs {
+            if let Some(t) = job.attributes.get("t").and_then(|t| t.parse::<u64>().ok()) {
+                latency.saturating_record(now.saturating_sub(t).clamp(1, LATENCY_MAX_US));
+            }
+            receipts.push(job.receipt);
+        }
+        // Ack when the batch is full, and at once when the queue ran dry (the tail of the run).
+        if receipts.len() >= ack_batch || received < max as usize {
+            ack(&run, &mut receipts).await?;
+        }
+    }
+    ack(&run, &mut receipts).await?;
+    Ok(latency)
+}
+
+async fn ack(run: &Run, receipts: &mut Vec<String>) -> anyhow::Result<()> {
+    for chunk in receipts.chunks(ACK_BATCH_COUNT_MAX) {
+        let results = run.client.ack(chunk).await.context("ack")?;
+        let ok = results.iter().filter(|r| **r == redrive_client::AckResult::Ok).count() as u64;
+        run.stale.fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
+        let acked = run.acked.fetch_add(ok, Ordering::Relaxed) + ok;
+        if acked >= run.jobs {
+            let _ = run.done_at.set(run.start.elapsed());
+        }
+    }
+    receipts.clear();
+    Ok(())
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn print_report(r: &Report) {
+    let mut f = Fields::new();
+    f.add("server", r.server.clone())
+        .add(
+            "workload",
+            format!(
+                "{} producers, {} consumers, batch {}, ack batch {}, body {} B, rate {}",
+                r.producers,
+                r.consumers,
+                r.batch,
+                r.ack_batch,
+                r.body_bytes,
+                if r.rate == 0 { "unthrottled".to_owned() } else { format!("{}/s", r.rate) },
+            ),
+        )
+        .add(
+            "jobs",
+            format!(
+                "{} acked of {} ({} enqueued){}",
+                r.acked,
+                r.jobs,
+                r.enqueued,
+                if r.completed { "" } else { ", TIMED OUT OR STOPPED" }
+            ),
+        )
+        .add("elapsed", format!("{:.2} s", r.elapsed_s))
+        .add("end to end", format!("{:.0} jobs/s, {:.0} jobs/min", r.jobs_per_s, r.jobs_per_min))
+        .add(
+            "enqueue only",
+            format!("{:.0} jobs/s over {:.2} s", r.enqueue_jobs_per_s, r.enqueue_elapsed_s),
+        )
+        .add("enqueue→start p50", format!("{:.3} ms", r.latency_p50_ms))
+        .add("enqueue→start p99", format!("{:.3} ms", r.latency_p99_ms))
+        .add("enqueue→start p999", format!("{:.3} ms", r.latency_p999_ms))
+        .add("enqueue→start max", format!("{:.3} ms", r.latency_max_ms))
+        .add("shed and retried", r.shed_retries.to_string())
+        .add("stale acks", r.stale_acks.to_string());
+    f.print();
+}
+
+/// The server under test: given, or a child process on a free port with a temporary data
+/// directory (both removed by [`Server::stop`], or on drop if the run fails early).
+struct Server {
+    url: String,
+    spawned: Option<(tokio::process::Child, tempfile::TempDir)>,
+}
+
+impl Server {
+    fn external(url: String) -> Server {
+        Server { url, spawned: None }
+    }
+
+    /// Starts `<this binary> serve` on a free port with a fresh data directory, and waits for
+    /// its one stdout line `redrive listening on <url>`.
+    async fn spawn() -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir().context("creating a data directory")?;
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).context("creating a data directory")?;
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).context("creating the server log")?;
+        let exe = std::env::current_exe().context("finding the redrive binary")?;
+        let mut child = tokio::process::Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting `redrive serve`")?;
+        let stdout = child.stdout.take().context("no stdout from `redrive serve`")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let wait = Duration::from_millis(SERVER_START_TIMEOUT_MS);
+        let url = tokio::time::timeout(wait, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("redrive listening on ") {
+                    return Ok(Some(url.trim().to_owned()));
+                }
+            }
+            Ok::<_, std::io::Error>(None)
+        })
+        .await;
+        let url = match url {
+            Ok(Ok(Some(url))) => url,
+            outcome => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                let why = match outcome {
+                    Err(_) => format!("it did not listen within {SERVER_START_TIMEOUT_MS} ms"),
+                    _ => "it exited before listening".to_owned(),
+                };
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!("starting `redrive serve`: {why}; its log ends:\n{}", tail.join("\n"));
+            }
+        };
+        // Keep reading stdout so the server never blocks or fails on a full or closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server { url, spawned: Some((child, dir)) })
+    }
+
+    fn describe(&self) -> String {
+        match self.spawned {
+            None => self.url.clone(),
+            Some(_) => format!("{} (started by bench)", self.url),
+        }
+    }
+
+    async fn stop(self) {
+        if let Some((mut child, dir)) = self.spawned {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            drop(dir);
+        }
+    }
+}
