@@ -12,14 +12,14 @@ use crate::limits;
 pub struct JobId(pub u128);
 
 impl JobId {
-    /// A fresh UUIDv7 for a job enqueued at `now_ms`.
-    pub fn new_v7(now_ms: u64) -> JobId {
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            now_ms / 1000,
-            (now_ms % 1000) as u32 * 1_000_000,
-        );
-        JobId(uuid::Uuid::new_v7(ts).as_u128())
+    /// A UUIDv7 for a job enqueued at `now_ms` (`random` fills the random bits), strictly
+    /// greater than `last` so ids sort in enqueue order even within one millisecond.
+    pub fn next_v7(now_ms: u64, last: JobId, random: u64) -> JobId {
+        let ts = (now_ms as u128 & 0xffff_ffff_ffff) << 80;
+        let rand_a = (random as u128 >> 52) & 0xfff;
+        let rand_b = random as u128 & 0x3fff_ffff_ffff_ffff;
+        let id = ts | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b;
+        JobId(if id > last.0 { id } else { last.0 + 1 })
     }
 }
 
@@ -256,10 +256,21 @@ mod tests {
 
     #[test]
     fn receipt_round_trips_and_rejects_garbage() {
-        let r = Receipt { id: JobId::new_v7(1_700_000_000_000), epoch: 7 };
+        let r = Receipt { id: JobId::next_v7(1_700_000_000_000, JobId(0), 42), epoch: 7 };
         assert_eq!(r.to_string().parse::<Receipt>(), Ok(r));
         assert!("nope".parse::<Receipt>().is_err());
         assert!("g".repeat(40).parse::<Receipt>().is_err());
+    }
+
+    #[test]
+    fn ids_are_uuid_v7_and_increase_within_a_millisecond() {
+        let a = JobId::next_v7(1_700_000_000_000, JobId(0), u64::MAX);
+        let b = JobId::next_v7(1_700_000_000_000, a, 0);
+        assert!(b > a);
+        let u = uuid::Uuid::from_u128(a.0);
+        assert_eq!(u.get_version_num(), 7);
+        assert_eq!(u.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(a.to_string().parse::<JobId>(), Ok(a));
     }
 
     #[test]

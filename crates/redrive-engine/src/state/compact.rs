@@ -70,6 +70,18 @@ impl Store {
                     if !(body || meta || dedup) {
                         continue;
                     }
+                    if !(body || meta) {
+                        // Only the idempotency key is still needed: keep it, not the job.
+                        let k = key.expect("dedup implies key");
+                        let new = self
+                            .wal
+                            .append(|w| w.dedup_key(e.meta.qid, e.id, e.meta.enqueued_at, &k.1))
+                            .map_err(Error::Poisoned)?;
+                        self.dedup.get_mut(&k).expect("checked").loc = new;
+                        self.wal.hold(loc, -1);
+                        self.wal.hold(new, 1);
+                        continue;
+                    }
                     let new = self
                         .wal
                         .append(|w| {
@@ -83,23 +95,31 @@ impl Store {
                             )
                         })
                         .map_err(Error::Poisoned)?;
-                    if let Some(job) = self.jobs.get_mut(&e.id) {
-                        if body {
-                            job.body_loc = new;
-                            self.wal.hold(loc, -1);
-                            self.wal.hold(new, 1);
-                        }
-                        if meta {
-                            job.meta_loc = new;
-                            self.wal.hold(loc, -1);
-                            self.wal.hold(new, 1);
-                        }
+                    let job = self.jobs.get_mut(&e.id).expect("body or meta implies a job");
+                    if body {
+                        job.body_loc = new;
+                        self.wal.hold(loc, -1);
+                        self.wal.hold(new, 1);
+                    }
+                    if meta {
+                        job.meta_loc = new;
+                        self.wal.hold(loc, -1);
+                        self.wal.hold(new, 1);
                     }
                     if dedup {
-                        self.dedup
-                            .get_mut(&key.expect("dedup implies key"))
-                            .expect("checked")
-                            .loc = new;
+                        self.dedup.get_mut(&key.expect("dedup implies key")).expect("checked").loc = new;
+                        self.wal.hold(loc, -1);
+                        self.wal.hold(new, 1);
+                    }
+                }
+                Record::DedupKey { qid, id, enqueued_at, key } => {
+                    let k = (qid, Box::<str>::from(key.as_str()));
+                    if self.dedup.get(&k).is_some_and(|d| d.loc == loc) {
+                        let new = self
+                            .wal
+                            .append(|w| w.dedup_key(qid, id, enqueued_at, &key))
+                            .map_err(Error::Poisoned)?;
+                        self.dedup.get_mut(&k).expect("checked").loc = new;
                         self.wal.hold(loc, -1);
                         self.wal.hold(new, 1);
                     }

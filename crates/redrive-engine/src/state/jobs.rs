@@ -101,7 +101,8 @@ impl Store {
                 }
             }
         }
-        let id = JobId::new_v7(now).0;
+        let id = JobId::next_v7(now, JobId(self.last_id), self.rng.random()).0;
+        self.last_id = id;
         let meta = Meta {
             version: 0,
             qid,
@@ -136,6 +137,7 @@ impl Store {
                 attempts_loc: LOC_NONE,
                 attempts_total: 0,
                 expires_at,
+                keyed: key.is_some(),
             },
         );
         self.index(id);

@@ -47,6 +47,9 @@ pub struct Job {
     pub attempts_total: u32,
     /// Retention deadline, or for completed jobs the time they are forgotten.
     pub expires_at: u64,
+    /// Enqueued with an idempotency key: its enqueue record may outlive it (held by the dedup
+    /// entry), so forgetting it needs a tombstone.
+    pub keyed: bool,
 }
 
 pub(crate) struct Dedup {
@@ -76,6 +79,8 @@ pub struct Store {
     pub(crate) workers: Vec<Box<str>>,
     pub(crate) worker_ids: FxHashMap<Box<str>, u32>,
     pub(crate) rng: SmallRng,
+    /// The newest job id handed out (ids increase strictly).
+    pub(crate) last_id: u128,
     /// Queues that gained ready jobs since the engine last looked (for long-poll waiters).
     pub(crate) woken: Vec<u32>,
     pub metrics: Metrics,
@@ -204,15 +209,21 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets a completed job. No tombstone: replaying its `acked` record again is harmless and
-    /// recovery drops completed jobs past their time.
-    pub(crate) fn forget_job(&mut self, id: u128) {
+    /// Forgets a completed job. No tombstone unless it was keyed: replaying its `acked` record
+    /// again is harmless and recovery drops completed jobs past their time; but a keyed job's
+    /// enqueue record may outlive that record and must not bring the job back.
+    pub(crate) fn forget_job(&mut self, id: u128) -> Result<()> {
         self.unindex(id);
-        if let Some(job) = self.jobs.remove(&id) {
-            for loc in [job.body_loc, job.meta_loc, job.attempts_loc] {
-                self.wal.hold(loc, -1);
-            }
+        let job = self.jobs.remove(&id).expect("forgetting a job that exists");
+        for loc in [job.body_loc, job.meta_loc, job.attempts_loc] {
+            self.wal.hold(loc, -1);
         }
+        if job.keyed {
+            let version = job.meta.version + 1;
+            let loc = self.wal.append(|e| e.remove(id, version)).map_err(Error::Poisoned)?;
+            self.wal.hold(loc, 1);
+        }
+        Ok(())
     }
 
     pub(crate) fn intern_worker(&mut self, w: Option<&str>) -> u32 {

@@ -33,6 +33,7 @@ struct Fold {
     /// (queue, key, job, enqueued at, record) of every enqueue that carried a key.
     keys: Vec<(u32, Box<str>, u128, u64, Loc)>,
     tombstones: Vec<Loc>,
+    keyed: FxHashSet<u128>,
 }
 
 fn blank(meta: Meta) -> Job {
@@ -44,6 +45,7 @@ fn blank(meta: Meta) -> Job {
         attempts_loc: LOC_NONE,
         attempts_total: 0,
         expires_at: 0,
+        keyed: false,
     }
 }
 
@@ -71,6 +73,7 @@ impl Fold {
             }
             Record::Enqueue(e) => {
                 if let Some(key) = e.idempotency_key {
+                    self.keyed.insert(e.id);
                     self.keys.push((e.meta.qid, key.into(), e.id, e.meta.enqueued_at, loc));
                 }
                 if self.removed.get(&e.id).is_some_and(|v| *v >= e.meta.version) {
@@ -115,6 +118,9 @@ impl Fold {
                     self.jobs.insert(id, j);
                 }
             }
+            Record::DedupKey { qid, id, enqueued_at, key } => {
+                self.keys.push((qid, key.into(), id, enqueued_at, loc));
+            }
             Record::Remove { id, version } => {
                 self.tombstones.push(loc);
                 let v = self.removed.entry(id).or_insert(0);
@@ -130,13 +136,19 @@ impl Fold {
 impl Store {
     /// Opens the store in `storage`, replaying its WAL. Leases live at the crash are revoked:
     /// their jobs are ready again and their old receipts are refused.
-    pub fn open(
+    pub fn open(storage: Box<dyn Storage>, durability: Durability, now: u64) -> Result<Store, OpenError> {
+        Store::open_with(storage, durability, redrive_core::limits::SEGMENT_SIZE_MAX_BYTES, now)
+    }
+
+    /// [`Store::open`] with a chosen segment size (tests use small ones to exercise compaction).
+    pub fn open_with(
         storage: Box<dyn Storage>,
         durability: Durability,
+        segment_bytes: u32,
         now: u64,
     ) -> Result<Store, OpenError> {
         let mut fold = Fold::default();
-        let wal = Wal::open(storage, |loc, rec| fold.apply(loc, rec))?;
+        let wal = Wal::open(storage, segment_bytes, |loc, rec| fold.apply(loc, rec))?;
         let mut store = Store {
             wal,
             durability,
@@ -154,6 +166,7 @@ impl Store {
             workers: Vec::new(),
             worker_ids: FxHashMap::default(),
             rng: rand::rngs::SmallRng::from_os_rng(),
+            last_id: 0,
             woken: Vec::new(),
             metrics: Metrics::default(),
         };
@@ -210,12 +223,14 @@ impl Store {
                     job.meta.enqueued_at + retention
                 };
             }
+            job.keyed = fold.keyed.contains(&id);
             if let Some(w) = fold.worker_names.remove(&id) {
                 job.worker = store.intern_worker(Some(&w));
             }
             for loc in [job.body_loc, job.meta_loc, job.attempts_loc] {
                 store.wal.hold(loc, 1);
             }
+            store.last_id = store.last_id.max(id);
             store.jobs.insert(id, job);
             store.index(id);
         }

@@ -30,7 +30,7 @@ impl Store {
                 break;
             }
             match state_of(&self.jobs[&id].meta) {
-                JobState::Acked => self.forget_job(id),
+                JobState::Acked => self.forget_job(id)?,
                 JobState::Leased => {
                     // Retention waits for the lease to end; look again then.
                     self.unindex(id);
@@ -44,7 +44,7 @@ impl Store {
         while self.completed > limits::COMPLETED_JOBS_MAX {
             let Some(id) = self.completed_order.pop_front() else { break };
             if self.jobs.get(&id).is_some_and(|j| state_of(&j.meta) == JobState::Acked) {
-                self.forget_job(id);
+                self.forget_job(id)?;
                 self.metrics.completed_evicted += 1;
             }
         }

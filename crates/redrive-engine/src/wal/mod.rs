@@ -95,6 +95,8 @@ pub struct Wal {
     buf: Vec<u8>,
     buf_offset: u64,
     poisoned: Option<String>,
+    /// A segment is sealed once the next record would take it past this size.
+    segment_bytes: u32,
     last_sync_ms: u64,
     /// Bytes appended since the last fsync (relaxed mode only syncs when there are some).
     unsynced: bool,
@@ -112,8 +114,10 @@ impl Wal {
     /// Opens the log in `storage`, calling `replay` for every valid record in log order.
     pub fn open(
         storage: Box<dyn Storage>,
+        segment_bytes: u32,
         mut replay: impl FnMut(Loc, Record),
     ) -> Result<Wal, OpenError> {
+        assert!(segment_bytes >= 4096, "segments of at least 4 KiB");
         let mut numbers: Vec<u32> =
             storage.list()?.iter().filter_map(|n| parse_segment_name(n)).collect();
         numbers.sort_unstable();
@@ -160,6 +164,7 @@ impl Wal {
             buf: Vec::with_capacity(1 << 20),
             buf_offset: 0,
             poisoned: None,
+            segment_bytes,
             last_sync_ms: 0,
             unsynced: false,
         };
@@ -205,7 +210,7 @@ impl Wal {
         let n = record::frame(&mut self.buf, write);
         debug_assert!(n <= limits::RECORD_SIZE_MAX_BYTES as usize + FRAME_HEADER_BYTES);
         let mut offset = self.buf_offset + start as u64;
-        if offset + n as u64 > limits::SEGMENT_SIZE_MAX_BYTES as u64 && start > 0 {
+        if offset + n as u64 > self.segment_bytes as u64 && offset > SEGMENT_HEADER_BYTES as u64 {
             // Seal the active segment with everything before this record, then move the record.
             let rec = self.buf.split_off(start);
             if let Err(e) = self.roll() {

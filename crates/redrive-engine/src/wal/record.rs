@@ -18,6 +18,7 @@ const T_ENQUEUE: u8 = 3;
 const T_META: u8 = 4;
 const T_ATTEMPTS: u8 = 5;
 const T_REMOVE: u8 = 6;
+const T_DEDUP_KEY: u8 = 7;
 
 /// Sentinel for "no queue" in queue-id fields.
 pub const QID_NONE: u32 = u32::MAX;
@@ -78,6 +79,14 @@ pub enum Record {
         id: u128,
         version: u32,
     },
+    /// An idempotency key that outlived its job's body (written only by compaction): it keeps
+    /// the key deduplicating without bringing the job back.
+    DedupKey {
+        qid: u32,
+        id: u128,
+        enqueued_at: u64,
+        key: String,
+    },
 }
 
 #[derive(Debug, PartialEq)]
@@ -88,18 +97,6 @@ pub struct EnqueueRecord {
     pub traceparent: Option<String>,
     pub attributes: BTreeMap<String, String>,
     pub body: String,
-}
-
-impl Record {
-    pub fn job_id(&self) -> Option<u128> {
-        match self {
-            Record::Enqueue(e) => Some(e.id),
-            Record::Meta { id, .. } | Record::Attempts { id, .. } | Record::Remove { id, .. } => {
-                Some(*id)
-            }
-            Record::QueuePut { .. } | Record::QueueDelete { .. } => None,
-        }
-    }
 }
 
 /// Appends one framed record to `buf`. `payload` writes the payload through the encoder.
@@ -250,6 +247,14 @@ impl Enc<'_> {
                 None => self.u8(0),
             }
         }
+    }
+
+    pub fn dedup_key(&mut self, qid: u32, id: u128, enqueued_at: u64, key: &str) {
+        self.u8(T_DEDUP_KEY);
+        self.u32(qid);
+        self.u128(id);
+        self.u64(enqueued_at);
+        self.str16(key);
     }
 
     pub fn remove(&mut self, id: u128, version: u32) {
@@ -404,6 +409,7 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
             Record::Attempts { id, total, entries }
         }
         T_REMOVE => Record::Remove { id: d.u128()?, version: d.u32()? },
+        T_DEDUP_KEY => Record::DedupKey { qid: d.u32()?, id: d.u128()?, enqueued_at: d.u64()?, key: d.str16()? },
         _ => return Err(DecodeError("unknown record type")),
     };
     if !d.b.is_empty() {
@@ -466,6 +472,12 @@ mod tests {
             Record::Attempts { id: 1, total: 4, entries: vec![a] }
         );
         assert_eq!(round_trip(|e| e.remove(9, 2)), Record::Remove { id: 9, version: 2 });
+        assert_eq!(round_trip(|e| e.dedup_key(1, 2, 3, "k")), Record::DedupKey {
+            qid: 1,
+            id: 2,
+            enqueued_at: 3,
+            key: "k".into()
+        });
         assert_eq!(round_trip(|e| e.queue_delete(3)), Record::QueueDelete { qid: 3 });
         assert!(matches!(
             round_trip(|e| e.queue_put(1, 1, 2, 3, "q", "{}")),
