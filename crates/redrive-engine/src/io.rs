@@ -133,6 +133,7 @@ struct MemInner {
     files: BTreeMap<String, MemData>,
     fail_sync: bool,
     fail_write: bool,
+    dead: bool,
 }
 
 #[derive(Default, Clone)]
@@ -161,17 +162,19 @@ impl MemStorage {
         self.inner.lock().unwrap().fail_write = on;
     }
 
-    /// Simulates a power cut: each file keeps its synced bytes plus the first `torn` bytes of
-    /// what was written after the last sync.
-    pub fn crash(&self, torn: usize) {
+    /// Simulates a power cut and returns the disk as a restarted machine finds it: each file
+    /// keeps its synced bytes plus the first `torn` bytes of what was written after the last sync.
+    /// This storage is dead from now on (every operation fails), as the crashed process would be.
+    pub fn crash(&self, torn: usize) -> MemStorage {
         let mut g = self.inner.lock().unwrap();
-        g.fail_sync = false;
-        g.fail_write = false;
-        for f in g.files.values_mut() {
+        g.dead = true;
+        let mut files = g.files.clone();
+        for f in files.values_mut() {
             let keep = (f.synced + torn).min(f.data.len());
             f.data.truncate(keep);
             f.synced = keep;
         }
+        MemStorage { inner: Arc::new(Mutex::new(MemInner { files, ..MemInner::default() })) }
     }
 
     /// Direct access for corruption tests.
@@ -217,8 +220,11 @@ impl Storage for MemStorage {
 }
 
 impl MemFile {
-    fn with<R>(&self, f: impl FnOnce(&mut MemInner, &str) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut MemInner, &str) -> io::Result<R>) -> io::Result<R> {
         let mut g = self.store.inner.lock().unwrap();
+        if g.dead {
+            return Err(io::Error::other("the process crashed"));
+        }
         f(&mut g, &self.name)
     }
 }
@@ -229,7 +235,7 @@ fn gone() -> io::Error {
 
 impl SegmentFile for MemFile {
     fn len(&self) -> u64 {
-        self.with(|g, n| g.files.get(n).map_or(0, |f| f.data.len() as u64))
+        self.with(|g, n| Ok(g.files.get(n).map_or(0, |f| f.data.len() as u64))).unwrap_or(0)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {

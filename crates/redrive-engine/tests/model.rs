@@ -157,7 +157,7 @@ fn open(storage: &MemStorage, now: u64) -> Store {
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let storage = MemStorage::new();
+    let mut storage = MemStorage::new();
     let mut now = 1_700_000_000_000;
     let mut store = open(&storage, now);
     let patch = QueuePatch {
@@ -212,7 +212,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let qid = store.queue_id(queue).unwrap();
                 let mut got = Vec::new();
                 store.receive_from(qid, max, lease_ms, Some("w"), now, &mut got).unwrap();
-                let want = m.receive(dlq, max, lease_ms.unwrap_or(if dlq { 30_000 } else { LEASE_MS }));
+                let want =
+                    m.receive(dlq, max, lease_ms.unwrap_or(if dlq { 30_000 } else { LEASE_MS }));
                 let got_ids: Vec<JobId> = got.iter().map(|d| d.id).collect();
                 let want_ids: Vec<JobId> = want.iter().map(|&i| m.jobs[i].id.unwrap()).collect();
                 prop_assert_eq!(got_ids, want_ids);
@@ -249,7 +250,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let r = store.fail(&req, now);
                 let j = &mut m.jobs[h.job];
                 if j.state != MState::Leased || j.epoch != h.epoch {
-                    let want = if j.state == MState::Gone { Error::InvalidReceipt } else { Error::StaleReceipt };
+                    let want = if j.state == MState::Gone {
+                        Error::InvalidReceipt
+                    } else {
+                        Error::StaleReceipt
+                    };
                     prop_assert_eq!(r.unwrap_err(), want);
                     continue;
                 }
@@ -270,7 +275,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let r = store.extend(&held[i].receipt, lease_ms, now);
                 let j = &mut m.jobs[held[i].job];
                 if j.state != MState::Leased || j.epoch != held[i].epoch {
-                    let want = if j.state == MState::Gone { Error::InvalidReceipt } else { Error::StaleReceipt };
+                    let want = if j.state == MState::Gone {
+                        Error::InvalidReceipt
+                    } else {
+                        Error::StaleReceipt
+                    };
                     prop_assert_eq!(r.unwrap_err(), want);
                     continue;
                 }
@@ -289,9 +298,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let r = store.redrive(DLQ, &RedriveRequest::default(), now).unwrap();
                 let mut want: Vec<JobId> = Vec::new();
                 for j in &mut m.jobs {
-                    if j.in_dlq && j.dead && matches!(j.state, MState::Ready | MState::Delayed | MState::Dead) {
+                    if j.in_dlq
+                        && j.dead
+                        && matches!(j.state, MState::Ready | MState::Delayed | MState::Dead)
+                    {
                         want.push(j.id.unwrap());
-                        *j = MJob { in_dlq: false, state: MState::Ready, at: now, receive_count: 0, failures: 0, dead: false, ..j.clone() };
+                        *j = MJob {
+                            in_dlq: false,
+                            state: MState::Ready,
+                            at: now,
+                            receive_count: 0,
+                            failures: 0,
+                            dead: false,
+                            ..j.clone()
+                        };
                     }
                 }
                 want.sort();
@@ -300,7 +320,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Purge => {
                 let n = store.purge(Q).unwrap();
                 let mut want = 0;
-                for j in m.jobs.iter_mut().filter(|j| !j.in_dlq && matches!(j.state, MState::Ready | MState::Delayed)) {
+                for j in m
+                    .jobs
+                    .iter_mut()
+                    .filter(|j| !j.in_dlq && matches!(j.state, MState::Ready | MState::Delayed))
+                {
                     j.state = MState::Gone;
                     want += 1;
                 }
@@ -310,7 +334,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 store.commit(now).unwrap();
                 drop(store);
                 // Everything was committed, so a power cut (with a torn unsynced tail) loses nothing.
-                storage.crash(torn);
+                storage = storage.crash(torn);
                 now += 1;
                 store = open(&storage, now);
                 for j in &mut m.jobs {
@@ -335,7 +359,12 @@ fn check(store: &Store, m: &Model, now: u64) -> Result<(), TestCaseError> {
     for (dlq, name) in [(false, Q), (true, DLQ)] {
         let s = store.queue_stats(name, now).unwrap();
         let c = &s.counts;
-        prop_assert_eq!([c.delayed, c.ready, c.leased, c.completed, c.dead], m.counts(dlq), "counts of {}", name);
+        prop_assert_eq!(
+            [c.delayed, c.ready, c.leased, c.completed, c.dead],
+            m.counts(dlq),
+            "counts of {}",
+            name
+        );
     }
     for j in &m.jobs {
         let id = j.id.unwrap();

@@ -107,7 +107,10 @@ impl Store {
                         self.wal.hold(new, 1);
                     }
                     if dedup {
-                        self.dedup.get_mut(&key.expect("dedup implies key")).expect("checked").loc = new;
+                        self.dedup
+                            .get_mut(&key.expect("dedup implies key"))
+                            .expect("checked")
+                            .loc = new;
                         self.wal.hold(loc, -1);
                         self.wal.hold(new, 1);
                     }

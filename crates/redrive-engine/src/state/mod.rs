@@ -302,6 +302,18 @@ pub struct JobExtra {
     pub expires_at: u64,
 }
 
+/// When a job's time in its queue ends: retention counts from enqueue, or for a dead letter from
+/// its death; a completed job is forgotten `completed_retention_ms` after completion.
+pub(crate) fn expiry_of(m: &Meta, config: &redrive_core::QueueConfig) -> u64 {
+    if state_of(m) == JobState::Acked {
+        m.completed_at + config.completed_retention_ms
+    } else if m.dead_reason != 0 && m.source_qid != crate::wal::record::QID_NONE {
+        m.completed_at + config.retention_ms
+    } else {
+        m.enqueued_at + config.retention_ms
+    }
+}
+
 pub(crate) fn state_of(m: &Meta) -> JobState {
     JobState::from_u8(m.state).expect("valid state")
 }

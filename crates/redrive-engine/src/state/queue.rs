@@ -126,11 +126,16 @@ impl Store {
             let config = patch.apply(&q.config)?;
             self.check_dlq(name, &config)?;
             if config != q.config {
+                let rekey = config.retention_ms != q.config.retention_ms
+                    || config.completed_retention_ms != q.config.completed_retention_ms;
                 let q = self.queues.get_mut(&qid).expect("exists");
                 q.config = config;
                 q.updated_at = now;
                 q.version += 1;
                 self.log_queue(qid)?;
+                if rekey {
+                    self.rekey_expiry(qid);
+                }
             }
             return Ok((self.queues[&qid].info(now), false));
         }
@@ -163,6 +168,19 @@ impl Store {
         self.queue_ids.insert(name.to_owned(), qid);
         self.log_queue(qid)?;
         Ok((self.queues[&qid].info(now), true))
+    }
+
+    /// Retention changes apply to the jobs already in the queue (as on SQS).
+    fn rekey_expiry(&mut self, qid: u32) {
+        let ids: Vec<u128> =
+            self.jobs.iter().filter(|(_, j)| j.meta.qid == qid).map(|(id, _)| *id).collect();
+        let config = self.queues[&qid].config.clone();
+        for id in ids {
+            self.unindex(id);
+            let job = self.jobs.get_mut(&id).expect("listed");
+            job.expires_at = super::expiry_of(&job.meta, &config);
+            self.index(id);
+        }
     }
 
     fn check_dlq(&self, name: &str, config: &QueueConfig) -> Result<()> {

@@ -136,7 +136,11 @@ impl Fold {
 impl Store {
     /// Opens the store in `storage`, replaying its WAL. Leases live at the crash are revoked:
     /// their jobs are ready again and their old receipts are refused.
-    pub fn open(storage: Box<dyn Storage>, durability: Durability, now: u64) -> Result<Store, OpenError> {
+    pub fn open(
+        storage: Box<dyn Storage>,
+        durability: Durability,
+        now: u64,
+    ) -> Result<Store, OpenError> {
         Store::open_with(storage, durability, redrive_core::limits::SEGMENT_SIZE_MAX_BYTES, now)
     }
 
@@ -202,7 +206,7 @@ impl Store {
             let state = state_of(&job.meta);
             if state == JobState::Acked {
                 job.body_loc = LOC_NONE;
-                job.expires_at = job.meta.completed_at + q.config.completed_retention_ms;
+                job.expires_at = super::expiry_of(&job.meta, &q.config);
                 if job.expires_at <= now {
                     continue;
                 }
@@ -214,14 +218,7 @@ impl Store {
                         redrive_core::JobId(id)
                     )));
                 }
-                let retention = q.config.retention_ms;
-                job.expires_at = if job.meta.dead_reason != 0
-                    && job.meta.source_qid != crate::wal::record::QID_NONE
-                {
-                    job.meta.completed_at + retention
-                } else {
-                    job.meta.enqueued_at + retention
-                };
+                job.expires_at = super::expiry_of(&job.meta, &q.config);
             }
             job.keyed = fold.keyed.contains(&id);
             if let Some(w) = fold.worker_names.remove(&id) {

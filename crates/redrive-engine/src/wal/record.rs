@@ -409,7 +409,12 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
             Record::Attempts { id, total, entries }
         }
         T_REMOVE => Record::Remove { id: d.u128()?, version: d.u32()? },
-        T_DEDUP_KEY => Record::DedupKey { qid: d.u32()?, id: d.u128()?, enqueued_at: d.u64()?, key: d.str16()? },
+        T_DEDUP_KEY => Record::DedupKey {
+            qid: d.u32()?,
+            id: d.u128()?,
+            enqueued_at: d.u64()?,
+            key: d.str16()?,
+        },
         _ => return Err(DecodeError("unknown record type")),
     };
     if !d.b.is_empty() {
@@ -472,12 +477,10 @@ mod tests {
             Record::Attempts { id: 1, total: 4, entries: vec![a] }
         );
         assert_eq!(round_trip(|e| e.remove(9, 2)), Record::Remove { id: 9, version: 2 });
-        assert_eq!(round_trip(|e| e.dedup_key(1, 2, 3, "k")), Record::DedupKey {
-            qid: 1,
-            id: 2,
-            enqueued_at: 3,
-            key: "k".into()
-        });
+        assert_eq!(
+            round_trip(|e| e.dedup_key(1, 2, 3, "k")),
+            Record::DedupKey { qid: 1, id: 2, enqueued_at: 3, key: "k".into() }
+        );
         assert_eq!(round_trip(|e| e.queue_delete(3)), Record::QueueDelete { qid: 3 });
         assert!(matches!(
             round_trip(|e| e.queue_put(1, 1, 2, 3, "q", "{}")),

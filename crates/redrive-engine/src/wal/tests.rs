@@ -1,1 +1,125 @@
+//! WAL unit tests: framing on disk, torn tails, corruption, poisoning, segment rolling.
 
+use super::*;
+use crate::io::MemStorage;
+
+fn open(storage: &MemStorage) -> Result<(Wal, Vec<(Loc, Record)>), OpenError> {
+    let mut seen = Vec::new();
+    let wal = Wal::open(Box::new(storage.clone()), 4096, |loc, r| seen.push((loc, r)))?;
+    Ok((wal, seen))
+}
+
+fn append_removes(wal: &mut Wal, ids: std::ops::Range<u128>) -> Vec<Loc> {
+    ids.map(|id| wal.append(|e| e.remove(id, 1)).unwrap()).collect()
+}
+
+#[test]
+fn records_survive_reopen_and_read_back() {
+    let s = MemStorage::new();
+    let (mut wal, seen) = open(&s).unwrap();
+    assert!(seen.is_empty());
+    let locs = append_removes(&mut wal, 0..3);
+    assert!(
+        matches!(wal.read(locs[1]).unwrap(), Record::Remove { id: 1, .. }),
+        "reads from the buffer"
+    );
+    wal.commit(Durability::Sync, 0).unwrap();
+    assert!(
+        matches!(wal.read(locs[2]).unwrap(), Record::Remove { id: 2, .. }),
+        "reads from the file"
+    );
+    drop(wal);
+    let (_, seen) = open(&s).unwrap();
+    assert_eq!(seen.iter().map(|(l, _)| *l).collect::<Vec<_>>(), locs);
+}
+
+#[test]
+fn segments_roll_at_the_size_limit() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    let locs = append_removes(&mut wal, 0..400);
+    wal.commit(Durability::Sync, 0).unwrap();
+    let segments: std::collections::BTreeSet<u32> = locs.iter().map(|l| loc_segment(*l)).collect();
+    assert!(segments.len() > 2, "{segments:?}");
+    drop(wal);
+    let (_, seen) = open(&s).unwrap();
+    assert_eq!(seen.len(), 400);
+}
+
+#[test]
+fn torn_tail_is_truncated_and_startup_succeeds() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    append_removes(&mut wal, 0..5);
+    wal.commit(Durability::Sync, 0).unwrap();
+    append_removes(&mut wal, 5..10);
+    wal.write_buf().unwrap(); // written, never synced
+    drop(wal);
+    let s = s.crash(30); // power cut: keeps 30 of the unsynced bytes, a record cut in two
+    let (mut wal, seen) = open(&s).unwrap();
+    assert_eq!(seen.len(), 6, "5 synced records and the one whole record of the torn part");
+    let loc = wal.append(|e| e.remove(99, 1)).unwrap();
+    wal.commit(Durability::Sync, 0).unwrap();
+    drop(wal);
+    let (_, seen) = open(&s).unwrap();
+    assert_eq!(seen.last().unwrap().0, loc);
+}
+
+#[test]
+fn flipped_byte_in_a_middle_record_stops_startup_naming_file_and_offset() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    let locs = append_removes(&mut wal, 0..5);
+    wal.commit(Durability::Sync, 0).unwrap();
+    drop(wal);
+    let name = segment_name(loc_segment(locs[2]));
+    let off = (locs[2] & 0xffff_ffff) as usize;
+    s.with_file(&name, |d| d[off + FRAME_HEADER_BYTES + 3] ^= 0x40).unwrap();
+    let err = open(&s).err().expect("corruption is an error");
+    let msg = err.to_string();
+    assert!(msg.contains(&name) && msg.contains(&format!("byte {off}")), "{msg}");
+    assert!(msg.contains("checksum"), "{msg}");
+}
+
+#[test]
+fn corruption_in_a_sealed_segment_is_never_taken_for_a_torn_tail() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    let locs = append_removes(&mut wal, 0..400);
+    wal.commit(Durability::Sync, 0).unwrap();
+    drop(wal);
+    let first = loc_segment(locs[0]);
+    let last_in_first = locs.iter().rev().find(|l| loc_segment(**l) == first).unwrap();
+    let off = (last_in_first & 0xffff_ffff) as usize;
+    s.with_file(&segment_name(first), |d| d[off + FRAME_HEADER_BYTES] ^= 1).unwrap();
+    assert!(matches!(open(&s), Err(OpenError::Corrupt { .. })));
+}
+
+#[test]
+fn fsync_failure_poisons_for_good() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    append_removes(&mut wal, 0..2);
+    s.fail_syncs(true);
+    let err = wal.commit(Durability::Sync, 0).unwrap_err();
+    assert!(err.contains("fsync"), "{err}");
+    s.fail_syncs(false);
+    assert!(wal.append(|e| e.remove(5, 1)).is_err(), "appends refused after a failed fsync");
+    assert!(wal.commit(Durability::Sync, 0).is_err(), "no retry of the fsync");
+    assert!(wal.poisoned().is_some());
+}
+
+#[test]
+fn relaxed_durability_syncs_at_most_every_interval() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    let relaxed = Durability::Relaxed { interval_ms: 100 };
+    append_removes(&mut wal, 0..1);
+    assert!(wal.commit(relaxed, 1000).unwrap().is_some(), "first commit syncs");
+    append_removes(&mut wal, 1..2);
+    assert!(
+        wal.commit(relaxed, 1050).unwrap().is_none(),
+        "within the interval: written, not synced"
+    );
+    assert!(wal.commit(relaxed, 1100).unwrap().is_some(), "interval passed: synced");
+}

@@ -1,0 +1,356 @@
+//! Queue semantics on the store, with time passed in explicitly: leases, fencing, retries and
+//! backoff, dead letters, priorities and aging, idempotency, redrive, retention, compaction.
+
+use redrive_core::broker::{AckResult, DeadFilter, Delivery, FailRequest, NewJob, RedriveRequest};
+use redrive_core::model::{DeadReason, ErrorInfo, JobState, Outcome, Priority};
+use redrive_core::{Error, QueuePatch};
+use redrive_engine::{Durability, MemStorage, Store};
+
+const T0: u64 = 1_700_000_000_000;
+
+struct Harness {
+    storage: MemStorage,
+    store: Store,
+    now: u64,
+}
+
+impl Harness {
+    fn new(patch: QueuePatch) -> Harness {
+        let storage = MemStorage::new();
+        let mut store =
+            Store::open_with(Box::new(storage.clone()), Durability::Sync, 8192, T0).unwrap();
+        store.put_queue("q", &patch, T0).unwrap();
+        store.commit(T0).unwrap();
+        Harness { storage, store, now: T0 }
+    }
+
+    fn send(&mut self, body: &str, priority: Priority) -> redrive_core::JobId {
+        let job = NewJob { body: body.into(), priority: Some(priority), ..NewJob::default() };
+        let r = self.store.enqueue("q", &[job], self.now).unwrap();
+        self.store.commit(self.now).unwrap();
+        r[0].id
+    }
+
+    fn recv(&mut self, queue: &str, max: usize) -> Vec<Delivery> {
+        let qid = self.store.queue_id(queue).unwrap();
+        let mut out = Vec::new();
+        self.store.receive_from(qid, max, None, Some("worker-1"), self.now, &mut out).unwrap();
+        self.store.commit(self.now).unwrap();
+        out
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        self.store.tick(self.now).unwrap();
+        self.store.commit(self.now).unwrap();
+    }
+
+    fn fail(&mut self, receipt: &str, non_retryable: bool) -> redrive_core::broker::FailResult {
+        let req = FailRequest {
+            receipt: receipt.into(),
+            error: ErrorInfo {
+                kind: "Timeout".into(),
+                message: "upstream timed out after 30s".into(),
+                detail: None,
+            },
+            retry_after_ms: None,
+            non_retryable,
+        };
+        let r = self.store.fail(&req, self.now).unwrap();
+        self.store.commit(self.now).unwrap();
+        r
+    }
+
+    fn restart(&mut self) {
+        let store =
+            Store::open_with(Box::new(self.storage.clone()), Durability::Sync, 8192, self.now);
+        self.store = store.unwrap();
+    }
+}
+
+fn patch(f: impl FnOnce(&mut QueuePatch)) -> QueuePatch {
+    let mut p = QueuePatch { visibility_timeout_ms: Some(1000), ..QueuePatch::default() };
+    f(&mut p);
+    p
+}
+
+#[test]
+fn expired_lease_redelivers_with_the_next_attempt_and_refuses_the_old_receipt() {
+    let mut h = Harness::new(patch(|_| {}));
+    let id = h.send("a", Priority::Standard);
+    let first = h.recv("q", 1).remove(0);
+    assert_eq!(first.attempt, 1);
+    h.advance(999);
+    assert!(h.recv("q", 1).is_empty(), "still leased");
+    h.advance(1);
+    let second = h.recv("q", 1).remove(0);
+    assert_eq!((second.id, second.attempt), (id, 2));
+    assert_eq!(h.store.ack(&[first.receipt.clone()], h.now).unwrap(), vec![AckResult::Stale]);
+    assert_eq!(h.store.extend(&first.receipt, 5000, h.now).unwrap_err(), Error::StaleReceipt);
+    let stale_fail = FailRequest {
+        receipt: first.receipt,
+        error: ErrorInfo { kind: "x".into(), message: "y".into(), detail: None },
+        retry_after_ms: None,
+        non_retryable: false,
+    };
+    assert_eq!(h.store.fail(&stale_fail, h.now).unwrap_err(), Error::StaleReceipt);
+    assert_eq!(h.store.ack(&[second.receipt.clone()], h.now).unwrap(), vec![AckResult::Ok]);
+    assert_eq!(
+        h.store.ack(&[second.receipt], h.now).unwrap(),
+        vec![AckResult::Stale],
+        "completed once"
+    );
+    let info = h.store.job_info(id).unwrap();
+    assert_eq!(info.state, JobState::Acked);
+    let outcomes: Vec<Outcome> = info.attempts.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, vec![Outcome::LeaseExpired, Outcome::Ok]);
+    assert_eq!(info.attempts[0].worker_id.as_deref(), Some("worker-1"));
+}
+
+#[test]
+fn heartbeat_extends_the_lease_and_zero_releases_it() {
+    let mut h = Harness::new(patch(|_| {}));
+    h.send("a", Priority::Standard);
+    let d = h.recv("q", 1).remove(0);
+    h.advance(900);
+    assert_eq!(h.store.extend(&d.receipt, 1000, h.now).unwrap(), h.now + 1000);
+    h.advance(900);
+    assert!(h.recv("q", 1).is_empty(), "extended lease still holds");
+    h.store.extend(&d.receipt, 0, h.now).unwrap();
+    let again = h.recv("q", 1).remove(0);
+    assert_eq!(again.attempt, 2, "released at once");
+}
+
+#[test]
+fn max_receives_moves_the_job_to_the_dead_letter_queue_with_its_history() {
+    let mut h = Harness::new(patch(|p| {
+        p.max_receive_count = Some(Some(2));
+        p.max_attempts = Some(None);
+    }));
+    let id = h.send("poison", Priority::High);
+    for _ in 0..2 {
+        assert_eq!(h.recv("q", 1).len(), 1);
+        h.advance(1000);
+    }
+    assert!(h.recv("q", 1).is_empty(), "third receive moves it instead of delivering");
+    let dead = h.recv("q-dlq", 1).remove(0);
+    assert_eq!(dead.id, id);
+    let info = dead.dead.expect("dead info");
+    assert_eq!((info.reason, info.source_queue.as_str()), (DeadReason::MaxReceives, "q"));
+    let page = h.store.list_dead("q-dlq", &DeadFilter::default(), None, 10).unwrap();
+    assert_eq!(page.jobs.len(), 1);
+    assert_eq!(page.jobs[0].attempts.len(), 2, "both expired leases are in the attempt log");
+}
+
+#[test]
+fn non_retryable_failure_dies_at_once_and_max_attempts_after_n() {
+    let mut h = Harness::new(patch(|p| p.max_attempts = Some(Some(2))));
+    let a = h.send("a", Priority::Standard);
+    let d = h.recv("q", 1).remove(0);
+    let r = h.fail(&d.receipt, true);
+    assert_eq!(
+        (r.state, r.queue.as_str(), r.dead_reason),
+        (JobState::Ready, "q-dlq", Some(DeadReason::NonRetryable))
+    );
+    let b = h.send("b", Priority::Standard);
+    let d = h.recv("q", 1).remove(0);
+    assert_eq!(h.fail(&d.receipt, false).dead_reason, None);
+    h.advance(10_000);
+    let d = h.recv("q", 1).remove(0);
+    assert_eq!(h.fail(&d.receipt, false).dead_reason, Some(DeadReason::MaxAttempts));
+    let info = h.store.job_info(b).unwrap();
+    assert_eq!(info.attempts.len(), 2);
+    assert_eq!(info.attempts[1].error.as_ref().unwrap().kind, "Timeout");
+    let dead = h.store.list_dead("q-dlq", &DeadFilter::default(), None, 10).unwrap();
+    assert_eq!(dead.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a, b]);
+}
+
+#[test]
+fn backoff_grows_exponentially_with_full_jitter_within_bounds() {
+    let base = 100;
+    let mut h = Harness::new(patch(|p| {
+        p.max_attempts = Some(Some(10));
+        p.backoff = Some(redrive_core::Backoff { base_ms: base, max_ms: 1600 });
+    }));
+    let mut delays: Vec<Vec<u64>> = vec![Vec::new(); 6];
+    for _ in 0..40 {
+        h.send("j", Priority::Standard);
+    }
+    for attempt in 1..=6u32 {
+        h.advance(10_000);
+        let got = h.recv("q", 100);
+        assert_eq!(got.len(), 40);
+        for d in got {
+            let r = h.fail(&d.receipt, false);
+            delays[attempt as usize - 1].push(r.retry_at.unwrap() - h.now);
+        }
+    }
+    for (i, ds) in delays.iter().enumerate() {
+        let ceiling = (base << i).min(1600);
+        assert!(ds.iter().all(|d| *d <= ceiling), "attempt {}: {ds:?} over {ceiling}", i + 1);
+        let distinct: std::collections::BTreeSet<_> = ds.iter().collect();
+        assert!(distinct.len() > 5, "attempt {} is jittered: {ds:?}", i + 1);
+    }
+    let mean = |ds: &Vec<u64>| ds.iter().sum::<u64>() as f64 / ds.len() as f64;
+    assert!(mean(&delays[4]) > 2.0 * mean(&delays[0]), "backoff grows");
+}
+
+#[test]
+fn high_before_standard_before_low_fifo_within_a_level() {
+    let mut h = Harness::new(patch(|p| p.priority_aging_ms = Some(None)));
+    let l = h.send("l", Priority::Low);
+    let s1 = h.send("s1", Priority::Standard);
+    let hi = h.send("h", Priority::High);
+    let s2 = h.send("s2", Priority::Standard);
+    let order: Vec<_> = h.recv("q", 10).into_iter().map(|d| d.id).collect();
+    assert_eq!(order, vec![hi, s1, s2, l]);
+}
+
+#[test]
+fn aging_lets_a_waiting_low_job_through() {
+    let mut h = Harness::new(patch(|p| p.priority_aging_ms = Some(Some(5000))));
+    let low = h.send("low", Priority::Low);
+    h.advance(5000);
+    let std = h.send("std", Priority::Standard);
+    let got: Vec<_> = h.recv("q", 2).into_iter().map(|d| d.id).collect();
+    assert_eq!(got, vec![low, std], "the aged low job counts as standard and was ready first");
+    h.send("high", Priority::High);
+    let low2 = h.send("low2", Priority::Low);
+    h.advance(4999);
+    assert_ne!(h.recv("q", 1)[0].id, low2, "not aged yet: high first");
+}
+
+#[test]
+fn idempotency_key_returns_the_first_id_even_after_restart() {
+    let mut h = Harness::new(patch(|_| {}));
+    let job = NewJob {
+        body: "charge".into(),
+        idempotency_key: Some("order-42".into()),
+        ..NewJob::default()
+    };
+    let first = h.store.enqueue("q", std::slice::from_ref(&job), h.now).unwrap()[0].clone();
+    h.store.commit(h.now).unwrap();
+    h.restart();
+    let again = h.store.enqueue("q", std::slice::from_ref(&job), h.now + 1000).unwrap()[0].clone();
+    assert!(again.duplicate && again.id == first.id);
+    assert_eq!(h.store.queue_stats("q", h.now).unwrap().counts.ready, 1, "nothing new was created");
+    h.advance(5 * 60 * 1000 + 1);
+    let later = h.store.enqueue("q", &[job], h.now).unwrap()[0].clone();
+    assert!(!later.duplicate, "the window is over");
+}
+
+#[test]
+fn redrive_resets_attempts_keeps_history_and_records_lineage() {
+    let mut h = Harness::new(patch(|p| p.max_attempts = Some(Some(1))));
+    let id = h.send("bad", Priority::Standard);
+    let d = h.recv("q", 1).remove(0);
+    h.fail(&d.receipt, false);
+    let dry = h
+        .store
+        .redrive("q-dlq", &RedriveRequest { dry_run: true, ..Default::default() }, h.now)
+        .unwrap();
+    assert_eq!((dry.moved, dry.dry_run), (1, true));
+    assert_eq!(h.store.job_info(id).unwrap().queue, "q-dlq", "dry run moved nothing");
+    let filter = DeadFilter { error_type: Some("Other".into()), ..DeadFilter::default() };
+    let none = h
+        .store
+        .redrive("q-dlq", &RedriveRequest { filter: Some(filter), ..Default::default() }, h.now)
+        .unwrap();
+    assert_eq!(none.moved, 0);
+    let sig = redrive_core::model::signature("Timeout", "upstream timed out after 30s");
+    let filter = DeadFilter { signature: Some(sig), ..DeadFilter::default() };
+    let r = h
+        .store
+        .redrive("q-dlq", &RedriveRequest { filter: Some(filter), ..Default::default() }, h.now)
+        .unwrap();
+    assert_eq!(r.ids, vec![id]);
+    let info = h.store.job_info(id).unwrap();
+    assert_eq!(
+        (info.queue.as_str(), info.state, info.failures, info.receive_count),
+        ("q", JobState::Ready, 0, 0)
+    );
+    assert_eq!((info.redrive_count, info.redriven_from.as_deref()), (1, Some("q-dlq")));
+    assert!(info.dead.is_none());
+    assert_eq!(info.attempts.len(), 1, "history kept");
+    let again = h.recv("q", 1).remove(0);
+    assert_eq!(again.attempt, 1);
+}
+
+#[test]
+fn retention_moves_to_the_dead_letter_queue_then_deletes_counted() {
+    let mut h = Harness::new(patch(|p| p.retention_ms = Some(60_000)));
+    let id = h.send("old", Priority::Standard);
+    h.advance(60_000);
+    let info = h.store.job_info(id).unwrap();
+    assert_eq!((info.queue.as_str(), info.dead.unwrap().reason), ("q-dlq", DeadReason::Expired));
+    assert_eq!(h.store.queue_stats("q", h.now).unwrap().totals.expired, 1);
+    h.store
+        .put_queue("q-dlq", &QueuePatch { retention_ms: Some(60_000), ..Default::default() }, h.now)
+        .unwrap();
+    // Retention in the dead-letter queue counts from when the job died.
+    h.advance(60_000);
+    assert!(h.store.job_info(id).is_err(), "deleted from the dead-letter queue");
+    assert_eq!(h.store.queue_stats("q-dlq", h.now).unwrap().totals.expired, 1);
+}
+
+#[test]
+fn completed_jobs_stay_queryable_for_their_retention() {
+    let mut h = Harness::new(patch(|p| p.completed_retention_ms = Some(10_000)));
+    let id = h.send("a", Priority::Standard);
+    let d = h.recv("q", 1).remove(0);
+    h.store.ack(&[d.receipt], h.now).unwrap();
+    h.advance(9_999);
+    assert_eq!(h.store.job_info(id).unwrap().state, JobState::Acked);
+    h.restart();
+    assert_eq!(h.store.job_info(id).unwrap().state, JobState::Acked, "survives restart");
+    h.advance(1);
+    assert!(h.store.job_info(id).is_err(), "forgotten");
+}
+
+#[test]
+fn restart_revokes_leases_and_keeps_everything_else() {
+    let mut h = Harness::new(patch(|_| {}));
+    let a = h.send("a", Priority::Standard);
+    let b = h.send("b", Priority::Low);
+    let d = h.recv("q", 1).remove(0);
+    assert_eq!(d.id, a);
+    h.restart();
+    assert_eq!(
+        h.store.ack(&[d.receipt], h.now).unwrap(),
+        vec![AckResult::Stale],
+        "old receipt refused"
+    );
+    let got: Vec<_> = h.recv("q", 2).into_iter().map(|d| (d.id, d.attempt)).collect();
+    assert_eq!(got, vec![(a, 2), (b, 1)]);
+    let info = h.store.job_info(a).unwrap();
+    assert_eq!(info.attempts[0].outcome, Outcome::Revoked);
+}
+
+#[test]
+fn churn_reclaims_wal_space_and_loses_nothing() {
+    let mut h = Harness::new(patch(|p| p.completed_retention_ms = Some(1000)));
+    let keep = h.send("keep me", Priority::Low);
+    for round in 0..30 {
+        let jobs: Vec<NewJob> =
+            (0..50).map(|i| NewJob { body: format!("{round}-{i}"), ..NewJob::default() }).collect();
+        h.store.enqueue("q", &jobs, h.now).unwrap();
+        let qid = h.store.queue_id("q").unwrap();
+        let mut got = Vec::new();
+        h.store.receive_from(qid, 50, None, None, h.now, &mut got).unwrap();
+        let receipts: Vec<String> =
+            got.iter().filter(|d| d.id != keep).map(|d| d.receipt.clone()).collect();
+        h.store.ack(&receipts, h.now).unwrap();
+        if let Some(k) = got.iter().find(|d| d.id == keep) {
+            h.store.extend(&k.receipt, 0, h.now).unwrap();
+        }
+        h.advance(2000);
+        while h.store.compact_step(h.now).unwrap() {}
+    }
+    let (bytes, segments) = h.store.wal_size();
+    assert!(segments <= 3, "{segments} segments, {bytes} bytes");
+    assert!(h.store.metrics.compacted_segments + h.store.metrics.deleted_segments > 10);
+    h.restart();
+    let info = h.store.job_info(keep).unwrap();
+    assert_eq!((info.state, info.body.as_deref()), (JobState::Ready, Some("keep me")));
+    assert_eq!(h.store.job_count(), 1);
+}
