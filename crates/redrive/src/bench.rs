@@ -19,6 +19,7 @@ use redrive_core::limits::{
 };
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::sync::Notify;
 
 use crate::cli::table::Fields;
 
@@ -109,6 +110,8 @@ struct Run {
     done_at: OnceLock<Duration>,
     /// Set on the first task error, so the others stop instead of waiting for the deadline.
     stop: AtomicBool,
+    /// Woken when the run is over early (all acked, or an error): ends consumers' long polls.
+    ended: Notify,
 }
 
 impl Run {
@@ -134,6 +137,13 @@ pub async fn run(args: BenchArgs, url: Option<String>, json: bool) -> anyhow::Re
     }
     match error {
         Some(e) => Err(e.context("the run stopped early")),
+        // A run that timed out still reports, but fails, so scripts notice.
+        None if !report.completed => bail!(
+            "timed out after {} s with {} of {} jobs acked",
+            args.timeout_s,
+            report.acked,
+            report.jobs
+        ),
         None => Ok(()),
     }
 }
@@ -166,6 +176,7 @@ async fn bench(
         shed: AtomicU64::new(0),
         done_at: OnceLock::new(),
         stop: AtomicBool::new(false),
+        ended: Notify::new(),
     });
     let ack_batch = args.ack_batch.unwrap_or(args.batch) as usize;
     let consumers: Vec<_> = (0..args.consumers)
@@ -233,6 +244,7 @@ async fn guarded<T>(
     let result = task.await;
     if result.is_err() {
         run.stop.store(true, Ordering::Relaxed);
+        run.ended.notify_waiters();
     }
     result
 }
@@ -310,7 +322,11 @@ async fn consume(
     };
     let mut receipts = Vec::with_capacity(ack_batch + max as usize);
     while !run.over() {
-        let jobs = match run.client.receive(&run.queue, &opts).await {
+        let reply = tokio::select! {
+            reply = run.client.receive(&run.queue, &opts) => reply,
+            () = run.ended.notified() => break,
+        };
+        let jobs = match reply {
             Ok(jobs) => jobs,
             Err(Error::Unavailable { .. }) => {
                 run.shed.fetch_add(1, Ordering::Relaxed);
@@ -342,8 +358,8 @@ async fn ack(run: &Run, receipts: &mut Vec<String>) -> anyhow::Result<()> {
         let ok = results.iter().filter(|r| **r == redrive_client::AckResult::Ok).count() as u64;
         run.stale.fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
         let acked = run.acked.fetch_add(ok, Ordering::Relaxed) + ok;
-        if acked >= run.jobs {
-            let _ = run.done_at.set(run.start.elapsed());
+        if acked >= run.jobs && run.done_at.set(run.start.elapsed()).is_ok() {
+            run.ended.notify_waiters();
         }
     }
     receipts.clear();
@@ -446,9 +462,11 @@ impl Server {
                     _ => "it exited before listening".to_owned(),
                 };
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!("starting `redrive serve`: {why}; its log ends:\n{}", tail.join("\n"));
+                let last = log.lines().rev().map(str::trim).find(|l| !l.is_empty());
+                bail!(
+                    "starting `redrive serve`: {why} (its last log line: {})",
+                    last.unwrap_or("none")
+                );
             }
         };
         // Keep reading stdout so the server never blocks or fails on a full or closed pipe.
