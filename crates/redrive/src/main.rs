@@ -24,10 +24,10 @@ use cli::{ClientCommand, Ctx};
 struct Cli {
     /// Server of the client commands [default: http://127.0.0.1:9324]; for bench, a server to
     /// measure instead of starting one
-    #[arg(long, global = true, env = "REDRIVE_URL", value_name = "URL")]
+    #[arg(long, global = true, env = "REDRIVE_URL", value_name = "URL", display_order = 900)]
     url: Option<String>,
     /// Print the server's JSON instead of tables
-    #[arg(long, global = true)]
+    #[arg(long, global = true, display_order = 901)]
     json: bool,
     #[command(subcommand)]
     command: Command,
