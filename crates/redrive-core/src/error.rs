@@ -24,6 +24,9 @@ pub enum Error {
         max: u64,
     },
     RouteNotFound,
+    MethodNotAllowed,
+    /// The request took longer than `REQUEST_TIMEOUT_MS`.
+    Timeout,
     MessageTooLarge {
         size: u64,
         max: u64,
@@ -74,6 +77,8 @@ impl Error {
             Error::MessageTooLarge { .. } => (413, "message_too_large", "MessageTooLong"),
             Error::RequestTooLarge { .. } => (413, "request_too_large", "BatchRequestTooLong"),
             Error::RouteNotFound => (404, "route_not_found", "InvalidAction"),
+            Error::MethodNotAllowed => (405, "method_not_allowed", "InvalidAction"),
+            Error::Timeout => (504, "timeout", "RequestTimeout"),
             Error::BatchTooLarge { .. } => (400, "batch_too_large", "TooManyEntriesInBatchRequest"),
             Error::EmptyBatch => (400, "empty_batch", "EmptyBatchRequest"),
             Error::JobNotFound(_) => (404, "job_not_found", "ReceiptHandleIsInvalid"),
@@ -116,6 +121,8 @@ impl fmt::Display for Error {
                 write!(f, "request body is over the limit of {max} bytes (REQUEST_BODY_MAX_BYTES)")
             }
             Error::RouteNotFound => write!(f, "no such route; see /v1/openapi.json"),
+            Error::MethodNotAllowed => write!(f, "method not allowed on this route; see /v1/openapi.json"),
+            Error::Timeout => write!(f, "the request took too long; retry"),
             Error::BatchTooLarge { count, max } => write!(f, "batch of {count} entries is over the limit of {max}"),
             Error::EmptyBatch => write!(f, "the batch is empty"),
             Error::JobNotFound(id) => write!(f, "job {id} does not exist"),

@@ -31,7 +31,7 @@ pub const ACK_BATCH_COUNT_MAX: usize = 1000;
 pub const RECEIVE_QUEUES_COUNT_MAX: usize = 32;
 /// Longest long poll (as SQS: 20 s).
 pub const RECEIVE_WAIT_MAX_MS: u64 = 20_000;
-/// Long-poll receivers parked in the engine at once; more get 503.
+/// Long-poll receivers parked in the engine at once; more get 429 (`limit_exceeded`).
 pub const WAITERS_COUNT_MAX: usize = 10_000;
 
 /// Lease (visibility timeout) bounds (as SQS: 0..=12 h).
@@ -69,7 +69,7 @@ pub const COMPLETED_JOBS_MAX: usize = 200_000;
 /// Distinct worker ids remembered for attempt logs; later ones are logged but not named.
 pub const WORKERS_INTERNED_MAX: usize = 100_000;
 
-/// Jobs (pending, in flight, dead) one server holds; enqueue past it gets 503.
+/// Jobs (pending, in flight, dead) one server holds; enqueue past it gets 429 (`limit_exceeded`).
 pub const JOBS_COUNT_MAX: usize = 50_000_000;
 /// In-flight (leased) jobs per queue (as SQS standard queues: 120,000).
 pub const INFLIGHT_PER_QUEUE_MAX: usize = 120_000;

@@ -141,7 +141,6 @@ fn die(j: &mut MJob, now: u64) {
     } else {
         j.in_dlq = true;
         j.state = MState::Ready;
-        j.priority = Priority::Standard as u8;
         j.at = now;
     }
 }
@@ -251,7 +250,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let j = &mut m.jobs[h.job];
                 if j.state != MState::Leased || j.epoch != h.epoch {
                     let want = if j.state == MState::Gone {
-                        Error::InvalidReceipt
+                        Error::JobNotFound(j.id.unwrap())
                     } else {
                         Error::StaleReceipt
                     };
@@ -276,7 +275,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let j = &mut m.jobs[held[i].job];
                 if j.state != MState::Leased || j.epoch != held[i].epoch {
                     let want = if j.state == MState::Gone {
-                        Error::InvalidReceipt
+                        Error::JobNotFound(j.id.unwrap())
                     } else {
                         Error::StaleReceipt
                     };

@@ -85,7 +85,10 @@ fn expired_lease_redelivers_with_the_next_attempt_and_refuses_the_old_receipt() 
     h.advance(1);
     let second = h.recv("q", 1).remove(0);
     assert_eq!((second.id, second.attempt), (id, 2));
-    assert_eq!(h.store.ack(&[first.receipt.clone()], h.now).unwrap(), vec![AckResult::Stale]);
+    assert_eq!(
+        h.store.ack(std::slice::from_ref(&first.receipt), h.now).unwrap(),
+        vec![AckResult::Stale]
+    );
     assert_eq!(h.store.extend(&first.receipt, 5000, h.now).unwrap_err(), Error::StaleReceipt);
     let stale_fail = FailRequest {
         receipt: first.receipt,
@@ -94,7 +97,10 @@ fn expired_lease_redelivers_with_the_next_attempt_and_refuses_the_old_receipt() 
         non_retryable: false,
     };
     assert_eq!(h.store.fail(&stale_fail, h.now).unwrap_err(), Error::StaleReceipt);
-    assert_eq!(h.store.ack(&[second.receipt.clone()], h.now).unwrap(), vec![AckResult::Ok]);
+    assert_eq!(
+        h.store.ack(std::slice::from_ref(&second.receipt), h.now).unwrap(),
+        vec![AckResult::Ok]
+    );
     assert_eq!(
         h.store.ack(&[second.receipt], h.now).unwrap(),
         vec![AckResult::Stale],

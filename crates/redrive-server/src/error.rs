@@ -39,10 +39,14 @@ pub async fn not_found() -> ApiError {
     ApiError(Error::RouteNotFound)
 }
 
+pub async fn method_not_allowed() -> ApiError {
+    ApiError(Error::MethodNotAllowed)
+}
+
 /// Maps the tower limit layers' errors (load shed, timeout) to API errors.
 pub async fn overload(err: tower::BoxError) -> ApiError {
     if err.is::<tower::timeout::error::Elapsed>() {
-        return ApiError(Error::Internal("request timed out".into()));
+        return ApiError(Error::Timeout);
     }
     ApiError(Error::Overloaded)
 }

@@ -48,6 +48,7 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(native::health::readyz))
         .route("/metrics", get(metrics::render))
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
         .layer(DefaultBodyLimit::max(limits::REQUEST_BODY_MAX_BYTES))
         .layer(limits)

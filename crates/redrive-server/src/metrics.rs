@@ -32,6 +32,9 @@ pub async fn count(State(s): State<Shared>, req: Request, next: Next) -> Respons
     resp
 }
 
+/// Reads one lifetime total of a queue.
+type TotalOf = fn(&redrive_core::broker::QueueTotals) -> u64;
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
@@ -85,7 +88,7 @@ pub async fn render(State(s): State<Shared>) -> ApiResult<Response> {
             q.stats.oldest_ready_age_ms as f64 / 1000.0
         );
     }
-    let totals: [(&str, &str, fn(&redrive_core::broker::QueueTotals) -> u64); 10] = [
+    let totals: [(&str, &str, TotalOf); 10] = [
         ("enqueued", "Jobs enqueued", |t| t.enqueued),
         ("duplicates", "Enqueues answered from the idempotency window", |t| t.duplicates),
         ("delivered", "Leases handed out", |t| t.delivered),

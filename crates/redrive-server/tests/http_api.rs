@@ -224,6 +224,8 @@ async fn bad_input_gets_clear_errors_and_writes_nothing() {
     assert_eq!((st, code(&b)), (StatusCode::NOT_FOUND, "job_not_found"));
     let (st, b) = s.call("GET", "/v2/nothing", None).await;
     assert_eq!((st, code(&b)), (StatusCode::NOT_FOUND, "route_not_found"));
+    let (st, b) = s.call("DELETE", "/v1/ack", None).await;
+    assert_eq!((st, code(&b)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
     assert_eq!(s.enqueued("q").await, 0, "no rejected request wrote anything");
 }
 

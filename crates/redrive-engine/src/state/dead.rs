@@ -147,7 +147,7 @@ impl Store {
         let target = to.unwrap_or(if m.source_qid != QID_NONE { m.source_qid } else { m.qid });
         let tq = self.queues.get_mut(&target).expect("checked");
         tq.totals.redriven += 1;
-        let expires_at = now + tq.config.retention_ms;
+        let retention = tq.config.retention_ms;
         self.metrics.redriven += 1;
         self.update(id, |m, x| {
             m.qid = target;
@@ -159,7 +159,9 @@ impl Store {
             m.receive_count = 0;
             m.redrive_count += 1;
             m.redriven_from_qid = from;
-            x.expires_at = expires_at;
+            // Retention restarts at the redrive (see `expiry_of`).
+            m.completed_at = now;
+            x.expires_at = now + retention;
         })
     }
 

@@ -248,20 +248,13 @@ impl Store {
     }
 
     /// Finds the leased job a receipt names, or says why not.
-    fn leased(&self, receipt: &str) -> Result<u128, AckResult> {
-        let r: Receipt = receipt.parse().map_err(|()| AckResult::Unknown)?;
-        let job = self.jobs.get(&r.id.0).ok_or(AckResult::Unknown)?;
+    fn leased(&self, receipt: &str) -> Result<u128, Error> {
+        let r: Receipt = receipt.parse().map_err(|()| Error::InvalidReceipt)?;
+        let job = self.jobs.get(&r.id.0).ok_or(Error::JobNotFound(r.id))?;
         if state_of(&job.meta) != JobState::Leased || job.meta.epoch != r.epoch {
-            return Err(AckResult::Stale);
+            return Err(Error::StaleReceipt);
         }
         Ok(r.id.0)
-    }
-
-    fn lease_error(e: AckResult) -> Error {
-        match e {
-            AckResult::Stale => Error::StaleReceipt,
-            _ => Error::InvalidReceipt,
-        }
     }
 
     pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Vec<AckResult>> {
@@ -282,7 +275,8 @@ impl Store {
                     self.complete(id, now)?;
                     out.push(AckResult::Ok);
                 }
-                Err(e) => out.push(e),
+                Err(Error::StaleReceipt) => out.push(AckResult::Stale),
+                Err(_) => out.push(AckResult::Unknown),
             }
         }
         Ok(out)
@@ -310,7 +304,7 @@ impl Store {
 
     pub fn fail(&mut self, req: &FailRequest, now: u64) -> Result<FailResult> {
         self.writable()?;
-        let id = self.leased(&req.receipt).map_err(Self::lease_error)?;
+        let id = self.leased(&req.receipt)?;
         if let Some(ms) = req.retry_after_ms {
             if ms > limits::DELAY_MAX_MS {
                 return Err(Error::invalid(
@@ -410,7 +404,6 @@ impl Store {
                     m.qid = dlq;
                     m.state = JobState::Ready as u8;
                     m.visible_at = now;
-                    m.priority = Priority::Standard as u8;
                     x.expires_at = now + retention;
                 }
                 _ => m.state = JobState::Dead as u8,
@@ -426,7 +419,7 @@ impl Store {
                 format!("at most {}", limits::LEASE_DURATION_MAX_MS),
             ));
         }
-        let id = self.leased(receipt).map_err(Self::lease_error)?;
+        let id = self.leased(receipt)?;
         if lease_ms == 0 {
             self.end_attempt(id, Outcome::Released, None, now)?;
             self.retry_at(id, now, now)?;

@@ -303,11 +303,14 @@ pub struct JobExtra {
 }
 
 /// When a job's time in its queue ends: retention counts from enqueue, or for a dead letter from
-/// its death; a completed job is forgotten `completed_retention_ms` after completion.
+/// its death, or for a redriven job from its last redrive; a completed job is forgotten
+/// `completed_retention_ms` after completion.
 pub(crate) fn expiry_of(m: &Meta, config: &redrive_core::QueueConfig) -> u64 {
     if state_of(m) == JobState::Acked {
         m.completed_at + config.completed_retention_ms
-    } else if m.dead_reason != 0 && m.source_qid != crate::wal::record::QID_NONE {
+    } else if (m.dead_reason != 0 && m.source_qid != crate::wal::record::QID_NONE)
+        || m.redrive_count > 0
+    {
         m.completed_at + config.retention_ms
     } else {
         m.enqueued_at + config.retention_ms

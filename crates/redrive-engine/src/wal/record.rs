@@ -43,7 +43,7 @@ pub struct Meta {
     pub visible_at: u64,
     pub first_received_at: u64,
     pub leased_at: u64,
-    /// Acked or died at.
+    /// Acked or died at (for a redriven job: redriven at).
     pub completed_at: u64,
     pub source_qid: u32,
     pub redrive_count: u32,
