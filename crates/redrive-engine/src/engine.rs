@@ -23,6 +23,8 @@ use crate::wal::Durability;
 const BATCH_REQUESTS_MAX: usize = 4096;
 /// The engine wakes at least this often to run timers and compaction.
 const IDLE_WAKE_MS: u64 = 250;
+/// At most one compaction step per this interval.
+const COMPACT_INTERVAL_MS: u64 = 1000;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -78,6 +80,7 @@ struct Loop {
     waiter_deadlines: BTreeSet<(u64, u64)>,
     next_waiter: u64,
     poisoned: Arc<OnceLock<String>>,
+    last_compaction: u64,
 }
 
 /// The async handle the server uses. Cheap to clone.
@@ -114,6 +117,7 @@ impl Engine {
             waiter_deadlines: BTreeSet::new(),
             next_waiter: 0,
             poisoned: poisoned.clone(),
+            last_compaction: 0,
         };
         let thread = std::thread::Builder::new()
             .name("redrive-engine".into())
@@ -162,7 +166,10 @@ impl Loop {
             self.serve_waiters();
             self.expire_waiters();
             self.commit_and_reply(n);
-            if idle {
+            // Compaction rewrites a whole segment: at most once per interval, and only between
+            // batches when no request is waiting.
+            if idle && self.now >= self.last_compaction + COMPACT_INTERVAL_MS {
+                self.last_compaction = self.now;
                 if let Err(e) = self.store.compact_step(self.now) {
                     self.note_error(&e);
                 }

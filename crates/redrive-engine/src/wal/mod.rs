@@ -1,6 +1,7 @@
 //! The write-ahead log: numbered segment files of framed records (see [`record`]).
 //!
-//! Appends go to an in-memory buffer; [`Wal::commit`] writes the buffer and, under
+//! The active segment is kept whole in memory: appends go there, reads of recent records (job
+//! bodies on delivery) never reach the kernel, and [`Wal::commit`] writes the new part and, under
 //! [`Durability::Sync`], fsyncs once for the whole batch (group commit). Any write or fsync
 //! failure poisons the log: every later append or commit fails until restart, because after a
 //! failed fsync the kernel may have dropped the dirty pages and a retry would lie.
@@ -91,9 +92,9 @@ pub struct Wal {
     storage: Box<dyn Storage>,
     segments: BTreeMap<u32, Segment>,
     active: u32,
-    /// Encoded records not yet written; they start at `buf_offset` in the active segment.
-    buf: Vec<u8>,
-    buf_offset: u64,
+    /// The active segment's bytes, header included; `mem[written..]` is not yet written.
+    mem: Vec<u8>,
+    written: usize,
     poisoned: Option<String>,
     /// A segment is sealed once the next record would take it past this size.
     segment_bytes: u32,
@@ -161,8 +162,8 @@ impl Wal {
             storage,
             segments,
             active: 0,
-            buf: Vec::with_capacity(1 << 20),
-            buf_offset: 0,
+            mem: Vec::with_capacity(1 << 20),
+            written: 0,
             poisoned: None,
             segment_bytes,
             last_sync_ms: 0,
@@ -187,7 +188,9 @@ impl Wal {
         self.segments
             .insert(n, Segment { file, live: 0, records: 0, bytes: SEGMENT_HEADER_BYTES as u64 });
         self.active = n;
-        self.buf_offset = SEGMENT_HEADER_BYTES as u64;
+        self.mem.clear();
+        self.mem.extend_from_slice(&header);
+        self.written = header.len();
         Ok(())
     }
 
@@ -206,18 +209,18 @@ impl Wal {
         if let Some(p) = &self.poisoned {
             return Err(p.clone());
         }
-        let start = self.buf.len();
-        let n = record::frame(&mut self.buf, write);
+        let start = self.mem.len();
+        let n = record::frame(&mut self.mem, write);
         debug_assert!(n <= limits::RECORD_SIZE_MAX_BYTES as usize + FRAME_HEADER_BYTES);
-        let mut offset = self.buf_offset + start as u64;
+        let mut offset = start as u64;
         if offset + n as u64 > self.segment_bytes as u64 && offset > SEGMENT_HEADER_BYTES as u64 {
             // Seal the active segment with everything before this record, then move the record.
-            let rec = self.buf.split_off(start);
+            let rec = self.mem.split_off(start);
             if let Err(e) = self.roll() {
                 return Err(self.poison("sealing a segment", &e));
             }
-            self.buf = rec;
-            offset = self.buf_offset;
+            offset = self.mem.len() as u64;
+            self.mem.extend_from_slice(&rec);
         }
         let seg = self.segments.get_mut(&self.active).expect("active segment exists");
         seg.bytes += n as u64;
@@ -233,20 +236,19 @@ impl Wal {
     }
 
     fn write_buf(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.written == self.mem.len() {
             return Ok(());
         }
         let seg = self.segments.get_mut(&self.active).expect("active");
-        seg.file.append(&self.buf)?;
-        self.buf_offset += self.buf.len() as u64;
-        self.buf.clear();
+        seg.file.append(&self.mem[self.written..])?;
+        self.written = self.mem.len();
         self.unsynced = true;
         Ok(())
     }
 
     /// Whether records are waiting for [`Wal::commit`].
     pub fn has_pending(&self) -> bool {
-        !self.buf.is_empty()
+        self.written < self.mem.len()
     }
 
     /// Writes buffered records and makes them durable per `durability`. Returns the fsync time in
@@ -276,19 +278,19 @@ impl Wal {
         Ok(Some(t.elapsed().as_micros() as u64))
     }
 
-    /// Reads back the record at `loc` (from the buffer if not yet written).
+    /// Reads back the record at `loc` (from memory when it is in the active segment).
     pub fn read(&self, loc: Loc) -> io::Result<Record> {
         let n = loc_segment(loc);
         let off = loc & 0xffff_ffff;
         let bad = |m: &str| {
             io::Error::new(io::ErrorKind::InvalidData, format!("{m} at {}:{off}", segment_name(n)))
         };
-        if n == self.active && off >= self.buf_offset {
-            let start = (off - self.buf_offset) as usize;
-            let frame = self.buf.get(start..).ok_or_else(|| bad("location past the buffer"))?;
+        if n == self.active {
+            let frame = self.mem.get(off as usize..).ok_or_else(|| bad("location past the segment"))?;
             let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
-            return record::decode(&frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len])
-                .map_err(|e| bad(e.0));
+            let payload = frame.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len);
+            let payload = payload.ok_or_else(|| bad("record past the segment"))?;
+            return record::decode(payload).map_err(|e| bad(e.0));
         }
         let seg = self.segments.get(&n).ok_or_else(|| bad("segment is gone"))?;
         let mut head = [0u8; FRAME_HEADER_BYTES];
