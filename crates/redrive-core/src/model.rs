@@ -224,9 +224,25 @@ pub struct Receipt {
     pub epoch: u32,
 }
 
+impl Receipt {
+    /// The wire form: 32 hex digits of the job id, 8 of the epoch. Hand-rolled: it is formatted
+    /// once per delivered job.
+    pub fn encode(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(40);
+        for i in (0..32).rev() {
+            out.push(HEX[((self.id.0 >> (i * 4)) & 0xf) as usize] as char);
+        }
+        for i in (0..8).rev() {
+            out.push(HEX[((self.epoch >> (i * 4)) & 0xf) as usize] as char);
+        }
+        out
+    }
+}
+
 impl fmt::Display for Receipt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}{:08x}", self.id.0, self.epoch)
+        f.write_str(&self.encode())
     }
 }
 
@@ -258,6 +274,7 @@ mod tests {
     fn receipt_round_trips_and_rejects_garbage() {
         let r = Receipt { id: JobId::next_v7(1_700_000_000_000, JobId(0), 42), epoch: 7 };
         assert_eq!(r.to_string().parse::<Receipt>(), Ok(r));
+        assert_eq!(r.encode(), format!("{:032x}{:08x}", r.id.0, r.epoch));
         assert!("nope".parse::<Receipt>().is_err());
         assert!("g".repeat(40).parse::<Receipt>().is_err());
     }

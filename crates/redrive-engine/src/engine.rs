@@ -1,6 +1,11 @@
 //! The engine thread: it owns the [`Store`], takes requests from a bounded channel, applies a
-//! batch of them in memory, commits the WAL once for the whole batch (group commit), and only
-//! then answers. Long-poll receivers wait here and are served as soon as a job is ready.
+//! batch of them in memory, writes the batch's WAL records, and hands the batch's replies to the
+//! group-commit thread, which fsyncs once for every batch waiting and only then answers them.
+//! While one fsync runs, the engine applies the next batch. Long-poll receivers wait here and
+//! are served as soon as a job is ready.
+//!
+//! Replies go out in batch order, after the fsync that covers their batch, so no client ever
+//! sees (even by reading) a state that a crash could take back.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -15,7 +20,8 @@ use redrive_core::{limits, Broker, Error, QueuePatch, Result};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
-use crate::metrics::Metrics;
+use crate::io::SyncHandle;
+use crate::metrics::{Histogram, Metrics, FSYNC_BOUNDS_US};
 use crate::state::Store;
 use crate::wal::Durability;
 
@@ -25,6 +31,8 @@ const BATCH_REQUESTS_MAX: usize = 4096;
 const IDLE_WAKE_MS: u64 = 250;
 /// At most one compaction step per this interval.
 const COMPACT_INTERVAL_MS: u64 = 1000;
+/// Batches that may wait for the group-commit thread before the engine waits for it.
+const SYNC_QUEUE_DEPTH_MAX: usize = 64;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -69,6 +77,53 @@ struct Waiter {
 /// A reply held until the batch's commit: writes fail with the commit's error, reads do not.
 type Pending = Box<dyn FnOnce(Option<&Error>) + Send>;
 
+/// One batch for the group-commit thread: what to fsync (if anything was written), and the
+/// replies to send once it is durable.
+struct SyncJob {
+    handle: Option<Arc<dyn SyncHandle>>,
+    error: Option<Error>,
+    replies: Vec<Pending>,
+}
+
+/// The group-commit thread: fsyncs once for all batches queued, then answers them in order.
+fn group_commit(
+    rx: Receiver<SyncJob>,
+    poisoned: Arc<OnceLock<String>>,
+    fsync_us: Arc<std::sync::Mutex<Histogram>>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            jobs.push(j);
+        }
+        let mut failure = poisoned.get().map(|p| Error::Poisoned(p.clone()));
+        let mut synced: Vec<*const ()> = Vec::new();
+        for h in jobs.iter().filter_map(|j| j.handle.as_ref()) {
+            let key = Arc::as_ptr(h) as *const ();
+            if failure.is_some() || synced.contains(&key) {
+                continue;
+            }
+            let t = std::time::Instant::now();
+            match h.sync() {
+                Ok(()) => fsync_us.lock().unwrap().record(t.elapsed().as_micros() as u64),
+                Err(e) => {
+                    failure = Some(Error::Poisoned(crate::wal::poison(
+                        &poisoned,
+                        format!("fsync failed: {e}"),
+                    )))
+                }
+            }
+            synced.push(key);
+        }
+        for j in jobs {
+            let err = j.error.or_else(|| failure.clone());
+            for p in j.replies {
+                p(err.as_ref());
+            }
+        }
+    }
+}
+
 struct Loop {
     store: Store,
     clock: Arc<dyn Clock>,
@@ -79,8 +134,9 @@ struct Loop {
     waiters_by_queue: FxHashMap<u32, VecDeque<u64>>,
     waiter_deadlines: BTreeSet<(u64, u64)>,
     next_waiter: u64,
-    poisoned: Arc<OnceLock<String>>,
     last_compaction: u64,
+    syncer: Option<(SyncSender<SyncJob>, JoinHandle<()>)>,
+    fsync_us: Arc<std::sync::Mutex<Histogram>>,
 }
 
 /// The async handle the server uses. Cheap to clone.
@@ -100,11 +156,18 @@ impl Engine {
     /// Starts the engine thread over an opened store.
     pub fn start(store: Store, clock: Arc<dyn Clock>) -> Engine {
         let (tx, rx) = mpsc::sync_channel(limits::ENGINE_QUEUE_DEPTH_MAX);
-        let poisoned = Arc::new(OnceLock::new());
-        if let Some(p) = store.poisoned() {
-            let _ = poisoned.set(p.to_owned());
-        }
+        let poisoned = store.poison_flag();
         let durability = store.durability;
+        let fsync_us = Arc::new(std::sync::Mutex::new(Histogram::new(FSYNC_BOUNDS_US)));
+        let syncer = (durability == Durability::Sync).then(|| {
+            let (stx, srx) = mpsc::sync_channel(SYNC_QUEUE_DEPTH_MAX);
+            let (p, h) = (poisoned.clone(), fsync_us.clone());
+            let t = std::thread::Builder::new()
+                .name("redrive-commit".into())
+                .spawn(move || group_commit(srx, p, h))
+                .expect("spawning the group-commit thread");
+            (stx, t)
+        });
         let now = clock.now_ms();
         let mut lp = Loop {
             store,
@@ -116,8 +179,9 @@ impl Engine {
             waiters_by_queue: FxHashMap::default(),
             waiter_deadlines: BTreeSet::new(),
             next_waiter: 0,
-            poisoned: poisoned.clone(),
             last_compaction: 0,
+            syncer,
+            fsync_us,
         };
         let thread = std::thread::Builder::new()
             .name("redrive-engine".into())
@@ -193,21 +257,33 @@ impl Loop {
     }
 
     fn note_error(&self, e: &Error) {
-        if let Error::Poisoned(p) = e {
-            let _ = self.poisoned.set(p.clone());
-        } else {
+        if !matches!(e, Error::Poisoned(_)) {
             tracing::error!(error = ?e, "engine error");
         }
     }
 
     fn commit_and_reply(&mut self, requests: usize) {
+        let m = &mut self.store.metrics;
+        m.batches += 1;
+        m.batch_requests += requests as u64;
+        if let Some((tx, _)) = &self.syncer {
+            let (handle, error) = match self.store.write_for_sync() {
+                Ok(h) => (h, None),
+                Err(e) => (None, Some(e)),
+            };
+            let job = SyncJob { handle, error, replies: std::mem::take(&mut self.pending) };
+            if let Err(mpsc::SendError(job)) = tx.send(job) {
+                let e = Error::Internal("the group-commit thread is gone".into());
+                for p in job.replies {
+                    p(Some(&e));
+                }
+            }
+            return;
+        }
         let result = self.store.commit(self.now);
         if let Err(e) = &result {
             self.note_error(e);
         }
-        let m = &mut self.store.metrics;
-        m.batches += 1;
-        m.batch_requests += requests as u64;
         let err = result.err();
         for p in self.pending.drain(..) {
             p(err.as_ref());
@@ -220,6 +296,10 @@ impl Loop {
             self.finish_waiter(id, Ok(Vec::new()));
         }
         self.commit_and_reply(0);
+        if let Some((tx, t)) = self.syncer.take() {
+            drop(tx);
+            let _ = t.join();
+        }
         if let Some(done) = done {
             let _ = done.send(());
         }
@@ -290,8 +370,16 @@ impl Loop {
             }
             Cmd::Snapshot(tx) => {
                 let (wal_bytes, wal_segments) = s.wal_size();
+                let mut metrics = s.metrics.clone();
+                let fsync = self.fsync_us.lock().unwrap();
+                for (i, c) in fsync.counts.iter().enumerate() {
+                    metrics.fsync_us.counts[i] += c;
+                }
+                metrics.fsync_us.sum += fsync.sum;
+                metrics.fsync_us.count += fsync.count;
+                drop(fsync);
                 let snap = Snapshot {
-                    metrics: s.metrics.clone(),
+                    metrics,
                     queues: s.list_queues(now),
                     jobs: s.job_count(),
                     wal_bytes,

@@ -29,6 +29,14 @@ pub trait SegmentFile: Send {
     fn append(&mut self, data: &[u8]) -> io::Result<()>;
     fn sync(&mut self) -> io::Result<()>;
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// A handle another thread can fsync the file through (group commit runs fsync off the
+    /// engine thread).
+    fn sync_handle(&self) -> Arc<dyn SyncHandle>;
+}
+
+/// Makes everything written to one file so far durable.
+pub trait SyncHandle: Send + Sync {
+    fn sync(&self) -> io::Result<()>;
 }
 
 /// The real file system. Holds an exclusive lock on `LOCK` in the directory so that two
@@ -55,8 +63,16 @@ impl FsStorage {
 }
 
 struct FsFile {
-    file: File,
+    file: Arc<File>,
     len: u64,
+}
+
+struct FsSync(Arc<File>);
+
+impl SyncHandle for FsSync {
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
 }
 
 impl Storage for FsStorage {
@@ -73,7 +89,7 @@ impl Storage for FsStorage {
     fn open(&self, name: &str) -> io::Result<Box<dyn SegmentFile>> {
         let file = OpenOptions::new().read(true).append(true).open(self.dir.join(name))?;
         let len = file.metadata()?.len();
-        Ok(Box::new(FsFile { file, len }))
+        Ok(Box::new(FsFile { file: Arc::new(file), len }))
     }
 
     fn create(&self, name: &str) -> io::Result<Box<dyn SegmentFile>> {
@@ -82,7 +98,7 @@ impl Storage for FsStorage {
             .append(true)
             .create_new(true)
             .open(self.dir.join(name))?;
-        Ok(Box::new(FsFile { file, len: 0 }))
+        Ok(Box::new(FsFile { file: Arc::new(file), len: 0 }))
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
@@ -104,7 +120,7 @@ impl SegmentFile for FsFile {
     }
 
     fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)?;
+        (&*self.file).write_all(data)?;
         self.len += data.len() as u64;
         Ok(())
     }
@@ -118,6 +134,10 @@ impl SegmentFile for FsFile {
         self.file.sync_all()?;
         self.len = len;
         Ok(())
+    }
+
+    fn sync_handle(&self) -> Arc<dyn SyncHandle> {
+        Arc::new(FsSync(self.file.clone()))
     }
 }
 
@@ -262,14 +282,7 @@ impl SegmentFile for MemFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.with(|g, n| {
-            if g.fail_sync {
-                return Err(io::Error::other("injected fsync failure"));
-            }
-            let f = g.files.get_mut(n).ok_or_else(gone)?;
-            f.synced = f.data.len();
-            Ok(())
-        })
+        SyncHandle::sync(self)
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
@@ -277,6 +290,23 @@ impl SegmentFile for MemFile {
             let f = g.files.get_mut(n).ok_or_else(gone)?;
             f.data.truncate(len as usize);
             f.synced = f.synced.min(len as usize);
+            Ok(())
+        })
+    }
+
+    fn sync_handle(&self) -> Arc<dyn SyncHandle> {
+        Arc::new(MemFile { name: self.name.clone(), store: self.store.clone() })
+    }
+}
+
+impl SyncHandle for MemFile {
+    fn sync(&self) -> io::Result<()> {
+        self.with(|g, n| {
+            if g.fail_sync {
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            let f = g.files.get_mut(n).ok_or_else(gone)?;
+            f.synced = f.data.len();
             Ok(())
         })
     }

@@ -35,6 +35,9 @@ pub struct ServeArgs {
     durability: Option<String>,
     #[arg(long, env = "REDRIVE_FSYNC_INTERVAL_MS")]
     fsync_interval_ms: Option<u64>,
+    /// Threads serving HTTP (default: one per core). The engine has its own thread.
+    #[arg(long, env = "REDRIVE_HTTP_THREADS")]
+    http_threads: Option<usize>,
 }
 
 /// The configuration file as written.
@@ -45,6 +48,7 @@ struct RawFile {
     data_dir: Option<PathBuf>,
     durability: Option<String>,
     fsync_interval_ms: Option<u64>,
+    http_threads: Option<usize>,
     #[serde(default)]
     queues: BTreeMap<String, QueuePatch>,
 }
@@ -54,6 +58,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub durability: Durability,
+    pub http_threads: Option<usize>,
     pub queues: BTreeMap<String, QueuePatch>,
 }
 
@@ -85,6 +90,7 @@ impl ServeConfig {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./redrive-data")),
             durability,
+            http_threads: args.http_threads.or(file.http_threads).filter(|n| *n > 0),
             queues: file.queues,
         })
     }
@@ -100,7 +106,11 @@ fn init_logging() {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     let config = ServeConfig::resolve(args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.http_threads {
+        runtime.worker_threads(n);
+    }
+    let runtime = runtime.enable_all().build()?;
     runtime.block_on(serve(config))
 }
 

@@ -224,7 +224,7 @@ impl Store {
             body: e.body,
             attributes: e.attributes,
             priority: Priority::from_u8(m.priority).expect("valid"),
-            receipt: Receipt { id: JobId(id), epoch: m.epoch }.to_string(),
+            receipt: Receipt { id: JobId(id), epoch: m.epoch }.encode(),
             attempt: m.receive_count,
             enqueued_at: m.enqueued_at,
             lease_expires_at: m.visible_at,

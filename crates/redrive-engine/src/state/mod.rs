@@ -114,6 +114,13 @@ impl Store {
     /// Removes a job from every index and counter; the caller changes it and calls [`Store::index`].
     pub(crate) fn unindex(&mut self, id: u128) {
         let Some(job) = self.jobs.get(&id) else { return };
+        self.expiry.remove(&(job.expires_at, id));
+        self.unplace(id);
+    }
+
+    /// [`Store::unindex`] but for the expiry index, which most changes leave alone.
+    fn unplace(&mut self, id: u128) {
+        let job = &self.jobs[&id];
         let m = job.meta;
         let state = JobState::from_u8(m.state).expect("valid state");
         match state {
@@ -128,7 +135,6 @@ impl Store {
             JobState::Acked => self.completed -= 1,
             JobState::Dead => {}
         }
-        self.expiry.remove(&(job.expires_at, id));
         if let Some(q) = self.queues.get_mut(&m.qid) {
             q.counts[m.state as usize] -= 1;
             if m.dead_reason != 0 && state != JobState::Acked {
@@ -139,6 +145,12 @@ impl Store {
 
     pub(crate) fn index(&mut self, id: u128) {
         let job = self.jobs.get(&id).expect("indexing a job that exists");
+        self.expiry.insert((job.expires_at, id));
+        self.place(id);
+    }
+
+    fn place(&mut self, id: u128) {
+        let job = &self.jobs[&id];
         let m = job.meta;
         let state = JobState::from_u8(m.state).expect("valid state");
         match state {
@@ -157,7 +169,6 @@ impl Store {
             JobState::Acked => self.completed += 1,
             JobState::Dead => {}
         }
-        self.expiry.insert((job.expires_at, id));
         if let Some(q) = self.queues.get_mut(&m.qid) {
             q.counts[m.state as usize] += 1;
             if m.dead_reason != 0 && state != JobState::Acked {
@@ -185,14 +196,19 @@ impl Store {
         id: u128,
         change: impl FnOnce(&mut Meta, &mut JobExtra),
     ) -> Result<()> {
-        self.unindex(id);
+        self.unplace(id);
         let job = self.jobs.get_mut(&id).expect("updating a job that exists");
+        let old_expiry = job.expires_at;
         let mut extra = JobExtra { worker: job.worker, expires_at: job.expires_at };
         change(&mut job.meta, &mut extra);
         job.meta.version += 1;
         job.worker = extra.worker;
         job.expires_at = extra.expires_at;
-        self.index(id);
+        if old_expiry != extra.expires_at {
+            self.expiry.remove(&(old_expiry, id));
+            self.expiry.insert((extra.expires_at, id));
+        }
+        self.place(id);
         self.log_meta(id)
     }
 
@@ -284,6 +300,16 @@ impl Store {
             Ok(None) => Ok(()),
             Err(p) => Err(Error::Poisoned(p)),
         }
+    }
+
+    /// Writes buffered records and hands back what must be fsynced for them to be durable (the
+    /// engine's group-commit thread does that fsync).
+    pub fn write_for_sync(&mut self) -> Result<Option<std::sync::Arc<dyn crate::io::SyncHandle>>> {
+        self.wal.write_for_sync().map_err(Error::Poisoned)
+    }
+
+    pub fn poison_flag(&self) -> std::sync::Arc<std::sync::OnceLock<String>> {
+        self.wal.poison_flag()
     }
 
     pub fn has_pending_writes(&self) -> bool {

@@ -14,10 +14,11 @@ pub mod record;
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::{Arc, OnceLock};
 
 use redrive_core::limits;
 
-use crate::io::{SegmentFile, Storage};
+use crate::io::{SegmentFile, Storage, SyncHandle};
 use record::{Enc, Record, FRAME_HEADER_BYTES};
 
 /// Where a record lives: segment number in the high 32 bits, byte offset in the low 32.
@@ -95,7 +96,8 @@ pub struct Wal {
     /// The active segment's bytes, header included; `mem[written..]` is not yet written.
     mem: Vec<u8>,
     written: usize,
-    poisoned: Option<String>,
+    /// Set once by the first failed write or fsync (here or on the group-commit thread).
+    poisoned: Arc<OnceLock<String>>,
     /// A segment is sealed once the next record would take it past this size.
     segment_bytes: u32,
     last_sync_ms: u64,
@@ -164,7 +166,7 @@ impl Wal {
             active: 0,
             mem: Vec::with_capacity(1 << 20),
             written: 0,
-            poisoned: None,
+            poisoned: Arc::new(OnceLock::new()),
             segment_bytes,
             last_sync_ms: 0,
             unsynced: false,
@@ -195,18 +197,22 @@ impl Wal {
     }
 
     pub fn poisoned(&self) -> Option<&str> {
-        self.poisoned.as_deref()
+        self.poisoned.get().map(String::as_str)
+    }
+
+    /// The shared poison flag, for the thread that fsyncs on the log's behalf.
+    pub fn poison_flag(&self) -> Arc<OnceLock<String>> {
+        self.poisoned.clone()
     }
 
     fn poison(&mut self, what: &str, e: &io::Error) -> String {
         let msg = format!("{what} failed: {e}");
-        tracing::error!(error = %msg, "write-ahead log poisoned; refusing writes until restart");
-        self.poisoned.get_or_insert(msg).clone()
+        poison(&self.poisoned, msg)
     }
 
     /// Appends one record to the buffer and returns where it will live.
     pub fn append(&mut self, write: impl FnOnce(&mut Enc<'_>)) -> Result<Loc, String> {
-        if let Some(p) = &self.poisoned {
+        if let Some(p) = self.poisoned.get() {
             return Err(p.clone());
         }
         let start = self.mem.len();
@@ -254,7 +260,7 @@ impl Wal {
     /// Writes buffered records and makes them durable per `durability`. Returns the fsync time in
     /// microseconds when one happened.
     pub fn commit(&mut self, durability: Durability, now_ms: u64) -> Result<Option<u64>, String> {
-        if let Some(p) = &self.poisoned {
+        if let Some(p) = self.poisoned.get() {
             return Err(p.clone());
         }
         if let Err(e) = self.write_buf() {
@@ -278,6 +284,21 @@ impl Wal {
         Ok(Some(t.elapsed().as_micros() as u64))
     }
 
+    /// Writes appended records (to the page cache) and returns a handle through which another
+    /// thread makes them durable, or `None` when nothing new was written since the last call.
+    pub fn write_for_sync(&mut self) -> Result<Option<Arc<dyn SyncHandle>>, String> {
+        if let Some(p) = self.poisoned.get() {
+            return Err(p.clone());
+        }
+        if let Err(e) = self.write_buf() {
+            return Err(self.poison("write", &e));
+        }
+        if !std::mem::take(&mut self.unsynced) {
+            return Ok(None);
+        }
+        Ok(Some(self.segments[&self.active].file.sync_handle()))
+    }
+
     /// Reads back the record at `loc` (from memory when it is in the active segment).
     pub fn read(&self, loc: Loc) -> io::Result<Record> {
         let n = loc_segment(loc);
@@ -286,7 +307,8 @@ impl Wal {
             io::Error::new(io::ErrorKind::InvalidData, format!("{m} at {}:{off}", segment_name(n)))
         };
         if n == self.active {
-            let frame = self.mem.get(off as usize..).ok_or_else(|| bad("location past the segment"))?;
+            let frame =
+                self.mem.get(off as usize..).ok_or_else(|| bad("location past the segment"))?;
             let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
             let payload = frame.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len);
             let payload = payload.ok_or_else(|| bad("record past the segment"))?;
@@ -364,6 +386,14 @@ impl Wal {
         let r = self.storage.remove(&segment_name(n)).and_then(|()| self.storage.sync_dir());
         r.map_err(|e| self.poison("removing a segment", &e))
     }
+}
+
+/// Latches the poison flag (the first failure wins) and returns the message in force.
+pub fn poison(flag: &OnceLock<String>, msg: String) -> String {
+    if flag.set(msg.clone()).is_ok() {
+        tracing::error!(error = %msg, "write-ahead log poisoned; refusing writes until restart");
+    }
+    flag.get().expect("just set").clone()
 }
 
 fn check_header(data: &[u8], n: u32) -> Result<(), String> {
