@@ -129,7 +129,19 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         recovery_ms = started.elapsed().as_millis() as u64,
         "store opened"
     );
-    for (name, patch) in config.queues {
+    // Dead-letter queues named by other declared queues first, so the references resolve.
+    let targets: Vec<String> =
+        config.queues.values().filter_map(|p| p.dead_letter_queue.clone().flatten()).collect();
+    let mut queues: Vec<(String, QueuePatch)> = config.queues.into_iter().collect();
+    queues.sort_by_key(|(name, _)| !targets.contains(name));
+    // A dead-letter queue gets no dead-letter queue of its own unless it names one (TOML has
+    // no null to say so).
+    for (name, patch) in &mut queues {
+        if targets.contains(name) && patch.dead_letter_queue.is_none() {
+            patch.dead_letter_queue = Some(None);
+        }
+    }
+    for (name, patch) in queues {
         let (_, created) = engine
             .handle
             .put_queue(name.clone(), patch)

@@ -1,0 +1,133 @@
+//! The binary as a user drives it: a TOML config that declares queues, the CLI against a real
+//! server (tables, `--json`, exit codes), durability shown at start-up, and graceful shutdown on
+//! SIGTERM that exits 0 and keeps every job.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_redrive");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("redrive listening on ").expect("address line").to_owned();
+    Server { child, url }
+}
+
+fn cli(url: &str, args: &[&str]) -> Output {
+    Command::new(BIN).arg("--url").arg(url).args(args).output().unwrap()
+}
+
+fn json(url: &str, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = cli(url, &all);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn config_file_cli_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("redrive.toml");
+    std::fs::write(
+        &config,
+        r#"
+durability = "sync"
+[queues.reports]
+max_attempts = 2
+dead_letter_queue = "reports-failed"
+[queues.reports-failed]
+retention_ms = 600000
+"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut server = start(&data, &["--config", config.to_str().unwrap()]);
+    let url = server.url.clone();
+
+    let queues = json(&url, &["queue", "list"]);
+    let names: Vec<&str> =
+        queues["queues"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["reports", "reports-failed"]);
+    assert_eq!(queues["queues"][0]["config"]["dead_letter_queue"], "reports-failed");
+
+    let table = cli(&url, &["queue", "list"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("reports-failed"));
+
+    let sent =
+        cli(&url, &["send", "reports", "monthly", "--priority", "high", "--attr", "tenant=acme"]);
+    assert!(sent.status.success());
+    let id = String::from_utf8_lossy(&sent.stdout).trim().to_owned();
+    let got = json(&url, &["receive", "reports", "--max", "5"]);
+    assert_eq!(got["jobs"][0]["id"], id.as_str());
+    assert_eq!(got["jobs"][0]["attributes"]["tenant"], "acme");
+    let receipt = got["jobs"][0]["receipt"].as_str().unwrap().to_owned();
+    let failed = cli(
+        &url,
+        &[
+            "fail",
+            &receipt,
+            "--type",
+            "Timeout",
+            "--message",
+            "took too long",
+            "--retry-after-ms",
+            "0",
+        ],
+    );
+    assert!(failed.status.success(), "{}", String::from_utf8_lossy(&failed.stderr));
+    let again = json(&url, &["receive", "reports"]);
+    let receipt = again["jobs"][0]["receipt"].as_str().unwrap().to_owned();
+    assert!(cli(&url, &["ack", &receipt]).status.success());
+    let stale = cli(&url, &["ack", &receipt]);
+    assert!(!stale.status.success(), "a second ack of the same receipt reports failure");
+    let job = json(&url, &["job", "show", &id]);
+    assert_eq!(job["state"], "acked");
+    assert_eq!(job["attempts"][0]["error"]["type"], "Timeout");
+
+    let missing = cli(&url, &["queue", "show", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(err.lines().count(), 1, "one-line reason: {err}");
+    assert!(err.contains("queue_not_found"), "{err}");
+
+    let kept =
+        String::from_utf8_lossy(&cli(&url, &["send", "reports", "kept"]).stdout).trim().to_owned();
+
+    // SIGTERM: drain and exit 0; durability was announced on stderr at start-up.
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let mut stderr = String::new();
+    server.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(stderr.contains("durability sync"), "{stderr}");
+    drop(server);
+
+    let server = start(&data, &[]);
+    let job = json(&server.url, &["job", "show", &kept]);
+    assert_eq!(job["state"], "ready", "the job survived the restart");
+}
