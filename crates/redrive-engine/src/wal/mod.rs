@@ -154,8 +154,11 @@ impl Wal {
                 offset,
                 reason,
             })?;
-            if end < len {
+            let zero_tail = data[end as usize..].iter().all(|b| *b == 0);
+            if end < len && !zero_tail {
                 tracing::warn!(file = %name, offset = end, lost_bytes = len - end, "truncating torn tail of the write-ahead log");
+            }
+            if end < len {
                 file.truncate(end)?;
             }
             segments.insert(n, Segment { file, live: 0, records, bytes: end });
@@ -186,6 +189,7 @@ impl Wal {
         let crc = crc32c::crc32c(&header[..20]);
         header[20..24].copy_from_slice(&crc.to_le_bytes());
         file.append(&header)?;
+        file.preallocate(self.segment_bytes as u64)?;
         file.sync()?;
         self.segments
             .insert(n, Segment { file, live: 0, records: 0, bytes: SEGMENT_HEADER_BYTES as u64 });
@@ -236,7 +240,7 @@ impl Wal {
 
     fn roll(&mut self) -> io::Result<()> {
         self.write_buf()?;
-        self.segments.get_mut(&self.active).expect("active").file.sync()?;
+        self.segments.get_mut(&self.active).expect("active").file.seal()?;
         self.start_segment(self.active + 1)?;
         self.storage.sync_dir()
     }
@@ -427,6 +431,9 @@ fn scan(
 ) -> Result<u64, (u64, String)> {
     let mut off = SEGMENT_HEADER_BYTES;
     while off < data.len() {
+        if is_last && data[off..].iter().all(|b| *b == 0) {
+            return Ok(off as u64); // the unused, preallocated end of the newest segment
+        }
         let frame = match frame_at(data, off) {
             Ok(frame) => frame,
             Err(why) => {

@@ -123,3 +123,30 @@ fn relaxed_durability_syncs_at_most_every_interval() {
     );
     assert!(wal.commit(relaxed, 1100).unwrap().is_some(), "interval passed: synced");
 }
+
+#[test]
+fn preallocated_segments_on_real_files_reopen_cleanly_and_seal_to_their_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = || Box::new(crate::io::FsStorage::new(dir.path()).unwrap());
+    let mut seen = Vec::new();
+    let mut wal = Wal::open(fs(), 4096, |_, _| {}).unwrap();
+    let locs = append_removes(&mut wal, 0..300);
+    wal.commit(Durability::Sync, 0).unwrap();
+    drop(wal);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap()).collect();
+    for e in &names {
+        let n = e.file_name().into_string().unwrap();
+        if let Some(seg) = parse_segment_name(&n) {
+            let last = loc_segment(*locs.last().unwrap());
+            let len = e.metadata().unwrap().len();
+            if seg < last {
+                assert!(len <= 4096, "sealed segment {n} is cut to its data: {len}");
+            }
+        }
+    }
+    let wal = Wal::open(fs(), 4096, |loc, r| seen.push((loc, r))).unwrap();
+    assert_eq!(seen.iter().map(|(l, _)| *l).collect::<Vec<_>>(), locs, "zero tail is not a record");
+    drop(wal);
+    let wal = Wal::open(fs(), 4096, |_, _| {}).unwrap();
+    drop(wal);
+}
