@@ -234,7 +234,7 @@ impl Loop {
             // batches when no request is waiting.
             if idle && self.now >= self.last_compaction + COMPACT_INTERVAL_MS {
                 self.last_compaction = self.now;
-                if let Err(e) = self.store.compact_step(self.now) {
+                if let Err(e) = self.store.compact_step() {
                     self.note_error(&e);
                 }
             }
@@ -243,6 +243,9 @@ impl Loop {
 
     fn wait_ms(&self) -> u64 {
         let mut wait = IDLE_WAKE_MS;
+        if self.store.poisoned().is_some() {
+            return wait; // timers cannot fire on a store that refuses writes
+        }
         if let Durability::Relaxed { interval_ms } = self.store.durability {
             wait = wait.min(interval_ms.max(1));
         }

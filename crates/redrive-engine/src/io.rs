@@ -65,11 +65,15 @@ impl FsStorage {
         fs::create_dir_all(&dir)?;
         let lock =
             OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("LOCK"))?;
-        if lock.try_lock().is_err() {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!("{} is in use by another redrive process", dir.display()),
-            ));
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("{} is in use by another redrive process", dir.display()),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
         Ok(FsStorage { dir, _lock: lock })
     }

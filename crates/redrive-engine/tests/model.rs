@@ -14,6 +14,8 @@ use redrive_engine::{Durability, MemStorage, Store};
 const Q: &str = "q";
 const DLQ: &str = "q-dlq";
 const LEASE_MS: u64 = 1000;
+/// Completed jobs of `q` are forgotten this long after their ack (the DLQ keeps the default hour).
+const COMPLETED_RETENTION_MS: u64 = 5000;
 const MAX_ATTEMPTS: u32 = 3;
 /// The dead-letter queue is created with the default attempt limit.
 const DLQ_MAX_ATTEMPTS: u32 = redrive_core::limits::ATTEMPTS_DEFAULT;
@@ -86,6 +88,9 @@ impl Model {
         for j in &mut self.jobs {
             match j.state {
                 MState::Delayed if j.at <= now => j.state = MState::Ready,
+                MState::Acked if !j.in_dlq && j.at + COMPLETED_RETENTION_MS <= now => {
+                    j.state = MState::Gone
+                }
                 MState::Leased if j.at <= now => {
                     j.failures += 1;
                     j.state = MState::Ready;
@@ -140,6 +145,7 @@ fn die(j: &mut MJob, now: u64) {
         j.state = MState::Dead;
     } else {
         j.in_dlq = true;
+        j.failures = 0;
         j.state = MState::Ready;
         j.at = now;
     }
@@ -163,6 +169,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         visibility_timeout_ms: Some(LEASE_MS),
         max_attempts: Some(Some(MAX_ATTEMPTS)),
         priority_aging_ms: Some(None),
+        completed_retention_ms: Some(COMPLETED_RETENTION_MS),
         ..QueuePatch::default()
     };
     store.put_queue(Q, &patch, now).unwrap();
@@ -236,6 +243,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(r[0], want);
                 if live {
                     j.state = MState::Acked;
+                    j.at = now;
                 }
             }
             Op::Fail { pick, non_retryable, retry_after_ms } if !held.is_empty() => {
@@ -348,7 +356,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         store.tick(now).unwrap();
         m.tick();
         store.commit(now).unwrap();
-        store.compact_step(now).unwrap();
+        store.compact_step().unwrap();
         check(&store, &m, now)?;
     }
     Ok(())

@@ -350,7 +350,7 @@ fn churn_reclaims_wal_space_and_loses_nothing() {
             h.store.extend(&k.receipt, 0, h.now).unwrap();
         }
         h.advance(2000);
-        while h.store.compact_step(h.now).unwrap() {}
+        while h.store.compact_step().unwrap() {}
     }
     let (bytes, segments) = h.store.wal_size();
     assert!(segments <= 3, "{segments} segments, {bytes} bytes");

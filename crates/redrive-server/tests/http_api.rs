@@ -272,14 +272,24 @@ async fn priorities_receive_limits_non_retryable_and_backoff_over_http() {
     let s = start().await;
     s.queue("p", json!({"priority_aging_ms": null})).await;
     for (body, priority) in [("low", "low"), ("std", "standard"), ("high", "high")] {
-        s.call("POST", "/v1/queues/p/jobs", Some(json!({"jobs":[{"body": body, "priority": priority}]}))).await;
+        s.call(
+            "POST",
+            "/v1/queues/p/jobs",
+            Some(json!({"jobs":[{"body": body, "priority": priority}]})),
+        )
+        .await;
     }
     let (_, r) = s.call("POST", "/v1/queues/p/receive", Some(json!({"max": 3}))).await;
-    let order: Vec<&str> = r["jobs"].as_array().unwrap().iter().map(|j| j["body"].as_str().unwrap()).collect();
+    let order: Vec<&str> =
+        r["jobs"].as_array().unwrap().iter().map(|j| j["body"].as_str().unwrap()).collect();
     assert_eq!(order, ["high", "std", "low"]);
 
     // SQS-style receive limit: the third receive moves the job to the dead-letter queue.
-    s.queue("r", json!({"max_receive_count": 2, "max_attempts": null, "visibility_timeout_ms": 100})).await;
+    s.queue(
+        "r",
+        json!({"max_receive_count": 2, "max_attempts": null, "visibility_timeout_ms": 100}),
+    )
+    .await;
     s.call("POST", "/v1/queues/r/jobs", Some(json!({"jobs":[{"body":"poison"}]}))).await;
     for _ in 0..2 {
         let (_, r) = s.call("POST", "/v1/queues/r/receive", Some(json!({"wait_ms": 2000}))).await;
@@ -296,15 +306,20 @@ async fn priorities_receive_limits_non_retryable_and_backoff_over_http() {
     s.queue("f", json!({"backoff": {"base_ms": 1000, "max_ms": 4000}, "max_attempts": 5})).await;
     s.call("POST", "/v1/queues/f/jobs", Some(json!({"jobs":[{"body":"a"},{"body":"b"}]}))).await;
     let (_, r) = s.call("POST", "/v1/queues/f/receive", Some(json!({"max": 2}))).await;
-    let fail = |receipt: &Value, non_retryable: bool| {
-        json!({"receipt": receipt, "error": {"type": "E", "message": "m"}, "non_retryable": non_retryable})
-    };
+    let fail = |receipt: &Value, non_retryable: bool| json!({"receipt": receipt, "error": {"type": "E", "message": "m"}, "non_retryable": non_retryable});
     let (_, dead) = s.call("POST", "/v1/fail", Some(fail(&r["jobs"][0]["receipt"], true))).await;
-    assert_eq!((dead["dead_reason"].as_str(), dead["queue"].as_str()), (Some("non_retryable"), Some("f-dlq")));
+    assert_eq!(
+        (dead["dead_reason"].as_str(), dead["queue"].as_str()),
+        (Some("non_retryable"), Some("f-dlq"))
+    );
     let before = std::time::SystemTime::now();
     let (_, retry) = s.call("POST", "/v1/fail", Some(fail(&r["jobs"][1]["receipt"], false))).await;
     assert!(matches!(retry["state"].as_str(), Some("delayed" | "ready")), "{retry}");
     let at = redrive_core::time::from_rfc3339(retry["retry_at"].as_str().unwrap()).unwrap();
     let now = before.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    assert!(at <= now + 1000 + 50, "first retry waits at most base_ms: {} ms", at.saturating_sub(now));
+    assert!(
+        at <= now + 1000 + 50,
+        "first retry waits at most base_ms: {} ms",
+        at.saturating_sub(now)
+    );
 }

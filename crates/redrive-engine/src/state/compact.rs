@@ -10,7 +10,7 @@ use redrive_core::{Error, Result};
 
 use super::Store;
 use crate::wal::record::Record;
-use crate::wal::{Durability, Loc};
+use crate::wal::Loc;
 
 /// Compact the oldest segment when its holders number fewer than this share of its records.
 /// (A record can have two holders, so this is a rough measure; low enough that compaction only
@@ -21,32 +21,36 @@ impl Store {
     /// Does one step of space reclamation; returns whether anything changed on disk. Every record
     /// appended so far is made durable first: deleting a segment is only safe once what
     /// superseded its records is on disk.
-    pub fn compact_step(&mut self, now: u64) -> Result<bool> {
+    pub fn compact_step(&mut self) -> Result<bool> {
         self.writable()?;
-        let empty: Vec<u32> = self.wal.sealed().filter(|s| s.1 == 0).map(|s| s.0).collect();
-        let oldest = self.wal.sealed().next();
+        // Only a prefix of the log is ever deleted. A completed job is forgotten without a
+        // tombstone, so its older records must never outlive its newer ones.
+        let empty: Vec<u32> = self.wal.sealed().take_while(|s| s.1 == 0).map(|s| s.0).collect();
+        let oldest = self.wal.sealed().nth(empty.len());
         let compact = oldest.filter(|&(_, live, records)| {
             live > 0 && (live as f64) < records as f64 * COMPACT_LIVE_RATIO_MAX
         });
         if empty.is_empty() && compact.is_none() {
             return Ok(false);
         }
-        self.sync_all(now)?;
+        self.sync_all()?;
         for n in empty {
             self.wal.remove_segment(n).map_err(Error::Poisoned)?;
             self.metrics.deleted_segments += 1;
         }
         if let Some((n, _, _)) = compact {
             self.move_live_records(n)?;
-            self.sync_all(now)?;
+            self.sync_all()?;
             self.wal.remove_segment(n).map_err(Error::Poisoned)?;
             self.metrics.compacted_segments += 1;
         }
         Ok(true)
     }
 
-    fn sync_all(&mut self, now: u64) -> Result<()> {
-        self.wal.commit(Durability::Sync, now).map(|_| ()).map_err(Error::Poisoned)
+    /// Makes everything appended so far durable, including records whose fsync the
+    /// group-commit thread may not have done yet.
+    fn sync_all(&mut self) -> Result<()> {
+        self.wal.sync_now().map_err(Error::Poisoned)
     }
 
     fn move_live_records(&mut self, n: u32) -> Result<()> {

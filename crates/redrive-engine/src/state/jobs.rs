@@ -402,6 +402,9 @@ impl Store {
                         m.source_qid = m.qid;
                     }
                     m.qid = dlq;
+                    // The dead-letter queue's own attempt limit counts afresh; the attempt log
+                    // keeps the history.
+                    m.failures = 0;
                     m.state = JobState::Ready as u8;
                     m.visible_at = now;
                     x.expires_at = now + retention;

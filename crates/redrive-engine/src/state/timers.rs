@@ -94,12 +94,9 @@ impl Store {
             n => Some(n),
         };
         let failures = m.failures + 1;
-        let native = max.is_some();
-        self.update(id, |m, _| {
-            if native {
-                m.failures = failures;
-            }
-        })?;
+        if max.is_some() {
+            self.update(id, |m, _| m.failures = failures)?;
+        }
         if max.is_some_and(|max| failures >= max) {
             return self.die(id, DeadReason::MaxAttempts, now);
         }

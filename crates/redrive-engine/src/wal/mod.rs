@@ -83,6 +83,9 @@ impl From<io::Error> for OpenError {
 
 struct Segment {
     file: Box<dyn SegmentFile>,
+    /// One handle per segment, so the group-commit thread can tell batches of the same file
+    /// apart from others and fsync each file once.
+    sync: Arc<dyn SyncHandle>,
     /// Holders (jobs, queues, dedup entries, tombstones) that point into this segment.
     live: i64,
     records: u64,
@@ -133,8 +136,10 @@ impl Wal {
             let mut data = vec![0u8; len as usize];
             file.read_at(&mut data, 0)?;
             let is_last = Some(n) == last;
-            if data.len() < SEGMENT_HEADER_BYTES && is_last {
-                // Created but its header never reached the disk: nothing in it was acknowledged.
+            let blank_header = data.iter().take(SEGMENT_HEADER_BYTES).all(|b| *b == 0);
+            if is_last && (data.len() < SEGMENT_HEADER_BYTES || blank_header) {
+                // Created but its header never reached the disk: nothing in it was acknowledged
+                // (records are written only after the header is synced).
                 drop(file);
                 storage.remove(&name)?;
                 continue;
@@ -161,7 +166,8 @@ impl Wal {
             if end < len {
                 file.truncate(end)?;
             }
-            segments.insert(n, Segment { file, live: 0, records, bytes: end });
+            let sync = file.sync_handle();
+            segments.insert(n, Segment { file, sync, live: 0, records, bytes: end });
         }
         let mut wal = Wal {
             storage,
@@ -191,8 +197,16 @@ impl Wal {
         file.append(&header)?;
         file.preallocate(self.segment_bytes as u64)?;
         file.sync()?;
-        self.segments
-            .insert(n, Segment { file, live: 0, records: 0, bytes: SEGMENT_HEADER_BYTES as u64 });
+        self.segments.insert(
+            n,
+            Segment {
+                sync: file.sync_handle(),
+                file,
+                live: 0,
+                records: 0,
+                bytes: SEGMENT_HEADER_BYTES as u64,
+            },
+        );
         self.active = n;
         self.mem.clear();
         self.mem.extend_from_slice(&header);
@@ -300,7 +314,22 @@ impl Wal {
         if !std::mem::take(&mut self.unsynced) {
             return Ok(None);
         }
-        Ok(Some(self.segments[&self.active].file.sync_handle()))
+        Ok(Some(self.segments[&self.active].sync.clone()))
+    }
+
+    /// Writes and fsyncs the active segment now, whatever was handed to other threads.
+    pub fn sync_now(&mut self) -> Result<(), String> {
+        if let Some(p) = self.poisoned.get() {
+            return Err(p.clone());
+        }
+        if let Err(e) = self.write_buf() {
+            return Err(self.poison("write", &e));
+        }
+        if let Err(e) = self.segments.get_mut(&self.active).expect("active").file.sync() {
+            return Err(self.poison("fsync", &e));
+        }
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Reads back the record at `loc` (from memory when it is in the active segment).

@@ -398,7 +398,8 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
                         let message = d.str32()?;
                         let detail = match d.u8()? {
                             0 => None,
-                            _ => Some(d.str32()?),
+                            1 => Some(d.str32()?),
+                            _ => return Err(DecodeError("bad presence byte")),
                         };
                         Some(ErrorInfo { kind, message, detail })
                     }

@@ -1,7 +1,7 @@
 //! WAL unit tests: framing on disk, torn tails, corruption, poisoning, segment rolling.
 
 use super::*;
-use crate::io::MemStorage;
+use crate::io::{MemStorage, Storage};
 
 fn open(storage: &MemStorage) -> Result<(Wal, Vec<(Loc, Record)>), OpenError> {
     let mut seen = Vec::new();
@@ -149,4 +149,21 @@ fn preallocated_segments_on_real_files_reopen_cleanly_and_seal_to_their_data() {
     drop(wal);
     let wal = Wal::open(fs(), 4096, |_, _| {}).unwrap();
     drop(wal);
+}
+
+#[test]
+fn newest_segment_whose_header_never_reached_disk_is_discarded() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    let locs = append_removes(&mut wal, 0..3);
+    wal.commit(Durability::Sync, 0).unwrap();
+    let next = loc_segment(locs[0]) + 1;
+    drop(wal);
+    // A crash between creating (and preallocating) a segment and syncing its header.
+    let mut f = s.create(&segment_name(next + 5)).unwrap();
+    f.append(&[0u8; 8192]).unwrap();
+    f.sync().unwrap();
+    let (_, seen) = open(&s).unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(!s.list().unwrap().contains(&segment_name(next + 5)));
 }
