@@ -2,11 +2,13 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use redrive_core::broker::{FailRequest, FailResult, JobInfo, NewJob, ReceiveRequest};
+use redrive_core::broker::{
+    AckResult, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob, ReceiveRequest,
+};
 use redrive_core::model::JobId;
 use redrive_core::time::to_rfc3339;
 use redrive_core::{Broker, Error};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::ApiResult;
@@ -19,12 +21,24 @@ pub struct EnqueueBody {
     jobs: Vec<NewJob>,
 }
 
+/// `{"jobs": [...]}`, serialized straight from the typed list (no intermediate JSON tree: this
+/// is the hot path).
+#[derive(Serialize)]
+pub struct JobsReply<T> {
+    jobs: Vec<T>,
+}
+
+#[derive(Serialize)]
+pub struct AckReply {
+    results: Vec<AckResult>,
+}
+
 pub async fn enqueue(
     State(s): State<Shared>,
     Path(q): Path<String>,
     JsonBody(b): JsonBody<EnqueueBody>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "jobs": s.broker.enqueue(q, b.jobs).await? })))
+) -> ApiResult<Json<JobsReply<Enqueued>>> {
+    Ok(Json(JobsReply { jobs: s.broker.enqueue(q, b.jobs).await? }))
 }
 
 #[derive(Deserialize, Default)]
@@ -54,7 +68,7 @@ pub async fn receive_one(
     State(s): State<Shared>,
     Path(q): Path<String>,
     JsonBody(b): JsonBody<ReceiveBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobsReply<Delivery>>> {
     if !b.queues.is_empty() {
         return Err(Error::invalid(
             "queues",
@@ -62,15 +76,15 @@ pub async fn receive_one(
         )
         .into());
     }
-    Ok(Json(json!({ "jobs": s.broker.receive(b.into_request(vec![q])).await? })))
+    Ok(Json(JobsReply { jobs: s.broker.receive(b.into_request(vec![q])).await? }))
 }
 
 pub async fn receive_many(
     State(s): State<Shared>,
     JsonBody(mut b): JsonBody<ReceiveBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobsReply<Delivery>>> {
     let queues = std::mem::take(&mut b.queues);
-    Ok(Json(json!({ "jobs": s.broker.receive(b.into_request(queues)).await? })))
+    Ok(Json(JobsReply { jobs: s.broker.receive(b.into_request(queues)).await? }))
 }
 
 #[derive(Deserialize)]
@@ -82,8 +96,8 @@ pub struct AckBody {
 pub async fn ack(
     State(s): State<Shared>,
     JsonBody(b): JsonBody<AckBody>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "results": s.broker.ack(b.receipts).await? })))
+) -> ApiResult<Json<AckReply>> {
+    Ok(Json(AckReply { results: s.broker.ack(b.receipts).await? }))
 }
 
 pub async fn fail(
