@@ -323,3 +323,46 @@ async fn priorities_receive_limits_non_retryable_and_backoff_over_http() {
         at.saturating_sub(now)
     );
 }
+
+#[tokio::test]
+async fn openapi_lists_every_error_code_the_server_can_answer() {
+    use redrive_core::Error;
+    let s = start().await;
+    let (_, spec) = s.call("GET", "/v1/openapi.json", None).await;
+    let codes: Vec<&str> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let id = redrive_core::JobId(1);
+    let every = [
+        Error::QueueNotFound("q".into()),
+        Error::QueueExists("q".into()),
+        Error::InvalidQueueName("q".into()),
+        Error::invalid("f", "m"),
+        Error::MalformedRequest("m".into()),
+        Error::RequestTooLarge { max: 1 },
+        Error::RouteNotFound,
+        Error::MethodNotAllowed,
+        Error::Timeout,
+        Error::MessageTooLarge { size: 2, max: 1 },
+        Error::BatchTooLarge { count: 2, max: 1 },
+        Error::EmptyBatch,
+        Error::JobNotFound(id),
+        Error::StaleReceipt,
+        Error::InvalidReceipt,
+        Error::LimitExceeded { limit: "X", max: 1 },
+        Error::Overloaded,
+        Error::Poisoned("p".into()),
+        Error::ShuttingDown,
+        Error::Internal("i".into()),
+    ];
+    for e in every {
+        assert!(
+            codes.contains(&e.wire().code),
+            "{} missing from the OpenAPI ErrorCode enum",
+            e.wire().code
+        );
+    }
+}
