@@ -2,39 +2,13 @@
 //! server (tables, `--json`, exit codes), durability shown at start-up, and graceful shutdown on
 //! SIGTERM that exits 0 and keeps every job.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
 
+use std::io::Read;
+use std::process::{Command, Output};
+
+use common::{start, BIN};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_redrive");
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("redrive listening on ").expect("address line").to_owned();
-    Server { child, url }
-}
 
 fn cli(url: &str, args: &[&str]) -> Output {
     Command::new(BIN).arg("--url").arg(url).args(args).output().unwrap()

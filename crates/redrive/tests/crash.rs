@@ -3,44 +3,17 @@
 //! enqueue that got a 2xx is completed or still present, no job whose ack got a 2xx is ever
 //! delivered again, and receipts from before a crash are refused.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::start;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 const ROUNDS: usize = 6;
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-/// Kills the server even when an assertion fails, so no orphan outlives the test.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_redrive"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("REDRIVE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("redrive starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("redrive listening on ").expect("address line").to_owned();
-    Server { child, url }
-}
 
 #[derive(Default)]
 struct Ledger {
@@ -133,7 +106,7 @@ async fn sigkill_under_load_loses_nothing_and_completes_nothing_twice() {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let mut rng = rand::rngs::SmallRng::from_os_rng();
     for round in 0..ROUNDS {
-        let mut server = start(dir.path());
+        let mut server = start(dir.path(), &[]);
         let url = server.url.clone();
         let r = http.put(format!("{url}/v1/queues/crash")).json(&json!({})).send().await.unwrap();
         assert!(r.status().is_success());
@@ -166,7 +139,7 @@ async fn sigkill_under_load_loses_nothing_and_completes_nothing_twice() {
         }
     }
     // Final run: everything enqueued is completed or still there; drain the rest.
-    let server = start(dir.path());
+    let server = start(dir.path(), &[]);
     let url = server.url.clone();
     let l = std::mem::take(&mut *ledger.lock().unwrap());
     assert!(

@@ -320,11 +320,7 @@ impl Store {
         let q = self.queues.get_mut(&qid).expect("exists");
         q.totals.failed += 1;
         self.metrics.failed += 1;
-        let max_attempts = match m.max_attempts {
-            0 => q.config.max_attempts,
-            u32::MAX => None,
-            n => Some(n),
-        };
+        let max_attempts = super::max_attempts_of(&m, &q.config);
         let failures = m.failures + 1;
         let backoff = q.config.backoff;
         let reason = if req.non_retryable {
@@ -465,11 +461,10 @@ impl Store {
             priority: Priority::from_u8(m.priority).expect("valid"),
             receive_count: m.receive_count,
             failures: m.failures,
-            max_attempts: match m.max_attempts {
-                0 => self.queues.get(&m.qid).and_then(|q| q.config.max_attempts),
-                u32::MAX => None,
-                n => Some(n),
-            },
+            max_attempts: self
+                .queues
+                .get(&m.qid)
+                .and_then(|q| super::max_attempts_of(&m, &q.config)),
             enqueued_at: m.enqueued_at,
             visible_at: m.visible_at,
             first_received_at: (m.first_received_at != 0).then_some(m.first_received_at),

@@ -343,6 +343,15 @@ pub(crate) fn expiry_of(m: &Meta, config: &redrive_core::QueueConfig) -> u64 {
     }
 }
 
+/// The attempt limit in force for a job: its own if it was enqueued with one, else its queue's
+/// (`None` = unlimited).
+pub(crate) fn max_attempts_of(m: &Meta, config: &redrive_core::QueueConfig) -> Option<u32> {
+    match m.max_attempts {
+        0 => config.max_attempts,
+        n => Some(n),
+    }
+}
+
 pub(crate) fn state_of(m: &Meta) -> JobState {
     JobState::from_u8(m.state).expect("valid state")
 }

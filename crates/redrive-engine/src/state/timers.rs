@@ -88,11 +88,7 @@ impl Store {
         let q = self.queues.get_mut(&m.qid).expect("job's queue exists");
         q.totals.lease_expired += 1;
         self.metrics.lease_expired += 1;
-        let max = match m.max_attempts {
-            0 => q.config.max_attempts,
-            u32::MAX => None,
-            n => Some(n),
-        };
+        let max = super::max_attempts_of(&m, &q.config);
         let failures = m.failures + 1;
         if max.is_some() {
             self.update(id, |m, _| m.failures = failures)?;

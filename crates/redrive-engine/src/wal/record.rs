@@ -36,7 +36,7 @@ pub struct Meta {
     pub epoch: u32,
     pub receive_count: u32,
     pub failures: u32,
-    /// 0 = the queue's setting; `u32::MAX` = unlimited.
+    /// 0 = the queue's setting.
     pub max_attempts: u32,
     pub enqueued_at: u64,
     /// Delayed: when it becomes ready. Ready: since when. Leased: when the lease ends.
