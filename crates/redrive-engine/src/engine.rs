@@ -51,6 +51,8 @@ enum Cmd {
     Redrive(String, RedriveRequest, Reply<RedriveResult>),
     Purge(String, Reply<u64>),
     Snapshot(Reply<Snapshot>),
+    /// Shutdown has begun: answer parked long polls now and park no more.
+    Drain(Reply<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -135,6 +137,8 @@ struct Loop {
     waiter_deadlines: BTreeSet<(u64, u64)>,
     next_waiter: u64,
     last_compaction: u64,
+    /// Set by [`Cmd::Drain`]: receives no longer wait.
+    draining: bool,
     syncer: Option<(SyncSender<SyncJob>, JoinHandle<()>)>,
     fsync_us: Arc<std::sync::Mutex<Histogram>>,
 }
@@ -180,6 +184,7 @@ impl Engine {
             waiter_deadlines: BTreeSet::new(),
             next_waiter: 0,
             last_compaction: 0,
+            draining: false,
             syncer,
             fsync_us,
         };
@@ -371,6 +376,14 @@ impl Loop {
                 let r = s.purge(&q);
                 self.defer(tx, r, true)
             }
+            Cmd::Drain(tx) => {
+                self.draining = true;
+                let ids: Vec<u64> = self.waiters.keys().copied().collect();
+                for id in ids {
+                    self.finish_waiter(id, Ok(Vec::new()));
+                }
+                self.defer(tx, Ok(()), false)
+            }
             Cmd::Snapshot(tx) => {
                 let (wal_bytes, wal_segments) = s.wal_size();
                 let mut metrics = s.metrics.clone();
@@ -450,7 +463,7 @@ impl Loop {
         };
         let r = self.try_receive(&w.qids.clone(), w.max, w.lease_ms, w.worker.clone().as_deref());
         match r {
-            Ok(jobs) if jobs.is_empty() && wait > 0 => {
+            Ok(jobs) if jobs.is_empty() && wait > 0 && !self.draining => {
                 if self.waiters.len() >= limits::WAITERS_COUNT_MAX {
                     let e = Error::LimitExceeded {
                         limit: "WAITERS_COUNT_MAX",
@@ -557,6 +570,12 @@ impl EngineHandle {
 
     pub async fn snapshot(&self) -> Result<Snapshot> {
         self.call(Cmd::Snapshot).await
+    }
+
+    /// Begins shutdown: parked long polls are answered (empty) at once, and later receives do
+    /// not wait, so in-flight HTTP requests can finish.
+    pub async fn drain(&self) -> Result<()> {
+        self.call(Cmd::Drain).await
     }
 }
 

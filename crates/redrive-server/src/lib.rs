@@ -64,6 +64,7 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let broker = state.broker.clone();
     let app = router(state);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
@@ -72,6 +73,10 @@ pub async fn serve(
     let mut stop_rx = stop_rx;
     let server = tokio::spawn(async move { server.await });
     let _ = stop_rx.wait_for(|s| *s).await;
+    // Long polls would otherwise hold the drain open for up to their wait time.
+    if let Err(e) = broker.drain().await {
+        tracing::warn!(error = %e, "could not release long polls");
+    }
     match tokio::time::timeout(drain, server).await {
         Ok(r) => r.map_err(std::io::Error::other)?,
         Err(_) => {

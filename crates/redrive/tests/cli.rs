@@ -91,9 +91,28 @@ retention_ms = 600000
     let kept =
         String::from_utf8_lossy(&cli(&url, &["send", "reports", "kept"]).stdout).trim().to_owned();
 
-    // SIGTERM: drain and exit 0; durability was announced on stderr at start-up.
+    // SIGTERM: a long poll in flight is answered, the server exits 0; durability was announced
+    // on stderr at start-up.
+    let poll = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            (cli(&url, &["--json", "receive", "reports-failed", "--wait-ms", "20000"]), t.elapsed())
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let pid = server.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (polled, waited) = poll.join().unwrap();
+    assert!(
+        polled.status.success(),
+        "the long poll got an answer: {}",
+        String::from_utf8_lossy(&polled.stderr)
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(15),
+        "answered at shutdown, not at its 20 s wait: {waited:?}"
+    );
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
     let mut stderr = String::new();
