@@ -124,7 +124,8 @@ pub struct JobInfo {
     pub state: JobState,
     pub priority: Priority,
     pub receive_count: u32,
-    /// Failed attempts since the job was enqueued or last redriven.
+    /// Failed attempts (including expired leases, on queues with an attempt limit) since the job
+    /// was enqueued, moved to a dead-letter queue, or redriven.
     pub failures: u32,
     pub max_attempts: Option<u32>,
     #[serde(with = "crate::time::rfc3339")]

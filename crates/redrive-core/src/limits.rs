@@ -69,7 +69,8 @@ pub const COMPLETED_JOBS_MAX: usize = 200_000;
 /// Distinct worker ids remembered for attempt logs; later ones are logged but not named.
 pub const WORKERS_INTERNED_MAX: usize = 100_000;
 
-/// Jobs (pending, in flight, dead) one server holds; enqueue past it gets 429 (`limit_exceeded`).
+/// Jobs (pending, in flight, dead, and completed ones still queryable) one server holds; enqueue
+/// past it gets 429 (`limit_exceeded`).
 pub const JOBS_COUNT_MAX: usize = 50_000_000;
 /// In-flight (leased) jobs per queue (as SQS standard queues: 120,000).
 pub const INFLIGHT_PER_QUEUE_MAX: usize = 120_000;
@@ -80,7 +81,8 @@ pub const REDRIVE_COUNT_MAX: usize = 100_000;
 
 /// HTTP request body bound: a full enqueue batch of small jobs, or one maximal job plus framing.
 pub const REQUEST_BODY_MAX_BYTES: usize = 8 * 1024 * 1024;
-/// Requests served at once by one server, and how long one may take beyond its long poll.
+/// Requests served at once by one server, and how long one may take in all, long poll included
+/// (504 `timeout` after that).
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Requests queued for the engine thread; more are shed with 503.

@@ -323,6 +323,7 @@ impl Loop {
         }));
     }
 
+    /// One arm per request: long, but each arm only calls the store and defers the reply.
     fn apply(&mut self, cmd: Cmd) {
         let now = self.now;
         let s = &mut self.store;

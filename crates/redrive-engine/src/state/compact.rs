@@ -9,7 +9,7 @@
 use redrive_core::{Error, Result};
 
 use super::Store;
-use crate::wal::record::Record;
+use crate::wal::record::{EnqueueRecord, Record};
 use crate::wal::Loc;
 
 /// Compact the oldest segment when its holders number fewer than this share of its records.
@@ -64,63 +64,7 @@ impl Store {
                     }
                 }
                 Record::QueueDelete { .. } | Record::Remove { .. } => self.wal.hold(loc, -1),
-                Record::Enqueue(e) => {
-                    let job = self.jobs.get(&e.id);
-                    let body = job.is_some_and(|j| j.body_loc == loc);
-                    let meta = job.is_some_and(|j| j.meta_loc == loc);
-                    let key =
-                        e.idempotency_key.as_deref().map(|k| (e.meta.qid, Box::<str>::from(k)));
-                    let dedup = key
-                        .as_ref()
-                        .is_some_and(|k| self.dedup.get(k).is_some_and(|d| d.loc == loc));
-                    if !(body || meta || dedup) {
-                        continue;
-                    }
-                    if !(body || meta) {
-                        // Only the idempotency key is still needed: keep it, not the job.
-                        let k = key.expect("dedup implies key");
-                        let new = self
-                            .wal
-                            .append(|w| w.dedup_key(e.meta.qid, e.id, e.meta.enqueued_at, &k.1))
-                            .map_err(Error::Poisoned)?;
-                        self.dedup.get_mut(&k).expect("checked").loc = new;
-                        self.wal.hold(loc, -1);
-                        self.wal.hold(new, 1);
-                        continue;
-                    }
-                    let new = self
-                        .wal
-                        .append(|w| {
-                            w.enqueue(
-                                e.id,
-                                &e.meta,
-                                e.idempotency_key.as_deref(),
-                                e.traceparent.as_deref(),
-                                &e.attributes,
-                                &e.body,
-                            )
-                        })
-                        .map_err(Error::Poisoned)?;
-                    let job = self.jobs.get_mut(&e.id).expect("body or meta implies a job");
-                    if body {
-                        job.body_loc = new;
-                        self.wal.hold(loc, -1);
-                        self.wal.hold(new, 1);
-                    }
-                    if meta {
-                        job.meta_loc = new;
-                        self.wal.hold(loc, -1);
-                        self.wal.hold(new, 1);
-                    }
-                    if dedup {
-                        self.dedup
-                            .get_mut(&key.expect("dedup implies key"))
-                            .expect("checked")
-                            .loc = new;
-                        self.wal.hold(loc, -1);
-                        self.wal.hold(new, 1);
-                    }
-                }
+                Record::Enqueue(e) => self.move_enqueue(loc, &e)?,
                 Record::DedupKey { qid, id, enqueued_at, key } => {
                     let k = (qid, Box::<str>::from(key.as_str()));
                     if self.dedup.get(&k).is_some_and(|d| d.loc == loc) {
@@ -152,6 +96,61 @@ impl Store {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// An enqueue record is live while its job holds it (body, or metadata never updated) or
+    /// its dedup entry does. When only the dedup entry does, it is kept as a `DedupKey` record.
+    fn move_enqueue(&mut self, loc: Loc, e: &EnqueueRecord) -> Result<()> {
+        let job = self.jobs.get(&e.id);
+        let body = job.is_some_and(|j| j.body_loc == loc);
+        let meta = job.is_some_and(|j| j.meta_loc == loc);
+        let key = e.idempotency_key.as_deref().map(|k| (e.meta.qid, Box::<str>::from(k)));
+        let dedup = key.as_ref().is_some_and(|k| self.dedup.get(k).is_some_and(|d| d.loc == loc));
+        if !(body || meta || dedup) {
+            return Ok(());
+        }
+        if !(body || meta) {
+            // Only the idempotency key is still needed: keep it, not the job.
+            let k = key.expect("dedup implies key");
+            let new = self
+                .wal
+                .append(|w| w.dedup_key(e.meta.qid, e.id, e.meta.enqueued_at, &k.1))
+                .map_err(Error::Poisoned)?;
+            self.dedup.get_mut(&k).expect("checked").loc = new;
+            self.wal.hold(loc, -1);
+            self.wal.hold(new, 1);
+            return Ok(());
+        }
+        let new = self
+            .wal
+            .append(|w| {
+                w.enqueue(
+                    e.id,
+                    &e.meta,
+                    e.idempotency_key.as_deref(),
+                    e.traceparent.as_deref(),
+                    &e.attributes,
+                    &e.body,
+                )
+            })
+            .map_err(Error::Poisoned)?;
+        let job = self.jobs.get_mut(&e.id).expect("body or meta implies a job");
+        if body {
+            job.body_loc = new;
+            self.wal.hold(loc, -1);
+            self.wal.hold(new, 1);
+        }
+        if meta {
+            job.meta_loc = new;
+            self.wal.hold(loc, -1);
+            self.wal.hold(new, 1);
+        }
+        if dedup {
+            self.dedup.get_mut(&key.expect("dedup implies key")).expect("checked").loc = new;
+            self.wal.hold(loc, -1);
+            self.wal.hold(new, 1);
         }
         Ok(())
     }

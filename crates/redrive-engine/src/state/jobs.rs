@@ -388,12 +388,14 @@ impl Store {
         q.totals.dead_lettered += 1;
         self.metrics.dead_lettered += 1;
         let dlq = q.config.dead_letter_queue.as_ref().and_then(|d| self.queue_ids.get(d).copied());
-        let retention = dlq.map(|d| self.queues[&d].config.retention_ms);
+        // Retention counts from the death, in the queue the job ends up in (see `expiry_of`).
+        let retention = self.queues[&dlq.unwrap_or(m.qid)].config.retention_ms;
         self.update(id, |m, x| {
             m.dead_reason = reason as u8;
             m.completed_at = now;
-            match (dlq, retention) {
-                (Some(dlq), Some(retention)) => {
+            x.expires_at = now + retention;
+            match dlq {
+                Some(dlq) => {
                     if m.source_qid == QID_NONE {
                         m.source_qid = m.qid;
                     }
@@ -403,9 +405,8 @@ impl Store {
                     m.failures = 0;
                     m.state = JobState::Ready as u8;
                     m.visible_at = now;
-                    x.expires_at = now + retention;
                 }
-                _ => m.state = JobState::Dead as u8,
+                None => m.state = JobState::Dead as u8,
             }
         })
     }

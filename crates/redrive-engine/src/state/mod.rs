@@ -312,10 +312,6 @@ impl Store {
         self.wal.poison_flag()
     }
 
-    pub fn has_pending_writes(&self) -> bool {
-        self.wal.has_pending()
-    }
-
     /// Bytes of WAL on disk and segment count.
     pub fn wal_size(&self) -> (u64, usize) {
         (self.wal.total_bytes(), self.wal.segment_count())
@@ -328,15 +324,13 @@ pub struct JobExtra {
     pub expires_at: u64,
 }
 
-/// When a job's time in its queue ends: retention counts from enqueue, or for a dead letter from
-/// its death, or for a redriven job from its last redrive; a completed job is forgotten
-/// `completed_retention_ms` after completion.
+/// When a job's time in its queue ends: retention counts from enqueue, or for a dead job from
+/// its death, or for a redriven job from its last redrive (`completed_at` holds both times); a
+/// completed job is forgotten `completed_retention_ms` after completion.
 pub(crate) fn expiry_of(m: &Meta, config: &redrive_core::QueueConfig) -> u64 {
     if state_of(m) == JobState::Acked {
         m.completed_at + config.completed_retention_ms
-    } else if (m.dead_reason != 0 && m.source_qid != crate::wal::record::QID_NONE)
-        || m.redrive_count > 0
-    {
+    } else if m.dead_reason != 0 || m.redrive_count > 0 {
         m.completed_at + config.retention_ms
     } else {
         m.enqueued_at + config.retention_ms

@@ -36,6 +36,10 @@ struct Fold {
     keyed: FxHashSet<u128>,
 }
 
+fn corrupt(reason: String) -> OpenError {
+    OpenError::Corrupt { file: "(replay)".into(), offset: 0, reason }
+}
+
 fn blank(meta: Meta) -> Job {
     Job {
         meta,
@@ -50,6 +54,7 @@ fn blank(meta: Meta) -> Job {
 }
 
 impl Fold {
+    /// One arm per record type: long, but each arm is the whole rule for its record.
     fn apply(&mut self, loc: Loc, rec: Record) {
         match rec {
             Record::QueuePut { qid, version, created_at, updated_at, name, config_json } => {
@@ -174,11 +179,27 @@ impl Store {
             woken: Vec::new(),
             metrics: Metrics::default(),
         };
-        let corrupt =
-            |reason: String| OpenError::Corrupt { file: "(replay)".into(), offset: 0, reason };
-        for (qid, q) in fold.queues {
-            store.next_qid = store.next_qid.max(qid + 1);
-            if fold.deleted_queues.contains(&qid) {
+        store.restore_queues(fold.queues, &fold.deleted_queues)?;
+        for loc in fold.tombstones {
+            store.wal.hold(loc, 1);
+        }
+        store.restore_jobs(fold.jobs, &fold.keyed, fold.worker_names, now)?;
+        store.restore_dedup(fold.keys, now);
+        store
+            .revoke_leases(now)
+            .map_err(|e| OpenError::Io(std::io::Error::other(e.to_string())))?;
+        store.woken.clear();
+        Ok(store)
+    }
+
+    fn restore_queues(
+        &mut self,
+        queues: FxHashMap<u32, QueueRec>,
+        deleted: &FxHashSet<u32>,
+    ) -> Result<(), OpenError> {
+        for (qid, q) in queues {
+            self.next_qid = self.next_qid.max(qid + 1);
+            if deleted.contains(&qid) {
                 continue;
             }
             let config: QueueConfig = serde_json::from_str(&q.config)
@@ -187,73 +208,75 @@ impl Store {
             queue.version = q.version;
             queue.updated_at = q.updated_at;
             queue.loc = q.loc;
-            store.wal.hold(q.loc, 1);
-            store.queue_ids.insert(q.name, qid);
-            store.queues.insert(qid, queue);
+            self.wal.hold(q.loc, 1);
+            self.queue_ids.insert(q.name, qid);
+            self.queues.insert(qid, queue);
         }
-        for qid in &fold.deleted_queues {
-            store.next_qid = store.next_qid.max(qid + 1);
+        for qid in deleted {
+            self.next_qid = self.next_qid.max(qid + 1);
         }
-        for loc in fold.tombstones {
-            store.wal.hold(loc, 1);
-        }
+        Ok(())
+    }
+
+    /// Indexes the folded jobs. Jobs of deleted queues and completed jobs past their time are
+    /// dropped; a job that is not completed must still have its body.
+    fn restore_jobs(
+        &mut self,
+        jobs: FxHashMap<u128, Job>,
+        keyed: &FxHashSet<u128>,
+        mut worker_names: FxHashMap<u128, String>,
+        now: u64,
+    ) -> Result<(), OpenError> {
         let mut completed: Vec<(u64, u128)> = Vec::new();
-        for (id, mut job) in fold.jobs {
-            let Some(q) = store.queues.get(&job.meta.qid) else { continue };
+        for (id, mut job) in jobs {
+            let Some(q) = self.queues.get(&job.meta.qid) else { continue };
             if job.meta_loc == LOC_NONE {
                 continue; // only an attempt log survived: the job was removed
             }
-            let state = state_of(&job.meta);
-            if state == JobState::Acked {
+            job.expires_at = super::expiry_of(&job.meta, &q.config);
+            if state_of(&job.meta) == JobState::Acked {
                 job.body_loc = LOC_NONE;
-                job.expires_at = super::expiry_of(&job.meta, &q.config);
                 if job.expires_at <= now {
                     continue;
                 }
                 completed.push((job.meta.completed_at, id));
-            } else {
-                if job.body_loc == LOC_NONE {
-                    return Err(corrupt(format!(
-                        "job {} has no body record",
-                        redrive_core::JobId(id)
-                    )));
-                }
-                job.expires_at = super::expiry_of(&job.meta, &q.config);
+            } else if job.body_loc == LOC_NONE {
+                return Err(corrupt(format!("job {} has no body record", redrive_core::JobId(id))));
             }
-            job.keyed = fold.keyed.contains(&id);
-            if let Some(w) = fold.worker_names.remove(&id) {
-                job.worker = store.intern_worker(Some(&w));
+            job.keyed = keyed.contains(&id);
+            if let Some(w) = worker_names.remove(&id) {
+                job.worker = self.intern_worker(Some(&w));
             }
             for loc in [job.body_loc, job.meta_loc, job.attempts_loc] {
-                store.wal.hold(loc, 1);
+                self.wal.hold(loc, 1);
             }
-            store.last_id = store.last_id.max(id);
-            store.jobs.insert(id, job);
-            store.index(id);
+            self.last_id = self.last_id.max(id);
+            self.jobs.insert(id, job);
+            self.index(id);
         }
         completed.sort_unstable();
-        store.completed_order = completed.into_iter().map(|(_, id)| id).collect();
-        for (qid, key, id, enqueued_at, loc) in fold.keys {
-            let Some(q) = store.queues.get(&qid) else { continue };
+        self.completed_order = completed.into_iter().map(|(_, id)| id).collect();
+        Ok(())
+    }
+
+    /// Keys still inside their queue's dedup window; the newest enqueue of a key wins.
+    fn restore_dedup(&mut self, keys: Vec<(u32, Box<str>, u128, u64, Loc)>, now: u64) {
+        for (qid, key, id, enqueued_at, loc) in keys {
+            let Some(q) = self.queues.get(&qid) else { continue };
             let expires_at = enqueued_at + q.config.dedup_window_ms;
             if expires_at <= now || q.config.dedup_window_ms == 0 {
                 continue;
             }
             let k = (qid, key);
-            if store.dedup.get(&k).is_some_and(|d| d.expires_at >= expires_at) {
+            if self.dedup.get(&k).is_some_and(|d| d.expires_at >= expires_at) {
                 continue;
             }
-            if let Some(old) = store.dedup.insert(k.clone(), Dedup { id, expires_at, loc }) {
-                store.wal.hold(old.loc, -1);
+            if let Some(old) = self.dedup.insert(k.clone(), Dedup { id, expires_at, loc }) {
+                self.wal.hold(old.loc, -1);
             }
-            store.wal.hold(loc, 1);
-            store.dedup_expiry.insert((expires_at, k.0, k.1));
+            self.wal.hold(loc, 1);
+            self.dedup_expiry.insert((expires_at, k.0, k.1));
         }
-        store
-            .revoke_leases(now)
-            .map_err(|e| OpenError::Io(std::io::Error::other(e.to_string())))?;
-        store.woken.clear();
-        Ok(store)
     }
 
     fn revoke_leases(&mut self, now: u64) -> Result<(), Error> {

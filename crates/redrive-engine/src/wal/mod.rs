@@ -270,11 +270,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Whether records are waiting for [`Wal::commit`].
-    pub fn has_pending(&self) -> bool {
-        self.written < self.mem.len()
-    }
-
     /// Writes buffered records and makes them durable per `durability`. Returns the fsync time in
     /// microseconds when one happened.
     pub fn commit(&mut self, durability: Durability, now_ms: u64) -> Result<Option<u64>, String> {
@@ -384,10 +379,6 @@ impl Wal {
 
     pub fn segment_count(&self) -> usize {
         self.segments.len()
-    }
-
-    pub fn active_segment(&self) -> u32 {
-        self.active
     }
 
     pub fn total_bytes(&self) -> u64 {

@@ -345,7 +345,7 @@ impl<'a> Dec<'a> {
     }
 }
 
-/// Decodes one payload (without its frame).
+/// Decodes one payload (without its frame). One arm per record type, in layout order.
 pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
     let mut d = Dec { b: payload };
     let rec = match d.u8()? {
