@@ -18,6 +18,7 @@ mod dead;
 mod jobs;
 mod queue;
 mod recover;
+mod table;
 mod timers;
 
 use std::collections::BTreeSet;
@@ -64,7 +65,7 @@ pub struct Store {
     pub(crate) queues: FxHashMap<u32, Queue>,
     pub(crate) queue_ids: FxHashMap<String, u32>,
     pub(crate) next_qid: u32,
-    pub(crate) jobs: FxHashMap<u128, Job>,
+    pub(crate) jobs: table::JobTable,
     /// Delayed jobs (until ready) and leased jobs (until the lease ends), by deadline.
     pub(crate) timers: BTreeSet<(u64, u128)>,
     /// Every job by `expires_at`.

@@ -164,7 +164,7 @@ impl Store {
             queues: FxHashMap::default(),
             queue_ids: FxHashMap::default(),
             next_qid: 1,
-            jobs: FxHashMap::default(),
+            jobs: super::table::JobTable::default(),
             timers: BTreeSet::new(),
             expiry: BTreeSet::new(),
             completed: 0,
