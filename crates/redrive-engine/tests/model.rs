@@ -74,6 +74,17 @@ struct MJob {
     dead: bool,
 }
 
+impl MJob {
+    /// What fail or extend answers for a receipt of epoch `epoch`, unless the lease still holds.
+    fn lease_error(&self, epoch: u32) -> Option<Error> {
+        match self.state {
+            MState::Leased if self.epoch == epoch => None,
+            MState::Gone => Some(Error::JobNotFound(self.id.unwrap())),
+            _ => Some(Error::StaleReceipt),
+        }
+    }
+}
+
 struct Model {
     jobs: Vec<MJob>,
     keys: BTreeMap<u8, usize>,
@@ -256,12 +267,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let r = store.fail(&req, now);
                 let j = &mut m.jobs[h.job];
-                if j.state != MState::Leased || j.epoch != h.epoch {
-                    let want = if j.state == MState::Gone {
-                        Error::JobNotFound(j.id.unwrap())
-                    } else {
-                        Error::StaleReceipt
-                    };
+                if let Some(want) = j.lease_error(h.epoch) {
                     prop_assert_eq!(r.unwrap_err(), want);
                     continue;
                 }
@@ -281,12 +287,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let i = pick % held.len();
                 let r = store.extend(&held[i].receipt, lease_ms, now);
                 let j = &mut m.jobs[held[i].job];
-                if j.state != MState::Leased || j.epoch != held[i].epoch {
-                    let want = if j.state == MState::Gone {
-                        Error::JobNotFound(j.id.unwrap())
-                    } else {
-                        Error::StaleReceipt
-                    };
+                if let Some(want) = j.lease_error(held[i].epoch) {
                     prop_assert_eq!(r.unwrap_err(), want);
                     continue;
                 }

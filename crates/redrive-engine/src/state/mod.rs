@@ -53,6 +53,22 @@ pub struct Job {
     pub keyed: bool,
 }
 
+impl Job {
+    /// A job with this metadata and no records yet.
+    pub(crate) fn blank(meta: Meta) -> Job {
+        Job {
+            meta,
+            worker: u32::MAX,
+            body_loc: LOC_NONE,
+            meta_loc: LOC_NONE,
+            attempts_loc: LOC_NONE,
+            attempts_total: 0,
+            expires_at: 0,
+            keyed: false,
+        }
+    }
+}
+
 pub(crate) struct Dedup {
     pub id: u128,
     pub expires_at: u64,

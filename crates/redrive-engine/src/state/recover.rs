@@ -40,19 +40,6 @@ fn corrupt(reason: String) -> OpenError {
     OpenError::Corrupt { file: "(replay)".into(), offset: 0, reason }
 }
 
-fn blank(meta: Meta) -> Job {
-    Job {
-        meta,
-        worker: u32::MAX,
-        body_loc: LOC_NONE,
-        meta_loc: LOC_NONE,
-        attempts_loc: LOC_NONE,
-        attempts_total: 0,
-        expires_at: 0,
-        keyed: false,
-    }
-}
-
 impl Fold {
     /// One arm per record type: long, but each arm is the whole rule for its record.
     fn apply(&mut self, loc: Loc, rec: Record) {
@@ -85,7 +72,7 @@ impl Fold {
                     return;
                 }
                 let job = self.jobs.entry(e.id).or_insert_with(|| {
-                    let mut j = blank(e.meta);
+                    let mut j = Job::blank(e.meta);
                     j.meta_loc = loc;
                     j
                 });
@@ -99,7 +86,7 @@ impl Fold {
                 if self.removed.get(&id).is_some_and(|v| *v >= meta.version) {
                     return;
                 }
-                let job = self.jobs.entry(id).or_insert_with(|| blank(meta));
+                let job = self.jobs.entry(id).or_insert_with(|| Job::blank(meta));
                 if job.meta_loc == LOC_NONE || meta.version > job.meta.version {
                     job.meta = meta;
                     job.meta_loc = loc;
@@ -117,7 +104,7 @@ impl Fold {
                     }
                 } else if !self.removed.contains_key(&id) {
                     // Attempts can precede the job's other records after compaction moved them.
-                    let mut j = blank(Meta::default());
+                    let mut j = Job::blank(Meta::default());
                     j.attempts_total = total;
                     j.attempts_loc = loc;
                     self.jobs.insert(id, j);

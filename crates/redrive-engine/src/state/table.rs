@@ -69,19 +69,9 @@ impl Index<&u128> for JobTable {
 mod tests {
     use super::*;
     use crate::wal::record::Meta;
-    use crate::wal::LOC_NONE;
 
     fn job(v: u32) -> Job {
-        Job {
-            meta: Meta { version: v, ..Meta::default() },
-            worker: 0,
-            body_loc: LOC_NONE,
-            meta_loc: LOC_NONE,
-            attempts_loc: LOC_NONE,
-            attempts_total: 0,
-            expires_at: 0,
-            keyed: false,
-        }
+        Job::blank(Meta { version: v, ..Meta::default() })
     }
 
     #[test]
