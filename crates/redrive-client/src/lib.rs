@@ -6,6 +6,8 @@
 //! - [`error`]: the client's [`Error`] and how an HTTP error reply is decoded into it.
 //! - `routes`: URL building (path segments are percent-encoded, dead-job filters become a query).
 //! - `queues`, `jobs`, `dead`: the route methods, grouped as the API table groups them.
+//! - [`producer`]: batching producer and typed jobs.
+//! - [`worker`]: the worker runtime (fetching, heartbeats, ack/fail, graceful stop).
 //!
 //! Calls that are safe to repeat (GET, `PUT` of a queue, ack, extend) are retried with backoff on
 //! 503/429 and on connection failures; enqueue, receive, fail, redrive and purge are sent once,
@@ -14,9 +16,11 @@
 mod dead;
 pub mod error;
 mod jobs;
+pub mod producer;
 mod queues;
 mod routes;
 mod transport;
+pub mod worker;
 
 use std::time::Duration;
 

@@ -1,0 +1,456 @@
+//! The worker runtime: long-poll fetching that never holds more leases than it can run, a
+//! heartbeat per running job, results turned into ack or fail, panics caught and reported, and
+//! a graceful stop that releases what it could not finish.
+//!
+//! ```no_run
+//! # async fn demo(client: redrive_client::Client) {
+//! use redrive_client::worker::{JobError, Worker};
+//! let stats = Worker::builder(client)
+//!     .queues(["emails"])
+//!     .concurrency(8)
+//!     .handler(|job| async move {
+//!         if job.body.is_empty() {
+//!             return Err(JobError::non_retryable("EmptyBody", "nothing to send"));
+//!         }
+//!         Ok(())
+//!     })
+//!     .run(async { tokio::signal::ctrl_c().await.ok(); })
+//!     .await;
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redrive_core::broker::{Delivery, FailRequest};
+use redrive_core::model::ErrorInfo;
+use redrive_core::{JobId, Priority};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::{Client, Error, ReceiveOptions};
+
+/// Receipts acked in one request at most, and how long a receipt waits for companions.
+const ACK_BATCH_MAX: usize = 100;
+const ACK_LINGER_MS: u64 = 5;
+/// Long-poll wait of one fetch.
+const FETCH_WAIT_MS: u64 = 5_000;
+/// Pause after a failed fetch before the next.
+const FETCH_RETRY_MS: u64 = 500;
+
+/// A leased job as a handler sees it.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    pub id: JobId,
+    pub queue: String,
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+    pub priority: Priority,
+    /// 1 on the first delivery.
+    pub attempt: u32,
+    pub traceparent: Option<String>,
+}
+
+/// Why a handler did not complete its job.
+#[derive(Clone, Debug)]
+pub struct JobError {
+    error: ErrorInfo,
+    non_retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+impl JobError {
+    /// A retryable failure (the queue's backoff decides when).
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> JobError {
+        JobError {
+            error: ErrorInfo { kind: kind.into(), message: message.into(), detail: None },
+            non_retryable: false,
+            retry_after: None,
+        }
+    }
+
+    /// A failure that retrying cannot fix: the job goes straight to the dead-letter queue.
+    pub fn non_retryable(kind: impl Into<String>, message: impl Into<String>) -> JobError {
+        JobError { non_retryable: true, ..JobError::new(kind, message) }
+    }
+
+    /// Retry after `delay` instead of the queue's backoff.
+    pub fn retry_after(mut self, delay: Duration) -> JobError {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> JobError {
+        self.error.detail = Some(detail.into());
+        self
+    }
+
+    /// The failure as reported: error type, message and detail.
+    pub fn info(&self) -> &ErrorInfo {
+        &self.error
+    }
+}
+
+/// Any error converts: its type name becomes the error type, its message the message, and its
+/// `source()` chain the detail.
+impl<E: std::error::Error> From<E> for JobError {
+    fn from(e: E) -> JobError {
+        let kind = std::any::type_name::<E>().rsplit("::").next().unwrap_or("Error").to_owned();
+        let mut chain = Vec::new();
+        let mut source = e.source();
+        while let Some(s) = source {
+            chain.push(s.to_string());
+            source = s.source();
+        }
+        let err = JobError::new(kind, e.to_string());
+        if chain.is_empty() {
+            err
+        } else {
+            err.with_detail(format!("caused by: {}", chain.join("\ncaused by: ")))
+        }
+    }
+}
+
+/// What a worker did, for metrics and tests. Counters only grow.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub started: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub panicked: AtomicU64,
+    pub extended: AtomicU64,
+    /// Jobs whose lease ended while the handler ran: their results were dropped, not acked.
+    pub lost_leases: AtomicU64,
+    /// Jobs handed back (visibility 0) at shutdown.
+    pub released: AtomicU64,
+    /// Total handler time in microseconds.
+    pub handler_us: AtomicU64,
+}
+
+impl WorkerStats {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Worker;
+
+impl Worker {
+    pub fn builder(client: Client) -> WorkerBuilder {
+        WorkerBuilder {
+            client,
+            queues: Vec::new(),
+            concurrency: 1,
+            lease: Duration::from_secs(30),
+            heartbeats: true,
+            shutdown_timeout: Duration::from_secs(10),
+            worker_id: format!("worker-{}", std::process::id()),
+            stats: Arc::new(WorkerStats::default()),
+        }
+    }
+}
+
+pub struct WorkerBuilder {
+    client: Client,
+    queues: Vec<String>,
+    concurrency: usize,
+    lease: Duration,
+    heartbeats: bool,
+    shutdown_timeout: Duration,
+    worker_id: String,
+    stats: Arc<WorkerStats>,
+}
+
+impl WorkerBuilder {
+    /// Queues to serve, in order of preference.
+    pub fn queues<I: IntoIterator<Item = S>, S: Into<String>>(mut self, queues: I) -> Self {
+        self.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Jobs run at once; also the most leases the worker holds.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Lease of each job; heartbeats renew it every third of it while the handler runs.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Turns heartbeats off (for tests of what happens without them).
+    pub fn heartbeats(mut self, on: bool) -> Self {
+        self.heartbeats = on;
+        self
+    }
+
+    /// How long running jobs get to finish after the stop signal before they are released.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = id.into();
+        self
+    }
+
+    /// Shares counters the caller can read while the worker runs.
+    pub fn stats(mut self, stats: Arc<WorkerStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    pub fn handler<F, Fut>(self, handler: F) -> Runner<F>
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        Runner { b: self, handler: Arc::new(handler) }
+    }
+}
+
+/// A configured worker, ready to run.
+pub struct Runner<F> {
+    b: WorkerBuilder,
+    handler: Arc<F>,
+}
+
+struct Shared {
+    client: Client,
+    lease_ms: u64,
+    heartbeats: bool,
+    stats: Arc<WorkerStats>,
+    acks: mpsc::Sender<String>,
+}
+
+impl<F, Fut> Runner<F>
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    /// Runs until `shutdown` resolves, then stops fetching, lets running jobs finish within the
+    /// shutdown timeout, releases the rest so another worker takes them at once, flushes acks,
+    /// and returns the counters.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Arc<WorkerStats> {
+        let b = self.b;
+        let (ack_tx, ack_rx) = mpsc::channel(ACK_BATCH_MAX * 4);
+        let acker = tokio::spawn(ack_loop(b.client.clone(), ack_rx, b.stats.clone()));
+        let shared = Arc::new(Shared {
+            client: b.client.clone(),
+            lease_ms: b.lease.as_millis() as u64,
+            heartbeats: b.heartbeats,
+            stats: b.stats.clone(),
+            acks: ack_tx,
+        });
+        let slots = Arc::new(Semaphore::new(b.concurrency));
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut held: Vec<(tokio::task::AbortHandle, String)> = Vec::new();
+        let opts = ReceiveOptions {
+            max: None,
+            wait_ms: Some(FETCH_WAIT_MS),
+            lease_ms: Some(shared.lease_ms),
+            worker_id: Some(b.worker_id.clone()),
+        };
+        tokio::pin!(shutdown);
+        loop {
+            // Never hold more leases than free slots: wait for one before fetching.
+            let permit = tokio::select! {
+                _ = &mut shutdown => break,
+                p = slots.clone().acquire_many_owned(1) => p.expect("semaphore open"),
+            };
+            let free = 1 + slots.available_permits();
+            let opts = ReceiveOptions { max: Some(free as u32), ..opts.clone() };
+            let fetched = tokio::select! {
+                _ = &mut shutdown => break,
+                r = b.client.receive_any(&b.queues, &opts) => r,
+            };
+            let jobs = match fetched {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(FETCH_RETRY_MS)).await;
+                    continue;
+                }
+            };
+            drop(permit);
+            held.retain(|(h, _)| !h.is_finished());
+            for d in jobs {
+                let permit =
+                    slots.clone().try_acquire_owned().expect("fetched at most the free slots");
+                let receipt = d.receipt.clone();
+                let task = run_job(shared.clone(), self.handler.clone(), d);
+                let h = running.spawn(async move {
+                    task.await;
+                    drop(permit);
+                });
+                held.push((h, receipt));
+            }
+        }
+        let drained = tokio::time::timeout(b.shutdown_timeout, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            for (h, receipt) in &held {
+                if h.is_finished() {
+                    continue;
+                }
+                h.abort();
+                // Visibility 0: another worker can take it at once.
+                if shared.client.extend(receipt, 0).await.is_ok() {
+                    shared.stats.released.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            while running.join_next().await.is_some() {}
+        }
+        let stats = shared.stats.clone();
+        drop(shared);
+        let _ = acker.await;
+        stats
+    }
+}
+
+/// Runs one job with its heartbeat, then acks or fails it (unless the lease was lost).
+async fn run_job<F, Fut>(shared: Arc<Shared>, handler: Arc<F>, d: Delivery)
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    let span = tracing::info_span!("job", id = %d.id, queue = %d.queue, attempt = d.attempt, traceparent = d.traceparent.as_deref().unwrap_or(""));
+    async move {
+        shared.stats.started.fetch_add(1, Ordering::Relaxed);
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = shared.heartbeats.then(|| {
+            AbortOnDrop(tokio::spawn(heartbeat(shared.clone(), d.receipt.clone(), lost.clone())))
+        });
+        let ctx = JobContext {
+            id: d.id,
+            queue: d.queue.clone(),
+            body: d.body,
+            attributes: d.attributes,
+            priority: d.priority,
+            attempt: d.attempt,
+            traceparent: d.traceparent,
+        };
+        let started = std::time::Instant::now();
+        // The handler runs in its own task so a panic is caught as a JoinError, with its message.
+        let mut task = AbortOnDrop(tokio::spawn((handler)(ctx)));
+        let outcome = (&mut task.0).await;
+        shared.stats.handler_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        drop(heartbeat);
+        if lost.load(Ordering::Relaxed) {
+            shared.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("lease lost while the handler ran; its result is dropped");
+            return;
+        }
+        let failure = match outcome {
+            Ok(Ok(())) => {
+                shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                let _ = shared.acks.send(d.receipt).await;
+                return;
+            }
+            Ok(Err(e)) => e,
+            Err(join) => {
+                shared.stats.panicked.fetch_add(1, Ordering::Relaxed);
+                JobError::new("panic", panic_message(join))
+            }
+        };
+        shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let req = FailRequest {
+            receipt: d.receipt,
+            error: failure.error,
+            retry_after_ms: failure.retry_after.map(|d| d.as_millis() as u64),
+            non_retryable: failure.non_retryable,
+        };
+        match shared.client.fail(&req).await {
+            Ok(_) => {}
+            Err(Error::StaleReceipt) => {
+                shared.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "reporting the failure failed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Aborts a spawned task when dropped, so a job cancelled at shutdown stops its handler and its
+/// heartbeat too.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return "the handler was cancelled".into();
+    }
+    let payload = e.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the handler panicked".into()
+    }
+}
+
+/// Renews the lease every third of it; a refused renewal means the lease is lost.
+async fn heartbeat(shared: Arc<Shared>, receipt: String, lost: Arc<AtomicBool>) {
+    let every = Duration::from_millis((shared.lease_ms / 3).max(1));
+    loop {
+        tokio::time::sleep(every).await;
+        match shared.client.extend(&receipt, shared.lease_ms).await {
+            Ok(_) => {
+                shared.stats.extended.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Error::StaleReceipt | Error::NotFound { .. }) => {
+                lost.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; will retry"),
+        }
+    }
+}
+
+/// Batches acks: up to `ACK_BATCH_MAX` receipts, or whatever arrived within `ACK_LINGER_MS`.
+async fn ack_loop(client: Client, mut rx: mpsc::Receiver<String>, stats: Arc<WorkerStats>) {
+    let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        let linger = tokio::time::sleep(Duration::from_millis(ACK_LINGER_MS));
+        tokio::pin!(linger);
+        while batch.len() < ACK_BATCH_MAX {
+            tokio::select! {
+                r = rx.recv() => match r { Some(x) => batch.push(x), None => break },
+                _ = &mut linger => break,
+            }
+        }
+        match client.ack(&batch).await {
+            Ok(results) => {
+                // A refused ack: the lease ended before the handler did (no heartbeat, or one
+                // that could not reach the server). Another worker has or will have the job.
+                let refused = results.iter().filter(|r| **r != crate::AckResult::Ok).count();
+                if refused > 0 {
+                    stats.lost_leases.fetch_add(refused as u64, Ordering::Relaxed);
+                    stats.succeeded.fetch_sub(refused as u64, Ordering::Relaxed);
+                    tracing::warn!(refused, "acks refused: leases ended before the jobs finished");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, receipts = batch.len(), "ack failed; the jobs will be redelivered")
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,189 @@
+//! The worker SDK against a real server: heartbeats keep long jobs leased, a lost lease drops the
+//! late result, panics are reported, graceful stop releases what it could not finish, and the
+//! producer turns many concurrent sends into few requests.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::start;
+use redrive_client::producer::Producer;
+use redrive_client::worker::{JobError, Worker, WorkerStats};
+use redrive_client::{Client, JobId, NewJob, QueuePatch, ReceiveOptions};
+
+async fn setup(name: &str, patch: QueuePatch) -> (common::Server, Client, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let client = Client::new(&server.url).unwrap();
+    client.put_queue(name, &patch).await.unwrap();
+    (server, client, dir)
+}
+
+async fn send(client: &Client, queue: &str, body: &str) -> JobId {
+    let job = NewJob { body: body.into(), ..NewJob::default() };
+    client.enqueue(queue, &[job]).await.unwrap()[0].id
+}
+
+/// Polls `cond` every 20 ms for up to 20 s.
+async fn until(cond: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached in 20 s");
+}
+
+fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_three_times_longer_than_its_lease_completes_once_with_heartbeats() {
+    let (_s, client, _d) = setup("long", QueuePatch::default()).await;
+    let id = send(&client, "long", "slow").await;
+    let stats = Arc::new(WorkerStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::builder(client.clone())
+        .queues(["long"])
+        .lease(Duration::from_millis(600))
+        .stats(stats.clone())
+        .handler(|_job| async {
+            tokio::time::sleep(Duration::from_millis(1800)).await;
+            Ok(())
+        });
+    let run = tokio::spawn(worker.run(async {
+        let _ = stop_rx.await;
+    }));
+    until(|| get(&stats.succeeded) == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await; // the batched ack
+    let _ = stop_tx.send(());
+    run.await.unwrap();
+    let job = client.get_job(id).await.unwrap();
+    assert_eq!(format!("{:?}", job.state), "Acked");
+    assert_eq!(job.receive_count, 1, "never redelivered");
+    assert!(get(&stats.extended) >= 2, "heartbeats renewed the lease: {}", get(&stats.extended));
+    assert_eq!(get(&stats.lost_leases), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_heartbeats_the_job_is_redelivered_and_the_late_ack_is_refused() {
+    let (_s, client, _d) = setup("nohb", QueuePatch::default()).await;
+    let id = send(&client, "nohb", "slow once").await;
+    let stats = Arc::new(WorkerStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::builder(client.clone())
+        .queues(["nohb"])
+        .concurrency(2)
+        .lease(Duration::from_millis(500))
+        .heartbeats(false)
+        .stats(stats.clone())
+        .handler(|job| async move {
+            if job.attempt == 1 {
+                tokio::time::sleep(Duration::from_millis(2000)).await;
+            }
+            Ok(())
+        });
+    let run = tokio::spawn(worker.run(async {
+        let _ = stop_rx.await;
+    }));
+    until(|| get(&stats.lost_leases) == 1 && get(&stats.succeeded) == 1).await;
+    let _ = stop_tx.send(());
+    run.await.unwrap();
+    let job = client.get_job(id).await.unwrap();
+    assert_eq!((format!("{:?}", job.state).as_str(), job.receive_count), ("Acked", 2));
+    assert_eq!(format!("{:?}", job.attempts[0].outcome), "LeaseExpired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_reported_with_its_message() {
+    let patch = QueuePatch { max_attempts: Some(Some(1)), ..QueuePatch::default() };
+    let (_s, client, _d) = setup("panics", patch).await;
+    let id = send(&client, "panics", "x").await;
+    let stats = Arc::new(WorkerStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::builder(client.clone()).queues(["panics"]).stats(stats.clone()).handler(
+        |_job| async {
+            if true {
+                panic!("boom: disk full");
+            }
+            Ok::<(), JobError>(())
+        },
+    );
+    let run = tokio::spawn(worker.run(async {
+        let _ = stop_rx.await;
+    }));
+    until(|| get(&stats.panicked) == 1 && get(&stats.failed) == 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_tx.send(());
+    run.await.unwrap();
+    let job = client.get_job(id).await.unwrap();
+    let err = job.attempts[0].error.as_ref().expect("the attempt has an error");
+    assert_eq!(err.kind, "panic");
+    assert!(err.message.contains("boom: disk full"), "{err:?}");
+    assert_eq!(job.queue, "panics-dlq");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_with_100_jobs_in_flight_releases_them_for_immediate_pickup() {
+    let (_s, client, _d) = setup("busy", QueuePatch::default()).await;
+    let jobs: Vec<NewJob> =
+        (0..100).map(|i| NewJob { body: format!("{i}"), ..NewJob::default() }).collect();
+    client.enqueue("busy", &jobs).await.unwrap();
+    let stats = Arc::new(WorkerStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::builder(client.clone())
+        .queues(["busy"])
+        .concurrency(100)
+        .lease(Duration::from_secs(60))
+        .shutdown_timeout(Duration::from_millis(300))
+        .stats(stats.clone())
+        .handler(|_job| async {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            Ok(())
+        });
+    let run = tokio::spawn(worker.run(async {
+        let _ = stop_rx.await;
+    }));
+    until(|| get(&stats.started) == 100).await;
+    let _ = stop_tx.send(());
+    let stats = run.await.unwrap();
+    assert_eq!((get(&stats.released), get(&stats.succeeded)), (100, 0));
+    let opts = ReceiveOptions { max: Some(100), wait_ms: Some(0), ..ReceiveOptions::default() };
+    let again = client.receive("busy", &opts).await.unwrap();
+    assert_eq!(again.len(), 100, "released jobs are ready at once, none lost");
+    assert!(again.iter().all(|d| d.attempt == 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_sends_become_few_requests() {
+    let (_s, client, _d) = setup("bulk", QueuePatch::default()).await;
+    let requests = |m: &str| -> u64 {
+        m.lines()
+            .filter(|l| l.starts_with("redrive_http_requests_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let before = requests(&client.metrics().await.unwrap());
+    let producer = Producer::new(client.clone());
+    let sends: Vec<_> = (0..10_000)
+        .map(|i| {
+            let p = producer.clone();
+            tokio::spawn(async move {
+                p.send("bulk", NewJob { body: format!("job {i}"), ..NewJob::default() }).await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for s in sends {
+        ids.insert(s.await.unwrap().unwrap().id);
+    }
+    assert_eq!(ids.len(), 10_000, "every send got its own id");
+    let after = requests(&client.metrics().await.unwrap());
+    let used = after - before - 1; // the first metrics call itself
+    assert!(used <= 200, "10,000 sends took {used} requests");
+    assert_eq!(client.queue_stats("bulk").await.unwrap().counts.ready, 10_000);
+}
