@@ -187,3 +187,64 @@ async fn ten_thousand_concurrent_sends_become_few_requests() {
     assert!(used <= 200, "10,000 sends took {used} requests");
     assert_eq!(client.queue_stats("bulk").await.unwrap().counts.ready, 10_000);
 }
+
+/// In the child process (see the test below) this test body is a worker that starts the job
+/// and hangs until it is killed.
+const CHILD_URL: &str = "REDRIVE_TEST_WORKER_URL";
+const CHILD_MARKER: &str = "REDRIVE_TEST_WORKER_MARKER";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_job_loses_nothing_and_the_job_completes_once_elsewhere() {
+    if let (Ok(url), Ok(marker)) = (std::env::var(CHILD_URL), std::env::var(CHILD_MARKER)) {
+        let client = Client::new(&url).unwrap();
+        let worker = Worker::builder(client)
+            .queues(["kill"])
+            .lease(Duration::from_millis(1000))
+            .handler(move |_job| {
+                let marker = marker.clone();
+                async move {
+                    std::fs::write(&marker, b"started").unwrap();
+                    tokio::time::sleep(Duration::from_secs(120)).await;
+                    Ok(())
+                }
+            });
+        worker.run(std::future::pending()).await;
+        return;
+    }
+    let (server, client, dir) = setup("kill", QueuePatch::default()).await;
+    let id = send(&client, "kill", "important").await;
+    let marker = dir.path().join("started");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_worker_killed_mid_job_loses_nothing_and_the_job_completes_once_elsewhere",
+        ])
+        .env(CHILD_URL, &server.url)
+        .env(CHILD_MARKER, &marker)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until(|| marker.exists()).await;
+    child.kill().unwrap(); // SIGKILL, mid-job
+    child.wait().unwrap();
+
+    let stats = Arc::new(WorkerStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = Worker::builder(client.clone()).queues(["kill"]).stats(stats.clone()).handler(
+        |job| async move {
+            assert_eq!(job.attempt, 2, "delivered again after the dead worker's lease");
+            Ok(())
+        },
+    );
+    let run = tokio::spawn(worker.run(async {
+        let _ = stop_rx.await;
+    }));
+    until(|| get(&stats.succeeded) == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop_tx.send(());
+    run.await.unwrap();
+    let job = client.get_job(id).await.unwrap();
+    assert_eq!((format!("{:?}", job.state).as_str(), job.receive_count), ("Acked", 2));
+    assert_eq!(get(&stats.succeeded), 1, "completed exactly once");
+    assert_eq!(format!("{:?}", job.attempts[0].outcome), "LeaseExpired");
+}
