@@ -33,7 +33,7 @@ pub use redrive_core::broker::{
     AckResult, DeadFilter, DeadInfo, DeadPage, Delivery, Enqueued, FailRequest, FailResult,
     JobInfo, NewJob, QueueInfo, QueueStats, RedriveRequest, RedriveResult,
 };
-pub use redrive_core::{JobId, Priority, QueueConfig, QueuePatch};
+pub use redrive_core::{Backoff, JobId, Priority, QueueConfig, QueuePatch};
 
 /// Tries of one idempotent call, the first included.
 pub const TRIES_MAX: u32 = 3;
