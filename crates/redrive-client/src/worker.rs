@@ -19,10 +19,14 @@
 //! # }
 //! ```
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use redrive_core::broker::{Delivery, FailRequest};
@@ -35,7 +39,7 @@ use tracing::Instrument;
 use crate::{Client, Error, ReceiveOptions};
 
 /// Receipts acked in one request at most, and how long a receipt waits for companions.
-const ACK_BATCH_MAX: usize = 100;
+const ACK_BATCH_MAX: usize = redrive_core::limits::ACK_BATCH_COUNT_MAX;
 const ACK_LINGER_MS: u64 = 5;
 /// Long-poll wait of one fetch.
 const FETCH_WAIT_MS: u64 = 5_000;
@@ -265,7 +269,8 @@ where
                 _ = &mut shutdown => break,
                 p = slots.clone().acquire_many_owned(1) => p.expect("semaphore open"),
             };
-            let free = 1 + slots.available_permits();
+            let free = (1 + slots.available_permits())
+                .min(redrive_core::limits::RECEIVE_BATCH_COUNT_MAX as usize);
             let opts = ReceiveOptions { max: Some(free as u32), ..opts.clone() };
             let fetched = tokio::select! {
                 _ = &mut shutdown => break,
@@ -280,6 +285,8 @@ where
                 }
             };
             drop(permit);
+            // Reap finished jobs: a JoinSet keeps them until joined.
+            while running.try_join_next().is_some() {}
             held.retain(|(h, _)| !h.is_finished());
             for d in jobs {
                 let permit =
@@ -327,9 +334,6 @@ where
     async move {
         shared.stats.started.fetch_add(1, Ordering::Relaxed);
         let lost = Arc::new(AtomicBool::new(false));
-        let heartbeat = shared.heartbeats.then(|| {
-            AbortOnDrop(tokio::spawn(heartbeat(shared.clone(), d.receipt.clone(), lost.clone())))
-        });
         let ctx = JobContext {
             id: d.id,
             queue: d.queue.clone(),
@@ -340,9 +344,20 @@ where
             traceparent: d.traceparent,
         };
         let started = std::time::Instant::now();
-        // The handler runs in its own task so a panic is caught as a JoinError, with its message.
-        let mut task = AbortOnDrop(tokio::spawn((handler)(ctx)));
-        let outcome = (&mut task.0).await;
+        let mut task = CatchUnwind(Box::pin((handler)(ctx)));
+        // Most jobs end within a third of their lease: the heartbeat task only starts if not.
+        let mut heartbeat = None;
+        let first_beat = tokio::time::sleep(Duration::from_millis((shared.lease_ms / 3).max(1)));
+        tokio::pin!(first_beat);
+        let outcome = loop {
+            tokio::select! {
+                out = &mut task => break out,
+                () = &mut first_beat, if shared.heartbeats && heartbeat.is_none() => {
+                    let beat = self::heartbeat(shared.clone(), d.receipt.clone(), lost.clone());
+                    heartbeat = Some(AbortOnDrop(tokio::spawn(beat)));
+                }
+            }
+        };
         shared.stats.handler_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         drop(heartbeat);
         if lost.load(Ordering::Relaxed) {
@@ -357,9 +372,9 @@ where
                 return;
             }
             Ok(Err(e)) => e,
-            Err(join) => {
+            Err(payload) => {
                 shared.stats.panicked.fetch_add(1, Ordering::Relaxed);
-                JobError::new("panic", panic_message(join))
+                JobError::new("panic", panic_message(payload))
             }
         };
         shared.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -381,8 +396,7 @@ where
     .await
 }
 
-/// Aborts a spawned task when dropped, so a job cancelled at shutdown stops its handler and its
-/// heartbeat too.
+/// Aborts a spawned task when dropped, so a job cancelled at shutdown stops its heartbeat too.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
@@ -391,11 +405,23 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-fn panic_message(e: tokio::task::JoinError) -> String {
-    if !e.is_panic() {
-        return "the handler was cancelled".into();
+/// Polls a future, turning a panic inside it into an `Err` with the panic's payload.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
     }
-    let payload = e.into_panic();
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

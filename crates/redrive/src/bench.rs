@@ -26,7 +26,7 @@ use crate::cli::table::Fields;
 /// Long poll of the consumers: short, so they notice the end of the run quickly.
 const RECEIVE_WAIT_MS: u64 = 1_000;
 /// Lease of received jobs: long enough that none expires while its ack is batched.
-const LEASE_MS: u64 = 60_000;
+pub(crate) const LEASE_MS: u64 = 60_000;
 /// Pause before retrying a call the server shed (503/429).
 const SHED_PAUSE_MS: u64 = 10;
 /// Timeout of one call during the run, and the slack after `--timeout-s` for tasks to stop.
@@ -35,37 +35,41 @@ const STOP_GRACE_MS: u64 = CALL_TIMEOUT_MS + RECEIVE_WAIT_MS + 2_000;
 /// How long a started server gets to print its address.
 const SERVER_START_TIMEOUT_MS: u64 = 30_000;
 /// Latencies are recorded in µs, up to an hour; larger values are clamped.
-const LATENCY_MAX_US: u64 = 3_600_000_000;
+pub(crate) const LATENCY_MAX_US: u64 = 3_600_000_000;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Concurrent enqueuers
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    producers: u32,
+    pub(crate) producers: u32,
     /// Concurrent receive-and-ack loops
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    consumers: u32,
+    pub(crate) consumers: u32,
     /// Jobs to run through, in total
     #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
-    jobs: u64,
+    pub(crate) jobs: u64,
     /// Jobs per enqueue request, and most jobs per receive
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    batch: u32,
+    pub(crate) batch: u32,
     /// Receipts per ack request [default: --batch]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     ack_batch: Option<u32>,
     /// Size of each job body
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(..=i64::from(MESSAGE_SIZE_MAX_BYTES)))]
-    body_bytes: u32,
+    pub(crate) body_bytes: u32,
     /// Total enqueue rate in jobs/s, paced steadily; 0 = as fast as possible
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// Queue to use (created if needed, purged first)
     #[arg(long, default_value = "bench")]
-    queue: String,
+    pub(crate) queue: String,
     /// Stop and report after this long even if jobs are left
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
+    /// Use the SDK on both sides: a batching `Producer` (producers × batch concurrent sends) and
+    /// a `Worker` with a no-op handler (concurrency consumers × batch), as an application would
+    #[arg(long)]
+    sdk: bool,
 }
 
 /// One run's result: the `--json` output.
@@ -97,17 +101,17 @@ struct Report {
 }
 
 /// What producers and consumers share.
-struct Run {
-    client: Client,
-    queue: String,
-    jobs: u64,
-    start: Instant,
+pub(crate) struct Run {
+    pub(crate) client: Client,
+    pub(crate) queue: String,
+    pub(crate) jobs: u64,
+    pub(crate) start: Instant,
     deadline: Instant,
-    acked: AtomicU64,
-    stale: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) stale: AtomicU64,
     shed: AtomicU64,
     /// Set when the last job is acked: the end-to-end time.
-    done_at: OnceLock<Duration>,
+    pub(crate) done_at: OnceLock<Duration>,
     /// Set on the first task error, so the others stop instead of waiting for the deadline.
     stop: AtomicBool,
     /// Woken when the run is over early (all acked, or an error): ends consumers' long polls.
@@ -115,7 +119,7 @@ struct Run {
 }
 
 impl Run {
-    fn over(&self) -> bool {
+    pub(crate) fn over(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
             || self.done_at.get().is_some()
             || Instant::now() >= self.deadline
@@ -179,6 +183,11 @@ async fn bench(
         ended: Notify::new(),
     });
     let ack_batch = args.ack_batch.unwrap_or(args.batch) as usize;
+    if args.sdk {
+        let (enqueued, enqueue_end, latency) = crate::bench_sdk::run(run.clone(), args).await?;
+        let counts = Counts { enqueued, enqueue_end, ack_batch };
+        return Ok((report(&run, args, server, start, counts, &latency), None));
+    }
     let consumers: Vec<_> = (0..args.consumers)
         .map(|i| tokio::spawn(guarded(run.clone(), consume(run.clone(), i, args.batch, ack_batch))))
         .collect();
@@ -203,12 +212,32 @@ async fn bench(
             Err(e) => error = error.or(Some(e)),
         }
     }
+    let counts = Counts { enqueued, enqueue_end, ack_batch };
+    Ok((report(&run, args, server, start, counts, &latency), error))
+}
+
+/// What the producers did, for the report.
+struct Counts {
+    enqueued: u64,
+    enqueue_end: Duration,
+    ack_batch: usize,
+}
+
+fn report(
+    run: &Run,
+    args: &BenchArgs,
+    server: &Server,
+    start: Instant,
+    counts: Counts,
+    latency: &Histogram<u64>,
+) -> Report {
+    let Counts { enqueued, enqueue_end, ack_batch } = counts;
     let elapsed = run.done_at.get().copied().unwrap_or_else(|| start.elapsed());
     let acked = run.acked.load(Ordering::Relaxed);
     let secs = elapsed.as_secs_f64().max(1e-9);
     let enqueue_secs = enqueue_end.as_secs_f64().max(1e-9);
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
-    let report = Report {
+    Report {
         server: server.describe(),
         queue: args.queue.clone(),
         producers: args.producers,
@@ -232,8 +261,7 @@ async fn bench(
         latency_max_ms: latency.max() as f64 / 1000.0,
         shed_retries: run.shed.load(Ordering::Relaxed),
         stale_acks: run.stale.load(Ordering::Relaxed),
-    };
-    Ok((report, error))
+    }
 }
 
 /// Runs a task; on error, tells the others to stop.
@@ -366,7 +394,7 @@ async fn ack(run: &Run, receipts: &mut Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 

@@ -9,6 +9,7 @@
 //! Errors end the process with exit code 1 and one line on stderr; usage errors exit with 2.
 
 mod bench;
+mod bench_sdk;
 mod cli;
 mod serve;
 
