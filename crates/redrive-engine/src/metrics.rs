@@ -31,18 +31,9 @@ pub const LATENCY_BOUNDS_MS: &[u64] =
 pub const FSYNC_BOUNDS_US: &[u64] =
     &[50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
 
+/// Engine-wide figures; per-queue lifetime totals live in each queue (`QueueTotals`).
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    pub enqueued: u64,
-    pub duplicates: u64,
-    pub delivered: u64,
-    pub acked: u64,
-    pub failed: u64,
-    pub lease_expired: u64,
-    pub dead_lettered: u64,
-    pub expired: u64,
-    pub purged: u64,
-    pub redriven: u64,
     pub completed_evicted: u64,
     pub batches: u64,
     pub batch_requests: u64,
@@ -56,16 +47,6 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
-            enqueued: 0,
-            duplicates: 0,
-            delivered: 0,
-            acked: 0,
-            failed: 0,
-            lease_expired: 0,
-            dead_lettered: 0,
-            expired: 0,
-            purged: 0,
-            redriven: 0,
             completed_evicted: 0,
             batches: 0,
             batch_requests: 0,

@@ -19,12 +19,6 @@ pub struct HttpMetrics {
     by_class: [AtomicU64; 5],
 }
 
-impl HttpMetrics {
-    pub fn total(&self) -> u64 {
-        self.by_class.iter().map(|c| c.load(Ordering::Relaxed)).sum()
-    }
-}
-
 pub async fn count(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let class = (resp.status().as_u16() / 100).clamp(1, 5) as usize - 1;

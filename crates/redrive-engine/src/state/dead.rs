@@ -147,9 +147,7 @@ impl Store {
         let target = to.unwrap_or(if m.source_qid != QID_NONE { m.source_qid } else { m.qid });
         let tq = self.queues.get_mut(&target).expect("checked");
         tq.totals.redriven += 1;
-        let retention = tq.config.retention_ms;
-        self.metrics.redriven += 1;
-        self.update(id, |m, x| {
+        self.update(id, |m, _| {
             m.qid = target;
             m.state = if delay > 0 { JobState::Delayed } else { JobState::Ready } as u8;
             m.visible_at = now + delay;
@@ -159,9 +157,8 @@ impl Store {
             m.receive_count = 0;
             m.redrive_count += 1;
             m.redriven_from_qid = from;
-            // Retention restarts at the redrive (see `expiry_of`).
+            // Retention restarts at the redrive (`expiry_of`).
             m.completed_at = now;
-            x.expires_at = now + retention;
         })
     }
 
@@ -183,7 +180,6 @@ impl Store {
         }
         let n = ids.len() as u64;
         self.queues.get_mut(&qid).expect("exists").totals.purged += n;
-        self.metrics.purged += n;
         Ok(n)
     }
 }

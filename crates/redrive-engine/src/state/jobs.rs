@@ -96,7 +96,6 @@ impl Store {
             if let Some(d) = self.dedup.get(&(qid, Box::from(key))) {
                 if d.expires_at > now {
                     q.totals.duplicates += 1;
-                    self.metrics.duplicates += 1;
                     return Ok(Enqueued { id: JobId(d.id), duplicate: true });
                 }
             }
@@ -115,10 +114,9 @@ impl Store {
             redriven_from_qid: QID_NONE,
             ..Meta::default()
         };
-        let expires_at = now + q.config.retention_ms;
+        let expires_at = super::expiry_of(&meta, &q.config);
         let dedup_window = q.config.dedup_window_ms;
         q.totals.enqueued += 1;
-        self.metrics.enqueued += 1;
         let job = c.job;
         let loc = self
             .wal
@@ -193,7 +191,7 @@ impl Store {
             }
             let first = job.meta.first_received_at == 0;
             let waited = now.saturating_sub(job.meta.visible_at);
-            self.update(id, |m, x| {
+            self.update(id, |m, w| {
                 m.state = JobState::Leased as u8;
                 m.epoch += 1;
                 m.receive_count += 1;
@@ -202,10 +200,9 @@ impl Store {
                 }
                 m.leased_at = now;
                 m.visible_at = now + lease;
-                x.worker = worker;
+                *w = worker;
             })?;
             self.metrics.start_latency_ms.record(waited);
-            self.metrics.delivered += 1;
             self.queues.get_mut(&qid).expect("exists").totals.delivered += 1;
             out.push(self.delivery(id)?);
         }
@@ -286,13 +283,10 @@ impl Store {
         let qid = self.jobs[&id].meta.qid;
         let q = self.queues.get_mut(&qid).expect("job's queue exists");
         q.totals.acked += 1;
-        let forget_at = now + q.config.completed_retention_ms;
-        self.metrics.acked += 1;
-        self.update(id, |m, x| {
+        self.update(id, |m, _| {
             m.state = JobState::Acked as u8;
             m.completed_at = now;
             m.visible_at = now;
-            x.expires_at = forget_at;
         })?;
         self.completed_order.push_back(id);
         // The body is no longer needed; only its dedup entry (if any) may still hold the record.
@@ -319,7 +313,6 @@ impl Store {
         let qid = m.qid;
         let q = self.queues.get_mut(&qid).expect("exists");
         q.totals.failed += 1;
-        self.metrics.failed += 1;
         let max_attempts = super::max_attempts_of(&m, &q.config);
         let failures = m.failures + 1;
         let backoff = q.config.backoff;
@@ -386,14 +379,11 @@ impl Store {
         let m = self.jobs[&id].meta;
         let q = self.queues.get_mut(&m.qid).expect("job's queue exists");
         q.totals.dead_lettered += 1;
-        self.metrics.dead_lettered += 1;
         let dlq = q.config.dead_letter_queue.as_ref().and_then(|d| self.queue_ids.get(d).copied());
-        // Retention counts from the death, in the queue the job ends up in (see `expiry_of`).
-        let retention = self.queues[&dlq.unwrap_or(m.qid)].config.retention_ms;
-        self.update(id, |m, x| {
+        // Retention now counts from the death, in the queue the job ends up in (`expiry_of`).
+        self.update(id, |m, _| {
             m.dead_reason = reason as u8;
             m.completed_at = now;
-            x.expires_at = now + retention;
             match dlq {
                 Some(dlq) => {
                     if m.source_qid == QID_NONE {

@@ -139,7 +139,7 @@ impl Store {
     fn unplace(&mut self, id: u128) {
         let job = &self.jobs[&id];
         let m = job.meta;
-        let state = JobState::from_u8(m.state).expect("valid state");
+        let state = state_of(&m);
         match state {
             JobState::Delayed | JobState::Leased => {
                 self.timers.remove(&(m.visible_at, id));
@@ -169,7 +169,7 @@ impl Store {
     fn place(&mut self, id: u128) {
         let job = &self.jobs[&id];
         let m = job.meta;
-        let state = JobState::from_u8(m.state).expect("valid state");
+        let state = state_of(&m);
         match state {
             JobState::Delayed | JobState::Leased => {
                 self.timers.insert((m.visible_at, id));
@@ -207,23 +207,23 @@ impl Store {
         Ok(())
     }
 
-    /// Applies `change` to a job's metadata with the index discipline, bumps its version and logs it.
+    /// Applies `change` to a job's metadata (and interned worker) with the index discipline,
+    /// bumps its version and logs it. The retention deadline follows from the new metadata.
     pub(crate) fn update(
         &mut self,
         id: u128,
-        change: impl FnOnce(&mut Meta, &mut JobExtra),
+        change: impl FnOnce(&mut Meta, &mut u32),
     ) -> Result<()> {
         self.unplace(id);
         let job = self.jobs.get_mut(&id).expect("updating a job that exists");
-        let old_expiry = job.expires_at;
-        let mut extra = JobExtra { worker: job.worker, expires_at: job.expires_at };
-        change(&mut job.meta, &mut extra);
+        change(&mut job.meta, &mut job.worker);
         job.meta.version += 1;
-        job.worker = extra.worker;
-        job.expires_at = extra.expires_at;
-        if old_expiry != extra.expires_at {
+        let old_expiry = job.expires_at;
+        let config = &self.queues.get(&job.meta.qid).expect("job's queue exists").config;
+        job.expires_at = expiry_of(&job.meta, config);
+        if old_expiry != job.expires_at {
             self.expiry.remove(&(old_expiry, id));
-            self.expiry.insert((extra.expires_at, id));
+            self.expiry.insert((job.expires_at, id));
         }
         self.place(id);
         self.log_meta(id)
@@ -333,12 +333,6 @@ impl Store {
     pub fn wal_size(&self) -> (u64, usize) {
         (self.wal.total_bytes(), self.wal.segment_count())
     }
-}
-
-/// The non-metadata fields an update may change alongside the metadata.
-pub struct JobExtra {
-    pub worker: u32,
-    pub expires_at: u64,
 }
 
 /// When a job's time in its queue ends: retention counts from enqueue, or for a dead job from

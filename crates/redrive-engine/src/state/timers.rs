@@ -87,7 +87,6 @@ impl Store {
         let m = self.jobs[&id].meta;
         let q = self.queues.get_mut(&m.qid).expect("job's queue exists");
         q.totals.lease_expired += 1;
-        self.metrics.lease_expired += 1;
         let max = super::max_attempts_of(&m, &q.config);
         let failures = m.failures + 1;
         if max.is_some() {
@@ -106,7 +105,6 @@ impl Store {
         let m = self.jobs[&id].meta;
         let q = self.queues.get_mut(&m.qid).expect("job's queue exists");
         q.totals.expired += 1;
-        self.metrics.expired += 1;
         if m.dead_reason == 0 && q.config.dead_letter_queue.is_some() {
             return self.die(id, DeadReason::Expired, now);
         }
