@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::start;
 use redrive_client::producer::Producer;
-use redrive_client::worker::{JobError, Worker, WorkerStats};
+use redrive_client::worker::{JobContext, JobError, Runner, Worker, WorkerStats};
 use redrive_client::{Client, JobId, NewJob, QueuePatch, ReceiveOptions};
 
 async fn setup(name: &str, patch: QueuePatch) -> (common::Server, Client, tempfile::TempDir) {
@@ -37,6 +37,32 @@ async fn until(cond: impl Fn() -> bool) {
     panic!("condition not reached in 20 s");
 }
 
+/// A worker running in the background until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Arc<WorkerStats>>,
+}
+
+fn spawn<F, Fut>(worker: Runner<F>) -> Running
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), JobError>> + Send + 'static,
+{
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(worker.run(async {
+        let _ = rx.await;
+    }));
+    Running { stop, task }
+}
+
+impl Running {
+    /// Signals a graceful stop and waits for it; returns the worker's counters.
+    async fn stop(self) -> Arc<WorkerStats> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
+}
+
 fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
 }
@@ -46,7 +72,6 @@ async fn a_job_three_times_longer_than_its_lease_completes_once_with_heartbeats(
     let (_s, client, _d) = setup("long", QueuePatch::default()).await;
     let id = send(&client, "long", "slow").await;
     let stats = Arc::new(WorkerStats::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::builder(client.clone())
         .queues(["long"])
         .lease(Duration::from_millis(600))
@@ -55,13 +80,10 @@ async fn a_job_three_times_longer_than_its_lease_completes_once_with_heartbeats(
             tokio::time::sleep(Duration::from_millis(1800)).await;
             Ok(())
         });
-    let run = tokio::spawn(worker.run(async {
-        let _ = stop_rx.await;
-    }));
+    let run = spawn(worker);
     until(|| get(&stats.succeeded) == 1).await;
     tokio::time::sleep(Duration::from_millis(100)).await; // the batched ack
-    let _ = stop_tx.send(());
-    run.await.unwrap();
+    run.stop().await;
     let job = client.get_job(id).await.unwrap();
     assert_eq!(format!("{:?}", job.state), "Acked");
     assert_eq!(job.receive_count, 1, "never redelivered");
@@ -74,7 +96,6 @@ async fn without_heartbeats_the_job_is_redelivered_and_the_late_ack_is_refused()
     let (_s, client, _d) = setup("nohb", QueuePatch::default()).await;
     let id = send(&client, "nohb", "slow once").await;
     let stats = Arc::new(WorkerStats::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::builder(client.clone())
         .queues(["nohb"])
         .concurrency(2)
@@ -87,12 +108,9 @@ async fn without_heartbeats_the_job_is_redelivered_and_the_late_ack_is_refused()
             }
             Ok(())
         });
-    let run = tokio::spawn(worker.run(async {
-        let _ = stop_rx.await;
-    }));
+    let run = spawn(worker);
     until(|| get(&stats.lost_leases) == 1 && get(&stats.succeeded) == 1).await;
-    let _ = stop_tx.send(());
-    run.await.unwrap();
+    run.stop().await;
     let job = client.get_job(id).await.unwrap();
     assert_eq!((format!("{:?}", job.state).as_str(), job.receive_count), ("Acked", 2));
     assert_eq!(format!("{:?}", job.attempts[0].outcome), "LeaseExpired");
@@ -104,7 +122,6 @@ async fn a_panicking_handler_is_reported_with_its_message() {
     let (_s, client, _d) = setup("panics", patch).await;
     let id = send(&client, "panics", "x").await;
     let stats = Arc::new(WorkerStats::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::builder(client.clone()).queues(["panics"]).stats(stats.clone()).handler(
         |_job| async {
             if true {
@@ -113,13 +130,10 @@ async fn a_panicking_handler_is_reported_with_its_message() {
             Ok::<(), JobError>(())
         },
     );
-    let run = tokio::spawn(worker.run(async {
-        let _ = stop_rx.await;
-    }));
+    let run = spawn(worker);
     until(|| get(&stats.panicked) == 1 && get(&stats.failed) == 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = stop_tx.send(());
-    run.await.unwrap();
+    run.stop().await;
     let job = client.get_job(id).await.unwrap();
     let err = job.attempts[0].error.as_ref().expect("the attempt has an error");
     assert_eq!(err.kind, "panic");
@@ -134,7 +148,6 @@ async fn graceful_stop_with_100_jobs_in_flight_releases_them_for_immediate_picku
         (0..100).map(|i| NewJob { body: format!("{i}"), ..NewJob::default() }).collect();
     client.enqueue("busy", &jobs).await.unwrap();
     let stats = Arc::new(WorkerStats::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::builder(client.clone())
         .queues(["busy"])
         .concurrency(100)
@@ -145,12 +158,9 @@ async fn graceful_stop_with_100_jobs_in_flight_releases_them_for_immediate_picku
             tokio::time::sleep(Duration::from_secs(120)).await;
             Ok(())
         });
-    let run = tokio::spawn(worker.run(async {
-        let _ = stop_rx.await;
-    }));
+    let run = spawn(worker);
     until(|| get(&stats.started) == 100).await;
-    let _ = stop_tx.send(());
-    let stats = run.await.unwrap();
+    let stats = run.stop().await;
     assert_eq!((get(&stats.released), get(&stats.succeeded)), (100, 0));
     let opts = ReceiveOptions { max: Some(100), wait_ms: Some(0), ..ReceiveOptions::default() };
     let again = client.receive("busy", &opts).await.unwrap();
@@ -229,20 +239,16 @@ async fn a_worker_killed_mid_job_loses_nothing_and_the_job_completes_once_elsewh
     child.wait().unwrap();
 
     let stats = Arc::new(WorkerStats::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let worker = Worker::builder(client.clone()).queues(["kill"]).stats(stats.clone()).handler(
         |job| async move {
             assert_eq!(job.attempt, 2, "delivered again after the dead worker's lease");
             Ok(())
         },
     );
-    let run = tokio::spawn(worker.run(async {
-        let _ = stop_rx.await;
-    }));
+    let run = spawn(worker);
     until(|| get(&stats.succeeded) == 1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let _ = stop_tx.send(());
-    run.await.unwrap();
+    run.stop().await;
     let job = client.get_job(id).await.unwrap();
     assert_eq!((format!("{:?}", job.state).as_str(), job.receive_count), ("Acked", 2));
     assert_eq!(get(&stats.succeeded), 1, "completed exactly once");
