@@ -20,23 +20,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     client.put_queue("images", &QueuePatch::default()).await?;
 
     let producer = Producer::new(client.clone());
+    // Nightly re-encodes first, uploads' thumbnails after: priority decides what runs first.
+    let work = (0..3)
+        .map(|i| (format!("reencode archive/{i}.tiff"), Priority::Low))
+        .chain((0..3).map(|i| (format!("thumbnail upload/{i}.jpg"), Priority::High)));
     let mut sent = 0;
-    for i in 0..3 {
-        let job = NewJob {
-            body: format!("reencode archive/{i}.tiff"),
-            priority: Some(Priority::Low),
-            ..NewJob::default()
-        };
-        producer.send("images", job).await?;
-        sent += 1;
-    }
-    for i in 0..3 {
-        let job = NewJob {
-            body: format!("thumbnail upload/{i}.jpg"),
-            priority: Some(Priority::High),
-            ..NewJob::default()
-        };
-        producer.send("images", job).await?;
+    for (body, priority) in work {
+        producer
+            .send("images", NewJob { body, priority: Some(priority), ..NewJob::default() })
+            .await?;
         sent += 1;
     }
 
