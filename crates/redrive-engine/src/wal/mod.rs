@@ -259,6 +259,14 @@ impl Wal {
         self.storage.sync_dir()
     }
 
+    /// Writes appended records unless the log is poisoned; a failed write poisons it.
+    fn write_checked(&mut self) -> Result<(), String> {
+        if let Some(p) = self.poisoned.get() {
+            return Err(p.clone());
+        }
+        self.write_buf().map_err(|e| self.poison("write", &e))
+    }
+
     fn write_buf(&mut self) -> io::Result<()> {
         if self.written == self.mem.len() {
             return Ok(());
@@ -273,12 +281,7 @@ impl Wal {
     /// Writes buffered records and makes them durable per `durability`. Returns the fsync time in
     /// microseconds when one happened.
     pub fn commit(&mut self, durability: Durability, now_ms: u64) -> Result<Option<u64>, String> {
-        if let Some(p) = self.poisoned.get() {
-            return Err(p.clone());
-        }
-        if let Err(e) = self.write_buf() {
-            return Err(self.poison("write", &e));
-        }
+        self.write_checked()?;
         let due = match durability {
             Durability::Sync => self.unsynced,
             Durability::Relaxed { interval_ms } => {
@@ -300,12 +303,7 @@ impl Wal {
     /// Writes appended records (to the page cache) and returns a handle through which another
     /// thread makes them durable, or `None` when nothing new was written since the last call.
     pub fn write_for_sync(&mut self) -> Result<Option<Arc<dyn SyncHandle>>, String> {
-        if let Some(p) = self.poisoned.get() {
-            return Err(p.clone());
-        }
-        if let Err(e) = self.write_buf() {
-            return Err(self.poison("write", &e));
-        }
+        self.write_checked()?;
         if !std::mem::take(&mut self.unsynced) {
             return Ok(None);
         }
@@ -314,12 +312,7 @@ impl Wal {
 
     /// Writes and fsyncs the active segment now, whatever was handed to other threads.
     pub fn sync_now(&mut self) -> Result<(), String> {
-        if let Some(p) = self.poisoned.get() {
-            return Err(p.clone());
-        }
-        if let Err(e) = self.write_buf() {
-            return Err(self.poison("write", &e));
-        }
+        self.write_checked()?;
         if let Err(e) = self.segments.get_mut(&self.active).expect("active").file.sync() {
             return Err(self.poison("fsync", &e));
         }
