@@ -30,6 +30,10 @@ pub struct NewJob {
     pub max_attempts: Option<u32>,
     #[serde(default)]
     pub traceparent: Option<String>,
+    /// Ordering group: on a FIFO queue, jobs of one group are delivered in enqueue order and
+    /// only one receive's worth of a group is leased at a time (SQS `MessageGroupId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,9 +70,13 @@ pub struct Delivery {
     #[serde(with = "crate::time::rfc3339")]
     pub enqueued_at: u64,
     #[serde(with = "crate::time::rfc3339")]
+    pub first_received_at: u64,
+    #[serde(with = "crate::time::rfc3339")]
     pub lease_expires_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead: Option<DeadInfo>,
 }

@@ -18,6 +18,8 @@ pub const ATTRIBUTE_KEY_BYTES_MAX: usize = 256;
 pub const ATTRIBUTE_VALUE_BYTES_MAX: usize = 4096;
 /// Idempotency keys, worker ids and `traceparent` values.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+/// An ordering group (SQS `MessageGroupId`: 128).
+pub const GROUP_BYTES_MAX: usize = 128;
 pub const WORKER_ID_BYTES_MAX: usize = 128;
 pub const TRACEPARENT_BYTES_MAX: usize = 128;
 

@@ -258,6 +258,10 @@ impl FromStr for Receipt {
     }
 }
 
+/// The attribute key under which a job's ordering group is stored. `:` cannot occur in SQS
+/// message attribute names, so it never collides with one.
+pub const GROUP_ATTRIBUTE: &str = "redrive:group";
+
 /// Checks a queue name: `[A-Za-z0-9_-]{1,80}`, with an optional `.fifo` suffix inside the 80.
 pub fn valid_queue_name(name: &str) -> bool {
     let stem = name.strip_suffix(".fifo").unwrap_or(name);

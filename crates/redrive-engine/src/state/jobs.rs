@@ -7,7 +7,7 @@ use redrive_core::broker::{
     AckResult, DeadInfo, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob,
 };
 use redrive_core::model::{
-    Attempt, DeadReason, ErrorInfo, JobId, JobState, Outcome, Priority, Receipt,
+    Attempt, DeadReason, ErrorInfo, JobId, JobState, Outcome, Priority, Receipt, GROUP_ATTRIBUTE,
 };
 use redrive_core::{limits, Error, Result};
 
@@ -73,7 +73,10 @@ impl Store {
                     (None, Some(t)) => t.max(now),
                     (None, None) => now + config.delay_ms,
                 };
-                Ok(Checked { job, priority: job.priority.unwrap_or_default(), visible_at })
+                // A FIFO queue orders by enqueue time alone.
+                let priority =
+                    if config.fifo { Priority::Standard } else { job.priority.unwrap_or_default() };
+                Ok(Checked { job, priority, visible_at })
             })
             .collect()
     }
@@ -118,10 +121,20 @@ impl Store {
         let dedup_window = q.config.dedup_window_ms;
         q.totals.enqueued += 1;
         let job = c.job;
+        let grouped;
+        let attributes = match &job.group {
+            Some(g) => {
+                let mut a = job.attributes.clone();
+                a.insert(GROUP_ATTRIBUTE.to_owned(), g.clone());
+                grouped = a;
+                &grouped
+            }
+            None => &job.attributes,
+        };
         let loc = self
             .wal
             .append(|e| {
-                e.enqueue(id, &meta, key, job.traceparent.as_deref(), &job.attributes, &job.body)
+                e.enqueue(id, &meta, key, job.traceparent.as_deref(), attributes, &job.body)
             })
             .map_err(Error::Poisoned)?;
         self.wal.hold(loc, 2); // body and metadata
@@ -136,6 +149,7 @@ impl Store {
                 attempts_total: 0,
                 expires_at,
                 keyed: key.is_some(),
+                group: group_hash(job.group.as_deref()),
             },
         );
         self.index(id);
@@ -164,6 +178,8 @@ impl Store {
     ) -> Result<()> {
         self.writable()?;
         let worker = self.intern_worker(worker);
+        // FIFO: groups this receive has leased from, which it may go on taking from.
+        let mut batch_groups: Vec<u64> = Vec::new();
         while out.len() < max {
             let q = &self.queues[&qid];
             if q.counts[JobState::Leased as usize] as usize >= limits::INFLIGHT_PER_QUEUE_MAX {
@@ -175,7 +191,12 @@ impl Store {
                 }
                 break;
             }
-            let Some(id) = next_ready(q, now) else { break };
+            let next = if q.config.fifo {
+                next_ready_fifo(q, &batch_groups, &self.jobs)
+            } else {
+                next_ready(q, now)
+            };
+            let Some(id) = next else { break };
             let (lease, max_receives) =
                 (lease_ms.unwrap_or(q.config.visibility_timeout_ms), q.config.max_receive_count);
             let job = &self.jobs[&id];
@@ -202,6 +223,10 @@ impl Store {
                 m.visible_at = now + lease;
                 *w = worker;
             })?;
+            let group = self.jobs[&id].group;
+            if group != 0 && !batch_groups.contains(&group) {
+                batch_groups.push(group);
+            }
             self.metrics.start_latency_ms.record(waited);
             self.queues.get_mut(&qid).expect("exists").totals.delivered += 1;
             out.push(self.delivery(id)?);
@@ -212,14 +237,17 @@ impl Store {
     fn delivery(&self, id: u128) -> Result<Delivery> {
         let job = &self.jobs[&id];
         let m = job.meta;
-        let Record::Enqueue(e) = self.read_body(job)? else {
+        let Record::Enqueue(mut e) = self.read_body(job)? else {
             unreachable!("read_body returns enqueue records")
         };
+        let group = e.attributes.remove(GROUP_ATTRIBUTE);
         Ok(Delivery {
             id: JobId(id),
             queue: self.queue_name(m.qid),
             body: e.body,
             attributes: e.attributes,
+            group,
+            first_received_at: m.first_received_at,
             priority: Priority::from_u8(m.priority).expect("valid"),
             receipt: Receipt { id: JobId(id), epoch: m.epoch }.encode(),
             attempt: m.receive_count,
@@ -488,7 +516,32 @@ fn next_ready(q: &super::Queue, now: u64) -> Option<u128> {
     best.map(|(_, _, id)| id)
 }
 
+/// The next job of a FIFO queue: the oldest ready job whose group has nothing leased, or whose
+/// group this receive is already taking from.
+fn next_ready_fifo(
+    q: &super::Queue,
+    batch_groups: &[u64],
+    jobs: &super::table::JobTable,
+) -> Option<u128> {
+    q.ready.iter().find_map(|set| {
+        set.iter().map(|&(_, id)| id).find(|id| {
+            let g = jobs[id].group;
+            g == 0 || batch_groups.contains(&g) || !q.inflight_groups.contains_key(&g)
+        })
+    })
+}
+
+/// A job's ordering group as the in-memory key (0 = none). A collision only makes two groups
+/// wait for each other, never breaks an order.
+pub(crate) fn group_hash(group: Option<&str>) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    group.map_or(0, |g| BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(g).max(1))
+}
+
 fn check_job_fields(job: &NewJob) -> Result<()> {
+    if job.group.as_ref().is_some_and(|g| g.is_empty() || g.len() > limits::GROUP_BYTES_MAX) {
+        return Err(Error::invalid("group", format!("1 to {} bytes", limits::GROUP_BYTES_MAX)));
+    }
     if job
         .idempotency_key
         .as_ref()

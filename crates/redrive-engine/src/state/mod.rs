@@ -51,6 +51,8 @@ pub struct Job {
     /// Enqueued with an idempotency key: its enqueue record may outlive it (held by the dedup
     /// entry), so forgetting it needs a tombstone.
     pub keyed: bool,
+    /// Ordering group key (0 = none), see `jobs::group_hash`.
+    pub group: u64,
 }
 
 impl Job {
@@ -65,6 +67,7 @@ impl Job {
             attempts_total: 0,
             expires_at: 0,
             keyed: false,
+            group: 0,
         }
     }
 }
@@ -143,10 +146,15 @@ impl Store {
         match state {
             JobState::Delayed | JobState::Leased => {
                 self.timers.remove(&(m.visible_at, id));
+                if state == JobState::Leased && job.group != 0 {
+                    if let Some(q) = self.queues.get_mut(&m.qid) {
+                        q.release_group(job.group);
+                    }
+                }
             }
             JobState::Ready => {
                 if let Some(q) = self.queues.get_mut(&m.qid) {
-                    q.ready[m.priority as usize].remove(&(m.visible_at, id));
+                    q.ready[m.priority as usize].remove(&(q.ready_since(&m), id));
                 }
             }
             JobState::Acked => self.completed -= 1,
@@ -173,10 +181,15 @@ impl Store {
         match state {
             JobState::Delayed | JobState::Leased => {
                 self.timers.insert((m.visible_at, id));
+                if state == JobState::Leased && job.group != 0 {
+                    if let Some(q) = self.queues.get_mut(&m.qid) {
+                        *q.inflight_groups.entry(job.group).or_insert(0) += 1;
+                    }
+                }
             }
             JobState::Ready => {
                 if let Some(q) = self.queues.get_mut(&m.qid) {
-                    q.ready[m.priority as usize].insert((m.visible_at, id));
+                    q.ready[m.priority as usize].insert((q.ready_since(&m), id));
                     if !q.woken {
                         q.woken = true;
                         self.woken.push(m.qid);

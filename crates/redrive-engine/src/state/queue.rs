@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use redrive_core::broker::{PriorityCounts, QueueInfo, QueueStats, QueueTotals, StateCounts};
 use redrive_core::model::valid_queue_name;
 use redrive_core::{limits, Error, QueueConfig, QueuePatch, Result};
+use rustc_hash::FxHashMap;
 
 use super::Store;
 use crate::wal::{Loc, LOC_NONE};
@@ -29,6 +30,8 @@ pub struct Queue {
     pub totals: QueueTotals,
     /// Set while this queue is on the store's woken list.
     pub woken: bool,
+    /// Leased jobs per ordering group (FIFO queues hold back a group while any is leased).
+    pub inflight_groups: FxHashMap<u64, u32>,
     rate_ring: [(u64, u64); RATE_WINDOW_S],
     rate_second: u64,
 }
@@ -48,8 +51,28 @@ impl Queue {
             dead: BTreeSet::new(),
             totals: QueueTotals::default(),
             woken: false,
+            inflight_groups: FxHashMap::default(),
             rate_ring: [(0, 0); RATE_WINDOW_S],
             rate_second: 0,
+        }
+    }
+
+    /// The key a ready job is ordered by: since when it is ready, or on a FIFO queue when it was
+    /// enqueued, so that a job coming back from a lease goes before its group's later jobs.
+    pub fn ready_since(&self, m: &crate::wal::record::Meta) -> u64 {
+        if self.config.fifo {
+            m.enqueued_at
+        } else {
+            m.visible_at
+        }
+    }
+
+    pub fn release_group(&mut self, group: u64) {
+        if let Some(n) = self.inflight_groups.get_mut(&group) {
+            *n -= 1;
+            if *n == 0 {
+                self.inflight_groups.remove(&group);
+            }
         }
     }
 
@@ -124,6 +147,9 @@ impl Store {
         if let Some(&qid) = self.queue_ids.get(name) {
             let q = &self.queues[&qid];
             let config = patch.apply(&q.config)?;
+            if config.fifo != q.config.fifo {
+                return Err(Error::invalid("fifo", "cannot change after the queue is created"));
+            }
             self.check_dlq(name, &config)?;
             if config != q.config {
                 let rekey = config.retention_ms != q.config.retention_ms
@@ -146,6 +172,12 @@ impl Store {
             });
         }
         let mut config = patch.apply(&QueueConfig::default())?;
+        if patch.fifo.is_none() {
+            config.fifo = name.ends_with(".fifo");
+        }
+        if config.fifo != name.ends_with(".fifo") {
+            return Err(Error::invalid("fifo", "FIFO queues, and only they, are named *.fifo"));
+        }
         let auto_dlq = patch.dead_letter_queue.is_none() && !name.ends_with("-dlq") && !config.fifo;
         if auto_dlq {
             let dlq = format!("{name}-dlq");
@@ -191,10 +223,16 @@ impl Store {
                     "a queue cannot be its own dead-letter queue",
                 ));
             }
-            if !self.queue_ids.contains_key(dlq) {
+            let Some(qid) = self.queue_ids.get(dlq) else {
                 return Err(Error::invalid(
                     "dead_letter_queue",
                     format!("queue {dlq:?} does not exist"),
+                ));
+            };
+            if self.queues[qid].config.fifo != config.fifo {
+                return Err(Error::invalid(
+                    "dead_letter_queue",
+                    "a FIFO queue's dead-letter queue must be FIFO, a standard queue's standard",
                 ));
             }
         }

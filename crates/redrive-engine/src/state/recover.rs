@@ -77,6 +77,9 @@ impl Fold {
                     j
                 });
                 job.body_loc = loc;
+                job.group = super::jobs::group_hash(
+                    e.attributes.get(redrive_core::model::GROUP_ATTRIBUTE).map(String::as_str),
+                );
                 if job.meta_loc == LOC_NONE || e.meta.version > job.meta.version {
                     job.meta = e.meta;
                     job.meta_loc = loc;
