@@ -48,6 +48,10 @@ pub struct QueueConfig {
     pub completed_retention_ms: u64,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// SQS attributes that are stored and echoed but not acted on (Policy, RedriveAllowPolicy,
+    /// KMS and SSE settings, DeduplicationScope, FifoThroughputLimit).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sqs_attributes: BTreeMap<String, String>,
 }
 
 impl Default for QueueConfig {
@@ -71,6 +75,7 @@ impl Default for QueueConfig {
             dedup_window_ms: limits::DEDUP_WINDOW_DEFAULT_MS,
             completed_retention_ms: limits::COMPLETED_RETENTION_DEFAULT_MS,
             tags: BTreeMap::new(),
+            sqs_attributes: BTreeMap::new(),
         }
     }
 }
@@ -110,6 +115,8 @@ pub struct QueuePatch {
     pub completed_retention_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqs_attributes: Option<BTreeMap<String, String>>,
 }
 
 /// `Some(None)` for an explicit `null`, `None` (via `default`) for an absent field.
@@ -141,7 +148,8 @@ impl QueuePatch {
             content_based_dedup,
             dedup_window_ms,
             completed_retention_ms,
-            tags
+            tags,
+            sqs_attributes
         );
         c.validate()?;
         Ok(c)

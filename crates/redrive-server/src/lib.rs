@@ -5,6 +5,7 @@
 //! - [`error`]: turning [`redrive_core::Error`] into responses through its one wire table.
 //! - `extract`: the JSON body extractor (size limit and parse errors as API errors).
 //! - `native`: one file per group of native routes.
+//! - `sqs`: the SQS API (JSON 1.0 and Query protocols) over the same queues.
 //! - `metrics`: the `/metrics` page.
 //! - [`serve`]: the listener, the request limits and graceful shutdown.
 
@@ -12,6 +13,7 @@ pub mod error;
 mod extract;
 mod metrics;
 mod native;
+pub mod sqs;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +35,14 @@ pub use metrics::HttpMetrics;
 pub struct AppState {
     pub broker: EngineHandle,
     pub http: HttpMetrics,
+    pub sqs: sqs::SqsSettings,
+    pub moves: sqs::MoveTasks,
+}
+
+impl AppState {
+    pub fn new(broker: EngineHandle, sqs: sqs::SqsSettings) -> AppState {
+        AppState { broker, http: HttpMetrics::default(), sqs, moves: sqs::MoveTasks::default() }
+    }
 }
 
 pub type Shared = Arc<AppState>;
@@ -45,6 +55,7 @@ pub fn router(state: Shared) -> Router {
         .concurrency_limit(limits::REQUESTS_IN_FLIGHT_MAX)
         .timeout(Duration::from_millis(limits::REQUEST_TIMEOUT_MS));
     native::routes()
+        .merge(sqs::routes())
         .route("/healthz", get(native::health::healthz))
         .route("/readyz", get(native::health::readyz))
         .route("/metrics", get(metrics::render))

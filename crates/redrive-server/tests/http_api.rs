@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use redrive_core::time::{Clock, SystemClock};
 use redrive_engine::{Durability, Engine, MemStorage, Store};
-use redrive_server::{AppState, HttpMetrics};
+use redrive_server::sqs::SqsSettings;
+use redrive_server::AppState;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -21,7 +22,7 @@ async fn start() -> Server {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::open(Box::new(storage.clone()), Durability::Sync, clock.now_ms()).unwrap();
     let engine = Engine::start(store, clock);
-    let state = Arc::new(AppState { broker: engine.handle.clone(), http: HttpMetrics::default() });
+    let state = Arc::new(AppState::new(engine.handle.clone(), SqsSettings::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {

@@ -12,7 +12,8 @@ use anyhow::{bail, Context};
 use redrive_core::time::{Clock, SystemClock};
 use redrive_core::{Broker, QueuePatch};
 use redrive_engine::{Durability, Engine, FsStorage, Store};
-use redrive_server::{AppState, HttpMetrics};
+use redrive_server::sqs::SqsSettings;
+use redrive_server::AppState;
 use serde::Deserialize;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -38,6 +39,12 @@ pub struct ServeArgs {
     /// Threads serving HTTP (default: one per core). The engine has its own thread.
     #[arg(long, env = "REDRIVE_HTTP_THREADS")]
     http_threads: Option<usize>,
+    /// Account id in SQS queue URLs and ARNs (default 000000000000).
+    #[arg(long, env = "REDRIVE_SQS_ACCOUNT_ID")]
+    sqs_account_id: Option<String>,
+    /// Region in SQS ARNs (default us-east-1).
+    #[arg(long, env = "REDRIVE_SQS_REGION")]
+    sqs_region: Option<String>,
 }
 
 /// The configuration file as written.
@@ -49,6 +56,8 @@ struct RawFile {
     durability: Option<String>,
     fsync_interval_ms: Option<u64>,
     http_threads: Option<usize>,
+    sqs_account_id: Option<String>,
+    sqs_region: Option<String>,
     #[serde(default)]
     queues: BTreeMap<String, QueuePatch>,
 }
@@ -59,6 +68,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub durability: Durability,
     pub http_threads: Option<usize>,
+    pub sqs: SqsSettings,
     pub queues: BTreeMap<String, QueuePatch>,
 }
 
@@ -91,9 +101,30 @@ impl ServeConfig {
                 .unwrap_or_else(|| PathBuf::from("./redrive-data")),
             durability,
             http_threads: args.http_threads.or(file.http_threads).filter(|n| *n > 0),
+            sqs: sqs_settings(
+                args.sqs_account_id.or(file.sqs_account_id),
+                args.sqs_region.or(file.sqs_region),
+            )?,
             queues: file.queues,
         })
     }
+}
+
+fn sqs_settings(account: Option<String>, region: Option<String>) -> anyhow::Result<SqsSettings> {
+    let mut s = SqsSettings::default();
+    if let Some(a) = account {
+        if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("sqs_account_id must be 12 digits, not {a:?}");
+        }
+        s.account_id = a;
+    }
+    if let Some(r) = region {
+        if r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            bail!("sqs_region must look like us-east-1, not {r:?}");
+        }
+        s.region = r;
+    }
+    Ok(s)
 }
 
 fn init_logging() {
@@ -155,7 +186,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     eprintln!("redrive: durability {}; data in {}", config.durability, config.data_dir.display());
     println!("redrive listening on http://{addr}");
-    let state = Arc::new(AppState { broker: engine.handle.clone(), http: HttpMetrics::default() });
+    let state = Arc::new(AppState::new(engine.handle.clone(), config.sqs.clone()));
     redrive_server::serve(
         listener,
         state,

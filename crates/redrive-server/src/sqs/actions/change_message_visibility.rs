@@ -1,0 +1,43 @@
+//! ChangeMessageVisibility: ends a received message's visibility timeout that many seconds from
+//! now (0 makes it visible at once).
+
+use redrive_core::Broker;
+use serde::Deserialize;
+
+use crate::sqs::actions::{int_in, is_receipt, malformed_receipt, Empty};
+use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::wire::opt_int;
+use crate::sqs::Cx;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Input {
+    #[serde(default)]
+    queue_url: Option<String>,
+    receipt_handle: String,
+    #[serde(deserialize_with = "opt_int")]
+    visibility_timeout: Option<i64>,
+}
+
+pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
+    cx.queue_name(input.queue_url.as_deref())?;
+    change(cx, input.receipt_handle, input.visibility_timeout).await?;
+    Ok(Empty {})
+}
+
+/// One visibility change, shared with the batch action.
+pub async fn change(cx: &Cx<'_>, receipt: String, seconds: Option<i64>) -> SqsResult<()> {
+    let seconds = int_in("VisibilityTimeout", seconds, 0, 43_200)?
+        .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
+    if !is_receipt(&receipt) {
+        return Err(malformed_receipt(&receipt));
+    }
+    match cx.broker().extend(receipt, seconds as u64 * 1000).await {
+        Ok(_) => Ok(()),
+        Err(redrive_core::Error::StaleReceipt) => Err(SqsError::new(
+            Code::MessageNotInflight,
+            "The message referred to is not in flight: its visibility timeout ended or it was deleted.",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}

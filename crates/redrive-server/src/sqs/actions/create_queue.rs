@@ -1,0 +1,69 @@
+//! CreateQueue: creates the queue, or returns the URL of an existing one whose attributes match.
+
+use redrive_core::Broker;
+use std::collections::BTreeMap;
+
+use redrive_core::{Error, QueuePatch};
+use serde::{Deserialize, Serialize};
+
+use crate::sqs::attributes::to_patch;
+use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::wire::string_map;
+use crate::sqs::Cx;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Input {
+    queue_name: String,
+    #[serde(default, deserialize_with = "string_map")]
+    attributes: BTreeMap<String, String>,
+    #[serde(default, rename = "tags", alias = "Tags", deserialize_with = "string_map")]
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Output {
+    queue_url: String,
+}
+
+pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+    let name = input.queue_name;
+    if !redrive_core::model::valid_queue_name(&name) {
+        return Err(SqsError::invalid(
+            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length. A FIFO queue's name ends with .fifo.",
+        ));
+    }
+    let fifo = input.attributes.get("FifoQueue").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if fifo != name.ends_with(".fifo") {
+        return Err(SqsError::invalid(
+            "The name of a FIFO queue must end with the .fifo suffix, and only FIFO queues (FifoQueue=true) may use it.",
+        ));
+    }
+    let queue_url = cx.queue_url(&name);
+    match cx.broker().get_queue(name.clone()).await {
+        Ok(existing) => {
+            let patch = to_patch(&input.attributes, &existing.config.sqs_attributes, true)?;
+            if patch.apply(&existing.config)? != existing.config {
+                return Err(SqsError::new(
+                    Code::QueueNameExists,
+                    format!("A queue named {name} already exists with different attributes."),
+                ));
+            }
+            Ok(Output { queue_url })
+        }
+        Err(Error::QueueNotFound(_)) => {
+            let mut patch: QueuePatch = to_patch(&input.attributes, &BTreeMap::new(), true)?;
+            // SQS queues retry until the redrive policy (if any) says otherwise, and get no
+            // dead-letter queue of their own.
+            patch.max_attempts = Some(None);
+            patch.dead_letter_queue.get_or_insert(None);
+            if !input.tags.is_empty() {
+                patch.tags = Some(input.tags);
+            }
+            cx.broker().put_queue(name, patch).await?;
+            Ok(Output { queue_url })
+        }
+        Err(e) => Err(e.into()),
+    }
+}

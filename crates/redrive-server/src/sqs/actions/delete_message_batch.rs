@@ -1,0 +1,40 @@
+//! DeleteMessageBatch: up to 10 receipts in one acknowledgement; malformed ones fail alone.
+
+use redrive_core::Broker;
+use serde::Deserialize;
+
+use crate::sqs::actions::{check_batch, is_receipt, malformed_receipt, BatchError, BatchOk, BatchResult};
+use crate::sqs::error::SqsResult;
+use crate::sqs::Cx;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Entry {
+    id: String,
+    receipt_handle: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Input {
+    #[serde(default)]
+    queue_url: Option<String>,
+    #[serde(default)]
+    entries: Vec<Entry>,
+}
+
+pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<BatchResult> {
+    cx.queue_name(input.queue_url.as_deref())?;
+    check_batch(input.entries.iter().map(|e| e.id.as_str()))?;
+    let mut out = BatchResult::default();
+    let (good, bad): (Vec<Entry>, Vec<Entry>) =
+        input.entries.into_iter().partition(|e| is_receipt(&e.receipt_handle));
+    for e in bad {
+        out.failed.push(BatchError::new(&e.id, malformed_receipt(&e.receipt_handle)));
+    }
+    if !good.is_empty() {
+        cx.broker().ack(good.iter().map(|e| e.receipt_handle.clone()).collect()).await?;
+        out.successful.extend(good.into_iter().map(|e| BatchOk { id: e.id }));
+    }
+    Ok(out)
+}

@@ -1,0 +1,28 @@
+//! GetQueueUrl: the URL of a queue by name.
+
+use redrive_core::Broker;
+use serde::{Deserialize, Serialize};
+
+use crate::sqs::error::SqsResult;
+use crate::sqs::Cx;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Input {
+    queue_name: String,
+    /// Accepted; there is one account.
+    #[serde(default, rename = "QueueOwnerAWSAccountId")]
+    _owner: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Output {
+    queue_url: String,
+}
+
+pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+    let name = cx.queue_name(Some(&input.queue_name))?;
+    let q = cx.broker().get_queue(name).await?;
+    Ok(Output { queue_url: cx.queue_url(&q.name) })
+}

@@ -1,0 +1,217 @@
+//! Every SQS action, behind the closed [`SqsAction`] enum: one file per action, each with its
+//! input (deserialized from either protocol) and output (serialized in the JSON protocol's
+//! shape).
+
+use std::collections::HashSet;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::{Code, SqsError, SqsResult};
+use super::Cx;
+
+macro_rules! actions {
+    ($($name:ident => $module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// The SQS actions redrive answers; anything else is `InvalidAction`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum SqsAction { $($name),* }
+
+        impl SqsAction {
+            pub const ALL: &'static [SqsAction] = &[$(SqsAction::$name),*];
+
+            pub fn from_name(name: &str) -> Option<SqsAction> {
+                match name {
+                    $(stringify!($name) => Some(SqsAction::$name),)*
+                    _ => None,
+                }
+            }
+
+            pub fn name(self) -> &'static str {
+                match self { $(SqsAction::$name => stringify!($name)),* }
+            }
+
+            pub async fn run(self, cx: &Cx<'_>, params: Value) -> SqsResult<Value> {
+                match self {
+                    $(SqsAction::$name => output($module::run(cx, input(params)?).await?),)*
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    CreateQueue => create_queue,
+    DeleteQueue => delete_queue,
+    GetQueueUrl => get_queue_url,
+    ListQueues => list_queues,
+    GetQueueAttributes => get_queue_attributes,
+    SetQueueAttributes => set_queue_attributes,
+    PurgeQueue => purge_queue,
+    SendMessage => send_message,
+    SendMessageBatch => send_message_batch,
+    ReceiveMessage => receive_message,
+    DeleteMessage => delete_message,
+    DeleteMessageBatch => delete_message_batch,
+    ChangeMessageVisibility => change_message_visibility,
+    ChangeMessageVisibilityBatch => change_message_visibility_batch,
+    TagQueue => tag_queue,
+    UntagQueue => untag_queue,
+    ListQueueTags => list_queue_tags,
+    AddPermission => add_permission,
+    RemovePermission => remove_permission,
+    ListDeadLetterSourceQueues => list_dead_letter_source_queues,
+    StartMessageMoveTask => start_message_move_task,
+    ListMessageMoveTasks => list_message_move_tasks,
+    CancelMessageMoveTask => cancel_message_move_task,
+}
+
+/// Reads an action's input; a missing required member is `MissingParameter`, anything else
+/// malformed is `InvalidParameterValue`.
+fn input<T: DeserializeOwned>(params: Value) -> SqsResult<T> {
+    serde_json::from_value(params).map_err(|e| {
+        let msg = e.to_string();
+        match msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            Some(field) => SqsError::missing(field),
+            None => SqsError::invalid(format!("Invalid request: {msg}")),
+        }
+    })
+}
+
+fn output<T: Serialize>(out: T) -> SqsResult<Value> {
+    Ok(serde_json::to_value(out).expect("outputs serialize"))
+}
+
+/// A range-checked integer parameter.
+fn int_in(name: &str, v: Option<i64>, lo: i64, hi: i64) -> SqsResult<Option<i64>> {
+    match v {
+        Some(n) if !(lo..=hi).contains(&n) => Err(SqsError::invalid(format!(
+            "Value {n} for parameter {name} is invalid. Reason: it must be from {lo} to {hi}."
+        ))),
+        v => Ok(v),
+    }
+}
+
+/// Entries a batch carries at most.
+const BATCH_ENTRIES_MAX: usize = 10;
+
+/// Checks a batch's entry ids: 1 to 10 entries, distinct ids of `[A-Za-z0-9_-]{1,80}`.
+fn check_batch<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> SqsResult<()> {
+    match ids.len() {
+        0 => {
+            return Err(SqsError::new(
+                Code::EmptyBatchRequest,
+                "There should be at least one entry in the request.",
+            ))
+        }
+        n if n > BATCH_ENTRIES_MAX => {
+            return Err(SqsError::new(
+                Code::TooManyEntriesInBatchRequest,
+                format!(
+                "Maximum number of entries per request are {BATCH_ENTRIES_MAX}. You have sent {n}."
+            ),
+            ))
+        }
+        _ => {}
+    }
+    let mut seen = HashSet::new();
+    for id in ids {
+        let valid = !id.is_empty()
+            && id.len() <= 80
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(SqsError::new(
+                Code::InvalidBatchEntryId,
+                format!("A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long: {id:?}."),
+            ));
+        }
+        if !seen.insert(id) {
+            return Err(SqsError::new(
+                Code::BatchEntryIdsNotDistinct,
+                format!("Id {id} repeated."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A failed batch entry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchError {
+    id: String,
+    sender_fault: bool,
+    code: &'static str,
+    message: String,
+}
+
+impl BatchError {
+    fn new(id: &str, e: SqsError) -> BatchError {
+        BatchError {
+            id: id.to_owned(),
+            sender_fault: e.code.sender_fault(),
+            code: e.code.query_code(),
+            message: e.message,
+        }
+    }
+}
+
+/// A succeeded batch entry that carries only its id.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchOk {
+    id: String,
+}
+
+/// The answer of DeleteMessageBatch and ChangeMessageVisibilityBatch.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchResult {
+    successful: Vec<BatchOk>,
+    failed: Vec<BatchError>,
+}
+
+/// An action whose answer is empty.
+#[derive(Debug, Serialize)]
+struct Empty {}
+
+/// Inputs that name only a queue.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct QueueOnly {
+    #[serde(default)]
+    queue_url: Option<String>,
+}
+
+/// A receipt handle that is not even shaped like one of ours.
+fn malformed_receipt(handle: &str) -> SqsError {
+    SqsError::new(
+        Code::ReceiptHandleIsInvalid,
+        format!("The input receipt handle \"{handle}\" is not a valid receipt handle."),
+    )
+}
+
+fn is_receipt(handle: &str) -> bool {
+    handle.parse::<redrive_core::model::Receipt>().is_ok()
+}
+
+/// One page of sorted queue names after `next_token` (the last name of the previous page).
+/// Without `max_results`, up to 1000 names and no token, as SQS answers.
+fn page(
+    mut names: Vec<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+) -> SqsResult<(Vec<String>, Option<String>)> {
+    let max = int_in("MaxResults", max_results, 1, 1000)?;
+    names.sort();
+    if let Some(after) = next_token.filter(|t| !t.is_empty()) {
+        names.retain(|n| n.as_str() > after.as_str());
+    }
+    let limit = max.unwrap_or(1000) as usize;
+    let more = names.len() > limit;
+    names.truncate(limit);
+    let token = (more && max.is_some()).then(|| names.last().cloned()).flatten();
+    Ok((names, token))
+}

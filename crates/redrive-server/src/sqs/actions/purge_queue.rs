@@ -1,0 +1,12 @@
+//! PurgeQueue: deletes every message in the queue.
+
+use redrive_core::Broker;
+use crate::sqs::actions::{Empty, QueueOnly};
+use crate::sqs::error::SqsResult;
+use crate::sqs::Cx;
+
+pub async fn run(cx: &Cx<'_>, input: QueueOnly) -> SqsResult<Empty> {
+    let name = cx.queue_name(input.queue_url.as_deref())?;
+    cx.broker().purge(name).await?;
+    Ok(Empty {})
+}

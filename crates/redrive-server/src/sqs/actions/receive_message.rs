@@ -1,0 +1,130 @@
+//! ReceiveMessage: up to 10 messages, long polling, a visibility timeout for this receive, and
+//! the system and message attributes asked for.
+
+use redrive_core::Broker;
+use std::collections::BTreeMap;
+
+use redrive_core::broker::{Delivery, ReceiveRequest};
+use serde::{Deserialize, Serialize};
+
+use crate::sqs::actions::int_in;
+use crate::sqs::error::SqsResult;
+use crate::sqs::message::{self, Attributes, DEDUP_KEY, TRACE_KEY};
+use crate::sqs::wire::opt_int;
+use crate::sqs::Cx;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Input {
+    #[serde(default)]
+    queue_url: Option<String>,
+    #[serde(default, deserialize_with = "opt_int")]
+    max_number_of_messages: Option<i64>,
+    #[serde(default, deserialize_with = "opt_int")]
+    wait_time_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "opt_int")]
+    visibility_timeout: Option<i64>,
+    /// The older name of `MessageSystemAttributeNames`.
+    #[serde(default)]
+    attribute_names: Vec<String>,
+    #[serde(default)]
+    message_system_attribute_names: Vec<String>,
+    #[serde(default)]
+    message_attribute_names: Vec<String>,
+    /// Accepted; a retried receive is not deduplicated (see docs/sqs-compatibility.md).
+    #[serde(default)]
+    #[allow(dead_code)]
+    receive_request_attempt_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Message {
+    #[serde(rename = "MessageId")]
+    message_id: String,
+    #[serde(rename = "ReceiptHandle")]
+    receipt_handle: String,
+    #[serde(rename = "MD5OfBody")]
+    md5_body: String,
+    #[serde(rename = "Body")]
+    body: String,
+    #[serde(rename = "Attributes", skip_serializing_if = "BTreeMap::is_empty")]
+    attributes: BTreeMap<String, String>,
+    #[serde(rename = "MD5OfMessageAttributes", skip_serializing_if = "Option::is_none")]
+    md5_attributes: Option<String>,
+    #[serde(rename = "MessageAttributes", skip_serializing_if = "BTreeMap::is_empty")]
+    message_attributes: Attributes,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Output {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    messages: Vec<Message>,
+}
+
+pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+    let name = cx.queue_name(input.queue_url.as_deref())?;
+    let max = int_in("MaxNumberOfMessages", input.max_number_of_messages, 1, 10)?.unwrap_or(1);
+    let wait = int_in("WaitTimeSeconds", input.wait_time_seconds, 0, 20)?;
+    let visibility = int_in("VisibilityTimeout", input.visibility_timeout, 0, 43_200)?;
+    let fifo = name.ends_with(".fifo");
+    let deliveries = cx
+        .broker()
+        .receive(ReceiveRequest {
+            queues: vec![name],
+            max: max as u32,
+            wait_ms: wait.map(|s| s as u64 * 1000),
+            lease_ms: visibility.map(|s| s as u64 * 1000),
+            worker_id: None,
+        })
+        .await?;
+    let mut system_names = input.attribute_names;
+    system_names.extend(input.message_system_attribute_names);
+    let messages = deliveries
+        .into_iter()
+        .map(|d| {
+            let attributes = system_attributes(cx, &d, &system_names, fifo);
+            let message_attributes =
+                message::select(message::load(&d.attributes), &input.message_attribute_names);
+            Message {
+                message_id: d.id.to_string(),
+                md5_body: message::md5_hex(d.body.as_bytes()),
+                md5_attributes: message::md5_of_attributes(&message_attributes),
+                receipt_handle: d.receipt,
+                body: d.body,
+                attributes,
+                message_attributes,
+            }
+        })
+        .collect();
+    Ok(Output { messages })
+}
+
+/// The system attributes `names` asks for (`All` for all that apply).
+fn system_attributes(
+    cx: &Cx<'_>,
+    d: &Delivery,
+    names: &[String],
+    fifo: bool,
+) -> BTreeMap<String, String> {
+    if names.is_empty() {
+        return BTreeMap::new();
+    }
+    let all = names.iter().any(|n| n == "All");
+    let values: [(&str, Option<String>); 9] = [
+        ("SenderId", Some(cx.settings().account_id.clone())),
+        ("SentTimestamp", Some(d.enqueued_at.to_string())),
+        ("ApproximateReceiveCount", Some(d.attempt.to_string())),
+        ("ApproximateFirstReceiveTimestamp", Some(d.first_received_at.to_string())),
+        ("MessageGroupId", d.group.clone()),
+        ("MessageDeduplicationId", d.attributes.get(DEDUP_KEY).cloned()),
+        ("SequenceNumber", fifo.then(|| d.id.0.to_string())),
+        ("AWSTraceHeader", d.attributes.get(TRACE_KEY).cloned()),
+        ("DeadLetterQueueSourceArn", d.dead.as_ref().map(|dead| cx.arn(&dead.source_queue))),
+    ];
+    values
+        .into_iter()
+        .filter(|(n, _)| all || names.iter().any(|x| x == n))
+        .filter_map(|(n, v)| Some((n.to_owned(), v?)))
+        .collect()
+}

@@ -1,0 +1,87 @@
+//! SendMessageBatch: up to 10 messages; each entry succeeds or fails on its own.
+
+use redrive_core::Broker;
+use serde::{Deserialize, Serialize};
+
+use crate::sqs::actions::send_message::{prepare, Message, Prepared, Sent};
+use crate::sqs::actions::{check_batch, BatchError};
+use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::Cx;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Entry {
+    id: String,
+    #[serde(flatten)]
+    message: Message,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Input {
+    #[serde(default)]
+    queue_url: Option<String>,
+    #[serde(default)]
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SentEntry {
+    #[serde(rename = "Id")]
+    id: String,
+    #[serde(flatten)]
+    sent: Sent,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Output {
+    successful: Vec<SentEntry>,
+    failed: Vec<BatchError>,
+}
+
+/// The request as a whole may carry at most this many bytes of messages (SQS: 1 MiB).
+const BATCH_BYTES_MAX: usize = 1024 * 1024;
+
+pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+    let name = cx.queue_name(input.queue_url.as_deref())?;
+    check_batch(input.entries.iter().map(|e| e.id.as_str()))?;
+    let total: usize = input.entries.iter().map(|e| e.message.size()).sum();
+    if total > BATCH_BYTES_MAX {
+        return Err(SqsError::new(
+            Code::BatchRequestTooLong,
+            format!("Batch requests cannot be longer than {BATCH_BYTES_MAX} bytes. You have sent {total} bytes."),
+        ));
+    }
+    let q = cx.broker().get_queue(name.clone()).await?;
+    let mut out = Output { successful: Vec::new(), failed: Vec::new() };
+    let mut ready: Vec<(String, Prepared)> = Vec::new();
+    for e in input.entries {
+        match prepare(&q, e.message) {
+            Ok(p) => ready.push((e.id, p)),
+            Err(err) => out.failed.push(BatchError::new(&e.id, err)),
+        }
+    }
+    if ready.is_empty() {
+        return Ok(out);
+    }
+    let jobs = ready.iter().map(|(_, p)| p.job.clone()).collect();
+    match cx.broker().enqueue(name.clone(), jobs).await {
+        Ok(enqueued) => {
+            for ((id, p), e) in ready.into_iter().zip(&enqueued) {
+                out.successful.push(SentEntry { sent: p.sent(e), id });
+            }
+        }
+        // The store refuses a whole batch for one bad job: find which, one at a time.
+        Err(redrive_core::Error::InvalidParameter { .. } | redrive_core::Error::MessageTooLarge { .. }) => {
+            for (id, p) in ready {
+                match cx.broker().enqueue(name.clone(), vec![p.job.clone()]).await {
+                    Ok(e) => out.successful.push(SentEntry { sent: p.sent(&e[0]), id }),
+                    Err(err) => out.failed.push(BatchError::new(&id, err.into())),
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(out)
+}

@@ -1,0 +1,63 @@
+//! StartMessageMoveTask: moves a dead-letter queue's messages back to their source queues, or to
+//! `DestinationArn`, at `MaxNumberOfMessagesPerSecond` (at most 500) if given.
+
+use redrive_core::Broker;
+use serde::{Deserialize, Serialize};
+
+use crate::sqs::actions::int_in;
+use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::moves::NewTask;
+use crate::sqs::wire::opt_int;
+use crate::sqs::Cx;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Input {
+    source_arn: String,
+    #[serde(default)]
+    destination_arn: Option<String>,
+    #[serde(default, deserialize_with = "opt_int")]
+    max_number_of_messages_per_second: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Output {
+    task_handle: String,
+}
+
+pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+    let source = cx.queue_of_arn(&input.source_arn)?;
+    let rate = int_in("MaxNumberOfMessagesPerSecond", input.max_number_of_messages_per_second, 1, 500)?;
+    let queues = cx.broker().list_queues().await?;
+    let Some(dlq) = queues.iter().find(|q| q.name == source) else {
+        return Err(SqsError::new(Code::ResourceNotFound, format!("The source queue {} does not exist.", input.source_arn)));
+    };
+    if !queues.iter().any(|q| q.config.dead_letter_queue.as_deref() == Some(source.as_str())) {
+        return Err(SqsError::invalid("Source queue must be configured as a Dead Letter Queue."));
+    }
+    let destination = match &input.destination_arn {
+        Some(arn) => {
+            let name = cx.queue_of_arn(arn)?;
+            if !queues.iter().any(|q| q.name == name) {
+                return Err(SqsError::new(Code::ResourceNotFound, format!("The destination queue {arn} does not exist.")));
+            }
+            Some(name)
+        }
+        None => None,
+    };
+    let task = NewTask {
+        source_arn: input.source_arn,
+        source,
+        destination,
+        destination_arn: input.destination_arn,
+        rate: rate.map(|r| r as u32),
+        to_move: dlq.stats.dead_letters,
+    };
+    let task_handle = cx
+        .state
+        .moves
+        .start(cx.broker().clone(), task)
+        .map_err(|m| SqsError::new(Code::UnsupportedOperation, m))?;
+    Ok(Output { task_handle })
+}

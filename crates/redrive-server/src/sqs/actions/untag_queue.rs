@@ -1,0 +1,26 @@
+//! UntagQueue: removes tags by key.
+
+use redrive_core::Broker;
+use redrive_core::QueuePatch;
+use serde::Deserialize;
+
+use crate::sqs::actions::Empty;
+use crate::sqs::error::SqsResult;
+use crate::sqs::Cx;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Input {
+    #[serde(default)]
+    queue_url: Option<String>,
+    tag_keys: Vec<String>,
+}
+
+pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
+    let name = cx.queue_name(input.queue_url.as_deref())?;
+    let mut tags = cx.broker().get_queue(name.clone()).await?.config.tags;
+    tags.retain(|k, _| !input.tag_keys.contains(k));
+    let patch = QueuePatch { tags: Some(tags), ..QueuePatch::default() };
+    cx.broker().put_queue(name, patch).await?;
+    Ok(Empty {})
+}

@@ -1,0 +1,217 @@
+//! Queue attributes as SQS names them, to and from redrive's queue configuration.
+
+use std::collections::BTreeMap;
+
+use redrive_core::broker::QueueInfo;
+use redrive_core::{QueueConfig, QueuePatch};
+use serde_json::Value;
+
+use super::error::{Code, SqsError, SqsResult};
+use super::Cx;
+
+/// Attributes stored and echoed but not acted on.
+const STORED: [&str; 7] = [
+    "Policy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+];
+
+const READ_ONLY: [&str; 6] = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+    "QueueArn",
+];
+
+const SETTABLE: [&str; 8] = [
+    "VisibilityTimeout",
+    "DelaySeconds",
+    "MessageRetentionPeriod",
+    "MaximumMessageSize",
+    "ReceiveMessageWaitTimeSeconds",
+    "RedrivePolicy",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+];
+
+fn bad_value(name: &str, why: &str) -> SqsError {
+    SqsError::new(
+        Code::InvalidAttributeValue,
+        format!("Invalid value for the parameter {name}. {why}"),
+    )
+}
+
+fn seconds(name: &str, v: &str, lo: u64, hi: u64) -> SqsResult<u64> {
+    match v.trim().parse::<u64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(bad_value(name, &format!("It must be an integer from {lo} to {hi}."))),
+    }
+}
+
+fn boolean(name: &str, v: &str) -> SqsResult<bool> {
+    match v {
+        "true" | "True" | "TRUE" => Ok(true),
+        "false" | "False" | "FALSE" => Ok(false),
+        _ => Err(bad_value(name, "It must be true or false.")),
+    }
+}
+
+/// The patch that sets `attrs`; `stored_base` holds the stored-only attributes to merge into.
+/// `creating` allows `FifoQueue`, which cannot change later.
+pub fn to_patch(
+    attrs: &BTreeMap<String, String>,
+    stored_base: &BTreeMap<String, String>,
+    creating: bool,
+) -> SqsResult<QueuePatch> {
+    let mut p = QueuePatch::default();
+    let mut stored = stored_base.clone();
+    for (name, v) in attrs {
+        match name.as_str() {
+            "VisibilityTimeout" => {
+                p.visibility_timeout_ms = Some(seconds(name, v, 0, 43_200)? * 1000)
+            }
+            "DelaySeconds" => p.delay_ms = Some(seconds(name, v, 0, 900)? * 1000),
+            "MessageRetentionPeriod" => {
+                p.retention_ms = Some(seconds(name, v, 60, 1_209_600)? * 1000)
+            }
+            "MaximumMessageSize" => {
+                p.max_message_bytes = Some(seconds(name, v, 1024, 1_048_576)? as u32)
+            }
+            "ReceiveMessageWaitTimeSeconds" => {
+                p.receive_wait_ms = Some(seconds(name, v, 0, 20)? * 1000)
+            }
+            "RedrivePolicy" => {
+                let (dlq, max) = redrive_policy(v)?;
+                p.dead_letter_queue = Some(dlq);
+                p.max_receive_count = Some(max);
+            }
+            "FifoQueue" if creating => p.fifo = Some(boolean(name, v)?),
+            "ContentBasedDeduplication" => p.content_based_dedup = Some(boolean(name, v)?),
+            n if STORED.contains(&n) => {
+                stored.insert(name.clone(), v.clone());
+            }
+            _ => {
+                return Err(SqsError::new(
+                    Code::InvalidAttributeName,
+                    format!("Unknown Attribute {name}."),
+                ))
+            }
+        }
+    }
+    if stored != *stored_base {
+        p.sqs_attributes = Some(stored);
+    }
+    Ok(p)
+}
+
+/// `{"deadLetterTargetArn": …, "maxReceiveCount": …}`, or empty to remove the policy.
+fn redrive_policy(v: &str) -> SqsResult<(Option<String>, Option<u32>)> {
+    if v.trim().is_empty() {
+        return Ok((None, None));
+    }
+    let bad = |why: &str| bad_value("RedrivePolicy", why);
+    let policy: Value = serde_json::from_str(v).map_err(|_| bad("It must be a JSON object."))?;
+    let arn = policy
+        .get("deadLetterTargetArn")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("deadLetterTargetArn is missing."))?;
+    let max = match policy.get("maxReceiveCount") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+    .filter(|n| (1..=1000).contains(n))
+    .ok_or_else(|| bad("maxReceiveCount must be an integer from 1 to 1000."))?;
+    let dlq = arn.rsplit(':').next().filter(|n| !n.is_empty()).unwrap_or(arn);
+    Ok((Some(dlq.to_owned()), Some(max as u32)))
+}
+
+/// The attributes `names` asks for (`All` for every one), as GetQueueAttributes answers.
+pub fn render(cx: &Cx<'_>, q: &QueueInfo, names: &[String]) -> SqsResult<BTreeMap<String, String>> {
+    let c: &QueueConfig = &q.config;
+    let all = names.iter().any(|n| n == "All");
+    let mut out = BTreeMap::new();
+    let want = |n: &str| all || names.iter().any(|x| x == n);
+    for n in names {
+        let known = n == "All"
+            || SETTABLE.contains(&n.as_str())
+            || READ_ONLY.contains(&n.as_str())
+            || STORED.contains(&n.as_str());
+        if !known {
+            return Err(SqsError::new(
+                Code::InvalidAttributeName,
+                format!("Unknown Attribute {n}."),
+            ));
+        }
+    }
+    let counts = &q.stats.counts;
+    let values: [(&str, Option<String>); 14] = [
+        ("ApproximateNumberOfMessages", Some(counts.ready.to_string())),
+        ("ApproximateNumberOfMessagesNotVisible", Some(counts.leased.to_string())),
+        ("ApproximateNumberOfMessagesDelayed", Some(counts.delayed.to_string())),
+        ("CreatedTimestamp", Some((q.created_at / 1000).to_string())),
+        ("LastModifiedTimestamp", Some((q.updated_at / 1000).to_string())),
+        ("QueueArn", Some(cx.arn(&q.name))),
+        ("VisibilityTimeout", Some((c.visibility_timeout_ms / 1000).to_string())),
+        ("DelaySeconds", Some((c.delay_ms / 1000).to_string())),
+        ("MessageRetentionPeriod", Some((c.retention_ms / 1000).to_string())),
+        ("MaximumMessageSize", Some(c.max_message_bytes.to_string())),
+        ("ReceiveMessageWaitTimeSeconds", Some((c.receive_wait_ms / 1000).to_string())),
+        (
+            "RedrivePolicy",
+            c.dead_letter_queue.as_ref().zip(c.max_receive_count).map(|(dlq, max)| {
+                serde_json::json!({"deadLetterTargetArn": cx.arn(dlq), "maxReceiveCount": max})
+                    .to_string()
+            }),
+        ),
+        ("FifoQueue", c.fifo.then(|| "true".to_owned())),
+        ("ContentBasedDeduplication", c.fifo.then(|| c.content_based_dedup.to_string())),
+    ];
+    for (name, v) in values {
+        if let (true, Some(v)) = (want(name), v) {
+            out.insert(name.to_owned(), v);
+        }
+    }
+    for (name, v) in &c.sqs_attributes {
+        if want(name) {
+            out.insert(name.clone(), v.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn attributes_map_to_a_patch_with_sqs_ranges() {
+        let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"3"}"#;
+        let p = to_patch(
+            &attrs(&[("VisibilityTimeout", "45"), ("RedrivePolicy", policy), ("Policy", "{}")]),
+            &BTreeMap::new(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(p.visibility_timeout_ms, Some(45_000));
+        assert_eq!(p.dead_letter_queue, Some(Some("dlq".into())));
+        assert_eq!(p.max_receive_count, Some(Some(3)));
+        assert_eq!(p.sqs_attributes.unwrap()["Policy"], "{}");
+        let code =
+            |a: &[(&str, &str)]| to_patch(&attrs(a), &BTreeMap::new(), false).unwrap_err().code;
+        assert_eq!(code(&[("VisibilityTimeout", "43201")]), Code::InvalidAttributeValue);
+        assert_eq!(code(&[("DelaySeconds", "x")]), Code::InvalidAttributeValue);
+        assert_eq!(code(&[("Nope", "1")]), Code::InvalidAttributeName);
+        assert_eq!(code(&[("FifoQueue", "true")]), Code::InvalidAttributeName, "only at creation");
+    }
+}

@@ -1,0 +1,301 @@
+//! Messages as SQS sees them: typed message attributes and how they are stored in a job's
+//! string attributes, the MD5 digests SDKs check, body validation, and system attributes.
+//!
+//! Storage: an attribute of type `String` is stored as is, so native workers see it; any other
+//! type is stored with its value as text (binary as base64) plus `sqs:type:<name>` holding the
+//! type. Keys with a `:` can never be SQS attribute names, so they never collide.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use md5::{Digest, Md5};
+use redrive_core::model::Priority;
+use serde::{Deserialize, Serialize};
+
+use super::error::{Code, SqsError, SqsResult};
+
+const TYPE_PREFIX: &str = "sqs:type:";
+/// The deduplication id a FIFO message was sent with.
+pub const DEDUP_KEY: &str = "sqs:dedup";
+/// The `AWSTraceHeader` system attribute.
+pub const TRACE_KEY: &str = "sqs:trace";
+/// The message attribute that sets a job's priority.
+pub const PRIORITY_ATTRIBUTE: &str = "redrive.priority";
+/// SQS allows at most 10 message attributes.
+const ATTRIBUTES_MAX: usize = 10;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttributeValue {
+    pub data_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string_value: Option<String>,
+    /// Base64 on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_value: Option<String>,
+}
+
+pub type Attributes = BTreeMap<String, AttributeValue>;
+
+impl AttributeValue {
+    fn is_binary(&self) -> bool {
+        self.data_type.starts_with("Binary")
+    }
+
+    /// The bytes the digest covers: the string's UTF-8, or the decoded binary.
+    fn value_bytes(&self) -> SqsResult<Vec<u8>> {
+        if self.is_binary() {
+            let b64 = self.binary_value.as_deref().unwrap_or_default();
+            B64.decode(b64).map_err(|_| SqsError::invalid("BinaryValue must be base64"))
+        } else {
+            Ok(self.string_value.clone().unwrap_or_default().into_bytes())
+        }
+    }
+}
+
+/// Checks message (or system) attributes as SQS does.
+pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
+    if attrs.len() > ATTRIBUTES_MAX {
+        return Err(SqsError::invalid(format!(
+            "Number of message attributes [{}] exceeds the allowed maximum [{ATTRIBUTES_MAX}].",
+            attrs.len()
+        )));
+    }
+    for (name, v) in attrs {
+        let lower = name.to_ascii_lowercase();
+        let valid_name = !name.is_empty()
+            && name.len() <= 256
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            && !name.starts_with('.')
+            && !name.ends_with('.')
+            && !name.contains("..")
+            && !lower.starts_with("aws.")
+            && !lower.starts_with("amazon.");
+        if !valid_name {
+            return Err(SqsError::invalid(format!("Message attribute name '{name}' is invalid.")));
+        }
+        let base = v.data_type.split('.').next().unwrap_or_default();
+        if !matches!(base, "String" | "Number" | "Binary") || v.data_type.len() > 256 {
+            return Err(SqsError::invalid(format!(
+                "The type of message attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String."
+            )));
+        }
+        let present =
+            if v.is_binary() { v.binary_value.is_some() } else { v.string_value.is_some() };
+        if !present {
+            return Err(SqsError::invalid(format!(
+                "The message attribute '{name}' must contain non-empty message attribute value for message attribute type '{}'.",
+                v.data_type
+            )));
+        }
+        v.value_bytes()?;
+        if base == "Number"
+            && v.string_value.as_deref().is_some_and(|s| s.trim().parse::<f64>().is_err())
+        {
+            return Err(SqsError::invalid(format!(
+                "Can't cast the value of message (user) attribute '{name}' to a number."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes the attributes count towards the message size (names, types and values).
+pub fn attributes_size(attrs: &Attributes) -> usize {
+    attrs
+        .iter()
+        .map(|(k, v)| {
+            k.len() + v.data_type.len() + v.value_bytes().map(|b| b.len()).unwrap_or_default()
+        })
+        .sum()
+}
+
+/// The priority a `redrive.priority` attribute asks for.
+pub fn priority(attrs: &Attributes) -> SqsResult<Option<Priority>> {
+    let Some(v) = attrs.get(PRIORITY_ATTRIBUTE) else { return Ok(None) };
+    match (v.data_type.as_str(), v.string_value.as_deref()) {
+        ("String", Some("high")) => Ok(Some(Priority::High)),
+        ("String", Some("standard")) => Ok(Some(Priority::Standard)),
+        ("String", Some("low")) => Ok(Some(Priority::Low)),
+        _ => Err(SqsError::invalid(
+            "The message attribute 'redrive.priority' must be a String: high, standard or low.",
+        )),
+    }
+}
+
+/// Stores message attributes into a job's string attributes.
+pub fn store(attrs: &Attributes, out: &mut BTreeMap<String, String>) {
+    for (name, v) in attrs {
+        let text = if v.is_binary() {
+            v.binary_value.clone().unwrap_or_default()
+        } else {
+            v.string_value.clone().unwrap_or_default()
+        };
+        out.insert(name.clone(), text);
+        if v.data_type != "String" {
+            out.insert(format!("{TYPE_PREFIX}{name}"), v.data_type.clone());
+        }
+    }
+}
+
+/// The message attributes of a job: every attribute not reserved (`:` in the key), typed as
+/// stored, `String` for attributes set through the native API.
+pub fn load(stored: &BTreeMap<String, String>) -> Attributes {
+    stored
+        .iter()
+        .filter(|(k, _)| !k.contains(':'))
+        .map(|(k, v)| {
+            let data_type = stored
+                .get(&format!("{TYPE_PREFIX}{k}"))
+                .cloned()
+                .unwrap_or_else(|| "String".to_owned());
+            let binary = data_type.starts_with("Binary");
+            let value = AttributeValue {
+                data_type,
+                string_value: (!binary).then(|| v.clone()),
+                binary_value: binary.then(|| v.clone()),
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+/// Keeps the attributes a receive asked for: `All`, `.*`, exact names, or `prefix.*`.
+pub fn select(attrs: Attributes, names: &[String]) -> Attributes {
+    if names.iter().any(|n| n == "All" || n == ".*") {
+        return attrs;
+    }
+    attrs
+        .into_iter()
+        .filter(|(k, _)| {
+            names.iter().any(|n| match n.strip_suffix(".*") {
+                Some(prefix) => k.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.')),
+                None => n == k,
+            })
+        })
+        .collect()
+}
+
+pub fn md5_hex(bytes: &[u8]) -> String {
+    hex(&Md5::digest(bytes))
+}
+
+/// `MD5OfMessageAttributes` as SQS computes it: over the attributes sorted by name, each as
+/// length-prefixed name, length-prefixed type, a transport byte (1 string, 2 binary) and the
+/// length-prefixed value; lengths are 4-byte big-endian.
+pub fn md5_of_attributes(attrs: &Attributes) -> Option<String> {
+    if attrs.is_empty() {
+        return None;
+    }
+    fn put(h: &mut Md5, b: &[u8]) {
+        h.update((b.len() as u32).to_be_bytes());
+        h.update(b);
+    }
+    let mut h = Md5::new();
+    for (name, v) in attrs {
+        put(&mut h, name.as_bytes());
+        put(&mut h, v.data_type.as_bytes());
+        h.update([if v.is_binary() { 2 } else { 1 }]);
+        put(&mut h, &v.value_bytes().unwrap_or_default());
+    }
+    Some(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a body: 1 character at least, and only characters XML allows (`#x9 | #xA | #xD |
+/// #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`).
+pub fn check_body(body: &str) -> SqsResult<()> {
+    if body.is_empty() {
+        return Err(SqsError::invalid("The message body must be at least one character long."));
+    }
+    let legal = |c: char| matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}');
+    if let Some(c) = body.chars().find(|c| !legal(*c)) {
+        return Err(SqsError::new(
+            Code::InvalidMessageContents,
+            format!(
+                "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF; found U+{:04X}.",
+                c as u32
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(v: &str) -> AttributeValue {
+        AttributeValue {
+            data_type: "String".into(),
+            string_value: Some(v.into()),
+            binary_value: None,
+        }
+    }
+
+    #[test]
+    fn body_digest_is_plain_md5() {
+        assert_eq!(md5_hex(b"hello"), "5d41402abc4b2a76b9719d911017c592");
+    }
+
+    #[test]
+    fn attribute_digest_matches_the_published_algorithm() {
+        // Built by hand from the algorithm: name, type, transport byte, value.
+        let mut attrs = Attributes::new();
+        attrs.insert(
+            "b".into(),
+            AttributeValue {
+                data_type: "Binary".into(),
+                string_value: None,
+                binary_value: Some(B64.encode([1u8, 2, 3])),
+            },
+        );
+        attrs.insert("a".into(), string("x"));
+        let mut raw = Vec::new();
+        for (name, ty, transport, value) in
+            [("a", "String", 1u8, &b"x"[..]), ("b", "Binary", 2u8, &[1u8, 2, 3][..])]
+        {
+            for part in [name.as_bytes(), ty.as_bytes()] {
+                raw.extend((part.len() as u32).to_be_bytes());
+                raw.extend(part);
+            }
+            raw.push(transport);
+            raw.extend((value.len() as u32).to_be_bytes());
+            raw.extend(value);
+        }
+        assert_eq!(md5_of_attributes(&attrs), Some(md5_hex(&raw)));
+        assert_eq!(md5_of_attributes(&Attributes::new()), None);
+    }
+
+    #[test]
+    fn typed_attributes_survive_storage() {
+        let mut attrs = Attributes::new();
+        attrs.insert(
+            "n".into(),
+            AttributeValue {
+                data_type: "Number.int".into(),
+                string_value: Some("42".into()),
+                binary_value: None,
+            },
+        );
+        attrs.insert("s".into(), string("v"));
+        let mut stored = BTreeMap::new();
+        store(&attrs, &mut stored);
+        stored.insert(DEDUP_KEY.into(), "d".into());
+        assert_eq!(stored["s"], "v", "plain strings are stored as is");
+        assert_eq!(load(&stored), attrs);
+        let picked = select(load(&stored), &["n.*".into(), "s".into()]);
+        assert_eq!(picked.keys().collect::<Vec<_>>(), ["s"], "n.* means names under n.");
+    }
+
+    #[test]
+    fn bodies_outside_xml_characters_are_refused() {
+        assert!(check_body("ok \t\n").is_ok());
+        assert_eq!(check_body("a\u{1}b").unwrap_err().code, Code::InvalidMessageContents);
+        assert!(check_body("").is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! The SQS API on the main port: both wire protocols (AWS JSON 1.0 and Query) over the same
+//! queues as the native API. See docs/sqs-compatibility.md.
+//!
+//! # Layout
+//! - `wire`: parsing either protocol into one JSON shape, rendering answers and errors back.
+//! - `error`: SQS's error codes and the mapping from redrive's errors.
+//! - `actions`: the closed [`actions::SqsAction`] enum, one file per action.
+//! - `attributes`: queue attributes to and from the queue configuration.
+//! - `message`: message attributes, MD5 digests, body rules.
+//! - `moves`: message move tasks (StartMessageMoveTask and friends).
+
+mod actions;
+mod attributes;
+mod error;
+mod message;
+mod moves;
+mod wire;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use redrive_core::{limits, Error};
+
+pub use actions::SqsAction;
+pub use moves::MoveTasks;
+
+use crate::Shared;
+use error::{Code, SqsError, SqsResult};
+use wire::Protocol;
+
+/// SQS identity settings.
+#[derive(Clone, Debug)]
+pub struct SqsSettings {
+    /// The account id in queue URLs and ARNs.
+    pub account_id: String,
+    pub region: String,
+}
+
+impl Default for SqsSettings {
+    fn default() -> SqsSettings {
+        SqsSettings { account_id: "000000000000".into(), region: "us-east-1".into() }
+    }
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/", post(at_root).get(at_root))
+        .route("/{account}/{queue}", post(at_queue).get(at_queue))
+}
+
+/// What an action sees: the server, and the request's host for the queue URLs it hands out.
+pub struct Cx<'a> {
+    pub state: &'a Shared,
+    host: String,
+    /// The queue of a Query request posted to its queue URL.
+    path_queue: Option<String>,
+}
+
+impl Cx<'_> {
+    pub fn broker(&self) -> &redrive_engine::EngineHandle {
+        &self.state.broker
+    }
+
+    pub fn settings(&self) -> &SqsSettings {
+        &self.state.sqs
+    }
+
+    pub fn queue_url(&self, name: &str) -> String {
+        format!("http://{}/{}/{name}", self.host, self.state.sqs.account_id)
+    }
+
+    pub fn arn(&self, name: &str) -> String {
+        let s = &self.state.sqs;
+        format!("arn:aws:sqs:{}:{}:{name}", s.region, s.account_id)
+    }
+
+    /// The queue a `QueueUrl` names: its last path segment, whatever the host.
+    pub fn queue_name(&self, url: Option<&str>) -> SqsResult<String> {
+        let name = match url {
+            Some(u) => u.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned(),
+            None => self.path_queue.clone().ok_or_else(|| SqsError::missing("QueueUrl"))?,
+        };
+        if !redrive_core::model::valid_queue_name(&name) {
+            return Err(SqsError::new(
+                Code::QueueDoesNotExist,
+                "The specified queue does not exist.",
+            ));
+        }
+        Ok(name)
+    }
+
+    /// The queue an ARN names (`arn:aws:sqs:region:account:name`).
+    pub fn queue_of_arn(&self, arn: &str) -> SqsResult<String> {
+        let parts: Vec<&str> = arn.split(':').collect();
+        match parts.as_slice() {
+            ["arn", _, "sqs", _, _, name] if redrive_core::model::valid_queue_name(name) => {
+                Ok((*name).to_owned())
+            }
+            _ => Err(SqsError::invalid(format!("{arn:?} is not an SQS queue ARN."))),
+        }
+    }
+}
+
+async fn at_root(
+    State(state): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(state, None, uri, headers, body).await
+}
+
+async fn at_queue(
+    State(state): State<Shared>,
+    Path((_account, queue)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(state, Some(queue), uri, headers, body).await
+}
+
+async fn handle(
+    state: Shared,
+    path_queue: Option<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let protocol =
+        if headers.contains_key("x-amz-target") { Protocol::Json } else { Protocol::Query };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let e = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::RequestTooLarge { max: limits::REQUEST_BODY_MAX_BYTES as u64 }
+            } else {
+                Error::MalformedRequest(e.body_text())
+            };
+            return wire::error(protocol, &e.into(), &request_id);
+        }
+    };
+    let request = match wire::parse(&headers, uri.query(), &body) {
+        Ok(r) => r,
+        Err(e) => return wire::error(protocol, &e, &request_id),
+    };
+    let Some(action) = SqsAction::from_name(&request.action) else {
+        let e = SqsError::new(
+            Code::InvalidAction,
+            format!("The action {} is not valid for this endpoint.", request.action),
+        );
+        return wire::error(request.protocol, &e, &request_id);
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let cx = Cx { state: &state, host, path_queue };
+    match action.run(&cx, request.params).await {
+        Ok(result) => wire::ok(request.protocol, action.name(), result, &request_id),
+        Err(e) => wire::error(request.protocol, &e, &request_id),
+    }
+}

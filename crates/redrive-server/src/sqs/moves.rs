@@ -1,0 +1,159 @@
+//! Message move tasks: moving a dead-letter queue's messages back to their source queues (or to
+//! a given queue) in the background, at an optional rate, one running task per source queue.
+//! Tasks live in memory: a restart ends them (the messages moved so far stay moved).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redrive_core::broker::{DeadFilter, RedriveRequest};
+use redrive_core::time::{Clock, SystemClock};
+use redrive_core::Broker;
+use redrive_engine::EngineHandle;
+
+/// Tasks kept per source queue (SQS lists the 10 most recent).
+const HISTORY_PER_SOURCE: usize = 10;
+/// Messages moved per step when no rate is given.
+const STEP_MAX: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Completed,
+    Cancelling,
+    Cancelled,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Completed => "COMPLETED",
+            Status::Cancelling => "CANCELLING",
+            Status::Cancelled => "CANCELLED",
+            Status::Failed => "FAILED",
+        }
+    }
+}
+
+pub struct MoveTask {
+    pub handle: String,
+    pub source: String,
+    pub source_arn: String,
+    pub destination: Option<String>,
+    pub destination_arn: Option<String>,
+    pub rate: Option<u32>,
+    pub to_move: u64,
+    pub started_at: u64,
+    pub moved: AtomicU64,
+    cancel: AtomicBool,
+    state: Mutex<(Status, Option<String>)>,
+}
+
+impl MoveTask {
+    pub fn status(&self) -> (Status, Option<String>) {
+        self.state.lock().expect("not poisoned").clone()
+    }
+
+    fn finish(&self, status: Status, reason: Option<String>) {
+        *self.state.lock().expect("not poisoned") = (status, reason);
+    }
+}
+
+#[derive(Default)]
+pub struct MoveTasks {
+    tasks: Mutex<Vec<Arc<MoveTask>>>,
+}
+
+/// What starting a task needs besides the broker.
+pub struct NewTask {
+    pub source: String,
+    pub source_arn: String,
+    pub destination: Option<String>,
+    pub destination_arn: Option<String>,
+    pub rate: Option<u32>,
+    pub to_move: u64,
+}
+
+impl MoveTasks {
+    /// Starts a task unless one is running for the same source; returns its handle.
+    pub fn start(&self, broker: EngineHandle, t: NewTask) -> Result<String, String> {
+        let mut tasks = self.tasks.lock().expect("not poisoned");
+        if tasks.iter().any(|x| x.source == t.source && x.status().0 == Status::Running) {
+            return Err(format!("A message move task is already running for {}.", t.source_arn));
+        }
+        let started_at = SystemClock.now_ms();
+        let task = Arc::new(MoveTask {
+            handle: uuid::Uuid::now_v7().to_string(),
+            source: t.source,
+            source_arn: t.source_arn,
+            destination: t.destination,
+            destination_arn: t.destination_arn,
+            rate: t.rate,
+            to_move: t.to_move,
+            started_at,
+            moved: AtomicU64::new(0),
+            cancel: AtomicBool::new(false),
+            state: Mutex::new((Status::Running, None)),
+        });
+        tasks.push(task.clone());
+        let same_source = tasks.iter().filter(|x| x.source == task.source).count();
+        if same_source > HISTORY_PER_SOURCE {
+            let oldest = tasks.iter().position(|x| x.source == task.source).expect("counted");
+            tasks.remove(oldest);
+        }
+        let handle = task.handle.clone();
+        tokio::spawn(run(broker, task));
+        Ok(handle)
+    }
+
+    /// The most recent tasks of a source queue, newest first.
+    pub fn list(&self, source: &str, max: usize) -> Vec<Arc<MoveTask>> {
+        let tasks = self.tasks.lock().expect("not poisoned");
+        tasks.iter().rev().filter(|t| t.source == source).take(max).cloned().collect()
+    }
+
+    /// Asks a running task to stop; `None` if there is no such running task.
+    pub fn cancel(&self, handle: &str) -> Option<Arc<MoveTask>> {
+        let tasks = self.tasks.lock().expect("not poisoned");
+        let task = tasks.iter().find(|t| t.handle == handle && t.status().0 == Status::Running)?;
+        task.cancel.store(true, Ordering::Relaxed);
+        task.finish(Status::Cancelling, None);
+        Some(task.clone())
+    }
+}
+
+/// Moves the source's dead letters in steps of at most `rate` (per second) or `STEP_MAX`.
+async fn run(broker: EngineHandle, task: Arc<MoveTask>) {
+    let step = task.rate.map_or(STEP_MAX, |r| (r as usize).clamp(1, STEP_MAX));
+    let mut after = None;
+    loop {
+        if task.cancel.load(Ordering::Relaxed) {
+            return task.finish(Status::Cancelled, None);
+        }
+        let started = tokio::time::Instant::now();
+        let page = broker.list_dead(task.source.clone(), DeadFilter::default(), after, step).await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => return task.finish(Status::Failed, Some(e.to_string())),
+        };
+        if page.jobs.is_empty() {
+            return task.finish(Status::Completed, None);
+        }
+        after = page.jobs.last().map(|j| j.id);
+        let req = RedriveRequest {
+            ids: Some(page.jobs.iter().map(|j| j.id).collect()),
+            to: task.destination.clone(),
+            ..RedriveRequest::default()
+        };
+        match broker.redrive(task.source.clone(), req).await {
+            Ok(r) => task.moved.fetch_add(r.moved, Ordering::Relaxed),
+            Err(e) => return task.finish(Status::Failed, Some(e.to_string())),
+        };
+        if let Some(rate) = task.rate {
+            let due = Duration::from_secs_f64(page.jobs.len() as f64 / rate.max(1) as f64);
+            tokio::time::sleep_until(started + due).await;
+        }
+    }
+}
