@@ -1,5 +1,5 @@
-//! The one error type of redrive and the one table that maps it to the wire: HTTP status, native
-//! error code and SQS error code.
+//! The one error type of redrive and the one table that maps it to the native wire: HTTP status
+//! and error code. (The SQS API maps these errors to SQS's codes in `redrive-server`'s `sqs`.)
 
 use std::fmt;
 
@@ -60,37 +60,34 @@ pub enum Error {
 pub struct WireCode {
     pub status: u16,
     pub code: &'static str,
-    pub sqs_code: &'static str,
 }
 
 impl Error {
-    /// The one table: every error's HTTP status, native code and SQS code.
+    /// The one table: every error's HTTP status and native code.
     pub fn wire(&self) -> WireCode {
-        let (status, code, sqs_code) = match self {
-            Error::QueueNotFound(_) => {
-                (404, "queue_not_found", "AWS.SimpleQueueService.NonExistentQueue")
-            }
-            Error::QueueExists(_) => (409, "queue_exists", "QueueAlreadyExists"),
-            Error::InvalidQueueName(_) => (400, "invalid_queue_name", "InvalidParameterValue"),
-            Error::InvalidParameter { .. } => (400, "invalid_parameter", "InvalidParameterValue"),
-            Error::MalformedRequest(_) => (400, "malformed_request", "MalformedQueryString"),
-            Error::MessageTooLarge { .. } => (413, "message_too_large", "MessageTooLong"),
-            Error::RequestTooLarge { .. } => (413, "request_too_large", "BatchRequestTooLong"),
-            Error::RouteNotFound => (404, "route_not_found", "InvalidAction"),
-            Error::MethodNotAllowed => (405, "method_not_allowed", "InvalidAction"),
-            Error::Timeout => (504, "timeout", "RequestTimeout"),
-            Error::BatchTooLarge { .. } => (400, "batch_too_large", "TooManyEntriesInBatchRequest"),
-            Error::EmptyBatch => (400, "empty_batch", "EmptyBatchRequest"),
-            Error::JobNotFound(_) => (404, "job_not_found", "ReceiptHandleIsInvalid"),
-            Error::StaleReceipt => (409, "stale_receipt", "InvalidParameterValue"),
-            Error::InvalidReceipt => (400, "invalid_receipt", "ReceiptHandleIsInvalid"),
-            Error::LimitExceeded { .. } => (429, "limit_exceeded", "OverLimit"),
-            Error::Overloaded => (503, "overloaded", "ServiceUnavailable"),
-            Error::Poisoned(_) => (503, "store_poisoned", "ServiceUnavailable"),
-            Error::ShuttingDown => (503, "shutting_down", "ServiceUnavailable"),
-            Error::Internal(_) => (500, "internal", "InternalError"),
+        let (status, code) = match self {
+            Error::QueueNotFound(_) => (404, "queue_not_found"),
+            Error::QueueExists(_) => (409, "queue_exists"),
+            Error::InvalidQueueName(_) => (400, "invalid_queue_name"),
+            Error::InvalidParameter { .. } => (400, "invalid_parameter"),
+            Error::MalformedRequest(_) => (400, "malformed_request"),
+            Error::MessageTooLarge { .. } => (413, "message_too_large"),
+            Error::RequestTooLarge { .. } => (413, "request_too_large"),
+            Error::RouteNotFound => (404, "route_not_found"),
+            Error::MethodNotAllowed => (405, "method_not_allowed"),
+            Error::Timeout => (504, "timeout"),
+            Error::BatchTooLarge { .. } => (400, "batch_too_large"),
+            Error::EmptyBatch => (400, "empty_batch"),
+            Error::JobNotFound(_) => (404, "job_not_found"),
+            Error::StaleReceipt => (409, "stale_receipt"),
+            Error::InvalidReceipt => (400, "invalid_receipt"),
+            Error::LimitExceeded { .. } => (429, "limit_exceeded"),
+            Error::Overloaded => (503, "overloaded"),
+            Error::Poisoned(_) => (503, "store_poisoned"),
+            Error::ShuttingDown => (503, "shutting_down"),
+            Error::Internal(_) => (500, "internal"),
         };
-        WireCode { status, code, sqs_code }
+        WireCode { status, code }
     }
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
