@@ -68,8 +68,12 @@ pub struct BenchArgs {
     timeout_s: u64,
     /// Use the SDK on both sides: a batching `Producer` (producers × batch concurrent sends) and
     /// a `Worker` with a no-op handler (concurrency consumers × batch), as an application would
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sqs")]
     sdk: bool,
+    /// Drive the SQS API with the official `aws-sdk-sqs` crate: SendMessageBatch, ReceiveMessage,
+    /// DeleteMessageBatch (the single-message calls with --batch 1); --batch at most 10
+    #[arg(long)]
+    sqs: bool,
 }
 
 /// One run's result: the `--json` output.
@@ -115,7 +119,7 @@ pub(crate) struct Run {
     /// Set on the first task error, so the others stop instead of waiting for the deadline.
     stop: AtomicBool,
     /// Woken when the run is over early (all acked, or an error): ends consumers' long polls.
-    ended: Notify,
+    pub(crate) ended: Notify,
 }
 
 impl Run {
@@ -127,6 +131,9 @@ impl Run {
 }
 
 pub async fn run(args: BenchArgs, url: Option<String>, json: bool) -> anyhow::Result<()> {
+    if args.sqs && args.batch > crate::bench_sqs::SQS_BATCH_MAX {
+        bail!("--sqs takes --batch 1 to {}", crate::bench_sqs::SQS_BATCH_MAX);
+    }
     let server = match url {
         Some(url) => Server::external(url),
         None => Server::spawn().await?,
@@ -183,8 +190,12 @@ async fn bench(
         ended: Notify::new(),
     });
     let ack_batch = args.ack_batch.unwrap_or(args.batch) as usize;
-    if args.sdk {
-        let (enqueued, enqueue_end, latency) = crate::bench_sdk::run(run.clone(), args).await?;
+    if args.sdk || args.sqs {
+        let (enqueued, enqueue_end, latency) = if args.sdk {
+            crate::bench_sdk::run(run.clone(), args).await?
+        } else {
+            crate::bench_sqs::run(run.clone(), args, &server.url).await?
+        };
         let counts = Counts { enqueued, enqueue_end, ack_batch };
         return Ok((report(&run, args, server, start, counts, &latency), None));
     }

@@ -10,6 +10,7 @@
 
 mod bench;
 mod bench_sdk;
+mod bench_sqs;
 mod cli;
 mod serve;
 

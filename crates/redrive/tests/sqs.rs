@@ -513,7 +513,7 @@ async fn dead_letters_after_max_receives_and_move_back_with_a_task() {
     );
 
     let sources = s.client.list_dead_letter_source_queues().queue_url(&dlq).send().await.unwrap();
-    assert_eq!(sources.queue_urls(), [url.clone()]);
+    assert_eq!(sources.queue_urls(), std::slice::from_ref(&url));
     let not_dlq = s.client.start_message_move_task().source_arn(Sqs::arn("orders")).send().await;
     assert_eq!(code(not_dlq), "InvalidParameterValue");
 
