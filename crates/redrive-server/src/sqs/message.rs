@@ -202,8 +202,15 @@ pub fn md5_of_attributes(attrs: &Attributes) -> Option<String> {
     Some(hex(&h.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex, without a `format!` per byte (digests are computed for every message).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
 }
 
 /// Checks a body: 1 character at least, and only characters XML allows (`#x9 | #xA | #xD |

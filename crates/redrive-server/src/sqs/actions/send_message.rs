@@ -92,7 +92,7 @@ fn check_token(name: &str, v: &str) -> SqsResult<()> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    message::hex(&Sha256::digest(bytes))
 }
 
 /// Checks one message against SQS's rules and the queue's settings.
