@@ -1,5 +1,5 @@
-//! The worker runtime: long-poll fetching that never holds more leases than it can run, a
-//! heartbeat per running job, results turned into ack or fail, panics caught and reported, and
+//! The worker runtime: long-poll fetching with a small prefetch buffer (leases held never exceed
+//! concurrency + prefetch), a heartbeat per running job, results turned into ack or fail, panics caught and reported, and
 //! a graceful stop that releases what it could not finish.
 //!
 //! ```no_run
@@ -32,7 +32,7 @@ use std::time::Duration;
 use redrive_core::broker::{Delivery, FailRequest};
 use redrive_core::model::ErrorInfo;
 use redrive_core::{JobId, Priority};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -41,8 +41,8 @@ use crate::{Client, Error, ReceiveOptions};
 /// Receipts acked in one request at most, and how long a receipt waits for companions.
 const ACK_BATCH_MAX: usize = redrive_core::limits::ACK_BATCH_COUNT_MAX;
 const ACK_LINGER_MS: u64 = 5;
-/// Long-poll wait of one fetch.
-const FETCH_WAIT_MS: u64 = 5_000;
+/// Long-poll wait of one fetch; a stop waits for the fetch in flight, so this bounds it too.
+const FETCH_WAIT_MS: u64 = 2_000;
 /// Pause after a failed fetch before the next.
 const FETCH_RETRY_MS: u64 = 500;
 
@@ -131,13 +131,42 @@ pub struct WorkerStats {
     pub lost_leases: AtomicU64,
     /// Jobs handed back (visibility 0) at shutdown.
     pub released: AtomicU64,
+    /// Jobs whose lease ran out while they waited in the prefetch buffer: not run (the server
+    /// delivers them again).
+    pub expired_in_buffer: AtomicU64,
     /// Total handler time in microseconds.
     pub handler_us: AtomicU64,
+    pub handler_duration: DurationHistogram,
 }
 
 impl WorkerStats {
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the handler-duration buckets, in ms (the last bucket is unbounded).
+pub const HANDLER_BUCKETS_MS: [u64; 10] = [1, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000, 60_000];
+
+/// Handler durations counted in the fixed buckets of [`HANDLER_BUCKETS_MS`], ready to export as
+/// a Prometheus histogram.
+#[derive(Debug, Default)]
+pub struct DurationHistogram {
+    counts: [AtomicU64; HANDLER_BUCKETS_MS.len() + 1],
+}
+
+impl DurationHistogram {
+    pub fn observe(&self, d: Duration) {
+        let ms = d.as_millis() as u64;
+        let i =
+            HANDLER_BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(HANDLER_BUCKETS_MS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(upper bound in ms or None for +Inf, count in this bucket)`, not cumulative.
+    pub fn buckets(&self) -> Vec<(Option<u64>, u64)> {
+        let bounds = HANDLER_BUCKETS_MS.iter().map(|b| Some(*b)).chain([None]);
+        bounds.zip(&self.counts).map(|(b, c)| (b, c.load(Ordering::Relaxed))).collect()
     }
 }
 
@@ -149,6 +178,7 @@ impl Worker {
             client,
             queues: Vec::new(),
             concurrency: 1,
+            prefetch: None,
             lease: Duration::from_secs(30),
             heartbeats: true,
             shutdown_timeout: Duration::from_secs(10),
@@ -162,6 +192,7 @@ pub struct WorkerBuilder {
     client: Client,
     queues: Vec<String>,
     concurrency: usize,
+    prefetch: Option<usize>,
     lease: Duration,
     heartbeats: bool,
     shutdown_timeout: Duration,
@@ -176,9 +207,17 @@ impl WorkerBuilder {
         self
     }
 
-    /// Jobs run at once; also the most leases the worker holds.
+    /// Jobs run at once.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// Jobs fetched ahead of free slots, so a slot that frees starts its next job without a
+    /// round trip [default: a quarter of the concurrency, at least 1]. Their leases run while
+    /// they wait; one whose lease ran out before it started is skipped, not run.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = Some(n);
         self
     }
 
@@ -231,7 +270,7 @@ struct Shared {
     lease_ms: u64,
     heartbeats: bool,
     stats: Arc<WorkerStats>,
-    acks: mpsc::Sender<String>,
+    acks: mpsc::Sender<(String, OwnedSemaphorePermit)>,
 }
 
 impl<F, Fut> Runner<F>
@@ -253,7 +292,10 @@ where
             stats: b.stats.clone(),
             acks: ack_tx,
         });
-        let slots = Arc::new(Semaphore::new(b.concurrency));
+        let prefetch = b.prefetch.unwrap_or((b.concurrency / 4).max(1));
+        // Leases held (running or buffered), and jobs running.
+        let slots = Arc::new(Semaphore::new(b.concurrency + prefetch));
+        let runners = Arc::new(Semaphore::new(b.concurrency));
         let mut running: JoinSet<()> = JoinSet::new();
         let mut held: Vec<(tokio::task::AbortHandle, String)> = Vec::new();
         let opts = ReceiveOptions {
@@ -264,7 +306,7 @@ where
         };
         tokio::pin!(shutdown);
         loop {
-            // Never hold more leases than free slots: wait for one before fetching.
+            // Never hold more leases than concurrency + prefetch: wait for a free one first.
             let permit = tokio::select! {
                 _ = &mut shutdown => break,
                 p = slots.clone().acquire_many_owned(1) => p.expect("semaphore open"),
@@ -272,12 +314,20 @@ where
             let free = (1 + slots.available_permits())
                 .min(redrive_core::limits::RECEIVE_BATCH_COUNT_MAX as usize);
             let opts = ReceiveOptions { max: Some(free as u32), ..opts.clone() };
-            let fetched = tokio::select! {
-                _ = &mut shutdown => break,
-                r = b.client.receive_any(&b.queues, &opts) => r,
+            let fetch = b.client.receive_any(&b.queues, &opts);
+            tokio::pin!(fetch);
+            let (fetched, stopping) = tokio::select! {
+                _ = &mut shutdown => {
+                    // The fetch may lease jobs even now: finish it, and its jobs are handed
+                    // back below (dropping it could leave them leased to no one).
+                    runners.close();
+                    ((&mut fetch).await, true)
+                }
+                r = &mut fetch => (r, false),
             };
             let jobs = match fetched {
                 Ok(jobs) => jobs,
+                Err(_) if stopping => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "fetch failed; retrying");
                     tokio::time::sleep(Duration::from_millis(FETCH_RETRY_MS)).await;
@@ -288,18 +338,31 @@ where
             // Reap finished jobs: a JoinSet keeps them until joined.
             while running.try_join_next().is_some() {}
             held.retain(|(h, _)| !h.is_finished());
+            let fetched_at = std::time::Instant::now();
             for d in jobs {
                 let permit =
                     slots.clone().try_acquire_owned().expect("fetched at most the free slots");
                 let receipt = d.receipt.clone();
-                let task = run_job(shared.clone(), self.handler.clone(), d);
+                let (shared, handler, runners) =
+                    (shared.clone(), self.handler.clone(), runners.clone());
                 let h = running.spawn(async move {
-                    task.await;
-                    drop(permit);
+                    match runners.acquire_owned().await {
+                        // Boxed: the job future is large, and spawning moves it.
+                        Ok(_running) => {
+                            Box::pin(run_job(shared, handler, d, fetched_at, permit)).await
+                        }
+                        // Stopping: hand back a job that never started.
+                        Err(_) => release(&shared, &d.receipt).await,
+                    }
                 });
                 held.push((h, receipt));
             }
+            if stopping {
+                break;
+            }
         }
+        // Buffered jobs will not start now.
+        runners.close();
         let drained = tokio::time::timeout(b.shutdown_timeout, async {
             while running.join_next().await.is_some() {}
         })
@@ -310,10 +373,7 @@ where
                     continue;
                 }
                 h.abort();
-                // Visibility 0: another worker can take it at once.
-                if shared.client.extend(receipt, 0).await.is_ok() {
-                    shared.stats.released.fetch_add(1, Ordering::Relaxed);
-                }
+                release(&shared, receipt).await;
             }
             while running.join_next().await.is_some() {}
         }
@@ -324,14 +384,35 @@ where
     }
 }
 
+/// Hands a job back with visibility 0, so another worker can take it at once.
+async fn release(shared: &Shared, receipt: &str) {
+    if shared.client.extend(receipt, 0).await.is_ok() {
+        shared.stats.released.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Runs one job with its heartbeat, then acks or fails it (unless the lease was lost).
-async fn run_job<F, Fut>(shared: Arc<Shared>, handler: Arc<F>, d: Delivery)
-where
+/// `fetched_at` is when its lease began: time in the prefetch buffer counts against it. `lease`
+/// is the worker's count of held leases: it goes with the receipt to the ack batcher, and is
+/// given back once the server has the ack, so leases held never exceed the limit.
+async fn run_job<F, Fut>(
+    shared: Arc<Shared>,
+    handler: Arc<F>,
+    d: Delivery,
+    fetched_at: std::time::Instant,
+    lease: OwnedSemaphorePermit,
+) where
     F: Fn(JobContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
     let span = tracing::info_span!("job", id = %d.id, queue = %d.queue, attempt = d.attempt, traceparent = d.traceparent.as_deref().unwrap_or(""));
     async move {
+        let waited = fetched_at.elapsed().as_millis() as u64;
+        if waited >= shared.lease_ms {
+            shared.stats.expired_in_buffer.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(waited_ms = waited, "lease ran out in the prefetch buffer; not run");
+            return;
+        }
         shared.stats.started.fetch_add(1, Ordering::Relaxed);
         let lost = Arc::new(AtomicBool::new(false));
         let ctx = JobContext {
@@ -345,20 +426,30 @@ where
         };
         let started = std::time::Instant::now();
         let mut task = CatchUnwind(Box::pin((handler)(ctx)));
+        // A handler that finishes on its first poll needs no heartbeat timer at all.
+        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut task).poll(cx))).await;
         // Most jobs end within a third of their lease: the heartbeat task only starts if not.
         let mut heartbeat = None;
-        let first_beat = tokio::time::sleep(Duration::from_millis((shared.lease_ms / 3).max(1)));
-        tokio::pin!(first_beat);
-        let outcome = loop {
-            tokio::select! {
-                out = &mut task => break out,
-                () = &mut first_beat, if shared.heartbeats && heartbeat.is_none() => {
-                    let beat = self::heartbeat(shared.clone(), d.receipt.clone(), lost.clone());
-                    heartbeat = Some(AbortOnDrop(tokio::spawn(beat)));
+        let outcome = match first {
+            Poll::Ready(out) => out,
+            Poll::Pending => {
+                let due = (shared.lease_ms / 3).saturating_sub(waited).max(1);
+                let first_beat = tokio::time::sleep(Duration::from_millis(due));
+                tokio::pin!(first_beat);
+                loop {
+                    tokio::select! {
+                        out = &mut task => break out,
+                        () = &mut first_beat, if shared.heartbeats && heartbeat.is_none() => {
+                            let beat = self::heartbeat(shared.clone(), d.receipt.clone(), lost.clone());
+                            heartbeat = Some(AbortOnDrop(tokio::spawn(beat)));
+                        }
+                    }
                 }
             }
         };
-        shared.stats.handler_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let took = started.elapsed();
+        shared.stats.handler_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        shared.stats.handler_duration.observe(took);
         drop(heartbeat);
         if lost.load(Ordering::Relaxed) {
             shared.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
@@ -368,7 +459,7 @@ where
         let failure = match outcome {
             Ok(Ok(())) => {
                 shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-                let _ = shared.acks.send(d.receipt).await;
+                let _ = shared.acks.send((d.receipt, lease)).await;
                 return;
             }
             Ok(Err(e)) => e,
@@ -450,15 +541,27 @@ async fn heartbeat(shared: Arc<Shared>, receipt: String, lost: Arc<AtomicBool>) 
 }
 
 /// Batches acks: up to `ACK_BATCH_MAX` receipts, or whatever arrived within `ACK_LINGER_MS`.
-async fn ack_loop(client: Client, mut rx: mpsc::Receiver<String>, stats: Arc<WorkerStats>) {
+async fn ack_loop(
+    client: Client,
+    mut rx: mpsc::Receiver<(String, OwnedSemaphorePermit)>,
+    stats: Arc<WorkerStats>,
+) {
     let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    let mut leases = Vec::with_capacity(ACK_BATCH_MAX);
+    while let Some((receipt, lease)) = rx.recv().await {
+        batch.push(receipt);
+        leases.push(lease);
         let linger = tokio::time::sleep(Duration::from_millis(ACK_LINGER_MS));
         tokio::pin!(linger);
         while batch.len() < ACK_BATCH_MAX {
             tokio::select! {
-                r = rx.recv() => match r { Some(x) => batch.push(x), None => break },
+                r = rx.recv() => match r {
+                    Some((receipt, lease)) => {
+                        batch.push(receipt);
+                        leases.push(lease);
+                    }
+                    None => break,
+                },
                 _ = &mut linger => break,
             }
         }
@@ -478,5 +581,6 @@ async fn ack_loop(client: Client, mut rx: mpsc::Receiver<String>, stats: Arc<Wor
             }
         }
         batch.clear();
+        leases.clear();
     }
 }

@@ -524,6 +524,11 @@ impl Loop {
                     break;
                 };
                 let Some(w) = self.waiters.get(&id) else { continue };
+                if w.tx.is_closed() {
+                    // The receiver gave up (its client disconnected): lease nothing to it.
+                    self.finish_waiter(id, Ok(Vec::new()));
+                    continue;
+                }
                 let (qids, max, lease_ms, worker) =
                     (w.qids.clone(), w.max, w.lease_ms, w.worker.clone());
                 match self.try_receive(&qids, max, lease_ms, worker.as_deref()) {

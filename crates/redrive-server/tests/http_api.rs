@@ -103,6 +103,27 @@ async fn long_poll_returns_as_soon_as_a_job_is_enqueued() {
 }
 
 #[tokio::test]
+async fn a_long_poll_whose_client_went_away_leases_nothing() {
+    let s = start().await;
+    s.queue("gone", json!({})).await;
+    let quitter = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let r = quitter
+        .post(format!("{}/v1/queues/gone/receive", s.url))
+        .json(&json!({"wait_ms": 20000}))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client gave up on its long poll");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.call("POST", "/v1/queues/gone/jobs", Some(json!({"jobs":[{"body":"x"}]}))).await;
+    let (_, stats) = s.call("GET", "/v1/queues/gone/stats", None).await;
+    assert_eq!(
+        (stats["counts"]["ready"].as_u64(), stats["counts"]["leased"].as_u64()),
+        (Some(1), Some(0)),
+        "the job waits for a live receiver: {stats}"
+    );
+}
+
+#[tokio::test]
 async fn multi_queue_receive_prefers_queues_in_order() {
     let s = start().await;
     s.queue("a", json!({})).await;

@@ -169,6 +169,42 @@ async fn graceful_stop_with_100_jobs_in_flight_releases_them_for_immediate_picku
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_keeps_a_small_buffer_and_never_more_leases_than_it_can_hold() {
+    let (_s, client, _d) = setup("buffered", QueuePatch::default()).await;
+    let jobs: Vec<NewJob> =
+        (0..20).map(|i| NewJob { body: format!("{i}"), ..NewJob::default() }).collect();
+    client.enqueue("buffered", &jobs).await.unwrap();
+    let stats = Arc::new(WorkerStats::default());
+    let worker = Worker::builder(client.clone())
+        .queues(["buffered"])
+        .concurrency(2)
+        .prefetch(3)
+        .stats(stats.clone())
+        .handler(|_job| async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            Ok(())
+        });
+    let run = spawn(worker);
+    let mut most_leased = 0;
+    while get(&stats.succeeded) < 20 {
+        let leased = client.queue_stats("buffered").await.unwrap().counts.leased;
+        most_leased = most_leased.max(leased);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = run.stop().await;
+    assert!(most_leased <= 5, "at most concurrency + prefetch leases, saw {most_leased}");
+    assert!(most_leased > 2, "the buffer was used: saw {most_leased} leases");
+    let counted: u64 = stats.handler_duration.buckets().iter().map(|(_, n)| n).sum();
+    assert_eq!(counted, 20, "every handler run is in the duration histogram");
+    let (le_100ms, rest): (Vec<_>, Vec<_>) =
+        stats.handler_duration.buckets().into_iter().partition(|(b, _)| b.is_some_and(|b| b < 150));
+    assert_eq!(
+        (le_100ms.iter().map(|x| x.1).sum::<u64>(), rest.iter().map(|x| x.1).sum::<u64>()),
+        (0, 20)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_sends_become_few_requests() {
     let (_s, client, _d) = setup("bulk", QueuePatch::default()).await;
     let requests = |m: &str| -> u64 {
