@@ -811,6 +811,14 @@ async fn query_protocol_forms_get_xml_answers() {
     );
     assert!(xml.contains("<BatchResultErrorEntry><Id>bad</Id><SenderFault>true</SenderFault><Code>ReceiptHandleIsInvalid</Code>"), "{xml}");
 
+    let (_, xml) = s.form("/000000000000/qp", "Action=ReceiveMessage").await;
+    assert!(
+        xml.contains("<ReceiveMessageResult></ReceiveMessageResult>"),
+        "an empty result keeps its element: {xml}"
+    );
+    let (_, xml) = s.form("/000000000000/qp", "Action=PurgeQueue").await;
+    assert!(xml.contains("<PurgeQueueResponse") && !xml.contains("PurgeQueueResult"), "{xml}");
+
     let (_, xml) = s.form("/", "Action=GetQueueAttributes&QueueUrl=http://h/000000000000/qp&AttributeName.1=VisibilityTimeout").await;
     assert!(
         xml.contains("<Attribute><Name>VisibilityTimeout</Name><Value>40</Value></Attribute>"),

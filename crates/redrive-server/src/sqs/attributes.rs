@@ -110,6 +110,24 @@ pub fn to_patch(
     Ok(p)
 }
 
+/// Refuses a patch whose redrive policy names a queue that does not exist, in SQS's words.
+pub async fn check_dead_letter_target(cx: &Cx<'_>, p: &QueuePatch) -> SqsResult<()> {
+    use redrive_core::Broker;
+    if let Some(Some(dlq)) = &p.dead_letter_queue {
+        match cx.broker().get_queue(dlq.clone()).await {
+            Err(redrive_core::Error::QueueNotFound(_)) => {
+                return Err(SqsError::invalid(format!(
+                    "Value for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist: {}.",
+                    cx.arn(dlq)
+                )))
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// `{"deadLetterTargetArn": …, "maxReceiveCount": …}`, or empty to remove the policy.
 fn redrive_policy(v: &str) -> SqsResult<(Option<String>, Option<u32>)> {
     if v.trim().is_empty() {

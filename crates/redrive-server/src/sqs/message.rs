@@ -81,11 +81,10 @@ pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
                 "The type of message attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String."
             )));
         }
-        let present =
-            if v.is_binary() { v.binary_value.is_some() } else { v.string_value.is_some() };
-        if !present {
+        let value = if v.is_binary() { &v.binary_value } else { &v.string_value };
+        if value.as_deref().is_none_or(str::is_empty) {
             return Err(SqsError::invalid(format!(
-                "The message attribute '{name}' must contain non-empty message attribute value for message attribute type '{}'.",
+                "Message (user) attribute '{name}' must contain a non-empty value of type '{}'.",
                 v.data_type
             )));
         }

@@ -141,11 +141,15 @@ fn pairs_to_map(v: Value, key: &str, value: &str) -> Value {
     Value::Object(map)
 }
 
-/// The success answer in the caller's protocol.
+/// The success answer in the caller's protocol; `null` is an action that answers nothing.
 pub fn ok(protocol: Protocol, action: &str, result: Value, request_id: &str) -> Response {
     match protocol {
         Protocol::Json => {
-            let body = serde_json::to_vec(&result).expect("JSON values serialize");
+            let body = if result.is_null() {
+                b"{}".to_vec()
+            } else {
+                serde_json::to_vec(&result).expect("JSON values serialize")
+            };
             let mut resp = (StatusCode::OK, body).into_response();
             set(&mut resp, header::CONTENT_TYPE, JSON_CONTENT_TYPE);
             set(&mut resp, "x-amzn-requestid", request_id);
@@ -154,7 +158,8 @@ pub fn ok(protocol: Protocol, action: &str, result: Value, request_id: &str) -> 
         Protocol::Query => {
             let mut xml = String::with_capacity(512);
             let _ = write!(xml, "<?xml version=\"1.0\"?><{action}Response xmlns=\"{XMLNS}\">");
-            if result.as_object().is_some_and(|m| !m.is_empty()) {
+            // Even an empty result has its element: SDKs look for it.
+            if !result.is_null() {
                 let _ = write!(xml, "<{action}Result>");
                 xml_fields(&mut xml, action, &result);
                 let _ = write!(xml, "</{action}Result>");

@@ -50,5 +50,5 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
         Ok(())
     })
     .await?;
-    Ok(Empty {})
+    Ok(Empty)
 }

@@ -22,7 +22,7 @@ pub struct Input {
 pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
     cx.queue_name(input.queue_url.as_deref())?;
     change(cx, input.receipt_handle, input.visibility_timeout).await?;
-    Ok(Empty {})
+    Ok(Empty)
 }
 
 /// One visibility change, shared with the batch action.

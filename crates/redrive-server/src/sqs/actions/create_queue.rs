@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use redrive_core::{Error, QueuePatch};
 use serde::{Deserialize, Serialize};
 
-use crate::sqs::attributes::to_patch;
+use crate::sqs::attributes::{check_dead_letter_target, to_patch};
 use crate::sqs::error::{Code, SqsError, SqsResult};
 use crate::sqs::wire::string_map;
 use crate::sqs::Cx;
@@ -54,10 +54,12 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
         }
         Err(Error::QueueNotFound(_)) => {
             let mut patch: QueuePatch = to_patch(&input.attributes, &BTreeMap::new(), true)?;
-            // SQS queues retry until the redrive policy (if any) says otherwise, and get no
-            // dead-letter queue of their own.
+            check_dead_letter_target(cx, &patch).await?;
+            // SQS queues retry until the redrive policy (if any) says otherwise, get no
+            // dead-letter queue of their own, and take messages up to 1 MiB by default.
             patch.max_attempts = Some(None);
             patch.dead_letter_queue.get_or_insert(None);
+            patch.max_message_bytes.get_or_insert(redrive_core::limits::MESSAGE_SIZE_MAX_BYTES);
             if !input.tags.is_empty() {
                 patch.tags = Some(input.tags);
             }

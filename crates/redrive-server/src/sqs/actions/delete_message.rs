@@ -22,5 +22,5 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
         return Err(malformed_receipt(&input.receipt_handle));
     }
     cx.broker().ack(vec![input.receipt_handle]).await?;
-    Ok(Empty {})
+    Ok(Empty)
 }

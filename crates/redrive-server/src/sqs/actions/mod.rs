@@ -173,9 +173,9 @@ struct BatchResult {
     failed: Vec<BatchError>,
 }
 
-/// An action whose answer is empty.
+/// An action that answers nothing: no `<Action>Result` element in XML, `{}` in JSON.
 #[derive(Debug, Serialize)]
-struct Empty {}
+struct Empty;
 
 /// Inputs that name only a queue.
 #[derive(Debug, Deserialize)]

@@ -8,5 +8,5 @@ use crate::sqs::Cx;
 pub async fn run(cx: &Cx<'_>, input: QueueOnly) -> SqsResult<Empty> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     cx.broker().purge(name).await?;
-    Ok(Empty {})
+    Ok(Empty)
 }

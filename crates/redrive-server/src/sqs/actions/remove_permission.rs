@@ -61,5 +61,5 @@ pub async fn edit_policy(
     }
     let patch = QueuePatch { sqs_attributes: Some(stored), ..QueuePatch::default() };
     cx.broker().put_queue(name, patch).await?;
-    Ok(Empty {})
+    Ok(Empty)
 }

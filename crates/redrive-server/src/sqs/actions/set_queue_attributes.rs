@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::sqs::actions::Empty;
-use crate::sqs::attributes::to_patch;
+use crate::sqs::attributes::{check_dead_letter_target, to_patch};
 use crate::sqs::error::SqsResult;
 use crate::sqs::wire::string_map;
 use crate::sqs::Cx;
@@ -24,6 +24,7 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     let q = cx.broker().get_queue(name.clone()).await?;
     let patch = to_patch(&input.attributes, &q.config.sqs_attributes, false)?;
+    check_dead_letter_target(cx, &patch).await?;
     cx.broker().put_queue(name, patch).await?;
-    Ok(Empty {})
+    Ok(Empty)
 }

@@ -26,5 +26,5 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
     tags.extend(input.tags);
     let patch = QueuePatch { tags: Some(tags), ..QueuePatch::default() };
     cx.broker().put_queue(name, patch).await?;
-    Ok(Empty {})
+    Ok(Empty)
 }

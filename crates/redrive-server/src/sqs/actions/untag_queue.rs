@@ -22,5 +22,5 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
     tags.retain(|k, _| !input.tag_keys.contains(k));
     let patch = QueuePatch { tags: Some(tags), ..QueuePatch::default() };
     cx.broker().put_queue(name, patch).await?;
-    Ok(Empty {})
+    Ok(Empty)
 }
