@@ -411,4 +411,11 @@ fn fifo_needs_a_fifo_name_and_a_fifo_dead_letter_queue() {
     h.store.put_queue("o.fifo", &patch(|_| {}), h.now).unwrap();
     let unfifo = patch(|p| p.fifo = Some(false));
     assert!(h.store.put_queue("o.fifo", &unfifo, h.now).is_err(), "FIFO cannot be switched off");
+    let forged = NewJob {
+        body: "x".into(),
+        attributes: [(redrive_core::model::GROUP_ATTRIBUTE.to_owned(), "g".to_owned())].into(),
+        ..NewJob::default()
+    };
+    let e = h.store.enqueue("o.fifo", &[forged], h.now).unwrap_err();
+    assert!(e.to_string().contains("reserved"), "the group is set with `group` only: {e}");
 }

@@ -558,6 +558,12 @@ fn check_job_fields(job: &NewJob) -> Result<()> {
             format!("at most {} bytes", limits::TRACEPARENT_BYTES_MAX),
         ));
     }
+    if job.attributes.contains_key(GROUP_ATTRIBUTE) {
+        return Err(Error::invalid(
+            "attributes",
+            format!("{GROUP_ATTRIBUTE:?} is reserved; set the job's group with \"group\""),
+        ));
+    }
     if job.attributes.len() > limits::ATTRIBUTES_COUNT_MAX {
         return Err(Error::invalid(
             "attributes",

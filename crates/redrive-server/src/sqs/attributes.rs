@@ -93,6 +93,12 @@ pub fn to_patch(
             }
             "FifoQueue" if creating => p.fifo = Some(boolean(name, v)?),
             "ContentBasedDeduplication" => p.content_based_dedup = Some(boolean(name, v)?),
+            "DeduplicationScope" if !matches!(v.as_str(), "messageGroup" | "queue") => {
+                return Err(bad_value(name, "It must be messageGroup or queue."))
+            }
+            "FifoThroughputLimit" if !matches!(v.as_str(), "perQueue" | "perMessageGroupId") => {
+                return Err(bad_value(name, "It must be perQueue or perMessageGroupId."))
+            }
             n if STORED.contains(&n) => {
                 stored.insert(name.clone(), v.clone());
             }

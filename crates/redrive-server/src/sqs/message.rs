@@ -89,11 +89,17 @@ pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
             )));
         }
         v.value_bytes()?;
-        if base == "Number"
-            && v.string_value.as_deref().is_some_and(|s| s.trim().parse::<f64>().is_err())
-        {
+        if let Some(s) = &v.string_value {
+            check_characters(s).map_err(|c| {
+                SqsError::invalid(format!(
+                    "Message (user) attribute '{name}' contains the character U+{:04X}, outside the characters SQS allows.",
+                    c as u32
+                ))
+            })?;
+        }
+        if base == "Number" && !v.string_value.as_deref().is_some_and(is_sqs_number) {
             return Err(SqsError::invalid(format!(
-                "Can't cast the value of message (user) attribute '{name}' to a number."
+                "Can't cast the value of message (user) attribute '{name}' to a number: up to 38 digits, from 10^-128 to 10^+126."
             )));
         }
     }
@@ -212,14 +218,33 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The first character outside what SQS (and XML) allows in bodies and attribute values.
+fn check_characters(s: &str) -> Result<(), char> {
+    let legal = |c: char| matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}');
+    s.chars().find(|c| !legal(*c)).map_or(Ok(()), Err)
+}
+
+/// A number as SQS takes it: finite, at most 38 significant digits, magnitude from 10^-128 to
+/// 10^+126 (or zero).
+fn is_sqs_number(s: &str) -> bool {
+    let s = s.trim();
+    let digits = s.bytes().filter(u8::is_ascii_digit).count();
+    let plain = s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    match s.parse::<f64>() {
+        Ok(n) if plain && digits <= 38 && n.is_finite() => {
+            n == 0.0 || (1e-128..=1e126).contains(&n.abs())
+        }
+        _ => false,
+    }
+}
+
 /// Checks a body: 1 character at least, and only characters XML allows (`#x9 | #xA | #xD |
 /// #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`).
 pub fn check_body(body: &str) -> SqsResult<()> {
     if body.is_empty() {
         return Err(SqsError::invalid("The message body must be at least one character long."));
     }
-    let legal = |c: char| matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}');
-    if let Some(c) = body.chars().find(|c| !legal(*c)) {
+    if let Err(c) = check_characters(body) {
         return Err(SqsError::new(
             Code::InvalidMessageContents,
             format!(
@@ -296,6 +321,21 @@ mod tests {
         assert_eq!(load(&stored), attrs);
         let picked = select(load(&stored), &["n.*".into(), "s".into()]);
         assert_eq!(picked.keys().collect::<Vec<_>>(), ["s"], "n.* means names under n.");
+    }
+
+    #[test]
+    fn numbers_and_characters_follow_sqs_rules() {
+        for ok in ["42", "-1.5", "1e10", "0", "12345678901234567890123456789012345678"] {
+            assert!(is_sqs_number(ok), "{ok}");
+        }
+        for bad in
+            ["NaN", "inf", "1e200", "1e-200", "0x10", "123456789012345678901234567890123456789"]
+        {
+            assert!(!is_sqs_number(bad), "{bad}");
+        }
+        let mut attrs = Attributes::new();
+        attrs.insert("s".into(), string("a\u{1}b"));
+        assert_eq!(check_attributes(&attrs).unwrap_err().code, Code::InvalidParameterValue);
     }
 
     #[test]

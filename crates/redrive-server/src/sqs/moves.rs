@@ -147,10 +147,29 @@ async fn run(broker: EngineHandle, task: Arc<MoveTask>) {
             to: task.destination.clone(),
             ..RedriveRequest::default()
         };
-        match broker.redrive(task.source.clone(), req).await {
-            Ok(r) => task.moved.fetch_add(r.moved, Ordering::Relaxed),
+        let moved = match broker.redrive(task.source.clone(), req).await {
+            Ok(r) => r.moved,
+            // One of the page's messages left meanwhile (deleted, expired): move the rest one
+            // by one, skipping those that are gone.
+            Err(redrive_core::Error::InvalidParameter { .. }) => {
+                let mut moved = 0;
+                for job in &page.jobs {
+                    let one = RedriveRequest {
+                        ids: Some(vec![job.id]),
+                        to: task.destination.clone(),
+                        ..RedriveRequest::default()
+                    };
+                    match broker.redrive(task.source.clone(), one).await {
+                        Ok(r) => moved += r.moved,
+                        Err(redrive_core::Error::InvalidParameter { .. }) => {}
+                        Err(e) => return task.finish(Status::Failed, Some(e.to_string())),
+                    }
+                }
+                moved
+            }
             Err(e) => return task.finish(Status::Failed, Some(e.to_string())),
         };
+        task.moved.fetch_add(moved, Ordering::Relaxed);
         if let Some(rate) = task.rate {
             let due = Duration::from_secs_f64(page.jobs.len() as f64 / rate.max(1) as f64);
             tokio::time::sleep_until(started + due).await;
