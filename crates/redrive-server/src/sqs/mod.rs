@@ -19,8 +19,8 @@ mod wire;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use redrive_core::{limits, Error};
@@ -107,20 +107,29 @@ impl Cx<'_> {
 
 async fn at_root(
     State(state): State<Shared>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // A bare GET / is someone looking around, not an SQS request.
+    if method == Method::GET && uri.query().is_none() {
+        return crate::error::ApiError(Error::RouteNotFound).into_response();
+    }
     handle(state, None, uri, headers, body).await
 }
 
 async fn at_queue(
     State(state): State<Shared>,
-    Path((_account, queue)): Path<(String, String)>,
+    Path((account, queue)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // Queue URLs have a 12-digit account; anything else is a native path that does not exist.
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return crate::error::ApiError(Error::RouteNotFound).into_response();
+    }
     handle(state, Some(queue), uri, headers, body).await
 }
 
