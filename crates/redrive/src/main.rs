@@ -5,6 +5,7 @@
 //! - `serve`: flags and configuration of the server, and its lifecycle.
 //! - `cli`: the client commands, their output tables and flag parsers.
 //! - `bench`: the end-to-end throughput and latency benchmark.
+//! - `triage`: the dead-letter triage agent's commands.
 //!
 //! Errors end the process with exit code 1 and one line on stderr; usage errors exit with 2.
 
@@ -13,6 +14,7 @@ mod bench_sdk;
 mod bench_sqs;
 mod cli;
 mod serve;
+mod triage;
 
 use std::process::ExitCode;
 
@@ -43,6 +45,9 @@ enum Command {
     Client(ClientCommand),
     /// Measure end-to-end throughput and enqueue-to-start latency
     Bench(bench::BenchArgs),
+    /// The dead-letter triage agent
+    #[command(subcommand)]
+    Triage(triage::TriageCommand),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => {
             cli::runtime().and_then(|rt| rt.block_on(bench::run(args, cli.url, cli.json)))
         }
+        Command::Triage(cmd) => triage::run(cmd, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
