@@ -8,6 +8,7 @@
 //! Everything here is synchronous and deterministic: time is passed in. The agent loop, the
 //! model provider and the server's proposal store build on it.
 
+pub mod agent;
 pub mod eval;
 pub mod group;
 pub mod model;

@@ -11,10 +11,20 @@ use crate::model::{Action, Category, DeadCase, Decision};
 const RATE_LIMIT_DELAY_MS: u64 = 60_000;
 /// Attempts that must all fail the same way before "refused/unavailable" means the dependency is
 /// down rather than a blip.
-const DOWN_AFTER_ATTEMPTS: usize = 3;
+const DOWN_AFTER_ATTEMPTS: usize = 4;
 
-/// Patterns, lower-case, matched as substrings of the type, message and detail of an attempt.
-/// Order matters: earlier categories win.
+/// Patterns, lower-case, matched as substrings of an attempt's type and message (and, when they
+/// find nothing, its detail). Tables are tried in the order of [`TIERS`]: a strong signal of one
+/// category beats a weak signal of another.
+const BUG_STRONG: &[&str] = &[
+    "nil pointer dereference",
+    "nullpointerexception",
+    "'nonetype' object",
+    "assignment to entry in nil map",
+    "called `option::unwrap()`",
+    "called `result::unwrap()`",
+    "wrong number of arguments",
+];
 const POISON: &[&str] = &[
     "outofmemory",
     "out of memory",
@@ -24,14 +34,22 @@ const POISON: &[&str] = &[
     "oom-kill",
     "sigkill",
     "signal 9",
+    "signal: killed",
     "killed by signal",
     "exit code 137",
     "exited with code 137",
     "status 137",
     "stack overflow",
     "stackoverflow",
+    "stack level too deep",
+    "systemstackerror",
+    "recursionerror",
+    "maximum recursion depth",
     "segmentation fault",
     "sigsegv",
+    "sigabrt",
+    "memory allocation of",
+    "cannot allocate memory",
     "lease expired",
     "leaseexpired",
     "worker lost",
@@ -39,7 +57,8 @@ const POISON: &[&str] = &[
     "worker exited prematurely",
     "hard time limit",
     "timelimitexceeded",
-    "cannot allocate memory",
+    "task timed out after",
+    "runtime exited",
 ];
 const RATE_LIMITED: &[&str] = &[
     "429",
@@ -53,10 +72,41 @@ const RATE_LIMITED: &[&str] = &[
     "slowdown",
     "slow down",
     "requestlimitexceeded",
+    "request_limit_exceeded",
     "request limit exceeded",
+    "limit exceeded",
     "quota exceeded",
     "retry after",
     "retry-after",
+    "provisionedthroughputexceeded",
+    "throughput exceeds",
+    "secondary rate limit",
+    "too many concurrent",
+];
+const DEPENDENCY_DOWN: &[&str] = &[
+    "circuit breaker",
+    "circuitbreaker",
+    "circuit open",
+    "breaker is open",
+    "recovery mode",
+    "57p03",
+    "maintenance",
+    "cannot connect now",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "service is down",
+    "brokers are down",
+    "all_brokers_down",
+    "service not available",
+    "no healthy upstream",
+];
+const CONFIG_HOLD: &[&str] = &[
+    "api_key_expired",
+    "expired api key",
+    "token_revoked",
+    "token has been revoked",
+    "invalid_grant",
+    "access has been revoked",
 ];
 const CONFIG: &[&str] = &[
     "401",
@@ -84,6 +134,7 @@ const CONFIG: &[&str] = &[
     "expired token",
     "missing env",
     "environment variable",
+    "os.environ",
     "not configured",
     "is not set",
     "improperlyconfigured",
@@ -95,78 +146,78 @@ const CONFIG: &[&str] = &[
     "nosuchbucket",
     "bucket does not exist",
     "undefinedtable",
+    "undefinedcolumn",
     "42p01",
+    "42703",
     "no such table",
+    "no such column",
     "password authentication",
+    "getaddrinfo enotfound",
+    "enotfound",
+    "name or service not known",
+    "no such host",
+    "nodename nor servname",
 ];
-const DEPENDENCY_DOWN: &[&str] = &[
-    "circuit breaker",
-    "circuitbreaker",
-    "circuit open",
-    "breaker is open",
-    "recovery mode",
-    "57p03",
-    "maintenance",
-    "cannot connect now",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "service is down",
-];
-const BAD_DATA: &[&str] = &[
-    "validation",
-    "invalid",
-    "schema",
+const BAD_DATA_STRONG: &[&str] = &[
+    "validationerror",
+    "validation error",
+    "validation failed",
+    "recordinvalid",
+    "cannot unmarshal",
+    "unmarshaltypeerror",
+    "cannot deserialize",
+    "invalidformatexception",
+    "mismatchedinputexception",
+    "cannot coerce",
     "jsondecodeerror",
     "json decode",
     "json parse",
     "unexpected token",
     "unexpected end of json",
-    "malformed",
+    "xmlsyntaxerror",
+    "is not of type",
+    "must have required property",
+    "field required",
     "missing required",
     "required field",
-    "is required",
-    "must be",
-    "expected",
-    "cannot deserialize",
-    "mismatchedinputexception",
-    "unrecognized field",
-    "unknown field",
-    "unprocessable",
-    "422",
-    "400 bad request",
-    "bad request",
+    "is not a valid",
     "not a valid",
-    "no such user",
+    "invalid input syntax",
+    "value too long",
+    "datarighttruncation",
+    "datetimefieldoverflow",
+    "out of range for type",
+    "does not match format",
+    "unidentifiedimageerror",
+    "cannot identify image",
+    "decompressionbomb",
+    "recordnotfound",
+    "couldn't find",
+    "zero_results",
+    "messagerejected",
+    "address blacklisted",
     "mailbox unavailable",
     "user unknown",
     "recipient address rejected",
-    "550",
-    "does not exist",
-    "not found",
-    "404",
-    "out of range for type",
+    "carderror",
+    "card_declined",
+    "card declined",
+    "expired_card",
+    "incorrect_number",
+    "document_parsing_exception",
+    "failed to parse field",
+    "unknown field",
+    "unrecognized field",
     "22p02",
     "23502",
     "23505",
     "duplicate key",
     "violates",
-    "card_declined",
-    "card declined",
-    "incorrect_number",
-    "invalid_request_error",
-    "parse error",
-    "parseerror",
-    "decodeerror",
-    "valueerror",
-    "numberformatexception",
-    "illegalargumentexception",
-    "argumenterror",
+    "unprocessable",
 ];
 const BUG: &[&str] = &[
-    "nullpointerexception",
     "null pointer",
     "nil pointer",
-    "'nonetype'",
     "nonetype",
     "attributeerror",
     "typeerror",
@@ -195,31 +246,75 @@ const BUG: &[&str] = &[
     "unsupportedoperationexception",
     "notimplemented",
     "concurrentmodificationexception",
-    "recursionerror",
+    "lazyinitializationexception",
     "runtime error:",
+    "idempotencyerror",
+    "same parameters they were first used with",
+    "nil map",
+    "undefined local variable",
 ];
-const TRANSIENT: &[&str] = &[
-    "timeout",
-    "timed out",
-    "time out",
-    "etimedout",
-    "deadline exceeded",
-    "deadlineexceeded",
+const TRANSIENT_STRONG: &[&str] = &[
     "connection reset",
     "econnreset",
-    "connection refused",
-    "econnrefused",
     "connection aborted",
-    "connection closed",
+    "remote end closed",
+    "remotedisconnected",
     "broken pipe",
     "epipe",
+    "socket hang up",
     "deadlock",
     "40p01",
     "could not serialize",
     "serialization failure",
     "40001",
     "lock wait timeout",
-    "lock timeout",
+    "read timed out",
+    "readtimeout",
+    "read timeout",
+    "etimedout",
+    "deadline exceeded",
+    "deadlineexceeded",
+    "apiconnectionerror",
+    "notleaderforpartition",
+    "leader not available",
+    "idempotency_key_in_use",
+    "eai_again",
+    "temporary failure in name resolution",
+];
+const BAD_DATA: &[&str] = &[
+    "validation",
+    "invalid",
+    "schema",
+    "malformed",
+    "is required",
+    "must be",
+    "expected ",
+    "400 bad request",
+    "bad request",
+    "does not exist",
+    "not found",
+    "404",
+    "550",
+    "invalid_request_error",
+    "parse error",
+    "parseerror",
+    "decodeerror",
+    "valueerror",
+    "numberformatexception",
+    "illegalargumentexception",
+    "argumenterror",
+];
+const TRANSIENT: &[&str] = &[
+    "timeout",
+    "timed out",
+    "time out",
+    "connection refused",
+    "econnrefused",
+    "connection closed",
+    "couldn't connect",
+    "could not connect",
+    "unable to connect",
+    "failed to connect",
     "502",
     "503",
     "504",
@@ -229,22 +324,14 @@ const TRANSIENT: &[&str] = &[
     "temporarily unavailable",
     "temporary failure",
     "try again",
-    "eai_again",
     "too many connections",
+    "too many clients",
     "53300",
     "remaining connection slots",
     "connection pool",
-    "socket hang up",
     "network",
     "unavailable",
-    "internal server error",
-    "500",
-    "server error",
-    "enotfound",
-    "getaddrinfo",
-    "read timeout",
-    "readtimeout",
-    "sockettimeout",
+    "eof",
     "operationalerror",
     "interfaceerror",
 ];
@@ -256,15 +343,35 @@ const DOWN_IF_REPEATED: &[&str] = &[
     "503",
     "service unavailable",
     "unavailable",
-    "enotfound",
     "no route to host",
     "502",
     "bad gateway",
+    "couldn't connect",
+    "could not connect",
+    "unable to connect",
+    "failed to connect",
+    "connect timed out",
 ];
 
-fn text_of(case: &DeadCase, i: usize) -> String {
+/// Tables in the order they are tried, with the category and confidence of a match.
+const TIERS: &[(&[&str], Category, f64)] = &[
+    (BUG_STRONG, Category::Bug, 0.85),
+    (POISON, Category::Poison, 0.9),
+    (RATE_LIMITED, Category::RateLimited, 0.9),
+    (DEPENDENCY_DOWN, Category::DependencyDown, 0.85),
+    (CONFIG_HOLD, Category::Config, 0.85),
+    (CONFIG, Category::Config, 0.85),
+    (BAD_DATA_STRONG, Category::BadData, 0.85),
+    (BUG, Category::Bug, 0.8),
+    (TRANSIENT_STRONG, Category::Transient, 0.85),
+    (BAD_DATA, Category::BadData, 0.7),
+    (TRANSIENT, Category::Transient, 0.8),
+];
+
+fn text_of(case: &DeadCase, i: usize, with_detail: bool) -> String {
     let e = &case.errors[i];
-    format!("{} {} {}", e.kind, e.message, e.detail.as_deref().unwrap_or("")).to_lowercase()
+    let detail = if with_detail { e.detail.as_deref().unwrap_or("") } else { "" };
+    format!("{} {} {}", e.kind, e.message, detail).to_lowercase()
 }
 
 fn matches(text: &str, patterns: &[&str]) -> bool {
@@ -287,9 +394,8 @@ pub fn decide(case: &DeadCase) -> Decision {
             ),
         };
     };
-    let text = text_of(case, last);
-    let all: Vec<String> = (0..case.errors.len()).map(|i| text_of(case, i)).collect();
-    let (category, confidence) = classify(&text, &all);
+    let (category, confidence) = classify(case);
+    let text = text_of(case, last, true);
     let mut d = Decision {
         category,
         action: default_action(category),
@@ -299,6 +405,7 @@ pub fn decide(case: &DeadCase) -> Decision {
         analysis: analysis(category, case),
     };
     match category {
+        Category::Config if matches(&text, CONFIG_HOLD) => d.action = Action::Hold,
         Category::RateLimited => {
             d.delay_ms = Some(retry_after_ms(&text).unwrap_or(RATE_LIMIT_DELAY_MS))
         }
@@ -314,30 +421,24 @@ pub fn decide(case: &DeadCase) -> Decision {
     d
 }
 
-fn classify(last: &str, all: &[String]) -> (Category, f64) {
-    if matches(last, POISON) {
-        return (Category::Poison, 0.9);
-    }
-    if matches(last, RATE_LIMITED) {
-        return (Category::RateLimited, 0.9);
-    }
-    if matches(last, DEPENDENCY_DOWN) {
-        return (Category::DependencyDown, 0.85);
-    }
-    // A missing table is a missing migration, not bad data.
-    if matches(last, CONFIG) || (last.contains("relation \"") && last.contains("does not exist")) {
-        return (Category::Config, 0.85);
-    }
-    if matches(last, BUG) {
-        return (Category::Bug, 0.8);
-    }
-    if matches(last, BAD_DATA) {
-        return (Category::BadData, 0.8);
-    }
-    if matches(last, TRANSIENT) {
-        let down =
-            all.len() >= DOWN_AFTER_ATTEMPTS && all.iter().all(|t| matches(t, DOWN_IF_REPEATED));
-        return if down { (Category::DependencyDown, 0.75) } else { (Category::Transient, 0.85) };
+fn classify(case: &DeadCase) -> (Category, f64) {
+    let last = case.errors.len() - 1;
+    // The detail (stack traces, notes) only speaks when type and message say nothing.
+    for with_detail in [false, true] {
+        let text = text_of(case, last, with_detail);
+        let Some(&(_, category, confidence)) = TIERS.iter().find(|(p, _, _)| matches(&text, p))
+        else {
+            continue;
+        };
+        if category == Category::Transient {
+            let all_down = case.errors.len() >= DOWN_AFTER_ATTEMPTS
+                && (0..case.errors.len())
+                    .all(|i| matches(&text_of(case, i, with_detail), DOWN_IF_REPEATED));
+            if all_down {
+                return (Category::DependencyDown, 0.75);
+            }
+        }
+        return (category, confidence);
     }
     (Category::Unknown, 0.3)
 }
@@ -389,7 +490,8 @@ fn retry_after_ms(text: &str) -> Option<u64> {
     None
 }
 
-/// Names the error message points at: quoted words, and the word after `field`/`property`/`key`.
+/// Names the error message points at: quoted words, words after `field`/`property`/`key`, and
+/// the segments of dotted paths (`OrderLine.lines.quantity` → `quantity`).
 fn named_fields(message: &str) -> Vec<String> {
     let mut out = Vec::new();
     for q in ['\'', '"', '`'] {
@@ -402,102 +504,221 @@ fn named_fields(message: &str) -> Vec<String> {
     }
     let words: Vec<&str> = message.split_whitespace().collect();
     for w in words.windows(2) {
-        if ["field", "property", "key", "parameter", "attribute"]
-            .contains(&w[0].to_lowercase().as_str())
-        {
+        let lead = w[0].to_lowercase();
+        if ["field", "property", "key", "parameter", "attribute"].contains(&lead.as_str()) {
             out.push(
                 w[1].trim_matches(|c: char| !c.is_alphanumeric() && c != '_' && c != '.')
                     .to_owned(),
             );
         }
     }
+    // A line of its own that is a bare identifier (pydantic puts the field name there).
+    for line in message.lines().map(str::trim) {
+        if !line.is_empty()
+            && line.len() <= 64
+            && line.chars().all(|c| c.is_alphanumeric() || c == '_')
+        {
+            out.push(line.to_owned());
+        }
+    }
+    let segments: Vec<String> = out
+        .iter()
+        .filter(|f| f.contains('.'))
+        .filter_map(|f| f.rsplit('.').next().map(str::to_owned))
+        .collect();
+    out.extend(segments);
     out.retain(|f| !f.is_empty());
     out
 }
 
-/// Finds `name` in the body: a top-level key, a dotted path or a JSON pointer. Returns the JSON
-/// pointer and the value.
-fn locate<'a>(body: &'a Value, name: &str) -> Option<(String, &'a Value)> {
-    let pointer = if name.starts_with('/') {
-        name.to_owned()
-    } else {
-        format!("/{}", name.replace('.', "/"))
-    };
-    body.pointer(&pointer).map(|v| (pointer, v))
+/// Every leaf of the body: (JSON pointer, key, value).
+fn leaves<'a>(
+    v: &'a Value,
+    pointer: String,
+    key: &str,
+    out: &mut Vec<(String, String, &'a Value)>,
+) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let esc = k.replace('~', "~0").replace('/', "~1");
+                leaves(x, format!("{pointer}/{esc}"), k, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                leaves(x, format!("{pointer}/{i}"), key, out);
+            }
+        }
+        _ => out.push((pointer, key.to_owned(), v)),
+    }
 }
 
-/// A mechanical repair the error message points at, as an RFC 6902 patch: a number sent as a
-/// string, an email with surrounding whitespace, a key the error says is misspelled, a date in
-/// day/month/year order where ISO 8601 is expected.
+fn normalized(name: &str) -> String {
+    name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn has_word(text: &str, words: &[&str]) -> bool {
+    text.split(|c: char| !c.is_alphanumeric()).any(|w| words.contains(&w))
+}
+
+/// A mechanical repair the error points at, as an RFC 6902 patch, tried in order: a key the error
+/// says is missing or unknown next to a near-identical one in the body (rename), a value of the
+/// wrong type (a number or boolean sent as a string, an integral float where an integer is
+/// expected), whitespace around a value, a date or timestamp in a format the error rejects.
+/// Nothing is guessed: an ambiguous date (day and month both ≤ 12) gets no patch.
 fn mechanical_fix(case: &DeadCase) -> Option<(Value, String)> {
     let body: Value = serde_json::from_str(&case.body).ok()?;
     let e = case.last_error()?;
     let message = format!("{} {}", e.message, e.detail.as_deref().unwrap_or(""));
     let lower = message.to_lowercase();
-    let fields = named_fields(&message);
+    let names = named_fields(&message);
+    let top: Vec<String> = body.as_object()?.keys().cloned().collect();
 
-    // "unknown field `emial`, expected one of `email`, ..." / "did you mean 'email'"
-    if lower.contains("unknown field")
-        || lower.contains("unrecognized field")
-        || lower.contains("did you mean")
-    {
-        let present: Vec<&String> = fields.iter().filter(|f| locate(&body, f).is_some()).collect();
-        let absent: Vec<&String> = fields.iter().filter(|f| locate(&body, f).is_none()).collect();
-        if let (Some(from), Some(to)) = (present.first(), absent.first()) {
-            let (from_ptr, _) = locate(&body, from)?;
-            let to_ptr = format!("/{}", to.replace('.', "/"));
-            let patch = json!([{"op": "move", "from": from_ptr, "path": to_ptr}]);
-            return Some((patch, format!("Fix: rename {from_ptr} to {to_ptr}.")));
+    // Rename: a named field absent from the body, and a body key that is nearly the same.
+    let missing_words = [
+        "required",
+        "missing",
+        "unknown field",
+        "unrecognized field",
+        "did you mean",
+        "expected one of",
+    ];
+    if missing_words.iter().any(|w| lower.contains(w)) {
+        let mut best: Option<(usize, &String, &String)> = None;
+        for want in names.iter().filter(|n| !top.contains(n) && !n.contains('.')) {
+            for have in top.iter().filter(|k| !names.contains(k) || lower.contains("unknown field"))
+            {
+                let d = if normalized(have) == normalized(want) {
+                    0
+                } else {
+                    edit_distance(have, want)
+                };
+                if d <= 2 && best.is_none_or(|(bd, _, _)| d < bd) {
+                    best = Some((d, have, want));
+                }
+            }
+        }
+        if let Some((_, from, to)) = best {
+            let patch =
+                json!([{"op": "move", "from": format!("/{from}"), "path": format!("/{to}")}]);
+            return Some((patch, format!("Fix: rename /{from} to /{to}.")));
         }
     }
-    for f in &fields {
-        let Some((ptr, v)) = locate(&body, f) else { continue };
-        let Some(s) = v.as_str() else { continue };
-        let wants_number = ["integer", "int", "number", "numeric", "float", "i64", "u32", "long"]
-            .iter()
-            .any(|w| lower.split(|c: char| !c.is_alphanumeric()).any(|x| x == *w));
-        if wants_number {
-            if let Ok(n) = s.trim().parse::<i64>() {
-                return Some((
-                    json!([{"op": "replace", "path": ptr, "value": n}]),
-                    format!("Fix: {ptr} as the number {n}."),
-                ));
+
+    let mut all = Vec::new();
+    leaves(&body, String::new(), "", &mut all);
+    // The leaves the error points at: by key name, or by a value quoted in the message.
+    let pointed: Vec<&(String, String, &Value)> = all
+        .iter()
+        .filter(|(_, k, v)| {
+            names.iter().any(|n| n == k || normalized(n) == normalized(k))
+                || v.as_str().is_some_and(|s| {
+                    !s.trim().is_empty() && names.iter().any(|n| n == s || n == s.trim())
+                })
+                || v.as_str().is_some_and(|s| {
+                    s.len() >= 2
+                        && (message.contains(&format!("\"{s}\""))
+                            || message.contains(&format!("'{s}'")))
+                })
+        })
+        .collect();
+    let replace = |ptr: &str, value: Value, why: String| {
+        Some((json!([{"op": "replace", "path": ptr, "value": value}]), why))
+    };
+
+    let wants_int =
+        has_word(&lower, &["int", "integer", "long", "i32", "i64", "u32", "u64", "int64", "int32"]);
+    let wants_bool = has_word(&lower, &["bool", "boolean"]);
+    let wants_number = has_word(&lower, &["number", "float", "double", "numeric", "decimal"]);
+    for (ptr, _, v) in &pointed {
+        match v {
+            Value::String(s) if wants_int => {
+                if let Ok(n) = s.trim().parse::<i64>() {
+                    return replace(ptr, json!(n), format!("Fix: {ptr} as the integer {n}."));
+                }
             }
-            if let Ok(n) = s.trim().parse::<f64>() {
-                return Some((
-                    json!([{"op": "replace", "path": ptr, "value": n}]),
-                    format!("Fix: {ptr} as the number {n}."),
-                ));
+            Value::String(s) if wants_bool => {
+                if let Ok(b) = s.trim().to_lowercase().parse::<bool>() {
+                    return replace(ptr, json!(b), format!("Fix: {ptr} as the boolean {b}."));
+                }
             }
+            Value::String(s) if wants_number => {
+                if let Ok(n) = s.trim().parse::<f64>() {
+                    return replace(ptr, json!(n), format!("Fix: {ptr} as the number {n}."));
+                }
+            }
+            Value::Number(n)
+                if wants_int
+                    && n.as_f64().is_some_and(|f| f.fract() == 0.0 && n.as_i64().is_none()) =>
+            {
+                let i = n.as_f64().unwrap_or_default() as i64;
+                return replace(ptr, json!(i), format!("Fix: {ptr} as the integer {i}."));
+            }
+            _ => {}
         }
-        if s.trim() != s && !s.trim().is_empty() {
-            let t = s.trim();
-            return Some((
-                json!([{"op": "replace", "path": ptr, "value": t}]),
-                format!("Fix: trim the whitespace around {ptr}."),
-            ));
-        }
-        if lower.contains("date") || lower.contains("iso") || lower.contains("format") {
-            if let Some(iso) = dmy_to_iso(s) {
-                return Some((
-                    json!([{"op": "replace", "path": ptr, "value": iso}]),
-                    format!("Fix: {ptr} as the ISO 8601 date {iso}."),
-                ));
+    }
+
+    // Whitespace: the value the error points at, or else the only padded value in the body.
+    let padded = |v: &Value| v.as_str().is_some_and(|s| s.trim() != s && !s.trim().is_empty());
+    let mut candidates: Vec<&(String, String, &Value)> =
+        pointed.iter().copied().filter(|(_, _, v)| padded(v)).collect();
+    if candidates.is_empty() {
+        candidates = all.iter().filter(|(_, _, v)| padded(v)).collect();
+    }
+    if let [(ptr, _, v)] = candidates.as_slice() {
+        let t = v.as_str().unwrap_or_default().trim();
+        return replace(ptr, json!(t), format!("Fix: trim the whitespace around {ptr}."));
+    }
+
+    if has_word(
+        &lower,
+        &["date", "datetime", "time", "format", "localdatetime", "localdate", "iso"],
+    ) {
+        for (ptr, _, v) in &pointed {
+            let Some(s) = v.as_str() else { continue };
+            if let Some(iso) = iso_date(s, &lower) {
+                return replace(ptr, json!(iso), format!("Fix: {ptr} as {iso} (ISO 8601)."));
             }
         }
     }
     None
 }
 
-/// `31/12/2025` or `31.12.2025` → `2025-12-31` (day first, as most of the world writes it).
-fn dmy_to_iso(s: &str) -> Option<String> {
-    let parts: Vec<&str> = s.trim().split(['/', '.', '-']).collect();
-    let [d, m, y] = parts.as_slice() else { return None };
-    let (d, m, y): (u32, u32, u32) = (d.parse().ok()?, m.parse().ok()?, y.parse().ok()?);
-    if y < 1000 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
+/// `2024/05/03` → `2024-05-03`; `14/03/2024` → `2024-03-14` (only when the day is > 12, so the
+/// order is certain); `2024-05-07 14:30:00` → `2024-05-07T14:30:00` when a date-time is wanted.
+fn iso_date(s: &str, lower: &str) -> Option<String> {
+    let s = s.trim();
+    if let Some((date, time)) = s.split_once(' ') {
+        let ymd = date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-';
+        let hms = time.len() >= 5 && time.as_bytes()[2] == b':';
+        return (ymd && hms && (lower.contains("datetime") || lower.contains("iso")))
+            .then(|| format!("{date}T{time}"));
     }
-    Some(format!("{y:04}-{m:02}-{d:02}"))
+    let parts: Vec<&str> = s.split(['/', '.']).collect();
+    let [a, b, c] = parts.as_slice() else { return None };
+    let nums: Vec<u32> = [a, b, c].iter().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let (y, m, d) = if a.len() == 4 {
+        (nums[0], nums[1], nums[2])
+    } else if c.len() == 4 && nums[0] > 12 {
+        (nums[2], nums[1], nums[0])
+    } else {
+        return None;
+    };
+    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| format!("{y:04}-{m:02}-{d:02}"))
 }
 
 #[cfg(test)]
@@ -550,7 +771,7 @@ mod tests {
         let refused = ("ConnectionError", "connect ECONNREFUSED 10.0.3.4:5432");
         assert_eq!(cat(&[refused]), (Transient, Redrive), "once is a blip");
         assert_eq!(
-            cat(&[refused, refused, refused]),
+            cat(&[refused, refused, refused, refused]),
             (DependencyDown, Hold),
             "every time: it is down"
         );

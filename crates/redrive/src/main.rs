@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => {
             cli::runtime().and_then(|rt| rt.block_on(bench::run(args, cli.url, cli.json)))
         }
-        Command::Triage(cmd) => triage::run(cmd, cli.json),
+        Command::Triage(cmd) => triage::run(cmd, cli.url.as_deref(), cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,17 +1,55 @@
-//! `redrive triage`: the dead-letter triage agent's commands. Today `eval` (score a provider on a
-//! labelled dataset); the agent loop (`watch`, `run`) and proposals (`list`, `approve`, …) come
-//! with the rest of the agent.
+//! `redrive triage`: the dead-letter triage agent's commands: `run` (one pass over a dead-letter
+//! queue) and `eval` (score a provider on a labelled dataset). `watch` and the proposal commands
+//! (`list`, `approve`, …) come with the server-side proposal store.
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
+use redrive_triage::agent::Agent;
 use redrive_triage::eval;
+use redrive_triage::openai::{OpenAi, OpenAiConfig};
+use redrive_triage::policy::Policy;
+use redrive_triage::provider::Provider;
 
 #[derive(Subcommand, Debug)]
 pub enum TriageCommand {
+    /// One triage pass over a queue's dead jobs
+    Run(RunArgs),
     /// Score a provider against a labelled dataset of dead jobs (JSON lines)
     Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The dead-letter queue (or a queue with parked dead jobs)
+    #[arg(long)]
+    queue: String,
+    /// Policy file (TOML: mode, auto_categories, min_confidence, auto_patch, redrives_per_minute)
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Overrides the policy's mode: observe, propose or auto
+    #[arg(long)]
+    mode: Option<String>,
+    /// Audit log (JSON lines), also the agent's memory between passes
+    #[arg(long, default_value = "redrive-triage-audit.jsonl")]
+    audit: PathBuf,
+    /// Slack-compatible webhook for escalations
+    #[arg(long, env = "REDRIVE_TRIAGE_WEBHOOK")]
+    webhook: Option<String>,
+    /// JSON pointer redacted from bodies before a model sees them (repeatable)
+    #[arg(long = "redact")]
+    redact: Vec<String>,
+    /// `rules` (built in, offline) or `openai` (any OpenAI-compatible endpoint)
+    #[arg(long, default_value = "rules")]
+    provider: String,
+    /// Base URL of the chat-completions endpoint, e.g. https://api.openai.com/v1
+    #[arg(long, env = "REDRIVE_TRIAGE_OPENAI_BASE_URL")]
+    openai_base_url: Option<String>,
+    #[arg(long, env = "REDRIVE_TRIAGE_OPENAI_MODEL")]
+    openai_model: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -22,12 +60,89 @@ pub struct EvalArgs {
     /// `rules` (built in, offline)
     #[arg(long, default_value = "rules")]
     provider: String,
+    /// Also list every case decided differently from its label
+    #[arg(long)]
+    mistakes: bool,
 }
 
-pub fn run(cmd: TriageCommand, json: bool) -> anyhow::Result<()> {
+pub fn run(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<()> {
     match cmd {
+        TriageCommand::Run(args) => {
+            crate::cli::runtime().and_then(|rt| rt.block_on(run_cmd(args, url, json)))
+        }
         TriageCommand::Eval(args) => eval_cmd(args, json),
     }
+}
+
+fn provider(args: &RunArgs) -> anyhow::Result<Provider> {
+    match args.provider.as_str() {
+        "rules" => Ok(Provider::Rules),
+        "openai" => {
+            let base_url = args.openai_base_url.clone().context("--openai-base-url is required")?;
+            let model = args.openai_model.clone().context("--openai-model is required")?;
+            let cfg = OpenAiConfig {
+                base_url,
+                model: model.clone(),
+                api_key: std::env::var("OPENAI_API_KEY").ok(),
+                timeout: Duration::from_secs(30),
+                retries: 3,
+            };
+            let client = OpenAi::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(Provider::OpenAi { client, model })
+        }
+        other => bail!("unknown provider {other:?}: use rules or openai"),
+    }
+}
+
+async fn run_cmd(args: RunArgs, url: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let url = url.unwrap_or(crate::cli::URL_DEFAULT).to_owned();
+    let client = redrive_client::Client::new(&url)?;
+    let mut policy: Policy = match &args.policy {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => Policy::default(),
+    };
+    if let Some(mode) = &args.mode {
+        policy.mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
+            .map_err(|_| anyhow::anyhow!("--mode must be observe, propose or auto"))?;
+    }
+    let mut agent = Agent::new(client, url, provider(&args)?, args.audit.clone());
+    agent.policy = policy;
+    agent.webhook = args.webhook.clone();
+    agent.redact_pointers = args.redact.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let report = agent.run_once(&args.queue, now).await.map_err(|e| anyhow::anyhow!(e))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} dead jobs ({} already handled), {} groups: {} redriven, {} proposed, {} escalated, {} recorded",
+        report.dead_jobs,
+        report.skipped,
+        report.groups,
+        report.executed,
+        report.proposed,
+        report.escalated,
+        report.recorded
+    );
+    for r in &report.records {
+        println!(
+            "  {} job(s) {} — {} → {} [{}]",
+            r.job_ids.len(),
+            r.signature,
+            r.decision["category"].as_str().unwrap_or("?"),
+            r.decision["action"].as_str().unwrap_or("?"),
+            r.provider
+        );
+    }
+    println!("audit: {}", args.audit.display());
+    Ok(())
 }
 
 fn eval_cmd(args: EvalArgs, json: bool) -> anyhow::Result<()> {
@@ -54,5 +169,27 @@ fn eval_cmd(args: EvalArgs, json: bool) -> anyhow::Result<()> {
         println!("  case {line}: {} {} ({:.2})", d.category, d.action, d.confidence);
     }
     println!("\n{}", eval::confusion_table(&report.confusion));
+    if args.mistakes {
+        for (i, l) in cases.iter().enumerate() {
+            let d = redrive_triage::rules::decide(&l.case);
+            if d.category != l.expected.category || d.action != l.expected.action {
+                let last = l
+                    .case
+                    .errors
+                    .last()
+                    .map_or(String::new(), |e| format!("{}: {}", e.kind, e.message));
+                let last: String = last.chars().take(160).collect();
+                println!(
+                    "case {}: expected {}/{}, got {}/{} — {}",
+                    i + 1,
+                    l.expected.category,
+                    l.expected.action,
+                    d.category,
+                    d.action,
+                    last.replace('\n', " ")
+                );
+            }
+        }
+    }
     Ok(())
 }

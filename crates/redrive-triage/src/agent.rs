@@ -1,0 +1,362 @@
+//! One triage pass over a dead-letter queue, as a client of the native API: read every dead job
+//! with its attempt log, group, decide once per group, apply the policy per job, execute what may
+//! run (redrives, by id, with the decision's delay), escalate to a webhook, and append one audit
+//! record per group to a JSON-lines file. The audit log is also the agent's memory: a job it
+//! redrove that is dead again is escalated, never redriven a second time, and a job it already
+//! proposed, escalated or recorded is not decided again.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redrive_client::{Client, DeadQuery, JobInfo, RedriveRequest};
+use redrive_core::model::{JobId, Outcome};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::group::{group, GroupKey};
+use crate::model::{Action, DeadCase, FailedAttempt};
+use crate::policy::{Policy, RateLimiter, Verdict};
+use crate::provider::{decide, Decided, Provider};
+use crate::redact::redact_case;
+
+/// Dead jobs read per page.
+const PAGE: u32 = 1000;
+/// Job ids listed in an escalation message at most.
+const ESCALATION_IDS_MAX: usize = 20;
+const WEBHOOK_ATTEMPTS: u32 = 3;
+
+pub struct Agent {
+    pub client: Client,
+    /// Base URL of the server, for the links in escalations.
+    pub server_url: String,
+    pub provider: Provider,
+    pub policy: Policy,
+    /// JSON pointers redacted from bodies before a model sees them.
+    pub redact_pointers: Vec<String>,
+    /// Slack-compatible webhook for escalations.
+    pub webhook: Option<String>,
+    pub audit_path: PathBuf,
+    limiter: RateLimiter,
+    http: reqwest::Client,
+}
+
+/// What a pass did with one group: the audit record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at_ms: u64,
+    pub queue: String,
+    pub source_queue: String,
+    pub signature: String,
+    pub shape: String,
+    pub job_ids: Vec<JobId>,
+    pub provider: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_version: Option<String>,
+    /// A hash of the redacted input the provider saw (the input itself is not kept).
+    pub input_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_output: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    pub decision: Value,
+    /// Job id → the policy's verdict for it.
+    pub verdicts: BTreeMap<String, Verdict>,
+    /// Jobs redriven by this pass.
+    pub executed: Vec<JobId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Escalation>,
+    pub actor: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Escalation {
+    pub delivered: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Totals of one pass.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PassReport {
+    pub dead_jobs: usize,
+    pub skipped: usize,
+    pub groups: usize,
+    pub executed: usize,
+    pub proposed: usize,
+    pub escalated: usize,
+    pub recorded: usize,
+    pub records: Vec<AuditRecord>,
+}
+
+/// What earlier passes did, read back from the audit log.
+#[derive(Default)]
+struct Memory {
+    redriven: HashSet<JobId>,
+    settled: HashSet<JobId>,
+}
+
+impl Agent {
+    pub fn new(
+        client: Client,
+        server_url: String,
+        provider: Provider,
+        audit_path: PathBuf,
+    ) -> Agent {
+        Agent {
+            client,
+            server_url,
+            provider,
+            policy: Policy::default(),
+            redact_pointers: Vec::new(),
+            webhook: None,
+            audit_path,
+            limiter: RateLimiter::default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    fn memory(&self) -> Result<Memory, String> {
+        let mut m = Memory::default();
+        let text = match std::fs::read_to_string(&self.audit_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(m),
+            Err(e) => return Err(format!("reading {}: {e}", self.audit_path.display())),
+        };
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let r: AuditRecord = serde_json::from_str(line)
+                .map_err(|e| format!("{} line {}: {e}", self.audit_path.display(), i + 1))?;
+            m.redriven.extend(r.executed.iter().copied());
+            for (id, v) in &r.verdicts {
+                if *v != Verdict::Execute {
+                    if let Ok(id) = id.parse() {
+                        m.settled.insert(id);
+                    }
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    async fn dead_jobs(&self, queue: &str) -> Result<Vec<JobInfo>, String> {
+        let mut all = Vec::new();
+        let mut query = DeadQuery { limit: Some(PAGE), ..DeadQuery::default() };
+        loop {
+            let page = self.client.list_dead(queue, &query).await.map_err(|e| e.to_string())?;
+            all.extend(page.jobs);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One pass over `queue`'s dead jobs at `now` (ms).
+    pub async fn run_once(&mut self, queue: &str, now: u64) -> Result<PassReport, String> {
+        let memory = self.memory()?;
+        let jobs = self.dead_jobs(queue).await?;
+        let mut report = PassReport { dead_jobs: jobs.len(), ..PassReport::default() };
+        let (jobs, skipped): (Vec<JobInfo>, Vec<JobInfo>) =
+            jobs.into_iter().partition(|j| !memory.settled.contains(&j.id));
+        report.skipped = skipped.len();
+        let cases: Vec<DeadCase> = jobs.iter().map(dead_case).collect();
+        let groups = group(&cases);
+        report.groups = groups.len();
+        for (key, members) in groups {
+            let rep = &cases[members[0]];
+            let decided = decide(&self.provider, rep, members.len(), &self.redact_pointers).await;
+            let mut verdicts = BTreeMap::new();
+            let mut to_redrive = Vec::new();
+            for &i in &members {
+                let id = jobs[i].id;
+                let v = decided.verdict(
+                    &self.policy,
+                    memory.redriven.contains(&id),
+                    &mut self.limiter,
+                    now,
+                );
+                if v == Verdict::Execute {
+                    to_redrive.push(id);
+                }
+                verdicts.insert(id.to_string(), v);
+            }
+            let executed = self.execute(queue, &decided, to_redrive, &mut verdicts).await;
+            let escalated: Vec<JobId> = members
+                .iter()
+                .map(|&i| jobs[i].id)
+                .filter(|id| matches!(verdicts[&id.to_string()], Verdict::Escalate(_)))
+                .collect();
+            let escalation = if escalated.is_empty() {
+                None
+            } else {
+                Some(self.escalate(&key, &decided, &escalated).await)
+            };
+            for v in verdicts.values() {
+                match v {
+                    Verdict::Execute => report.executed += 1,
+                    Verdict::Propose(_) => report.proposed += 1,
+                    Verdict::Escalate(_) => report.escalated += 1,
+                    Verdict::Record(_) => report.recorded += 1,
+                }
+            }
+            let record = AuditRecord {
+                at_ms: now,
+                queue: queue.to_owned(),
+                source_queue: key.queue.clone(),
+                signature: key.signature.clone(),
+                shape: key.shape.clone(),
+                job_ids: members.iter().map(|&i| jobs[i].id).collect(),
+                provider: decided.provider.to_owned(),
+                model: decided.model.clone(),
+                prompt_version: decided.prompt_version.map(str::to_owned),
+                input_hash: input_hash(&redact_case(rep, &self.redact_pointers)),
+                raw_output: decided.raw_output.clone(),
+                fallback: decided.fallback.clone(),
+                decision: serde_json::to_value(&decided.decision).expect("serializes"),
+                verdicts,
+                executed,
+                escalation,
+                actor: "agent".into(),
+            };
+            self.append(&record)?;
+            report.records.push(record);
+        }
+        Ok(report)
+    }
+
+    /// Redrives the jobs the policy let run. Patched redrives are not executed by the agent yet:
+    /// they become proposals.
+    async fn execute(
+        &self,
+        queue: &str,
+        decided: &Decided,
+        ids: Vec<JobId>,
+        verdicts: &mut BTreeMap<String, Verdict>,
+    ) -> Vec<JobId> {
+        if ids.is_empty() {
+            return ids;
+        }
+        if decided.decision.action != Action::Redrive {
+            for id in &ids {
+                verdicts.insert(
+                    id.to_string(),
+                    Verdict::Propose("the agent does not apply patches yet".into()),
+                );
+            }
+            return Vec::new();
+        }
+        let req = RedriveRequest {
+            ids: Some(ids.clone()),
+            delay_ms: decided.decision.delay_ms,
+            ..RedriveRequest::default()
+        };
+        match self.client.redrive(queue, &req).await {
+            Ok(r) => r.ids,
+            Err(e) => {
+                for id in &ids {
+                    verdicts.insert(
+                        id.to_string(),
+                        Verdict::Propose(format!("the redrive failed: {e}")),
+                    );
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Posts one message per group to the webhook (Slack-compatible `text`), with retries.
+    async fn escalate(&self, key: &GroupKey, decided: &Decided, ids: &[JobId]) -> Escalation {
+        let Some(url) = &self.webhook else {
+            return Escalation { delivered: false, error: Some("no webhook configured".into()) };
+        };
+        let d = &decided.decision;
+        let links: Vec<String> = ids
+            .iter()
+            .take(ESCALATION_IDS_MAX)
+            .map(|id| format!("{}/v1/jobs/{id}", self.server_url.trim_end_matches('/')))
+            .collect();
+        let text = format!(
+            "redrive triage: {} dead job(s) from {} need a person. {} / {} (confidence {:.2}). {}",
+            ids.len(),
+            key.queue,
+            d.category,
+            d.action,
+            d.confidence,
+            d.analysis
+        );
+        let body = json!({
+            "text": text,
+            "queue": key.queue,
+            "signature": key.signature,
+            "count": ids.len(),
+            "category": d.category,
+            "action": d.action,
+            "analysis": d.analysis,
+            "jobs": links,
+        });
+        let mut last = String::new();
+        for attempt in 0..WEBHOOK_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            match self.http.post(url).json(&body).send().await {
+                Ok(r) if r.status().is_success() => {
+                    return Escalation { delivered: true, error: None }
+                }
+                Ok(r) => last = format!("the webhook answered {}", r.status()),
+                Err(e) => last = format!("cannot reach the webhook: {e}"),
+            }
+        }
+        Escalation { delivered: false, error: Some(last) }
+    }
+
+    fn append(&self, record: &AuditRecord) -> Result<(), String> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.audit_path)
+            .map_err(|e| format!("opening {}: {e}", self.audit_path.display()))?;
+        let line = serde_json::to_string(record).expect("serializes");
+        writeln!(f, "{line}").map_err(|e| format!("writing {}: {e}", self.audit_path.display()))
+    }
+}
+
+/// A dead job as triage sees it: failed attempts and lease expiries become its error history.
+pub fn dead_case(j: &JobInfo) -> DeadCase {
+    let errors = j
+        .attempts
+        .iter()
+        .filter_map(|a| match (a.outcome, &a.error) {
+            (Outcome::Failed, Some(e)) => Some(FailedAttempt {
+                kind: e.kind.clone(),
+                message: e.message.clone(),
+                detail: e.detail.clone(),
+            }),
+            (Outcome::LeaseExpired, _) => Some(FailedAttempt {
+                kind: "LeaseExpired".into(),
+                message: "the lease expired without a result (the worker died or hung)".into(),
+                detail: None,
+            }),
+            _ => None,
+        })
+        .collect();
+    DeadCase {
+        queue: j.dead.as_ref().map_or_else(|| j.queue.clone(), |d| d.source_queue.clone()),
+        body: j.body.clone().unwrap_or_default(),
+        attributes: j.attributes.clone(),
+        receive_count: j.receive_count,
+        errors,
+    }
+}
+
+fn input_hash(case: &DeadCase) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_string(case).expect("serializes");
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}

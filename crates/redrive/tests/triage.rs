@@ -1,0 +1,206 @@
+//! The triage agent end to end through a real server and the real CLI: timeouts are redriven
+//! automatically and then succeed, a bug is escalated to a webhook, a job that dies again after
+//! an agent redrive is escalated instead of looping, and the audit log shows every decision.
+
+mod common;
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use redrive_client::{Client, FailRequest, JobId, NewJob, QueuePatch, ReceiveOptions};
+use redrive_core::model::ErrorInfo;
+use serde_json::Value;
+
+type Hooks = Arc<Mutex<Vec<Value>>>;
+
+async fn webhook_receiver() -> (String, Hooks) {
+    let hooks: Hooks = Arc::default();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(|State(h): State<Hooks>, Json(v): Json<Value>| async move {
+                h.lock().unwrap().push(v);
+            }),
+        )
+        .with_state(hooks.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hooks)
+}
+
+/// Receives every ready job of `queue` and fails it with `(kind, message)` until all are dead.
+async fn fail_until_dead(client: &Client, queue: &str, ids: &[JobId], kind: &str, message: &str) {
+    let opts = ReceiveOptions { max: Some(100), wait_ms: Some(200), ..ReceiveOptions::default() };
+    for _ in 0..200 {
+        let mut alive = 0;
+        for id in ids {
+            if client.get_job(*id).await.unwrap().dead.is_none() {
+                alive += 1;
+            }
+        }
+        if alive == 0 {
+            return;
+        }
+        for d in client.receive(queue, &opts).await.unwrap() {
+            let req = FailRequest {
+                receipt: d.receipt,
+                error: ErrorInfo { kind: kind.into(), message: message.into(), detail: None },
+                retry_after_ms: Some(0),
+                non_retryable: false,
+            };
+            client.fail(&req).await.unwrap();
+        }
+    }
+    panic!("jobs of {queue} did not die");
+}
+
+fn triage_run(url: &str, queue: &str, audit: &std::path::Path, webhook: &str) -> Value {
+    let out = Command::new(common::BIN)
+        .args(["triage", "run", "--json", "--mode", "auto", "--url", url, "--queue", queue])
+        .arg("--audit")
+        .arg(audit)
+        .args(["--webhook", webhook])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_redriven_bugs_escalated_and_nothing_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path(), &[]);
+    let client = Client::new(&server.url).unwrap();
+    let (hook, hooks) = webhook_receiver().await;
+    let audit = dir.path().join("audit.jsonl");
+    let patch = QueuePatch { max_attempts: Some(Some(2)), ..QueuePatch::default() };
+    for q in ["emails", "reports"] {
+        client.put_queue(q, &patch).await.unwrap();
+    }
+    let send = |q: &'static str, n: usize| {
+        let client = client.clone();
+        async move {
+            let jobs: Vec<NewJob> = (0..n)
+                .map(|i| NewJob { body: format!("{{\"n\":{i}}}"), ..NewJob::default() })
+                .collect();
+            client.enqueue(q, &jobs).await.unwrap().into_iter().map(|e| e.id).collect::<Vec<_>>()
+        }
+    };
+    let emails = send("emails", 3).await;
+    let reports = send("reports", 2).await;
+    fail_until_dead(
+        &client,
+        "emails",
+        &emails,
+        "TimeoutError",
+        "timed out after 30s talking to smtp.example.com:587",
+    )
+    .await;
+    fail_until_dead(
+        &client,
+        "reports",
+        &reports,
+        "java.lang.NullPointerException",
+        "Cannot invoke \"Report.owner()\" because \"report\" is null",
+    )
+    .await;
+
+    let r = triage_run(&server.url, "emails-dlq", &audit, &hook);
+    assert_eq!(
+        (r["dead_jobs"].as_u64(), r["groups"].as_u64(), r["executed"].as_u64()),
+        (Some(3), Some(1), Some(3)),
+        "{r}"
+    );
+    let r = triage_run(&server.url, "reports-dlq", &audit, &hook);
+    assert_eq!((r["escalated"].as_u64(), r["executed"].as_u64()), (Some(2), Some(0)), "{r}");
+    {
+        let hooks = hooks.lock().unwrap();
+        assert_eq!(hooks.len(), 1, "one message per group");
+        assert_eq!(hooks[0]["count"], 2);
+        assert_eq!(hooks[0]["category"], "bug");
+        assert!(hooks[0]["text"].as_str().unwrap().contains("reports"), "{}", hooks[0]);
+    }
+
+    // The redriven emails are back in their queue: one succeeds, two die again.
+    let opts = ReceiveOptions { max: Some(10), wait_ms: Some(1000), ..ReceiveOptions::default() };
+    let back = client.receive("emails", &opts).await.unwrap();
+    assert_eq!(back.len(), 3, "redriven to the source queue");
+    let ok = back.iter().find(|d| d.id == emails[0]).unwrap();
+    client.ack(std::slice::from_ref(&ok.receipt)).await.unwrap();
+    for d in back.iter().filter(|d| d.id != emails[0]) {
+        client.extend(&d.receipt, 0).await.unwrap();
+    }
+    fail_until_dead(
+        &client,
+        "emails",
+        &emails[1..],
+        "TimeoutError",
+        "timed out after 30s talking to smtp.example.com:587",
+    )
+    .await;
+    assert_eq!(format!("{:?}", client.get_job(emails[0]).await.unwrap().state), "Acked");
+
+    let r = triage_run(&server.url, "emails-dlq", &audit, &hook);
+    assert_eq!(
+        (r["dead_jobs"].as_u64(), r["executed"].as_u64(), r["escalated"].as_u64()),
+        (Some(2), Some(0), Some(2)),
+        "died again after an agent redrive: escalated, never looped: {r}"
+    );
+    let r = triage_run(&server.url, "reports-dlq", &audit, &hook);
+    assert_eq!(
+        (r["dead_jobs"].as_u64(), r["skipped"].as_u64(), r["groups"].as_u64()),
+        (Some(2), Some(2), Some(0)),
+        "already escalated: not decided again"
+    );
+
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(String, String, usize)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["queue"].as_str().unwrap().to_owned(),
+                r["decision"]["action"].as_str().unwrap().to_owned(),
+                r["executed"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("emails-dlq".into(), "redrive".into(), 3),
+            ("reports-dlq".into(), "escalate".into(), 0),
+            ("emails-dlq".into(), "redrive".into(), 0)
+        ]
+    );
+    assert!(records
+        .iter()
+        .all(|r| r["provider"] == "rules" && r["input_hash"].as_str().unwrap().len() == 64));
+    assert_eq!(hooks.lock().unwrap().len(), 2, "the died-again group was escalated too");
+}
+
+#[test]
+fn eval_prints_the_scores_as_one_json_object() {
+    let dataset = concat!(env!("CARGO_MANIFEST_DIR"), "/../redrive-triage/eval/dead_jobs.jsonl");
+    let out = Command::new(common::BIN)
+        .args(["triage", "eval", "--json", "--dataset", dataset])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["cases", "category_accuracy", "action_accuracy", "macro_f1", "unsafe"]);
+    let bad = Command::new(common::BIN)
+        .args(["triage", "eval", "--dataset", "/nonexistent.jsonl"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent.jsonl"));
+}
