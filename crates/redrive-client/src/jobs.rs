@@ -191,6 +191,13 @@ impl Client {
     pub async fn get_job(&self, id: JobId) -> Result<JobInfo, Error> {
         self.get_json(endpoint(&self.base, &["v1", "jobs", &id.to_string()])).await
     }
+
+    /// `DELETE /v1/jobs/{id}`: deletes a job that is not leased.
+    pub async fn delete_job(&self, id: JobId) -> Result<(), Error> {
+        let url = endpoint(&self.base, &["v1", "jobs", &id.to_string()]);
+        self.send(Method::DELETE, url, None::<&()>, Retry::Idempotent, self.timeout).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

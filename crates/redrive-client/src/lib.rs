@@ -20,6 +20,7 @@ pub mod producer;
 mod queues;
 mod routes;
 mod transport;
+mod triage;
 pub mod worker;
 
 use std::time::Duration;

@@ -308,5 +308,7 @@ pub trait Broker: Send + Sync + 'static {
         req: RedriveRequest,
     ) -> impl Future<Output = Result<RedriveResult>> + Send;
     fn purge(&self, queue: String) -> impl Future<Output = Result<u64>> + Send;
+    /// Deletes one job that is not leased.
+    fn delete_job(&self, id: JobId) -> impl Future<Output = Result<()>> + Send;
     fn health(&self) -> Health;
 }

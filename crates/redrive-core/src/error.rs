@@ -37,6 +37,8 @@ pub enum Error {
     },
     EmptyBatch,
     JobNotFound(JobId),
+    /// No triage proposal has this id.
+    ProposalNotFound(String),
     /// The receipt's lease ended (expired, acked, failed, or revoked by a restart).
     StaleReceipt,
     /// The receipt does not name a job this server knows.
@@ -79,6 +81,7 @@ impl Error {
             Error::BatchTooLarge { .. } => (400, "batch_too_large"),
             Error::EmptyBatch => (400, "empty_batch"),
             Error::JobNotFound(_) => (404, "job_not_found"),
+            Error::ProposalNotFound(_) => (404, "proposal_not_found"),
             Error::StaleReceipt => (409, "stale_receipt"),
             Error::InvalidReceipt => (400, "invalid_receipt"),
             Error::LimitExceeded { .. } => (429, "limit_exceeded"),
@@ -123,6 +126,7 @@ impl fmt::Display for Error {
             Error::BatchTooLarge { count, max } => write!(f, "batch of {count} entries is over the limit of {max}"),
             Error::EmptyBatch => write!(f, "the batch is empty"),
             Error::JobNotFound(id) => write!(f, "job {id} does not exist"),
+            Error::ProposalNotFound(id) => write!(f, "triage proposal {id} does not exist"),
             Error::StaleReceipt => write!(f, "the receipt's lease has ended (expired, completed, or revoked)"),
             Error::InvalidReceipt => write!(f, "the receipt is not valid"),
             Error::LimitExceeded { limit, max } => write!(f, "limit {limit} of {max} reached"),

@@ -50,6 +50,7 @@ enum Cmd {
     ListDead(String, DeadFilter, Option<JobId>, usize, Reply<DeadPage>),
     Redrive(String, RedriveRequest, Reply<RedriveResult>),
     Purge(String, Reply<u64>),
+    DeleteJob(JobId, Reply<()>),
     Snapshot(Reply<Snapshot>),
     /// Shutdown has begun: answer parked long polls now and park no more.
     Drain(Reply<()>),
@@ -377,6 +378,10 @@ impl Loop {
                 let r = s.purge(&q);
                 self.defer(tx, r, true)
             }
+            Cmd::DeleteJob(id, tx) => {
+                let r = s.delete_job(id);
+                self.defer(tx, r, true)
+            }
             Cmd::Drain(tx) => {
                 self.draining = true;
                 let ids: Vec<u64> = self.waiters.keys().copied().collect();
@@ -630,6 +635,9 @@ impl Broker for EngineHandle {
     }
     async fn purge(&self, queue: String) -> Result<u64> {
         self.call(|tx| Cmd::Purge(queue, tx)).await
+    }
+    async fn delete_job(&self, id: JobId) -> Result<()> {
+        self.call(|tx| Cmd::DeleteJob(id, tx)).await
     }
     fn health(&self) -> Health {
         Health { poisoned: self.poisoned.get().cloned(), durability: self.durability.to_string() }

@@ -6,6 +6,7 @@
 //! - `extract`: the JSON body extractor (size limit and parse errors as API errors).
 //! - `native`: one file per group of native routes.
 //! - `sqs`: the SQS API (JSON 1.0 and Query protocols) over the same queues.
+//! - [`triage`]: the triage agent's proposals, approved or rejected by a person.
 //! - `metrics`: the `/metrics` page.
 //! - [`serve`]: the listener, the request limits and graceful shutdown.
 
@@ -14,6 +15,7 @@ mod extract;
 mod metrics;
 mod native;
 pub mod sqs;
+pub mod triage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,11 +39,24 @@ pub struct AppState {
     pub http: HttpMetrics,
     pub sqs: sqs::SqsSettings,
     pub moves: sqs::MoveTasks,
+    pub proposals: triage::Proposals,
 }
 
 impl AppState {
     pub fn new(broker: EngineHandle, sqs: sqs::SqsSettings) -> AppState {
-        AppState { broker, http: HttpMetrics::default(), sqs, moves: sqs::MoveTasks::default() }
+        AppState {
+            broker,
+            http: HttpMetrics::default(),
+            sqs,
+            moves: sqs::MoveTasks::default(),
+            proposals: triage::Proposals::default(),
+        }
+    }
+
+    /// Keeps triage proposals in `proposals` (a JSON file) instead of in memory only.
+    pub fn with_proposals(mut self, proposals: triage::Proposals) -> AppState {
+        self.proposals = proposals;
+        self
     }
 }
 
@@ -56,6 +71,7 @@ pub fn router(state: Shared) -> Router {
         .timeout(Duration::from_millis(limits::REQUEST_TIMEOUT_MS));
     native::routes()
         .merge(sqs::routes())
+        .merge(triage::routes())
         .route("/healthz", get(native::health::healthz))
         .route("/readyz", get(native::health::readyz))
         .route("/metrics", get(metrics::render))

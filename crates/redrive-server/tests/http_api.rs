@@ -372,6 +372,7 @@ async fn openapi_lists_every_error_code_the_server_can_answer() {
         Error::BatchTooLarge { count: 2, max: 1 },
         Error::EmptyBatch,
         Error::JobNotFound(id),
+        Error::ProposalNotFound("p".into()),
         Error::StaleReceipt,
         Error::InvalidReceipt,
         Error::LimitExceeded { limit: "X", max: 1 },

@@ -1,9 +1,11 @@
 //! One triage pass over a dead-letter queue, as a client of the native API: read every dead job
 //! with its attempt log, group, decide once per group, apply the policy per job, execute what may
 //! run (redrives, by id, with the decision's delay), escalate to a webhook, and append one audit
-//! record per group to a JSON-lines file. The audit log is also the agent's memory: a job it
-//! redrove that is dead again is escalated, never redriven a second time, and a job it already
-//! proposed, escalated or recorded is not decided again.
+//! record per group to a JSON-lines file. Decisions the policy leaves to a person are stored on
+//! the server as proposals (`/v1/triage/proposals`). The audit log is also the agent's memory: a
+//! job it redrove that is dead again is escalated, never redriven a second time, and a death it
+//! already proposed, escalated or recorded is not decided again (a later death of the same job
+//! is).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
@@ -65,6 +67,12 @@ pub struct AuditRecord {
     pub decision: Value,
     /// Job id → the policy's verdict for it.
     pub verdicts: BTreeMap<String, Verdict>,
+    /// Job id → when it died (ms), so a later death of the same job is told apart.
+    #[serde(default)]
+    pub died_at: BTreeMap<String, u64>,
+    /// The proposal stored on the server for the jobs a person decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
     /// Jobs redriven by this pass.
     pub executed: Vec<JobId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,7 +104,8 @@ pub struct PassReport {
 #[derive(Default)]
 struct Memory {
     redriven: HashSet<JobId>,
-    settled: HashSet<JobId>,
+    /// Deaths already decided: (job, died at).
+    settled: HashSet<(JobId, u64)>,
 }
 
 impl Agent {
@@ -134,10 +143,10 @@ impl Agent {
                 .map_err(|e| format!("{} line {}: {e}", self.audit_path.display(), i + 1))?;
             m.redriven.extend(r.executed.iter().copied());
             for (id, v) in &r.verdicts {
-                if *v != Verdict::Execute {
-                    if let Ok(id) = id.parse() {
-                        m.settled.insert(id);
-                    }
+                if let (false, Ok(job), Some(at)) =
+                    (*v == Verdict::Execute, id.parse(), r.died_at.get(id))
+                {
+                    m.settled.insert((job, *at));
                 }
             }
         }
@@ -163,7 +172,7 @@ impl Agent {
         let jobs = self.dead_jobs(queue).await?;
         let mut report = PassReport { dead_jobs: jobs.len(), ..PassReport::default() };
         let (jobs, skipped): (Vec<JobInfo>, Vec<JobInfo>) =
-            jobs.into_iter().partition(|j| !memory.settled.contains(&j.id));
+            jobs.into_iter().partition(|j| !memory.settled.contains(&(j.id, died_at(j))));
         report.skipped = skipped.len();
         let cases: Vec<DeadCase> = jobs.iter().map(dead_case).collect();
         let groups = group(&cases);
@@ -187,6 +196,12 @@ impl Agent {
                 verdicts.insert(id.to_string(), v);
             }
             let executed = self.execute(queue, &decided, to_redrive, &mut verdicts).await;
+            let proposed: Vec<JobId> = members
+                .iter()
+                .map(|&i| jobs[i].id)
+                .filter(|id| matches!(verdicts[&id.to_string()], Verdict::Propose(_)))
+                .collect();
+            let proposal = self.propose(queue, &key, &decided, &proposed, &verdicts).await;
             let escalated: Vec<JobId> = members
                 .iter()
                 .map(|&i| jobs[i].id)
@@ -219,7 +234,12 @@ impl Agent {
                 raw_output: decided.raw_output.clone(),
                 fallback: decided.fallback.clone(),
                 decision: serde_json::to_value(&decided.decision).expect("serializes"),
+                died_at: members
+                    .iter()
+                    .map(|&i| (jobs[i].id.to_string(), died_at(&jobs[i])))
+                    .collect(),
                 verdicts,
+                proposal,
                 executed,
                 escalation,
                 actor: "agent".into(),
@@ -267,6 +287,32 @@ impl Agent {
                 }
                 Vec::new()
             }
+        }
+    }
+
+    /// Stores a proposal on the server for the jobs a person decides; returns its id (or why it
+    /// could not be stored).
+    async fn propose(
+        &self,
+        queue: &str,
+        key: &GroupKey,
+        decided: &Decided,
+        ids: &[JobId],
+        verdicts: &BTreeMap<String, Verdict>,
+    ) -> Option<String> {
+        let first = ids.first()?;
+        let Some(Verdict::Propose(reason)) = verdicts.get(&first.to_string()) else { return None };
+        let body = json!({
+            "queue": queue,
+            "source_queue": key.queue,
+            "signature": key.signature,
+            "job_ids": ids,
+            "decision": decided.decision,
+            "reason": reason,
+        });
+        match self.client.propose(&body).await {
+            Ok(p) => p["id"].as_str().map(str::to_owned),
+            Err(e) => Some(format!("not stored: {e}")),
         }
     }
 
@@ -353,6 +399,10 @@ pub fn dead_case(j: &JobInfo) -> DeadCase {
         receive_count: j.receive_count,
         errors,
     }
+}
+
+fn died_at(j: &JobInfo) -> u64 {
+    j.dead.as_ref().map_or(0, |d| d.died_at)
 }
 
 fn input_hash(case: &DeadCase) -> String {

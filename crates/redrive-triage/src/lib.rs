@@ -13,6 +13,7 @@ pub mod eval;
 pub mod group;
 pub mod model;
 pub mod openai;
+pub mod patch;
 pub mod policy;
 pub mod provider;
 pub mod redact;

@@ -186,7 +186,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     eprintln!("redrive: durability {}; data in {}", config.durability, config.data_dir.display());
     println!("redrive listening on http://{addr}");
-    let state = Arc::new(AppState::new(engine.handle.clone(), config.sqs.clone()));
+    let state = Arc::new(
+        AppState::new(engine.handle.clone(), config.sqs.clone()).with_proposals(
+            redrive_server::triage::Proposals::open(config.data_dir.join("triage-proposals.json"))
+                .context("reading the triage proposals")?,
+        ),
+    );
     redrive_server::serve(
         listener,
         state,

@@ -1,6 +1,6 @@
 //! `redrive triage`: the dead-letter triage agent's commands: `run` (one pass over a dead-letter
-//! queue) and `eval` (score a provider on a labelled dataset). `watch` and the proposal commands
-//! (`list`, `approve`, …) come with the server-side proposal store.
+//! queue), the proposals a person decides (`list`, `show`, `approve`, `reject`), and `eval`
+//! (score a provider on a labelled dataset).
 
 use std::path::PathBuf;
 
@@ -18,8 +18,31 @@ use redrive_triage::provider::Provider;
 pub enum TriageCommand {
     /// One triage pass over a queue's dead jobs
     Run(RunArgs),
+    /// List the agent's proposals
+    List {
+        /// pending, approved, rejected or failed
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one proposal
+    Show { id: String },
+    /// Approve a proposal: its action runs now
+    Approve(DecideArgs),
+    /// Reject a proposal (say why)
+    Reject(DecideArgs),
     /// Score a provider against a labelled dataset of dead jobs (JSON lines)
     Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DecideArgs {
+    id: String,
+    /// Who decides [default: $USER]
+    #[arg(long, env = "USER")]
+    by: String,
+    /// Why (required to reject)
+    #[arg(long)]
+    why: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -71,7 +94,57 @@ pub fn run(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<
             crate::cli::runtime().and_then(|rt| rt.block_on(run_cmd(args, url, json)))
         }
         TriageCommand::Eval(args) => eval_cmd(args, json),
+        cmd => crate::cli::runtime().and_then(|rt| rt.block_on(proposals_cmd(cmd, url, json))),
     }
+}
+
+async fn proposals_cmd(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let client = redrive_client::Client::new(url.unwrap_or(crate::cli::URL_DEFAULT))?;
+    let reply = match &cmd {
+        TriageCommand::List { status } => client.proposals(status.as_deref()).await?,
+        TriageCommand::Show { id } => client.proposal(id).await?,
+        TriageCommand::Approve(a) => {
+            client.decide_proposal(&a.id, true, &a.by, a.why.as_deref()).await?
+        }
+        TriageCommand::Reject(a) => {
+            client.decide_proposal(&a.id, false, &a.by, a.why.as_deref()).await?
+        }
+        TriageCommand::Run(_) | TriageCommand::Eval(_) => unreachable!("handled by run"),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+        return Ok(());
+    }
+    let one = |p: &serde_json::Value| {
+        let d = &p["decision"];
+        println!(
+            "{}  {:<8}  {} job(s) in {}  {} → {} ({:.2})  {}",
+            p["id"].as_str().unwrap_or("?"),
+            p["status"].as_str().unwrap_or("?"),
+            p["job_ids"].as_array().map_or(0, Vec::len),
+            p["queue"].as_str().unwrap_or("?"),
+            d["category"].as_str().unwrap_or("?"),
+            d["action"].as_str().unwrap_or("?"),
+            d["confidence"].as_f64().unwrap_or_default(),
+            p["signature"].as_str().unwrap_or("")
+        );
+    };
+    match reply["proposals"].as_array() {
+        Some(all) if all.is_empty() => println!("no proposals"),
+        Some(all) => all.iter().for_each(one),
+        None => {
+            one(&reply);
+            println!("  why proposed: {}", reply["reason"].as_str().unwrap_or(""));
+            println!("  analysis:     {}", reply["decision"]["analysis"].as_str().unwrap_or(""));
+            if let Some(patch) = reply["decision"].get("patch").filter(|p| !p.is_null()) {
+                println!("  patch:        {patch}");
+            }
+            if let Some(result) = reply.get("result") {
+                println!("  result:       {result}");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn provider(args: &RunArgs) -> anyhow::Result<Provider> {

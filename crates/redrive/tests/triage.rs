@@ -204,3 +204,79 @@ fn eval_prints_the_scores_as_one_json_object() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent.jsonl"));
 }
+
+fn cli(url: &str, args: &[&str]) -> Value {
+    let out = Command::new(common::BIN).args(["--url", url, "--json"]).args(args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_data_is_proposed_with_a_patch_and_approving_redrives_the_repaired_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path(), &[]);
+    let client = Client::new(&server.url).unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let patch = QueuePatch { max_attempts: Some(Some(2)), ..QueuePatch::default() };
+    client.put_queue("orders", &patch).await.unwrap();
+    let job = NewJob { body: r#"{"sku":"A1","quantity":"3"}"#.into(), ..NewJob::default() };
+    let id = client.enqueue("orders", &[job]).await.unwrap()[0].id;
+    fail_until_dead(
+        &client,
+        "orders",
+        &[id],
+        "ValidationError",
+        "field 'quantity': expected integer, got string",
+    )
+    .await;
+
+    let r = triage_run(&server.url, "orders-dlq", &audit, "http://127.0.0.1:9/unused");
+    assert_eq!(
+        (r["proposed"].as_u64(), r["executed"].as_u64()),
+        (Some(1), Some(0)),
+        "a patch waits for a person: {r}"
+    );
+    let proposal_id = r["records"][0]["proposal"].as_str().unwrap().to_owned();
+
+    let pending = cli(&server.url, &["triage", "list", "--status", "pending"]);
+    let p = &pending["proposals"][0];
+    assert_eq!(p["id"], proposal_id.as_str());
+    assert_eq!(p["decision"]["action"], "redrive_patched");
+    assert_eq!(
+        p["decision"]["patch"],
+        serde_json::json!([{"op": "replace", "path": "/quantity", "value": 3}])
+    );
+
+    let rejected_without_reason = Command::new(common::BIN)
+        .args(["--url", &server.url, "triage", "reject", &proposal_id, "--by", "bob"])
+        .output()
+        .unwrap();
+    assert!(!rejected_without_reason.status.success(), "a rejection must say why");
+
+    let done = cli(
+        &server.url,
+        &["triage", "approve", &proposal_id, "--by", "alice", "--why", "safe cast"],
+    );
+    assert_eq!(
+        (done["status"].as_str(), done["decided_by"].as_str()),
+        (Some("approved"), Some("alice")),
+        "{done}"
+    );
+    let new_id: JobId = done["result"]["patched"][0]["to"].as_str().unwrap().parse().unwrap();
+    assert!(client.get_job(id).await.is_err(), "the dead job was replaced");
+
+    let opts = ReceiveOptions { max: Some(1), wait_ms: Some(1000), ..ReceiveOptions::default() };
+    let got = client.receive("orders", &opts).await.unwrap();
+    assert_eq!(got[0].id, new_id);
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["quantity"], 3, "the worker gets the repaired body");
+    assert_eq!(got[0].attributes["redrive:patched_from"], id.to_string());
+    client.ack(&[got[0].receipt.clone()]).await.unwrap();
+    assert_eq!(format!("{:?}", client.get_job(new_id).await.unwrap().state), "Acked");
+
+    let again = Command::new(common::BIN)
+        .args(["--url", &server.url, "triage", "approve", &proposal_id, "--by", "alice"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a proposal is decided once");
+}

@@ -163,6 +163,29 @@ impl Store {
     }
 
     /// Deletes every ready and delayed job of a queue; returns how many.
+    /// Deletes one job that is not leased (a dead letter a person or the triage agent replaced,
+    /// say). Counted as purged in its queue.
+    pub fn delete_job(&mut self, id: JobId) -> Result<()> {
+        self.writable()?;
+        let job = self.jobs.get(&id.0).ok_or(Error::JobNotFound(id))?;
+        match state_of(&job.meta) {
+            JobState::Leased => {
+                return Err(Error::invalid(
+                    "id",
+                    "the job is leased; delete it after its lease ends",
+                ))
+            }
+            JobState::Acked => return Err(Error::JobNotFound(id)),
+            _ => {}
+        }
+        let qid = job.meta.qid;
+        self.remove_job(id.0)?;
+        if let Some(q) = self.queues.get_mut(&qid) {
+            q.totals.purged += 1;
+        }
+        Ok(())
+    }
+
     pub fn purge(&mut self, queue: &str) -> Result<u64> {
         self.writable()?;
         let qid = self.queue_id(queue)?;

@@ -126,3 +126,12 @@ pub async fn show(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<
     let id: JobId = id.parse().map_err(|()| Error::invalid("id", "job ids are UUIDs"))?;
     Ok(Json(s.broker.get_job(id).await?))
 }
+
+pub async fn delete(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::http::StatusCode> {
+    let id: JobId = id.parse().map_err(|()| Error::invalid("id", "job ids are UUIDs"))?;
+    s.broker.delete_job(id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -23,7 +23,7 @@ pub fn routes() -> Router<Shared> {
         .route("/v1/ack", post(jobs::ack))
         .route("/v1/fail", post(jobs::fail))
         .route("/v1/extend", post(jobs::extend))
-        .route("/v1/jobs/{id}", get(jobs::show))
+        .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::delete))
         .route("/v1/queues/{q}/dead", get(dead::list))
         .route("/v1/queues/{q}/redrive", post(dead::redrive))
         .route("/v1/queues/{q}/purge", post(dead::purge))

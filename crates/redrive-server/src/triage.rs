@@ -1,0 +1,285 @@
+//! Triage proposals: decisions the policy did not let run without a person, stored for approval
+//! or rejection (with who and why). Approving executes the action: `redrive` moves the jobs back
+//! to their source queues (after the decision's delay); `redrive_patched` applies the decision's
+//! JSON Patch to each job's body, enqueues the repaired job into its source queue (attribute
+//! `redrive:patched_from` names the dead job) and deletes the dead one; `escalate` and `hold` are
+//! acknowledged. Proposals are kept in a JSON file in the data directory.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use redrive_core::broker::{NewJob, RedriveRequest};
+use redrive_core::model::JobId;
+use redrive_core::time::{to_rfc3339, Clock, SystemClock};
+use redrive_core::{Broker, Error};
+use redrive_triage::{Action, Decision};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::ApiResult;
+use crate::extract::JsonBody;
+use crate::Shared;
+
+/// The attribute a patched job carries: the id of the dead job it replaces.
+pub const PATCHED_FROM: &str = "redrive:patched_from";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Approved,
+    Rejected,
+    /// Approved, but executing the action failed (see `result`).
+    Failed,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProposal {
+    /// The queue the dead jobs sit in.
+    pub queue: String,
+    pub source_queue: String,
+    pub signature: String,
+    pub job_ids: Vec<JobId>,
+    pub decision: Decision,
+    /// Why the policy asked a person.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: String,
+    pub created_at: String,
+    pub queue: String,
+    pub source_queue: String,
+    pub signature: String,
+    pub job_ids: Vec<JobId>,
+    pub decision: Decision,
+    pub reason: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_why: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// What executing the action did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+/// The store: in memory, written through to a file when one is given.
+#[derive(Default)]
+pub struct Proposals {
+    file: Option<PathBuf>,
+    all: Mutex<Vec<Proposal>>,
+}
+
+impl Proposals {
+    /// Loads the proposals kept in `file` (none if it does not exist yet).
+    pub fn open(file: PathBuf) -> std::io::Result<Proposals> {
+        let all = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Proposals { file: Some(file), all: Mutex::new(all) })
+    }
+
+    fn save(&self, all: &[Proposal]) -> Result<(), Error> {
+        let Some(file) = &self.file else { return Ok(()) };
+        let tmp = file.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(all).expect("serializes");
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, file))
+            .map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))
+    }
+
+    fn get(&self, id: &str) -> Result<Proposal, Error> {
+        let all = self.all.lock().expect("not poisoned");
+        all.iter()
+            .find(|p| p.id == id)
+            .cloned()
+            .ok_or_else(|| Error::ProposalNotFound(id.to_owned()))
+    }
+
+    fn put(&self, p: Proposal) -> Result<Proposal, Error> {
+        let mut all = self.all.lock().expect("not poisoned");
+        match all.iter_mut().find(|x| x.id == p.id) {
+            Some(x) => *x = p.clone(),
+            None => all.push(p.clone()),
+        }
+        self.save(&all)?;
+        Ok(p)
+    }
+}
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/triage/proposals", post(create).get(list))
+        .route("/v1/triage/proposals/{id}", get(show))
+        .route("/v1/triage/proposals/{id}/approve", post(approve))
+        .route("/v1/triage/proposals/{id}/reject", post(reject))
+}
+
+fn now() -> String {
+    to_rfc3339(SystemClock.now_ms())
+}
+
+async fn create(
+    State(s): State<Shared>,
+    JsonBody(n): JsonBody<NewProposal>,
+) -> ApiResult<(StatusCode, Json<Proposal>)> {
+    if n.job_ids.is_empty() {
+        return Err(Error::invalid("job_ids", "a proposal names at least one job").into());
+    }
+    let p = Proposal {
+        id: uuid::Uuid::now_v7().to_string(),
+        created_at: now(),
+        queue: n.queue,
+        source_queue: n.source_queue,
+        signature: n.signature,
+        job_ids: n.job_ids,
+        decision: n.decision,
+        reason: n.reason,
+        status: Status::Pending,
+        decided_by: None,
+        decided_why: None,
+        decided_at: None,
+        result: None,
+    };
+    Ok((StatusCode::CREATED, Json(s.proposals.put(p)?)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<Status>,
+}
+
+async fn list(State(s): State<Shared>, Query(q): Query<ListQuery>) -> Json<Value> {
+    let all = s.proposals.all.lock().expect("not poisoned");
+    let picked: Vec<&Proposal> =
+        all.iter().filter(|p| q.status.is_none_or(|st| p.status == st)).collect();
+    Json(json!({ "proposals": picked }))
+}
+
+async fn show(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Proposal>> {
+    Ok(Json(s.proposals.get(&id)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Verdict {
+    by: String,
+    #[serde(default)]
+    why: Option<String>,
+}
+
+fn pending(s: &Shared, id: &str, v: &Verdict) -> Result<Proposal, Error> {
+    let p = s.proposals.get(id)?;
+    if p.status != Status::Pending {
+        return Err(Error::invalid("status", format!("the proposal is already {:?}", p.status)));
+    }
+    if v.by.trim().is_empty() {
+        return Err(Error::invalid("by", "say who decides"));
+    }
+    Ok(p)
+}
+
+async fn reject(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    JsonBody(v): JsonBody<Verdict>,
+) -> ApiResult<Json<Proposal>> {
+    let mut p = pending(&s, &id, &v)?;
+    if v.why.as_deref().is_none_or(|w| w.trim().is_empty()) {
+        return Err(Error::invalid("why", "a rejection says why").into());
+    }
+    p.status = Status::Rejected;
+    p.decided_by = Some(v.by);
+    p.decided_why = v.why;
+    p.decided_at = Some(now());
+    Ok(Json(s.proposals.put(p)?))
+}
+
+async fn approve(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    JsonBody(v): JsonBody<Verdict>,
+) -> ApiResult<Json<Proposal>> {
+    let mut p = pending(&s, &id, &v)?;
+    let outcome = execute(&s, &p).await;
+    p.status = if outcome.is_ok() { Status::Approved } else { Status::Failed };
+    p.result = Some(outcome.unwrap_or_else(|e| json!({ "error": e.to_string() })));
+    p.decided_by = Some(v.by);
+    p.decided_why = v.why;
+    p.decided_at = Some(now());
+    Ok(Json(s.proposals.put(p)?))
+}
+
+/// Runs an approved proposal's action; returns what it did.
+async fn execute(s: &Shared, p: &Proposal) -> Result<Value, Error> {
+    let d = &p.decision;
+    match d.action {
+        Action::Escalate | Action::Hold => Ok(json!({ "acknowledged": true })),
+        Action::Redrive => {
+            let req = RedriveRequest {
+                ids: Some(p.job_ids.clone()),
+                delay_ms: d.delay_ms,
+                ..RedriveRequest::default()
+            };
+            let r = s.broker.redrive(p.queue.clone(), req).await?;
+            Ok(json!({ "moved": r.moved, "ids": r.ids }))
+        }
+        Action::RedrivePatched => {
+            let patch = d
+                .patch
+                .as_ref()
+                .ok_or_else(|| Error::invalid("patch", "the decision has no patch"))?;
+            let mut done = Vec::new();
+            let mut failed = Vec::new();
+            for &id in &p.job_ids {
+                match patched_redrive(s, id, patch).await {
+                    Ok(new_id) => done.push(json!({ "from": id, "to": new_id })),
+                    Err(e) => failed.push(json!({ "id": id, "error": e.to_string() })),
+                }
+            }
+            if done.is_empty() && !failed.is_empty() {
+                return Err(Error::invalid(
+                    "patch",
+                    format!("no job could be patched: {failed:?}"),
+                ));
+            }
+            Ok(json!({ "patched": done, "failed": failed }))
+        }
+    }
+}
+
+/// Replaces one dead job by its patched copy in its source queue.
+async fn patched_redrive(s: &Shared, id: JobId, patch: &Value) -> Result<JobId, Error> {
+    let job = s.broker.get_job(id).await?;
+    let dead = job
+        .dead
+        .as_ref()
+        .ok_or_else(|| Error::invalid("job_ids", format!("job {id} is not a dead job")))?;
+    let body: Value = serde_json::from_str(job.body.as_deref().unwrap_or_default())
+        .map_err(|_| Error::invalid("patch", format!("job {id}'s body is not JSON")))?;
+    let patched =
+        redrive_triage::patch::apply(&body, patch).map_err(|e| Error::invalid("patch", e))?;
+    let mut attributes = job.attributes.clone();
+    attributes.insert(PATCHED_FROM.to_owned(), id.to_string());
+    let new = NewJob {
+        body: patched.to_string(),
+        priority: Some(job.priority),
+        attributes,
+        traceparent: None,
+        ..NewJob::default()
+    };
+    let enqueued = s.broker.enqueue(dead.source_queue.clone(), vec![new]).await?;
+    s.broker.delete_job(id).await?;
+    Ok(enqueued[0].id)
+}
