@@ -166,6 +166,55 @@ impl Agent {
         }
     }
 
+    /// The queues to watch: `queues` if given, else every queue some queue names as its
+    /// dead-letter queue.
+    pub async fn dead_letter_queues(&self, queues: &[String]) -> Result<Vec<String>, String> {
+        if !queues.is_empty() {
+            return Ok(queues.to_vec());
+        }
+        let all = self.client.list_queues().await.map_err(|e| e.to_string())?;
+        let mut dlqs: Vec<String> =
+            all.iter().filter_map(|q| q.config.dead_letter_queue.clone()).collect();
+        dlqs.sort();
+        dlqs.dedup();
+        Ok(dlqs)
+    }
+
+    /// Runs a pass over every watched queue every `interval` until `stop` resolves. A failed
+    /// pass is logged and tried again at the next tick.
+    pub async fn watch(
+        &mut self,
+        queues: &[String],
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            match self.dead_letter_queues(queues).await {
+                Ok(dlqs) => {
+                    for q in dlqs {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64);
+                        match self.run_once(&q, now).await {
+                            Ok(r) if r.groups > 0 => tracing::info!(
+                                queue = %q, groups = r.groups, redriven = r.executed,
+                                proposed = r.proposed, escalated = r.escalated, "triage pass"
+                            ),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(queue = %q, error = %e, "triage pass failed"),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list queues for triage"),
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
     /// One pass over `queue`'s dead jobs at `now` (ms).
     pub async fn run_once(&mut self, queue: &str, now: u64) -> Result<PassReport, String> {
         let memory = self.memory()?;

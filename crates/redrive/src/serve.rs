@@ -45,6 +45,16 @@ pub struct ServeArgs {
     /// Region in SQS ARNs (default us-east-1).
     #[arg(long, env = "REDRIVE_SQS_REGION")]
     sqs_region: Option<String>,
+    /// Run the dead-letter triage agent in this process (rules provider; escalations to
+    /// REDRIVE_TRIAGE_WEBHOOK; audit log in the data directory)
+    #[arg(long, env = "REDRIVE_TRIAGE")]
+    triage: bool,
+    /// The triage policy file (TOML) [default: propose everything]
+    #[arg(long, env = "REDRIVE_TRIAGE_POLICY")]
+    triage_policy: Option<PathBuf>,
+    /// Seconds between the in-process triage agent's passes
+    #[arg(long, env = "REDRIVE_TRIAGE_INTERVAL_S", default_value_t = 10)]
+    triage_interval_s: u64,
 }
 
 /// The configuration file as written.
@@ -70,6 +80,8 @@ pub struct ServeConfig {
     pub http_threads: Option<usize>,
     pub sqs: SqsSettings,
     pub queues: BTreeMap<String, QueuePatch>,
+    /// `Some((policy file, interval))` when the triage agent runs in process.
+    pub triage: Option<(Option<PathBuf>, Duration)>,
 }
 
 impl ServeConfig {
@@ -106,6 +118,9 @@ impl ServeConfig {
                 args.sqs_region.or(file.sqs_region),
             )?,
             queues: file.queues,
+            triage: args
+                .triage
+                .then(|| (args.triage_policy, Duration::from_secs(args.triage_interval_s.max(1)))),
         })
     }
 }
@@ -192,6 +207,24 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 .context("reading the triage proposals")?,
         ),
     );
+    let agent = match &config.triage {
+        Some((policy, interval)) => {
+            let interval = *interval;
+            let args = crate::triage::AgentArgs {
+                policy: policy.clone(),
+                audit: config.data_dir.join("triage-audit.jsonl"),
+                webhook: std::env::var("REDRIVE_TRIAGE_WEBHOOK").ok(),
+                provider: "rules".into(),
+                ..crate::triage::AgentArgs::default()
+            };
+            let mut agent = crate::triage::build_agent(&args, &format!("http://{addr}"))?;
+            tracing::info!("triage agent running in process");
+            Some(tokio::spawn(async move {
+                agent.watch(&[], interval, std::future::pending()).await;
+            }))
+        }
+        None => None,
+    };
     redrive_server::serve(
         listener,
         state,
@@ -199,6 +232,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Duration::from_millis(DRAIN_TIMEOUT_MS),
     )
     .await?;
+    if let Some(agent) = agent {
+        agent.abort();
+    }
     engine.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -18,6 +18,13 @@ use redrive_triage::provider::Provider;
 pub enum TriageCommand {
     /// One triage pass over a queue's dead jobs
     Run(RunArgs),
+    /// Triage dead-letter queues continuously (every queue used as a DLQ, or --queue ones)
+    Watch(WatchArgs),
+    /// How the agent's redrives turned out, by category (from the audit log)
+    Outcomes {
+        #[arg(long, default_value = "redrive-triage-audit.jsonl")]
+        audit: PathBuf,
+    },
     /// List the agent's proposals
     List {
         /// pending, approved, rejected or failed
@@ -50,29 +57,48 @@ pub struct RunArgs {
     /// The dead-letter queue (or a queue with parked dead jobs)
     #[arg(long)]
     queue: String,
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Queues to watch (repeatable) [default: every queue used as a dead-letter queue]
+    #[arg(long = "queue")]
+    queues: Vec<String>,
+    /// Seconds between passes
+    #[arg(long, default_value_t = 10)]
+    interval_s: u64,
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+/// How the agent decides and reports, shared by `run`, `watch` and `serve --triage`.
+#[derive(Args, Debug, Default)]
+pub struct AgentArgs {
     /// Policy file (TOML: mode, auto_categories, min_confidence, auto_patch, redrives_per_minute)
     #[arg(long)]
-    policy: Option<PathBuf>,
+    pub(crate) policy: Option<PathBuf>,
     /// Overrides the policy's mode: observe, propose or auto
     #[arg(long)]
-    mode: Option<String>,
+    pub(crate) mode: Option<String>,
     /// Audit log (JSON lines), also the agent's memory between passes
     #[arg(long, default_value = "redrive-triage-audit.jsonl")]
-    audit: PathBuf,
+    pub(crate) audit: PathBuf,
     /// Slack-compatible webhook for escalations
     #[arg(long, env = "REDRIVE_TRIAGE_WEBHOOK")]
-    webhook: Option<String>,
+    pub(crate) webhook: Option<String>,
     /// JSON pointer redacted from bodies before a model sees them (repeatable)
     #[arg(long = "redact")]
-    redact: Vec<String>,
+    pub(crate) redact: Vec<String>,
     /// `rules` (built in, offline) or `openai` (any OpenAI-compatible endpoint)
     #[arg(long, default_value = "rules")]
-    provider: String,
+    pub(crate) provider: String,
     /// Base URL of the chat-completions endpoint, e.g. https://api.openai.com/v1
     #[arg(long, env = "REDRIVE_TRIAGE_OPENAI_BASE_URL")]
-    openai_base_url: Option<String>,
+    pub(crate) openai_base_url: Option<String>,
     #[arg(long, env = "REDRIVE_TRIAGE_OPENAI_MODEL")]
-    openai_model: Option<String>,
+    pub(crate) openai_model: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +119,20 @@ pub fn run(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<
         TriageCommand::Run(args) => {
             crate::cli::runtime().and_then(|rt| rt.block_on(run_cmd(args, url, json)))
         }
+        TriageCommand::Watch(args) => crate::cli::runtime().and_then(|rt| {
+            rt.block_on(async {
+                let url = url.unwrap_or(crate::cli::URL_DEFAULT);
+                let mut agent = build_agent(&args.agent, url)?;
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                agent.watch(&args.queues, Duration::from_secs(args.interval_s.max(1)), stop).await;
+                Ok(())
+            })
+        }),
+        TriageCommand::Outcomes { audit } => {
+            crate::cli::runtime().and_then(|rt| rt.block_on(outcomes_cmd(&audit, url, json)))
+        }
         TriageCommand::Eval(args) => eval_cmd(args, json),
         cmd => crate::cli::runtime().and_then(|rt| rt.block_on(proposals_cmd(cmd, url, json))),
     }
@@ -109,7 +149,7 @@ async fn proposals_cmd(cmd: TriageCommand, url: Option<&str>, json: bool) -> any
         TriageCommand::Reject(a) => {
             client.decide_proposal(&a.id, false, &a.by, a.why.as_deref()).await?
         }
-        TriageCommand::Run(_) | TriageCommand::Eval(_) => unreachable!("handled by run"),
+        _ => unreachable!("only the proposal commands get here"),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
@@ -147,7 +187,7 @@ async fn proposals_cmd(cmd: TriageCommand, url: Option<&str>, json: bool) -> any
     Ok(())
 }
 
-fn provider(args: &RunArgs) -> anyhow::Result<Provider> {
+fn provider(args: &AgentArgs) -> anyhow::Result<Provider> {
     match args.provider.as_str() {
         "rules" => Ok(Provider::Rules),
         "openai" => {
@@ -167,9 +207,9 @@ fn provider(args: &RunArgs) -> anyhow::Result<Provider> {
     }
 }
 
-async fn run_cmd(args: RunArgs, url: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let url = url.unwrap_or(crate::cli::URL_DEFAULT).to_owned();
-    let client = redrive_client::Client::new(&url)?;
+/// An agent for the server at `url`, configured by `args`.
+pub fn build_agent(args: &AgentArgs, url: &str) -> anyhow::Result<Agent> {
+    let client = redrive_client::Client::new(url)?;
     let mut policy: Policy = match &args.policy {
         Some(p) => {
             let text =
@@ -182,10 +222,15 @@ async fn run_cmd(args: RunArgs, url: Option<&str>, json: bool) -> anyhow::Result
         policy.mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
             .map_err(|_| anyhow::anyhow!("--mode must be observe, propose or auto"))?;
     }
-    let mut agent = Agent::new(client, url, provider(&args)?, args.audit.clone());
+    let mut agent = Agent::new(client, url.to_owned(), provider(args)?, args.audit.clone());
     agent.policy = policy;
     agent.webhook = args.webhook.clone();
     agent.redact_pointers = args.redact.clone();
+    Ok(agent)
+}
+
+async fn run_cmd(args: RunArgs, url: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let mut agent = build_agent(&args.agent, url.unwrap_or(crate::cli::URL_DEFAULT))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -214,7 +259,61 @@ async fn run_cmd(args: RunArgs, url: Option<&str>, json: bool) -> anyhow::Result
             r.provider
         );
     }
-    println!("audit: {}", args.audit.display());
+    println!("audit: {}", args.agent.audit.display());
+    Ok(())
+}
+
+/// Follows every job the agent redrove: succeeded (completed), died again, or still on its way.
+async fn outcomes_cmd(
+    audit: &std::path::Path,
+    url: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = redrive_client::Client::new(url.unwrap_or(crate::cli::URL_DEFAULT))?;
+    let text =
+        std::fs::read_to_string(audit).with_context(|| format!("reading {}", audit.display()))?;
+    let mut by_category: std::collections::BTreeMap<String, [u64; 3]> = Default::default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let r: redrive_triage::agent::AuditRecord = serde_json::from_str(line)?;
+        let category = r.decision["category"].as_str().unwrap_or("unknown").to_owned();
+        for id in &r.executed {
+            let slot = match client.get_job(*id).await {
+                Ok(j) if j.dead.is_some() => 1,
+                Ok(j) if format!("{:?}", j.state) == "Acked" => 0,
+                // Forgotten after completed_retention, or still queued.
+                Ok(_) => 2,
+                Err(redrive_client::Error::NotFound { .. }) => 0,
+                Err(e) => return Err(e.into()),
+            };
+            by_category.entry(category.clone()).or_default()[slot] += 1;
+        }
+    }
+    if json {
+        let v: serde_json::Map<String, serde_json::Value> = by_category
+            .iter()
+            .map(|(c, [ok, dead, open])| {
+                (
+                    c.clone(),
+                    serde_json::json!({"succeeded": ok, "died_again": dead, "in_progress": open}),
+                )
+            })
+            .collect();
+        println!("{}", serde_json::Value::Object(v));
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:>9} {:>10} {:>11} {:>8}",
+        "category", "succeeded", "died again", "in progress", "success"
+    );
+    for (c, [ok, dead, open]) in &by_category {
+        let done = ok + dead;
+        let rate = if done == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.0}%", *ok as f64 * 100.0 / done as f64)
+        };
+        println!("{c:<16} {ok:>9} {dead:>10} {open:>11} {rate:>8}");
+    }
     Ok(())
 }
 

@@ -280,3 +280,51 @@ async fn bad_data_is_proposed_with_a_patch_and_approving_redrives_the_repaired_j
         .unwrap();
     assert!(!again.status.success(), "a proposal is decided once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_triage_redrives_in_process_and_outcomes_follow_the_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "mode = \"auto\"\nauto_categories = [\"transient\"]\n").unwrap();
+    let data = dir.path().join("data");
+    let policy_arg = policy.to_str().unwrap().to_owned();
+    let server = common::start(
+        &data,
+        &["--triage", "--triage-policy", &policy_arg, "--triage-interval-s", "1"],
+    );
+    let client = Client::new(&server.url).unwrap();
+    client
+        .put_queue("sync", &QueuePatch { max_attempts: Some(Some(1)), ..QueuePatch::default() })
+        .await
+        .unwrap();
+    let id =
+        client.enqueue("sync", &[NewJob { body: "{}".into(), ..NewJob::default() }]).await.unwrap()
+            [0]
+        .id;
+    fail_until_dead(
+        &client,
+        "sync",
+        &[id],
+        "ConnectionResetError",
+        "[Errno 104] Connection reset by peer",
+    )
+    .await;
+
+    // The in-process agent finds it within a pass or two and sends it back.
+    let opts = ReceiveOptions { max: Some(1), wait_ms: Some(1000), ..ReceiveOptions::default() };
+    let mut back = Vec::new();
+    for _ in 0..20 {
+        back = client.receive("sync", &opts).await.unwrap();
+        if !back.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(back.first().map(|d| d.id), Some(id), "redriven by the in-process agent");
+    client.ack(std::slice::from_ref(&back[0].receipt)).await.unwrap();
+
+    let audit = data.join("triage-audit.jsonl");
+    let audit_arg = audit.to_str().unwrap().to_owned();
+    let out = cli(&server.url, &["triage", "outcomes", "--audit", &audit_arg]);
+    assert_eq!(out["transient"]["succeeded"], 1, "{out}");
+    assert_eq!(out["transient"]["died_again"], 0, "{out}");
+}
