@@ -40,6 +40,8 @@ pub struct AppState {
     pub sqs: sqs::SqsSettings,
     pub moves: sqs::MoveTasks,
     pub proposals: triage::Proposals,
+    /// The in-process triage agent's counters, shown on `/metrics`.
+    pub triage_metrics: Option<Arc<redrive_triage::metrics::TriageMetrics>>,
 }
 
 impl AppState {
@@ -50,6 +52,7 @@ impl AppState {
             sqs,
             moves: sqs::MoveTasks::default(),
             proposals: triage::Proposals::default(),
+            triage_metrics: None,
         }
     }
 

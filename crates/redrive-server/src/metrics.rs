@@ -161,5 +161,9 @@ pub async fn render(State(s): State<Shared>) -> ApiResult<Response> {
             c.load(Ordering::Relaxed)
         );
     }
+    s.proposals.render_metrics(&mut out);
+    if let Some(t) = &s.triage_metrics {
+        t.render(&mut out);
+    }
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
 }

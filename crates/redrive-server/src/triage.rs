@@ -99,6 +99,22 @@ impl Proposals {
             .map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))
     }
 
+    /// Proposals by status, for `/metrics`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let all = self.all.lock().expect("not poisoned");
+        let _ = writeln!(out, "# HELP redrive_triage_proposals Triage proposals, by status.\n# TYPE redrive_triage_proposals gauge");
+        for (name, st) in [
+            ("pending", Status::Pending),
+            ("approved", Status::Approved),
+            ("rejected", Status::Rejected),
+            ("failed", Status::Failed),
+        ] {
+            let n = all.iter().filter(|p| p.status == st).count();
+            let _ = writeln!(out, "redrive_triage_proposals{{status=\"{name}\"}} {n}");
+        }
+    }
+
     fn get(&self, id: &str) -> Result<Proposal, Error> {
         let all = self.all.lock().expect("not poisoned");
         all.iter()

@@ -40,6 +40,7 @@ pub struct Agent {
     /// Slack-compatible webhook for escalations.
     pub webhook: Option<String>,
     pub audit_path: PathBuf,
+    pub metrics: std::sync::Arc<crate::metrics::TriageMetrics>,
     limiter: RateLimiter,
     http: reqwest::Client,
 }
@@ -123,6 +124,7 @@ impl Agent {
             redact_pointers: Vec::new(),
             webhook: None,
             audit_path,
+            metrics: Default::default(),
             limiter: RateLimiter::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -228,7 +230,17 @@ impl Agent {
         report.groups = groups.len();
         for (key, members) in groups {
             let rep = &cases[members[0]];
+            let started = std::time::Instant::now();
             let decided = decide(&self.provider, rep, members.len(), &self.redact_pointers).await;
+            if decided.model.is_some() {
+                self.metrics.provider_call(
+                    started.elapsed().as_micros() as u64,
+                    decided.fallback.is_some(),
+                    decided.prompt_tokens,
+                    decided.completion_tokens,
+                );
+            }
+            self.metrics.decision(decided.decision.category, decided.decision.action);
             let mut verdicts = BTreeMap::new();
             let mut to_redrive = Vec::new();
             for &i in &members {
@@ -261,7 +273,12 @@ impl Agent {
             } else {
                 Some(self.escalate(&key, &decided, &escalated).await)
             };
+            self.metrics.redriven(executed.len() as u64);
+            if let Some(e) = &escalation {
+                self.metrics.escalation(e.delivered);
+            }
             for v in verdicts.values() {
+                self.metrics.verdict(v);
                 match v {
                     Verdict::Execute => report.executed += 1,
                     Verdict::Propose(_) => report.proposed += 1,

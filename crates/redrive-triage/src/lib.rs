@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod eval;
 pub mod group;
+pub mod metrics;
 pub mod model;
 pub mod openai;
 pub mod patch;

@@ -201,12 +201,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     eprintln!("redrive: durability {}; data in {}", config.durability, config.data_dir.display());
     println!("redrive listening on http://{addr}");
-    let state = Arc::new(
-        AppState::new(engine.handle.clone(), config.sqs.clone()).with_proposals(
-            redrive_server::triage::Proposals::open(config.data_dir.join("triage-proposals.json"))
-                .context("reading the triage proposals")?,
-        ),
+    let triage_metrics = config.triage.as_ref().map(|_| Arc::default());
+    let mut state = AppState::new(engine.handle.clone(), config.sqs.clone()).with_proposals(
+        redrive_server::triage::Proposals::open(config.data_dir.join("triage-proposals.json"))
+            .context("reading the triage proposals")?,
     );
+    state.triage_metrics = triage_metrics.clone();
+    let state = Arc::new(state);
     let agent = match &config.triage {
         Some((policy, interval)) => {
             let interval = *interval;
@@ -218,6 +219,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 ..crate::triage::AgentArgs::default()
             };
             let mut agent = crate::triage::build_agent(&args, &format!("http://{addr}"))?;
+            agent.metrics = triage_metrics.clone().expect("made with the agent");
             tracing::info!("triage agent running in process");
             Some(tokio::spawn(async move {
                 agent.watch(&[], interval, std::future::pending()).await;

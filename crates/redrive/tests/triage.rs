@@ -327,4 +327,65 @@ async fn serve_with_triage_redrives_in_process_and_outcomes_follow_the_jobs() {
     let out = cli(&server.url, &["triage", "outcomes", "--audit", &audit_arg]);
     assert_eq!(out["transient"]["succeeded"], 1, "{out}");
     assert_eq!(out["transient"]["died_again"], 0, "{out}");
+
+    let metrics =
+        reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+    for line in [
+        "redrive_triage_decisions_total{category=\"transient\",action=\"redrive\"} 1",
+        "redrive_triage_jobs_total{verdict=\"execute\"} 1",
+        "redrive_triage_redriven_total 1",
+        "redrive_triage_proposals{status=\"pending\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_1000_dead_jobs_respects_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path(), &[]);
+    let client = Client::new(&server.url).unwrap();
+    client.put_queue("burst", &QueuePatch::default()).await.unwrap();
+    let jobs: Vec<NewJob> =
+        (0..1000).map(|i| NewJob { body: format!("{{\"i\":{i}}}"), ..NewJob::default() }).collect();
+    client.enqueue("burst", &jobs).await.unwrap();
+    let opts = ReceiveOptions { max: Some(1000), wait_ms: Some(0), ..ReceiveOptions::default() };
+    for d in client.receive("burst", &opts).await.unwrap() {
+        let req = FailRequest {
+            receipt: d.receipt,
+            error: ErrorInfo {
+                kind: "TimeoutError".into(),
+                message: "timed out after 5s".into(),
+                detail: None,
+            },
+            retry_after_ms: None,
+            non_retryable: true,
+        };
+        client.fail(&req).await.unwrap();
+    }
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "mode = \"auto\"\nredrives_per_minute = 100\n").unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let out = Command::new(common::BIN)
+        .args(["--url", &server.url, "--json", "triage", "run", "--queue", "burst-dlq"])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--audit")
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["dead_jobs"].as_u64(), r["groups"].as_u64()),
+        (Some(1000), Some(1)),
+        "one decision for 1,000 identical failures"
+    );
+    assert_eq!(
+        (r["executed"].as_u64(), r["proposed"].as_u64()),
+        (Some(100), Some(900)),
+        "100 per minute; the rest wait for a person"
+    );
+    let stats = client.queue_stats("burst").await.unwrap();
+    assert_eq!(stats.counts.ready, 100, "exactly the executed ones went back");
 }
