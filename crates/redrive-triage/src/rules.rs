@@ -24,6 +24,8 @@ const BUG_STRONG: &[&str] = &[
     "called `option::unwrap()`",
     "called `result::unwrap()`",
     "wrong number of arguments",
+    "nullreferenceexception",
+    "object reference not set to an instance",
 ];
 const POISON: &[&str] = &[
     "outofmemory",
@@ -59,6 +61,18 @@ const POISON: &[&str] = &[
     "timelimitexceeded",
     "task timed out after",
     "runtime exited",
+    "allowed memory size",
+    "exhausted (tried to allocate",
+    "accessviolationexception",
+    "protected memory",
+    "timeoutexceededexception",
+    "oban.timeouterror",
+    "jobtimeout",
+    "job timed out",
+    "soft time limit",
+    "messagelocklost",
+    "lock supplied is invalid",
+    "lock expired",
 ];
 const RATE_LIMITED: &[&str] = &[
     "429",
@@ -107,6 +121,10 @@ const CONFIG_HOLD: &[&str] = &[
     "token has been revoked",
     "invalid_grant",
     "access has been revoked",
+    "expired_access_token",
+    "secret keys for app",
+    "client secret has expired",
+    "credentials have expired",
 ];
 const CONFIG: &[&str] = &[
     "401",
@@ -157,6 +175,9 @@ const CONFIG: &[&str] = &[
     "name or service not known",
     "no such host",
     "nodename nor servname",
+    "ssl connection could not be established",
+    "42s02",
+    "base table or view not found",
 ];
 const BAD_DATA_STRONG: &[&str] = &[
     "validationerror",
@@ -214,6 +235,17 @@ const BAD_DATA_STRONG: &[&str] = &[
     "duplicate key",
     "violates",
     "unprocessable",
+    "data too long",
+    "right truncated",
+    "22001",
+    "could not be converted",
+    "jsonexception",
+    "jsondecodingexception",
+    "unknown key",
+    "declined",
+    "marked as inactive",
+    "format could not be determined",
+    "invalid image",
 ];
 const BUG: &[&str] = &[
     "null pointer",
@@ -252,6 +284,14 @@ const BUG: &[&str] = &[
     "same parameters they were first used with",
     "nil map",
     "undefined local variable",
+    "on null",
+    "undefined array key",
+    "undefined index",
+    "undefined offset",
+    "not implemented for",
+    "undefinedfunctionerror",
+    "is undefined or private",
+    "collection was modified",
 ];
 const TRANSIENT_STRONG: &[&str] = &[
     "connection reset",
