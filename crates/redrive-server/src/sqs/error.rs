@@ -16,7 +16,6 @@ pub enum Code {
     InvalidMessageContents,
     ReceiptHandleIsInvalid,
     MessageNotInflight,
-    MessageTooLong,
     BatchRequestTooLong,
     TooManyEntriesInBatchRequest,
     EmptyBatchRequest,
@@ -50,7 +49,6 @@ impl Code {
             MessageNotInflight => {
                 ("MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight", 400)
             }
-            MessageTooLong => ("MessageTooLong", "MessageTooLong", 400),
             BatchRequestTooLong => {
                 ("BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong", 400)
             }

@@ -215,3 +215,17 @@ fn page(
     let token = (more && max.is_some()).then(|| names.last().cloned()).flatten();
     Ok((names, token))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SqsAction;
+
+    #[test]
+    fn all_23_actions_are_answered_by_name() {
+        assert_eq!(SqsAction::ALL.len(), 23);
+        for a in SqsAction::ALL {
+            assert_eq!(SqsAction::from_name(a.name()), Some(*a));
+        }
+        assert_eq!(SqsAction::from_name("Frobnicate"), None);
+    }
+}
