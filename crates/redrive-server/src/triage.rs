@@ -33,7 +33,7 @@ pub enum Status {
     Pending,
     Approved,
     Rejected,
-    /// Approved, but executing the action failed (see `result`).
+    /// Approved, but executing the action failed (see `result`); it may be approved again.
     Failed,
 }
 
@@ -90,13 +90,46 @@ impl Proposals {
         Ok(Proposals { file: Some(file), all: Mutex::new(all) })
     }
 
+    /// Writes every proposal durably: a temporary file, fsynced, renamed over the old one, and
+    /// the directory fsynced.
     fn save(&self, all: &[Proposal]) -> Result<(), Error> {
         let Some(file) = &self.file else { return Ok(()) };
         let tmp = file.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(all).expect("serializes");
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, file))
-            .map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, file)?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))
+    }
+
+    /// Takes a pending proposal for deciding: under the lock, so two decisions racing for the
+    /// same proposal cannot both run it.
+    fn claim(&self, id: &str, by: &str, status: Status) -> Result<Proposal, Error> {
+        let mut all = self.all.lock().expect("not poisoned");
+        let p = all
+            .iter_mut()
+            .find(|p| p.id == id)
+            .ok_or_else(|| Error::ProposalNotFound(id.to_owned()))?;
+        // A proposal whose execution failed may be decided again.
+        if !matches!(p.status, Status::Pending | Status::Failed) {
+            return Err(Error::invalid(
+                "status",
+                format!("the proposal is already {:?}", p.status),
+            ));
+        }
+        if by.trim().is_empty() {
+            return Err(Error::invalid("by", "say who decides"));
+        }
+        p.status = status;
+        Ok(p.clone())
     }
 
     /// Proposals by status, for `/metrics`.
@@ -153,6 +186,9 @@ async fn create(
     if n.job_ids.is_empty() {
         return Err(Error::invalid("job_ids", "a proposal names at least one job").into());
     }
+    if !(0.0..=1.0).contains(&n.decision.confidence) {
+        return Err(Error::invalid("decision.confidence", "from 0 to 1").into());
+    }
     let p = Proposal {
         id: uuid::Uuid::now_v7().to_string(),
         created_at: now(),
@@ -176,11 +212,15 @@ struct ListQuery {
     status: Option<Status>,
 }
 
-async fn list(State(s): State<Shared>, Query(q): Query<ListQuery>) -> Json<Value> {
+async fn list(
+    State(s): State<Shared>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = query.map_err(|e| Error::MalformedRequest(e.body_text()))?;
     let all = s.proposals.all.lock().expect("not poisoned");
     let picked: Vec<&Proposal> =
         all.iter().filter(|p| q.status.is_none_or(|st| p.status == st)).collect();
-    Json(json!({ "proposals": picked }))
+    Ok(Json(json!({ "proposals": picked })))
 }
 
 async fn show(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Proposal>> {
@@ -195,27 +235,15 @@ struct Verdict {
     why: Option<String>,
 }
 
-fn pending(s: &Shared, id: &str, v: &Verdict) -> Result<Proposal, Error> {
-    let p = s.proposals.get(id)?;
-    if p.status != Status::Pending {
-        return Err(Error::invalid("status", format!("the proposal is already {:?}", p.status)));
-    }
-    if v.by.trim().is_empty() {
-        return Err(Error::invalid("by", "say who decides"));
-    }
-    Ok(p)
-}
-
 async fn reject(
     State(s): State<Shared>,
     Path(id): Path<String>,
     JsonBody(v): JsonBody<Verdict>,
 ) -> ApiResult<Json<Proposal>> {
-    let mut p = pending(&s, &id, &v)?;
     if v.why.as_deref().is_none_or(|w| w.trim().is_empty()) {
         return Err(Error::invalid("why", "a rejection says why").into());
     }
-    p.status = Status::Rejected;
+    let mut p = s.proposals.claim(&id, &v.by, Status::Rejected)?;
     p.decided_by = Some(v.by);
     p.decided_why = v.why;
     p.decided_at = Some(now());
@@ -227,7 +255,7 @@ async fn approve(
     Path(id): Path<String>,
     JsonBody(v): JsonBody<Verdict>,
 ) -> ApiResult<Json<Proposal>> {
-    let mut p = pending(&s, &id, &v)?;
+    let mut p = s.proposals.claim(&id, &v.by, Status::Approved)?;
     let outcome = execute(&s, &p).await;
     p.status = if outcome.is_ok() { Status::Approved } else { Status::Failed };
     p.result = Some(outcome.unwrap_or_else(|e| json!({ "error": e.to_string() })));
@@ -278,6 +306,10 @@ async fn execute(s: &Shared, p: &Proposal) -> Result<Value, Error> {
 /// Replaces one dead job by its patched copy in its source queue.
 async fn patched_redrive(s: &Shared, id: JobId, patch: &Value) -> Result<JobId, Error> {
     let job = s.broker.get_job(id).await?;
+    if job.state == redrive_core::model::JobState::Leased {
+        let why = format!("job {id} is leased; approve again after its lease ends");
+        return Err(Error::invalid("job_ids", why));
+    }
     let dead = job
         .dead
         .as_ref()

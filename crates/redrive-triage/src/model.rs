@@ -130,8 +130,10 @@ impl DeadCase {
     }
 }
 
-/// A provider's decision for one group.
+/// A provider's decision for one group. Unknown fields are refused: a model's output with more
+/// than the schema is not a decision.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Decision {
     pub category: Category,
     pub action: Action,

@@ -162,7 +162,6 @@ impl Store {
         })
     }
 
-    /// Deletes every ready and delayed job of a queue; returns how many.
     /// Deletes one job that is not leased (a dead letter a person or the triage agent replaced,
     /// say). Counted as purged in its queue.
     pub fn delete_job(&mut self, id: JobId) -> Result<()> {
@@ -186,6 +185,7 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes every ready and delayed job of a queue; returns how many.
     pub fn purge(&mut self, queue: &str) -> Result<u64> {
         self.writable()?;
         let qid = self.queue_id(queue)?;
