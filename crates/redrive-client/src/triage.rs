@@ -1,10 +1,12 @@
-//! Triage proposal routes. Proposals carry the triage agent's decision types, which live in
+//! Triage proposal and policy routes. Proposals carry the triage agent's decision types, which live in
 //! `redrive-triage` (a client of this crate), so they travel here as JSON values.
 
 use serde_json::{json, Value};
 
+use reqwest::Method;
+
 use crate::routes::endpoint;
-use crate::transport::Retry;
+use crate::transport::{decode, Retry};
 use crate::{Client, Error};
 
 impl Client {
@@ -40,5 +42,33 @@ impl Client {
         let verb = if approve { "approve" } else { "reject" };
         let url = endpoint(&self.base, &["v1", "triage", "proposals", id, verb]);
         self.post_json(url, &json!({ "by": by, "why": why }), Retry::Once).await
+    }
+
+    /// `GET /v1/triage/policies/{queue}`: the policy a person set for the queue, if any.
+    pub async fn triage_policy(&self, queue: &str) -> Result<Option<Value>, Error> {
+        match self.get_json(endpoint(&self.base, &["v1", "triage", "policies", queue])).await {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v1/triage/policies`: every queue's policy.
+    pub async fn triage_policies(&self) -> Result<Value, Error> {
+        self.get_json(endpoint(&self.base, &["v1", "triage", "policies"])).await
+    }
+
+    /// `PUT /v1/triage/policies/{queue}`.
+    pub async fn set_triage_policy(&self, queue: &str, policy: &Value) -> Result<Value, Error> {
+        let url = endpoint(&self.base, &["v1", "triage", "policies", queue]);
+        decode(self.send(Method::PUT, url, Some(policy), Retry::Idempotent, self.timeout).await?)
+            .await
+    }
+
+    /// `DELETE /v1/triage/policies/{queue}`.
+    pub async fn delete_triage_policy(&self, queue: &str) -> Result<(), Error> {
+        let url = endpoint(&self.base, &["v1", "triage", "policies", queue]);
+        self.send(Method::DELETE, url, None::<&()>, Retry::Idempotent, self.timeout).await?;
+        Ok(())
     }
 }

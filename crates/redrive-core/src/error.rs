@@ -39,6 +39,8 @@ pub enum Error {
     JobNotFound(JobId),
     /// No triage proposal has this id.
     ProposalNotFound(String),
+    /// No triage policy is set on the server for this queue.
+    PolicyNotFound(String),
     /// The receipt's lease ended (expired, acked, failed, or revoked by a restart).
     StaleReceipt,
     /// The receipt does not name a job this server knows.
@@ -82,6 +84,7 @@ impl Error {
             Error::EmptyBatch => (400, "empty_batch"),
             Error::JobNotFound(_) => (404, "job_not_found"),
             Error::ProposalNotFound(_) => (404, "proposal_not_found"),
+            Error::PolicyNotFound(_) => (404, "policy_not_found"),
             Error::StaleReceipt => (409, "stale_receipt"),
             Error::InvalidReceipt => (400, "invalid_receipt"),
             Error::LimitExceeded { .. } => (429, "limit_exceeded"),
@@ -127,6 +130,7 @@ impl fmt::Display for Error {
             Error::EmptyBatch => write!(f, "the batch is empty"),
             Error::JobNotFound(id) => write!(f, "job {id} does not exist"),
             Error::ProposalNotFound(id) => write!(f, "triage proposal {id} does not exist"),
+            Error::PolicyNotFound(q) => write!(f, "no triage policy is set for queue {q:?}"),
             Error::StaleReceipt => write!(f, "the receipt's lease has ended (expired, completed, or revoked)"),
             Error::InvalidReceipt => write!(f, "the receipt is not valid"),
             Error::LimitExceeded { limit, max } => write!(f, "limit {limit} of {max} reached"),

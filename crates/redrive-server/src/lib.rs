@@ -40,6 +40,7 @@ pub struct AppState {
     pub sqs: sqs::SqsSettings,
     pub moves: sqs::MoveTasks,
     pub proposals: triage::Proposals,
+    pub policies: triage::Policies,
     /// The in-process triage agent's counters, shown on `/metrics`.
     pub triage_metrics: Option<Arc<redrive_triage::metrics::TriageMetrics>>,
 }
@@ -52,6 +53,7 @@ impl AppState {
             sqs,
             moves: sqs::MoveTasks::default(),
             proposals: triage::Proposals::default(),
+            policies: triage::Policies::default(),
             triage_metrics: None,
         }
     }

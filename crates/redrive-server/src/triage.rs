@@ -3,8 +3,12 @@
 //! to their source queues (after the decision's delay); `redrive_patched` applies the decision's
 //! JSON Patch to each job's body, enqueues the repaired job into its source queue (attribute
 //! `redrive:patched_from` names the dead job) and deletes the dead one; `escalate` and `hold` are
-//! acknowledged. Proposals are kept in a JSON file in the data directory.
+//! acknowledged. Escalations are stored as proposals too, with their webhook delivery, for a
+//! person to acknowledge. The server also keeps a triage policy per queue
+//! (`/v1/triage/policies/{queue}`) that agents apply before their own. Both are kept in JSON
+//! files in the data directory.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -16,6 +20,7 @@ use redrive_core::broker::{NewJob, RedriveRequest};
 use redrive_core::model::JobId;
 use redrive_core::time::{to_rfc3339, Clock, SystemClock};
 use redrive_core::{Broker, Error};
+use redrive_triage::policy::Policy;
 use redrive_triage::{Action, Decision};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -48,6 +53,9 @@ pub struct NewProposal {
     pub decision: Decision,
     /// Why the policy asked a person.
     pub reason: String,
+    /// For escalations: whether the webhook took it (`{"delivered", "error"?}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -60,6 +68,8 @@ pub struct Proposal {
     pub job_ids: Vec<JobId>,
     pub decision: Decision,
     pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Value>,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
@@ -82,32 +92,11 @@ pub struct Proposals {
 impl Proposals {
     /// Loads the proposals kept in `file` (none if it does not exist yet).
     pub fn open(file: PathBuf) -> std::io::Result<Proposals> {
-        let all = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        Ok(Proposals { file: Some(file), all: Mutex::new(all) })
+        Ok(Proposals { all: Mutex::new(load_json(&file)?), file: Some(file) })
     }
 
-    /// Writes every proposal durably: a temporary file, fsynced, renamed over the old one, and
-    /// the directory fsynced.
     fn save(&self, all: &[Proposal]) -> Result<(), Error> {
-        let Some(file) = &self.file else { return Ok(()) };
-        let tmp = file.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(all).expect("serializes");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write as _;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, file)?;
-            if let Some(dir) = file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))
+        save_json(self.file.as_deref(), all)
     }
 
     /// Takes a pending proposal for deciding: under the lock, so two decisions racing for the
@@ -167,8 +156,91 @@ impl Proposals {
     }
 }
 
+/// Loads a JSON file, or the default value if it does not exist yet.
+fn load_json<T: serde::de::DeserializeOwned + Default>(
+    file: &std::path::Path,
+) -> std::io::Result<T> {
+    match std::fs::read(file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a JSON file durably: a temporary file, fsynced, renamed over the old one, and the
+/// directory fsynced. Nothing is written without a file (an in-memory store).
+fn save_json<T: Serialize + ?Sized>(
+    file: Option<&std::path::Path>,
+    value: &T,
+) -> Result<(), Error> {
+    let Some(file) = file else { return Ok(()) };
+    let tmp = file.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(value).expect("serializes");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)?;
+        if let Some(dir) = file.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))
+}
+
+/// Triage policies by queue, set by a person through the API.
+#[derive(Default)]
+pub struct Policies {
+    file: Option<PathBuf>,
+    all: Mutex<BTreeMap<String, Policy>>,
+}
+
+impl Policies {
+    pub fn open(file: PathBuf) -> std::io::Result<Policies> {
+        Ok(Policies { all: Mutex::new(load_json(&file)?), file: Some(file) })
+    }
+}
+
+async fn list_policies(State(s): State<Shared>) -> Json<Value> {
+    let all = s.policies.all.lock().expect("not poisoned");
+    Json(json!({ "policies": *all }))
+}
+
+async fn get_policy(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<Json<Policy>> {
+    let all = s.policies.all.lock().expect("not poisoned");
+    Ok(Json(all.get(&q).cloned().ok_or(Error::PolicyNotFound(q))?))
+}
+
+async fn put_policy(
+    State(s): State<Shared>,
+    Path(q): Path<String>,
+    JsonBody(p): JsonBody<Policy>,
+) -> ApiResult<Json<Policy>> {
+    if !redrive_core::model::valid_queue_name(&q) {
+        return Err(Error::InvalidQueueName(q).into());
+    }
+    if !(0.0..=1.0).contains(&p.min_confidence) {
+        return Err(Error::invalid("min_confidence", "from 0 to 1").into());
+    }
+    let mut all = s.policies.all.lock().expect("not poisoned");
+    all.insert(q, p.clone());
+    save_json(s.policies.file.as_deref(), &*all)?;
+    Ok(Json(p))
+}
+
+async fn delete_policy(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<StatusCode> {
+    let mut all = s.policies.all.lock().expect("not poisoned");
+    all.remove(&q).ok_or_else(|| Error::PolicyNotFound(q.clone()))?;
+    save_json(s.policies.file.as_deref(), &*all)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub fn routes() -> Router<Shared> {
     Router::new()
+        .route("/v1/triage/policies", get(list_policies))
+        .route("/v1/triage/policies/{queue}", get(get_policy).put(put_policy).delete(delete_policy))
         .route("/v1/triage/proposals", post(create).get(list))
         .route("/v1/triage/proposals/{id}", get(show))
         .route("/v1/triage/proposals/{id}/approve", post(approve))
@@ -198,6 +270,7 @@ async fn create(
         job_ids: n.job_ids,
         decision: n.decision,
         reason: n.reason,
+        escalation: n.escalation,
         status: Status::Pending,
         decided_by: None,
         decided_why: None,

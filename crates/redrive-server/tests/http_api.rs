@@ -373,6 +373,7 @@ async fn openapi_lists_every_error_code_the_server_can_answer() {
         Error::EmptyBatch,
         Error::JobNotFound(id),
         Error::ProposalNotFound("p".into()),
+        Error::PolicyNotFound("q".into()),
         Error::StaleReceipt,
         Error::InvalidReceipt,
         Error::LimitExceeded { limit: "X", max: 1 },

@@ -34,7 +34,10 @@ pub struct Agent {
     /// Base URL of the server, for the links in escalations.
     pub server_url: String,
     pub provider: Provider,
+    /// The policy for queues without one of their own (below, or set on the server).
     pub policy: Policy,
+    /// Policies by queue from the agent's policy file; a policy set on the server beats both.
+    pub queue_policies: BTreeMap<String, Policy>,
     /// JSON pointers redacted from bodies before a model sees them.
     pub redact_pointers: Vec<String>,
     /// Slack-compatible webhook for escalations.
@@ -74,6 +77,9 @@ pub struct AuditRecord {
     /// The proposal stored on the server for the jobs a person decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proposal: Option<String>,
+    /// The escalation as stored on the server (a proposal to acknowledge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_proposal: Option<String>,
     /// Jobs redriven by this pass.
     pub executed: Vec<JobId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,6 +127,7 @@ impl Agent {
             server_url,
             provider,
             policy: Policy::default(),
+            queue_policies: BTreeMap::new(),
             redact_pointers: Vec::new(),
             webhook: None,
             audit_path,
@@ -217,8 +224,20 @@ impl Agent {
         }
     }
 
+    /// The policy for `queue`: the one set on the server, else the policy file's, else the
+    /// agent's default.
+    pub async fn policy_for(&self, queue: &str) -> Result<Policy, String> {
+        match self.client.triage_policy(queue).await {
+            Ok(Some(v)) => serde_json::from_value(v)
+                .map_err(|e| format!("the server's policy for {queue}: {e}")),
+            Ok(None) => Ok(self.queue_policies.get(queue).unwrap_or(&self.policy).clone()),
+            Err(e) => Err(format!("reading the policy for {queue}: {e}")),
+        }
+    }
+
     /// One pass over `queue`'s dead jobs at `now` (ms).
     pub async fn run_once(&mut self, queue: &str, now: u64) -> Result<PassReport, String> {
+        let policy = self.policy_for(queue).await?;
         let memory = self.memory()?;
         let jobs = self.dead_jobs(queue).await?;
         let mut report = PassReport { dead_jobs: jobs.len(), ..PassReport::default() };
@@ -245,12 +264,8 @@ impl Agent {
             let mut to_redrive = Vec::new();
             for &i in &members {
                 let id = jobs[i].id;
-                let v = decided.verdict(
-                    &self.policy,
-                    memory.redriven.contains(&id),
-                    &mut self.limiter,
-                    now,
-                );
+                let v =
+                    decided.verdict(&policy, memory.redriven.contains(&id), &mut self.limiter, now);
                 if v == Verdict::Execute {
                     to_redrive.push(id);
                 }
@@ -262,16 +277,19 @@ impl Agent {
                 .map(|&i| jobs[i].id)
                 .filter(|id| matches!(verdicts[&id.to_string()], Verdict::Propose(_)))
                 .collect();
-            let proposal = self.propose(queue, &key, &decided, &proposed, &verdicts).await;
+            let proposal = self.propose(queue, &key, &decided, &proposed, &verdicts, None).await;
             let escalated: Vec<JobId> = members
                 .iter()
                 .map(|&i| jobs[i].id)
                 .filter(|id| matches!(verdicts[&id.to_string()], Verdict::Escalate(_)))
                 .collect();
-            let escalation = if escalated.is_empty() {
-                None
+            let (escalation, escalation_proposal) = if escalated.is_empty() {
+                (None, None)
             } else {
-                Some(self.escalate(&key, &decided, &escalated).await)
+                let e = self.escalate(&key, &decided, &escalated).await;
+                // Stored on the server too, with its delivery, for a person to acknowledge.
+                let p = self.propose(queue, &key, &decided, &escalated, &verdicts, Some(&e)).await;
+                (Some(e), p)
             };
             self.metrics.redriven(executed.len() as u64);
             if let Some(e) = &escalation {
@@ -306,6 +324,7 @@ impl Agent {
                     .collect(),
                 verdicts,
                 proposal,
+                escalation_proposal,
                 executed,
                 escalation,
                 actor: "agent".into(),
@@ -365,9 +384,13 @@ impl Agent {
         decided: &Decided,
         ids: &[JobId],
         verdicts: &BTreeMap<String, Verdict>,
+        escalation: Option<&Escalation>,
     ) -> Option<String> {
         let first = ids.first()?;
-        let Some(Verdict::Propose(reason)) = verdicts.get(&first.to_string()) else { return None };
+        let reason = match verdicts.get(&first.to_string()) {
+            Some(Verdict::Propose(r) | Verdict::Escalate(r)) => r,
+            _ => return None,
+        };
         let body = json!({
             "queue": queue,
             "source_queue": key.queue,
@@ -375,6 +398,7 @@ impl Agent {
             "job_ids": ids,
             "decision": decided.decision,
             "reason": reason,
+            "escalation": escalation,
         });
         match self.client.propose(&body).await {
             Ok(p) => p["id"].as_str().map(str::to_owned),

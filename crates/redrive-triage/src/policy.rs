@@ -42,6 +42,21 @@ impl Default for Policy {
     }
 }
 
+/// A policy file: the default policy's fields at the top level, and `[queues.<name>]` tables
+/// for queues that differ (each a whole policy; absent fields take the defaults).
+pub fn parse_file(
+    text: &str,
+) -> Result<(Policy, std::collections::BTreeMap<String, Policy>), String> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let queues = match table.remove("queues") {
+        Some(q) => q.try_into().map_err(|e: toml::de::Error| format!("[queues]: {e}"))?,
+        None => Default::default(),
+    };
+    let default =
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.to_string())?;
+    Ok((default, queues))
+}
+
 /// What becomes of a decision for one job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", content = "reason", rename_all = "snake_case")]
@@ -167,6 +182,19 @@ mod tests {
         assert_eq!(patched.verdict(&d, false, &mut l, 0), Verdict::Execute);
         let observe = Policy { mode: Mode::Observe, ..auto() };
         assert!(matches!(observe.verdict(&d, false, &mut l, 0), Verdict::Record(_)));
+    }
+
+    #[test]
+    fn a_policy_file_has_a_default_and_queue_sections() {
+        let (default, queues) = parse_file(
+            "mode = \"auto\"\nmin_confidence = 0.9\n[queues.payments-dlq]\nmode = \"observe\"\n",
+        )
+        .unwrap();
+        assert_eq!((default.mode, default.min_confidence), (Mode::Auto, 0.9));
+        assert_eq!(queues["payments-dlq"].mode, Mode::Observe);
+        assert_eq!(queues["payments-dlq"].min_confidence, 0.8, "absent fields take the defaults");
+        assert!(parse_file("mode = \"yolo\"").is_err());
+        assert!(parse_file("nope = 1").is_err(), "unknown settings are refused");
     }
 
     #[test]

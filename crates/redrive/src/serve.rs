@@ -207,6 +207,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .context("reading the triage proposals")?,
     );
     state.triage_metrics = triage_metrics.clone();
+    state.policies =
+        redrive_server::triage::Policies::open(config.data_dir.join("triage-policies.json"))
+            .context("reading the triage policies")?;
     let state = Arc::new(state);
     let agent = match &config.triage {
         Some((policy, interval)) => {

@@ -37,8 +37,27 @@ pub enum TriageCommand {
     Approve(DecideArgs),
     /// Reject a proposal (say why)
     Reject(DecideArgs),
+    /// The policies the server keeps per queue (they beat an agent's own)
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Score a provider against a labelled dataset of dead jobs (JSON lines)
     Eval(EvalArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Every queue's policy
+    List,
+    /// One queue's policy
+    Get { queue: String },
+    /// Set a queue's policy from a TOML file (mode, auto_categories, min_confidence, …)
+    Set {
+        queue: String,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Remove a queue's policy (agents fall back to their own)
+    Delete { queue: String },
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +160,28 @@ pub fn run(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<
 async fn proposals_cmd(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<()> {
     let client = redrive_client::Client::new(url.unwrap_or(crate::cli::URL_DEFAULT))?;
     let reply = match &cmd {
+        TriageCommand::Policy(p) => {
+            let v = match p {
+                PolicyCommand::List => client.triage_policies().await?,
+                PolicyCommand::Get { queue } => client
+                    .triage_policy(queue)
+                    .await?
+                    .with_context(|| format!("no triage policy is set for {queue}"))?,
+                PolicyCommand::Set { queue, file } => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let policy: Policy = toml::from_str(&text)
+                        .with_context(|| format!("parsing {}", file.display()))?;
+                    client.set_triage_policy(queue, &serde_json::to_value(policy)?).await?
+                }
+                PolicyCommand::Delete { queue } => {
+                    client.delete_triage_policy(queue).await?;
+                    serde_json::json!({ "deleted": queue })
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
         TriageCommand::List { status } => client.proposals(status.as_deref()).await?,
         TriageCommand::Show { id } => client.proposal(id).await?,
         TriageCommand::Approve(a) => {
@@ -210,13 +251,14 @@ fn provider(args: &AgentArgs) -> anyhow::Result<Provider> {
 /// An agent for the server at `url`, configured by `args`.
 pub fn build_agent(args: &AgentArgs, url: &str) -> anyhow::Result<Agent> {
     let client = redrive_client::Client::new(url)?;
-    let mut policy: Policy = match &args.policy {
+    let (mut policy, queue_policies) = match &args.policy {
         Some(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+            redrive_triage::policy::parse_file(&text)
+                .map_err(|e| anyhow::anyhow!("parsing {}: {e}", p.display()))?
         }
-        None => Policy::default(),
+        None => (Policy::default(), Default::default()),
     };
     if let Some(mode) = &args.mode {
         policy.mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
@@ -224,6 +266,7 @@ pub fn build_agent(args: &AgentArgs, url: &str) -> anyhow::Result<Agent> {
     }
     let mut agent = Agent::new(client, url.to_owned(), provider(args)?, args.audit.clone());
     agent.policy = policy;
+    agent.queue_policies = queue_policies;
     agent.webhook = args.webhook.clone();
     agent.redact_pointers = args.redact.clone();
     Ok(agent)

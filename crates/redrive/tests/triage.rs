@@ -117,6 +117,11 @@ async fn timeouts_are_redriven_bugs_escalated_and_nothing_loops() {
     );
     let r = triage_run(&server.url, "reports-dlq", &audit, &hook);
     assert_eq!((r["escalated"].as_u64(), r["executed"].as_u64()), (Some(2), Some(0)), "{r}");
+    let stored = cli(&server.url, &["triage", "list", "--status", "pending"]);
+    let escalation = &stored["proposals"][0];
+    assert_eq!(escalation["decision"]["action"], "escalate", "{stored}");
+    assert_eq!(escalation["escalation"]["delivered"], true, "the delivery is kept on it: {stored}");
+    assert_eq!(escalation["job_ids"].as_array().unwrap().len(), 2);
     {
         let hooks = hooks.lock().unwrap();
         assert_eq!(hooks.len(), 1, "one message per group");
@@ -388,4 +393,52 @@ async fn a_burst_of_1000_dead_jobs_respects_the_rate_limit() {
     );
     let stats = client.queue_stats("burst").await.unwrap();
     assert_eq!(stats.counts.ready, 100, "exactly the executed ones went back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_set_on_the_server_beats_the_agents_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path(), &[]);
+    let client = Client::new(&server.url).unwrap();
+    let patch = QueuePatch { max_attempts: Some(Some(1)), ..QueuePatch::default() };
+    let mut ids = Vec::new();
+    for q in ["watched", "free"] {
+        client.put_queue(q, &patch).await.unwrap();
+        let id =
+            client.enqueue(q, &[NewJob { body: "{}".into(), ..NewJob::default() }]).await.unwrap()
+                [0]
+            .id;
+        fail_until_dead(&client, q, &[id], "ReadTimeout", "read timed out after 30s").await;
+        ids.push(id);
+    }
+    let observe = dir.path().join("observe.toml");
+    std::fs::write(&observe, "mode = \"observe\"\n").unwrap();
+    let observe_arg = observe.to_str().unwrap().to_owned();
+    let set = cli(&server.url, &["triage", "policy", "set", "watched-dlq", "--file", &observe_arg]);
+    assert_eq!(set["mode"], "observe");
+    assert_eq!(
+        cli(&server.url, &["triage", "policy", "list"])["policies"]["watched-dlq"]["mode"],
+        "observe"
+    );
+
+    let audit = dir.path().join("audit.jsonl");
+    let watched = triage_run(&server.url, "watched-dlq", &audit, "http://127.0.0.1:9/unused");
+    assert_eq!(
+        (watched["recorded"].as_u64(), watched["executed"].as_u64()),
+        (Some(1), Some(0)),
+        "{watched}"
+    );
+    let free = triage_run(&server.url, "free-dlq", &audit, "http://127.0.0.1:9/unused");
+    assert_eq!(
+        free["executed"].as_u64(),
+        Some(1),
+        "the agent's own policy (auto) elsewhere: {free}"
+    );
+
+    cli(&server.url, &["triage", "policy", "delete", "watched-dlq"]);
+    let gone = Command::new(common::BIN)
+        .args(["--url", &server.url, "triage", "policy", "get", "watched-dlq"])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success());
 }

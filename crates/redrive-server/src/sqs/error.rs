@@ -145,7 +145,7 @@ impl From<Error> for SqsError {
             Error::BatchTooLarge { .. } => Code::TooManyEntriesInBatchRequest,
             Error::EmptyBatch => Code::EmptyBatchRequest,
             Error::JobNotFound(_) | Error::InvalidReceipt => Code::ReceiptHandleIsInvalid,
-            Error::ProposalNotFound(_) => Code::ResourceNotFound,
+            Error::ProposalNotFound(_) | Error::PolicyNotFound(_) => Code::ResourceNotFound,
             Error::LimitExceeded { .. } => Code::OverLimit,
             Error::Overloaded | Error::Poisoned(_) | Error::ShuttingDown => {
                 Code::ServiceUnavailable
