@@ -219,6 +219,7 @@ async fn proposals_cmd(cmd: TriageCommand, url: Option<&str>, json: bool) -> any
             println!("  analysis:     {}", reply["decision"]["analysis"].as_str().unwrap_or(""));
             if let Some(patch) = reply["decision"].get("patch").filter(|p| !p.is_null()) {
                 println!("  patch:        {patch}");
+                print_patch_diff(&client, &reply, patch).await;
             }
             if let Some(result) = reply.get("result") {
                 println!("  result:       {result}");
@@ -407,4 +408,69 @@ fn eval_cmd(args: EvalArgs, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Shows what the patch does to the first job's body, as a line diff of the pretty-printed JSON.
+async fn print_patch_diff(
+    client: &redrive_client::Client,
+    proposal: &serde_json::Value,
+    patch: &serde_json::Value,
+) {
+    let Some(id) = proposal["job_ids"][0].as_str().and_then(|s| s.parse().ok()) else { return };
+    let Ok(job) = client.get_job(id).await else { return };
+    let Ok(before) =
+        serde_json::from_str::<serde_json::Value>(job.body.as_deref().unwrap_or_default())
+    else {
+        return;
+    };
+    match redrive_triage::patch::apply(&before, patch) {
+        Ok(after) => {
+            println!("  diff of job {id}'s body:");
+            for line in diff_lines(
+                &serde_json::to_string_pretty(&before).unwrap_or_default(),
+                &serde_json::to_string_pretty(&after).unwrap_or_default(),
+            ) {
+                println!("    {line}");
+            }
+        }
+        Err(e) => println!("  the patch does not apply to job {id}: {e}"),
+    }
+}
+
+/// A line diff (longest common subsequence): unchanged lines with two spaces, removed with `-`,
+/// added with `+`.
+fn diff_lines(a: &str, b: &str) -> Vec<String> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] =
+                if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push(format!("  {}", a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn diff_shows_removed_and_added_lines() {
+        let d =
+            super::diff_lines("{\n  \"a\": \"3\",\n  \"b\": 1\n}", "{\n  \"a\": 3,\n  \"b\": 1\n}");
+        assert_eq!(d, ["  {", "-   \"a\": \"3\",", "+   \"a\": 3,", "    \"b\": 1", "  }"]);
+    }
 }

@@ -1,6 +1,7 @@
 //! The triage agent end to end through a real server and the real CLI: timeouts are redriven
-//! automatically and then succeed, a bug is escalated to a webhook, a job that dies again after
-//! an agent redrive is escalated instead of looping, and the audit log shows every decision.
+//! automatically and then succeed, bad data is proposed with a patch that a person approves and
+//! the repaired job succeeds, a bug is escalated to a webhook, a job that dies again after an
+//! agent redrive is escalated instead of looping, and one audit log shows every decision.
 
 mod common;
 
@@ -70,8 +71,90 @@ fn triage_run(url: &str, queue: &str, audit: &std::path::Path, webhook: &str) ->
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Bad data: the agent proposes a patch, a person approves it, the repaired job succeeds.
+async fn bad_data_is_proposed_patched_approved_and_succeeds(
+    url: &str,
+    client: &Client,
+    audit: &std::path::Path,
+) {
+    let patch = QueuePatch { max_attempts: Some(Some(2)), ..QueuePatch::default() };
+    client.put_queue("orders", &patch).await.unwrap();
+    let job = NewJob { body: r#"{"sku":"A1","quantity":"3"}"#.into(), ..NewJob::default() };
+    let id = client.enqueue("orders", &[job]).await.unwrap()[0].id;
+    fail_until_dead(
+        &client,
+        "orders",
+        &[id],
+        "ValidationError",
+        "field 'quantity': expected integer, got string",
+    )
+    .await;
+
+    let r = triage_run(url, "orders-dlq", audit, "http://127.0.0.1:9/unused");
+    assert_eq!(
+        (r["proposed"].as_u64(), r["executed"].as_u64()),
+        (Some(1), Some(0)),
+        "a patch waits for a person: {r}"
+    );
+    let proposal_id = r["records"][0]["proposal"].as_str().unwrap().to_owned();
+
+    let pending = cli(url, &["triage", "list", "--status", "pending"]);
+    let p = pending["proposals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == proposal_id.as_str())
+        .expect("the proposal is pending");
+    assert_eq!(p["decision"]["action"], "redrive_patched");
+    assert_eq!(
+        p["decision"]["patch"],
+        serde_json::json!([{"op": "replace", "path": "/quantity", "value": 3}])
+    );
+
+    let shown = Command::new(common::BIN)
+        .args(["--url", url, "triage", "show", &proposal_id])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("-   \"quantity\": \"3\"") && shown.contains("+   \"quantity\": 3"),
+        "the patch is shown as a diff of the body: {shown}"
+    );
+
+    let rejected_without_reason = Command::new(common::BIN)
+        .args(["--url", url, "triage", "reject", &proposal_id, "--by", "bob"])
+        .output()
+        .unwrap();
+    assert!(!rejected_without_reason.status.success(), "a rejection must say why");
+
+    let done =
+        cli(url, &["triage", "approve", &proposal_id, "--by", "alice", "--why", "safe cast"]);
+    assert_eq!(
+        (done["status"].as_str(), done["decided_by"].as_str()),
+        (Some("approved"), Some("alice")),
+        "{done}"
+    );
+    let new_id: JobId = done["result"]["patched"][0]["to"].as_str().unwrap().parse().unwrap();
+    assert!(client.get_job(id).await.is_err(), "the dead job was replaced");
+
+    let opts = ReceiveOptions { max: Some(1), wait_ms: Some(1000), ..ReceiveOptions::default() };
+    let got = client.receive("orders", &opts).await.unwrap();
+    assert_eq!(got[0].id, new_id);
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["quantity"], 3, "the worker gets the repaired body");
+    assert_eq!(got[0].attributes["redrive:patched_from"], id.to_string());
+    client.ack(&[got[0].receipt.clone()]).await.unwrap();
+    assert_eq!(format!("{:?}", client.get_job(new_id).await.unwrap().state), "Acked");
+
+    let again = Command::new(common::BIN)
+        .args(["--url", url, "triage", "approve", &proposal_id, "--by", "alice"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a proposal is decided once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeouts_are_redriven_bugs_escalated_and_nothing_loops() {
+async fn timeouts_are_redriven_bad_data_patched_bugs_escalated_and_nothing_loops() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::start(dir.path(), &[]);
     let client = Client::new(&server.url).unwrap();
@@ -162,6 +245,8 @@ async fn timeouts_are_redriven_bugs_escalated_and_nothing_loops() {
         "already escalated: not decided again"
     );
 
+    bad_data_is_proposed_patched_approved_and_succeeds(&server.url, &client, &audit).await;
+
     let records: Vec<Value> = std::fs::read_to_string(&audit)
         .unwrap()
         .lines()
@@ -182,7 +267,8 @@ async fn timeouts_are_redriven_bugs_escalated_and_nothing_loops() {
         [
             ("emails-dlq".into(), "redrive".into(), 3),
             ("reports-dlq".into(), "escalate".into(), 0),
-            ("emails-dlq".into(), "redrive".into(), 0)
+            ("emails-dlq".into(), "redrive".into(), 0),
+            ("orders-dlq".into(), "redrive_patched".into(), 0)
         ]
     );
     assert!(records
@@ -214,76 +300,6 @@ fn cli(url: &str, args: &[&str]) -> Value {
     let out = Command::new(common::BIN).args(["--url", url, "--json"]).args(args).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_data_is_proposed_with_a_patch_and_approving_redrives_the_repaired_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(dir.path(), &[]);
-    let client = Client::new(&server.url).unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let patch = QueuePatch { max_attempts: Some(Some(2)), ..QueuePatch::default() };
-    client.put_queue("orders", &patch).await.unwrap();
-    let job = NewJob { body: r#"{"sku":"A1","quantity":"3"}"#.into(), ..NewJob::default() };
-    let id = client.enqueue("orders", &[job]).await.unwrap()[0].id;
-    fail_until_dead(
-        &client,
-        "orders",
-        &[id],
-        "ValidationError",
-        "field 'quantity': expected integer, got string",
-    )
-    .await;
-
-    let r = triage_run(&server.url, "orders-dlq", &audit, "http://127.0.0.1:9/unused");
-    assert_eq!(
-        (r["proposed"].as_u64(), r["executed"].as_u64()),
-        (Some(1), Some(0)),
-        "a patch waits for a person: {r}"
-    );
-    let proposal_id = r["records"][0]["proposal"].as_str().unwrap().to_owned();
-
-    let pending = cli(&server.url, &["triage", "list", "--status", "pending"]);
-    let p = &pending["proposals"][0];
-    assert_eq!(p["id"], proposal_id.as_str());
-    assert_eq!(p["decision"]["action"], "redrive_patched");
-    assert_eq!(
-        p["decision"]["patch"],
-        serde_json::json!([{"op": "replace", "path": "/quantity", "value": 3}])
-    );
-
-    let rejected_without_reason = Command::new(common::BIN)
-        .args(["--url", &server.url, "triage", "reject", &proposal_id, "--by", "bob"])
-        .output()
-        .unwrap();
-    assert!(!rejected_without_reason.status.success(), "a rejection must say why");
-
-    let done = cli(
-        &server.url,
-        &["triage", "approve", &proposal_id, "--by", "alice", "--why", "safe cast"],
-    );
-    assert_eq!(
-        (done["status"].as_str(), done["decided_by"].as_str()),
-        (Some("approved"), Some("alice")),
-        "{done}"
-    );
-    let new_id: JobId = done["result"]["patched"][0]["to"].as_str().unwrap().parse().unwrap();
-    assert!(client.get_job(id).await.is_err(), "the dead job was replaced");
-
-    let opts = ReceiveOptions { max: Some(1), wait_ms: Some(1000), ..ReceiveOptions::default() };
-    let got = client.receive("orders", &opts).await.unwrap();
-    assert_eq!(got[0].id, new_id);
-    let body: Value = serde_json::from_str(&got[0].body).unwrap();
-    assert_eq!(body["quantity"], 3, "the worker gets the repaired body");
-    assert_eq!(got[0].attributes["redrive:patched_from"], id.to_string());
-    client.ack(&[got[0].receipt.clone()]).await.unwrap();
-    assert_eq!(format!("{:?}", client.get_job(new_id).await.unwrap().state), "Acked");
-
-    let again = Command::new(common::BIN)
-        .args(["--url", &server.url, "triage", "approve", &proposal_id, "--by", "alice"])
-        .output()
-        .unwrap();
-    assert!(!again.status.success(), "a proposal is decided once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
