@@ -82,7 +82,7 @@ async fn bad_data_is_proposed_patched_approved_and_succeeds(
     let job = NewJob { body: r#"{"sku":"A1","quantity":"3"}"#.into(), ..NewJob::default() };
     let id = client.enqueue("orders", &[job]).await.unwrap()[0].id;
     fail_until_dead(
-        &client,
+        client,
         "orders",
         &[id],
         "ValidationError",
