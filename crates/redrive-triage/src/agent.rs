@@ -45,6 +45,8 @@ pub struct Agent {
     pub audit_path: PathBuf,
     pub metrics: std::sync::Arc<crate::metrics::TriageMetrics>,
     limiter: RateLimiter,
+    /// Jobs this agent redrove whose outcome is not known yet, with the decision's category.
+    following: BTreeMap<JobId, crate::model::Category>,
     http: reqwest::Client,
 }
 
@@ -133,6 +135,7 @@ impl Agent {
             audit_path,
             metrics: Default::default(),
             limiter: RateLimiter::default(),
+            following: BTreeMap::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -235,8 +238,28 @@ impl Agent {
         }
     }
 
+    /// Counts how the jobs this agent redrove turned out: completed (or forgotten after
+    /// completion), or dead again; the rest are followed on the next pass.
+    async fn follow_outcomes(&mut self) {
+        let ids: Vec<JobId> = self.following.keys().copied().collect();
+        for id in ids {
+            let done = match self.client.get_job(id).await {
+                Ok(j) if j.dead.is_some() => Some(false),
+                Ok(j) if j.state == redrive_core::model::JobState::Acked => Some(true),
+                Ok(_) => None,
+                Err(redrive_client::Error::NotFound { .. }) => Some(true),
+                Err(_) => None,
+            };
+            if let Some(ok) = done {
+                let category = self.following.remove(&id).expect("listed");
+                self.metrics.outcome(category, ok);
+            }
+        }
+    }
+
     /// One pass over `queue`'s dead jobs at `now` (ms).
     pub async fn run_once(&mut self, queue: &str, now: u64) -> Result<PassReport, String> {
+        self.follow_outcomes().await;
         let policy = self.policy_for(queue).await?;
         let memory = self.memory()?;
         let jobs = self.dead_jobs(queue).await?;
@@ -292,6 +315,9 @@ impl Agent {
                 (Some(e), p)
             };
             self.metrics.redriven(executed.len() as u64);
+            for id in &executed {
+                self.following.insert(*id, decided.decision.category);
+            }
             if let Some(e) = &escalation {
                 self.metrics.escalation(e.delivered);
             }

@@ -12,6 +12,8 @@ use crate::policy::Verdict;
 #[derive(Debug, Default)]
 pub struct TriageMetrics {
     decisions: Mutex<BTreeMap<(Category, Action), u64>>,
+    /// Auto-redriven jobs that since completed (`true`) or died again (`false`), by category.
+    outcomes: Mutex<BTreeMap<(Category, bool), u64>>,
     /// Jobs by verdict: execute, propose, escalate, record.
     verdicts: [AtomicU64; 4],
     redriven: AtomicU64,
@@ -38,6 +40,10 @@ const VERDICTS: [&str; 4] = ["execute", "propose", "escalate", "record"];
 impl TriageMetrics {
     pub fn decision(&self, category: Category, action: Action) {
         *self.decisions.lock().expect("not poisoned").entry((category, action)).or_default() += 1;
+    }
+
+    pub fn outcome(&self, category: Category, succeeded: bool) {
+        *self.outcomes.lock().expect("not poisoned").entry((category, succeeded)).or_default() += 1;
     }
 
     pub fn verdict(&self, v: &Verdict) {
@@ -68,6 +74,14 @@ impl TriageMetrics {
             let _ = writeln!(
                 out,
                 "redrive_triage_decisions_total{{category=\"{c}\",action=\"{a}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP redrive_triage_redrive_outcomes_total Auto-redriven jobs that completed or died again, by category (success rate = succeeded / all).\n# TYPE redrive_triage_redrive_outcomes_total counter");
+        for ((c, ok), n) in self.outcomes.lock().expect("not poisoned").iter() {
+            let o = if *ok { "succeeded" } else { "died_again" };
+            let _ = writeln!(
+                out,
+                "redrive_triage_redrive_outcomes_total{{category=\"{c}\",outcome=\"{o}\"}} {n}"
             );
         }
         let _ = writeln!(out, "# HELP redrive_triage_jobs_total Dead jobs by the policy's verdict.\n# TYPE redrive_triage_jobs_total counter");

@@ -359,6 +359,20 @@ async fn serve_with_triage_redrives_in_process_and_outcomes_follow_the_jobs() {
     ] {
         assert!(metrics.contains(line), "{line} missing from /metrics");
     }
+    // The agent follows its redrives at its next pass (every second here).
+    let outcome =
+        "redrive_triage_redrive_outcomes_total{category=\"transient\",outcome=\"succeeded\"} 1";
+    let mut seen = false;
+    for _ in 0..50 {
+        let m =
+            reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap();
+        if m.contains(outcome) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(seen, "{outcome} never appeared on /metrics");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
