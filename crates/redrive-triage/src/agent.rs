@@ -294,7 +294,7 @@ impl Agent {
                 }
                 verdicts.insert(id.to_string(), v);
             }
-            let executed = self.execute(queue, &decided, to_redrive, &mut verdicts).await;
+            let executed = self.execute(queue, &key, &decided, to_redrive, &mut verdicts).await;
             let proposed: Vec<JobId> = members
                 .iter()
                 .map(|&i| jobs[i].id)
@@ -361,11 +361,14 @@ impl Agent {
         Ok(report)
     }
 
-    /// Redrives the jobs the policy let run. Patched redrives are not executed by the agent yet:
-    /// they become proposals.
+    /// Redrives the jobs the policy let run. A patched redrive (allowed by `auto_patch`) runs
+    /// through the server's proposal store, which applies patches: the agent stores the proposal
+    /// and approves it itself, so the record says who did it. Jobs that could not be redriven
+    /// become proposals.
     async fn execute(
         &self,
         queue: &str,
+        key: &GroupKey,
         decided: &Decided,
         ids: Vec<JobId>,
         verdicts: &mut BTreeMap<String, Verdict>,
@@ -373,32 +376,61 @@ impl Agent {
         if ids.is_empty() {
             return ids;
         }
-        if decided.decision.action != Action::Redrive {
-            for id in &ids {
-                verdicts.insert(
-                    id.to_string(),
-                    Verdict::Propose("the agent does not apply patches yet".into()),
-                );
+        let outcome = match decided.decision.action {
+            Action::Redrive => {
+                let req = RedriveRequest {
+                    ids: Some(ids.clone()),
+                    delay_ms: decided.decision.delay_ms,
+                    ..RedriveRequest::default()
+                };
+                self.client.redrive(queue, &req).await.map(|r| r.ids).map_err(|e| e.to_string())
             }
-            return Vec::new();
-        }
-        let req = RedriveRequest {
-            ids: Some(ids.clone()),
-            delay_ms: decided.decision.delay_ms,
-            ..RedriveRequest::default()
+            _ => self.patch_through_server(queue, key, decided, &ids).await,
         };
-        match self.client.redrive(queue, &req).await {
-            Ok(r) => r.ids,
+        match outcome {
+            Ok(done) => done,
             Err(e) => {
                 for id in &ids {
-                    verdicts.insert(
-                        id.to_string(),
-                        Verdict::Propose(format!("the redrive failed: {e}")),
-                    );
+                    verdicts
+                        .insert(id.to_string(), Verdict::Propose(format!("executing failed: {e}")));
                 }
                 Vec::new()
             }
         }
+    }
+
+    async fn patch_through_server(
+        &self,
+        queue: &str,
+        key: &GroupKey,
+        decided: &Decided,
+        ids: &[JobId],
+    ) -> Result<Vec<JobId>, String> {
+        let body = json!({
+            "queue": queue,
+            "source_queue": key.queue,
+            "signature": key.signature,
+            "job_ids": ids,
+            "decision": decided.decision,
+            "reason": "auto_patch: executed by the agent",
+        });
+        let p = self.client.propose(&body).await.map_err(|e| e.to_string())?;
+        let id = p["id"].as_str().ok_or("the server answered no proposal id")?;
+        let done = self
+            .client
+            .decide_proposal(id, true, "redrive-triage-agent", Some("auto_patch"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let patched: Vec<JobId> = done["result"]["patched"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["from"].as_str()?.parse().ok())
+            .collect();
+        if patched.is_empty() {
+            return Err(format!("the patch applied to no job: {}", done["result"]));
+        }
+        Ok(patched)
     }
 
     /// Stores a proposal on the server for the jobs a person decides; returns its id (or why it

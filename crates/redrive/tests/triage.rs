@@ -472,3 +472,43 @@ async fn a_policy_set_on_the_server_beats_the_agents_own() {
         .unwrap();
     assert!(!gone.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_patch_lets_the_agent_apply_a_patch_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path(), &[]);
+    let client = Client::new(&server.url).unwrap();
+    client
+        .put_queue("fixme", &QueuePatch { max_attempts: Some(Some(1)), ..QueuePatch::default() })
+        .await
+        .unwrap();
+    let job = NewJob { body: r#"{"units":"12"}"#.into(), ..NewJob::default() };
+    let id = client.enqueue("fixme", &[job]).await.unwrap()[0].id;
+    fail_until_dead(&client, "fixme", &[id], "ValidationError", "field 'units': expected integer")
+        .await;
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "mode = \"auto\"\nauto_patch = true\nauto_categories = [\"bad_data\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(common::BIN)
+        .args(["--url", &server.url, "--json", "triage", "run", "--queue", "fixme-dlq", "--policy"])
+        .arg(&policy)
+        .arg("--audit")
+        .arg(dir.path().join("audit.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["executed"].as_u64(), Some(1), "{r}");
+    let opts = ReceiveOptions { max: Some(1), wait_ms: Some(1000), ..ReceiveOptions::default() };
+    let got = client.receive("fixme", &opts).await.unwrap();
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["units"], 12);
+    let approved = cli(&server.url, &["triage", "list", "--status", "approved"]);
+    assert_eq!(
+        approved["proposals"][0]["decided_by"], "redrive-triage-agent",
+        "the record says who did it"
+    );
+}
