@@ -406,14 +406,7 @@ impl Agent {
         decided: &Decided,
         ids: &[JobId],
     ) -> Result<Vec<JobId>, String> {
-        let body = json!({
-            "queue": queue,
-            "source_queue": key.queue,
-            "signature": key.signature,
-            "job_ids": ids,
-            "decision": decided.decision,
-            "reason": "auto_patch: executed by the agent",
-        });
+        let body = proposal(queue, key, decided, ids, "auto_patch: executed by the agent", None);
         let p = self.client.propose(&body).await.map_err(|e| e.to_string())?;
         let id = p["id"].as_str().ok_or("the server answered no proposal id")?;
         let done = self
@@ -449,16 +442,7 @@ impl Agent {
             Some(Verdict::Propose(r) | Verdict::Escalate(r)) => r,
             _ => return None,
         };
-        let body = json!({
-            "queue": queue,
-            "source_queue": key.queue,
-            "signature": key.signature,
-            "job_ids": ids,
-            "decision": decided.decision,
-            "reason": reason,
-            "escalation": escalation,
-        });
-        match self.client.propose(&body).await {
+        match self.client.propose(&proposal(queue, key, decided, ids, reason, escalation)).await {
             Ok(p) => p["id"].as_str().map(str::to_owned),
             Err(e) => Some(format!("not stored: {e}")),
         }
@@ -547,6 +531,26 @@ pub fn dead_case(j: &JobInfo) -> DeadCase {
         receive_count: j.receive_count,
         errors,
     }
+}
+
+/// A proposal as the server stores it (`POST /v1/triage/proposals`).
+fn proposal(
+    queue: &str,
+    key: &GroupKey,
+    decided: &Decided,
+    ids: &[JobId],
+    reason: &str,
+    escalation: Option<&Escalation>,
+) -> Value {
+    json!({
+        "queue": queue,
+        "source_queue": key.queue,
+        "signature": key.signature,
+        "job_ids": ids,
+        "decision": decided.decision,
+        "reason": reason,
+        "escalation": escalation,
+    })
 }
 
 fn died_at(j: &JobInfo) -> u64 {
