@@ -39,12 +39,8 @@ impl Status {
 
 pub struct MoveTask {
     pub handle: String,
-    pub source: String,
-    pub source_arn: String,
-    pub destination: Option<String>,
-    pub destination_arn: Option<String>,
-    pub rate: Option<u32>,
-    pub to_move: u64,
+    /// What was asked for.
+    pub spec: NewTask,
     pub started_at: u64,
     pub moved: AtomicU64,
     cancel: AtomicBool,
@@ -66,7 +62,7 @@ pub struct MoveTasks {
     tasks: Mutex<Vec<Arc<MoveTask>>>,
 }
 
-/// What starting a task needs besides the broker.
+/// What a task is asked to do: which dead-letter queue, where to, how fast.
 pub struct NewTask {
     pub source: String,
     pub source_arn: String,
@@ -80,27 +76,23 @@ impl MoveTasks {
     /// Starts a task unless one is running for the same source; returns its handle.
     pub fn start(&self, broker: EngineHandle, t: NewTask) -> Result<String, String> {
         let mut tasks = self.tasks.lock().expect("not poisoned");
-        if tasks.iter().any(|x| x.source == t.source && x.status().0 == Status::Running) {
+        if tasks.iter().any(|x| x.spec.source == t.source && x.status().0 == Status::Running) {
             return Err(format!("A message move task is already running for {}.", t.source_arn));
         }
         let started_at = SystemClock.now_ms();
         let task = Arc::new(MoveTask {
             handle: uuid::Uuid::now_v7().to_string(),
-            source: t.source,
-            source_arn: t.source_arn,
-            destination: t.destination,
-            destination_arn: t.destination_arn,
-            rate: t.rate,
-            to_move: t.to_move,
+            spec: t,
             started_at,
             moved: AtomicU64::new(0),
             cancel: AtomicBool::new(false),
             state: Mutex::new((Status::Running, None)),
         });
         tasks.push(task.clone());
-        let same_source = tasks.iter().filter(|x| x.source == task.source).count();
+        let same_source = tasks.iter().filter(|x| x.spec.source == task.spec.source).count();
         if same_source > HISTORY_PER_SOURCE {
-            let oldest = tasks.iter().position(|x| x.source == task.source).expect("counted");
+            let oldest =
+                tasks.iter().position(|x| x.spec.source == task.spec.source).expect("counted");
             tasks.remove(oldest);
         }
         let handle = task.handle.clone();
@@ -111,7 +103,7 @@ impl MoveTasks {
     /// The most recent tasks of a source queue, newest first.
     pub fn list(&self, source: &str, max: usize) -> Vec<Arc<MoveTask>> {
         let tasks = self.tasks.lock().expect("not poisoned");
-        tasks.iter().rev().filter(|t| t.source == source).take(max).cloned().collect()
+        tasks.iter().rev().filter(|t| t.spec.source == source).take(max).cloned().collect()
     }
 
     /// Asks a running task to stop; `None` if there is no such running task.
@@ -126,14 +118,15 @@ impl MoveTasks {
 
 /// Moves the source's dead letters in steps of at most `rate` (per second) or `STEP_MAX`.
 async fn run(broker: EngineHandle, task: Arc<MoveTask>) {
-    let step = task.rate.map_or(STEP_MAX, |r| (r as usize).clamp(1, STEP_MAX));
+    let step = task.spec.rate.map_or(STEP_MAX, |r| (r as usize).clamp(1, STEP_MAX));
     let mut after = None;
     loop {
         if task.cancel.load(Ordering::Relaxed) {
             return task.finish(Status::Cancelled, None);
         }
         let started = tokio::time::Instant::now();
-        let page = broker.list_dead(task.source.clone(), DeadFilter::default(), after, step).await;
+        let page =
+            broker.list_dead(task.spec.source.clone(), DeadFilter::default(), after, step).await;
         let page = match page {
             Ok(p) => p,
             Err(e) => return task.finish(Status::Failed, Some(e.to_string())),
@@ -144,10 +137,10 @@ async fn run(broker: EngineHandle, task: Arc<MoveTask>) {
         after = page.jobs.last().map(|j| j.id);
         let req = RedriveRequest {
             ids: Some(page.jobs.iter().map(|j| j.id).collect()),
-            to: task.destination.clone(),
+            to: task.spec.destination.clone(),
             ..RedriveRequest::default()
         };
-        let moved = match broker.redrive(task.source.clone(), req).await {
+        let moved = match broker.redrive(task.spec.source.clone(), req).await {
             Ok(r) => r.moved,
             // One of the page's messages left meanwhile (deleted, expired): move the rest one
             // by one, skipping those that are gone.
@@ -156,10 +149,10 @@ async fn run(broker: EngineHandle, task: Arc<MoveTask>) {
                 for job in &page.jobs {
                     let one = RedriveRequest {
                         ids: Some(vec![job.id]),
-                        to: task.destination.clone(),
+                        to: task.spec.destination.clone(),
                         ..RedriveRequest::default()
                     };
-                    match broker.redrive(task.source.clone(), one).await {
+                    match broker.redrive(task.spec.source.clone(), one).await {
                         Ok(r) => moved += r.moved,
                         Err(redrive_core::Error::InvalidParameter { .. }) => {}
                         Err(e) => return task.finish(Status::Failed, Some(e.to_string())),
@@ -170,7 +163,7 @@ async fn run(broker: EngineHandle, task: Arc<MoveTask>) {
             Err(e) => return task.finish(Status::Failed, Some(e.to_string())),
         };
         task.moved.fetch_add(moved, Ordering::Relaxed);
-        if let Some(rate) = task.rate {
+        if let Some(rate) = task.spec.rate {
             let due = Duration::from_secs_f64(page.jobs.len() as f64 / rate.max(1) as f64);
             tokio::time::sleep_until(started + due).await;
         }

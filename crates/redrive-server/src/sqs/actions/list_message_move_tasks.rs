@@ -55,11 +55,11 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
             Task {
                 task_handle: (status == Status::Running).then(|| t.handle.clone()),
                 status: status.as_str(),
-                source_arn: t.source_arn.clone(),
-                destination_arn: t.destination_arn.clone(),
-                max_number_of_messages_per_second: t.rate,
+                source_arn: t.spec.source_arn.clone(),
+                destination_arn: t.spec.destination_arn.clone(),
+                max_number_of_messages_per_second: t.spec.rate,
                 approximate_number_of_messages_moved: t.moved.load(std::sync::atomic::Ordering::Relaxed),
-                approximate_number_of_messages_to_move: t.to_move,
+                approximate_number_of_messages_to_move: t.spec.to_move,
                 failure_reason,
                 started_timestamp: t.started_at,
             }
