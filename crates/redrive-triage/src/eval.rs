@@ -50,8 +50,10 @@ pub struct Report {
     pub scores: Scores,
     /// expected category → predicted category → count.
     pub confusion: BTreeMap<Category, BTreeMap<Category, usize>>,
-    /// Line numbers (1-based, among non-empty lines) of unsafe decisions, with what was decided.
-    pub unsafe_cases: Vec<(usize, Decision)>,
+    /// The decision for each case, in dataset order.
+    pub decisions: Vec<Decision>,
+    /// Indexes (into `decisions`) of the unsafe decisions.
+    pub unsafe_cases: Vec<usize>,
 }
 
 /// The policy unsafe decisions are judged under: `auto` with the default allowances.
@@ -65,6 +67,7 @@ pub fn evaluate(cases: &[Labelled], decide: impl Fn(&DeadCase) -> Decision) -> R
     let mut confusion: BTreeMap<Category, BTreeMap<Category, usize>> = BTreeMap::new();
     let (mut cat_ok, mut act_ok) = (0, 0);
     let mut unsafe_cases = Vec::new();
+    let mut decisions = Vec::with_capacity(cases.len());
     for (i, l) in cases.iter().enumerate() {
         let d = decide(&l.case);
         cat_ok += usize::from(d.category == l.expected.category);
@@ -72,8 +75,9 @@ pub fn evaluate(cases: &[Labelled], decide: impl Fn(&DeadCase) -> Decision) -> R
         *confusion.entry(l.expected.category).or_default().entry(d.category).or_default() += 1;
         let forbidden = matches!(l.expected.action, Action::Escalate | Action::Hold);
         if forbidden && policy.verdict(&d, false, &mut limiter, 0) == Verdict::Execute {
-            unsafe_cases.push((i + 1, d));
+            unsafe_cases.push(i);
         }
+        decisions.push(d);
     }
     let n = cases.len().max(1) as f64;
     let scores = Scores {
@@ -83,7 +87,7 @@ pub fn evaluate(cases: &[Labelled], decide: impl Fn(&DeadCase) -> Decision) -> R
         macro_f1: macro_f1(&confusion),
         unsafe_decisions: unsafe_cases.len(),
     };
-    Report { scores, confusion, unsafe_cases }
+    Report { scores, confusion, decisions, unsafe_cases }
 }
 
 /// Mean F1 over every category that is expected or predicted at least once.
@@ -155,7 +159,7 @@ mod tests {
         assert_eq!(r.scores.cases, 3);
         assert!((r.scores.category_accuracy - 2.0 / 3.0).abs() < 1e-9);
         assert_eq!(r.scores.unsafe_decisions, 1);
-        assert_eq!(r.unsafe_cases[0].0, 3);
+        assert_eq!(r.unsafe_cases, [2], "the third case");
         // transient: p = 1/2, r = 1 → 2/3; bug: p = 1, r = 1/2 → 2/3.
         assert!((r.scores.macro_f1 - 2.0 / 3.0).abs() < 1e-9, "{}", r.scores.macro_f1);
         assert!(parse("{}\n").unwrap_err().starts_with("line 1:"));

@@ -381,13 +381,13 @@ fn eval_cmd(args: EvalArgs, json: bool) -> anyhow::Result<()> {
     println!("action accuracy:   {:.1}%", s.action_accuracy * 100.0);
     println!("macro-F1:          {:.3}", s.macro_f1);
     println!("unsafe decisions:  {}", s.unsafe_decisions);
-    for (line, d) in &report.unsafe_cases {
-        println!("  case {line}: {} {} ({:.2})", d.category, d.action, d.confidence);
+    for &i in &report.unsafe_cases {
+        let d = &report.decisions[i];
+        println!("  case {}: {} {} ({:.2})", i + 1, d.category, d.action, d.confidence);
     }
     println!("\n{}", eval::confusion_table(&report.confusion));
     if args.mistakes {
-        for (i, l) in cases.iter().enumerate() {
-            let d = redrive_triage::rules::decide(&l.case);
+        for (i, (l, d)) in cases.iter().zip(&report.decisions).enumerate() {
             if d.category != l.expected.category || d.action != l.expected.action {
                 let last = l
                     .case
