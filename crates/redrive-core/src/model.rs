@@ -318,6 +318,17 @@ mod tests {
     }
 }
 
+/// Lower-case hex, without a `format!` per byte (digests are computed for every message).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
 /// The failure signature of an error: its type and its message with the parts that vary between
 /// occurrences masked (UUIDs, hex, numbers, quoted values, paths), so that the same failure on
 /// different jobs groups together.

@@ -560,5 +560,5 @@ fn died_at(j: &JobInfo) -> u64 {
 fn input_hash(case: &DeadCase) -> String {
     use sha2::{Digest, Sha256};
     let text = serde_json::to_string(case).expect("serializes");
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    redrive_core::model::hex(&Sha256::digest(text.as_bytes()))
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use md5::{Digest, Md5};
-use redrive_core::model::Priority;
+use redrive_core::model::{hex, Priority};
 use serde::{Deserialize, Serialize};
 
 use super::error::{Code, SqsError, SqsResult};
@@ -205,17 +205,6 @@ pub fn md5_of_attributes(attrs: &Attributes) -> Option<String> {
         put(&mut h, &v.value_bytes().unwrap_or_default());
     }
     Some(hex(&h.finalize()))
-}
-
-/// Lower-case hex, without a `format!` per byte (digests are computed for every message).
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 0xf) as usize] as char);
-    }
-    out
 }
 
 /// The first character outside what SQS (and XML) allows in bodies and attribute values.

@@ -92,7 +92,7 @@ fn check_token(name: &str, v: &str) -> SqsResult<()> {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    message::hex(&Sha256::digest(bytes))
+    redrive_core::model::hex(&Sha256::digest(bytes))
 }
 
 /// Checks one message against SQS's rules and the queue's settings.
