@@ -23,17 +23,17 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redrive_core::broker::{Delivery, FailRequest};
 use redrive_core::model::ErrorInfo;
 use redrive_core::{JobId, Priority};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::{Client, Error, ReceiveOptions};
@@ -45,6 +45,12 @@ const ACK_LINGER_MS: u64 = 5;
 const FETCH_WAIT_MS: u64 = 2_000;
 /// Pause after a failed fetch before the next.
 const FETCH_RETRY_MS: u64 = 500;
+/// Most jobs one receive returns.
+const RECEIVE_MAX: usize = redrive_core::limits::RECEIVE_BATCH_COUNT_MAX as usize;
+/// Most receives in flight at once.
+const FETCHERS_MAX: usize = 4;
+/// Most ack requests in flight at once.
+const ACKS_IN_FLIGHT: usize = 2;
 
 /// A leased job as a handler sees it.
 #[derive(Clone, Debug)]
@@ -271,6 +277,8 @@ struct Shared {
     heartbeats: bool,
     stats: Arc<WorkerStats>,
     acks: mpsc::Sender<(String, OwnedSemaphorePermit)>,
+    /// Cancelled when the shutdown deadline passes: jobs still running are dropped and released.
+    overdue: CancellationToken,
 }
 
 impl<F, Fut> Runner<F>
@@ -291,96 +299,127 @@ where
             heartbeats: b.heartbeats,
             stats: b.stats.clone(),
             acks: ack_tx,
+            overdue: CancellationToken::new(),
         });
         let prefetch = b.prefetch.unwrap_or((b.concurrency / 4).max(1));
         // Leases held (running or buffered), and jobs running.
-        let slots = Arc::new(Semaphore::new(b.concurrency + prefetch));
+        let holdable = b.concurrency + prefetch;
+        let slots = Arc::new(Semaphore::new(holdable));
         let runners = Arc::new(Semaphore::new(b.concurrency));
-        let mut running: JoinSet<()> = JoinSet::new();
-        let mut held: Vec<(tokio::task::AbortHandle, String)> = Vec::new();
         let opts = ReceiveOptions {
             max: None,
             wait_ms: Some(FETCH_WAIT_MS),
             lease_ms: Some(shared.lease_ms),
             worker_id: Some(b.worker_id.clone()),
         };
+        // One receive returns at most a batch: a worker that can hold more keeps several in
+        // flight, so their round trips overlap.
+        let fetchers = holdable.div_ceil(RECEIVE_MAX).clamp(1, FETCHERS_MAX);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (fetched_tx, mut fetched_rx) = mpsc::channel(fetchers);
+        for _ in 0..fetchers {
+            let fetch = Fetcher {
+                client: b.client.clone(),
+                queues: b.queues.clone(),
+                opts: opts.clone(),
+                slots: slots.clone(),
+                stop: stop_rx.clone(),
+                out: fetched_tx.clone(),
+            };
+            tokio::spawn(fetch.run());
+        }
+        drop(fetched_tx);
+        let jobs = TaskTracker::new();
         tokio::pin!(shutdown);
         loop {
-            // Never hold more leases than concurrency + prefetch: wait for a free one first.
-            let permit = tokio::select! {
-                _ = &mut shutdown => break,
-                p = slots.clone().acquire_many_owned(1) => p.expect("semaphore open"),
-            };
-            let free = (1 + slots.available_permits())
-                .min(redrive_core::limits::RECEIVE_BATCH_COUNT_MAX as usize);
-            let opts = ReceiveOptions { max: Some(free as u32), ..opts.clone() };
-            let fetch = b.client.receive_any(&b.queues, &opts);
-            tokio::pin!(fetch);
-            let (fetched, stopping) = tokio::select! {
-                _ = &mut shutdown => {
-                    // The fetch may lease jobs even now: finish it, and its jobs are handed
-                    // back below (dropping it could leave them leased to no one).
+            let fetched = tokio::select! {
+                () = &mut shutdown, if !*stop_tx.borrow() => {
+                    // Buffered jobs will not start now; fetches in flight finish (they may
+                    // lease jobs even now) and their jobs are handed back.
                     runners.close();
-                    ((&mut fetch).await, true)
-                }
-                r = &mut fetch => (r, false),
-            };
-            let jobs = match fetched {
-                Ok(jobs) => jobs,
-                Err(_) if stopping => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "fetch failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(FETCH_RETRY_MS)).await;
+                    let _ = stop_tx.send(true);
                     continue;
                 }
+                f = fetched_rx.recv() => f,
             };
-            drop(permit);
-            // Reap finished jobs: a JoinSet keeps them until joined.
-            while running.try_join_next().is_some() {}
-            held.retain(|(h, _)| !h.is_finished());
-            let fetched_at = std::time::Instant::now();
-            for d in jobs {
-                let permit =
-                    slots.clone().try_acquire_owned().expect("fetched at most the free slots");
-                let receipt = d.receipt.clone();
-                let (shared, handler, runners) =
-                    (shared.clone(), self.handler.clone(), runners.clone());
-                let h = running.spawn(async move {
-                    match runners.acquire_owned().await {
-                        // Boxed: the job future is large, and spawning moves it.
-                        Ok(_running) => {
-                            Box::pin(run_job(shared, handler, d, fetched_at, permit)).await
-                        }
-                        // Stopping: hand back a job that never started.
-                        Err(_) => release(&shared, &d.receipt).await,
-                    }
-                });
-                held.push((h, receipt));
-            }
-            if stopping {
-                break;
+            // Every fetcher has stopped.
+            let Some(Fetched { jobs: fetched, mut leases, at }) = fetched else { break };
+            for d in fetched {
+                let lease = leases.split(1).expect("a fetch takes at most its leases");
+                let job =
+                    run_job(shared.clone(), self.handler.clone(), runners.clone(), d, at, lease);
+                jobs.spawn(job);
             }
         }
-        // Buffered jobs will not start now.
-        runners.close();
-        let drained = tokio::time::timeout(b.shutdown_timeout, async {
-            while running.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            for (h, receipt) in &held {
-                if h.is_finished() {
-                    continue;
-                }
-                h.abort();
-                release(&shared, receipt).await;
-            }
-            while running.join_next().await.is_some() {}
+        jobs.close();
+        if tokio::time::timeout(b.shutdown_timeout, jobs.wait()).await.is_err() {
+            shared.overdue.cancel();
+            jobs.wait().await;
         }
         let stats = shared.stats.clone();
         drop(shared);
         let _ = acker.await;
         stats
+    }
+}
+
+/// Jobs one fetch leased, with their leases counted in `leases`, and when they were leased.
+struct Fetched {
+    jobs: Vec<Delivery>,
+    leases: OwnedSemaphorePermit,
+    at: Instant,
+}
+
+/// One long-poll loop: takes free lease slots, receives at most that many jobs, and hands them to
+/// the dispatcher, until the stop.
+struct Fetcher {
+    client: Client,
+    queues: Vec<String>,
+    opts: ReceiveOptions,
+    slots: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+    out: mpsc::Sender<Fetched>,
+}
+
+impl Fetcher {
+    async fn run(mut self) {
+        loop {
+            // Never hold more leases than concurrency + prefetch: wait for a free one first.
+            let mut leases = tokio::select! {
+                _ = self.stop.wait_for(|stop| *stop) => return,
+                p = self.slots.clone().acquire_owned() => p.expect("semaphore open"),
+            };
+            let more = self.slots.available_permits().min(RECEIVE_MAX - 1);
+            if let Ok(p) = self.slots.clone().try_acquire_many_owned(more as u32) {
+                leases.merge(p);
+            }
+            let opts =
+                ReceiveOptions { max: Some(leases.num_permits() as u32), ..self.opts.clone() };
+            // Not cancelled by a stop: the jobs it leases are handed back by the dispatcher
+            // (dropping it could leave them leased to no one).
+            match self.client.receive_any(&self.queues, &opts).await {
+                Ok(jobs) if jobs.is_empty() => {}
+                Ok(jobs) => {
+                    let at = Instant::now();
+                    if self.out.send(Fetched { jobs, leases, at }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) if *self.stop.borrow() => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetch failed; retrying");
+                    drop(leases);
+                    let pause = tokio::time::sleep(Duration::from_millis(FETCH_RETRY_MS));
+                    tokio::select! {
+                        _ = self.stop.wait_for(|stop| *stop) => return,
+                        () = pause => {}
+                    }
+                }
+            }
+            if *self.stop.borrow() {
+                return;
+            }
+        }
     }
 }
 
@@ -391,22 +430,31 @@ async fn release(shared: &Shared, receipt: &str) {
     }
 }
 
-/// Runs one job with its heartbeat, then acks or fails it (unless the lease was lost).
-/// `fetched_at` is when its lease began: time in the prefetch buffer counts against it. `lease`
-/// is the worker's count of held leases: it goes with the receipt to the ack batcher, and is
-/// given back once the server has the ack, so leases held never exceed the limit.
-async fn run_job<F, Fut>(
+/// Waits for a runner, runs one job with its heartbeat, then acks or fails it (unless the lease
+/// was lost). `fetched_at` is when its lease began: time in the prefetch buffer counts against
+/// it. `lease` is the worker's count of held leases: it goes with the receipt to the ack
+/// batcher, and is given back once the server has the ack, so leases held never exceed the
+/// limit.
+///
+/// Not an `async fn`: one state machine rather than two nested, as every job's task holds it.
+fn run_job<F, Fut>(
     shared: Arc<Shared>,
     handler: Arc<F>,
+    runners: Arc<Semaphore>,
     d: Delivery,
-    fetched_at: std::time::Instant,
+    fetched_at: Instant,
     lease: OwnedSemaphorePermit,
-) where
+) -> impl Future<Output = ()> + Send
+where
     F: Fn(JobContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
     let span = tracing::info_span!("job", id = %d.id, queue = %d.queue, attempt = d.attempt, traceparent = d.traceparent.as_deref().unwrap_or(""));
     async move {
+        let Ok(_running) = runners.acquire_owned().await else {
+            // Stopping: hand back a job that never started.
+            return Box::pin(release(&shared, &d.receipt)).await;
+        };
         let waited = fetched_at.elapsed().as_millis() as u64;
         if waited >= shared.lease_ms {
             shared.stats.expired_in_buffer.fetch_add(1, Ordering::Relaxed);
@@ -414,52 +462,41 @@ async fn run_job<F, Fut>(
             return;
         }
         shared.stats.started.fetch_add(1, Ordering::Relaxed);
-        let lost = Arc::new(AtomicBool::new(false));
-        let ctx = JobContext {
-            id: d.id,
-            queue: d.queue.clone(),
-            body: d.body,
-            attributes: d.attributes,
-            priority: d.priority,
-            attempt: d.attempt,
-            traceparent: d.traceparent,
-        };
-        let started = std::time::Instant::now();
-        let mut task = CatchUnwind(Box::pin((handler)(ctx)));
+        let Delivery {
+            id, queue, body, attributes, priority, attempt, traceparent, receipt, ..
+        } = d;
+        let ctx = JobContext { id, queue, body, attributes, priority, attempt, traceparent };
+        let started = Instant::now();
+        let mut task = std::pin::pin!(handler(ctx));
+        // A panic in the handler becomes an `Err` with its payload.
+        let mut poll_task =
+            |cx: &mut Context<'_>| match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                task.as_mut().poll(cx)
+            })) {
+                Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(payload) => Poll::Ready(Err(payload)),
+            };
         // A handler that finishes on its first poll needs no heartbeat timer at all.
-        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut task).poll(cx))).await;
-        // Most jobs end within a third of their lease: the heartbeat task only starts if not.
-        let mut heartbeat = None;
+        let first = std::future::poll_fn(|cx| Poll::Ready(poll_task(cx))).await;
         let outcome = match first {
             Poll::Ready(out) => out,
+            // Boxed: the slow path would otherwise make every job's future several times larger.
             Poll::Pending => {
-                let due = (shared.lease_ms / 3).saturating_sub(waited).max(1);
-                let first_beat = tokio::time::sleep(Duration::from_millis(due));
-                tokio::pin!(first_beat);
-                loop {
-                    tokio::select! {
-                        out = &mut task => break out,
-                        () = &mut first_beat, if shared.heartbeats && heartbeat.is_none() => {
-                            let beat = self::heartbeat(shared.clone(), d.receipt.clone(), lost.clone());
-                            heartbeat = Some(AbortOnDrop(tokio::spawn(beat)));
-                        }
-                    }
+                let task = std::future::poll_fn(&mut poll_task);
+                match Box::pin(supervise(&shared, &receipt, waited, task)).await {
+                    Some(out) => out,
+                    None => return,
                 }
             }
         };
         let took = started.elapsed();
         shared.stats.handler_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         shared.stats.handler_duration.observe(took);
-        drop(heartbeat);
-        if lost.load(Ordering::Relaxed) {
-            shared.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("lease lost while the handler ran; its result is dropped");
-            return;
-        }
         let failure = match outcome {
             Ok(Ok(())) => {
                 shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-                let _ = shared.acks.send((d.receipt, lease)).await;
+                let _ = shared.acks.send((receipt, lease)).await;
                 return;
             }
             Ok(Err(e)) => e,
@@ -470,12 +507,12 @@ async fn run_job<F, Fut>(
         };
         shared.stats.failed.fetch_add(1, Ordering::Relaxed);
         let req = FailRequest {
-            receipt: d.receipt,
+            receipt,
             error: failure.error,
             retry_after_ms: failure.retry_after.map(|d| d.as_millis() as u64),
             non_retryable: failure.non_retryable,
         };
-        match shared.client.fail(&req).await {
+        match Box::pin(shared.client.fail(&req)).await {
             Ok(_) => {}
             Err(Error::StaleReceipt) => {
                 shared.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
@@ -484,30 +521,40 @@ async fn run_job<F, Fut>(
         }
     }
     .instrument(span)
-    .await
 }
 
-/// Aborts a spawned task when dropped, so a job cancelled at shutdown stops its heartbeat too.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Polls a future, turning a panic inside it into an `Err` with the panic's payload.
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(payload)),
+/// Waits for a handler that did not finish on its first poll, renewing its lease meanwhile.
+/// `None`: the lease was lost (the handler was let finish) or the shutdown deadline passed (the
+/// job was released); either way the result must not be reported.
+async fn supervise<T>(
+    shared: &Shared,
+    receipt: &str,
+    waited: u64,
+    task: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(task);
+    // Returns only if the lease is lost.
+    let beats = async {
+        if !shared.heartbeats {
+            return std::future::pending().await;
+        }
+        let due = (shared.lease_ms / 3).saturating_sub(waited).max(1);
+        tokio::time::sleep(Duration::from_millis(due)).await;
+        heartbeat(shared, receipt).await;
+    };
+    tokio::select! {
+        out = &mut task => Some(out),
+        () = beats => {
+            // Another worker may run the job now: let the handler finish, and drop its result.
+            let _ = task.await;
+            shared.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("lease lost while the handler ran; its result is dropped");
+            None
+        }
+        () = shared.overdue.cancelled() => {
+            tracing::warn!("still running at the shutdown deadline; released");
+            release(shared, receipt).await;
+            None
         }
     }
 }
@@ -522,65 +569,73 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
     }
 }
 
-/// Renews the lease every third of it; a refused renewal means the lease is lost.
-async fn heartbeat(shared: Arc<Shared>, receipt: String, lost: Arc<AtomicBool>) {
+/// Renews the lease every third of it; returns once a renewal is refused (the lease is lost).
+async fn heartbeat(shared: &Shared, receipt: &str) {
     let every = Duration::from_millis((shared.lease_ms / 3).max(1));
     loop {
-        tokio::time::sleep(every).await;
-        match shared.client.extend(&receipt, shared.lease_ms).await {
+        match shared.client.extend(receipt, shared.lease_ms).await {
             Ok(_) => {
                 shared.stats.extended.fetch_add(1, Ordering::Relaxed);
             }
-            Err(Error::StaleReceipt | Error::NotFound { .. }) => {
-                lost.store(true, Ordering::Relaxed);
-                return;
-            }
+            Err(Error::StaleReceipt | Error::NotFound { .. }) => return,
             Err(e) => tracing::warn!(error = %e, "heartbeat failed; will retry"),
         }
+        tokio::time::sleep(every).await;
     }
 }
 
-/// Batches acks: up to `ACK_BATCH_MAX` receipts, or whatever arrived within `ACK_LINGER_MS`.
+/// Batches acks: up to `ACK_BATCH_MAX` receipts, or whatever arrived within `ACK_LINGER_MS`,
+/// with up to `ACKS_IN_FLIGHT` requests at once. A batch's leases are given back when its
+/// request ends.
 async fn ack_loop(
     client: Client,
     mut rx: mpsc::Receiver<(String, OwnedSemaphorePermit)>,
     stats: Arc<WorkerStats>,
 ) {
-    let mut batch = Vec::with_capacity(ACK_BATCH_MAX);
-    let mut leases = Vec::with_capacity(ACK_BATCH_MAX);
-    while let Some((receipt, lease)) = rx.recv().await {
-        batch.push(receipt);
-        leases.push(lease);
+    let in_flight = Arc::new(Semaphore::new(ACKS_IN_FLIGHT));
+    let sending = TaskTracker::new();
+    while let Some((receipt, mut leases)) = rx.recv().await {
+        let mut receipts = Vec::with_capacity(ACK_BATCH_MAX);
+        receipts.push(receipt);
         let linger = tokio::time::sleep(Duration::from_millis(ACK_LINGER_MS));
         tokio::pin!(linger);
-        while batch.len() < ACK_BATCH_MAX {
+        while receipts.len() < ACK_BATCH_MAX {
             tokio::select! {
                 r = rx.recv() => match r {
                     Some((receipt, lease)) => {
-                        batch.push(receipt);
-                        leases.push(lease);
+                        receipts.push(receipt);
+                        leases.merge(lease);
                     }
                     None => break,
                 },
-                _ = &mut linger => break,
+                () = &mut linger => break,
             }
         }
-        match client.ack(&batch).await {
-            Ok(results) => {
-                // A refused ack: the lease ended before the handler did (no heartbeat, or one
-                // that could not reach the server). Another worker has or will have the job.
-                let refused = results.iter().filter(|r| **r != crate::AckResult::Ok).count();
-                if refused > 0 {
-                    stats.lost_leases.fetch_add(refused as u64, Ordering::Relaxed);
-                    stats.succeeded.fetch_sub(refused as u64, Ordering::Relaxed);
-                    tracing::warn!(refused, "acks refused: leases ended before the jobs finished");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, receipts = batch.len(), "ack failed; the jobs will be redelivered")
+        let slot = in_flight.clone().acquire_owned().await.expect("never closed");
+        let (client, stats) = (client.clone(), stats.clone());
+        sending.spawn(async move {
+            send_acks(&client, &receipts, &stats).await;
+            drop((leases, slot));
+        });
+    }
+    sending.close();
+    sending.wait().await;
+}
+
+async fn send_acks(client: &Client, receipts: &[String], stats: &WorkerStats) {
+    match client.ack(receipts).await {
+        Ok(results) => {
+            // A refused ack: the lease ended before the handler did (no heartbeat, or one that
+            // could not reach the server). Another worker has or will have the job.
+            let refused = results.iter().filter(|r| **r != crate::AckResult::Ok).count();
+            if refused > 0 {
+                stats.lost_leases.fetch_add(refused as u64, Ordering::Relaxed);
+                stats.succeeded.fetch_sub(refused as u64, Ordering::Relaxed);
+                tracing::warn!(refused, "acks refused: leases ended before the jobs finished");
             }
         }
-        batch.clear();
-        leases.clear();
+        Err(e) => {
+            tracing::warn!(error = %e, receipts = receipts.len(), "ack failed; the jobs will be redelivered")
+        }
     }
 }

@@ -290,3 +290,36 @@ async fn a_worker_killed_mid_job_loses_nothing_and_the_job_completes_once_elsewh
     assert_eq!(get(&stats.succeeded), 1, "completed exactly once");
     assert_eq!(format!("{:?}", job.attempts[0].outcome), "LeaseExpired");
 }
+
+/// A worker that holds more jobs than one receive returns keeps several receives in flight, and
+/// its acks go out in several batches at once: every job still runs once and is acked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_worker_fetches_in_parallel_and_runs_every_job_once() {
+    let (_s, client, _d) = setup("wide", QueuePatch::default()).await;
+    let jobs: Vec<NewJob> =
+        (0..6000).map(|i| NewJob { body: format!("{i}"), ..NewJob::default() }).collect();
+    for chunk in jobs.chunks(1000) {
+        client.enqueue("wide", chunk).await.unwrap();
+    }
+    let stats = Arc::new(WorkerStats::default());
+    let runs = Arc::new(std::sync::Mutex::new(vec![0u32; 6000]));
+    let seen = runs.clone();
+    let worker = Worker::builder(client.clone())
+        .queues(["wide"])
+        .concurrency(2500)
+        .stats(stats.clone())
+        .handler(move |job| {
+            seen.lock().unwrap()[job.body.parse::<usize>().unwrap()] += 1;
+            async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(())
+            }
+        });
+    let run = spawn(worker);
+    until(|| get(&stats.succeeded) == 6000).await;
+    let stats = run.stop().await;
+    assert!(runs.lock().unwrap().iter().all(|n| *n == 1), "every job ran exactly once");
+    assert_eq!((get(&stats.lost_leases), get(&stats.expired_in_buffer)), (0, 0));
+    let counts = client.queue_stats("wide").await.unwrap().counts;
+    assert_eq!((counts.ready, counts.leased), (0, 0), "every job acked: {counts:?}");
+}

@@ -16,6 +16,17 @@ use crate::wal::Loc;
 /// (A record can have two holders, so this is a rough measure; low enough that compaction only
 /// runs for segments pinned by a few long-lived jobs, not for a backlog being worked off.)
 const COMPACT_LIVE_RATIO_MAX: f64 = 0.25;
+/// Looks at a segment whose live records are still falling before it is compacted anyway.
+const COMPACT_POSTPONE_MAX: u32 = 30;
+
+/// What the last compaction step saw of the oldest segment: a segment whose live records are
+/// falling is being worked off, and compacting it would copy records about to die.
+#[derive(Debug, Default)]
+pub(crate) struct CompactWatch {
+    /// (segment, live records) at the last look.
+    seen: Option<(u32, i64)>,
+    postponed: u32,
+}
 
 impl Store {
     /// Does one step of space reclamation; returns whether anything changed on disk. Every record
@@ -27,8 +38,10 @@ impl Store {
         // tombstone, so its older records must never outlive its newer ones.
         let empty: Vec<u32> = self.wal.sealed().take_while(|s| s.1 == 0).map(|s| s.0).collect();
         let oldest = self.wal.sealed().nth(empty.len());
-        let compact = oldest.filter(|&(_, live, records)| {
-            live > 0 && (live as f64) < records as f64 * COMPACT_LIVE_RATIO_MAX
+        let compact = oldest.filter(|&(n, live, records)| {
+            live > 0
+                && (live as f64) < records as f64 * COMPACT_LIVE_RATIO_MAX
+                && !self.compact_watch.draining(n, live)
         });
         if empty.is_empty() && compact.is_none() {
             return Ok(false);
@@ -46,7 +59,27 @@ impl Store {
         }
         Ok(true)
     }
+}
 
+impl CompactWatch {
+    /// Whether segment `n`, now with `live` records, is being worked off: it lost live records
+    /// since the last look (and has not been waited for too long already).
+    fn draining(&mut self, n: u32, live: i64) -> bool {
+        let falling = matches!(self.seen, Some((seen, before)) if seen == n && live < before);
+        let first_look = self.seen.map(|(seen, _)| seen) != Some(n);
+        self.seen = Some((n, live));
+        if first_look {
+            self.postponed = 0;
+        }
+        if (falling || first_look) && self.postponed < COMPACT_POSTPONE_MAX {
+            self.postponed += 1;
+            return true;
+        }
+        false
+    }
+}
+
+impl Store {
     /// Makes everything appended so far durable, including records whose fsync the
     /// group-commit thread may not have done yet.
     fn sync_all(&mut self) -> Result<()> {
@@ -166,5 +199,23 @@ impl Store {
         *field(job) = new;
         self.wal.hold(old, -1);
         self.wal.hold(new, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segment_is_compacted_once_its_live_records_stop_falling() {
+        let mut w = CompactWatch::default();
+        assert!(w.draining(3, 100), "the first look waits");
+        assert!(w.draining(3, 80), "still being worked off");
+        assert!(!w.draining(3, 80), "stable: compact it");
+        assert!(w.draining(4, 50), "a new oldest segment: its first look waits");
+        assert!(!w.draining(4, 50));
+        let mut w = CompactWatch::default();
+        let waited = (0..100).take_while(|i| w.draining(5, 1000 - i)).count();
+        assert_eq!(waited as u32, COMPACT_POSTPONE_MAX, "falling for ever: compacted in the end");
     }
 }

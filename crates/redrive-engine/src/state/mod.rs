@@ -103,6 +103,7 @@ pub struct Store {
     pub(crate) last_id: u128,
     /// Queues that gained ready jobs since the engine last looked (for long-poll waiters).
     pub(crate) woken: Vec<u32>,
+    pub(crate) compact_watch: compact::CompactWatch,
     pub metrics: Metrics,
 }
 

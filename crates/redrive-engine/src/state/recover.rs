@@ -167,6 +167,7 @@ impl Store {
             rng: rand::rngs::SmallRng::from_os_rng(),
             last_id: 0,
             woken: Vec::new(),
+            compact_watch: Default::default(),
             metrics: Metrics::default(),
         };
         store.restore_queues(fold.queues, &fold.deleted_queues)?;
