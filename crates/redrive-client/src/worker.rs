@@ -130,6 +130,8 @@ impl<E: std::error::Error> From<E> for JobError {
 pub struct WorkerStats {
     pub started: AtomicU64,
     pub succeeded: AtomicU64,
+    /// Successes whose ack the server confirmed (the job is complete and durable).
+    pub acked: AtomicU64,
     pub failed: AtomicU64,
     pub panicked: AtomicU64,
     pub extended: AtomicU64,
@@ -628,6 +630,7 @@ async fn send_acks(client: &Client, receipts: &[String], stats: &WorkerStats) {
             // A refused ack: the lease ended before the handler did (no heartbeat, or one that
             // could not reach the server). Another worker has or will have the job.
             let refused = results.iter().filter(|r| **r != crate::AckResult::Ok).count();
+            stats.acked.fetch_add((results.len() - refused) as u64, Ordering::Relaxed);
             if refused > 0 {
                 stats.lost_leases.fetch_add(refused as u64, Ordering::Relaxed);
                 stats.succeeded.fetch_sub(refused as u64, Ordering::Relaxed);

@@ -42,9 +42,12 @@ pub(crate) async fn run(
     let watch = (run.clone(), stats.clone());
     let worker = tokio::spawn(worker.run(async move {
         let (run, stats) = watch;
-        while WorkerStats::get(&stats.succeeded) < run.jobs && !run.over() {
+        while WorkerStats::get(&stats.acked) < run.jobs && !run.over() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        // The run ends when the last ack is confirmed, not after the worker's stop (which waits
+        // for its long polls, up to their wait time, on a queue now empty).
+        let _ = run.done_at.set(run.start.elapsed());
     }));
 
     let producer = Producer::with_batching(
@@ -77,11 +80,9 @@ pub(crate) async fn run(
     }
     let enqueue_end = run.start.elapsed();
     let stats = worker.await.context("the worker panicked")?;
-    // The worker has flushed its acks when `run` returns: the run ends here.
-    let acked = WorkerStats::get(&stats.succeeded);
+    let acked = WorkerStats::get(&stats.acked);
     run.acked.store(acked, Ordering::Relaxed);
     run.stale.store(WorkerStats::get(&stats.lost_leases), Ordering::Relaxed);
-    let _ = run.done_at.set(run.start.elapsed());
     let latency = Arc::try_unwrap(latency).map_err(|_| anyhow::anyhow!("latency still shared"))?;
     Ok((enqueued, enqueue_end, latency.into_inner().expect("latency lock")))
 }

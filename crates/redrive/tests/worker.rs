@@ -110,7 +110,8 @@ async fn without_heartbeats_the_job_is_redelivered_and_the_late_ack_is_refused()
         });
     let run = spawn(worker);
     until(|| get(&stats.lost_leases) == 1 && get(&stats.succeeded) == 1).await;
-    run.stop().await;
+    let stats = run.stop().await;
+    assert_eq!(get(&stats.acked), 1, "only the second delivery's ack counts");
     let job = client.get_job(id).await.unwrap();
     assert_eq!((format!("{:?}", job.state).as_str(), job.receive_count), ("Acked", 2));
     assert_eq!(format!("{:?}", job.attempts[0].outcome), "LeaseExpired");
@@ -316,8 +317,9 @@ async fn a_wide_worker_fetches_in_parallel_and_runs_every_job_once() {
             }
         });
     let run = spawn(worker);
-    until(|| get(&stats.succeeded) == 6000).await;
+    until(|| get(&stats.acked) == 6000).await;
     let stats = run.stop().await;
+    assert_eq!(get(&stats.succeeded), 6000);
     assert!(runs.lock().unwrap().iter().all(|n| *n == 1), "every job ran exactly once");
     assert_eq!((get(&stats.lost_leases), get(&stats.expired_in_buffer)), (0, 0));
     let counts = client.queue_stats("wide").await.unwrap().counts;
