@@ -1,7 +1,6 @@
 //! The producer: `send` returns once the job is durable, and concurrent sends are batched into
 //! few enqueue requests (per queue, up to a batch size, waiting at most a linger time).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use redrive_core::broker::{Enqueued, NewJob};
@@ -79,20 +78,24 @@ impl Producer {
 
 async fn batcher(client: Client, mut rx: mpsc::Receiver<Pending>, linger: Duration, max: usize) {
     while let Some(first) = rx.recv().await {
-        let mut groups: HashMap<String, Vec<Pending>> = HashMap::new();
-        groups.entry(first.queue.clone()).or_default().push(first);
+        // Batches by queue; a producer feeds few queues, so a list beats hashing every name.
+        let mut groups: Vec<Vec<Pending>> = vec![vec![first]];
         let deadline = tokio::time::sleep(linger);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 p = rx.recv() => match p {
                     Some(p) => {
-                        let q = p.queue.clone();
-                        let g = groups.entry(q.clone()).or_default();
-                        g.push(p);
-                        if g.len() >= max {
-                            let g = groups.remove(&q).expect("present");
-                            tokio::spawn(flush(client.clone(), q, g));
+                        let i = match groups.iter().position(|g| g[0].queue == p.queue) {
+                            Some(i) => i,
+                            None => {
+                                groups.push(Vec::new());
+                                groups.len() - 1
+                            }
+                        };
+                        groups[i].push(p);
+                        if groups[i].len() >= max {
+                            tokio::spawn(flush(client.clone(), groups.swap_remove(i)));
                         }
                     }
                     None => break,
@@ -100,13 +103,15 @@ async fn batcher(client: Client, mut rx: mpsc::Receiver<Pending>, linger: Durati
                 _ = &mut deadline => break,
             }
         }
-        for (q, g) in groups {
-            tokio::spawn(flush(client.clone(), q, g));
+        for g in groups {
+            tokio::spawn(flush(client.clone(), g));
         }
     }
 }
 
-async fn flush(client: Client, queue: String, batch: Vec<Pending>) {
+/// Enqueues one queue's batch (never empty) and answers each send.
+async fn flush(client: Client, batch: Vec<Pending>) {
+    let queue = batch[0].queue.clone();
     let (jobs, replies): (Vec<NewJob>, Vec<_>) =
         batch.into_iter().map(|p| (p.job, p.reply)).unzip();
     match client.enqueue(&queue, &jobs).await {

@@ -1,6 +1,8 @@
 //! The worker runtime: long-poll fetching with a small prefetch buffer (leases held never exceed
-//! concurrency + prefetch), a heartbeat per running job, results turned into ack or fail, panics caught and reported, and
-//! a graceful stop that releases what it could not finish.
+//! concurrency + prefetch; a worker that holds more than one receive returns keeps up to four
+//! receives in flight), a task and a heartbeat per running job, results turned into batched acks
+//! (two requests in flight) or fails, panics caught and reported, and a graceful stop that
+//! releases what it could not finish.
 //!
 //! ```no_run
 //! # async fn demo(client: redrive_client::Client) {
