@@ -377,6 +377,9 @@ impl Wal {
         let mut window = self.window.borrow_mut();
         if !window.holds(n, off, FRAME_HEADER_BYTES) {
             window.fill(seg, n, off)?;
+            if !window.holds(n, off, FRAME_HEADER_BYTES) {
+                return Err(bad("location past the segment"));
+            }
         }
         let head = window.bytes(off, FRAME_HEADER_BYTES);
         let len = u32::from_le_bytes(head[..4].try_into().unwrap());

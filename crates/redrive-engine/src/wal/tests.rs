@@ -211,4 +211,11 @@ fn sealed_records_read_back_in_any_order_through_the_read_window() {
     let err = body_at(&wal, hit).unwrap_err().to_string();
     assert!(err.contains("checksum mismatch"), "{err}");
     assert_eq!(body_at(&wal, hit + 1).unwrap(), bodies[hit + 1], "its neighbour still reads");
+
+    // A location at or past a sealed segment's end is an error, not a panic of the engine.
+    let seg = loc_segment(locs[0]);
+    let len = wal.segments[&seg].file.len();
+    for off in [len - 3, len, len + 100] {
+        assert!(wal.read(((seg as u64) << 32) | off).is_err(), "offset {off} of {len}");
+    }
 }
