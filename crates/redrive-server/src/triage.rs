@@ -42,7 +42,7 @@ pub enum Status {
     Failed,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewProposal {
     /// The queue the dead jobs sit in.
@@ -62,14 +62,9 @@ pub struct NewProposal {
 pub struct Proposal {
     pub id: String,
     pub created_at: String,
-    pub queue: String,
-    pub source_queue: String,
-    pub signature: String,
-    pub job_ids: Vec<JobId>,
-    pub decision: Decision,
-    pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub escalation: Option<Value>,
+    /// What was proposed, as it was posted.
+    #[serde(flatten)]
+    pub proposed: NewProposal,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
@@ -264,13 +259,7 @@ async fn create(
     let p = Proposal {
         id: uuid::Uuid::now_v7().to_string(),
         created_at: now(),
-        queue: n.queue,
-        source_queue: n.source_queue,
-        signature: n.signature,
-        job_ids: n.job_ids,
-        decision: n.decision,
-        reason: n.reason,
-        escalation: n.escalation,
+        proposed: n,
         status: Status::Pending,
         decided_by: None,
         decided_why: None,
@@ -340,16 +329,16 @@ async fn approve(
 
 /// Runs an approved proposal's action; returns what it did.
 async fn execute(s: &Shared, p: &Proposal) -> Result<Value, Error> {
-    let d = &p.decision;
+    let d = &p.proposed.decision;
     match d.action {
         Action::Escalate | Action::Hold => Ok(json!({ "acknowledged": true })),
         Action::Redrive => {
             let req = RedriveRequest {
-                ids: Some(p.job_ids.clone()),
+                ids: Some(p.proposed.job_ids.clone()),
                 delay_ms: d.delay_ms,
                 ..RedriveRequest::default()
             };
-            let r = s.broker.redrive(p.queue.clone(), req).await?;
+            let r = s.broker.redrive(p.proposed.queue.clone(), req).await?;
             Ok(json!({ "moved": r.moved, "ids": r.ids }))
         }
         Action::RedrivePatched => {
@@ -359,7 +348,7 @@ async fn execute(s: &Shared, p: &Proposal) -> Result<Value, Error> {
                 .ok_or_else(|| Error::invalid("patch", "the decision has no patch"))?;
             let mut done = Vec::new();
             let mut failed = Vec::new();
-            for &id in &p.job_ids {
+            for &id in &p.proposed.job_ids {
                 match patched_redrive(s, id, patch).await {
                     Ok(new_id) => done.push(json!({ "from": id, "to": new_id })),
                     Err(e) => failed.push(json!({ "id": id, "error": e.to_string() })),
@@ -403,4 +392,38 @@ async fn patched_redrive(s: &Shared, id: JobId, patch: &Value) -> Result<JobId, 
     let enqueued = s.broker.enqueue(dead.source_queue.clone(), vec![new]).await?;
     s.broker.delete_job(id).await?;
     Ok(enqueued[0].id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored proposal reads back whole: the posted fields sit beside the server's at the top
+    /// level of the JSON, as the API documents them.
+    #[test]
+    fn a_stored_proposal_reads_back_with_the_posted_fields_at_the_top_level() {
+        let posted = json!({
+            "queue": "emails-dlq", "source_queue": "emails", "signature": "Timeout: smtp",
+            "job_ids": ["0190a4a2-0000-7000-8000-000000000001"],
+            "decision": {"category": "transient", "action": "redrive", "confidence": 0.9,
+                         "analysis": "timeouts"},
+            "reason": "policy asks a person"
+        });
+        let n: NewProposal = serde_json::from_value(posted.clone()).unwrap();
+        let p = Proposal {
+            id: "p1".into(),
+            created_at: now(),
+            proposed: n,
+            status: Status::Pending,
+            decided_by: None,
+            decided_why: None,
+            decided_at: None,
+            result: None,
+        };
+        let stored = serde_json::to_value(&p).unwrap();
+        assert_eq!(stored["signature"], posted["signature"]);
+        assert_eq!(stored["job_ids"], posted["job_ids"]);
+        let back: Proposal = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), stored);
+    }
 }
