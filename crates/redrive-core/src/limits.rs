@@ -90,6 +90,18 @@ pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Requests queued for the engine thread; more are shed with 503.
 pub const ENGINE_QUEUE_DEPTH_MAX: usize = 65_536;
 
+/// HTTP connections open at once (fewer when `RLIMIT_NOFILE` is low, see below); one more is
+/// answered 503 (`limit_exceeded`) and closed.
+pub const CONNECTIONS_OPEN_MAX: usize = 10_000;
+/// The connection cap never goes below this, however low the descriptor limit.
+pub const CONNECTIONS_OPEN_MIN: usize = 16;
+/// File descriptors kept from connections for the store (the WAL holds every segment open) and
+/// the process; connections get at most half of `RLIMIT_NOFILE` and leave at least this many.
+pub const FILE_DESCRIPTORS_RESERVED_MIN: u64 = 256;
+/// How long a connection may wait for a request head, whether new, idle between keep-alive
+/// requests, or sending its head slowly; then it is closed.
+pub const CONNECTION_IDLE_TIMEOUT_MS: u64 = 20_000;
+
 /// WAL segment size: a segment is sealed once it grows past this.
 pub const SEGMENT_SIZE_MAX_BYTES: u32 = 64 * 1024 * 1024;
 /// One WAL record (a maximal job with its attributes and framing fits well inside).
@@ -111,5 +123,8 @@ const _: () = assert!(
 );
 const _: () = assert!(RECORD_SIZE_MAX_BYTES <= SEGMENT_SIZE_MAX_BYTES / 4);
 const _: () = assert!(MESSAGE_SIZE_MAX_BYTES as usize + 64 * 1024 <= REQUEST_BODY_MAX_BYTES);
+const _: () = assert!(CONNECTIONS_OPEN_MIN <= CONNECTIONS_OPEN_MAX);
+// A maximal long poll ends before the request timeout answers 504.
+const _: () = assert!(RECEIVE_WAIT_MAX_MS <= REQUEST_TIMEOUT_MS);
 const _: () =
     assert!(RETENTION_MIN_MS <= RETENTION_DEFAULT_MS && RETENTION_DEFAULT_MS <= RETENTION_MAX_MS);

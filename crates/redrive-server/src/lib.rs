@@ -8,8 +8,10 @@
 //! - `sqs`: the SQS API (JSON 1.0 and Query protocols) over the same queues.
 //! - [`triage`]: the triage agent's proposals, approved or rejected by a person.
 //! - `metrics`: the `/metrics` page.
-//! - [`serve`]: the listener, the request limits and graceful shutdown.
+//! - [`serve`]: the request limits, and graceful shutdown over `conn`'s accept loop (the
+//!   connection cap and idle timeout).
 
+mod conn;
 pub mod error;
 mod extract;
 mod metrics;
@@ -24,13 +26,13 @@ use std::time::Duration;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use redrive_core::limits;
 use redrive_engine::EngineHandle;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
+pub use conn::{open_max_for, ConnLimits};
 pub use metrics::HttpMetrics;
 
 /// What every handler sees.
@@ -89,41 +91,33 @@ pub fn router(state: Shared) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish (at
-/// most `drain`), and returns. The caller shuts the engine down afterwards.
+/// most `drain`), and returns. The caller shuts the engine down afterwards. Connections are
+/// bounded by [`ConnLimits::from_process`].
 pub async fn serve(
     listener: TcpListener,
     state: Shared,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    serve_with(listener, state, shutdown, drain, ConnLimits::from_process()).await
+}
+
+/// [`serve`] with explicit connection limits.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: Shared,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+    limits: ConnLimits,
+) -> std::io::Result<()> {
     let broker = state.broker.clone();
     let app = router(state);
-    // Small replies must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut stop_rx = stop_rx;
-    let server = tokio::spawn(async move { server.await });
-    let _ = stop_rx.wait_for(|s| *s).await;
     // Long polls would otherwise hold the drain open for up to their wait time.
-    if let Err(e) = broker.drain().await {
-        tracing::warn!(error = %e, "could not release long polls");
-    }
-    match tokio::time::timeout(drain, server).await {
-        Ok(r) => r.map_err(std::io::Error::other)?,
-        Err(_) => {
-            tracing::warn!(
-                drain_ms = drain.as_millis() as u64,
-                "in-flight requests did not finish in time"
-            );
-            Ok(())
+    let release_long_polls = async move {
+        if let Err(e) = broker.drain().await {
+            tracing::warn!(error = %e, "could not release long polls");
         }
-    }
+    };
+    conn::run(listener, app, limits, shutdown, release_long_polls, drain).await;
+    Ok(())
 }
