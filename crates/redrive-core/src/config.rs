@@ -202,8 +202,53 @@ impl QueueConfig {
                 return Err(Error::InvalidQueueName(dlq.clone()));
             }
         }
-        if self.tags.len() > 50 {
-            return Err(Error::invalid("tags", "at most 50 tags"));
+        self.validate_tags()?;
+        self.validate_sqs_attributes()
+    }
+
+    /// Tags as SQS bounds them, so that the whole config always fits one log record.
+    fn validate_tags(&self) -> Result<()> {
+        if self.tags.len() > limits::QUEUE_TAGS_COUNT_MAX {
+            let max = limits::QUEUE_TAGS_COUNT_MAX;
+            return Err(Error::invalid("tags", format!("at most {max} tags")));
+        }
+        for (k, v) in &self.tags {
+            let key_len = k.chars().count();
+            if key_len == 0 || key_len > limits::QUEUE_TAG_KEY_LENGTH_MAX {
+                let max = limits::QUEUE_TAG_KEY_LENGTH_MAX;
+                return Err(Error::invalid("tags", format!("a tag key has 1 to {max} characters")));
+            }
+            if v.chars().count() > limits::QUEUE_TAG_VALUE_LENGTH_MAX {
+                let max = limits::QUEUE_TAG_VALUE_LENGTH_MAX;
+                return Err(Error::invalid(
+                    "tags",
+                    format!("the value of tag {k:?} is longer than {max} characters"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_sqs_attributes(&self) -> Result<()> {
+        if self.sqs_attributes.len() > limits::QUEUE_SQS_ATTRIBUTES_COUNT_MAX {
+            let max = limits::QUEUE_SQS_ATTRIBUTES_COUNT_MAX;
+            return Err(Error::invalid("sqs_attributes", format!("at most {max} attributes")));
+        }
+        for (k, v) in &self.sqs_attributes {
+            if k.is_empty() || k.len() > limits::QUEUE_SQS_ATTRIBUTE_NAME_BYTES_MAX {
+                let max = limits::QUEUE_SQS_ATTRIBUTE_NAME_BYTES_MAX;
+                return Err(Error::invalid(
+                    "sqs_attributes",
+                    format!("an attribute name has 1 to {max} bytes"),
+                ));
+            }
+            if v.len() > limits::QUEUE_SQS_ATTRIBUTE_VALUE_BYTES_MAX {
+                let max = limits::QUEUE_SQS_ATTRIBUTE_VALUE_BYTES_MAX;
+                return Err(Error::invalid(
+                    "sqs_attributes",
+                    format!("{k} is longer than {max} bytes"),
+                ));
+            }
         }
         Ok(())
     }

@@ -52,8 +52,12 @@ pub enum Error {
     },
     /// The engine is shedding load; retry with backoff.
     Overloaded,
-    /// A write or fsync failed earlier; the store refuses writes until restart.
+    /// A write or fsync failed earlier; the store refuses writes until restart. The outcome of
+    /// the write that failed is unknown (retry it with its idempotency key after the restart).
     Poisoned(String),
+    /// The store cannot take writes right now (e.g. it cannot open its next log segment) but
+    /// nothing was lost or changed; retrying later may succeed.
+    StoreUnavailable(String),
     ShuttingDown,
     /// A bug or an unexpected I/O failure. The text is logged, never sent to clients.
     Internal(String),
@@ -90,6 +94,7 @@ impl Error {
             Error::LimitExceeded { .. } => (429, "limit_exceeded"),
             Error::Overloaded => (503, "overloaded"),
             Error::Poisoned(_) => (503, "store_poisoned"),
+            Error::StoreUnavailable(_) => (503, "store_unavailable"),
             Error::ShuttingDown => (503, "shutting_down"),
             Error::Internal(_) => (500, "internal"),
         };
@@ -98,6 +103,18 @@ impl Error {
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
         Error::InvalidParameter { field, message: message.into() }
+    }
+
+    /// Seconds after which a retry may succeed, for a `Retry-After` header: only for errors that
+    /// clear by themselves (a poisoned store needs a restart, so it has none).
+    pub fn retry_after_s(&self) -> Option<u32> {
+        match self {
+            Error::Overloaded
+            | Error::LimitExceeded { .. }
+            | Error::StoreUnavailable(_)
+            | Error::ShuttingDown => Some(1),
+            _ => None,
+        }
     }
 
     /// Whether the text may be shown to a client (everything but internal errors).
@@ -135,7 +152,8 @@ impl fmt::Display for Error {
             Error::InvalidReceipt => write!(f, "the receipt is not valid"),
             Error::LimitExceeded { limit, max } => write!(f, "limit {limit} of {max} reached"),
             Error::Overloaded => write!(f, "the server is overloaded; retry with backoff"),
-            Error::Poisoned(why) => write!(f, "the store refuses writes after an I/O failure ({why}); restart the server"),
+            Error::Poisoned(why) => write!(f, "the store refuses writes after an I/O failure ({why}); it will not clear without a restart, and the outcome of the write that failed is unknown"),
+            Error::StoreUnavailable(why) => write!(f, "the store cannot take writes right now ({why}); nothing was changed, retry later"),
             Error::ShuttingDown => write!(f, "the server is shutting down"),
             Error::Internal(_) => write!(f, "internal error"),
         }

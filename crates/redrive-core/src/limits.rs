@@ -5,6 +5,15 @@
 pub const QUEUE_NAME_LENGTH_MAX: usize = 80;
 /// Queues one server holds.
 pub const QUEUES_MAX: usize = 10_000;
+/// Tags on one queue, and the characters of a tag key and value (as SQS: 50, 128, 256).
+pub const QUEUE_TAGS_COUNT_MAX: usize = 50;
+pub const QUEUE_TAG_KEY_LENGTH_MAX: usize = 128;
+pub const QUEUE_TAG_VALUE_LENGTH_MAX: usize = 256;
+/// Stored-but-inert SQS attributes on one queue (Policy, RedriveAllowPolicy, KMS settings, …),
+/// the bytes of an attribute name, and of a value (as SQS's policy size: 8,192 bytes).
+pub const QUEUE_SQS_ATTRIBUTES_COUNT_MAX: usize = 16;
+pub const QUEUE_SQS_ATTRIBUTE_NAME_BYTES_MAX: usize = 64;
+pub const QUEUE_SQS_ATTRIBUTE_VALUE_BYTES_MAX: usize = 8192;
 
 /// Largest job body any queue may accept.
 pub const MESSAGE_SIZE_MAX_BYTES: u32 = 1024 * 1024;
@@ -119,6 +128,17 @@ const _: () = assert!(
 );
 const _: () = assert!(
     ATTEMPT_LOG_ENTRIES_MAX * (ATTEMPT_ERROR_BYTES_MAX + WORKER_ID_BYTES_MAX + 64)
+        <= RECORD_SIZE_MAX_BYTES as usize
+);
+// A queue's whole config (its JSON, UTF-8 up to 4 bytes a character, JSON escapes up to 6 bytes
+// a byte) always fits one record: an acknowledged queue can always be read back.
+const _: () = assert!(
+    (QUEUE_TAGS_COUNT_MAX * 6 * 4 * (QUEUE_TAG_KEY_LENGTH_MAX + QUEUE_TAG_VALUE_LENGTH_MAX + 8)
+        + QUEUE_SQS_ATTRIBUTES_COUNT_MAX
+            * 6
+            * (QUEUE_SQS_ATTRIBUTE_NAME_BYTES_MAX + QUEUE_SQS_ATTRIBUTE_VALUE_BYTES_MAX + 8)
+        + 2 * QUEUE_NAME_LENGTH_MAX
+        + 4096)
         <= RECORD_SIZE_MAX_BYTES as usize
 );
 const _: () = assert!(RECORD_SIZE_MAX_BYTES <= SEGMENT_SIZE_MAX_BYTES / 4);

@@ -8,6 +8,7 @@
 //! sees (even by reading) a state that a crash could take back.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -33,6 +34,10 @@ const IDLE_WAKE_MS: u64 = 250;
 const COMPACT_INTERVAL_MS: u64 = 1000;
 /// Batches that may wait for the group-commit thread before the engine waits for it.
 const SYNC_QUEUE_DEPTH_MAX: usize = 64;
+/// Idle this long after a write, the engine appends a `Synced` marker behind it, so that damage
+/// to the last acknowledged records is detected at recovery (see `wal`). It bounds the window in
+/// which such damage would read as a torn tail, at the cost of one small fsync per idle period.
+const MARK_IDLE_MS: u64 = 100;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -83,7 +88,8 @@ type Pending = Box<dyn FnOnce(Option<&Error>) + Send>;
 /// One batch for the group-commit thread: what to fsync (if anything was written), and the
 /// replies to send once it is durable.
 struct SyncJob {
-    handle: Option<Arc<dyn SyncHandle>>,
+    /// What to fsync, and the log location that makes durable.
+    handle: Option<(Arc<dyn SyncHandle>, u64)>,
     error: Option<Error>,
     replies: Vec<Pending>,
 }
@@ -92,6 +98,7 @@ struct SyncJob {
 fn group_commit(
     rx: Receiver<SyncJob>,
     poisoned: Arc<OnceLock<String>>,
+    durable: Arc<AtomicU64>,
     fsync_us: Arc<std::sync::Mutex<Histogram>>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -100,8 +107,11 @@ fn group_commit(
             jobs.push(j);
         }
         let mut failure = poisoned.get().map(|p| Error::Poisoned(p.clone()));
+        // Files synced in this round (a batch's handle may repeat).
         let mut synced: Vec<*const ()> = Vec::new();
-        for h in jobs.iter().filter_map(|j| j.handle.as_ref()) {
+        let mut upto = 0;
+        for (h, loc) in jobs.iter().filter_map(|j| j.handle.as_ref()) {
+            upto = upto.max(*loc);
             let key = Arc::as_ptr(h) as *const ();
             if failure.is_some() || synced.contains(&key) {
                 continue;
@@ -117,6 +127,9 @@ fn group_commit(
                 }
             }
             synced.push(key);
+        }
+        if failure.is_none() {
+            durable.fetch_max(upto, Ordering::AcqRel);
         }
         for j in jobs {
             let err = j.error.or_else(|| failure.clone());
@@ -166,10 +179,10 @@ impl Engine {
         let fsync_us = Arc::new(std::sync::Mutex::new(Histogram::new(FSYNC_BOUNDS_US)));
         let syncer = (durability == Durability::Sync).then(|| {
             let (stx, srx) = mpsc::sync_channel(SYNC_QUEUE_DEPTH_MAX);
-            let (p, h) = (poisoned.clone(), fsync_us.clone());
+            let (p, d, h) = (poisoned.clone(), store.synced_flag(), fsync_us.clone());
             let t = std::thread::Builder::new()
                 .name("redrive-commit".into())
-                .spawn(move || group_commit(srx, p, h))
+                .spawn(move || group_commit(srx, p, d, h))
                 .expect("spawning the group-commit thread");
             (stx, t)
         });
@@ -218,8 +231,17 @@ impl Loop {
                 Err(RecvTimeoutError::Disconnected) => return self.stop(None),
             };
             self.now = self.clock.now_ms().max(self.now);
-            if let Err(e) = self.store.tick(self.now) {
-                self.note_error(&e);
+            self.store.make_room();
+            if first.is_none() {
+                if let Err(e) = self.store.mark_synced() {
+                    self.note_error(&e);
+                }
+            }
+            // Timers write; while the log refuses writes they wait (nothing is lost by waiting).
+            if self.store.write_refusal().is_none() {
+                if let Err(e) = self.store.tick(self.now) {
+                    self.note_error(&e);
+                }
             }
             let mut n = 0;
             let mut next = first;
@@ -249,8 +271,11 @@ impl Loop {
 
     fn wait_ms(&self) -> u64 {
         let mut wait = IDLE_WAKE_MS;
-        if self.store.poisoned().is_some() {
+        if self.store.write_refusal().is_some() {
             return wait; // timers cannot fire on a store that refuses writes
+        }
+        if self.store.wants_mark() {
+            wait = MARK_IDLE_MS;
         }
         if let Durability::Relaxed { interval_ms } = self.store.durability {
             wait = wait.min(interval_ms.max(1));

@@ -31,7 +31,8 @@ pub trait SegmentFile: Send {
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// Reserves space up to `bytes` without changing what `len` reports, so that later appends
     /// do not change the file's size: an fsync then has no metadata to write (half the cost on
-    /// ext4). Best effort: a file system that cannot do it just skips it.
+    /// ext4). Best effort: a file system that cannot do it just skips it, and on a nearly full
+    /// disk it reserves what fits (appends then fail with `StorageFull` when space runs out).
     fn preallocate(&mut self, _bytes: u64) -> io::Result<()> {
         Ok(())
     }
@@ -51,6 +52,9 @@ pub trait SegmentFile: Send {
 pub trait SyncHandle: Send + Sync {
     fn sync(&self) -> io::Result<()>;
 }
+
+/// Smallest preallocation worth making (see [`SegmentFile::preallocate`]).
+const PREALLOCATE_MIN_BYTES: u64 = 64 * 1024;
 
 /// The real file system. Holds an exclusive lock on `LOCK` in the directory so that two
 /// servers never write one log.
@@ -141,11 +145,20 @@ impl SegmentFile for FsFile {
     }
 
     fn preallocate(&mut self, bytes: u64) -> io::Result<()> {
-        match rustix::fs::fallocate(&*self.file, rustix::fs::FallocateFlags::empty(), 0, bytes) {
-            Ok(()) => Ok(()),
-            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
-            Err(e) => Err(e.into()),
+        use rustix::io::Errno;
+        // Halving on ENOSPC: a start on a small or nearly full disk must not need a whole
+        // segment of free space.
+        let mut want = bytes;
+        while want >= PREALLOCATE_MIN_BYTES {
+            match rustix::fs::fallocate(&*self.file, rustix::fs::FallocateFlags::empty(), 0, want) {
+                Ok(()) => return Ok(()),
+                Err(e) if e == Errno::OPNOTSUPP || e == Errno::NOSYS => return Ok(()),
+                Err(e) if e == Errno::NOSPC => want /= 2,
+                Err(e) => return Err(e.into()),
+            }
         }
+        tracing::warn!(bytes, "the disk is nearly full: a log segment could not reserve space");
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -177,6 +190,10 @@ struct MemInner {
     files: BTreeMap<String, MemData>,
     fail_sync: bool,
     fail_write: bool,
+    /// Creating a file fails as when descriptors run out (EMFILE).
+    fail_create: bool,
+    /// Bytes all files together may hold; appends past it fail with `StorageFull`.
+    capacity: Option<usize>,
     dead: bool,
 }
 
@@ -206,6 +223,17 @@ impl MemStorage {
         self.inner.lock().unwrap().fail_write = on;
     }
 
+    /// Every later file creation fails, as when the process is out of descriptors (until cleared).
+    pub fn fail_creates(&self, on: bool) {
+        self.inner.lock().unwrap().fail_create = on;
+    }
+
+    /// A disk of `bytes` in all (`None`: unbounded): an append that does not fit fails with
+    /// `ErrorKind::StorageFull`, as ENOSPC does, and writes nothing.
+    pub fn set_capacity(&self, bytes: Option<usize>) {
+        self.inner.lock().unwrap().capacity = bytes;
+    }
+
     /// Simulates a power cut and returns the disk as a restarted machine finds it: each file
     /// keeps its synced bytes plus the first `torn` bytes of what was written after the last sync.
     /// This storage is dead from now on (every operation fails), as the crashed process would be.
@@ -218,7 +246,10 @@ impl MemStorage {
             f.data.truncate(keep);
             f.synced = keep;
         }
-        MemStorage { inner: Arc::new(Mutex::new(MemInner { files, ..MemInner::default() })) }
+        let capacity = g.capacity;
+        MemStorage {
+            inner: Arc::new(Mutex::new(MemInner { files, capacity, ..MemInner::default() })),
+        }
     }
 
     /// Direct access for corruption tests.
@@ -246,6 +277,9 @@ impl Storage for MemStorage {
 
     fn create(&self, name: &str) -> io::Result<Box<dyn SegmentFile>> {
         let mut g = self.inner.lock().unwrap();
+        if g.fail_create {
+            return Err(io::Error::other("Too many open files (injected)"));
+        }
         if g.files.contains_key(name) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, name.to_owned()));
         }
@@ -298,6 +332,10 @@ impl SegmentFile for MemFile {
         self.with(|g, n| {
             if g.fail_write {
                 return Err(io::Error::other("injected write failure"));
+            }
+            let used: usize = g.files.values().map(|f| f.data.len()).sum();
+            if g.capacity.is_some_and(|cap| used + data.len() > cap) {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "No space left on device"));
             }
             g.files.get_mut(n).ok_or_else(gone)?.data.extend_from_slice(data);
             Ok(())

@@ -26,8 +26,8 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(wire.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = json!({ "error": { "code": wire.code, "message": self.0.to_string() } });
         let mut resp = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        if let Some(s) = self.0.retry_after_s() {
+            resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from(s));
         }
         resp
     }

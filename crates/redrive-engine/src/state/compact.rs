@@ -97,6 +97,7 @@ impl Store {
                     }
                 }
                 Record::QueueDelete { .. } | Record::Remove { .. } => self.wal.hold(loc, -1),
+                Record::Synced { .. } => {} // never returned by `records`
                 Record::Enqueue(e) => self.move_enqueue(loc, &e)?,
                 Record::DedupKey { qid, id, enqueued_at, key } => {
                     let k = (qid, Box::<str>::from(key.as_str()));

@@ -104,6 +104,8 @@ pub struct Store {
     /// Queues that gained ready jobs since the engine last looked (for long-poll waiters).
     pub(crate) woken: Vec<u32>,
     pub(crate) compact_watch: compact::CompactWatch,
+    /// Set by [`Store::make_room`] while the log cannot take writes (nothing is poisoned).
+    pub(crate) refusal: Option<Error>,
     pub metrics: Metrics,
 }
 
@@ -122,10 +124,18 @@ impl Store {
 
     /// Refuses writes on a poisoned store.
     pub(crate) fn writable(&self) -> Result<()> {
-        match self.wal.poisoned() {
-            Some(p) => Err(Error::Poisoned(p.to_owned())),
+        if let Some(p) = self.wal.poisoned() {
+            return Err(Error::Poisoned(p.to_owned()));
+        }
+        match &self.refusal {
+            Some(e) => Err(e.clone()),
             None => Ok(()),
         }
+    }
+
+    /// Why writes are refused now, if they are (poisoned, or cannot make room in the log).
+    pub fn write_refusal(&self) -> Option<Error> {
+        self.writable().err()
     }
 
     pub fn job_count(&self) -> usize {
@@ -335,8 +345,34 @@ impl Store {
 
     /// Writes buffered records and hands back what must be fsynced for them to be durable (the
     /// engine's group-commit thread does that fsync).
-    pub fn write_for_sync(&mut self) -> Result<Option<std::sync::Arc<dyn crate::io::SyncHandle>>> {
+    pub fn write_for_sync(
+        &mut self,
+    ) -> Result<Option<(std::sync::Arc<dyn crate::io::SyncHandle>, Loc)>> {
         self.wal.write_for_sync().map_err(Error::Poisoned)
+    }
+
+    /// How far the log is known durable, for the thread that fsyncs it.
+    pub fn synced_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.wal.synced_flag()
+    }
+
+    /// Between batches: rolls to a new log segment if the active one is nearly full. When the
+    /// new segment cannot be created, writes are refused until it can (see [`Store::writable`]).
+    pub fn make_room(&mut self) {
+        self.refusal = match self.wal.make_room() {
+            Ok(()) | Err(Error::Poisoned(_)) => None,
+            Err(e) => Some(e),
+        };
+    }
+
+    /// When idle: marks the end of the synced log (see `wal`), if anything is unmarked.
+    pub fn mark_synced(&mut self) -> Result<()> {
+        self.wal.mark_synced().map(drop).map_err(Error::Poisoned)
+    }
+
+    /// Records were written that no `Synced` marker follows yet.
+    pub fn wants_mark(&self) -> bool {
+        self.wal.wants_mark()
     }
 
     pub fn poison_flag(&self) -> std::sync::Arc<std::sync::OnceLock<String>> {

@@ -124,6 +124,7 @@ impl Fold {
                     self.jobs.remove(&id);
                 }
             }
+            Record::Synced { .. } => {} // the log keeps these to itself
         }
     }
 }
@@ -168,6 +169,7 @@ impl Store {
             last_id: 0,
             woken: Vec::new(),
             compact_watch: Default::default(),
+            refusal: None,
             metrics: Metrics::default(),
         };
         store.restore_queues(fold.queues, &fold.deleted_queues)?;
@@ -176,9 +178,10 @@ impl Store {
         }
         store.restore_jobs(fold.jobs, &fold.keyed, fold.worker_names, now)?;
         store.restore_dedup(fold.keys, now);
-        store
-            .revoke_leases(now)
-            .map_err(|e| OpenError::Io(std::io::Error::other(e.to_string())))?;
+        store.revoke_leases(now).map_err(|e| OpenError::Io {
+            doing: "revoke leases".into(),
+            source: std::io::Error::other(e),
+        })?;
         store.woken.clear();
         Ok(store)
     }

@@ -9,15 +9,25 @@
 //! A segment is sealed (written and fsynced) before the next one is created, so only the newest
 //! segment can end in a torn record. Recovery truncates such a tail; a bad record anywhere else
 //! stops start-up with the file name and offset.
+//!
+//! A torn write and a damaged record that was synced look alike to a checksum; what tells them
+//! apart is what follows. A torn write is the end of the log: nothing valid was written after it.
+//! Anything synced is followed by a valid record: by the next batch under load, or, when the log
+//! goes idle, by a [`Record::Synced`] marker the log appends (and syncs) once the fsync that
+//! covered the last batch has completed ([`Wal::mark_synced`]). So a bad record followed by a
+//! valid one is damage, and start-up refuses it; only a bad stretch with nothing valid after it
+//! is truncated. The gap: a record damaged on disk after its fsync and before its marker (at most
+//! one idle interval, `MARK_IDLE_MS` in the engine) reads as a torn tail.
 
 pub mod record;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use redrive_core::limits;
+use redrive_core::{limits, Error};
 
 use crate::io::{SegmentFile, Storage, SyncHandle};
 use record::{Enc, Record, FRAME_HEADER_BYTES};
@@ -31,7 +41,9 @@ pub fn loc_segment(loc: Loc) -> u32 {
 }
 
 const MAGIC: &[u8; 8] = b"RDRVWAL\0";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the `Synced` marker record; version 1 segments (no markers) still read.
+pub const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION_OLDEST: u32 = 1;
 const SEGMENT_HEADER_BYTES: usize = 24;
 /// Bytes of a sealed segment read at once when a record in it is read (see [`ReadWindow`]).
 const READ_WINDOW_BYTES: usize = 256 * 1024;
@@ -59,14 +71,33 @@ impl std::fmt::Display for Durability {
 /// Why the log could not be opened.
 #[derive(Debug)]
 pub enum OpenError {
-    Io(io::Error),
-    Corrupt { file: String, offset: u64, reason: String },
+    /// An I/O call failed; `doing` says which (e.g. "create wal-00000003.log").
+    Io {
+        doing: String,
+        source: io::Error,
+    },
+    Corrupt {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
+}
+
+impl OpenError {
+    fn io(doing: impl Into<String>) -> impl FnOnce(io::Error) -> OpenError {
+        let doing = doing.into();
+        move |source| OpenError::Io { doing, source }
+    }
 }
 
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OpenError::Io(e) => write!(f, "cannot read the write-ahead log: {e}"),
+            OpenError::Io { doing, source } if source.kind() == io::ErrorKind::StorageFull => write!(
+                f,
+                "cannot {doing}: the disk is full; nothing was changed, free some space and start again"
+            ),
+            OpenError::Io { doing, source } => write!(f, "write-ahead log: cannot {doing}: {source}"),
             OpenError::Corrupt { file, offset, reason } => write!(
                 f,
                 "write-ahead log is corrupt in {file} at byte {offset}: {reason}; refusing to start \
@@ -77,12 +108,6 @@ impl std::fmt::Display for OpenError {
 }
 
 impl std::error::Error for OpenError {}
-
-impl From<io::Error> for OpenError {
-    fn from(e: io::Error) -> OpenError {
-        OpenError::Io(e)
-    }
-}
 
 struct Segment {
     file: Box<dyn SegmentFile>,
@@ -106,6 +131,14 @@ pub struct Wal {
     poisoned: Arc<OnceLock<String>>,
     /// A segment is sealed once the next record would take it past this size.
     segment_bytes: u32,
+    /// The active segment was sealed but its successor could not be created yet.
+    active_sealed: bool,
+    /// How far the log is known durable (a [`Loc`]); advanced by whoever fsyncs.
+    synced: Arc<AtomicU64>,
+    /// End of the last record other than a marker, in the active segment.
+    data_end: u64,
+    /// Records were appended since the last marker.
+    unmarked: bool,
     last_sync_ms: u64,
     /// Bytes appended since the last fsync (relaxed mode only syncs when there are some).
     unsynced: bool,
@@ -161,24 +194,24 @@ impl Wal {
         mut replay: impl FnMut(Loc, Record),
     ) -> Result<Wal, OpenError> {
         assert!(segment_bytes >= 4096, "segments of at least 4 KiB");
-        let mut numbers: Vec<u32> =
-            storage.list()?.iter().filter_map(|n| parse_segment_name(n)).collect();
+        let names = storage.list().map_err(OpenError::io("list the data directory"))?;
+        let mut numbers: Vec<u32> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
         numbers.sort_unstable();
         let mut segments = BTreeMap::new();
         let last = numbers.last().copied();
         for &n in &numbers {
             let name = segment_name(n);
-            let mut file = storage.open(&name)?;
+            let mut file = storage.open(&name).map_err(OpenError::io(format!("open {name}")))?;
             let len = file.len();
             let mut data = vec![0u8; len as usize];
-            file.read_at(&mut data, 0)?;
+            file.read_at(&mut data, 0).map_err(OpenError::io(format!("read {name}")))?;
             let is_last = Some(n) == last;
             let blank_header = data.iter().take(SEGMENT_HEADER_BYTES).all(|b| *b == 0);
             if is_last && (data.len() < SEGMENT_HEADER_BYTES || blank_header) {
                 // Created but its header never reached the disk: nothing in it was acknowledged
                 // (records are written only after the header is synced).
                 drop(file);
-                storage.remove(&name)?;
+                storage.remove(&name).map_err(OpenError::io(format!("remove {name}")))?;
                 continue;
             }
             check_header(&data, n).map_err(|reason| OpenError::Corrupt {
@@ -189,7 +222,9 @@ impl Wal {
             let mut records = 0;
             let end = scan(&data, n, is_last, &mut |loc, r| {
                 records += 1;
-                replay(loc, r)
+                if !matches!(r, Record::Synced { .. }) {
+                    replay(loc, r)
+                }
             })
             .map_err(|(offset, reason)| OpenError::Corrupt {
                 file: name.clone(),
@@ -201,7 +236,7 @@ impl Wal {
                 tracing::warn!(file = %name, offset = end, lost_bytes = len - end, "truncating torn tail of the write-ahead log");
             }
             if end < len {
-                file.truncate(end)?;
+                file.truncate(end).map_err(OpenError::io(format!("truncate {name}")))?;
             }
             let sync = file.sync_handle();
             segments.insert(n, Segment { file, sync, live: 0, records, bytes: end });
@@ -214,27 +249,31 @@ impl Wal {
             written: 0,
             poisoned: Arc::new(OnceLock::new()),
             segment_bytes,
+            active_sealed: false,
+            synced: Arc::new(AtomicU64::new(0)),
+            data_end: 0,
+            unmarked: false,
             last_sync_ms: 0,
             unsynced: false,
             window: RefCell::default(),
         };
         let next = wal.segments.keys().next_back().map_or(1, |n| n + 1);
-        wal.start_segment(next)?;
-        wal.storage.sync_dir()?;
+        wal.start_segment(next).map_err(OpenError::io(format!("create {}", segment_name(next))))?;
+        wal.storage.sync_dir().map_err(OpenError::io("sync the data directory"))?;
         Ok(wal)
     }
 
+    /// Creates segment `n` and makes it the active one. On failure nothing changed: the
+    /// half-made file is removed and the previous segment stays active.
     fn start_segment(&mut self, n: u32) -> io::Result<()> {
-        let mut file = self.storage.create(&segment_name(n))?;
-        let mut header = [0u8; SEGMENT_HEADER_BYTES];
-        header[..8].copy_from_slice(MAGIC);
-        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        header[12..16].copy_from_slice(&n.to_le_bytes());
-        let crc = crc32c::crc32c(&header[..20]);
-        header[20..24].copy_from_slice(&crc.to_le_bytes());
-        file.append(&header)?;
-        file.preallocate(self.segment_bytes as u64)?;
-        file.sync()?;
+        let name = segment_name(n);
+        let mut file = self.storage.create(&name)?;
+        if let Err(e) = self.init_segment(&mut *file, n) {
+            drop(file);
+            let _ = self.storage.remove(&name);
+            return Err(e);
+        }
+        let header = &file_header(n);
         self.segments.insert(
             n,
             Segment {
@@ -246,9 +285,86 @@ impl Wal {
             },
         );
         self.active = n;
+        self.active_sealed = false;
         self.mem.clear();
-        self.mem.extend_from_slice(&header);
+        self.mem.extend_from_slice(header);
         self.written = header.len();
+        self.data_end = header.len() as u64;
+        self.unmarked = false;
+        self.synced.fetch_max(self.written_loc(), Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn init_segment(&self, file: &mut dyn SegmentFile, n: u32) -> io::Result<()> {
+        file.append(&file_header(n))?;
+        file.preallocate(self.segment_bytes as u64)?;
+        file.sync()
+    }
+
+    /// The last byte written so far, as a location.
+    pub fn written_loc(&self) -> Loc {
+        ((self.active as u64) << 32) | self.written as u64
+    }
+
+    /// The shared record of how far the log is known durable, for the thread that fsyncs on
+    /// the log's behalf: it raises it to [`Wal::written_loc`] as of the write it synced.
+    pub fn synced_flag(&self) -> Arc<AtomicU64> {
+        self.synced.clone()
+    }
+
+    /// Records were appended since the last marker (the engine then wakes sooner to mark).
+    pub fn wants_mark(&self) -> bool {
+        self.unmarked
+    }
+
+    /// Appends a `Synced` marker if records were appended since the last one and all of them
+    /// are known durable; the caller commits it. Returns whether it appended one.
+    pub fn mark_synced(&mut self) -> Result<bool, String> {
+        let synced = self.synced.load(Ordering::Acquire);
+        let covered = loc_segment(synced) == self.active && (synced & 0xffff_ffff) >= self.data_end;
+        if !self.unmarked || !covered {
+            return Ok(false);
+        }
+        self.append_framed(|e| e.synced(synced & 0xffff_ffff), false)?;
+        self.unmarked = false;
+        Ok(true)
+    }
+
+    /// Rolls to a new segment before the active one is full, so that appends within the next
+    /// batch need not. A failure to create the new segment refuses writes for now
+    /// ([`Error::StoreUnavailable`]) without poisoning: nothing was written to it yet.
+    pub fn make_room(&mut self) -> Result<(), Error> {
+        if let Some(p) = self.poisoned.get() {
+            return Err(Error::Poisoned(p.clone()));
+        }
+        let slack = self.segment_bytes as usize / 8;
+        if self.mem.len() + slack <= self.segment_bytes as usize
+            || self.mem.len() <= SEGMENT_HEADER_BYTES
+        {
+            return Ok(());
+        }
+        if let Err(e) = self.seal_active() {
+            return Err(Error::Poisoned(self.poison("sealing a segment", &e)));
+        }
+        let next = self.active + 1;
+        if let Err(e) = self.start_segment(next) {
+            let why = format!("cannot create log segment {}: {e}", segment_name(next));
+            tracing::warn!(error = %why, "refusing writes until a new segment can be created");
+            return Err(Error::StoreUnavailable(why));
+        }
+        self.storage
+            .sync_dir()
+            .map_err(|e| Error::Poisoned(self.poison("syncing the data directory", &e)))
+    }
+
+    fn seal_active(&mut self) -> io::Result<()> {
+        if self.active_sealed {
+            return Ok(());
+        }
+        self.write_buf()?;
+        self.segments.get_mut(&self.active).expect("active").file.seal()?;
+        self.active_sealed = true;
+        self.synced.fetch_max(self.written_loc(), Ordering::AcqRel);
         Ok(())
     }
 
@@ -268,12 +384,30 @@ impl Wal {
 
     /// Appends one record to the buffer and returns where it will live.
     pub fn append(&mut self, write: impl FnOnce(&mut Enc<'_>)) -> Result<Loc, String> {
+        self.append_framed(write, true)
+    }
+
+    /// `data` is false for the log's own markers, which hold nothing and need no marker.
+    fn append_framed(
+        &mut self,
+        write: impl FnOnce(&mut Enc<'_>),
+        data: bool,
+    ) -> Result<Loc, String> {
         if let Some(p) = self.poisoned.get() {
             return Err(p.clone());
         }
         let start = self.mem.len();
         let n = record::frame(&mut self.mem, write);
-        debug_assert!(n <= limits::RECORD_SIZE_MAX_BYTES as usize + FRAME_HEADER_BYTES);
+        if n > limits::RECORD_SIZE_MAX_BYTES as usize + FRAME_HEADER_BYTES {
+            // Recovery refuses a record this long, so it must never be acknowledged. Every input
+            // is bounded so that this cannot happen (limits.rs asserts it); if it does, stop
+            // writing rather than acknowledge a record that cannot be read back.
+            self.mem.truncate(start);
+            let e = io::Error::other(format!(
+                "a record of {n} bytes exceeds RECORD_SIZE_MAX_BYTES (a bound is missing)"
+            ));
+            return Err(self.poison("appending a record", &e));
+        }
         let mut offset = start as u64;
         if offset + n as u64 > self.segment_bytes as u64 && offset > SEGMENT_HEADER_BYTES as u64 {
             // Seal the active segment with everything before this record, then move the record.
@@ -287,12 +421,18 @@ impl Wal {
         let seg = self.segments.get_mut(&self.active).expect("active segment exists");
         seg.bytes += n as u64;
         seg.records += 1;
+        if data {
+            self.data_end = offset + n as u64;
+            self.unmarked = true;
+        }
         Ok(((self.active as u64) << 32) | offset)
     }
 
+    /// Seals the active segment and starts the next one, within a batch ([`Wal::make_room`]
+    /// rolls between batches, so this is rare). Any failure here poisons the log: records of
+    /// the batch may already be applied in memory.
     fn roll(&mut self) -> io::Result<()> {
-        self.write_buf()?;
-        self.segments.get_mut(&self.active).expect("active").file.seal()?;
+        self.seal_active()?;
         self.start_segment(self.active + 1)?;
         self.storage.sync_dir()
     }
@@ -335,17 +475,19 @@ impl Wal {
         }
         self.unsynced = false;
         self.last_sync_ms = now_ms;
+        self.synced.fetch_max(self.written_loc(), Ordering::AcqRel);
         Ok(Some(t.elapsed().as_micros() as u64))
     }
 
     /// Writes appended records (to the page cache) and returns a handle through which another
     /// thread makes them durable, or `None` when nothing new was written since the last call.
-    pub fn write_for_sync(&mut self) -> Result<Option<Arc<dyn SyncHandle>>, String> {
+    /// With the handle comes the location the sync will make durable (for [`Wal::synced_flag`]).
+    pub fn write_for_sync(&mut self) -> Result<Option<(Arc<dyn SyncHandle>, Loc)>, String> {
         self.write_checked()?;
         if !std::mem::take(&mut self.unsynced) {
             return Ok(None);
         }
-        Ok(Some(self.segments[&self.active].sync.clone()))
+        Ok(Some((self.segments[&self.active].sync.clone(), self.written_loc())))
     }
 
     /// Writes and fsyncs the active segment now, whatever was handed to other threads.
@@ -355,6 +497,7 @@ impl Wal {
             return Err(self.poison("fsync", &e));
         }
         self.unsynced = false;
+        self.synced.fetch_max(self.written_loc(), Ordering::AcqRel);
         Ok(())
     }
 
@@ -447,7 +590,12 @@ impl Wal {
         let mut data = vec![0u8; seg.file.len() as usize];
         seg.file.read_at(&mut data, 0)?;
         let mut out = Vec::new();
-        scan(&data, n, false, &mut |loc, r| out.push((loc, r))).map_err(|(off, why)| {
+        let mut keep = |loc, r| {
+            if !matches!(r, Record::Synced { .. }) {
+                out.push((loc, r))
+            }
+        };
+        scan(&data, n, false, &mut keep).map_err(|(off, why)| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{} at {off}: {why}", segment_name(n)),
@@ -477,6 +625,16 @@ pub fn poison(flag: &OnceLock<String>, msg: String) -> String {
     flag.get().expect("just set").clone()
 }
 
+fn file_header(n: u32) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&n.to_le_bytes());
+    let crc = crc32c::crc32c(&header[..20]);
+    header[20..24].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
 fn check_header(data: &[u8], n: u32) -> Result<(), String> {
     if data.len() < SEGMENT_HEADER_BYTES || &data[..8] != MAGIC {
         return Err("not a redrive write-ahead log segment (bad magic)".into());
@@ -485,9 +643,10 @@ fn check_header(data: &[u8], n: u32) -> Result<(), String> {
         return Err("segment header checksum mismatch".into());
     }
     let version = u32::from_le_bytes(data[8..12].try_into().unwrap());
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "format version {version} is not supported (this build reads {FORMAT_VERSION})"
+            "format version {version} is not supported (this build reads \
+             {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION})"
         ));
     }
     let seq = u32::from_le_bytes(data[12..16].try_into().unwrap());
@@ -514,10 +673,20 @@ fn scan(
         let frame = match frame_at(data, off) {
             Ok(frame) => frame,
             Err(why) => {
+                // A torn write is the end of the log. Synced records are always followed by a
+                // valid record (a later batch or a `Synced` marker), so a bad record with a
+                // valid one after it was acknowledged and is damaged.
                 if is_last && !(off + 1..data.len()).any(|o| frame_at(data, o).is_ok()) {
                     return Ok(off as u64);
                 }
-                return Err((off as u64, why.to_owned()));
+                if !is_last {
+                    return Err((off as u64, why.to_owned()));
+                }
+                let why = format!(
+                    "{why}, and valid records follow it: it was synced, so this is damage, not \
+                     a torn write"
+                );
+                return Err((off as u64, why));
             }
         };
         let rec = record::decode(frame)

@@ -19,6 +19,7 @@ const T_META: u8 = 4;
 const T_ATTEMPTS: u8 = 5;
 const T_REMOVE: u8 = 6;
 const T_DEDUP_KEY: u8 = 7;
+const T_SYNCED: u8 = 8;
 
 /// Sentinel for "no queue" in queue-id fields.
 pub const QID_NONE: u32 = u32::MAX;
@@ -86,6 +87,13 @@ pub enum Record {
         id: u128,
         enqueued_at: u64,
         key: String,
+    },
+    /// Written by the log itself once an fsync completed and nothing followed it: everything
+    /// in this segment before byte `upto` was durable. It exists so that the last acknowledged
+    /// records are never the end of the log, which is what tells a damaged record from a torn
+    /// write at recovery (see `wal::scan`). Never shown to the state machine.
+    Synced {
+        upto: u64,
     },
 }
 
@@ -257,6 +265,11 @@ impl Enc<'_> {
         self.str16(key);
     }
 
+    pub fn synced(&mut self, upto: u64) {
+        self.u8(T_SYNCED);
+        self.u64(upto);
+    }
+
     pub fn remove(&mut self, id: u128, version: u32) {
         self.u8(T_REMOVE);
         self.u128(id);
@@ -416,6 +429,7 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
             enqueued_at: d.u64()?,
             key: d.str16()?,
         },
+        T_SYNCED => Record::Synced { upto: d.u64()? },
         _ => return Err(DecodeError("unknown record type")),
     };
     if !d.b.is_empty() {

@@ -219,3 +219,112 @@ fn sealed_records_read_back_in_any_order_through_the_read_window() {
         assert!(wal.read(((seg as u64) << 32) | off).is_err(), "offset {off} of {len}");
     }
 }
+
+/// A byte flipped in the last record of an idle log: the marker written after the fsync
+/// follows it, so start-up refuses instead of truncating an acknowledged record.
+#[test]
+fn damaged_last_record_after_a_marker_stops_startup_but_a_torn_one_is_truncated() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    let locs = append_removes(&mut wal, 0..20);
+    wal.commit(Durability::Sync, 0).unwrap();
+    assert!(wal.wants_mark());
+    assert!(wal.mark_synced().unwrap(), "everything is synced: a marker goes in");
+    assert!(!wal.mark_synced().unwrap(), "one marker per write");
+    wal.commit(Durability::Sync, 0).unwrap();
+    drop(wal);
+
+    let last = *locs.last().unwrap();
+    let name = segment_name(loc_segment(last));
+    let off = (last & 0xffff_ffff) as usize;
+    s.with_file(&name, |d| d[off + FRAME_HEADER_BYTES + 2] ^= 0x10).unwrap();
+    let msg = open(&s).err().expect("damage after a marker is an error").to_string();
+    assert!(msg.contains(&format!("byte {off}")) && msg.contains("not a torn write"), "{msg}");
+    s.with_file(&name, |d| d[off + FRAME_HEADER_BYTES + 2] ^= 0x10).unwrap();
+    let (_, seen) = open(&s).unwrap();
+    assert_eq!(seen.len(), 20, "undamaged, it opens; markers are not replayed");
+
+    // The same bytes without the marker behind them read as a torn write: truncated.
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    let locs = append_removes(&mut wal, 0..20);
+    wal.commit(Durability::Sync, 0).unwrap();
+    drop(wal);
+    let last = *locs.last().unwrap();
+    let off = (last & 0xffff_ffff) as usize;
+    s.with_file(&segment_name(loc_segment(last)), |d| d[off + FRAME_HEADER_BYTES + 2] ^= 0x10);
+    let (_, seen) = open(&s).unwrap();
+    assert_eq!(seen.len(), 19);
+}
+
+#[test]
+fn no_marker_before_the_sync_completes() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    append_removes(&mut wal, 0..3);
+    let (handle, upto) = wal.write_for_sync().unwrap().expect("something to sync");
+    assert!(!wal.mark_synced().unwrap(), "the fsync has not completed");
+    handle.sync().unwrap();
+    wal.synced_flag().fetch_max(upto, Ordering::AcqRel);
+    assert!(wal.mark_synced().unwrap());
+}
+
+#[test]
+fn a_record_over_the_size_limit_is_refused_before_anything_is_written() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    append_removes(&mut wal, 0..2);
+    wal.commit(Durability::Sync, 0).unwrap();
+    let before = s.total_bytes();
+    let huge = "x".repeat(limits::RECORD_SIZE_MAX_BYTES as usize + 1);
+    let err = wal.append(|e| e.queue_put(1, 1, 0, 0, "q", &huge)).unwrap_err();
+    assert!(err.contains("RECORD_SIZE_MAX_BYTES"), "{err}");
+    assert!(wal.commit(Durability::Sync, 0).is_err(), "fail-stop: nothing after it is written");
+    assert_eq!(s.total_bytes(), before);
+    drop(wal);
+    let (_, seen) = open(&s).unwrap();
+    assert_eq!(seen.len(), 2, "the log still opens with what was acknowledged");
+}
+
+#[test]
+fn a_segment_that_cannot_be_created_refuses_writes_for_now_without_poisoning() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    let mut n = 0;
+    while wal.mem.len() + 4096 / 8 <= 4096 {
+        append_removes(&mut wal, n..n + 1);
+        n += 1;
+    }
+    wal.commit(Durability::Sync, 0).unwrap();
+    s.fail_creates(true);
+    let err = wal.make_room().unwrap_err();
+    assert!(
+        matches!(&err, Error::StoreUnavailable(m) if m.contains("Too many open files")),
+        "{err}"
+    );
+    assert!(wal.poisoned().is_none());
+    assert!(matches!(wal.make_room(), Err(Error::StoreUnavailable(_))), "still refused");
+    s.fail_creates(false);
+    wal.make_room().unwrap();
+    let loc = wal.append(|e| e.remove(999, 1)).unwrap();
+    wal.commit(Durability::Sync, 0).unwrap();
+    drop(wal);
+    let (_, seen) = open(&s).unwrap();
+    assert_eq!(seen.len() as u128, n + 1);
+    assert_eq!(seen.last().unwrap().0, loc);
+}
+
+#[test]
+fn a_full_disk_at_start_says_so() {
+    let s = MemStorage::new();
+    let (mut wal, _) = open(&s).unwrap();
+    append_removes(&mut wal, 0..3);
+    wal.commit(Durability::Sync, 0).unwrap();
+    drop(wal);
+    s.set_capacity(Some(s.total_bytes()));
+    let msg = open(&s).err().expect("no room for a new segment").to_string();
+    assert!(msg.contains("disk is full"), "{msg}");
+    s.set_capacity(Some(s.total_bytes() + 100));
+    let (_, seen) = open(&s).unwrap();
+    assert_eq!(seen.len(), 3, "a little space is enough to start");
+}

@@ -102,13 +102,16 @@ impl Code {
 pub struct SqsError {
     pub code: Code,
     pub message: String,
+    /// Whether to answer with `Retry-After` (not for a poisoned store: only a restart clears it).
+    pub retry_after: bool,
 }
 
 pub type SqsResult<T> = Result<T, SqsError>;
 
 impl SqsError {
     pub fn new(code: Code, message: impl Into<String>) -> SqsError {
-        SqsError { code, message: message.into() }
+        let retry_after = code.status() == 503;
+        SqsError { code, message: message.into(), retry_after }
     }
 
     pub fn invalid(message: impl Into<String>) -> SqsError {
@@ -147,9 +150,10 @@ impl From<Error> for SqsError {
             Error::JobNotFound(_) | Error::InvalidReceipt => Code::ReceiptHandleIsInvalid,
             Error::ProposalNotFound(_) | Error::PolicyNotFound(_) => Code::ResourceNotFound,
             Error::LimitExceeded { .. } => Code::OverLimit,
-            Error::Overloaded | Error::Poisoned(_) | Error::ShuttingDown => {
-                Code::ServiceUnavailable
-            }
+            Error::Overloaded
+            | Error::Poisoned(_)
+            | Error::StoreUnavailable(_)
+            | Error::ShuttingDown => Code::ServiceUnavailable,
             _ => Code::InternalError,
         };
         if !e.is_public() {
@@ -159,6 +163,6 @@ impl From<Error> for SqsError {
             Error::QueueNotFound(q) => format!("The specified queue does not exist: {q}."),
             e => e.to_string(),
         };
-        SqsError::new(code, message)
+        SqsError { retry_after: e.retry_after_s().is_some(), ..SqsError::new(code, message) }
     }
 }

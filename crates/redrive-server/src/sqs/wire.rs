@@ -208,7 +208,7 @@ pub fn error(protocol: Protocol, e: &SqsError, request_id: &str) -> Response {
         }
     };
     set(&mut resp, "x-amzn-requestid", request_id);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if e.retry_after {
         set(&mut resp, header::RETRY_AFTER, "1");
     }
     resp
