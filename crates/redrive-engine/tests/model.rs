@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use redrive_core::broker::{AckResult, FailRequest, NewJob, RedriveRequest};
 use redrive_core::model::{ErrorInfo, JobId, JobState, Priority};
-use redrive_core::{Error, QueuePatch};
+use redrive_core::{limits, Error, QueuePatch};
 use redrive_engine::{Durability, MemStorage, Store};
 
 const Q: &str = "q";
@@ -31,6 +31,9 @@ enum Op {
     Redrive,
     Purge,
     Restart { torn: usize },
+    /// Sets `count` tags whose keys and values are as long as allowed (or `value_len` long), in
+    /// four-byte characters: the largest queue configs must be acknowledged only if they fit.
+    Tag { count: usize, value_len: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -47,6 +50,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Redrive),
         1 => prop::bool::weighted(0.2).prop_map(|p| if p { Op::Purge } else { Op::Advance { ms: 1 } }),
         1 => (0usize..64).prop_map(|torn| Op::Restart { torn }),
+        1 => (prop_oneof![Just(50usize), Just(51), 0usize..4], prop_oneof![Just(256usize), Just(257), 0usize..300])
+            .prop_map(|(count, value_len)| Op::Tag { count, value_len }),
     ]
 }
 
@@ -88,6 +93,7 @@ impl MJob {
 struct Model {
     jobs: Vec<MJob>,
     keys: BTreeMap<u8, usize>,
+    tags: BTreeMap<String, String>,
     now: u64,
 }
 
@@ -185,7 +191,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     };
     store.put_queue(Q, &patch, now).unwrap();
     store.commit(now).unwrap();
-    let mut m = Model { jobs: Vec::new(), keys: BTreeMap::new(), now };
+    let mut m = Model { jobs: Vec::new(), keys: BTreeMap::new(), tags: BTreeMap::new(), now };
     let mut held: Vec<Held> = Vec::new();
     let err = |message: &str| ErrorInfo { kind: "E".into(), message: message.into(), detail: None };
 
@@ -338,6 +344,25 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 prop_assert_eq!(n, want);
             }
+            Op::Tag { count, value_len } => {
+                let wide = |n: usize| "\u{1d11e}".repeat(n);
+                let tags: BTreeMap<String, String> =
+                    (0..count).map(|i| (format!("{}{i:04}", wide(124)), wide(value_len))).collect();
+                let patch = QueuePatch { tags: Some(tags.clone()), ..QueuePatch::default() };
+                let fits = count <= limits::QUEUE_TAGS_COUNT_MAX
+                    && (count == 0 || value_len <= limits::QUEUE_TAG_VALUE_LENGTH_MAX);
+                match store.put_queue(Q, &patch, now) {
+                    Ok(_) => {
+                        prop_assert!(fits, "{count} tags of {value_len} characters accepted");
+                        m.tags = tags;
+                    }
+                    Err(e) => {
+                        prop_assert!(!fits, "refused: {e}");
+                        let on_tags = matches!(e, Error::InvalidParameter { field: "tags", .. });
+                        prop_assert!(on_tags, "refused for the wrong reason: {}", e);
+                    }
+                }
+            }
             Op::Restart { torn } => {
                 store.commit(now).unwrap();
                 drop(store);
@@ -364,6 +389,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 }
 
 fn check(store: &Store, m: &Model, now: u64) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&store.get_queue(Q, now).unwrap().config.tags, &m.tags);
     for (dlq, name) in [(false, Q), (true, DLQ)] {
         let s = store.queue_stats(name, now).unwrap();
         let c = &s.counts;
