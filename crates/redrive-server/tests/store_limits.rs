@@ -1,0 +1,160 @@
+//! What the store promises at its edges, seen through the HTTP router (in process): queue
+//! configs too large to log are refused before anything is acknowledged, a full disk gives a
+//! clear 503 while reads go on and loses nothing acknowledged, and only errors that clear by
+//! themselves carry `Retry-After`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use redrive_core::time::{Clock, SystemClock};
+use redrive_engine::{Durability, Engine, MemStorage, Store};
+use redrive_server::sqs::SqsSettings;
+use redrive_server::AppState;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct App {
+    router: axum::Router,
+    engine: Engine,
+}
+
+fn start(storage: &MemStorage) -> App {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Store::open(Box::new(storage.clone()), Durability::Sync, clock.now_ms())
+        .expect("the store opens");
+    let engine = Engine::start(store, clock);
+    let state = Arc::new(AppState::new(engine.handle.clone(), SqsSettings::default()));
+    App { router: redrive_server::router(state), engine }
+}
+
+struct Reply {
+    status: StatusCode,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+impl App {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        Reply { status, retry_after, body }
+    }
+
+    async fn native(&self, method: &str, path: &str, body: Value) -> Reply {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(req).await
+    }
+
+    async fn sqs(&self, action: &str, body: Value) -> Reply {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("x-amz-target", format!("AmazonSQS.{action}"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(req).await
+    }
+
+    async fn stop(self) {
+        drop(self.router);
+        self.engine.shutdown().await;
+    }
+}
+
+fn code(r: &Reply) -> &str {
+    r.body["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn queue_configs_too_large_to_log_are_refused_and_the_store_still_restarts() {
+    let storage = MemStorage::new();
+    let app = start(&storage);
+    let huge = "x".repeat(2_200_000);
+    let r = app.native("PUT", "/v1/queues/q", json!({ "tags": { "t": huge } })).await;
+    assert_eq!((r.status, code(&r)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "{}", r.body);
+    assert!(app.native("GET", "/v1/queues/q", json!({})).await.status == StatusCode::NOT_FOUND);
+
+    let r = app.native("PUT", "/v1/queues/q", json!({ "visibility_timeout_ms": 1000 })).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let url = "http://localhost:9324/000000000000/q";
+    let r = app.sqs("TagQueue", json!({ "QueueUrl": url, "Tags": { "big": huge } })).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let tags: serde_json::Map<String, Value> =
+        (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let r = app.sqs("TagQueue", json!({ "QueueUrl": url, "Tags": tags })).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "51 tags: {}", r.body);
+    let policy = format!("{{\"Version\":\"2012-10-17\",\"Id\":\"{}\"}}", "p".repeat(2 << 20));
+    let attrs = json!({ "QueueUrl": url, "Attributes": { "Policy": policy } });
+    let r = app.sqs("SetQueueAttributes", attrs).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "a 2 MiB policy: {}", r.body);
+
+    // The largest config that is allowed is acknowledged and reads back after a restart.
+    let wide = |n: usize| "\u{1d11e}".repeat(n);
+    let tags: serde_json::Map<String, Value> =
+        (0..50).map(|i| (format!("{}{i:04}", wide(124)), json!(wide(256)))).collect();
+    let r = app.native("PUT", "/v1/queues/q", json!({ "tags": tags })).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    app.stop().await;
+
+    let app = start(&storage.crash(0));
+    let r = app.native("GET", "/v1/queues/q", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["config"]["tags"].as_object().unwrap().len(), 50);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_clearly_keeps_reads_and_loses_nothing_acknowledged() {
+    let storage = MemStorage::new();
+    let app = start(&storage);
+    assert!(app.native("PUT", "/v1/queues/q", json!({})).await.status.is_success());
+    storage.set_capacity(Some(storage.total_bytes() + 20_000));
+    let mut acked = Vec::new();
+    let failure = loop {
+        let body =
+            json!({ "jobs": [{ "body": format!("job {} {}", acked.len(), "x".repeat(500)) }] });
+        let r = app.native("POST", "/v1/queues/q/jobs", body).await;
+        if !r.status.is_success() {
+            break r;
+        }
+        acked.push(r.body["jobs"][0]["id"].as_str().unwrap().to_owned());
+        assert!(acked.len() < 1000, "the disk never filled");
+    };
+    assert_eq!(failure.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&failure), "store_poisoned");
+    let msg = failure.body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("No space left on device"), "names the cause: {msg}");
+    assert!(failure.retry_after.is_none(), "a poisoned store does not clear by waiting");
+    assert!(acked.len() > 5, "{} jobs before the disk filled", acked.len());
+
+    let r = app.native("GET", &format!("/v1/jobs/{}", acked[0]), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "reads keep working: {}", r.body);
+    let r = app.native("GET", "/v1/queues/q/stats", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app.native("GET", "/readyz", json!({})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "not ready for writes: {}", r.body);
+    app.stop().await;
+
+    // Space freed, restarted: every acknowledged job is there and writes work again.
+    let storage = storage.crash(0);
+    storage.set_capacity(None);
+    let app = start(&storage);
+    for id in &acked {
+        let r = app.native("GET", &format!("/v1/jobs/{id}"), json!({})).await;
+        assert_eq!(r.body["state"], "ready", "{id}: {}", r.body);
+    }
+    let r = app.native("POST", "/v1/queues/q/jobs", json!({ "jobs": [{ "body": "after" }] })).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    app.stop().await;
+}
