@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{QueueConfig, QueuePatch};
 use crate::error::Result;
+use crate::limits;
 use crate::model::{Attempt, DeadReason, ErrorInfo, JobId, JobState, Priority};
 
 /// One job to enqueue.
@@ -272,6 +273,43 @@ pub struct Health {
     pub durability: String,
 }
 
+/// The kinds of control-plane documents a store keeps beside its queues: small JSON texts by
+/// key, written by the server (not by the state machine), last write wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum DocKind {
+    /// A triage proposal awaiting or after a person's decision, by proposal id.
+    TriageProposal = 1,
+    /// The triage policy a person set for a queue, by queue name.
+    TriagePolicy = 2,
+}
+
+impl DocKind {
+    pub fn from_u8(v: u8) -> Option<DocKind> {
+        match v {
+            1 => Some(DocKind::TriageProposal),
+            2 => Some(DocKind::TriagePolicy),
+            _ => None,
+        }
+    }
+
+    /// The name of the limit on how many documents of this kind a store holds.
+    pub fn limit_name(self) -> &'static str {
+        match self {
+            DocKind::TriageProposal => "TRIAGE_PROPOSALS_COUNT_MAX",
+            DocKind::TriagePolicy => "QUEUES_MAX",
+        }
+    }
+
+    /// How many documents of this kind a store holds at most.
+    pub fn count_max(self) -> usize {
+        match self {
+            DocKind::TriageProposal => limits::TRIAGE_PROPOSALS_COUNT_MAX,
+            DocKind::TriagePolicy => limits::QUEUES_MAX,
+        }
+    }
+}
+
 /// A store of queues and jobs. Every method is atomic; a returned `Ok` for a write means the
 /// write is durable under the store's configured durability.
 pub trait Broker: Send + Sync + 'static {
@@ -310,5 +348,16 @@ pub trait Broker: Send + Sync + 'static {
     fn purge(&self, queue: String) -> impl Future<Output = Result<u64>> + Send;
     /// Deletes one job that is not leased.
     fn delete_job(&self, id: JobId) -> impl Future<Output = Result<()>> + Send;
+    /// Stores a document (`Some`) or deletes it (`None`; deleting a missing one is not an
+    /// error). Keys are at most `DOC_KEY_BYTES_MAX`, values `DOC_VALUE_BYTES_MAX`, and a kind
+    /// holds at most [`DocKind::count_max`] documents (`limit_exceeded` past it).
+    fn put_doc(
+        &self,
+        kind: DocKind,
+        key: String,
+        value: Option<String>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Every document of a kind, by key.
+    fn list_docs(&self, kind: DocKind) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
     fn health(&self) -> Health;
 }

@@ -90,6 +90,18 @@ pub const INFLIGHT_PER_QUEUE_MAX: usize = 120_000;
 pub const DEAD_PAGE_COUNT_MAX: usize = 1000;
 pub const REDRIVE_COUNT_MAX: usize = 100_000;
 
+/// Control-plane documents (triage proposals, policies): bytes of a key and of a value.
+pub const DOC_KEY_BYTES_MAX: usize = 128;
+pub const DOC_VALUE_BYTES_MAX: usize = 256 * 1024;
+/// Triage proposals one server keeps (at the bound, the oldest decided one is forgotten; when
+/// all are pending, new ones get 429), the jobs one proposal names, and the bytes of a posted
+/// proposal (its stored form adds the decision and its result, one line per job).
+pub const TRIAGE_PROPOSALS_COUNT_MAX: usize = 4000;
+pub const TRIAGE_PROPOSAL_JOBS_COUNT_MAX: usize = 1000;
+pub const TRIAGE_PROPOSAL_POSTED_BYTES_MAX: usize = 96 * 1024;
+/// Bytes of one job's line in an executed proposal's result.
+pub const TRIAGE_RESULT_LINE_BYTES_MAX: usize = 150;
+
 /// HTTP request body bound: a full enqueue batch of small jobs, or one maximal job plus framing.
 pub const REQUEST_BODY_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Requests served at once by one server, and how long one may take in all, long poll included
@@ -141,6 +153,13 @@ const _: () = assert!(
         + 4096)
         <= RECORD_SIZE_MAX_BYTES as usize
 );
+const _: () = assert!(
+    TRIAGE_PROPOSAL_POSTED_BYTES_MAX
+        + TRIAGE_PROPOSAL_JOBS_COUNT_MAX * TRIAGE_RESULT_LINE_BYTES_MAX
+        + 4096
+        <= DOC_VALUE_BYTES_MAX
+);
+const _: () = assert!(DOC_VALUE_BYTES_MAX + DOC_KEY_BYTES_MAX + 64 <= RECORD_SIZE_MAX_BYTES as usize);
 const _: () = assert!(RECORD_SIZE_MAX_BYTES <= SEGMENT_SIZE_MAX_BYTES / 4);
 const _: () = assert!(MESSAGE_SIZE_MAX_BYTES as usize + 64 * 1024 <= REQUEST_BODY_MAX_BYTES);
 const _: () = assert!(CONNECTIONS_OPEN_MIN <= CONNECTIONS_OPEN_MAX);

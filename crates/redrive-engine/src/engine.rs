@@ -56,6 +56,8 @@ enum Cmd {
     Redrive(String, RedriveRequest, Reply<RedriveResult>),
     Purge(String, Reply<u64>),
     DeleteJob(JobId, Reply<()>),
+    PutDoc(DocKind, String, Option<String>, Reply<()>),
+    ListDocs(DocKind, Reply<Vec<(String, String)>>),
     Snapshot(Reply<Snapshot>),
     /// Shutdown has begun: answer parked long polls now and park no more.
     Drain(Reply<()>),
@@ -407,6 +409,14 @@ impl Loop {
                 let r = s.delete_job(id);
                 self.defer(tx, r, true)
             }
+            Cmd::PutDoc(kind, key, value, tx) => {
+                let r = s.put_doc(kind, &key, value.as_deref());
+                self.defer(tx, r, true)
+            }
+            Cmd::ListDocs(kind, tx) => {
+                let r = Ok(s.list_docs(kind));
+                self.defer(tx, r, false)
+            }
             Cmd::Drain(tx) => {
                 self.draining = true;
                 let ids: Vec<u64> = self.waiters.keys().copied().collect();
@@ -663,6 +673,12 @@ impl Broker for EngineHandle {
     }
     async fn delete_job(&self, id: JobId) -> Result<()> {
         self.call(|tx| Cmd::DeleteJob(id, tx)).await
+    }
+    async fn put_doc(&self, kind: DocKind, key: String, value: Option<String>) -> Result<()> {
+        self.call(|tx| Cmd::PutDoc(kind, key, value, tx)).await
+    }
+    async fn list_docs(&self, kind: DocKind) -> Result<Vec<(String, String)>> {
+        self.call(|tx| Cmd::ListDocs(kind, tx)).await
     }
     fn health(&self) -> Health {
         Health { poisoned: self.poisoned.get().cloned(), durability: self.durability.to_string() }

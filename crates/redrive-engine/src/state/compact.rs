@@ -98,6 +98,8 @@ impl Store {
                 }
                 Record::QueueDelete { .. } | Record::Remove { .. } => self.wal.hold(loc, -1),
                 Record::Synced { .. } => {} // never returned by `records`
+                Record::Doc { value: None, .. } => self.wal.hold(loc, -1),
+                Record::Doc { kind, key, .. } => self.move_doc(loc, kind, &key)?,
                 Record::Enqueue(e) => self.move_enqueue(loc, &e)?,
                 Record::DedupKey { qid, id, enqueued_at, key } => {
                     let k = (qid, Box::<str>::from(key.as_str()));

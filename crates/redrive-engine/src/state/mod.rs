@@ -12,9 +12,11 @@
 //! - `timers`: delays, lease expiry, retention, forgetting completed jobs, dedup expiry.
 //! - `recover`: rebuilding the store from the WAL.
 //! - `compact`: reclaiming WAL space.
+//! - `docs`: control-plane documents (triage proposals and policies).
 
 mod compact;
 mod dead;
+mod docs;
 mod jobs;
 mod queue;
 mod recover;
@@ -104,6 +106,9 @@ pub struct Store {
     /// Queues that gained ready jobs since the engine last looked (for long-poll waiters).
     pub(crate) woken: Vec<u32>,
     pub(crate) compact_watch: compact::CompactWatch,
+    /// Control-plane documents by (kind, key), and the newest version handed out.
+    pub(crate) docs: std::collections::BTreeMap<(u8, Box<str>), docs::Doc>,
+    pub(crate) doc_version: u64,
     /// Set by [`Store::make_room`] while the log cannot take writes (nothing is poisoned).
     pub(crate) refusal: Option<Error>,
     pub metrics: Metrics,

@@ -34,6 +34,8 @@ struct Fold {
     keys: Vec<(u32, Box<str>, u128, u64, Loc)>,
     tombstones: Vec<Loc>,
     keyed: FxHashSet<u128>,
+    /// The newest version of each document: (version, value or deleted, record).
+    docs: FxHashMap<(u8, Box<str>), (u64, Option<String>, Loc)>,
 }
 
 fn corrupt(reason: String) -> OpenError {
@@ -125,6 +127,15 @@ impl Fold {
                 }
             }
             Record::Synced { .. } => {} // the log keeps these to itself
+            Record::Doc { kind, key, version, value } => {
+                if value.is_none() {
+                    self.tombstones.push(loc);
+                }
+                let k = (kind, key.into_boxed_str());
+                if self.docs.get(&k).is_none_or(|d| d.0 < version) {
+                    self.docs.insert(k, (version, value, loc));
+                }
+            }
         }
     }
 }
@@ -169,6 +180,8 @@ impl Store {
             last_id: 0,
             woken: Vec::new(),
             compact_watch: Default::default(),
+            docs: Default::default(),
+            doc_version: 0,
             refusal: None,
             metrics: Metrics::default(),
         };
@@ -178,6 +191,13 @@ impl Store {
         }
         store.restore_jobs(fold.jobs, &fold.keyed, fold.worker_names, now)?;
         store.restore_dedup(fold.keys, now);
+        for (k, (version, value, loc)) in fold.docs {
+            store.doc_version = store.doc_version.max(version);
+            if let Some(value) = value {
+                store.wal.hold(loc, 1);
+                store.docs.insert(k, super::docs::Doc { version, value, loc });
+            }
+        }
         store.revoke_leases(now).map_err(|e| OpenError::Io {
             doing: "revoke leases".into(),
             source: std::io::Error::other(e),

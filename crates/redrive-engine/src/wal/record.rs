@@ -20,6 +20,7 @@ const T_ATTEMPTS: u8 = 5;
 const T_REMOVE: u8 = 6;
 const T_DEDUP_KEY: u8 = 7;
 const T_SYNCED: u8 = 8;
+const T_DOC: u8 = 9;
 
 /// Sentinel for "no queue" in queue-id fields.
 pub const QID_NONE: u32 = u32::MAX;
@@ -94,6 +95,14 @@ pub enum Record {
     /// write at recovery (see `wal::scan`). Never shown to the state machine.
     Synced {
         upto: u64,
+    },
+    /// A control-plane document (`redrive_core::broker::DocKind`) or, with no value, its
+    /// deletion. Replay keeps the highest version per `(kind, key)`.
+    Doc {
+        kind: u8,
+        key: String,
+        version: u64,
+        value: Option<String>,
     },
 }
 
@@ -265,6 +274,20 @@ impl Enc<'_> {
         self.str16(key);
     }
 
+    pub fn doc(&mut self, kind: u8, key: &str, version: u64, value: Option<&str>) {
+        self.u8(T_DOC);
+        self.u8(kind);
+        self.str16(key);
+        self.u64(version);
+        match value {
+            Some(v) => {
+                self.u8(1);
+                self.str32(v);
+            }
+            None => self.u8(0),
+        }
+    }
+
     pub fn synced(&mut self, upto: u64) {
         self.u8(T_SYNCED);
         self.u64(upto);
@@ -430,6 +453,16 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
             key: d.str16()?,
         },
         T_SYNCED => Record::Synced { upto: d.u64()? },
+        T_DOC => Record::Doc {
+            kind: d.u8()?,
+            key: d.str16()?,
+            version: d.u64()?,
+            value: match d.u8()? {
+                0 => None,
+                1 => Some(d.str32()?),
+                _ => return Err(DecodeError("bad presence byte")),
+            },
+        },
         _ => return Err(DecodeError("unknown record type")),
     };
     if !d.b.is_empty() {
