@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use redrive_client::{Client, DeadQuery, JobInfo, RedriveRequest};
+use redrive_core::limits;
 use redrive_core::model::{JobId, Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -406,6 +407,21 @@ impl Agent {
         decided: &Decided,
         ids: &[JobId],
     ) -> Result<Vec<JobId>, String> {
+        let mut patched = Vec::new();
+        for chunk in ids.chunks(limits::TRIAGE_PROPOSAL_JOBS_COUNT_MAX) {
+            patched.extend(self.patch_chunk(queue, key, decided, chunk).await?);
+        }
+        Ok(patched)
+    }
+
+    /// One proposal's worth of [`Agent::patch_through_server`].
+    async fn patch_chunk(
+        &self,
+        queue: &str,
+        key: &GroupKey,
+        decided: &Decided,
+        ids: &[JobId],
+    ) -> Result<Vec<JobId>, String> {
         let body = proposal(queue, key, decided, ids, "auto_patch: executed by the agent", None);
         let p = self.client.propose(&body).await.map_err(|e| e.to_string())?;
         let id = p["id"].as_str().ok_or("the server answered no proposal id")?;
@@ -426,8 +442,8 @@ impl Agent {
         Ok(patched)
     }
 
-    /// Stores a proposal on the server for the jobs a person decides; returns its id (or why it
-    /// could not be stored).
+    /// Stores a proposal on the server for the jobs a person decides (one per
+    /// `TRIAGE_PROPOSAL_JOBS_COUNT_MAX` jobs); returns their ids (or why one could not be stored).
     async fn propose(
         &self,
         queue: &str,
@@ -442,10 +458,15 @@ impl Agent {
             Some(Verdict::Propose(r) | Verdict::Escalate(r)) => r,
             _ => return None,
         };
-        match self.client.propose(&proposal(queue, key, decided, ids, reason, escalation)).await {
-            Ok(p) => p["id"].as_str().map(str::to_owned),
-            Err(e) => Some(format!("not stored: {e}")),
+        let mut stored = Vec::new();
+        for chunk in ids.chunks(limits::TRIAGE_PROPOSAL_JOBS_COUNT_MAX) {
+            let body = proposal(queue, key, decided, chunk, reason, escalation);
+            stored.push(match self.client.propose(&body).await {
+                Ok(p) => p["id"].as_str().unwrap_or("(no id)").to_owned(),
+                Err(e) => format!("not stored: {e}"),
+            });
         }
+        Some(stored.join(", "))
     }
 
     /// Posts one message per group to the webhook (Slack-compatible `text`), with retries.
