@@ -351,7 +351,9 @@ impl Store {
         } else {
             None
         };
-        self.update(id, |m, _| m.failures = failures)?;
+        // Counted in memory and logged by the one transition below: a crash between two records
+        // would leave a job past its attempt limit alive in its queue, or a retry without its delay.
+        self.jobs.get_mut(&id).expect("leased").meta.failures = failures;
         if let Some(reason) = reason {
             self.die(id, reason, now)?;
             let m = self.jobs[&id].meta;

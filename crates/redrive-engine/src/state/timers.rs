@@ -90,7 +90,8 @@ impl Store {
         let max = super::max_attempts_of(&m, &q.config);
         let failures = m.failures + 1;
         if max.is_some() {
-            self.update(id, |m, _| m.failures = failures)?;
+            // Logged with the transition below, in one record (see `Store::fail`).
+            self.jobs.get_mut(&id).expect("leased").meta.failures = failures;
         }
         if max.is_some_and(|max| failures >= max) {
             return self.die(id, DeadReason::MaxAttempts, now);
