@@ -165,6 +165,12 @@ impl Store {
                 if state == JobState::Leased && job.group != 0 {
                     if let Some(q) = self.queues.get_mut(&m.qid) {
                         q.release_group(job.group);
+                        // The group's next job may have been ready all along, held back: long
+                        // polls on this queue must look again (an ack places nothing ready).
+                        if !q.woken {
+                            q.woken = true;
+                            self.woken.push(m.qid);
+                        }
                     }
                 }
             }
