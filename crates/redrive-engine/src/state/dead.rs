@@ -89,7 +89,12 @@ impl Store {
                         max: limits::REDRIVE_COUNT_MAX,
                     });
                 }
+                // An id named twice is one job: it moves once and is counted once.
+                let mut named = std::collections::HashSet::with_capacity(ids.len());
                 for id in ids {
+                    if !named.insert(id.0) {
+                        continue;
+                    }
                     if !self.queues[&qid].dead.contains(&id.0) {
                         return Err(Error::invalid(
                             "ids",
