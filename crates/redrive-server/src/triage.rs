@@ -5,21 +5,22 @@
 //! `redrive:patched_from` names the dead job) and deletes the dead one; `escalate` and `hold` are
 //! acknowledged. Escalations are stored as proposals too, with their webhook delivery, for a
 //! person to acknowledge. The server also keeps a triage policy per queue
-//! (`/v1/triage/policies/{queue}`) that agents apply before their own. Both are kept in JSON
-//! files in the data directory.
+//! (`/v1/triage/policies/{queue}`) that agents apply before their own. Both are documents in
+//! the store ([`DocKind`]), written through the engine's group commit and bounded; this module
+//! keeps a copy in memory for reads, loaded at start-up ([`load`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path as FsPath;
 use std::sync::Mutex;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use redrive_core::broker::{NewJob, RedriveRequest};
+use redrive_core::broker::{DocKind, NewJob, RedriveRequest};
 use redrive_core::model::JobId;
 use redrive_core::time::{to_rfc3339, Clock, SystemClock};
-use redrive_core::{Broker, Error};
+use redrive_core::{limits, Broker, Error};
 use redrive_triage::policy::Policy;
 use redrive_triage::{Action, Decision};
 use serde::{Deserialize, Serialize};
@@ -53,9 +54,19 @@ pub struct NewProposal {
     pub decision: Decision,
     /// Why the policy asked a person.
     pub reason: String,
-    /// For escalations: whether the webhook took it (`{"delivered", "error"?}`).
+    /// For escalations: whether the webhook took it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub escalation: Option<Value>,
+    pub escalation: Option<Escalation>,
+}
+
+/// What the triage agent reports about an escalation's webhook (its `agent::Escalation`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    pub delivered: bool,
+    /// Why the webhook did not take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,23 +88,13 @@ pub struct Proposal {
     pub result: Option<Value>,
 }
 
-/// The store: in memory, written through to a file when one is given.
+/// The proposals in the store, as last written through [`Proposals::put`] (or loaded).
 #[derive(Default)]
 pub struct Proposals {
-    file: Option<PathBuf>,
     all: Mutex<Vec<Proposal>>,
 }
 
 impl Proposals {
-    /// Loads the proposals kept in `file` (none if it does not exist yet).
-    pub fn open(file: PathBuf) -> std::io::Result<Proposals> {
-        Ok(Proposals { all: Mutex::new(load_json(&file)?), file: Some(file) })
-    }
-
-    fn save(&self, all: &[Proposal]) -> Result<(), Error> {
-        save_json(self.file.as_deref(), all)
-    }
-
     /// Takes a pending proposal for deciding: under the lock, so two decisions racing for the
     /// same proposal cannot both run it.
     fn claim(&self, id: &str, by: &str, status: Status) -> Result<Proposal, Error> {
@@ -140,62 +141,105 @@ impl Proposals {
             .ok_or_else(|| Error::ProposalNotFound(id.to_owned()))
     }
 
-    fn put(&self, p: Proposal) -> Result<Proposal, Error> {
+    /// Stores `p` (replacing the proposal with its id), then updates the copy in memory.
+    async fn put(&self, broker: &impl Broker, p: Proposal) -> Result<Proposal, Error> {
+        let text = serde_json::to_string(&p).expect("serializes");
+        broker.put_doc(DocKind::TriageProposal, p.id.clone(), Some(text)).await?;
         let mut all = self.all.lock().expect("not poisoned");
         match all.iter_mut().find(|x| x.id == p.id) {
             Some(x) => *x = p.clone(),
             None => all.push(p.clone()),
         }
-        self.save(&all)?;
         Ok(p)
     }
-}
 
-/// Loads a JSON file, or the default value if it does not exist yet.
-fn load_json<T: serde::de::DeserializeOwned + Default>(
-    file: &std::path::Path,
-) -> std::io::Result<T> {
-    match std::fs::read(file) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
-        Err(e) => Err(e),
+    /// Makes room for one more proposal: at `TRIAGE_PROPOSALS_COUNT_MAX`, the oldest decided
+    /// one is forgotten; when every proposal still waits for a person, nothing is.
+    async fn make_room(&self, broker: &impl Broker) -> Result<(), Error> {
+        let oldest_decided = {
+            let all = self.all.lock().expect("not poisoned");
+            if all.len() < limits::TRIAGE_PROPOSALS_COUNT_MAX {
+                return Ok(());
+            }
+            let decided = |p: &&Proposal| matches!(p.status, Status::Approved | Status::Rejected);
+            all.iter().find(decided).map(|p| p.id.clone())
+        };
+        let Some(id) = oldest_decided else {
+            return Err(Error::LimitExceeded {
+                limit: "TRIAGE_PROPOSALS_COUNT_MAX",
+                max: limits::TRIAGE_PROPOSALS_COUNT_MAX as u64,
+            });
+        };
+        broker.put_doc(DocKind::TriageProposal, id.clone(), None).await?;
+        self.all.lock().expect("not poisoned").retain(|p| p.id != id);
+        Ok(())
     }
 }
 
-/// Writes a JSON file durably: a temporary file, fsynced, renamed over the old one, and the
-/// directory fsynced. Nothing is written without a file (an in-memory store).
-fn save_json<T: Serialize + ?Sized>(
-    file: Option<&std::path::Path>,
-    value: &T,
-) -> Result<(), Error> {
-    let Some(file) = file else { return Ok(()) };
-    let tmp = file.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(value).expect("serializes");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write as _;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, file)?;
-        if let Some(dir) = file.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| Error::Internal(format!("writing {}: {e}", file.display())))
+/// Fills the copies in memory from the store's documents (at start-up).
+pub async fn load(state: &crate::AppState) -> Result<(), Error> {
+    let mut proposals = Vec::new();
+    for (id, text) in state.broker.list_docs(DocKind::TriageProposal).await? {
+        let p: Proposal = serde_json::from_str(&text)
+            .map_err(|e| Error::Internal(format!("stored triage proposal {id}: {e}")))?;
+        proposals.push(p);
+    }
+    // Ids are UUIDv7: in creation order once sorted.
+    proposals.sort_by(|a, b| a.id.cmp(&b.id));
+    *state.proposals.all.lock().expect("not poisoned") = proposals;
+    let mut policies = BTreeMap::new();
+    for (queue, text) in state.broker.list_docs(DocKind::TriagePolicy).await? {
+        let p: Policy = serde_json::from_str(&text)
+            .map_err(|e| Error::Internal(format!("stored triage policy of {queue}: {e}")))?;
+        policies.insert(queue, p);
+    }
+    *state.policies.all.lock().expect("not poisoned") = policies;
+    Ok(())
 }
 
-/// Triage policies by queue, set by a person through the API.
+/// Moves proposals and policies that an older version kept in JSON files beside the log into
+/// the store, then renames each file to `*.imported`. Returns how many documents it moved.
+pub async fn import_files(
+    state: &crate::AppState,
+    proposals: &FsPath,
+    policies: &FsPath,
+) -> Result<usize, Error> {
+    let mut moved = 0;
+    for p in read_json::<Vec<Proposal>>(proposals)?.into_iter().flatten() {
+        state.proposals.make_room(&state.broker).await?;
+        state.proposals.put(&state.broker, p).await?;
+        moved += 1;
+    }
+    for (queue, p) in read_json::<BTreeMap<String, Policy>>(policies)?.into_iter().flatten() {
+        let text = serde_json::to_string(&p).expect("serializes");
+        state.broker.put_doc(DocKind::TriagePolicy, queue.clone(), Some(text)).await?;
+        state.policies.all.lock().expect("not poisoned").insert(queue, p);
+        moved += 1;
+    }
+    for file in [proposals, policies] {
+        if file.exists() {
+            std::fs::rename(file, file.with_extension("json.imported"))
+                .map_err(|e| Error::Internal(format!("renaming {}: {e}", file.display())))?;
+        }
+    }
+    Ok(moved)
+}
+
+/// A JSON file, or `None` if it does not exist.
+fn read_json<T: serde::de::DeserializeOwned>(file: &FsPath) -> Result<Option<T>, Error> {
+    let bad =
+        |e: &dyn std::fmt::Display| Error::Internal(format!("reading {}: {e}", file.display()));
+    match std::fs::read(file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| bad(&e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(bad(&e)),
+    }
+}
+
+/// Triage policies by queue, set by a person through the API (the store's, as last written).
 #[derive(Default)]
 pub struct Policies {
-    file: Option<PathBuf>,
     all: Mutex<BTreeMap<String, Policy>>,
-}
-
-impl Policies {
-    pub fn open(file: PathBuf) -> std::io::Result<Policies> {
-        Ok(Policies { all: Mutex::new(load_json(&file)?), file: Some(file) })
-    }
 }
 
 async fn list_policies(State(s): State<Shared>) -> Json<Value> {
@@ -219,16 +263,18 @@ async fn put_policy(
     if !(0.0..=1.0).contains(&p.min_confidence) {
         return Err(Error::invalid("min_confidence", "from 0 to 1").into());
     }
-    let mut all = s.policies.all.lock().expect("not poisoned");
-    all.insert(q, p.clone());
-    save_json(s.policies.file.as_deref(), &*all)?;
+    let text = serde_json::to_string(&p).expect("serializes");
+    s.broker.put_doc(DocKind::TriagePolicy, q.clone(), Some(text)).await?;
+    s.policies.all.lock().expect("not poisoned").insert(q, p.clone());
     Ok(Json(p))
 }
 
 async fn delete_policy(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<StatusCode> {
-    let mut all = s.policies.all.lock().expect("not poisoned");
-    all.remove(&q).ok_or_else(|| Error::PolicyNotFound(q.clone()))?;
-    save_json(s.policies.file.as_deref(), &*all)?;
+    if !s.policies.all.lock().expect("not poisoned").contains_key(&q) {
+        return Err(Error::PolicyNotFound(q).into());
+    }
+    s.broker.put_doc(DocKind::TriagePolicy, q.clone(), None).await?;
+    s.policies.all.lock().expect("not poisoned").remove(&q);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -253,6 +299,17 @@ async fn create(
     if n.job_ids.is_empty() {
         return Err(Error::invalid("job_ids", "a proposal names at least one job").into());
     }
+    if n.job_ids.len() > limits::TRIAGE_PROPOSAL_JOBS_COUNT_MAX {
+        let (count, max) = (n.job_ids.len(), limits::TRIAGE_PROPOSAL_JOBS_COUNT_MAX);
+        return Err(Error::BatchTooLarge { count, max }.into());
+    }
+    let size = serde_json::to_vec(&n).expect("serializes").len();
+    if size > limits::TRIAGE_PROPOSAL_POSTED_BYTES_MAX {
+        let max = limits::TRIAGE_PROPOSAL_POSTED_BYTES_MAX;
+        let why = format!("{size} bytes is over TRIAGE_PROPOSAL_POSTED_BYTES_MAX ({max})");
+        return Err(Error::invalid("proposal", why).into());
+    }
+    s.proposals.make_room(&s.broker).await?;
     if !(0.0..=1.0).contains(&n.decision.confidence) {
         return Err(Error::invalid("decision.confidence", "from 0 to 1").into());
     }
@@ -266,7 +323,7 @@ async fn create(
         decided_at: None,
         result: None,
     };
-    Ok((StatusCode::CREATED, Json(s.proposals.put(p)?)))
+    Ok((StatusCode::CREATED, Json(s.proposals.put(&s.broker, p).await?)))
 }
 
 #[derive(Deserialize)]
@@ -309,7 +366,7 @@ async fn reject(
     p.decided_by = Some(v.by);
     p.decided_why = v.why;
     p.decided_at = Some(now());
-    Ok(Json(s.proposals.put(p)?))
+    Ok(Json(s.proposals.put(&s.broker, p).await?))
 }
 
 async fn approve(
@@ -324,7 +381,7 @@ async fn approve(
     p.decided_by = Some(v.by);
     p.decided_why = v.why;
     p.decided_at = Some(now());
-    Ok(Json(s.proposals.put(p)?))
+    Ok(Json(s.proposals.put(&s.broker, p).await?))
 }
 
 /// Runs an approved proposal's action; returns what it did.
@@ -351,7 +408,7 @@ async fn execute(s: &Shared, p: &Proposal) -> Result<Value, Error> {
             for &id in &p.proposed.job_ids {
                 match patched_redrive(s, id, patch).await {
                     Ok(new_id) => done.push(json!({ "from": id, "to": new_id })),
-                    Err(e) => failed.push(json!({ "id": id, "error": e.to_string() })),
+                    Err(e) => failed.push(json!({ "id": id, "error": result_line(&e) })),
                 }
             }
             if done.is_empty() && !failed.is_empty() {
@@ -363,6 +420,21 @@ async fn execute(s: &Shared, p: &Proposal) -> Result<Value, Error> {
             Ok(json!({ "patched": done, "failed": failed }))
         }
     }
+}
+
+/// An error as one job's line of a stored result: cut so that a result naming every job of a
+/// proposal stays within `TRIAGE_RESULT_LINE_BYTES_MAX` a job.
+fn result_line(e: &Error) -> String {
+    let mut text = e.to_string();
+    if text.len() > limits::TRIAGE_RESULT_LINE_BYTES_MAX - 60 {
+        let mut cut = limits::TRIAGE_RESULT_LINE_BYTES_MAX - 63;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 /// Replaces one dead job by its patched copy in its source queue.

@@ -5,7 +5,7 @@ use axum::Json;
 use redrive_core::broker::{
     AckResult, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob, ReceiveRequest,
 };
-use redrive_core::model::JobId;
+use redrive_core::model::{ErrorInfo, JobId};
 use redrive_core::time::to_rfc3339;
 use redrive_core::{Broker, Error};
 use serde::{Deserialize, Serialize};
@@ -100,11 +100,42 @@ pub async fn ack(
     Ok(Json(AckReply { results: s.broker.ack(b.receipts).await? }))
 }
 
+/// `/v1/fail`'s body: [`FailRequest`], with unknown fields refused inside `error` too. (The core
+/// `ErrorInfo` is also what clients read back in attempt logs, where fields added later must not
+/// break them, so it stays lenient.)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailBody {
+    receipt: String,
+    error: FailError,
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
+    #[serde(default)]
+    non_retryable: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailError {
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
 pub async fn fail(
     State(s): State<Shared>,
-    JsonBody(b): JsonBody<FailRequest>,
+    JsonBody(b): JsonBody<FailBody>,
 ) -> ApiResult<Json<FailResult>> {
-    Ok(Json(s.broker.fail(b).await?))
+    let FailError { kind, message, detail } = b.error;
+    let req = FailRequest {
+        receipt: b.receipt,
+        error: ErrorInfo { kind, message, detail },
+        retry_after_ms: b.retry_after_ms,
+        non_retryable: b.non_retryable,
+    };
+    Ok(Json(s.broker.fail(req).await?))
 }
 
 #[derive(Deserialize)]
