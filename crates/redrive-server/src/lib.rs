@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`error`]: turning [`redrive_core::Error`] into responses through its one wire table.
-//! - `extract`: the JSON body extractor (size limit and parse errors as API errors).
+//! - `envelope`: every error response in the caller's format, whatever produced it.
+//! - `extract`: the JSON body extractor (size limit and parse errors as API errors), reading
+//!   through `strict` (objects only as objects, integral floats as integers).
 //! - `native`: one file per group of native routes.
 //! - `sqs`: the SQS API (JSON 1.0 and Query protocols) over the same queues.
 //! - [`triage`]: the triage agent's proposals, approved or rejected by a person.
@@ -12,11 +14,13 @@
 //!   connection cap and idle timeout).
 
 mod conn;
+mod envelope;
 pub mod error;
 mod extract;
 mod metrics;
 mod native;
 pub mod sqs;
+mod strict;
 pub mod triage;
 
 use std::future::Future;
@@ -87,6 +91,8 @@ pub fn router(state: Shared) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
         .layer(DefaultBodyLimit::max(limits::REQUEST_BODY_MAX_BYTES))
         .layer(limits)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(envelope::panicked))
+        .layer(axum::middleware::from_fn(envelope::ensure))
         .with_state(state)
 }
 

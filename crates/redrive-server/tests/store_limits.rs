@@ -1,7 +1,8 @@
 //! What the store promises at its edges, seen through the HTTP router (in process): queue
 //! configs too large to log are refused before anything is acknowledged, a full disk gives a
 //! clear 503 while reads go on and loses nothing acknowledged, and only errors that clear by
-//! themselves carry `Retry-After`.
+//! themselves carry `Retry-After`, and triage proposals and policies are bounded documents in
+//! the store that survive restarts.
 
 use std::sync::Arc;
 
@@ -19,13 +20,14 @@ struct App {
     engine: Engine,
 }
 
-fn start(storage: &MemStorage) -> App {
+async fn start(storage: &MemStorage) -> App {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::open(Box::new(storage.clone()), Durability::Sync, clock.now_ms())
         .expect("the store opens");
     let engine = Engine::start(store, clock);
-    let state = Arc::new(AppState::new(engine.handle.clone(), SqsSettings::default()));
-    App { router: redrive_server::router(state), engine }
+    let state = AppState::new(engine.handle.clone(), SqsSettings::default());
+    redrive_server::triage::load(&state).await.expect("triage documents load");
+    App { router: redrive_server::router(Arc::new(state)), engine }
 }
 
 struct Reply {
@@ -79,7 +81,7 @@ fn code(r: &Reply) -> &str {
 #[tokio::test]
 async fn queue_configs_too_large_to_log_are_refused_and_the_store_still_restarts() {
     let storage = MemStorage::new();
-    let app = start(&storage);
+    let app = start(&storage).await;
     let huge = "x".repeat(2_200_000);
     let r = app.native("PUT", "/v1/queues/q", json!({ "tags": { "t": huge } })).await;
     assert_eq!((r.status, code(&r)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "{}", r.body);
@@ -107,7 +109,7 @@ async fn queue_configs_too_large_to_log_are_refused_and_the_store_still_restarts
     assert!(r.status.is_success(), "{}", r.body);
     app.stop().await;
 
-    let app = start(&storage.crash(0));
+    let app = start(&storage.crash(0)).await;
     let r = app.native("GET", "/v1/queues/q", json!({})).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["config"]["tags"].as_object().unwrap().len(), 50);
@@ -117,7 +119,7 @@ async fn queue_configs_too_large_to_log_are_refused_and_the_store_still_restarts
 #[tokio::test]
 async fn a_full_disk_refuses_writes_clearly_keeps_reads_and_loses_nothing_acknowledged() {
     let storage = MemStorage::new();
-    let app = start(&storage);
+    let app = start(&storage).await;
     assert!(app.native("PUT", "/v1/queues/q", json!({})).await.status.is_success());
     storage.set_capacity(Some(storage.total_bytes() + 20_000));
     let mut acked = Vec::new();
@@ -149,12 +151,141 @@ async fn a_full_disk_refuses_writes_clearly_keeps_reads_and_loses_nothing_acknow
     // Space freed, restarted: every acknowledged job is there and writes work again.
     let storage = storage.crash(0);
     storage.set_capacity(None);
-    let app = start(&storage);
+    let app = start(&storage).await;
     for id in &acked {
         let r = app.native("GET", &format!("/v1/jobs/{id}"), json!({})).await;
         assert_eq!(r.body["state"], "ready", "{id}: {}", r.body);
     }
     let r = app.native("POST", "/v1/queues/q/jobs", json!({ "jobs": [{ "body": "after" }] })).await;
     assert!(r.status.is_success(), "{}", r.body);
+    app.stop().await;
+}
+
+fn proposal(ids: usize) -> Value {
+    let ids: Vec<String> = (0..ids).map(|i| format!("0190a4a2-0000-7000-8000-{i:012}")).collect();
+    json!({
+        "queue": "emails-dlq", "source_queue": "emails", "signature": "Timeout: smtp",
+        "job_ids": ids,
+        "decision": {"category": "transient", "action": "escalate", "confidence": 0.9,
+                     "analysis": "timeouts"},
+        "reason": "policy asks a person"
+    })
+}
+
+#[tokio::test]
+async fn triage_proposals_and_policies_are_bounded_and_survive_restarts() {
+    let mut storage = MemStorage::new();
+    let app = start(&storage).await;
+    let r = app.native("POST", "/v1/triage/proposals", proposal(1001)).await;
+    assert_eq!((r.status, code(&r)), (StatusCode::BAD_REQUEST, "batch_too_large"), "{}", r.body);
+    let mut big = proposal(1);
+    big["decision"]["analysis"] = json!("x".repeat(100 * 1024));
+    let r = app.native("POST", "/v1/triage/proposals", big).await;
+    assert_eq!((r.status, code(&r)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "{}", r.body);
+
+    let r = app.native("POST", "/v1/triage/proposals", proposal(1000)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let first = r.body["id"].as_str().unwrap().to_owned();
+    let r = app.native("POST", "/v1/triage/proposals", proposal(2)).await;
+    let second = r.body["id"].as_str().unwrap().to_owned();
+    let r = app
+        .native(
+            "POST",
+            &format!("/v1/triage/proposals/{second}/reject"),
+            json!({"by": "ada", "why": "known"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let policy = json!({"mode": "propose", "min_confidence": 0.8});
+    let r = app.native("PUT", "/v1/triage/policies/emails", policy).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    app.stop().await;
+
+    storage = storage.crash(0);
+    let app = start(&storage).await;
+    let r = app.native("GET", "/v1/triage/proposals", json!({})).await;
+    let all = r.body["proposals"].as_array().unwrap();
+    assert_eq!(all.len(), 2, "{}", r.body);
+    assert_eq!(all[0]["id"], first.as_str());
+    assert_eq!(all[0]["job_ids"].as_array().unwrap().len(), 1000);
+    assert_eq!(all[1]["status"], "rejected");
+    let r = app.native("GET", "/v1/triage/policies/emails", json!({})).await;
+    assert_eq!(r.body["min_confidence"], 0.8, "{}", r.body);
+    let r = app.native("DELETE", "/v1/triage/policies/emails", json!({})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    app.stop().await;
+    storage = storage.crash(0);
+    let app = start(&storage).await;
+    let r = app.native("GET", "/v1/triage/policies/emails", json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "a deleted policy stays deleted: {}", r.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_proposal_bound_the_oldest_decided_one_makes_room_and_pending_ones_never_do() {
+    let storage = MemStorage::new();
+    let app = start(&storage).await;
+    let mut ids = Vec::new();
+    for _ in 0..redrive_core::limits::TRIAGE_PROPOSALS_COUNT_MAX {
+        let r = app.native("POST", "/v1/triage/proposals", proposal(1)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let r = app.native("POST", "/v1/triage/proposals", proposal(1)).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (StatusCode::TOO_MANY_REQUESTS, "limit_exceeded"),
+        "{}",
+        r.body
+    );
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("TRIAGE_PROPOSALS_COUNT_MAX"));
+    let verdict = json!({"by": "ada", "why": "seen"});
+    for id in [&ids[7], &ids[3]] {
+        let r =
+            app.native("POST", &format!("/v1/triage/proposals/{id}/reject"), verdict.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let r = app.native("POST", "/v1/triage/proposals", proposal(1)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app.native("GET", &format!("/v1/triage/proposals/{}", ids[3]), json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "the oldest decided proposal made room");
+    let r = app.native("GET", &format!("/v1/triage/proposals/{}", ids[7]), json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "one was enough");
+    let r = app.native("GET", &format!("/v1/triage/proposals/{}", ids[0]), json!({})).await;
+    assert_eq!(r.body["status"], "pending", "pending proposals are kept");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn proposals_and_policies_from_the_old_json_files_move_into_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (proposals, policies) = (dir.path().join("p.json"), dir.path().join("q.json"));
+    let mut old = proposal(1);
+    old["id"] = json!("0190a4a2-0000-7000-8000-00000000abcd");
+    old["created_at"] = json!("2026-01-01T00:00:00.000Z");
+    old["status"] = json!("pending");
+    std::fs::write(&proposals, json!([old]).to_string()).unwrap();
+    let policy = json!({"emails": {"mode": "observe", "min_confidence": 0.5}});
+    std::fs::write(&policies, policy.to_string()).unwrap();
+
+    let mut storage = MemStorage::new();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Store::open(Box::new(storage.clone()), Durability::Sync, clock.now_ms()).unwrap();
+    let engine = Engine::start(store, clock);
+    let state = AppState::new(engine.handle.clone(), SqsSettings::default());
+    let moved = redrive_server::triage::import_files(&state, &proposals, &policies).await.unwrap();
+    assert_eq!(moved, 2);
+    assert!(!proposals.exists() && dir.path().join("p.json.imported").exists());
+    drop(state);
+    engine.shutdown().await;
+
+    storage = storage.crash(0);
+    let app = start(&storage).await;
+    let r = app
+        .native("GET", "/v1/triage/proposals/0190a4a2-0000-7000-8000-00000000abcd", json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app.native("GET", "/v1/triage/policies/emails", json!({})).await;
+    assert_eq!(r.body["mode"], "observe", "{}", r.body);
     app.stop().await;
 }

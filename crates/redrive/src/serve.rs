@@ -202,14 +202,22 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     eprintln!("redrive: durability {}; data in {}", config.durability, config.data_dir.display());
     println!("redrive listening on http://{addr}");
     let triage_metrics = config.triage.as_ref().map(|_| Arc::default());
-    let mut state = AppState::new(engine.handle.clone(), config.sqs.clone()).with_proposals(
-        redrive_server::triage::Proposals::open(config.data_dir.join("triage-proposals.json"))
-            .context("reading the triage proposals")?,
-    );
+    let mut state = AppState::new(engine.handle.clone(), config.sqs.clone());
     state.triage_metrics = triage_metrics.clone();
-    state.policies =
-        redrive_server::triage::Policies::open(config.data_dir.join("triage-policies.json"))
-            .context("reading the triage policies")?;
+    redrive_server::triage::load(&state).await.context("reading the triage proposals")?;
+    let (proposals, policies) = (
+        config.data_dir.join("triage-proposals.json"),
+        config.data_dir.join("triage-policies.json"),
+    );
+    let imported = redrive_server::triage::import_files(&state, &proposals, &policies)
+        .await
+        .context("moving the triage files into the store")?;
+    if imported > 0 {
+        tracing::info!(
+            imported,
+            "triage proposals and policies moved from JSON files into the store"
+        );
+    }
     let state = Arc::new(state);
     let agent = match &config.triage {
         Some((policy, interval)) => {
