@@ -63,12 +63,6 @@ impl AppState {
             triage_metrics: None,
         }
     }
-
-    /// Keeps triage proposals in `proposals` (a JSON file) instead of in memory only.
-    pub fn with_proposals(mut self, proposals: triage::Proposals) -> AppState {
-        self.proposals = proposals;
-        self
-    }
 }
 
 pub type Shared = Arc<AppState>;
