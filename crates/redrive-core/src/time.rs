@@ -23,9 +23,44 @@ pub fn to_rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// Reads an RFC 3339 time with any offset (`Z`, `+02:00`, `-05:30`; lower-case `t` and `z` too),
+/// or with none, read as UTC. `None` for anything else or a time before the epoch.
 pub fn from_rfc3339(s: &str) -> Option<u64> {
-    let t = humantime::parse_rfc3339_weak(s).ok()?;
-    Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
+    let (local, offset_ms) = split_offset(s)?;
+    let local: std::borrow::Cow<'_, str> = if local.bytes().any(|b| b == b't') {
+        local.to_ascii_uppercase().into()
+    } else {
+        local.into()
+    };
+    let t = humantime::parse_rfc3339_weak(&local).ok()?;
+    let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64;
+    u64::try_from(ms.checked_sub(offset_ms)?).ok()
+}
+
+/// A time's local part and its offset east of UTC in milliseconds.
+fn split_offset(s: &str) -> Option<(&str, i64)> {
+    if let Some(local) = s.strip_suffix(['Z', 'z']) {
+        return Some((local, 0));
+    }
+    let Some(at) = s.len().checked_sub(6).filter(|&at| s.is_char_boundary(at)) else {
+        return Some((s, 0));
+    };
+    let (local, zone) = s.split_at(at);
+    let z = zone.as_bytes();
+    let sign = match z[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return Some((s, 0)),
+    };
+    let two = |i: usize| -> Option<i64> {
+        let (a, b) = (z[i], z[i + 1]);
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| ((a - b'0') * 10 + (b - b'0')) as i64)
+    };
+    let (hours, minutes) = (two(1)?, two(4)?);
+    if z[3] != b':' || hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some((local, sign * (hours * 60 + minutes) * 60_000))
 }
 
 /// Serde adapter: `u64` milliseconds as an RFC 3339 string.
@@ -71,5 +106,19 @@ mod tests {
         let s = super::to_rfc3339(ms);
         assert_eq!(s, "2025-11-22T08:26:40.123Z");
         assert_eq!(super::from_rfc3339(&s), Some(ms));
+    }
+
+    #[test]
+    fn rfc3339_offsets_are_read() {
+        let utc = super::from_rfc3339("2025-11-22T08:26:40.123Z");
+        assert_eq!(super::from_rfc3339("2025-11-22T10:26:40.123+02:00"), utc);
+        assert_eq!(super::from_rfc3339("2025-11-22T03:56:40.123-04:30"), utc);
+        assert_eq!(super::from_rfc3339("2025-11-22t08:26:40.123z"), utc);
+        assert_eq!(super::from_rfc3339("2025-11-22T08:26:40.123+00:00"), utc);
+        assert_eq!(super::from_rfc3339("2025-11-22T08:26:40.123"), utc);
+        assert_eq!(super::from_rfc3339("1970-01-01T00:30:00+01:00"), None);
+        assert_eq!(super::from_rfc3339("2025-11-22T08:26:40+24:00"), None);
+        assert_eq!(super::from_rfc3339("2025-11-22T08:26:40+0200"), None);
+        assert_eq!(super::from_rfc3339("tomorrow"), None);
     }
 }

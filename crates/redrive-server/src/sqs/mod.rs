@@ -30,7 +30,7 @@ pub use moves::MoveTasks;
 
 use crate::Shared;
 use error::{Code, SqsError, SqsResult};
-use wire::Protocol;
+pub(crate) use wire::Protocol;
 
 /// SQS identity settings.
 #[derive(Clone, Debug)]
@@ -133,6 +133,28 @@ async fn at_queue(
     handle(state, Some(queue), uri, headers, body).await
 }
 
+/// The protocol of a request to the SQS routes (`None` for any other request), as `at_root`
+/// and `at_queue` tell them apart, for answers that do not come from them (limits, rejections).
+pub(crate) fn protocol_of(method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Protocol> {
+    let path = uri.path();
+    let at_root = path == "/" && !(method == Method::GET && uri.query().is_none());
+    let mut segments = path.strip_prefix('/')?.split('/');
+    let at_queue = matches!(
+        (segments.next(), segments.next(), segments.next()),
+        (Some(account), Some(q), None)
+            if !q.is_empty() && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+    );
+    if !at_root && !at_queue {
+        return None;
+    }
+    Some(if headers.contains_key("x-amz-target") { Protocol::Json } else { Protocol::Query })
+}
+
+/// `e` in SQS's error shape for `protocol`.
+pub(crate) fn error_response(protocol: Protocol, e: Error) -> Response {
+    wire::error(protocol, &e.into(), &uuid::Uuid::now_v7().to_string())
+}
+
 async fn handle(
     state: Shared,
     path_queue: Option<String>,
@@ -149,7 +171,8 @@ async fn handle(
             let e = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 Error::RequestTooLarge { max: limits::REQUEST_BODY_MAX_BYTES as u64 }
             } else {
-                Error::MalformedRequest(e.body_text())
+                tracing::debug!(error = %e, "could not read a request body");
+                Error::MalformedRequest("the request body could not be read".into())
             };
             return wire::error(protocol, &e.into(), &request_id);
         }
