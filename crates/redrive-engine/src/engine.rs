@@ -21,7 +21,6 @@ use redrive_core::{limits, Broker, Error, QueuePatch, Result};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
-use crate::io::SyncHandle;
 use crate::metrics::{Histogram, Metrics, FSYNC_BOUNDS_US};
 use crate::state::Store;
 use crate::wal::Durability;
@@ -91,7 +90,7 @@ type Pending = Box<dyn FnOnce(Option<&Error>) + Send>;
 /// replies to send once it is durable.
 struct SyncJob {
     /// What to fsync, and the log location that makes durable.
-    handle: Option<(Arc<dyn SyncHandle>, u64)>,
+    handle: Option<crate::wal::SyncTicket>,
     error: Option<Error>,
     replies: Vec<Pending>,
 }

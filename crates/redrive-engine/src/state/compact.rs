@@ -48,13 +48,13 @@ impl Store {
         }
         self.sync_all()?;
         for n in empty {
-            self.wal.remove_segment(n).map_err(Error::Poisoned)?;
+            self.wal.remove_segment(n)?;
             self.metrics.deleted_segments += 1;
         }
         if let Some((n, _, _)) = compact {
             self.move_live_records(n)?;
             self.sync_all()?;
-            self.wal.remove_segment(n).map_err(Error::Poisoned)?;
+            self.wal.remove_segment(n)?;
             self.metrics.compacted_segments += 1;
         }
         Ok(true)
@@ -83,7 +83,7 @@ impl Store {
     /// Makes everything appended so far durable, including records whose fsync the
     /// group-commit thread may not have done yet.
     fn sync_all(&mut self) -> Result<()> {
-        self.wal.sync_now().map_err(Error::Poisoned)
+        Ok(self.wal.sync_now()?)
     }
 
     fn move_live_records(&mut self, n: u32) -> Result<()> {
@@ -106,8 +106,7 @@ impl Store {
                     if self.dedup.get(&k).is_some_and(|d| d.loc == loc) {
                         let new = self
                             .wal
-                            .append(|w| w.dedup_key(qid, id, enqueued_at, &key))
-                            .map_err(Error::Poisoned)?;
+                            .append(|w| w.dedup_key(qid, id, enqueued_at, &key))?;
                         self.dedup.get_mut(&k).expect("checked").loc = new;
                         self.wal.hold(loc, -1);
                         self.wal.hold(new, 1);
@@ -117,8 +116,7 @@ impl Store {
                     if self.jobs.get(&id).is_some_and(|j| j.meta_loc == loc) {
                         let new = self
                             .wal
-                            .append(|w| w.meta_record(id, &meta, worker.as_deref()))
-                            .map_err(Error::Poisoned)?;
+                            .append(|w| w.meta_record(id, &meta, worker.as_deref()))?;
                         self.move_holder(id, loc, new, |j| &mut j.meta_loc);
                     }
                 }
@@ -126,8 +124,7 @@ impl Store {
                     if self.jobs.get(&id).is_some_and(|j| j.attempts_loc == loc) {
                         let new = self
                             .wal
-                            .append(|w| w.attempts(id, total, &entries))
-                            .map_err(Error::Poisoned)?;
+                            .append(|w| w.attempts(id, total, &entries))?;
                         self.move_holder(id, loc, new, |j| &mut j.attempts_loc);
                     }
                 }
@@ -152,8 +149,7 @@ impl Store {
             let k = key.expect("dedup implies key");
             let new = self
                 .wal
-                .append(|w| w.dedup_key(e.meta.qid, e.id, e.meta.enqueued_at, &k.1))
-                .map_err(Error::Poisoned)?;
+                .append(|w| w.dedup_key(e.meta.qid, e.id, e.meta.enqueued_at, &k.1))?;
             self.dedup.get_mut(&k).expect("checked").loc = new;
             self.wal.hold(loc, -1);
             self.wal.hold(new, 1);
@@ -170,8 +166,7 @@ impl Store {
                     &e.attributes,
                     &e.body,
                 )
-            })
-            .map_err(Error::Poisoned)?;
+            })?;
         let job = self.jobs.get_mut(&e.id).expect("body or meta implies a job");
         if body {
             job.body_loc = new;

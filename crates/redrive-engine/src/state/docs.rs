@@ -30,8 +30,7 @@ impl Store {
             self.doc_version += 1;
             let loc = self
                 .wal
-                .append(|e| e.doc(kind as u8, key, self.doc_version, None))
-                .map_err(Error::Poisoned)?;
+                .append(|e| e.doc(kind as u8, key, self.doc_version, None))?;
             self.wal.hold(old.loc, -1);
             self.wal.hold(loc, 1); // the tombstone, until compaction reaches it
             return Ok(());
@@ -49,8 +48,7 @@ impl Store {
         let version = self.doc_version;
         let loc = self
             .wal
-            .append(|e| e.doc(kind as u8, key, version, Some(value)))
-            .map_err(Error::Poisoned)?;
+            .append(|e| e.doc(kind as u8, key, version, Some(value)))?;
         self.wal.hold(loc, 1);
         let doc = Doc { version, value: value.to_owned(), loc };
         if let Some(old) = self.docs.insert(k, doc) {
@@ -80,8 +78,7 @@ impl Store {
         let (version, value) = (doc.version, doc.value.clone());
         let new = self
             .wal
-            .append(|e| e.doc(kind, key, version, Some(&value)))
-            .map_err(Error::Poisoned)?;
+            .append(|e| e.doc(kind, key, version, Some(&value)))?;
         self.docs.get_mut(&k).expect("checked").loc = new;
         self.wal.hold(loc, -1);
         self.wal.hold(new, 1);

@@ -135,8 +135,7 @@ impl Store {
             .wal
             .append(|e| {
                 e.enqueue(id, &meta, key, job.traceparent.as_deref(), attributes, &job.body)
-            })
-            .map_err(Error::Poisoned)?;
+            })?;
         self.wal.hold(loc, 2); // body and metadata
         self.jobs.insert(
             id,

@@ -234,7 +234,7 @@ impl Store {
         let job = self.jobs.get(&id).expect("logging a job that exists");
         let worker = self.workers.get(job.worker as usize).map(|w| &**w);
         let meta = job.meta;
-        let loc = self.wal.append(|e| e.meta_record(id, &meta, worker)).map_err(Error::Poisoned)?;
+        let loc = self.wal.append(|e| e.meta_record(id, &meta, worker))?;
         let job = self.jobs.get_mut(&id).expect("exists");
         let old = std::mem::replace(&mut job.meta_loc, loc);
         self.wal.hold(old, -1);
@@ -272,7 +272,7 @@ impl Store {
             self.wal.hold(loc, -1);
         }
         let version = job.meta.version + 1;
-        let loc = self.wal.append(|e| e.remove(id, version)).map_err(Error::Poisoned)?;
+        let loc = self.wal.append(|e| e.remove(id, version))?;
         self.wal.hold(loc, 1);
         Ok(())
     }
@@ -288,7 +288,7 @@ impl Store {
         }
         if job.keyed {
             let version = job.meta.version + 1;
-            let loc = self.wal.append(|e| e.remove(id, version)).map_err(Error::Poisoned)?;
+            let loc = self.wal.append(|e| e.remove(id, version))?;
             self.wal.hold(loc, 1);
         }
         Ok(())
@@ -333,7 +333,7 @@ impl Store {
             entries.drain(..entries.len() - limits::ATTEMPT_LOG_ENTRIES_MAX);
         }
         let total = job.attempts_total + 1;
-        let loc = self.wal.append(|e| e.attempts(id, total, &entries)).map_err(Error::Poisoned)?;
+        let loc = self.wal.append(|e| e.attempts(id, total, &entries))?;
         let job = self.jobs.get_mut(&id).expect("job exists");
         let old = std::mem::replace(&mut job.attempts_loc, loc);
         job.attempts_total = total;
@@ -350,7 +350,7 @@ impl Store {
                 Ok(())
             }
             Ok(None) => Ok(()),
-            Err(p) => Err(Error::Poisoned(p)),
+            Err(p) => Err(p.into()),
         }
     }
 
@@ -358,8 +358,8 @@ impl Store {
     /// engine's group-commit thread does that fsync).
     pub fn write_for_sync(
         &mut self,
-    ) -> Result<Option<(std::sync::Arc<dyn crate::io::SyncHandle>, Loc)>> {
-        self.wal.write_for_sync().map_err(Error::Poisoned)
+    ) -> Result<Option<crate::wal::SyncTicket>> {
+        Ok(self.wal.write_for_sync()?)
     }
 
     /// How far the log is known durable, for the thread that fsyncs it.
@@ -378,7 +378,7 @@ impl Store {
 
     /// When idle: marks the end of the synced log (see `wal`), if anything is unmarked.
     pub fn mark_synced(&mut self) -> Result<()> {
-        self.wal.mark_synced().map(drop).map_err(Error::Poisoned)
+        Ok(self.wal.mark_synced().map(drop)?)
     }
 
     /// Records were written that no `Synced` marker follows yet.

@@ -246,8 +246,7 @@ impl Store {
         let name = q.name.clone();
         let loc = self
             .wal
-            .append(|e| e.queue_put(qid, version, created, updated, &name, &config))
-            .map_err(Error::Poisoned)?;
+            .append(|e| e.queue_put(qid, version, created, updated, &name, &config))?;
         let q = self.queues.get_mut(&qid).expect("exists");
         let old = std::mem::replace(&mut q.loc, loc);
         self.wal.hold(old, -1);
@@ -283,7 +282,7 @@ impl Store {
             let d = self.dedup.remove(&k).expect("listed");
             self.wal.hold(d.loc, -1);
         }
-        let loc = self.wal.append(|e| e.queue_delete(qid)).map_err(Error::Poisoned)?;
+        let loc = self.wal.append(|e| e.queue_delete(qid))?;
         self.wal.hold(loc, 1);
         Ok(())
     }

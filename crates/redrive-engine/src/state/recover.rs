@@ -23,6 +23,9 @@ struct QueueRec {
     loc: Loc,
 }
 
+/// A document's version, value (`None`: deleted) and record.
+type DocVersion = (u64, Option<String>, Loc);
+
 #[derive(Default)]
 struct Fold {
     queues: FxHashMap<u32, QueueRec>,
@@ -34,8 +37,8 @@ struct Fold {
     keys: Vec<(u32, Box<str>, u128, u64, Loc)>,
     tombstones: Vec<Loc>,
     keyed: FxHashSet<u128>,
-    /// The newest version of each document: (version, value or deleted, record).
-    docs: FxHashMap<(u8, Box<str>), (u64, Option<String>, Loc)>,
+    /// The newest version of each document.
+    docs: FxHashMap<(u8, Box<str>), DocVersion>,
 }
 
 fn corrupt(reason: String) -> OpenError {

@@ -36,6 +36,10 @@ use record::{Enc, Record, FRAME_HEADER_BYTES};
 pub type Loc = u64;
 pub const LOC_NONE: Loc = u64::MAX;
 
+/// What a batch hands the group-commit thread: the file to fsync and how far that makes the log
+/// durable.
+pub type SyncTicket = (Arc<dyn SyncHandle>, Loc);
+
 pub fn loc_segment(loc: Loc) -> u32 {
     (loc >> 32) as u32
 }
@@ -319,7 +323,7 @@ impl Wal {
 
     /// Appends a `Synced` marker if records were appended since the last one and all of them
     /// are known durable; the caller commits it. Returns whether it appended one.
-    pub fn mark_synced(&mut self) -> Result<bool, String> {
+    pub fn mark_synced(&mut self) -> Result<bool, Poisoned> {
         let synced = self.synced.load(Ordering::Acquire);
         let covered = loc_segment(synced) == self.active && (synced & 0xffff_ffff) >= self.data_end;
         if !self.unmarked || !covered {
@@ -344,7 +348,7 @@ impl Wal {
             return Ok(());
         }
         if let Err(e) = self.seal_active() {
-            return Err(Error::Poisoned(self.poison("sealing a segment", &e)));
+            return Err(self.poison("sealing a segment", &e).into());
         }
         let next = self.active + 1;
         if let Err(e) = self.start_segment(next) {
@@ -354,7 +358,7 @@ impl Wal {
         }
         self.storage
             .sync_dir()
-            .map_err(|e| Error::Poisoned(self.poison("syncing the data directory", &e)))
+            .map_err(|e| self.poison("syncing the data directory", &e).into())
     }
 
     fn seal_active(&mut self) -> io::Result<()> {
@@ -377,13 +381,13 @@ impl Wal {
         self.poisoned.clone()
     }
 
-    fn poison(&mut self, what: &str, e: &io::Error) -> String {
+    fn poison(&mut self, what: &str, e: &io::Error) -> Poisoned {
         let msg = format!("{what} failed: {e}");
-        poison(&self.poisoned, msg)
+        Poisoned(poison(&self.poisoned, msg))
     }
 
     /// Appends one record to the buffer and returns where it will live.
-    pub fn append(&mut self, write: impl FnOnce(&mut Enc<'_>)) -> Result<Loc, String> {
+    pub fn append(&mut self, write: impl FnOnce(&mut Enc<'_>)) -> Result<Loc, Poisoned> {
         self.append_framed(write, true)
     }
 
@@ -392,9 +396,9 @@ impl Wal {
         &mut self,
         write: impl FnOnce(&mut Enc<'_>),
         data: bool,
-    ) -> Result<Loc, String> {
+    ) -> Result<Loc, Poisoned> {
         if let Some(p) = self.poisoned.get() {
-            return Err(p.clone());
+            return Err(Poisoned(p.clone()));
         }
         let start = self.mem.len();
         let n = record::frame(&mut self.mem, write);
@@ -438,9 +442,9 @@ impl Wal {
     }
 
     /// Writes appended records unless the log is poisoned; a failed write poisons it.
-    fn write_checked(&mut self) -> Result<(), String> {
+    fn write_checked(&mut self) -> Result<(), Poisoned> {
         if let Some(p) = self.poisoned.get() {
-            return Err(p.clone());
+            return Err(Poisoned(p.clone()));
         }
         self.write_buf().map_err(|e| self.poison("write", &e))
     }
@@ -458,7 +462,7 @@ impl Wal {
 
     /// Writes buffered records and makes them durable per `durability`. Returns the fsync time in
     /// microseconds when one happened.
-    pub fn commit(&mut self, durability: Durability, now_ms: u64) -> Result<Option<u64>, String> {
+    pub fn commit(&mut self, durability: Durability, now_ms: u64) -> Result<Option<u64>, Poisoned> {
         self.write_checked()?;
         let due = match durability {
             Durability::Sync => self.unsynced,
@@ -482,7 +486,7 @@ impl Wal {
     /// Writes appended records (to the page cache) and returns a handle through which another
     /// thread makes them durable, or `None` when nothing new was written since the last call.
     /// With the handle comes the location the sync will make durable (for [`Wal::synced_flag`]).
-    pub fn write_for_sync(&mut self) -> Result<Option<(Arc<dyn SyncHandle>, Loc)>, String> {
+    pub fn write_for_sync(&mut self) -> Result<Option<SyncTicket>, Poisoned> {
         self.write_checked()?;
         if !std::mem::take(&mut self.unsynced) {
             return Ok(None);
@@ -491,7 +495,7 @@ impl Wal {
     }
 
     /// Writes and fsyncs the active segment now, whatever was handed to other threads.
-    pub fn sync_now(&mut self) -> Result<(), String> {
+    pub fn sync_now(&mut self) -> Result<(), Poisoned> {
         self.write_checked()?;
         if let Err(e) = self.segments.get_mut(&self.active).expect("active").file.sync() {
             return Err(self.poison("fsync", &e));
@@ -605,7 +609,7 @@ impl Wal {
     }
 
     /// Deletes a sealed segment. Callers make sure nothing live remains in it.
-    pub fn remove_segment(&mut self, n: u32) -> Result<(), String> {
+    pub fn remove_segment(&mut self, n: u32) -> Result<(), Poisoned> {
         assert_ne!(n, self.active, "the active segment is never removed");
         self.segments.remove(&n);
         let window = self.window.get_mut();
@@ -614,6 +618,25 @@ impl Wal {
         }
         let r = self.storage.remove(&segment_name(n)).and_then(|()| self.storage.sync_dir());
         r.map_err(|e| self.poison("removing a segment", &e))
+    }
+}
+
+/// A write or fsync failed, now or earlier: the log refuses writes until restart. Carries the
+/// message of the first failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poisoned(pub String);
+
+impl std::fmt::Display for Poisoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "write-ahead log poisoned: {}", self.0)
+    }
+}
+
+impl std::error::Error for Poisoned {}
+
+impl From<Poisoned> for Error {
+    fn from(p: Poisoned) -> Error {
+        Error::Poisoned(p.0)
     }
 }
 

@@ -102,7 +102,7 @@ fn fsync_failure_poisons_for_good() {
     append_removes(&mut wal, 0..2);
     s.fail_syncs(true);
     let err = wal.commit(Durability::Sync, 0).unwrap_err();
-    assert!(err.contains("fsync"), "{err}");
+    assert!(err.0.contains("fsync"), "{err}");
     s.fail_syncs(false);
     assert!(wal.append(|e| e.remove(5, 1)).is_err(), "appends refused after a failed fsync");
     assert!(wal.commit(Durability::Sync, 0).is_err(), "no retry of the fsync");
@@ -278,7 +278,7 @@ fn a_record_over_the_size_limit_is_refused_before_anything_is_written() {
     let before = s.total_bytes();
     let huge = "x".repeat(limits::RECORD_SIZE_MAX_BYTES as usize + 1);
     let err = wal.append(|e| e.queue_put(1, 1, 0, 0, "q", &huge)).unwrap_err();
-    assert!(err.contains("RECORD_SIZE_MAX_BYTES"), "{err}");
+    assert!(err.0.contains("RECORD_SIZE_MAX_BYTES"), "{err}");
     assert!(wal.commit(Durability::Sync, 0).is_err(), "fail-stop: nothing after it is written");
     assert_eq!(s.total_bytes(), before);
     drop(wal);
