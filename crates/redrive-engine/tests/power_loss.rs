@@ -571,7 +571,6 @@ fn ascii_frame() -> String {
 /// and nothing in it was acknowledged, yet the scan finds the frame inside the torn record, takes
 /// it for a valid record after a bad one, and refuses to start.
 #[test]
-#[ignore = "wal::scan: a torn record whose body holds a valid frame reads as damage (start-up refuses)"]
 fn a_torn_job_whose_body_holds_a_valid_frame_is_still_a_torn_tail() {
     let storage = MemStorage::new();
     let mut store = open(&storage, Durability::Sync, T0);

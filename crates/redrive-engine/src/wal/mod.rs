@@ -10,14 +10,16 @@
 //! segment can end in a torn record. Recovery truncates such a tail; a bad record anywhere else
 //! stops start-up with the file name and offset.
 //!
-//! A torn write and a damaged record that was synced look alike to a checksum; what tells them
-//! apart is what follows. A torn write is the end of the log: nothing valid was written after it.
-//! Anything synced is followed by a valid record: by the next batch under load, or, when the log
-//! goes idle, by a [`Record::Synced`] marker the log appends (and syncs) once the fsync that
-//! covered the last batch has completed ([`Wal::mark_synced`]). So a bad record followed by a
-//! valid one is damage, and start-up refuses it; only a bad stretch with nothing valid after it
-//! is truncated. The gap: a record damaged on disk after its fsync and before its marker (at most
-//! one idle interval, `MARK_IDLE_MS` in the engine) reads as a torn tail.
+//! A torn write and a damaged record that was synced look alike to a checksum; the log says
+//! which is which with [`Record::Synced`] markers: "everything before byte N of this segment was
+//! durable". The first append after an fsync completed writes one (so under load every batch
+//! carries the news of the previous one's fsync), and when the log goes idle the engine has one
+//! appended and synced behind the last batch ([`Wal::mark_synced`]). A marker carries its
+//! segment's random nonce, so one found by scanning past a bad record is the log's own, not a
+//! copy inside a job body. At recovery a bad record below a marker's mark was synced: damage,
+//! and start-up refuses; anything else is a torn tail and is truncated, whatever valid-looking
+//! frames follow it. The gap: a record damaged on disk after its fsync and before its marker
+//! reached the disk (at most one idle interval, `MARK_IDLE_MS` in the engine) reads as torn.
 
 pub mod record;
 
@@ -45,7 +47,8 @@ pub fn loc_segment(loc: Loc) -> u32 {
 }
 
 const MAGIC: &[u8; 8] = b"RDRVWAL\0";
-/// Version 2 added the `Synced` marker record; version 1 segments (no markers) still read.
+/// Version 2 added the segment nonce (header bytes 16..20) and the `Synced` and `Doc` records;
+/// version 1 segments still read.
 pub const FORMAT_VERSION: u32 = 2;
 const FORMAT_VERSION_OLDEST: u32 = 1;
 const SEGMENT_HEADER_BYTES: usize = 24;
@@ -141,6 +144,9 @@ pub struct Wal {
     synced: Arc<AtomicU64>,
     /// End of the last record other than a marker, in the active segment.
     data_end: u64,
+    /// The active segment's nonce, and the mark of its newest marker.
+    nonce: u32,
+    marked_upto: u64,
     /// Records were appended since the last marker.
     unmarked: bool,
     last_sync_ms: u64,
@@ -224,7 +230,10 @@ impl Wal {
                 reason,
             })?;
             let mut records = 0;
-            let end = scan(&data, n, is_last, &mut |loc, r| {
+            // Version 1 segments have no nonce and no markers.
+            let nonce = (u32::from_le_bytes(data[8..12].try_into().unwrap()) >= 2)
+                .then(|| u32::from_le_bytes(data[16..20].try_into().unwrap()));
+            let end = scan(&data, n, is_last.then_some(nonce), &mut |loc, r| {
                 records += 1;
                 if !matches!(r, Record::Synced { .. }) {
                     replay(loc, r)
@@ -256,6 +265,8 @@ impl Wal {
             active_sealed: false,
             synced: Arc::new(AtomicU64::new(0)),
             data_end: 0,
+            nonce: 0,
+            marked_upto: 0,
             unmarked: false,
             last_sync_ms: 0,
             unsynced: false,
@@ -272,12 +283,16 @@ impl Wal {
     fn start_segment(&mut self, n: u32) -> io::Result<()> {
         let name = segment_name(n);
         let mut file = self.storage.create(&name)?;
-        if let Err(e) = self.init_segment(&mut *file, n) {
+        let nonce = {
+            use rand::{Rng, SeedableRng};
+            rand::rngs::SmallRng::from_os_rng().random::<u32>()
+        };
+        if let Err(e) = self.init_segment(&mut *file, n, nonce) {
             drop(file);
             let _ = self.storage.remove(&name);
             return Err(e);
         }
-        let header = &file_header(n);
+        let header = &file_header(n, nonce);
         self.segments.insert(
             n,
             Segment {
@@ -294,13 +309,15 @@ impl Wal {
         self.mem.extend_from_slice(header);
         self.written = header.len();
         self.data_end = header.len() as u64;
+        self.nonce = nonce;
+        self.marked_upto = header.len() as u64;
         self.unmarked = false;
         self.synced.fetch_max(self.written_loc(), Ordering::AcqRel);
         Ok(())
     }
 
-    fn init_segment(&self, file: &mut dyn SegmentFile, n: u32) -> io::Result<()> {
-        file.append(&file_header(n))?;
+    fn init_segment(&self, file: &mut dyn SegmentFile, n: u32, nonce: u32) -> io::Result<()> {
+        file.append(&file_header(n, nonce))?;
         file.preallocate(self.segment_bytes as u64)?;
         file.sync()
     }
@@ -321,17 +338,33 @@ impl Wal {
         self.unmarked
     }
 
-    /// Appends a `Synced` marker if records were appended since the last one and all of them
-    /// are known durable; the caller commits it. Returns whether it appended one.
+    /// When idle: appends a `Synced` marker if records were appended since the last one and all
+    /// of them are known durable; the caller commits it. Returns whether it appended one.
     pub fn mark_synced(&mut self) -> Result<bool, Poisoned> {
-        let synced = self.synced.load(Ordering::Acquire);
-        let covered = loc_segment(synced) == self.active && (synced & 0xffff_ffff) >= self.data_end;
+        let covered = self.synced_here().is_some_and(|upto| upto >= self.data_end);
         if !self.unmarked || !covered {
             return Ok(false);
         }
-        self.append_framed(|e| e.synced(synced & 0xffff_ffff), false)?;
+        self.mark()?;
         self.unmarked = false;
         Ok(true)
+    }
+
+    /// How far the active segment is known durable, if the known-durable point is in it.
+    fn synced_here(&self) -> Option<u64> {
+        let synced = self.synced.load(Ordering::Acquire);
+        (loc_segment(synced) == self.active).then_some(synced & 0xffff_ffff)
+    }
+
+    /// Appends a marker for the newest completed fsync, if it is news.
+    fn mark(&mut self) -> Result<(), Poisoned> {
+        let Some(upto) = self.synced_here().filter(|&u| u > self.marked_upto) else {
+            return Ok(());
+        };
+        let nonce = self.nonce;
+        self.append_framed(|e| e.synced(nonce, upto), false)?;
+        self.marked_upto = upto;
+        Ok(())
     }
 
     /// Rolls to a new segment before the active one is full, so that appends within the next
@@ -399,6 +432,9 @@ impl Wal {
     ) -> Result<Loc, Poisoned> {
         if let Some(p) = self.poisoned.get() {
             return Err(Poisoned(p.clone()));
+        }
+        if data {
+            self.mark()?;
         }
         let start = self.mem.len();
         let n = record::frame(&mut self.mem, write);
@@ -599,7 +635,7 @@ impl Wal {
                 out.push((loc, r))
             }
         };
-        scan(&data, n, false, &mut keep).map_err(|(off, why)| {
+        scan(&data, n, None, &mut keep).map_err(|(off, why)| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{} at {off}: {why}", segment_name(n)),
@@ -648,11 +684,12 @@ pub fn poison(flag: &OnceLock<String>, msg: String) -> String {
     flag.get().expect("just set").clone()
 }
 
-fn file_header(n: u32) -> [u8; SEGMENT_HEADER_BYTES] {
+fn file_header(n: u32, nonce: u32) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     header[..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     header[12..16].copy_from_slice(&n.to_le_bytes());
+    header[16..20].copy_from_slice(&nonce.to_le_bytes());
     let crc = crc32c::crc32c(&header[..20]);
     header[20..24].copy_from_slice(&crc.to_le_bytes());
     header
@@ -679,37 +716,32 @@ fn check_header(data: &[u8], n: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses the records of one segment. Returns the offset where valid data ends. In the last
-/// segment, a bad record after which no valid record follows is a torn write and ends the scan;
-/// any other bad record is corruption, reported as `(offset, reason)`.
+/// Parses the records of one segment. Returns the offset where valid data ends.
+///
+/// `last` is `Some` for the newest segment, with its nonce (`None` inside for a version 1
+/// segment). There, a bad record is a torn write and ends the scan unless it lies below the mark
+/// of one of the segment's own `Synced` markers found after it: then it was synced, and it is
+/// damage. (A version 1 segment has no markers: any valid frame after the bad record makes it
+/// damage.) In a sealed segment every bad record is damage. Damage is `Err((offset, reason))`.
 fn scan(
     data: &[u8],
     n: u32,
-    is_last: bool,
+    last: Option<Option<u32>>,
     f: &mut dyn FnMut(Loc, Record),
 ) -> Result<u64, (u64, String)> {
     let mut off = SEGMENT_HEADER_BYTES;
     while off < data.len() {
-        if is_last && data[off..].iter().all(|b| *b == 0) {
+        if last.is_some() && data[off..].iter().all(|b| *b == 0) {
             return Ok(off as u64); // the unused, preallocated end of the newest segment
         }
         let frame = match frame_at(data, off) {
             Ok(frame) => frame,
             Err(why) => {
-                // A torn write is the end of the log. Synced records are always followed by a
-                // valid record (a later batch or a `Synced` marker), so a bad record with a
-                // valid one after it was acknowledged and is damaged.
-                if is_last && !(off + 1..data.len()).any(|o| frame_at(data, o).is_ok()) {
-                    return Ok(off as u64);
-                }
-                if !is_last {
-                    return Err((off as u64, why.to_owned()));
-                }
-                let why = format!(
-                    "{why}, and valid records follow it: it was synced, so this is damage, not \
-                     a torn write"
-                );
-                return Err((off as u64, why));
+                let Some(nonce) = last else { return Err((off as u64, why.to_owned())) };
+                return match damage_after(data, off, nonce) {
+                    None => Ok(off as u64),
+                    Some(proof) => Err((off as u64, format!("{why}; {proof}, so this is damage, not a torn write"))),
+                };
             }
         };
         let rec = record::decode(frame)
@@ -718,6 +750,23 @@ fn scan(
         off += FRAME_HEADER_BYTES + frame.len();
     }
     Ok(off as u64)
+}
+
+/// Why the bad record at `off` of the newest segment was synced, if it was: a marker of this
+/// segment after it whose mark lies past it (or, in a version 1 segment, any valid frame after
+/// it).
+fn damage_after(data: &[u8], off: usize, nonce: Option<u32>) -> Option<String> {
+    let mut frames = (off + 1..data.len()).filter_map(|o| frame_at(data, o).ok());
+    let Some(nonce) = nonce else {
+        return frames.next().map(|_| "valid records follow it".to_owned());
+    };
+    let upto = frames
+        .filter_map(|frame| match record::decode(frame) {
+            Ok(Record::Synced { nonce: n, upto }) if n == nonce => Some(upto),
+            _ => None,
+        })
+        .max()?;
+    (upto > off as u64).then(|| format!("the log was synced up to byte {upto}"))
 }
 
 /// The payload of the framed record at `off`, if its length is sane and its checksum matches.

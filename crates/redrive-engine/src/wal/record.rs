@@ -89,11 +89,13 @@ pub enum Record {
         enqueued_at: u64,
         key: String,
     },
-    /// Written by the log itself once an fsync completed and nothing followed it: everything
-    /// in this segment before byte `upto` was durable. It exists so that the last acknowledged
-    /// records are never the end of the log, which is what tells a damaged record from a torn
-    /// write at recovery (see `wal::scan`). Never shown to the state machine.
+    /// Written by the log itself after an fsync completed: everything in this segment before
+    /// byte `upto` was durable. `nonce` is the segment's (from its header), which no client
+    /// knows, so a marker found by scanning is the log's own and not a copy inside a job body.
+    /// What tells a damaged record from a torn write at recovery (see `wal::scan`). Never shown
+    /// to the state machine.
     Synced {
+        nonce: u32,
         upto: u64,
     },
     /// A control-plane document (`redrive_core::broker::DocKind`) or, with no value, its
@@ -288,8 +290,9 @@ impl Enc<'_> {
         }
     }
 
-    pub fn synced(&mut self, upto: u64) {
+    pub fn synced(&mut self, nonce: u32, upto: u64) {
         self.u8(T_SYNCED);
+        self.u32(nonce);
         self.u64(upto);
     }
 
@@ -452,7 +455,7 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
             enqueued_at: d.u64()?,
             key: d.str16()?,
         },
-        T_SYNCED => Record::Synced { upto: d.u64()? },
+        T_SYNCED => Record::Synced { nonce: d.u32()?, upto: d.u64()? },
         T_DOC => Record::Doc {
             kind: d.u8()?,
             key: d.str16()?,

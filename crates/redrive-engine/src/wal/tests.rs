@@ -55,7 +55,9 @@ fn torn_tail_is_truncated_and_startup_succeeds() {
     append_removes(&mut wal, 5..10);
     wal.write_buf().unwrap(); // written, never synced
     drop(wal);
-    let s = s.crash(30); // power cut: keeps 30 of the unsynced bytes, a record cut in two
+    // Power cut: keeps 60 of the unsynced bytes: the marker of the first fsync (21 bytes), one
+    // whole record (29) and a record cut in two.
+    let s = s.crash(60);
     let (mut wal, seen) = open(&s).unwrap();
     assert_eq!(seen.len(), 6, "5 synced records and the one whole record of the torn part");
     let loc = wal.append(|e| e.remove(99, 1)).unwrap();
@@ -70,6 +72,8 @@ fn flipped_byte_in_a_middle_record_stops_startup_naming_file_and_offset() {
     let s = MemStorage::new();
     let (mut wal, _) = open(&s).unwrap();
     let locs = append_removes(&mut wal, 0..5);
+    wal.commit(Durability::Sync, 0).unwrap();
+    append_removes(&mut wal, 5..6); // after the fsync: carries a marker of it
     wal.commit(Durability::Sync, 0).unwrap();
     drop(wal);
     let name = segment_name(loc_segment(locs[2]));
