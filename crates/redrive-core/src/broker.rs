@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{QueueConfig, QueuePatch};
 use crate::error::Result;
 use crate::limits;
+use crate::metrics::StoreSnapshot;
 use crate::model::{Attempt, DeadReason, ErrorInfo, JobId, JobState, Priority};
 
 /// One job to enqueue.
@@ -359,5 +360,10 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Every document of a kind, by key.
     fn list_docs(&self, kind: DocKind) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    /// Queues, stats and the store's own figures, for `/metrics`.
+    fn snapshot(&self) -> impl Future<Output = Result<StoreSnapshot>> + Send;
+    /// Shutdown has begun: parked long polls are answered (empty) at once, and later receives
+    /// do not wait, so in-flight requests can finish.
+    fn drain(&self) -> impl Future<Output = Result<()>> + Send;
     fn health(&self) -> Health;
 }

@@ -8,12 +8,14 @@
 //! - [`config`]: queue configuration, its defaults and validation.
 //! - [`error`]: the one error enum and its mapping to HTTP status and codes.
 //! - [`broker`]: request and reply types and the async contract of a store.
+//! - [`metrics`]: what a store reports for `/metrics` (histograms, store-specific series).
 //! - [`time`]: milliseconds since the epoch and RFC 3339 rendering.
 
 pub mod broker;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod time;
 

@@ -21,9 +21,10 @@ use redrive_core::{limits, Broker, Error, QueuePatch, Result};
 use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
-use crate::metrics::{Histogram, Metrics, FSYNC_BOUNDS_US};
+use crate::metrics::{Histogram, FSYNC_BOUNDS_US};
 use crate::state::Store;
 use crate::wal::Durability;
+use redrive_core::metrics::{Series, StoreSnapshot, Value};
 
 /// Requests taken per loop at most (one WAL commit covers them all).
 const BATCH_REQUESTS_MAX: usize = 4096;
@@ -57,21 +58,10 @@ enum Cmd {
     DeleteJob(JobId, Reply<()>),
     PutDoc(DocKind, String, Option<String>, Reply<()>),
     ListDocs(DocKind, Reply<Vec<(String, String)>>),
-    Snapshot(Reply<Snapshot>),
+    Snapshot(Reply<StoreSnapshot>),
     /// Shutdown has begun: answer parked long polls now and park no more.
     Drain(Reply<()>),
     Shutdown(oneshot::Sender<()>),
-}
-
-/// A point-in-time view of the engine for `/metrics` and `redrive stats`.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    pub metrics: Metrics,
-    pub queues: Vec<QueueInfo>,
-    pub jobs: usize,
-    pub wal_bytes: u64,
-    pub wal_segments: usize,
-    pub waiters: usize,
 }
 
 struct Waiter {
@@ -425,22 +415,13 @@ impl Loop {
                 self.defer(tx, Ok(()), false)
             }
             Cmd::Snapshot(tx) => {
-                let (wal_bytes, wal_segments) = s.wal_size();
-                let mut metrics = s.metrics.clone();
-                let fsync = self.fsync_us.lock().unwrap();
-                for (i, c) in fsync.counts.iter().enumerate() {
-                    metrics.fsync_us.counts[i] += c;
-                }
-                metrics.fsync_us.sum += fsync.sum;
-                metrics.fsync_us.count += fsync.count;
-                drop(fsync);
-                let snap = Snapshot {
-                    metrics,
+                let mut fsync_us = s.metrics.fsync_us.clone();
+                fsync_us.merge(&self.fsync_us.lock().unwrap());
+                let snap = StoreSnapshot {
                     queues: s.list_queues(now),
-                    jobs: s.job_count(),
-                    wal_bytes,
-                    wal_segments,
                     waiters: self.waiters.len(),
+                    start_latency_ms: s.metrics.start_latency_ms.clone(),
+                    store: store_series(s, fsync_us),
                 };
                 self.defer(tx, Ok(snap), false)
             }
@@ -612,16 +593,52 @@ impl EngineHandle {
         }
         rx.await.unwrap_or(Err(Error::ShuttingDown))
     }
+}
 
-    pub async fn snapshot(&self) -> Result<Snapshot> {
-        self.call(Cmd::Snapshot).await
-    }
-
-    /// Begins shutdown: parked long polls are answered (empty) at once, and later receives do
-    /// not wait, so in-flight HTTP requests can finish.
-    pub async fn drain(&self) -> Result<()> {
-        self.call(Cmd::Drain).await
-    }
+/// The embedded store's own figures for `/metrics`.
+fn store_series(s: &Store, fsync_us: Histogram) -> Vec<Series> {
+    let m = &s.metrics;
+    let (wal_bytes, wal_segments) = s.wal_size();
+    let series = |name, help, value| Series { name, help, value };
+    vec![
+        series(
+            "redrive_fsync_seconds",
+            "WAL fsync latency.",
+            Value::Histogram { histogram: fsync_us, scale: 1e6 },
+        ),
+        series(
+            "redrive_jobs_in_memory",
+            "Jobs the engine holds (all states).",
+            Value::Gauge(s.job_count() as f64),
+        ),
+        series("redrive_wal_bytes", "Bytes in WAL segments.", Value::Gauge(wal_bytes as f64)),
+        series("redrive_wal_segments", "WAL segment files.", Value::Gauge(wal_segments as f64)),
+        series(
+            "redrive_group_commits_total",
+            "Engine batches committed to the WAL.",
+            Value::Counter(m.batches),
+        ),
+        series(
+            "redrive_group_commit_requests_total",
+            "Requests applied in those batches.",
+            Value::Counter(m.batch_requests),
+        ),
+        series(
+            "redrive_completed_evicted_total",
+            "Completed jobs forgotten early to stay within COMPLETED_JOBS_MAX.",
+            Value::Counter(m.completed_evicted),
+        ),
+        series(
+            "redrive_wal_segments_compacted_total",
+            "WAL segments compacted.",
+            Value::Counter(m.compacted_segments),
+        ),
+        series(
+            "redrive_wal_segments_deleted_total",
+            "WAL segments deleted with no live record.",
+            Value::Counter(m.deleted_segments),
+        ),
+    ]
 }
 
 impl Broker for EngineHandle {
@@ -678,6 +695,12 @@ impl Broker for EngineHandle {
     }
     async fn list_docs(&self, kind: DocKind) -> Result<Vec<(String, String)>> {
         self.call(|tx| Cmd::ListDocs(kind, tx)).await
+    }
+    async fn snapshot(&self) -> Result<StoreSnapshot> {
+        self.call(Cmd::Snapshot).await
+    }
+    async fn drain(&self) -> Result<()> {
+        self.call(Cmd::Drain).await
     }
     fn health(&self) -> Health {
         Health { poisoned: self.poisoned.get().cloned(), durability: self.durability.to_string() }

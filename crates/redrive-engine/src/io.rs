@@ -242,7 +242,7 @@ impl MemStorage {
         g.dead = true;
         let mut files = g.files.clone();
         for f in files.values_mut() {
-            let keep = (f.synced + torn).min(f.data.len());
+            let keep = f.synced.saturating_add(torn).min(f.data.len());
             f.data.truncate(keep);
             f.synced = keep;
         }

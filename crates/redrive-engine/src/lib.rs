@@ -14,7 +14,7 @@ pub mod metrics;
 pub mod state;
 pub mod wal;
 
-pub use engine::{Engine, EngineHandle, Snapshot};
+pub use engine::{Engine, EngineHandle};
 pub use io::{FsStorage, MemStorage, Storage};
 pub use state::Store;
 pub use wal::{Durability, OpenError};

@@ -31,7 +31,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
-use redrive_core::limits;
+use redrive_core::{limits, Broker};
 use redrive_engine::EngineHandle;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;

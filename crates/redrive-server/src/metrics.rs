@@ -1,5 +1,5 @@
-//! `/metrics` in the Prometheus text format: per-queue gauges and totals, the engine's latency
-//! histograms, WAL size, and HTTP request counts.
+//! `/metrics` in the Prometheus text format: per-queue gauges and totals, the enqueue→start
+//! latency, the store's own series (WAL or database figures), and HTTP request counts.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use redrive_core::metrics::{Histogram, Value};
 use redrive_core::Broker;
-use redrive_engine::metrics::Histogram;
 
 use crate::error::ApiResult;
 use crate::Shared;
@@ -107,19 +107,26 @@ pub async fn render(State(s): State<Shared>) -> ApiResult<Response> {
             );
         }
     }
-    let m = &snap.metrics;
     histogram(
         &mut out,
         "redrive_enqueue_to_start_seconds",
         "Time from a job becoming ready to its lease starting.",
-        &m.start_latency_ms,
+        &snap.start_latency_ms,
         1e3,
     );
-    histogram(&mut out, "redrive_fsync_seconds", "WAL fsync latency.", &m.fsync_us, 1e6);
+    for series in &snap.store {
+        let (name, help) = (series.name, series.help);
+        match &series.value {
+            Value::Gauge(v) => {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            }
+            Value::Counter(v) => {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            }
+            Value::Histogram { histogram: h, scale } => histogram(&mut out, name, help, h, *scale),
+        }
+    }
     let gauges = [
-        ("redrive_jobs_in_memory", "Jobs the engine holds (all states).", snap.jobs as f64),
-        ("redrive_wal_bytes", "Bytes in WAL segments.", snap.wal_bytes as f64),
-        ("redrive_wal_segments", "WAL segment files.", snap.wal_segments as f64),
         ("redrive_long_poll_waiters", "Receivers parked in a long poll.", snap.waiters as f64),
         (
             "redrive_store_poisoned",
@@ -129,28 +136,6 @@ pub async fn render(State(s): State<Shared>) -> ApiResult<Response> {
     ];
     for (name, help, v) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-    }
-    let counters = [
-        ("redrive_group_commits_total", "Engine batches committed to the WAL.", m.batches),
-        (
-            "redrive_group_commit_requests_total",
-            "Requests applied in those batches.",
-            m.batch_requests,
-        ),
-        (
-            "redrive_completed_evicted_total",
-            "Completed jobs forgotten early to stay within COMPLETED_JOBS_MAX.",
-            m.completed_evicted,
-        ),
-        ("redrive_wal_segments_compacted_total", "WAL segments compacted.", m.compacted_segments),
-        (
-            "redrive_wal_segments_deleted_total",
-            "WAL segments deleted with no live record.",
-            m.deleted_segments,
-        ),
-    ];
-    for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
     }
     let _ = writeln!(out, "# HELP redrive_http_requests_total HTTP requests answered, by status class.\n# TYPE redrive_http_requests_total counter");
     for (i, c) in s.http.by_class.iter().enumerate() {

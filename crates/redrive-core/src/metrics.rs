@@ -1,0 +1,92 @@
+//! What a store reports for `/metrics`, whatever the store: every queue with its stats and
+//! lifetime totals, the receivers parked in long polls, the enqueue→start latency, and the
+//! store's own figures (for the embedded log: WAL size, fsync latency, group commits; for a
+//! database: pool and statement latency) as named series the server renders as they are.
+
+use crate::broker::QueueInfo;
+
+/// A cumulative histogram with fixed upper bounds (Prometheus `le` buckets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Histogram {
+    pub bounds: &'static [u64],
+    /// `counts[i]` = observations `<= bounds[i]`, non-cumulative; the last slot is `+Inf`.
+    pub counts: Vec<u64>,
+    pub sum: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [u64]) -> Histogram {
+        Histogram { bounds, counts: vec![0; bounds.len() + 1], sum: 0, count: 0 }
+    }
+
+    pub fn record(&mut self, v: u64) {
+        let i = self.bounds.partition_point(|b| *b < v);
+        self.counts[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+
+    /// Adds another histogram with the same bounds.
+    pub fn merge(&mut self, other: &Histogram) {
+        assert_eq!(self.bounds, other.bounds, "merging histograms of different buckets");
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+/// Enqueue→start latency buckets, milliseconds.
+pub const LATENCY_BOUNDS_MS: &[u64] =
+    &[0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 60_000];
+
+/// How a store-specific series is rendered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Gauge(f64),
+    Counter(u64),
+    /// Observations in the histogram's unit, shown in base units after dividing by `scale`
+    /// (1e6 for microseconds as seconds).
+    Histogram {
+        histogram: Histogram,
+        scale: f64,
+    },
+}
+
+/// One store-specific series: a full Prometheus name (`redrive_wal_bytes`), its help text, and
+/// its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: Value,
+}
+
+/// A point-in-time view of a store.
+#[derive(Clone, Debug)]
+pub struct StoreSnapshot {
+    pub queues: Vec<QueueInfo>,
+    /// Receivers parked in long polls on this server.
+    pub waiters: usize,
+    /// Time from a job becoming ready to its lease starting.
+    pub start_latency_ms: Histogram,
+    pub store: Vec<Series>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn histogram_buckets_are_upper_bounds_and_merge() {
+        let mut h = super::Histogram::new(&[1, 10]);
+        for v in [0, 1, 2, 10, 11] {
+            h.record(v);
+        }
+        assert_eq!(h.counts, vec![2, 2, 1]);
+        assert_eq!((h.sum, h.count), (24, 5));
+        let copy = h.clone();
+        h.merge(&copy);
+        assert_eq!((h.counts, h.sum, h.count), (vec![4, 4, 2], 48, 10));
+    }
+}
