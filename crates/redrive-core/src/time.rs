@@ -24,17 +24,24 @@ pub fn to_rfc3339(ms: u64) -> String {
 }
 
 /// Reads an RFC 3339 time with any offset (`Z`, `+02:00`, `-05:30`; lower-case `t` and `z` too),
-/// or with none, read as UTC. `None` for anything else or a time before the epoch.
+/// or with none, read as UTC. A valid time before the epoch reads as 0 (every time here is a
+/// bound or a moment to run at, and the past is all one). `None` for anything else.
 pub fn from_rfc3339(s: &str) -> Option<u64> {
     let (local, offset_ms) = split_offset(s)?;
-    let local: std::borrow::Cow<'_, str> = if local.bytes().any(|b| b == b't') {
-        local.to_ascii_uppercase().into()
-    } else {
-        local.into()
-    };
+    let year: u32 =
+        local.get(..4).filter(|y| y.bytes().all(|b| b.is_ascii_digit()))?.parse().ok()?;
+    let mut local = std::borrow::Cow::Borrowed(local);
+    if local.bytes().any(|b| b == b't') {
+        local = local.to_ascii_uppercase().into();
+    }
+    if year < 1970 {
+        // humantime's range starts at 1970; a leap year in its place still checks the date.
+        let checked = format!("1972{}", &local[4..]);
+        return humantime::parse_rfc3339_weak(&checked).ok().map(|_| 0);
+    }
     let t = humantime::parse_rfc3339_weak(&local).ok()?;
     let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64;
-    u64::try_from(ms.checked_sub(offset_ms)?).ok()
+    Some(u64::try_from(ms - offset_ms).unwrap_or(0))
 }
 
 /// A time's local part and its offset east of UTC in milliseconds.
@@ -116,7 +123,10 @@ mod tests {
         assert_eq!(super::from_rfc3339("2025-11-22t08:26:40.123z"), utc);
         assert_eq!(super::from_rfc3339("2025-11-22T08:26:40.123+00:00"), utc);
         assert_eq!(super::from_rfc3339("2025-11-22T08:26:40.123"), utc);
-        assert_eq!(super::from_rfc3339("1970-01-01T00:30:00+01:00"), None);
+        assert_eq!(super::from_rfc3339("1970-01-01T00:30:00+01:00"), Some(0));
+        assert_eq!(super::from_rfc3339("0070-04-03T12:00:24-08:30"), Some(0));
+        assert_eq!(super::from_rfc3339("0032-02-29T00:00:00Z"), Some(0));
+        assert_eq!(super::from_rfc3339("0031-02-30T00:00:00Z"), None);
         assert_eq!(super::from_rfc3339("2025-11-22T08:26:40+24:00"), None);
         assert_eq!(super::from_rfc3339("2025-11-22T08:26:40+0200"), None);
         assert_eq!(super::from_rfc3339("tomorrow"), None);

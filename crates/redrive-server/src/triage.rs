@@ -292,12 +292,30 @@ fn now() -> String {
     to_rfc3339(SystemClock.now_ms())
 }
 
+/// Checks that a patch is RFC 6902 operations as the OpenAPI document's `JsonPatch` describes
+/// them, so that nothing else is stored and shown back; whether it applies is found at approval.
+fn patch_shape(patch: &Value) -> Result<(), String> {
+    const OPS: [&str; 6] = ["add", "remove", "replace", "move", "copy", "test"];
+    let ops = patch.as_array().ok_or("a JSON Patch is an array of operations")?;
+    for (i, op) in ops.iter().enumerate() {
+        let text = |name: &str| op.get(name).map(|v| v.as_str().ok_or(()));
+        match (text("op"), text("path"), text("from")) {
+            (Some(Ok(o)), Some(Ok(_)), None | Some(Ok(_))) if OPS.contains(&o) => {}
+            _ => return Err(format!("operation {i} needs a known \"op\" and a \"path\" string")),
+        }
+    }
+    Ok(())
+}
+
 async fn create(
     State(s): State<Shared>,
     JsonBody(n): JsonBody<NewProposal>,
 ) -> ApiResult<(StatusCode, Json<Proposal>)> {
     if n.job_ids.is_empty() {
         return Err(Error::invalid("job_ids", "a proposal names at least one job").into());
+    }
+    if let Some(patch) = &n.decision.patch {
+        patch_shape(patch).map_err(|m| Error::invalid("decision.patch", m))?;
     }
     if n.job_ids.len() > limits::TRIAGE_PROPOSAL_JOBS_COUNT_MAX {
         let (count, max) = (n.job_ids.len(), limits::TRIAGE_PROPOSAL_JOBS_COUNT_MAX);

@@ -275,3 +275,25 @@ async fn proposals_take_the_escalation_the_agent_sends_and_nothing_else() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_proposal_patch_must_be_json_patch_operations() {
+    let (app, _engine) = app();
+    let proposal = |patch: Value| {
+        json!({
+            "queue": "q-dlq", "source_queue": "q", "signature": "E: m",
+            "job_ids": ["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"],
+            "decision": {"category": "bad_data", "action": "redrive_patched", "confidence": 0.9,
+                         "analysis": "fix the quantity", "patch": patch},
+            "reason": "patched redrives need a person",
+        })
+        .to_string()
+    };
+    let good = json!([{"op": "replace", "path": "/quantity", "value": 3}]);
+    let r = json(&app, "POST", "/v1/triage/proposals", &proposal(good)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    for bad in [json!([null]), json!({"op": "add"}), json!([{"op": "frob", "path": "/a"}])] {
+        let r = json(&app, "POST", "/v1/triage/proposals", &proposal(bad.clone())).await;
+        assert_eq!(assert_envelope("patch", &r), "invalid_parameter", "{bad}: {}", r.body);
+    }
+}
