@@ -160,3 +160,28 @@ async fn stop(mut s: Server) {
     let _ = s.stop.take().unwrap().send(());
     tokio::time::timeout(HANG, s.done).await.expect("serve returned").unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_answers_the_requests_in_flight() {
+    let s = start(16).await;
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    let create = "PUT /v1/queues/drain HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n";
+    tcp.write_all(create.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 201"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let body = r#"{"wait_ms": 20000}"#;
+    let poll = format!(
+        "POST /v1/queues/drain/receive HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(poll.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    stop(s).await;
+    let mut reply = Vec::new();
+    tokio::time::timeout(HANG, tcp.read_to_end(&mut reply)).await.unwrap().unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200") && reply.contains(r#"{"jobs":[]}"#), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(2), "the long poll was released, not waited");
+}
