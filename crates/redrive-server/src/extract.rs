@@ -40,11 +40,17 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    // The path names the field at fault (`jobs[2].priority: unknown variant ...`).
-    let value = serde_path_to_error::deserialize(Strict(&mut de))
-        .map_err(|e| ApiError(Error::MalformedRequest(e.to_string())))?;
-    de.end().map_err(|e| ApiError(Error::MalformedRequest(e.to_string())))?;
-    Ok(value)
+    let parsed = T::deserialize(Strict(&mut de)).and_then(|v| de.end().map(|()| v));
+    parsed.map_err(|e| {
+        // Parsed again to name the field at fault (`jobs[2].priority: unknown variant …`):
+        // tracking the path allocates for every key, so only a refused body pays for it.
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let why = match serde_path_to_error::deserialize::<_, T>(Strict(&mut de)) {
+            Err(e) => e.to_string(),
+            Ok(_) => e.to_string(),
+        };
+        ApiError(Error::MalformedRequest(why))
+    })
 }
 
 #[cfg(test)]
