@@ -89,6 +89,7 @@ pub(crate) async fn run(
         .keep_alive(true)
         .half_close(true);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut at_cap = false;
     loop {
         let tcp = tokio::select! {
             biased;
@@ -106,9 +107,15 @@ pub(crate) async fn run(
         // Past the cap: answer at once and close, rather than leave the client in the kernel's
         // backlog, where it would hang with no reason given until its own timeout.
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Logged once per episode at the cap, not once per refused connection (a flood).
+            if !at_cap {
+                tracing::warn!(open_max = conn.open_max, "connections at CONNECTIONS_OPEN_MAX");
+                at_cap = true;
+            }
             refuse(tcp);
             continue;
         };
+        at_cap = false;
         // Small replies must not wait for Nagle's algorithm.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
@@ -139,7 +146,6 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// The reply to a connection past the cap, written without waiting: a fresh socket's send buffer
 /// takes it whole, and a client that is not reading loses nothing it was promised.
 fn refuse(tcp: TcpStream) {
-    tracing::warn!("connection refused: CONNECTIONS_OPEN_MAX reached");
     const BODY: &str = r#"{"error":{"code":"limit_exceeded","message":"limit CONNECTIONS_OPEN_MAX reached; retry with backoff"}}"#;
     let reply = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
