@@ -215,7 +215,9 @@ async fn read_closed(peer: &TcpStream) {
     }
 }
 
-/// A `TcpStream` shared between hyper (reads and writes) and [`read_closed`] (peeks).
+/// A `TcpStream` shared between hyper (reads and writes) and [`read_closed`] (peeks). Reads go
+/// through `try_read`, which needs initialized memory (this crate has no `unsafe`): the unfilled
+/// part of hyper's buffer is zeroed per read, at most one read's worth (8 KiB at first).
 struct SharedTcp(Arc<TcpStream>);
 
 impl AsyncRead for SharedTcp {
