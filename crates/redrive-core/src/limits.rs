@@ -159,7 +159,8 @@ const _: () = assert!(
         + 4096
         <= DOC_VALUE_BYTES_MAX
 );
-const _: () = assert!(DOC_VALUE_BYTES_MAX + DOC_KEY_BYTES_MAX + 64 <= RECORD_SIZE_MAX_BYTES as usize);
+const _: () =
+    assert!(DOC_VALUE_BYTES_MAX + DOC_KEY_BYTES_MAX + 64 <= RECORD_SIZE_MAX_BYTES as usize);
 const _: () = assert!(RECORD_SIZE_MAX_BYTES <= SEGMENT_SIZE_MAX_BYTES / 4);
 const _: () = assert!(MESSAGE_SIZE_MAX_BYTES as usize + 64 * 1024 <= REQUEST_BODY_MAX_BYTES);
 const _: () = assert!(CONNECTIONS_OPEN_MIN <= CONNECTIONS_OPEN_MAX);

@@ -22,18 +22,42 @@ const DLQ_MAX_ATTEMPTS: u32 = redrive_core::limits::ATTEMPTS_DEFAULT;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Enqueue { priority: u8, delay_ms: u64, key: Option<u8> },
-    Receive { dlq: bool, max: usize, lease_ms: Option<u64> },
-    Ack { pick: usize },
-    Fail { pick: usize, non_retryable: bool, retry_after_ms: u64 },
-    Extend { pick: usize, lease_ms: u64 },
-    Advance { ms: u64 },
+    Enqueue {
+        priority: u8,
+        delay_ms: u64,
+        key: Option<u8>,
+    },
+    Receive {
+        dlq: bool,
+        max: usize,
+        lease_ms: Option<u64>,
+    },
+    Ack {
+        pick: usize,
+    },
+    Fail {
+        pick: usize,
+        non_retryable: bool,
+        retry_after_ms: u64,
+    },
+    Extend {
+        pick: usize,
+        lease_ms: u64,
+    },
+    Advance {
+        ms: u64,
+    },
     Redrive,
     Purge,
-    Restart { torn: usize },
+    Restart {
+        torn: usize,
+    },
     /// Sets `count` tags whose keys and values are as long as allowed (or `value_len` long), in
     /// four-byte characters: the largest queue configs must be acknowledged only if they fit.
-    Tag { count: usize, value_len: usize },
+    Tag {
+        count: usize,
+        value_len: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {

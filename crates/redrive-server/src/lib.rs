@@ -32,16 +32,15 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use redrive_core::{limits, Broker};
-use redrive_engine::EngineHandle;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
 pub use conn::{open_max_for, ConnLimits};
 pub use metrics::HttpMetrics;
 
-/// What every handler sees.
-pub struct AppState {
-    pub broker: EngineHandle,
+/// What every handler sees: the store (any [`Broker`]) and the server's own state.
+pub struct AppState<B> {
+    pub broker: B,
     pub http: HttpMetrics,
     pub sqs: sqs::SqsSettings,
     pub moves: sqs::MoveTasks,
@@ -51,8 +50,8 @@ pub struct AppState {
     pub triage_metrics: Option<Arc<redrive_triage::metrics::TriageMetrics>>,
 }
 
-impl AppState {
-    pub fn new(broker: EngineHandle, sqs: sqs::SqsSettings) -> AppState {
+impl<B: Broker> AppState<B> {
+    pub fn new(broker: B, sqs: sqs::SqsSettings) -> AppState<B> {
         AppState {
             broker,
             http: HttpMetrics::default(),
@@ -65,10 +64,10 @@ impl AppState {
     }
 }
 
-pub type Shared = Arc<AppState>;
+pub type Shared<B> = Arc<AppState<B>>;
 
 /// The whole HTTP surface over `state`.
-pub fn router(state: Shared) -> Router {
+pub fn router<B: Broker>(state: Shared<B>) -> Router {
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(error::overload))
         .load_shed()
@@ -78,11 +77,11 @@ pub fn router(state: Shared) -> Router {
         .merge(sqs::routes())
         .merge(triage::routes())
         .route("/healthz", get(native::health::healthz))
-        .route("/readyz", get(native::health::readyz))
-        .route("/metrics", get(metrics::render))
+        .route("/readyz", get(native::health::readyz::<B>))
+        .route("/metrics", get(metrics::render::<B>))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count::<B>))
         .layer(DefaultBodyLimit::max(limits::REQUEST_BODY_MAX_BYTES))
         .layer(limits)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(envelope::panicked))
@@ -93,9 +92,9 @@ pub fn router(state: Shared) -> Router {
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish (at
 /// most `drain`), and returns. The caller shuts the engine down afterwards. Connections are
 /// bounded by [`ConnLimits::from_process`].
-pub async fn serve(
+pub async fn serve<B: Broker>(
     listener: TcpListener,
-    state: Shared,
+    state: Shared<B>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
@@ -103,18 +102,17 @@ pub async fn serve(
 }
 
 /// [`serve`] with explicit connection limits.
-pub async fn serve_with(
+pub async fn serve_with<B: Broker>(
     listener: TcpListener,
-    state: Shared,
+    state: Shared<B>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
     limits: ConnLimits,
 ) -> std::io::Result<()> {
-    let broker = state.broker.clone();
-    let app = router(state);
+    let app = router(state.clone());
     // Long polls would otherwise hold the drain open for up to their wait time.
     let release_long_polls = async move {
-        if let Err(e) = broker.drain().await {
+        if let Err(e) = state.broker.drain().await {
             tracing::warn!(error = %e, "could not release long polls");
         }
     };

@@ -19,7 +19,7 @@ pub struct HttpMetrics {
     by_class: [AtomicU64; 5],
 }
 
-pub async fn count(State(s): State<Shared>, req: Request, next: Next) -> Response {
+pub async fn count<B: Broker>(State(s): State<Shared<B>>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let class = (resp.status().as_u16() / 100).clamp(1, 5) as usize - 1;
     s.http.by_class[class].fetch_add(1, Ordering::Relaxed);
@@ -44,7 +44,7 @@ fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram, scale: f64
     let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum as f64 / scale, h.count);
 }
 
-pub async fn render(State(s): State<Shared>) -> ApiResult<Response> {
+pub async fn render<B: Broker>(State(s): State<Shared<B>>) -> ApiResult<Response> {
     let snap = s.broker.snapshot().await?;
     let mut out = String::with_capacity(4096);
     let _ = writeln!(

@@ -177,7 +177,7 @@ impl Proposals {
 }
 
 /// Fills the copies in memory from the store's documents (at start-up).
-pub async fn load(state: &crate::AppState) -> Result<(), Error> {
+pub async fn load<B: Broker>(state: &crate::AppState<B>) -> Result<(), Error> {
     let mut proposals = Vec::new();
     for (id, text) in state.broker.list_docs(DocKind::TriageProposal).await? {
         let p: Proposal = serde_json::from_str(&text)
@@ -199,8 +199,8 @@ pub async fn load(state: &crate::AppState) -> Result<(), Error> {
 
 /// Moves proposals and policies that an older version kept in JSON files beside the log into
 /// the store, then renames each file to `*.imported`. Returns how many documents it moved.
-pub async fn import_files(
-    state: &crate::AppState,
+pub async fn import_files<B: Broker>(
+    state: &crate::AppState<B>,
     proposals: &FsPath,
     policies: &FsPath,
 ) -> Result<usize, Error> {
@@ -242,18 +242,21 @@ pub struct Policies {
     all: Mutex<BTreeMap<String, Policy>>,
 }
 
-async fn list_policies(State(s): State<Shared>) -> Json<Value> {
+async fn list_policies<B: Broker>(State(s): State<Shared<B>>) -> Json<Value> {
     let all = s.policies.all.lock().expect("not poisoned");
     Json(json!({ "policies": *all }))
 }
 
-async fn get_policy(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<Json<Policy>> {
+async fn get_policy<B: Broker>(
+    State(s): State<Shared<B>>,
+    Path(q): Path<String>,
+) -> ApiResult<Json<Policy>> {
     let all = s.policies.all.lock().expect("not poisoned");
     Ok(Json(all.get(&q).cloned().ok_or(Error::PolicyNotFound(q))?))
 }
 
-async fn put_policy(
-    State(s): State<Shared>,
+async fn put_policy<B: Broker>(
+    State(s): State<Shared<B>>,
     Path(q): Path<String>,
     JsonBody(p): JsonBody<Policy>,
 ) -> ApiResult<Json<Policy>> {
@@ -269,7 +272,10 @@ async fn put_policy(
     Ok(Json(p))
 }
 
-async fn delete_policy(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_policy<B: Broker>(
+    State(s): State<Shared<B>>,
+    Path(q): Path<String>,
+) -> ApiResult<StatusCode> {
     if !s.policies.all.lock().expect("not poisoned").contains_key(&q) {
         return Err(Error::PolicyNotFound(q).into());
     }
@@ -278,14 +284,17 @@ async fn delete_policy(State(s): State<Shared>, Path(q): Path<String>) -> ApiRes
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub fn routes() -> Router<Shared> {
+pub fn routes<B: Broker>() -> Router<Shared<B>> {
     Router::new()
-        .route("/v1/triage/policies", get(list_policies))
-        .route("/v1/triage/policies/{queue}", get(get_policy).put(put_policy).delete(delete_policy))
-        .route("/v1/triage/proposals", post(create).get(list))
-        .route("/v1/triage/proposals/{id}", get(show))
-        .route("/v1/triage/proposals/{id}/approve", post(approve))
-        .route("/v1/triage/proposals/{id}/reject", post(reject))
+        .route("/v1/triage/policies", get(list_policies::<B>))
+        .route(
+            "/v1/triage/policies/{queue}",
+            get(get_policy::<B>).put(put_policy::<B>).delete(delete_policy::<B>),
+        )
+        .route("/v1/triage/proposals", post(create::<B>).get(list::<B>))
+        .route("/v1/triage/proposals/{id}", get(show::<B>))
+        .route("/v1/triage/proposals/{id}/approve", post(approve::<B>))
+        .route("/v1/triage/proposals/{id}/reject", post(reject::<B>))
 }
 
 fn now() -> String {
@@ -307,8 +316,8 @@ fn patch_shape(patch: &Value) -> Result<(), String> {
     Ok(())
 }
 
-async fn create(
-    State(s): State<Shared>,
+async fn create<B: Broker>(
+    State(s): State<Shared<B>>,
     JsonBody(n): JsonBody<NewProposal>,
 ) -> ApiResult<(StatusCode, Json<Proposal>)> {
     if n.job_ids.is_empty() {
@@ -349,8 +358,8 @@ struct ListQuery {
     status: Option<Status>,
 }
 
-async fn list(
-    State(s): State<Shared>,
+async fn list<B: Broker>(
+    State(s): State<Shared<B>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = query.map_err(|e| Error::MalformedRequest(e.body_text()))?;
@@ -360,7 +369,10 @@ async fn list(
     Ok(Json(json!({ "proposals": picked })))
 }
 
-async fn show(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<Proposal>> {
+async fn show<B: Broker>(
+    State(s): State<Shared<B>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Proposal>> {
     Ok(Json(s.proposals.get(&id)?))
 }
 
@@ -372,8 +384,8 @@ struct Verdict {
     why: Option<String>,
 }
 
-async fn reject(
-    State(s): State<Shared>,
+async fn reject<B: Broker>(
+    State(s): State<Shared<B>>,
     Path(id): Path<String>,
     JsonBody(v): JsonBody<Verdict>,
 ) -> ApiResult<Json<Proposal>> {
@@ -387,8 +399,8 @@ async fn reject(
     Ok(Json(s.proposals.put(&s.broker, p).await?))
 }
 
-async fn approve(
-    State(s): State<Shared>,
+async fn approve<B: Broker>(
+    State(s): State<Shared<B>>,
     Path(id): Path<String>,
     JsonBody(v): JsonBody<Verdict>,
 ) -> ApiResult<Json<Proposal>> {
@@ -403,7 +415,7 @@ async fn approve(
 }
 
 /// Runs an approved proposal's action; returns what it did.
-async fn execute(s: &Shared, p: &Proposal) -> Result<Value, Error> {
+async fn execute<B: Broker>(s: &Shared<B>, p: &Proposal) -> Result<Value, Error> {
     let d = &p.proposed.decision;
     match d.action {
         Action::Escalate | Action::Hold => Ok(json!({ "acknowledged": true })),
@@ -456,7 +468,11 @@ fn result_line(e: &Error) -> String {
 }
 
 /// Replaces one dead job by its patched copy in its source queue.
-async fn patched_redrive(s: &Shared, id: JobId, patch: &Value) -> Result<JobId, Error> {
+async fn patched_redrive<B: Broker>(
+    s: &Shared<B>,
+    id: JobId,
+    patch: &Value,
+) -> Result<JobId, Error> {
     let job = s.broker.get_job(id).await?;
     if job.state == redrive_core::model::JobState::Leased {
         let why = format!("job {id} is leased; approve again after its lease ends");

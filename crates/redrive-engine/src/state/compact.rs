@@ -104,9 +104,7 @@ impl Store {
                 Record::DedupKey { qid, id, enqueued_at, key } => {
                     let k = (qid, Box::<str>::from(key.as_str()));
                     if self.dedup.get(&k).is_some_and(|d| d.loc == loc) {
-                        let new = self
-                            .wal
-                            .append(|w| w.dedup_key(qid, id, enqueued_at, &key))?;
+                        let new = self.wal.append(|w| w.dedup_key(qid, id, enqueued_at, &key))?;
                         self.dedup.get_mut(&k).expect("checked").loc = new;
                         self.wal.hold(loc, -1);
                         self.wal.hold(new, 1);
@@ -114,17 +112,14 @@ impl Store {
                 }
                 Record::Meta { id, meta, worker } => {
                     if self.jobs.get(&id).is_some_and(|j| j.meta_loc == loc) {
-                        let new = self
-                            .wal
-                            .append(|w| w.meta_record(id, &meta, worker.as_deref()))?;
+                        let new =
+                            self.wal.append(|w| w.meta_record(id, &meta, worker.as_deref()))?;
                         self.move_holder(id, loc, new, |j| &mut j.meta_loc);
                     }
                 }
                 Record::Attempts { id, total, entries } => {
                     if self.jobs.get(&id).is_some_and(|j| j.attempts_loc == loc) {
-                        let new = self
-                            .wal
-                            .append(|w| w.attempts(id, total, &entries))?;
+                        let new = self.wal.append(|w| w.attempts(id, total, &entries))?;
                         self.move_holder(id, loc, new, |j| &mut j.attempts_loc);
                     }
                 }
@@ -147,26 +142,23 @@ impl Store {
         if !(body || meta) {
             // Only the idempotency key is still needed: keep it, not the job.
             let k = key.expect("dedup implies key");
-            let new = self
-                .wal
-                .append(|w| w.dedup_key(e.meta.qid, e.id, e.meta.enqueued_at, &k.1))?;
+            let new =
+                self.wal.append(|w| w.dedup_key(e.meta.qid, e.id, e.meta.enqueued_at, &k.1))?;
             self.dedup.get_mut(&k).expect("checked").loc = new;
             self.wal.hold(loc, -1);
             self.wal.hold(new, 1);
             return Ok(());
         }
-        let new = self
-            .wal
-            .append(|w| {
-                w.enqueue(
-                    e.id,
-                    &e.meta,
-                    e.idempotency_key.as_deref(),
-                    e.traceparent.as_deref(),
-                    &e.attributes,
-                    &e.body,
-                )
-            })?;
+        let new = self.wal.append(|w| {
+            w.enqueue(
+                e.id,
+                &e.meta,
+                e.idempotency_key.as_deref(),
+                e.traceparent.as_deref(),
+                &e.attributes,
+                &e.body,
+            )
+        })?;
         let job = self.jobs.get_mut(&e.id).expect("body or meta implies a job");
         if body {
             job.body_loc = new;

@@ -28,9 +28,7 @@ impl Store {
         let Some(value) = value else {
             let Some(old) = self.docs.remove(&k) else { return Ok(()) };
             self.doc_version += 1;
-            let loc = self
-                .wal
-                .append(|e| e.doc(kind as u8, key, self.doc_version, None))?;
+            let loc = self.wal.append(|e| e.doc(kind as u8, key, self.doc_version, None))?;
             self.wal.hold(old.loc, -1);
             self.wal.hold(loc, 1); // the tombstone, until compaction reaches it
             return Ok(());
@@ -42,13 +40,14 @@ impl Store {
             });
         }
         if !self.docs.contains_key(&k) && self.doc_count(kind) >= kind.count_max() {
-            return Err(Error::LimitExceeded { limit: kind.limit_name(), max: kind.count_max() as u64 });
+            return Err(Error::LimitExceeded {
+                limit: kind.limit_name(),
+                max: kind.count_max() as u64,
+            });
         }
         self.doc_version += 1;
         let version = self.doc_version;
-        let loc = self
-            .wal
-            .append(|e| e.doc(kind as u8, key, version, Some(value)))?;
+        let loc = self.wal.append(|e| e.doc(kind as u8, key, version, Some(value)))?;
         self.wal.hold(loc, 1);
         let doc = Doc { version, value: value.to_owned(), loc };
         if let Some(old) = self.docs.insert(k, doc) {
@@ -76,9 +75,7 @@ impl Store {
         let k = (kind, Box::<str>::from(key));
         let Some(doc) = self.docs.get(&k).filter(|d| d.loc == loc) else { return Ok(()) };
         let (version, value) = (doc.version, doc.value.clone());
-        let new = self
-            .wal
-            .append(|e| e.doc(kind, key, version, Some(&value)))?;
+        let new = self.wal.append(|e| e.doc(kind, key, version, Some(&value)))?;
         self.docs.get_mut(&k).expect("checked").loc = new;
         self.wal.hold(loc, -1);
         self.wal.hold(new, 1);

@@ -131,11 +131,9 @@ impl Store {
             }
             None => &job.attributes,
         };
-        let loc = self
-            .wal
-            .append(|e| {
-                e.enqueue(id, &meta, key, job.traceparent.as_deref(), attributes, &job.body)
-            })?;
+        let loc = self.wal.append(|e| {
+            e.enqueue(id, &meta, key, job.traceparent.as_deref(), attributes, &job.body)
+        })?;
         self.wal.hold(loc, 2); // body and metadata
         self.jobs.insert(
             id,

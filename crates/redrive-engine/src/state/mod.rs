@@ -356,9 +356,7 @@ impl Store {
 
     /// Writes buffered records and hands back what must be fsynced for them to be durable (the
     /// engine's group-commit thread does that fsync).
-    pub fn write_for_sync(
-        &mut self,
-    ) -> Result<Option<crate::wal::SyncTicket>> {
+    pub fn write_for_sync(&mut self) -> Result<Option<crate::wal::SyncTicket>> {
         Ok(self.wal.write_for_sync()?)
     }
 

@@ -244,9 +244,8 @@ impl Store {
         let config = serde_json::to_string(&q.config).expect("config serializes");
         let (version, created, updated) = (q.version, q.created_at, q.updated_at);
         let name = q.name.clone();
-        let loc = self
-            .wal
-            .append(|e| e.queue_put(qid, version, created, updated, &name, &config))?;
+        let loc =
+            self.wal.append(|e| e.queue_put(qid, version, created, updated, &name, &config))?;
         let q = self.queues.get_mut(&qid).expect("exists");
         let old = std::mem::replace(&mut q.loc, loc);
         self.wal.hold(old, -1);

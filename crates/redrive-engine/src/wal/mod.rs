@@ -389,9 +389,7 @@ impl Wal {
             tracing::warn!(error = %why, "refusing writes until a new segment can be created");
             return Err(Error::StoreUnavailable(why));
         }
-        self.storage
-            .sync_dir()
-            .map_err(|e| self.poison("syncing the data directory", &e).into())
+        self.storage.sync_dir().map_err(|e| self.poison("syncing the data directory", &e).into())
     }
 
     fn seal_active(&mut self) -> io::Result<()> {
@@ -740,7 +738,10 @@ fn scan(
                 let Some(nonce) = last else { return Err((off as u64, why.to_owned())) };
                 return match damage_after(data, off, nonce) {
                     None => Ok(off as u64),
-                    Some(proof) => Err((off as u64, format!("{why}; {proof}, so this is damage, not a torn write"))),
+                    Some(proof) => Err((
+                        off as u64,
+                        format!("{why}; {proof}, so this is damage, not a torn write"),
+                    )),
                 };
             }
         };

@@ -34,8 +34,8 @@ fn time(field: &'static str, v: Option<String>) -> Result<Option<u64>, ApiError>
     .transpose()
 }
 
-pub async fn list(
-    State(s): State<Shared>,
+pub async fn list<B: Broker>(
+    State(s): State<Shared<B>>,
     Path(q): Path<String>,
     query: Result<Query<DeadQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<DeadPage>> {
@@ -54,14 +54,17 @@ pub async fn list(
     Ok(Json(s.broker.list_dead(q, filter, after, d.limit.unwrap_or(DEAD_PAGE_DEFAULT)).await?))
 }
 
-pub async fn redrive(
-    State(s): State<Shared>,
+pub async fn redrive<B: Broker>(
+    State(s): State<Shared<B>>,
     Path(q): Path<String>,
     JsonBody(b): JsonBody<RedriveRequest>,
 ) -> ApiResult<Json<RedriveResult>> {
     Ok(Json(s.broker.redrive(q, b).await?))
 }
 
-pub async fn purge(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn purge<B: Broker>(
+    State(s): State<Shared<B>>,
+    Path(q): Path<String>,
+) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "purged": s.broker.purge(q).await? })))
 }

@@ -12,7 +12,7 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-pub async fn readyz(State(s): State<Shared>) -> (StatusCode, Json<Value>) {
+pub async fn readyz<B: Broker>(State(s): State<Shared<B>>) -> (StatusCode, Json<Value>) {
     let h = s.broker.health();
     match h.poisoned {
         None => (StatusCode::OK, Json(json!({ "status": "ready", "durability": h.durability }))),

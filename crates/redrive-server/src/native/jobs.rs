@@ -33,8 +33,8 @@ pub struct AckReply {
     results: Vec<AckResult>,
 }
 
-pub async fn enqueue(
-    State(s): State<Shared>,
+pub async fn enqueue<B: Broker>(
+    State(s): State<Shared<B>>,
     Path(q): Path<String>,
     JsonBody(b): JsonBody<EnqueueBody>,
 ) -> ApiResult<Json<JobsReply<Enqueued>>> {
@@ -64,8 +64,8 @@ impl ReceiveBody {
     }
 }
 
-pub async fn receive_one(
-    State(s): State<Shared>,
+pub async fn receive_one<B: Broker>(
+    State(s): State<Shared<B>>,
     Path(q): Path<String>,
     JsonBody(b): JsonBody<ReceiveBody>,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
@@ -79,8 +79,8 @@ pub async fn receive_one(
     Ok(Json(JobsReply { jobs: s.broker.receive(b.into_request(vec![q])).await? }))
 }
 
-pub async fn receive_many(
-    State(s): State<Shared>,
+pub async fn receive_many<B: Broker>(
+    State(s): State<Shared<B>>,
     JsonBody(mut b): JsonBody<ReceiveBody>,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
     let queues = std::mem::take(&mut b.queues);
@@ -93,8 +93,8 @@ pub struct AckBody {
     receipts: Vec<String>,
 }
 
-pub async fn ack(
-    State(s): State<Shared>,
+pub async fn ack<B: Broker>(
+    State(s): State<Shared<B>>,
     JsonBody(b): JsonBody<AckBody>,
 ) -> ApiResult<Json<AckReply>> {
     Ok(Json(AckReply { results: s.broker.ack(b.receipts).await? }))
@@ -124,8 +124,8 @@ struct FailError {
     detail: Option<String>,
 }
 
-pub async fn fail(
-    State(s): State<Shared>,
+pub async fn fail<B: Broker>(
+    State(s): State<Shared<B>>,
     JsonBody(b): JsonBody<FailBody>,
 ) -> ApiResult<Json<FailResult>> {
     let FailError { kind, message, detail } = b.error;
@@ -145,21 +145,24 @@ pub struct ExtendBody {
     lease_ms: u64,
 }
 
-pub async fn extend(
-    State(s): State<Shared>,
+pub async fn extend<B: Broker>(
+    State(s): State<Shared<B>>,
     JsonBody(b): JsonBody<ExtendBody>,
 ) -> ApiResult<Json<Value>> {
     let at = s.broker.extend(b.receipt, b.lease_ms).await?;
     Ok(Json(json!({ "lease_expires_at": to_rfc3339(at) })))
 }
 
-pub async fn show(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Json<JobInfo>> {
+pub async fn show<B: Broker>(
+    State(s): State<Shared<B>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobInfo>> {
     let id: JobId = id.parse().map_err(|()| Error::invalid("id", "job ids are UUIDs"))?;
     Ok(Json(s.broker.get_job(id).await?))
 }
 
-pub async fn delete(
-    State(s): State<Shared>,
+pub async fn delete<B: Broker>(
+    State(s): State<Shared<B>>,
     Path(id): Path<String>,
 ) -> ApiResult<axum::http::StatusCode> {
     let id: JobId = id.parse().map_err(|()| Error::invalid("id", "job ids are UUIDs"))?;

@@ -9,24 +9,28 @@ use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::Shared;
+use redrive_core::Broker;
 
 const OPENAPI: &str = include_str!("../openapi.json");
 
-pub fn routes() -> Router<Shared> {
+pub fn routes<B: Broker>() -> Router<Shared<B>> {
     Router::new()
-        .route("/v1/queues", get(queues::list))
-        .route("/v1/queues/{q}", put(queues::put).get(queues::show).delete(queues::delete))
-        .route("/v1/queues/{q}/stats", get(queues::stats))
-        .route("/v1/queues/{q}/jobs", post(jobs::enqueue))
-        .route("/v1/queues/{q}/receive", post(jobs::receive_one))
-        .route("/v1/receive", post(jobs::receive_many))
-        .route("/v1/ack", post(jobs::ack))
-        .route("/v1/fail", post(jobs::fail))
-        .route("/v1/extend", post(jobs::extend))
-        .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::delete))
-        .route("/v1/queues/{q}/dead", get(dead::list))
-        .route("/v1/queues/{q}/redrive", post(dead::redrive))
-        .route("/v1/queues/{q}/purge", post(dead::purge))
+        .route("/v1/queues", get(queues::list::<B>))
+        .route(
+            "/v1/queues/{q}",
+            put(queues::put::<B>).get(queues::show::<B>).delete(queues::delete::<B>),
+        )
+        .route("/v1/queues/{q}/stats", get(queues::stats::<B>))
+        .route("/v1/queues/{q}/jobs", post(jobs::enqueue::<B>))
+        .route("/v1/queues/{q}/receive", post(jobs::receive_one::<B>))
+        .route("/v1/receive", post(jobs::receive_many::<B>))
+        .route("/v1/ack", post(jobs::ack::<B>))
+        .route("/v1/fail", post(jobs::fail::<B>))
+        .route("/v1/extend", post(jobs::extend::<B>))
+        .route("/v1/jobs/{id}", get(jobs::show::<B>).delete(jobs::delete::<B>))
+        .route("/v1/queues/{q}/dead", get(dead::list::<B>))
+        .route("/v1/queues/{q}/redrive", post(dead::redrive::<B>))
+        .route("/v1/queues/{q}/purge", post(dead::purge::<B>))
         .route(
             "/v1/openapi.json",
             get(|| async { ([("content-type", "application/json")], OPENAPI) }),

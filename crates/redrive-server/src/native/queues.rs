@@ -11,8 +11,8 @@ use crate::error::ApiResult;
 use crate::extract::JsonBody;
 use crate::Shared;
 
-pub async fn put(
-    State(s): State<Shared>,
+pub async fn put<B: Broker>(
+    State(s): State<Shared<B>>,
     Path(q): Path<String>,
     JsonBody(patch): JsonBody<QueuePatch>,
 ) -> ApiResult<(StatusCode, Json<QueueInfo>)> {
@@ -20,19 +20,28 @@ pub async fn put(
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(info)))
 }
 
-pub async fn list(State(s): State<Shared>) -> ApiResult<Json<Value>> {
+pub async fn list<B: Broker>(State(s): State<Shared<B>>) -> ApiResult<Json<Value>> {
     Ok(Json(json!({ "queues": s.broker.list_queues().await? })))
 }
 
-pub async fn show(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<Json<QueueInfo>> {
+pub async fn show<B: Broker>(
+    State(s): State<Shared<B>>,
+    Path(q): Path<String>,
+) -> ApiResult<Json<QueueInfo>> {
     Ok(Json(s.broker.get_queue(q).await?))
 }
 
-pub async fn delete(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete<B: Broker>(
+    State(s): State<Shared<B>>,
+    Path(q): Path<String>,
+) -> ApiResult<StatusCode> {
     s.broker.delete_queue(q).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn stats(State(s): State<Shared>, Path(q): Path<String>) -> ApiResult<Json<QueueStats>> {
+pub async fn stats<B: Broker>(
+    State(s): State<Shared<B>>,
+    Path(q): Path<String>,
+) -> ApiResult<Json<QueueStats>> {
     Ok(Json(s.broker.get_queue(q).await?.stats))
 }

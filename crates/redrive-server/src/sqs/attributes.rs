@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use redrive_core::broker::QueueInfo;
-use redrive_core::{QueueConfig, QueuePatch};
+use redrive_core::{Broker, QueueConfig, QueuePatch};
 use serde_json::Value;
 
 use super::error::{Code, SqsError, SqsResult};
@@ -117,8 +117,7 @@ pub fn to_patch(
 }
 
 /// Refuses a patch whose redrive policy names a queue that does not exist, in SQS's words.
-pub async fn check_dead_letter_target(cx: &Cx<'_>, p: &QueuePatch) -> SqsResult<()> {
-    use redrive_core::Broker;
+pub async fn check_dead_letter_target<B: Broker>(cx: &Cx<'_, B>, p: &QueuePatch) -> SqsResult<()> {
     if let Some(Some(dlq)) = &p.dead_letter_queue {
         match cx.broker().get_queue(dlq.clone()).await {
             Err(redrive_core::Error::QueueNotFound(_)) => {
@@ -157,7 +156,11 @@ fn redrive_policy(v: &str) -> SqsResult<(Option<String>, Option<u32>)> {
 }
 
 /// The attributes `names` asks for (`All` for every one), as GetQueueAttributes answers.
-pub fn render(cx: &Cx<'_>, q: &QueueInfo, names: &[String]) -> SqsResult<BTreeMap<String, String>> {
+pub fn render<B: Broker>(
+    cx: &Cx<'_, B>,
+    q: &QueueInfo,
+    names: &[String],
+) -> SqsResult<BTreeMap<String, String>> {
     let c: &QueueConfig = &q.config;
     let all = names.iter().any(|n| n == "All");
     let mut out = BTreeMap::new();

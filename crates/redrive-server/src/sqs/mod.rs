@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use redrive_core::{limits, Error};
+use redrive_core::{limits, Broker, Error};
 
 pub use actions::SqsAction;
 pub use moves::MoveTasks;
@@ -46,22 +46,22 @@ impl Default for SqsSettings {
     }
 }
 
-pub fn routes() -> Router<Shared> {
+pub fn routes<B: Broker>() -> Router<Shared<B>> {
     Router::new()
-        .route("/", post(at_root).get(at_root))
-        .route("/{account}/{queue}", post(at_queue).get(at_queue))
+        .route("/", post(at_root::<B>).get(at_root::<B>))
+        .route("/{account}/{queue}", post(at_queue::<B>).get(at_queue::<B>))
 }
 
 /// What an action sees: the server, and the request's host for the queue URLs it hands out.
-pub struct Cx<'a> {
-    pub state: &'a Shared,
+pub struct Cx<'a, B> {
+    pub state: &'a Shared<B>,
     host: String,
     /// The queue of a Query request posted to its queue URL.
     path_queue: Option<String>,
 }
 
-impl Cx<'_> {
-    pub fn broker(&self) -> &redrive_engine::EngineHandle {
+impl<B: Broker> Cx<'_, B> {
+    pub fn broker(&self) -> &B {
         &self.state.broker
     }
 
@@ -105,8 +105,8 @@ impl Cx<'_> {
     }
 }
 
-async fn at_root(
-    State(state): State<Shared>,
+async fn at_root<B: Broker>(
+    State(state): State<Shared<B>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -119,8 +119,8 @@ async fn at_root(
     handle(state, None, uri, headers, body).await
 }
 
-async fn at_queue(
-    State(state): State<Shared>,
+async fn at_queue<B: Broker>(
+    State(state): State<Shared<B>>,
     Path((account, queue)): Path<(String, String)>,
     uri: Uri,
     headers: HeaderMap,
@@ -155,8 +155,8 @@ pub(crate) fn error_response(protocol: Protocol, e: Error) -> Response {
     wire::error(protocol, &e.into(), &uuid::Uuid::now_v7().to_string())
 }
 
-async fn handle(
-    state: Shared,
+async fn handle<B: Broker>(
+    state: Shared<B>,
     path_queue: Option<String>,
     uri: Uri,
     headers: HeaderMap,

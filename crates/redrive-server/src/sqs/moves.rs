@@ -9,7 +9,8 @@ use std::time::Duration;
 use redrive_core::broker::{DeadFilter, RedriveRequest};
 use redrive_core::time::{Clock, SystemClock};
 use redrive_core::Broker;
-use redrive_engine::EngineHandle;
+
+use crate::Shared;
 
 /// Tasks kept per source queue (SQS lists the 10 most recent).
 const HISTORY_PER_SOURCE: usize = 10;
@@ -72,12 +73,22 @@ pub struct NewTask {
     pub to_move: u64,
 }
 
+/// A task is already running for this source queue (its ARN).
+#[derive(Debug)]
+pub struct AlreadyRunning(pub String);
+
+impl std::fmt::Display for AlreadyRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "A message move task is already running for {}.", self.0)
+    }
+}
+
 impl MoveTasks {
     /// Starts a task unless one is running for the same source; returns its handle.
-    pub fn start(&self, broker: EngineHandle, t: NewTask) -> Result<String, String> {
+    pub fn start<B: Broker>(&self, state: Shared<B>, t: NewTask) -> Result<String, AlreadyRunning> {
         let mut tasks = self.tasks.lock().expect("not poisoned");
         if tasks.iter().any(|x| x.spec.source == t.source && x.status().0 == Status::Running) {
-            return Err(format!("A message move task is already running for {}.", t.source_arn));
+            return Err(AlreadyRunning(t.source_arn));
         }
         let started_at = SystemClock.now_ms();
         let task = Arc::new(MoveTask {
@@ -96,7 +107,7 @@ impl MoveTasks {
             tasks.remove(oldest);
         }
         let handle = task.handle.clone();
-        tokio::spawn(run(broker, task));
+        tokio::spawn(run(state, task));
         Ok(handle)
     }
 
@@ -117,7 +128,8 @@ impl MoveTasks {
 }
 
 /// Moves the source's dead letters in steps of at most `rate` (per second) or `STEP_MAX`.
-async fn run(broker: EngineHandle, task: Arc<MoveTask>) {
+async fn run<B: Broker>(state: Shared<B>, task: Arc<MoveTask>) {
+    let broker = &state.broker;
     let step = task.spec.rate.map_or(STEP_MAX, |r| (r as usize).clamp(1, STEP_MAX));
     let mut after = None;
     loop {

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use redrive_core::Broker;
 use crate::sqs::actions::Empty;
 use crate::sqs::error::{SqsError, SqsResult};
 use crate::sqs::Cx;
@@ -19,7 +20,7 @@ pub struct Input {
     actions: Vec<String>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     let valid_label = !input.label.is_empty()
         && input.label.len() <= 80

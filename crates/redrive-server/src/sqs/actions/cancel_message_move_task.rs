@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use redrive_core::Broker;
 use crate::sqs::error::{Code, SqsError, SqsResult};
 use crate::sqs::Cx;
 
@@ -17,7 +18,7 @@ pub struct Output {
     approximate_number_of_messages_moved: u64,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let task = cx.state.moves.cancel(&input.task_handle).ok_or_else(|| {
         SqsError::new(Code::ResourceNotFound, "No running message move task has this handle.")
     })?;

@@ -19,14 +19,14 @@ pub struct Input {
     visibility_timeout: Option<i64>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
     cx.queue_name(input.queue_url.as_deref())?;
     change(cx, input.receipt_handle, input.visibility_timeout).await?;
     Ok(Empty)
 }
 
 /// One visibility change, shared with the batch action.
-pub async fn change(cx: &Cx<'_>, receipt: String, seconds: Option<i64>) -> SqsResult<()> {
+pub async fn change<B: Broker>(cx: &Cx<'_, B>, receipt: String, seconds: Option<i64>) -> SqsResult<()> {
     let seconds = int_in("VisibilityTimeout", seconds, 0, 43_200)?
         .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
     if !is_receipt(&receipt) {

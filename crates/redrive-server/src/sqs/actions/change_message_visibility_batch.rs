@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use redrive_core::Broker;
 use crate::sqs::actions::change_message_visibility::change;
 use crate::sqs::actions::{check_batch, BatchError, BatchOk, BatchResult};
 use crate::sqs::error::SqsResult;
@@ -26,7 +27,7 @@ pub struct Input {
     entries: Vec<Entry>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<BatchResult> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<BatchResult> {
     cx.queue_name(input.queue_url.as_deref())?;
     check_batch(input.entries.iter().map(|e| e.id.as_str()))?;
     let mut out = BatchResult::default();

@@ -27,7 +27,7 @@ pub struct Output {
     queue_url: String,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let name = input.queue_name;
     if !redrive_core::model::valid_queue_name(&name) {
         return Err(SqsError::invalid(

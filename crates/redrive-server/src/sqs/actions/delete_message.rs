@@ -16,7 +16,7 @@ pub struct Input {
     receipt_handle: String,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
     cx.queue_name(input.queue_url.as_deref())?;
     if !is_receipt(&input.receipt_handle) {
         return Err(malformed_receipt(&input.receipt_handle));

@@ -23,7 +23,7 @@ pub struct Input {
     entries: Vec<Entry>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<BatchResult> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<BatchResult> {
     cx.queue_name(input.queue_url.as_deref())?;
     check_batch(input.entries.iter().map(|e| e.id.as_str()))?;
     let mut out = BatchResult::default();

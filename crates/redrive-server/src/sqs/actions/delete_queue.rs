@@ -5,7 +5,7 @@ use crate::sqs::actions::{Empty, QueueOnly};
 use crate::sqs::error::SqsResult;
 use crate::sqs::Cx;
 
-pub async fn run(cx: &Cx<'_>, input: QueueOnly) -> SqsResult<Empty> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: QueueOnly) -> SqsResult<Empty> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     cx.broker().delete_queue(name).await?;
     Ok(Empty)

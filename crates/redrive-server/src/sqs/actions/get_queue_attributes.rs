@@ -25,7 +25,7 @@ pub struct Output {
     attributes: BTreeMap<String, String>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     let q = cx.broker().get_queue(name).await?;
     Ok(Output { attributes: render(cx, &q, &input.attribute_names)? })

@@ -21,7 +21,7 @@ pub struct Output {
     queue_url: String,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let name = cx.queue_name(Some(&input.queue_name))?;
     let q = cx.broker().get_queue(name).await?;
     Ok(Output { queue_url: cx.queue_url(&q.name) })

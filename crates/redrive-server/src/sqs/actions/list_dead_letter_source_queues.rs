@@ -27,7 +27,7 @@ pub struct Output {
     next_token: Option<String>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     cx.broker().get_queue(name.clone()).await?;
     let sources = cx

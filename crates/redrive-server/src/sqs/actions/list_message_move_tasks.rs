@@ -41,7 +41,7 @@ pub struct Output {
     results: Vec<Task>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let source = cx.queue_of_arn(&input.source_arn)?;
     cx.broker().get_queue(source.clone()).await?;
     let max = int_in("MaxResults", input.max_results, 1, 10)?.unwrap_or(1) as usize;

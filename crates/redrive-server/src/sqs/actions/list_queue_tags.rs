@@ -16,7 +16,7 @@ pub struct Output {
     tags: BTreeMap<String, String>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: QueueOnly) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: QueueOnly) -> SqsResult<Output> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     Ok(Output { tags: cx.broker().get_queue(name).await?.config.tags })
 }

@@ -28,7 +28,7 @@ pub struct Output {
     next_token: Option<String>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let prefix = input.queue_name_prefix.unwrap_or_default();
     let names = cx
         .broker()

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::error::{Code, SqsError, SqsResult};
 use super::Cx;
+use redrive_core::Broker;
 
 macro_rules! actions {
     ($($name:ident => $module:ident),* $(,)?) => {
@@ -33,7 +34,7 @@ macro_rules! actions {
                 match self { $(SqsAction::$name => stringify!($name)),* }
             }
 
-            pub async fn run(self, cx: &Cx<'_>, params: Value) -> SqsResult<Value> {
+            pub async fn run<B: Broker>(self, cx: &Cx<'_, B>, params: Value) -> SqsResult<Value> {
                 match self {
                     $(SqsAction::$name => output($module::run(cx, input(params)?).await?),)*
                 }

@@ -62,7 +62,7 @@ pub struct Output {
     messages: Vec<Message>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     let max = int_in("MaxNumberOfMessages", input.max_number_of_messages, 1, 10)?.unwrap_or(1);
     let wait = int_in("WaitTimeSeconds", input.wait_time_seconds, 0, 20)?;
@@ -101,8 +101,8 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
 }
 
 /// The system attributes `names` asks for (`All` for all that apply).
-fn system_attributes(
-    cx: &Cx<'_>,
+fn system_attributes<B: Broker>(
+    cx: &Cx<'_, B>,
     d: &Delivery,
     names: &[String],
     fifo: bool,

@@ -17,7 +17,7 @@ pub struct Input {
     label: String,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     edit_policy(cx, name, |statements| {
         let before = statements.len();
@@ -35,8 +35,8 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
 
 /// Applies `edit` to the statements of the queue's stored `Policy` and stores it back (the
 /// attribute is removed when no statement is left).
-pub async fn edit_policy(
-    cx: &Cx<'_>,
+pub async fn edit_policy<B: Broker>(
+    cx: &Cx<'_, B>,
     name: String,
     edit: impl FnOnce(&mut Vec<Value>) -> SqsResult<()>,
 ) -> SqsResult<Empty> {

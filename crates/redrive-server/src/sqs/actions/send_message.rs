@@ -164,7 +164,7 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
     })
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Sent> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Sent> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     let q = cx.broker().get_queue(name.clone()).await?;
     let p = prepare(&q, input.message)?;

@@ -43,7 +43,7 @@ pub struct Output {
 /// The request as a whole may carry at most this many bytes of messages (SQS: 1 MiB).
 const BATCH_BYTES_MAX: usize = 1024 * 1024;
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     check_batch(input.entries.iter().map(|e| e.id.as_str()))?;
     let total: usize = input.entries.iter().map(|e| e.message.size()).sum();

@@ -20,7 +20,7 @@ pub struct Input {
     attributes: BTreeMap<String, String>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     let q = cx.broker().get_queue(name.clone()).await?;
     let patch = to_patch(&input.attributes, &q.config.sqs_attributes, false)?;

@@ -26,7 +26,7 @@ pub struct Output {
     task_handle: String,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let source = cx.queue_of_arn(&input.source_arn)?;
     let rate = int_in("MaxNumberOfMessagesPerSecond", input.max_number_of_messages_per_second, 1, 500)?;
     let queues = cx.broker().list_queues().await?;
@@ -57,7 +57,7 @@ pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Output> {
     let task_handle = cx
         .state
         .moves
-        .start(cx.broker().clone(), task)
-        .map_err(|m| SqsError::new(Code::UnsupportedOperation, m))?;
+        .start(cx.state.clone(), task)
+        .map_err(|e| SqsError::new(Code::UnsupportedOperation, e.to_string()))?;
     Ok(Output { task_handle })
 }

@@ -16,7 +16,7 @@ pub struct Input {
     tag_keys: Vec<String>,
 }
 
-pub async fn run(cx: &Cx<'_>, input: Input) -> SqsResult<Empty> {
+pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     let mut tags = cx.broker().get_queue(name.clone()).await?.config.tags;
     tags.retain(|k, _| !input.tag_keys.contains(k));
