@@ -102,6 +102,22 @@ pub const TRIAGE_PROPOSAL_POSTED_BYTES_MAX: usize = 96 * 1024;
 /// Bytes of one job's line in an executed proposal's result.
 pub const TRIAGE_RESULT_LINE_BYTES_MAX: usize = 150;
 
+/// The SQS door's own bounds, as AWS documents them: entries per batch request and bytes of a
+/// whole SendMessageBatch, message attributes per message and the characters of an attribute's
+/// name and data type, messages per ReceiveMessage, and queue-URL results per list page.
+pub const SQS_BATCH_ENTRIES_MAX: usize = 10;
+pub const SQS_BATCH_BYTES_MAX: usize = 1024 * 1024;
+pub const SQS_MESSAGE_ATTRIBUTES_COUNT_MAX: usize = 10;
+pub const SQS_ATTRIBUTE_NAME_LENGTH_MAX: usize = 256;
+pub const SQS_RECEIVE_COUNT_MAX: i64 = 10;
+pub const SQS_LIST_RESULTS_MAX: i64 = 1000;
+/// The same bounds as the native ones, in the seconds SQS speaks (asserted equal below).
+pub const SQS_VISIBILITY_TIMEOUT_MAX_S: i64 = 43_200;
+pub const SQS_WAIT_TIME_MAX_S: i64 = 20;
+pub const SQS_DELAY_MAX_S: i64 = 900;
+pub const SQS_RETENTION_MIN_S: i64 = 60;
+pub const SQS_RETENTION_MAX_S: i64 = 1_209_600;
+
 /// HTTP request body bound: a full enqueue batch of small jobs, or one maximal job plus framing.
 pub const REQUEST_BODY_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Requests served at once by one server, and how long one may take in all, long poll included
@@ -168,3 +184,11 @@ const _: () = assert!(CONNECTIONS_OPEN_MIN <= CONNECTIONS_OPEN_MAX);
 const _: () = assert!(RECEIVE_WAIT_MAX_MS <= REQUEST_TIMEOUT_MS);
 const _: () =
     assert!(RETENTION_MIN_MS <= RETENTION_DEFAULT_MS && RETENTION_DEFAULT_MS <= RETENTION_MAX_MS);
+const _: () = assert!(SQS_VISIBILITY_TIMEOUT_MAX_S as u64 * 1000 == LEASE_DURATION_MAX_MS);
+const _: () = assert!(SQS_WAIT_TIME_MAX_S as u64 * 1000 == RECEIVE_WAIT_MAX_MS);
+const _: () = assert!(SQS_DELAY_MAX_S as u64 * 1000 <= DELAY_MAX_MS);
+const _: () = assert!(SQS_RETENTION_MIN_S as u64 * 1000 == RETENTION_MIN_MS);
+const _: () = assert!(SQS_RETENTION_MAX_S as u64 * 1000 == RETENTION_MAX_MS);
+const _: () = assert!(SQS_RECEIVE_COUNT_MAX as u32 <= RECEIVE_BATCH_COUNT_MAX);
+const _: () = assert!(SQS_BATCH_BYTES_MAX + 64 * 1024 <= REQUEST_BODY_MAX_BYTES);
+const _: () = assert!(SQS_BATCH_ENTRIES_MAX <= ENQUEUE_BATCH_COUNT_MAX);

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use redrive_core::broker::QueueInfo;
+use redrive_core::limits;
 use redrive_core::{Broker, QueueConfig, QueuePatch};
 use serde_json::Value;
 
@@ -74,17 +75,28 @@ pub fn to_patch(
     for (name, v) in attrs {
         match name.as_str() {
             "VisibilityTimeout" => {
-                p.visibility_timeout_ms = Some(seconds(name, v, 0, 43_200)? * 1000)
+                p.visibility_timeout_ms =
+                    Some(seconds(name, v, 0, limits::SQS_VISIBILITY_TIMEOUT_MAX_S as u64)? * 1000)
             }
-            "DelaySeconds" => p.delay_ms = Some(seconds(name, v, 0, 900)? * 1000),
+            "DelaySeconds" => {
+                p.delay_ms = Some(seconds(name, v, 0, limits::SQS_DELAY_MAX_S as u64)? * 1000)
+            }
             "MessageRetentionPeriod" => {
-                p.retention_ms = Some(seconds(name, v, 60, 1_209_600)? * 1000)
+                p.retention_ms = Some(
+                    seconds(
+                        name,
+                        v,
+                        limits::SQS_RETENTION_MIN_S as u64,
+                        limits::SQS_RETENTION_MAX_S as u64,
+                    )? * 1000,
+                )
             }
             "MaximumMessageSize" => {
                 p.max_message_bytes = Some(seconds(name, v, 1024, 1_048_576)? as u32)
             }
             "ReceiveMessageWaitTimeSeconds" => {
-                p.receive_wait_ms = Some(seconds(name, v, 0, 20)? * 1000)
+                p.receive_wait_ms =
+                    Some(seconds(name, v, 0, limits::SQS_WAIT_TIME_MAX_S as u64)? * 1000)
             }
             "RedrivePolicy" => {
                 let (dlq, max) = redrive_policy(v)?;
@@ -149,7 +161,7 @@ fn redrive_policy(v: &str) -> SqsResult<(Option<String>, Option<u32>)> {
         Some(Value::String(s)) => s.parse().ok(),
         _ => None,
     }
-    .filter(|n| (1..=1000).contains(n))
+    .filter(|n| (1..=u64::from(limits::RECEIVE_COUNT_MAX)).contains(n))
     .ok_or_else(|| bad("maxReceiveCount must be an integer from 1 to 1000."))?;
     let dlq = arn.rsplit(':').next().filter(|n| !n.is_empty()).unwrap_or(arn);
     Ok((Some(dlq.to_owned()), Some(max as u32)))

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use md5::{Digest, Md5};
+use redrive_core::limits;
 use redrive_core::model::{hex, Priority};
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +24,7 @@ pub const TRACE_KEY: &str = "sqs:trace";
 /// The message attribute that sets a job's priority.
 pub const PRIORITY_ATTRIBUTE: &str = "redrive.priority";
 /// SQS allows at most 10 message attributes.
-const ATTRIBUTES_MAX: usize = 10;
+const ATTRIBUTES_MAX: usize = limits::SQS_MESSAGE_ATTRIBUTES_COUNT_MAX;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -65,7 +66,7 @@ pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
     for (name, v) in attrs {
         let lower = name.to_ascii_lowercase();
         let valid_name = !name.is_empty()
-            && name.len() <= 256
+            && name.len() <= limits::SQS_ATTRIBUTE_NAME_LENGTH_MAX
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
             && !name.starts_with('.')
             && !name.ends_with('.')
@@ -76,7 +77,9 @@ pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
             return Err(SqsError::invalid(format!("Message attribute name '{name}' is invalid.")));
         }
         let base = v.data_type.split('.').next().unwrap_or_default();
-        if !matches!(base, "String" | "Number" | "Binary") || v.data_type.len() > 256 {
+        if !matches!(base, "String" | "Number" | "Binary")
+            || v.data_type.len() > limits::SQS_ATTRIBUTE_NAME_LENGTH_MAX
+        {
             return Err(SqsError::invalid(format!(
                 "The type of message attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String."
             )));

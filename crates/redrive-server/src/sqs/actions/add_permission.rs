@@ -4,10 +4,10 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use redrive_core::Broker;
 use crate::sqs::actions::Empty;
 use crate::sqs::error::{SqsError, SqsResult};
 use crate::sqs::Cx;
+use redrive_core::Broker;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

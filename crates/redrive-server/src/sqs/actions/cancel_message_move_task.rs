@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use redrive_core::Broker;
 use crate::sqs::error::{Code, SqsError, SqsResult};
 use crate::sqs::Cx;
+use redrive_core::Broker;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

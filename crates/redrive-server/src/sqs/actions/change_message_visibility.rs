@@ -8,6 +8,7 @@ use crate::sqs::actions::{int_in, is_receipt, malformed_receipt, Empty};
 use crate::sqs::error::{Code, SqsError, SqsResult};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
+use redrive_core::limits;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -26,8 +27,12 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
 }
 
 /// One visibility change, shared with the batch action.
-pub async fn change<B: Broker>(cx: &Cx<'_, B>, receipt: String, seconds: Option<i64>) -> SqsResult<()> {
-    let seconds = int_in("VisibilityTimeout", seconds, 0, 43_200)?
+pub async fn change<B: Broker>(
+    cx: &Cx<'_, B>,
+    receipt: String,
+    seconds: Option<i64>,
+) -> SqsResult<()> {
+    let seconds = int_in("VisibilityTimeout", seconds, 0, limits::SQS_VISIBILITY_TIMEOUT_MAX_S)?
         .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
     if !is_receipt(&receipt) {
         return Err(malformed_receipt(&receipt));

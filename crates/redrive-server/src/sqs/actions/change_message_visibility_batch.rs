@@ -2,12 +2,12 @@
 
 use serde::Deserialize;
 
-use redrive_core::Broker;
 use crate::sqs::actions::change_message_visibility::change;
 use crate::sqs::actions::{check_batch, BatchError, BatchOk, BatchResult};
 use crate::sqs::error::SqsResult;
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
+use redrive_core::Broker;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]

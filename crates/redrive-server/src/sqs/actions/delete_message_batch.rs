@@ -3,7 +3,9 @@
 use redrive_core::Broker;
 use serde::Deserialize;
 
-use crate::sqs::actions::{check_batch, is_receipt, malformed_receipt, BatchError, BatchOk, BatchResult};
+use crate::sqs::actions::{
+    check_batch, is_receipt, malformed_receipt, BatchError, BatchOk, BatchResult,
+};
 use crate::sqs::error::SqsResult;
 use crate::sqs::Cx;
 

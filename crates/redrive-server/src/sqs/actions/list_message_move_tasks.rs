@@ -58,7 +58,9 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
                 source_arn: t.spec.source_arn.clone(),
                 destination_arn: t.spec.destination_arn.clone(),
                 max_number_of_messages_per_second: t.spec.rate,
-                approximate_number_of_messages_moved: t.moved.load(std::sync::atomic::Ordering::Relaxed),
+                approximate_number_of_messages_moved: t
+                    .moved
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 approximate_number_of_messages_to_move: t.spec.to_move,
                 failure_reason,
                 started_timestamp: t.started_at,

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::error::{Code, SqsError, SqsResult};
 use super::Cx;
+use redrive_core::limits;
 use redrive_core::Broker;
 
 macro_rules! actions {
@@ -96,7 +97,7 @@ fn int_in(name: &str, v: Option<i64>, lo: i64, hi: i64) -> SqsResult<Option<i64>
 }
 
 /// Entries a batch carries at most.
-const BATCH_ENTRIES_MAX: usize = 10;
+const BATCH_ENTRIES_MAX: usize = limits::SQS_BATCH_ENTRIES_MAX;
 
 /// Checks a batch's entry ids: 1 to 10 entries, distinct ids of `[A-Za-z0-9_-]{1,80}`.
 fn check_batch<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> SqsResult<()> {
@@ -205,12 +206,12 @@ fn page(
     max_results: Option<i64>,
     next_token: Option<String>,
 ) -> SqsResult<(Vec<String>, Option<String>)> {
-    let max = int_in("MaxResults", max_results, 1, 1000)?;
+    let max = int_in("MaxResults", max_results, 1, limits::SQS_LIST_RESULTS_MAX)?;
     names.sort();
     if let Some(after) = next_token.filter(|t| !t.is_empty()) {
         names.retain(|n| n.as_str() > after.as_str());
     }
-    let limit = max.unwrap_or(1000) as usize;
+    let limit = max.unwrap_or(limits::SQS_LIST_RESULTS_MAX) as usize;
     let more = names.len() > limit;
     names.truncate(limit);
     let token = (more && max.is_some()).then(|| names.last().cloned()).flatten();

@@ -12,6 +12,7 @@ use crate::sqs::error::SqsResult;
 use crate::sqs::message::{self, Attributes, DEDUP_KEY, TRACE_KEY};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
+use redrive_core::limits;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -64,9 +65,20 @@ pub struct Output {
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
-    let max = int_in("MaxNumberOfMessages", input.max_number_of_messages, 1, 10)?.unwrap_or(1);
-    let wait = int_in("WaitTimeSeconds", input.wait_time_seconds, 0, 20)?;
-    let visibility = int_in("VisibilityTimeout", input.visibility_timeout, 0, 43_200)?;
+    let max = int_in(
+        "MaxNumberOfMessages",
+        input.max_number_of_messages,
+        1,
+        limits::SQS_RECEIVE_COUNT_MAX,
+    )?
+    .unwrap_or(1);
+    let wait = int_in("WaitTimeSeconds", input.wait_time_seconds, 0, limits::SQS_WAIT_TIME_MAX_S)?;
+    let visibility = int_in(
+        "VisibilityTimeout",
+        input.visibility_timeout,
+        0,
+        limits::SQS_VISIBILITY_TIMEOUT_MAX_S,
+    )?;
     let fifo = name.ends_with(".fifo");
     let deliveries = cx
         .broker()

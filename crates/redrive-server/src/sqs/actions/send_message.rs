@@ -1,8 +1,8 @@
 //! SendMessage, and the per-message rules SendMessageBatch shares: body and attribute checks,
 //! size, FIFO group and deduplication, priority, digests.
 
-use redrive_core::Broker;
 use redrive_core::broker::{Enqueued, NewJob, QueueInfo};
+use redrive_core::Broker;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -11,6 +11,7 @@ use crate::sqs::error::{SqsError, SqsResult};
 use crate::sqs::message::{self, Attributes, DEDUP_KEY, TRACE_KEY};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
+use redrive_core::limits;
 
 /// One message as SendMessage and each SendMessageBatch entry carry it.
 #[derive(Debug, Deserialize)]
@@ -113,7 +114,7 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
             c.max_message_bytes
         )));
     }
-    let delay = int_in("DelaySeconds", m.delay_seconds, 0, 900)?;
+    let delay = int_in("DelaySeconds", m.delay_seconds, 0, limits::SQS_DELAY_MAX_S)?;
     let mut job = NewJob {
         priority: message::priority(&m.message_attributes)?,
         delay_ms: delay.map(|s| s as u64 * 1000),
@@ -128,7 +129,8 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
                 "Value for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type (FIFO queues support only per-queue delays).",
             ));
         }
-        let group = m.message_group_id.as_deref().ok_or_else(|| SqsError::missing("MessageGroupId"))?;
+        let group =
+            m.message_group_id.as_deref().ok_or_else(|| SqsError::missing("MessageGroupId"))?;
         let dedup = match (&m.message_deduplication_id, c.content_based_dedup) {
             (Some(d), _) => {
                 check_token("MessageDeduplicationId", d)?;
@@ -141,9 +143,13 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
                 ))
             }
         };
-        let per_group = c.sqs_attributes.get("DeduplicationScope").is_some_and(|s| s == "messageGroup");
-        job.idempotency_key =
-            Some(if per_group { sha256_hex(format!("{group}\0{dedup}").as_bytes()) } else { dedup.clone() });
+        let per_group =
+            c.sqs_attributes.get("DeduplicationScope").is_some_and(|s| s == "messageGroup");
+        job.idempotency_key = Some(if per_group {
+            sha256_hex(format!("{group}\0{dedup}").as_bytes())
+        } else {
+            dedup.clone()
+        });
         job.attributes.insert(DEDUP_KEY.to_owned(), dedup);
     } else if m.message_deduplication_id.is_some() {
         return Err(SqsError::invalid(

@@ -7,6 +7,7 @@ use crate::sqs::actions::send_message::{prepare, Message, Prepared, Sent};
 use crate::sqs::actions::{check_batch, BatchError};
 use crate::sqs::error::{Code, SqsError, SqsResult};
 use crate::sqs::Cx;
+use redrive_core::limits;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -41,7 +42,7 @@ pub struct Output {
 }
 
 /// The request as a whole may carry at most this many bytes of messages (SQS: 1 MiB).
-const BATCH_BYTES_MAX: usize = 1024 * 1024;
+const BATCH_BYTES_MAX: usize = limits::SQS_BATCH_BYTES_MAX;
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
@@ -73,7 +74,10 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
             }
         }
         // The store refuses a whole batch for one bad job: find which, one at a time.
-        Err(redrive_core::Error::InvalidParameter { .. } | redrive_core::Error::MessageTooLarge { .. }) => {
+        Err(
+            redrive_core::Error::InvalidParameter { .. }
+            | redrive_core::Error::MessageTooLarge { .. },
+        ) => {
             for (id, p) in ready {
                 match cx.broker().enqueue(name.clone(), vec![p.job.clone()]).await {
                     Ok(e) => out.successful.push(SentEntry { sent: p.sent(&e[0]), id }),

@@ -28,10 +28,14 @@ pub struct Output {
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let source = cx.queue_of_arn(&input.source_arn)?;
-    let rate = int_in("MaxNumberOfMessagesPerSecond", input.max_number_of_messages_per_second, 1, 500)?;
+    let rate =
+        int_in("MaxNumberOfMessagesPerSecond", input.max_number_of_messages_per_second, 1, 500)?;
     let queues = cx.broker().list_queues().await?;
     let Some(dlq) = queues.iter().find(|q| q.name == source) else {
-        return Err(SqsError::new(Code::ResourceNotFound, format!("The source queue {} does not exist.", input.source_arn)));
+        return Err(SqsError::new(
+            Code::ResourceNotFound,
+            format!("The source queue {} does not exist.", input.source_arn),
+        ));
     };
     if !queues.iter().any(|q| q.config.dead_letter_queue.as_deref() == Some(source.as_str())) {
         return Err(SqsError::invalid("Source queue must be configured as a Dead Letter Queue."));
@@ -40,7 +44,10 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         Some(arn) => {
             let name = cx.queue_of_arn(arn)?;
             if !queues.iter().any(|q| q.name == name) {
-                return Err(SqsError::new(Code::ResourceNotFound, format!("The destination queue {arn} does not exist.")));
+                return Err(SqsError::new(
+                    Code::ResourceNotFound,
+                    format!("The destination queue {arn} does not exist."),
+                ));
             }
             Some(name)
         }
