@@ -10,6 +10,7 @@
 //! - [`broker`]: request and reply types and the async contract of a store.
 //! - [`metrics`]: what a store reports for `/metrics` (histograms, store-specific series).
 //! - [`time`]: milliseconds since the epoch and RFC 3339 rendering.
+//! - [`triage`]: triage decisions, policies and proposals (agent, server and client share them).
 
 pub mod broker;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod time;
+pub mod triage;
 
 pub use broker::Broker;
 pub use config::{Backoff, QueueConfig, QueuePatch};

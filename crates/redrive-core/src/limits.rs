@@ -101,6 +101,32 @@ pub const TRIAGE_PROPOSAL_JOBS_COUNT_MAX: usize = 1000;
 pub const TRIAGE_PROPOSAL_POSTED_BYTES_MAX: usize = 96 * 1024;
 /// Bytes of one job's line in an executed proposal's result.
 pub const TRIAGE_RESULT_LINE_BYTES_MAX: usize = 150;
+/// Dead jobs one triage pass decides; the rest wait for the next pass (jobs already decided are
+/// skipped page by page, not kept).
+pub const TRIAGE_PASS_JOBS_COUNT_MAX: usize = 10_000;
+/// Jobs the agent remembers from its audit log (redriven ones, and deaths already decided); past
+/// it the oldest are forgotten, so memory stays bounded however long the log grows.
+pub const TRIAGE_AUDIT_MEMORY_JOBS_COUNT_MAX: usize = 1_000_000;
+/// Bytes of a model endpoint's reply read at most; a longer reply is a provider error.
+pub const TRIAGE_MODEL_REPLY_BYTES_MAX: usize = 64 * 1024;
+/// Tokens a model may answer one decision with (`max_tokens`; a decision takes a few hundred).
+pub const TRIAGE_MODEL_REPLY_TOKENS_MAX: u32 = 1024;
+/// A model endpoint's `Retry-After` is honoured up to this.
+pub const TRIAGE_MODEL_RETRY_WAIT_MAX_MS: u64 = 30_000;
+/// Default timeout of one model call, and retries after a 429 or 5xx.
+pub const TRIAGE_MODEL_TIMEOUT_DEFAULT_MS: u64 = 30_000;
+pub const TRIAGE_MODEL_RETRIES_DEFAULT: u32 = 3;
+/// First backoff of a model or webhook retry; it doubles per attempt.
+pub const TRIAGE_RETRY_BACKOFF_BASE_MS: u64 = 200;
+/// Job links one escalation message lists (it says how many jobs there are in all).
+pub const TRIAGE_ESCALATION_JOB_LINKS_COUNT_MAX: usize = 20;
+/// Deliveries tried per escalation webhook message, and the timeout of one.
+pub const TRIAGE_WEBHOOK_ATTEMPTS_MAX: u32 = 3;
+pub const TRIAGE_WEBHOOK_TIMEOUT_MS: u64 = 10_000;
+/// The sliding window a policy's `redrives_per_minute` counts in.
+pub const TRIAGE_RATE_WINDOW_MS: u64 = 60_000;
+/// How long `serve` waits at shutdown for the in-process agent's pass in flight to finish.
+pub const TRIAGE_AGENT_STOP_MAX_MS: u64 = 10_000;
 
 /// The SQS door's own bounds, as AWS documents them: entries per batch request and bytes of a
 /// whole SendMessageBatch, message attributes per message and the characters of an attribute's
@@ -192,3 +218,16 @@ const _: () = assert!(SQS_RETENTION_MAX_S as u64 * 1000 == RETENTION_MAX_MS);
 const _: () = assert!(SQS_RECEIVE_COUNT_MAX as u32 <= RECEIVE_BATCH_COUNT_MAX);
 const _: () = assert!(SQS_BATCH_BYTES_MAX + 64 * 1024 <= REQUEST_BODY_MAX_BYTES);
 const _: () = assert!(SQS_BATCH_ENTRIES_MAX <= ENQUEUE_BATCH_COUNT_MAX);
+// A triage pass reads at least one page of dead jobs, and the next pass remembers every job
+// one pass decided.
+const _: () = assert!(DEAD_PAGE_COUNT_MAX <= TRIAGE_PASS_JOBS_COUNT_MAX);
+const _: () = assert!(TRIAGE_PASS_JOBS_COUNT_MAX <= TRIAGE_AUDIT_MEMORY_JOBS_COUNT_MAX);
+// A reply of the most tokens a model may send fits the bytes read (16 bytes a token covers
+// multi-byte characters and JSON escapes), with room for the completion's envelope.
+const _: () =
+    assert!(TRIAGE_MODEL_REPLY_TOKENS_MAX as usize * 16 + 4096 <= TRIAGE_MODEL_REPLY_BYTES_MAX);
+const _: () = assert!(TRIAGE_ESCALATION_JOB_LINKS_COUNT_MAX <= TRIAGE_PROPOSAL_JOBS_COUNT_MAX);
+// A webhook's retries back off for less than one delivery's timeout in all.
+const _: () = assert!(
+    TRIAGE_RETRY_BACKOFF_BASE_MS << TRIAGE_WEBHOOK_ATTEMPTS_MAX <= TRIAGE_WEBHOOK_TIMEOUT_MS
+);
