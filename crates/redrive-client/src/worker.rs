@@ -127,7 +127,9 @@ impl<E: std::error::Error> From<E> for JobError {
     }
 }
 
-/// What a worker did, for metrics and tests. Counters only grow.
+/// What a worker did, for metrics and tests. Counters only grow, except `succeeded`: a success
+/// whose ack the server refused (the lease had ended) is taken back from it and counted in
+/// `lost_leases` instead.
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     pub started: AtomicU64,

@@ -55,11 +55,13 @@ impl<'de> Deserialize<'de> for JobId {
     }
 }
 
-/// Strict priority levels; stored as 0 (high) ..= 2 (low).
+/// Strict priority levels; stored as 0 (high) ..= 2 (low). The discriminants are the bytes of
+/// the WAL's job metadata (docs/design.md, the `meta` block): never renumber them.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
 )]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum Priority {
     High = 0,
     #[default]
@@ -91,8 +93,10 @@ impl FromStr for Priority {
 }
 
 /// Where a job is in its life. `Acked` jobs are kept, queryable, for `completed_retention`.
+/// The discriminants are the bytes of the WAL's job metadata: never renumber them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum JobState {
     Delayed = 0,
     Ready = 1,
@@ -122,9 +126,11 @@ impl JobState {
     }
 }
 
-/// Why a job died.
+/// Why a job died. The discriminants are the bytes of the WAL's job metadata (0 there means
+/// alive): never renumber them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[repr(u8)]
 pub enum DeadReason {
     MaxReceives = 1,
     MaxAttempts = 2,
@@ -177,9 +183,10 @@ fn truncate(s: &mut String, max: usize) {
     }
 }
 
-/// How one delivery ended.
+/// How one delivery ended. The discriminants are the bytes of the WAL's attempt log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[repr(u8)]
 pub enum Outcome {
     Ok = 0,
     Failed = 1,

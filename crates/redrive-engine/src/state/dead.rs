@@ -4,7 +4,7 @@ use redrive_core::broker::{DeadFilter, DeadPage, JobInfo, RedriveRequest, Redriv
 use redrive_core::model::{signature, JobId, JobState};
 use redrive_core::{limits, Error, Result};
 
-use super::{state_of, Store};
+use super::Store;
 use crate::wal::record::QID_NONE;
 
 impl Store {
@@ -116,7 +116,7 @@ impl Store {
             }
         }
         // Leased dead letters (a consumer of the dead-letter queue holds them) are left alone.
-        picked.retain(|id| state_of(&self.jobs[id].meta) != JobState::Leased);
+        picked.retain(|id| self.jobs[id].meta.state != JobState::Leased);
         for &id in &picked {
             let m = self.jobs[&id].meta;
             let target = match to {
@@ -154,9 +154,9 @@ impl Store {
         tq.totals.redriven += 1;
         self.update(id, |m, _| {
             m.qid = target;
-            m.state = if delay > 0 { JobState::Delayed } else { JobState::Ready } as u8;
+            m.state = if delay > 0 { JobState::Delayed } else { JobState::Ready };
             m.visible_at = now + delay;
-            m.dead_reason = 0;
+            m.dead_reason = None;
             m.source_qid = QID_NONE;
             m.failures = 0;
             m.receive_count = 0;
@@ -172,7 +172,7 @@ impl Store {
     pub fn delete_job(&mut self, id: JobId) -> Result<()> {
         self.writable()?;
         let job = self.jobs.get(&id.0).ok_or(Error::JobNotFound(id))?;
-        match state_of(&job.meta) {
+        match job.meta.state {
             JobState::Leased => {
                 return Err(Error::invalid(
                     "id",
@@ -198,8 +198,7 @@ impl Store {
             .jobs
             .iter()
             .filter(|(_, j)| {
-                j.meta.qid == qid
-                    && matches!(state_of(&j.meta), JobState::Ready | JobState::Delayed)
+                j.meta.qid == qid && matches!(j.meta.state, JobState::Ready | JobState::Delayed)
             })
             .map(|(id, _)| *id)
             .collect();

@@ -11,7 +11,7 @@ use redrive_core::model::{
 };
 use redrive_core::{limits, Error, Result};
 
-use super::{state_of, Dedup, Job, Store};
+use super::{Dedup, Job, Store};
 use crate::wal::record::{Meta, Record, QID_NONE};
 use crate::wal::LOC_NONE;
 
@@ -108,8 +108,8 @@ impl Store {
         let meta = Meta {
             version: 0,
             qid,
-            state: if c.visible_at > now { JobState::Delayed } else { JobState::Ready } as u8,
-            priority: c.priority as u8,
+            state: if c.visible_at > now { JobState::Delayed } else { JobState::Ready },
+            priority: c.priority,
             max_attempts: c.job.max_attempts.unwrap_or(0),
             enqueued_at: now,
             visible_at: c.visible_at,
@@ -210,7 +210,7 @@ impl Store {
             let first = job.meta.first_received_at == 0;
             let waited = now.saturating_sub(job.meta.visible_at);
             self.update(id, |m, w| {
-                m.state = JobState::Leased as u8;
+                m.state = JobState::Leased;
                 m.epoch += 1;
                 m.receive_count += 1;
                 if first {
@@ -245,7 +245,7 @@ impl Store {
             attributes: e.attributes,
             group,
             first_received_at: m.first_received_at,
-            priority: Priority::from_u8(m.priority).expect("valid"),
+            priority: m.priority,
             receipt: Receipt { id: JobId(id), epoch: m.epoch }.encode(),
             attempt: m.receive_count,
             enqueued_at: m.enqueued_at,
@@ -264,7 +264,7 @@ impl Store {
     }
 
     pub(crate) fn dead_info(&self, m: &Meta) -> Option<DeadInfo> {
-        let reason = DeadReason::from_u8(m.dead_reason)?;
+        let reason = m.dead_reason?;
         let source = if m.source_qid == QID_NONE { m.qid } else { m.source_qid };
         Some(DeadInfo { reason, source_queue: self.queue_name(source), died_at: m.completed_at })
     }
@@ -273,7 +273,7 @@ impl Store {
     fn leased(&self, receipt: &str) -> Result<u128, Error> {
         let r: Receipt = receipt.parse().map_err(|()| Error::InvalidReceipt)?;
         let job = self.jobs.get(&r.id.0).ok_or(Error::JobNotFound(r.id))?;
-        if state_of(&job.meta) != JobState::Leased || job.meta.epoch != r.epoch {
+        if job.meta.state != JobState::Leased || job.meta.epoch != r.epoch {
             return Err(Error::StaleReceipt);
         }
         Ok(r.id.0)
@@ -309,7 +309,7 @@ impl Store {
         let q = self.queues.get_mut(&qid).expect("job's queue exists");
         q.totals.acked += 1;
         self.update(id, |m, _| {
-            m.state = JobState::Acked as u8;
+            m.state = JobState::Acked;
             m.completed_at = now;
             m.visible_at = now;
         })?;
@@ -355,7 +355,7 @@ impl Store {
             self.die(id, reason, now)?;
             let m = self.jobs[&id].meta;
             return Ok(FailResult {
-                state: state_of(&m),
+                state: m.state,
                 queue: self.queue_name(m.qid),
                 retry_at: None,
                 dead_reason: Some(reason),
@@ -366,7 +366,7 @@ impl Store {
             .unwrap_or_else(|| self.rng.random_range(0..=backoff.ceiling_ms(failures)));
         self.retry_at(id, now + delay, now)?;
         Ok(FailResult {
-            state: state_of(&self.jobs[&id].meta),
+            state: self.jobs[&id].meta.state,
             queue: self.queue_name(qid),
             retry_at: Some(now + delay),
             dead_reason: None,
@@ -376,7 +376,7 @@ impl Store {
     /// Puts a job back to wait until `at` (ready at once when `at <= now`).
     pub(crate) fn retry_at(&mut self, id: u128, at: u64, now: u64) -> Result<()> {
         self.update(id, |m, _| {
-            m.state = if at > now { JobState::Delayed } else { JobState::Ready } as u8;
+            m.state = if at > now { JobState::Delayed } else { JobState::Ready };
             m.visible_at = at.max(now);
         })
     }
@@ -409,7 +409,7 @@ impl Store {
         let dlq = q.config.dead_letter_queue.as_ref().and_then(|d| self.queue_ids.get(d).copied());
         // Retention now counts from the death, in the queue the job ends up in (`expiry_of`).
         self.update(id, |m, _| {
-            m.dead_reason = reason as u8;
+            m.dead_reason = Some(reason);
             m.completed_at = now;
             match dlq {
                 Some(dlq) => {
@@ -420,10 +420,10 @@ impl Store {
                     // The dead-letter queue's own attempt limit counts afresh; the attempt log
                     // keeps the history.
                     m.failures = 0;
-                    m.state = JobState::Ready as u8;
+                    m.state = JobState::Ready;
                     m.visible_at = now;
                 }
-                None => m.state = JobState::Dead as u8,
+                None => m.state = JobState::Dead,
             }
         })
     }
@@ -454,7 +454,7 @@ impl Store {
         let job = self.jobs.get(&id.0).ok_or(Error::JobNotFound(id))?;
         let m = job.meta;
         let mut attempts = self.read_attempts(job)?;
-        let state = state_of(&m);
+        let state = m.state;
         // The successful attempt is not logged as its own record (the ack's metadata holds it).
         if state == JobState::Acked && attempts.last().is_none_or(|a| a.attempt < m.receive_count) {
             attempts.push(Attempt {
@@ -476,7 +476,7 @@ impl Store {
             id,
             queue: self.queue_name(m.qid),
             state,
-            priority: Priority::from_u8(m.priority).expect("valid"),
+            priority: m.priority,
             receive_count: m.receive_count,
             failures: m.failures,
             max_attempts: self

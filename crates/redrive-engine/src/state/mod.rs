@@ -158,7 +158,7 @@ impl Store {
     fn unplace(&mut self, id: u128) {
         let job = &self.jobs[&id];
         let m = job.meta;
-        let state = state_of(&m);
+        let state = m.state;
         match state {
             JobState::Delayed | JobState::Leased => {
                 self.timers.remove(&(m.visible_at, id));
@@ -184,7 +184,7 @@ impl Store {
         }
         if let Some(q) = self.queues.get_mut(&m.qid) {
             q.counts[m.state as usize] -= 1;
-            if m.dead_reason != 0 && state != JobState::Acked {
+            if m.dead_reason.is_some() && state != JobState::Acked {
                 q.dead.remove(&id);
             }
         }
@@ -199,7 +199,7 @@ impl Store {
     fn place(&mut self, id: u128) {
         let job = &self.jobs[&id];
         let m = job.meta;
-        let state = state_of(&m);
+        let state = m.state;
         match state {
             JobState::Delayed | JobState::Leased => {
                 self.timers.insert((m.visible_at, id));
@@ -223,7 +223,7 @@ impl Store {
         }
         if let Some(q) = self.queues.get_mut(&m.qid) {
             q.counts[m.state as usize] += 1;
-            if m.dead_reason != 0 && state != JobState::Acked {
+            if m.dead_reason.is_some() && state != JobState::Acked {
                 q.dead.insert(id);
             }
         }
@@ -398,9 +398,9 @@ impl Store {
 /// its death, or for a redriven job from its last redrive (`completed_at` holds both times); a
 /// completed job is forgotten `completed_retention_ms` after completion.
 pub(crate) fn expiry_of(m: &Meta, config: &redrive_core::QueueConfig) -> u64 {
-    if state_of(m) == JobState::Acked {
+    if m.state == JobState::Acked {
         m.completed_at + config.completed_retention_ms
-    } else if m.dead_reason != 0 || m.redrive_count > 0 {
+    } else if m.dead_reason.is_some() || m.redrive_count > 0 {
         m.completed_at + config.retention_ms
     } else {
         m.enqueued_at + config.retention_ms
@@ -414,8 +414,4 @@ pub(crate) fn max_attempts_of(m: &Meta, config: &redrive_core::QueueConfig) -> O
         0 => config.max_attempts,
         n => Some(n),
     }
-}
-
-pub(crate) fn state_of(m: &Meta) -> JobState {
-    JobState::from_u8(m.state).expect("valid state")
 }

@@ -8,7 +8,7 @@ use redrive_core::model::{JobState, Outcome};
 use redrive_core::{Error, QueueConfig};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::{state_of, Dedup, Job, Queue, Store};
+use super::{Dedup, Job, Queue, Store};
 use crate::io::Storage;
 use crate::metrics::Metrics;
 use crate::wal::record::{Meta, Record};
@@ -251,7 +251,7 @@ impl Store {
                 continue; // only an attempt log survived: the job was removed
             }
             job.expires_at = super::expiry_of(&job.meta, &q.config);
-            if state_of(&job.meta) == JobState::Acked {
+            if job.meta.state == JobState::Acked {
                 job.body_loc = LOC_NONE;
                 if job.expires_at <= now {
                     continue;
@@ -300,13 +300,13 @@ impl Store {
         let leased: Vec<u128> = self
             .jobs
             .iter()
-            .filter(|(_, j)| state_of(&j.meta) == JobState::Leased)
+            .filter(|(_, j)| j.meta.state == JobState::Leased)
             .map(|(id, _)| *id)
             .collect();
         for id in leased {
             self.end_attempt(id, Outcome::Revoked, None, now)?;
             self.update(id, |m, _| {
-                m.state = JobState::Ready as u8;
+                m.state = JobState::Ready;
                 m.visible_at = now;
             })?;
         }

@@ -4,7 +4,7 @@
 use redrive_core::model::{DeadReason, JobState, Outcome};
 use redrive_core::{limits, Result};
 
-use super::{state_of, Store};
+use super::Store;
 
 impl Store {
     /// Applies every transition due at `now`.
@@ -13,12 +13,11 @@ impl Store {
             if t > now {
                 break;
             }
-            match state_of(&self.jobs[&id].meta) {
+            match self.jobs[&id].meta.state {
                 // Not logged: replay sees the same deadline and the first tick after it repeats this.
                 JobState::Delayed => {
                     self.unindex(id);
-                    self.jobs.get_mut(&id).expect("timer job exists").meta.state =
-                        JobState::Ready as u8;
+                    self.jobs.get_mut(&id).expect("timer job exists").meta.state = JobState::Ready;
                     self.index(id);
                 }
                 JobState::Leased => self.lease_expired(id, now)?,
@@ -29,7 +28,7 @@ impl Store {
             if t > now {
                 break;
             }
-            match state_of(&self.jobs[&id].meta) {
+            match self.jobs[&id].meta.state {
                 JobState::Acked => self.forget_job(id)?,
                 JobState::Leased => {
                     // Retention waits for the lease to end; look again then.
@@ -43,13 +42,13 @@ impl Store {
         }
         while self.completed > limits::COMPLETED_JOBS_MAX {
             let Some(id) = self.completed_order.pop_front() else { break };
-            if self.jobs.get(&id).is_some_and(|j| state_of(&j.meta) == JobState::Acked) {
+            if self.jobs.get(&id).is_some_and(|j| j.meta.state == JobState::Acked) {
                 self.forget_job(id)?;
                 self.metrics.completed_evicted += 1;
             }
         }
         while let Some(&front) = self.completed_order.front() {
-            if self.jobs.get(&front).is_some_and(|j| state_of(&j.meta) == JobState::Acked) {
+            if self.jobs.get(&front).is_some_and(|j| j.meta.state == JobState::Acked) {
                 break;
             }
             self.completed_order.pop_front();
@@ -106,7 +105,7 @@ impl Store {
         let m = self.jobs[&id].meta;
         let q = self.queues.get_mut(&m.qid).expect("job's queue exists");
         q.totals.expired += 1;
-        if m.dead_reason == 0 && q.config.dead_letter_queue.is_some() {
+        if m.dead_reason.is_none() && q.config.dead_letter_queue.is_some() {
             return self.die(id, DeadReason::Expired, now);
         }
         self.remove_job(id)

@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use redrive_core::model::{Attempt, ErrorInfo, Outcome};
+use redrive_core::limits;
+use redrive_core::model::{Attempt, DeadReason, ErrorInfo, JobState, Outcome, Priority};
 
 pub const FRAME_HEADER_BYTES: usize = 8;
 
@@ -25,20 +26,23 @@ const T_DOC: u8 = 9;
 /// Sentinel for "no queue" in queue-id fields.
 pub const QID_NONE: u32 = u32::MAX;
 
-/// A job's fixed-size metadata, as in memory and on disk (80 bytes encoded).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// A job's fixed-size metadata, as in memory and on disk (80 bytes encoded). The enums are
+/// written as their `#[repr(u8)]` discriminants (`dead_reason` as 0 when `None`), so encoding
+/// cannot produce an out-of-range byte and decoding refuses one. [`Meta::check`] states what
+/// else must hold; it is asserted before encoding and checked after decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
     /// Bumped on every change; replay keeps the highest.
     pub version: u32,
     pub qid: u32,
-    pub state: u8,
-    pub priority: u8,
-    /// 0 = alive; else a `DeadReason` (the job died and may sit in a dead-letter queue).
-    pub dead_reason: u8,
+    pub state: JobState,
+    pub priority: Priority,
+    /// `Some` once the job died (it may sit in a dead-letter queue); cleared by a redrive.
+    pub dead_reason: Option<DeadReason>,
     pub epoch: u32,
     pub receive_count: u32,
     pub failures: u32,
-    /// 0 = the queue's setting.
+    /// 0 = the queue's setting; else the job's own limit, at most `ATTEMPTS_MAX`.
     pub max_attempts: u32,
     pub enqueued_at: u64,
     /// Delayed: when it becomes ready. Ready: since when. Leased: when the lease ends.
@@ -50,6 +54,62 @@ pub struct Meta {
     pub source_qid: u32,
     pub redrive_count: u32,
     pub redriven_from_qid: u32,
+}
+
+impl Default for Meta {
+    /// A placeholder: a job of queue 0 that never ran, never died and was never redriven.
+    fn default() -> Meta {
+        Meta {
+            version: 0,
+            qid: 0,
+            state: JobState::Delayed,
+            priority: Priority::High,
+            dead_reason: None,
+            epoch: 0,
+            receive_count: 0,
+            failures: 0,
+            max_attempts: 0,
+            enqueued_at: 0,
+            visible_at: 0,
+            first_received_at: 0,
+            leased_at: 0,
+            completed_at: 0,
+            source_qid: QID_NONE,
+            redrive_count: 0,
+            redriven_from_qid: QID_NONE,
+        }
+    }
+}
+
+impl Meta {
+    /// What every job's metadata satisfies, whatever its history: asserted before it is encoded
+    /// (a violation is a bug in the state machine) and checked after it is decoded (a violation
+    /// is damage the checksum missed, or a record from a build that had such a bug). Only rules
+    /// that hold across restarts belong here: nothing about clock order, which a restart with an
+    /// earlier wall clock may break.
+    pub fn check(&self) -> Result<(), DecodeError> {
+        let bad = |why| Err(DecodeError(why));
+        if self.qid == QID_NONE {
+            return bad("job metadata names no queue");
+        }
+        if self.state == JobState::Dead && self.dead_reason.is_none() {
+            return bad("a dead job without a dead reason");
+        }
+        if self.source_qid != QID_NONE && self.dead_reason.is_none() {
+            return bad("a source queue on a job that never died");
+        }
+        // Every receive starts a lease (epoch + 1); a redrive resets only the receive count.
+        if self.receive_count > self.epoch {
+            return bad("more receives than leases");
+        }
+        if self.state == JobState::Leased && self.receive_count == 0 {
+            return bad("a leased job never received");
+        }
+        if self.max_attempts > limits::ATTEMPTS_MAX {
+            return bad("max_attempts above ATTEMPTS_MAX");
+        }
+        Ok(())
+    }
 }
 
 /// A decoded record.
@@ -123,7 +183,8 @@ pub fn frame(buf: &mut Vec<u8>, payload: impl FnOnce(&mut Enc<'_>)) -> usize {
     let start = buf.len();
     buf.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
     payload(&mut Enc(buf));
-    let len = (buf.len() - start - FRAME_HEADER_BYTES) as u32;
+    let len = u32::try_from(buf.len() - start - FRAME_HEADER_BYTES)
+        .expect("a record is far smaller than 4 GiB: its strings are bounded by `limits`");
     let crc = crc32c::crc32c(&buf[start + FRAME_HEADER_BYTES..]);
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
@@ -145,14 +206,18 @@ impl Enc<'_> {
     fn u128(&mut self, v: u128) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
+    /// Names, keys and ids: `limits` bounds every such field below 64 KiB before it gets here.
     fn str16(&mut self, s: &str) {
-        debug_assert!(s.len() <= u16::MAX as usize);
-        self.0.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        let n = u16::try_from(s.len()).expect("str16 fields are bounded below 64 KiB by limits");
+        self.0.extend_from_slice(&n.to_le_bytes());
         self.0.extend_from_slice(s.as_bytes());
     }
     fn str32(&mut self, s: &str) {
-        self.u32(s.len() as u32);
+        self.u32(u32::try_from(s.len()).expect("str32 fields are bounded below 4 GiB by limits"));
         self.0.extend_from_slice(s.as_bytes());
+    }
+    fn count32(&mut self, n: usize) {
+        self.u32(u32::try_from(n).expect("record counts are bounded far below 4 G by limits"));
     }
     /// Optional strings are encoded with a presence byte.
     fn opt16(&mut self, s: Option<&str>) {
@@ -166,11 +231,14 @@ impl Enc<'_> {
     }
 
     fn meta(&mut self, m: &Meta) {
+        if let Err(e) = m.check() {
+            panic!("encoding invalid job metadata ({}): {m:?}", e.0);
+        }
         self.u32(m.version);
         self.u32(m.qid);
-        self.u8(m.state);
-        self.u8(m.priority);
-        self.u8(m.dead_reason);
+        self.u8(m.state as u8);
+        self.u8(m.priority as u8);
+        self.u8(m.dead_reason.map_or(0, |r| r as u8));
         self.u8(0);
         self.u32(m.epoch);
         self.u32(m.receive_count);
@@ -224,7 +292,7 @@ impl Enc<'_> {
         self.meta(meta);
         self.opt16(key);
         self.opt16(traceparent);
-        self.u32(attributes.len() as u32);
+        self.count32(attributes.len());
         for (k, v) in attributes {
             self.str16(k);
             self.str32(v);
@@ -243,7 +311,7 @@ impl Enc<'_> {
         self.u8(T_ATTEMPTS);
         self.u128(id);
         self.u32(total);
-        self.u32(entries.len() as u32);
+        self.count32(entries.len());
         for a in entries {
             self.u32(a.attempt);
             self.u64(a.started_at);
@@ -355,12 +423,16 @@ impl<'a> Dec<'a> {
         }
     }
     fn meta(&mut self) -> Result<Meta, DecodeError> {
+        let range = || DecodeError("job metadata out of range");
         let m = Meta {
             version: self.u32()?,
             qid: self.u32()?,
-            state: self.u8()?,
-            priority: self.u8()?,
-            dead_reason: self.u8()?,
+            state: JobState::from_u8(self.u8()?).ok_or_else(range)?,
+            priority: Priority::from_u8(self.u8()?).ok_or_else(range)?,
+            dead_reason: match self.u8()? {
+                0 => None,
+                r => Some(DeadReason::from_u8(r).ok_or_else(range)?),
+            },
             epoch: {
                 self.u8()?;
                 self.u32()?
@@ -377,9 +449,7 @@ impl<'a> Dec<'a> {
             redrive_count: self.u32()?,
             redriven_from_qid: self.u32()?,
         };
-        if m.state > 4 || m.priority > 2 || m.dead_reason > 4 {
-            return Err(DecodeError("job metadata out of range"));
-        }
+        m.check()?;
         Ok(m)
     }
 }
@@ -493,9 +563,11 @@ mod tests {
         let meta = Meta {
             version: 3,
             qid: 7,
-            state: 2,
-            priority: 1,
+            state: JobState::Leased,
+            priority: Priority::Standard,
             epoch: 9,
+            receive_count: 2,
+            max_attempts: limits::ATTEMPTS_MAX,
             enqueued_at: 5,
             ..Meta::default()
         };
@@ -537,6 +609,56 @@ mod tests {
             round_trip(|e| e.queue_put(1, 1, 2, 3, "q", "{}")),
             Record::QueuePut { .. }
         ));
+    }
+
+    /// A `Meta` record's payload: type byte, id, then the 80-byte block.
+    fn meta_payload(m: &Meta) -> Vec<u8> {
+        let mut buf = Vec::new();
+        frame(&mut buf, |e| e.meta_record(1, m, None));
+        buf.split_off(FRAME_HEADER_BYTES)
+    }
+    const META_AT: usize = 1 + 16;
+
+    #[test]
+    fn the_enums_keep_their_bytes_on_disk() {
+        let m = Meta {
+            state: JobState::Dead,
+            priority: Priority::Low,
+            dead_reason: Some(DeadReason::Expired),
+            ..Meta::default()
+        };
+        let p = meta_payload(&m);
+        assert_eq!(&p[META_AT + 8..META_AT + 12], &[4, 2, 4, 0], "state, priority, reason, pad");
+        let alive = meta_payload(&Meta::default());
+        assert_eq!(&alive[META_AT + 8..META_AT + 12], &[0, 0, 0, 0]);
+        assert_eq!(alive.len(), META_AT + 80 + 1);
+    }
+
+    #[test]
+    fn out_of_range_metadata_is_refused_not_trusted() {
+        let good = meta_payload(&Meta::default());
+        for (at, byte) in [(8, 5u8), (9, 3), (10, 5), (8, 255)] {
+            let mut p = good.clone();
+            p[META_AT + at] = byte;
+            assert_eq!(decode(&p), Err(DecodeError("job metadata out of range")), "byte {at}");
+        }
+        // In range byte by byte, but not a state any job can be in.
+        let mut p = good.clone();
+        p[META_AT + 8] = JobState::Dead as u8;
+        assert_eq!(decode(&p), Err(DecodeError("a dead job without a dead reason")));
+        let mut p = good.clone();
+        p[META_AT + 16..META_AT + 20].copy_from_slice(&1u32.to_le_bytes()); // receive_count
+        assert_eq!(decode(&p), Err(DecodeError("more receives than leases")));
+        let mut p = good;
+        p[META_AT + 24..META_AT + 28].copy_from_slice(&u32::MAX.to_le_bytes()); // max_attempts
+        assert_eq!(decode(&p), Err(DecodeError("max_attempts above ATTEMPTS_MAX")));
+    }
+
+    #[test]
+    #[should_panic(expected = "encoding invalid job metadata")]
+    fn invalid_metadata_is_never_encoded() {
+        let m = Meta { state: JobState::Leased, ..Meta::default() };
+        meta_payload(&m);
     }
 
     #[test]
