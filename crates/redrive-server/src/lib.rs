@@ -8,10 +8,10 @@
 //!   through `strict` (objects only as objects, integral floats as integers).
 //! - `native`: one file per group of native routes.
 //! - `sqs`: the SQS API (JSON 1.0 and Query protocols) over the same queues.
-//! - [`triage`]: the triage agent's proposals, approved or rejected by a person.
+//! - [`triage`]: triage policies, and the proposals a person approves or rejects.
 //! - `metrics`: the `/metrics` page.
 //! - [`serve`]: the request limits, and graceful shutdown over `conn`'s accept loop (the
-//!   connection cap and idle timeout).
+//!   connection cap and idle timeout), then of the background tasks ([`Background`]).
 
 mod conn;
 mod envelope;
@@ -38,6 +38,10 @@ use tower::ServiceBuilder;
 pub use conn::{open_max_for, ConnLimits};
 pub use metrics::HttpMetrics;
 
+/// Appends series to the `/metrics` page: set by the binary for what runs beside the server
+/// (the in-process triage agent's counters).
+pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// What every handler sees: the store (any [`Broker`]) and the server's own state.
 pub struct AppState<B> {
     pub broker: B,
@@ -46,8 +50,10 @@ pub struct AppState<B> {
     pub moves: sqs::MoveTasks,
     pub proposals: triage::Proposals,
     pub policies: triage::Policies,
-    /// The in-process triage agent's counters, shown on `/metrics`.
-    pub triage_metrics: Option<Arc<redrive_triage::metrics::TriageMetrics>>,
+    /// Rendered at the end of `/metrics`.
+    pub metrics_hook: Option<MetricsHook>,
+    /// Tasks that outlive the request that started them.
+    pub background: Background,
 }
 
 impl<B: Broker> AppState<B> {
@@ -59,8 +65,27 @@ impl<B: Broker> AppState<B> {
             moves: sqs::MoveTasks::default(),
             proposals: triage::Proposals::default(),
             policies: triage::Policies::default(),
-            triage_metrics: None,
+            metrics_hook: None,
+            background: Background::default(),
         }
+    }
+}
+
+/// Tasks that outlive the request that started them (SQS message moves): each watches
+/// `stopping` and ends at its next step once it is cancelled; [`serve_with`] cancels it after
+/// the HTTP drain and waits for the tracked tasks, for a bounded time.
+#[derive(Default)]
+pub struct Background {
+    pub stopping: tokio_util::sync::CancellationToken,
+    pub tasks: tokio_util::task::TaskTracker,
+}
+
+impl Background {
+    /// Cancels every task and waits for them to end, at most `bound`; `false` if some did not.
+    pub async fn stop(&self, bound: Duration) -> bool {
+        self.stopping.cancel();
+        self.tasks.close();
+        tokio::time::timeout(bound, self.tasks.wait()).await.is_ok()
     }
 }
 
@@ -90,7 +115,7 @@ pub fn router<B: Broker>(state: Shared<B>) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish (at
-/// most `drain`), and returns. The caller shuts the engine down afterwards. Connections are
+/// most `drain`), stops the background tasks (at most `drain` again), and returns. The caller shuts the engine down afterwards. Connections are
 /// bounded by [`ConnLimits::from_process`].
 pub async fn serve<B: Broker>(
     listener: TcpListener,
@@ -111,11 +136,15 @@ pub async fn serve_with<B: Broker>(
 ) -> std::io::Result<()> {
     let app = router(state.clone());
     // Long polls would otherwise hold the drain open for up to their wait time.
+    let drained = state.clone();
     let release_long_polls = async move {
-        if let Err(e) = state.broker.drain().await {
+        if let Err(e) = drained.broker.drain().await {
             tracing::warn!(error = %e, "could not release long polls");
         }
     };
     conn::run(listener, app, limits, shutdown, release_long_polls, drain).await;
+    if !state.background.stop(drain).await {
+        tracing::warn!(tasks = state.background.tasks.len(), "background tasks still running");
+    }
     Ok(())
 }

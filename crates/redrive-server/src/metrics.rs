@@ -147,8 +147,8 @@ pub async fn render<B: Broker>(State(s): State<Shared<B>>) -> ApiResult<Response
         );
     }
     s.proposals.render_metrics(&mut out);
-    if let Some(t) = &s.triage_metrics {
-        t.render(&mut out);
+    if let Some(hook) = &s.metrics_hook {
+        hook(&mut out);
     }
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Action, Category, DeadCase, Decision};
-use crate::policy::{Mode, Policy, RateLimiter, Verdict};
+use crate::policy::{verdict, Mode, Policy, RateLimiter, Verdict};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +74,7 @@ pub fn evaluate(cases: &[Labelled], decide: impl Fn(&DeadCase) -> Decision) -> R
         act_ok += usize::from(d.action == l.expected.action);
         *confusion.entry(l.expected.category).or_default().entry(d.category).or_default() += 1;
         let forbidden = matches!(l.expected.action, Action::Escalate | Action::Hold);
-        if forbidden && policy.verdict(&d, false, &mut limiter, 0) == Verdict::Execute {
+        if forbidden && verdict(&policy, &d, false, &mut limiter, 0) == Verdict::Execute {
             unsafe_cases.push(i);
         }
         decisions.push(d);

@@ -14,7 +14,6 @@ pub mod group;
 pub mod metrics;
 pub mod model;
 pub mod openai;
-pub mod patch;
 pub mod policy;
 pub mod provider;
 pub mod redact;

@@ -1,46 +1,15 @@
 //! What a person lets the agent do without them, per queue: `observe` (record only), `propose`
 //! (a person approves), `auto` (execute when the category is allowed, the confidence is high
-//! enough, the job was never auto-redriven before, and the rate limit allows).
+//! enough, the job was never auto-redriven before, and the rate limit allows). The [`Policy`]
+//! type is the shared one in `redrive_core::triage`; this module judges decisions by it.
 
 use std::collections::VecDeque;
 
+use redrive_core::limits;
+pub use redrive_core::triage::{Mode, Policy};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Action, Category, Decision};
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Observe,
-    #[default]
-    Propose,
-    Auto,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Policy {
-    pub mode: Mode,
-    /// Categories `auto` may execute.
-    pub auto_categories: Vec<Category>,
-    pub min_confidence: f64,
-    /// `redrive_patched` changes a body, so it needs approval unless this is set.
-    pub auto_patch: bool,
-    /// Jobs redriven automatically per minute, at most.
-    pub redrives_per_minute: u32,
-}
-
-impl Default for Policy {
-    fn default() -> Policy {
-        Policy {
-            mode: Mode::Propose,
-            auto_categories: vec![Category::Transient, Category::RateLimited],
-            min_confidence: 0.8,
-            auto_patch: false,
-            redrives_per_minute: 600,
-        }
-    }
-}
+use crate::model::{Action, Decision};
 
 /// A policy file: the default policy's fields at the top level, and `[queues.<name>]` tables
 /// for queues that differ (each a whole policy; absent fields take the defaults).
@@ -78,9 +47,11 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Takes one slot at `now` (ms) if fewer than `per_minute` were taken in the last minute.
+    /// Takes one slot at `now` (ms) if fewer than `per_minute` were taken in the last
+    /// `TRIAGE_RATE_WINDOW_MS`.
     pub fn try_take(&mut self, per_minute: u32, now: u64) -> bool {
-        while self.taken.front().is_some_and(|t| now.saturating_sub(*t) >= 60_000) {
+        let window = limits::TRIAGE_RATE_WINDOW_MS;
+        while self.taken.front().is_some_and(|t| now.saturating_sub(*t) >= window) {
             self.taken.pop_front();
         }
         if self.taken.len() >= per_minute as usize {
@@ -91,57 +62,56 @@ impl RateLimiter {
     }
 }
 
-impl Policy {
-    /// The verdict for one job. `auto_redriven_before`: the agent already redrove this job once
-    /// (it died again), so it is escalated, never looped.
-    pub fn verdict(
-        &self,
-        d: &Decision,
-        auto_redriven_before: bool,
-        limiter: &mut RateLimiter,
-        now: u64,
-    ) -> Verdict {
-        if self.mode == Mode::Observe {
-            return Verdict::Record("observe mode: decisions are recorded only".into());
-        }
-        if d.action.redrives() && auto_redriven_before {
-            return Verdict::Escalate(
-                "the job died again after the agent redrove it; a person decides now".into(),
-            );
-        }
-        match d.action {
-            Action::Escalate => return Verdict::Escalate(d.analysis.clone()),
-            Action::Hold => return Verdict::Record("hold: left in the dead-letter queue".into()),
-            Action::Redrive | Action::RedrivePatched => {}
-        }
-        if self.mode == Mode::Propose {
-            return Verdict::Propose("propose mode: a person approves every action".into());
-        }
-        if !self.auto_categories.contains(&d.category) {
-            return Verdict::Propose(format!("category {} is not in auto_categories", d.category));
-        }
-        if d.confidence < self.min_confidence {
-            return Verdict::Propose(format!(
-                "confidence {:.2} is below min_confidence {:.2}",
-                d.confidence, self.min_confidence
-            ));
-        }
-        if d.action == Action::RedrivePatched && !self.auto_patch {
-            return Verdict::Propose("a patched redrive needs approval (auto_patch is off)".into());
-        }
-        if !limiter.try_take(self.redrives_per_minute, now) {
-            return Verdict::Propose(format!(
-                "rate limit of {} auto-redrives per minute reached",
-                self.redrives_per_minute
-            ));
-        }
-        Verdict::Execute
+/// The verdict of `policy` for one job at `now` (ms). `auto_redriven_before`: the agent already
+/// redrove this job once (it died again), so it is escalated, never looped.
+pub fn verdict(
+    policy: &Policy,
+    d: &Decision,
+    auto_redriven_before: bool,
+    limiter: &mut RateLimiter,
+    now: u64,
+) -> Verdict {
+    if policy.mode == Mode::Observe {
+        return Verdict::Record("observe mode: decisions are recorded only".into());
     }
+    if d.action.redrives() && auto_redriven_before {
+        return Verdict::Escalate(
+            "the job died again after the agent redrove it; a person decides now".into(),
+        );
+    }
+    match d.action {
+        Action::Escalate => return Verdict::Escalate(d.analysis.clone()),
+        Action::Hold => return Verdict::Record("hold: left in the dead-letter queue".into()),
+        Action::Redrive | Action::RedrivePatched => {}
+    }
+    if policy.mode == Mode::Propose {
+        return Verdict::Propose("propose mode: a person approves every action".into());
+    }
+    if !policy.auto_categories.contains(&d.category) {
+        return Verdict::Propose(format!("category {} is not in auto_categories", d.category));
+    }
+    if d.confidence < policy.min_confidence {
+        return Verdict::Propose(format!(
+            "confidence {:.2} is below min_confidence {:.2}",
+            d.confidence, policy.min_confidence
+        ));
+    }
+    if d.action == Action::RedrivePatched && !policy.auto_patch {
+        return Verdict::Propose("a patched redrive needs approval (auto_patch is off)".into());
+    }
+    if !limiter.try_take(policy.redrives_per_minute, now) {
+        return Verdict::Propose(format!(
+            "rate limit of {} auto-redrives per minute reached",
+            policy.redrives_per_minute
+        ));
+    }
+    Verdict::Execute
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Category;
 
     fn decision(category: Category, action: Action, confidence: f64) -> Decision {
         Decision { category, action, confidence, delay_ms: None, patch: None, analysis: "a".into() }
@@ -155,7 +125,7 @@ mod tests {
     fn auto_executes_only_what_the_policy_allows() {
         let mut l = RateLimiter::default();
         let p = auto();
-        let v = |d: Decision, l: &mut RateLimiter| p.verdict(&d, false, l, 0);
+        let v = |d: Decision, l: &mut RateLimiter| verdict(&p, &d, false, l, 0);
         assert_eq!(
             v(decision(Category::Transient, Action::Redrive, 0.9), &mut l),
             Verdict::Execute
@@ -179,9 +149,9 @@ mod tests {
         let patched =
             Policy { auto_patch: true, auto_categories: vec![Category::BadData], ..auto() };
         let d = decision(Category::BadData, Action::RedrivePatched, 0.9);
-        assert_eq!(patched.verdict(&d, false, &mut l, 0), Verdict::Execute);
+        assert_eq!(verdict(&patched, &d, false, &mut l, 0), Verdict::Execute);
         let observe = Policy { mode: Mode::Observe, ..auto() };
-        assert!(matches!(observe.verdict(&d, false, &mut l, 0), Verdict::Record(_)));
+        assert!(matches!(verdict(&observe, &d, false, &mut l, 0), Verdict::Record(_)));
     }
 
     #[test]
@@ -204,12 +174,12 @@ mod tests {
         let d = decision(Category::Transient, Action::Redrive, 0.9);
         // 1,000 dead jobs at once, the first 300 of which the agent had redriven before.
         let verdicts: Vec<Verdict> =
-            (0..1000).map(|i| p.verdict(&d, i < 300, &mut l, 1_000)).collect();
+            (0..1000).map(|i| verdict(&p, &d, i < 300, &mut l, 1_000)).collect();
         let executed = verdicts.iter().filter(|v| **v == Verdict::Execute).count();
         let escalated = verdicts.iter().filter(|v| matches!(v, Verdict::Escalate(_))).count();
         assert_eq!((executed, escalated), (100, 300), "100 per minute; died-again jobs escalate");
         assert!(verdicts[..300].iter().all(|v| matches!(v, Verdict::Escalate(_))));
         // A minute later the limiter has room again.
-        assert_eq!(p.verdict(&d, false, &mut l, 61_000), Verdict::Execute);
+        assert_eq!(verdict(&p, &d, false, &mut l, 61_000), Verdict::Execute);
     }
 }

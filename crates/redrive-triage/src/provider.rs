@@ -47,7 +47,7 @@ impl Decided {
         limiter: &mut RateLimiter,
         now: u64,
     ) -> Verdict {
-        match policy.verdict(&self.decision, auto_redriven_before, limiter, now) {
+        match crate::policy::verdict(policy, &self.decision, auto_redriven_before, limiter, now) {
             Verdict::Execute if !self.may_auto => Verdict::Propose(format!(
                 "decided by the rules after the model failed ({})",
                 self.fallback.as_deref().unwrap_or("unknown error")

@@ -201,9 +201,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     eprintln!("redrive: durability {}; data in {}", config.durability, config.data_dir.display());
     println!("redrive listening on http://{addr}");
-    let triage_metrics = config.triage.as_ref().map(|_| Arc::default());
+    let triage_metrics: Option<Arc<redrive_triage::metrics::TriageMetrics>> =
+        config.triage.as_ref().map(|_| Arc::default());
     let mut state = AppState::new(engine.handle.clone(), config.sqs.clone());
-    state.triage_metrics = triage_metrics.clone();
+    if let Some(m) = triage_metrics.clone() {
+        state.metrics_hook = Some(Arc::new(move |out: &mut String| m.render(out)));
+    }
     redrive_server::triage::load(&state).await.context("reading the triage proposals")?;
     let (proposals, policies) = (
         config.data_dir.join("triage-proposals.json"),

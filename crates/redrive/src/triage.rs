@@ -423,7 +423,7 @@ async fn print_patch_diff(
     else {
         return;
     };
-    match redrive_triage::patch::apply(&before, patch) {
+    match redrive_server::triage::patch::apply(&before, patch) {
         Ok(after) => {
             println!("  diff of job {id}'s body:");
             for line in diff_lines(

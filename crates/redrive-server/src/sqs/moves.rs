@@ -1,6 +1,7 @@
 //! Message move tasks: moving a dead-letter queue's messages back to their source queues (or to
 //! a given queue) in the background, at an optional rate, one running task per source queue.
-//! Tasks live in memory: a restart ends them (the messages moved so far stay moved).
+//! Tasks live in memory and stop at shutdown (`FAILED`, the messages moved so far stay moved):
+//! each runs as a [`crate::Background`] task and checks its cancellation between steps.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,8 @@ use crate::Shared;
 const HISTORY_PER_SOURCE: usize = 10;
 /// Messages moved per step when no rate is given.
 const STEP_MAX: usize = 500;
+/// Why a task ended at shutdown.
+const SHUT_DOWN: &str = "the server shut down";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -107,7 +110,8 @@ impl MoveTasks {
             tasks.remove(oldest);
         }
         let handle = task.handle.clone();
-        tokio::spawn(run(state, task));
+        let background = &state.background;
+        background.tasks.spawn(run(state.clone(), task));
         Ok(handle)
     }
 
@@ -132,9 +136,13 @@ async fn run<B: Broker>(state: Shared<B>, task: Arc<MoveTask>) {
     let broker = &state.broker;
     let step = task.spec.rate.map_or(STEP_MAX, |r| (r as usize).clamp(1, STEP_MAX));
     let mut after = None;
+    let stopping = &state.background.stopping;
     loop {
         if task.cancel.load(Ordering::Relaxed) {
             return task.finish(Status::Cancelled, None);
+        }
+        if stopping.is_cancelled() {
+            return task.finish(Status::Failed, Some(SHUT_DOWN.into()));
         }
         let started = tokio::time::Instant::now();
         let page =
@@ -177,7 +185,12 @@ async fn run<B: Broker>(state: Shared<B>, task: Arc<MoveTask>) {
         task.moved.fetch_add(moved, Ordering::Relaxed);
         if let Some(rate) = task.spec.rate {
             let due = Duration::from_secs_f64(page.jobs.len() as f64 / rate.max(1) as f64);
-            tokio::time::sleep_until(started + due).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(started + due) => {}
+                () = stopping.cancelled() => {
+                    return task.finish(Status::Failed, Some(SHUT_DOWN.into()));
+                }
+            }
         }
     }
 }
