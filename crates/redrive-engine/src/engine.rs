@@ -166,7 +166,7 @@ impl Engine {
     pub fn start(store: Store, clock: Arc<dyn Clock>) -> Engine {
         let (tx, rx) = mpsc::sync_channel(limits::ENGINE_QUEUE_DEPTH_MAX);
         let poisoned = store.poison_flag();
-        let durability = store.durability;
+        let durability = store.durability();
         let fsync_us = Arc::new(std::sync::Mutex::new(Histogram::new(FSYNC_BOUNDS_US)));
         let syncer = (durability == Durability::Sync).then(|| {
             let (stx, srx) = mpsc::sync_channel(SYNC_QUEUE_DEPTH_MAX);
@@ -257,6 +257,11 @@ impl Loop {
                     self.note_error(&e);
                 }
             }
+            // O(jobs): every batch of every debug-build test, never in release.
+            #[cfg(debug_assertions)]
+            if let Err(v) = self.store.check_invariants() {
+                panic!("after an engine batch: {v}");
+            }
         }
     }
 
@@ -268,7 +273,7 @@ impl Loop {
         if self.store.wants_mark() {
             wait = MARK_IDLE_MS;
         }
-        if let Durability::Relaxed { interval_ms } = self.store.durability {
+        if let Durability::Relaxed { interval_ms } = self.store.durability() {
             wait = wait.min(interval_ms.max(1));
         }
         let deadline = [self.store.next_deadline(), self.waiter_deadlines.first().map(|d| d.0)]
@@ -288,9 +293,7 @@ impl Loop {
     }
 
     fn commit_and_reply(&mut self, requests: usize) {
-        let m = &mut self.store.metrics;
-        m.batches += 1;
-        m.batch_requests += requests as u64;
+        self.store.count_batch(requests);
         if let Some((tx, _)) = &self.syncer {
             let (handle, error) = match self.store.write_for_sync() {
                 Ok(h) => (h, None),
@@ -415,12 +418,12 @@ impl Loop {
                 self.defer(tx, Ok(()), false)
             }
             Cmd::Snapshot(tx) => {
-                let mut fsync_us = s.metrics.fsync_us.clone();
+                let mut fsync_us = s.metrics().fsync_us.clone();
                 fsync_us.merge(&self.fsync_us.lock().unwrap());
                 let snap = StoreSnapshot {
                     queues: s.list_queues(now),
                     waiters: self.waiters.len(),
-                    start_latency_ms: s.metrics.start_latency_ms.clone(),
+                    start_latency_ms: s.metrics().start_latency_ms.clone(),
                     store: store_series(s, fsync_us),
                 };
                 self.defer(tx, Ok(snap), false)
@@ -460,8 +463,8 @@ impl Loop {
             }
             let qids =
                 req.queues.iter().map(|q| self.store.queue_id(q)).collect::<Result<Vec<u32>>>()?;
-            let wait =
-                req.wait_ms.unwrap_or_else(|| self.store.queues[&qids[0]].config.receive_wait_ms);
+            let config = self.store.queue_config(qids[0]).expect("named queues exist");
+            let wait = req.wait_ms.unwrap_or(config.receive_wait_ms);
             if wait > limits::RECEIVE_WAIT_MAX_MS {
                 return Err(Error::invalid(
                     "wait_ms",
@@ -516,7 +519,7 @@ impl Loop {
             if out.len() >= max {
                 break;
             }
-            if !self.store.queues.contains_key(&qid) {
+            if !self.store.has_queue(qid) {
                 continue;
             }
             self.store.receive_from(qid, max, lease_ms, worker, self.now, &mut out)?;
@@ -526,17 +529,9 @@ impl Loop {
 
     /// Serves parked receivers of every queue that gained ready jobs, oldest waiter first.
     fn serve_waiters(&mut self) {
-        while let Some(qid) = self.store.woken.pop() {
-            if let Some(q) = self.store.queues.get_mut(&qid) {
-                q.woken = false;
-            }
+        while let Some(qid) = self.store.take_woken() {
             loop {
-                let has_ready = self
-                    .store
-                    .queues
-                    .get(&qid)
-                    .is_some_and(|q| q.ready.iter().any(|r| !r.is_empty()));
-                if !has_ready {
+                if !self.store.has_ready(qid) {
                     break;
                 }
                 let Some(id) = self.waiters_by_queue.get_mut(&qid).and_then(|d| d.pop_front())
@@ -597,7 +592,7 @@ impl EngineHandle {
 
 /// The embedded store's own figures for `/metrics`.
 fn store_series(s: &Store, fsync_us: Histogram) -> Vec<Series> {
-    let m = &s.metrics;
+    let m = s.metrics();
     let (wal_bytes, wal_segments) = s.wal_size();
     let series = |name, help, value| Series { name, help, value };
     vec![

@@ -220,6 +220,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let err = |message: &str| ErrorInfo { kind: "E".into(), message: message.into(), detail: None };
 
     for op in ops {
+        let op_name = format!("{op:?}");
         match op {
             Op::Enqueue { priority, delay_ms, key } => {
                 let job = NewJob {
@@ -408,6 +409,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         store.commit(now).unwrap();
         store.compact_step().unwrap();
         check(&store, &m, now)?;
+        store
+            .check_invariants()
+            .map_err(|v| TestCaseError::fail(format!("after {op_name}: {v}")))?;
     }
     Ok(())
 }

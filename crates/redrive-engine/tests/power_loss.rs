@@ -174,10 +174,17 @@ impl Rig {
                 self.step();
                 self.boundary();
             }
+            self.check_invariants("before the crash");
             self.crash();
         }
         self.tally.segments_reclaimed +=
-            self.store.metrics.compacted_segments + self.store.metrics.deleted_segments;
+            self.store.metrics().compacted_segments + self.store.metrics().deleted_segments;
+    }
+
+    fn check_invariants(&self, when: &str) {
+        if let Err(v) = self.store.check_invariants() {
+            panic!("seed {}: {when}: {v}", self.seed);
+        }
     }
 
     fn step(&mut self) {
@@ -216,9 +223,9 @@ impl Rig {
                 self.unsynced.extend(self.store.write_for_sync().unwrap());
             }
             Durability::Relaxed { .. } if r < 55 => {
-                let fsyncs = self.store.metrics.fsync_us.count;
+                let fsyncs = self.store.metrics().fsync_us.count;
                 self.store.commit(self.now).unwrap();
-                let synced = self.store.metrics.fsync_us.count > fsyncs;
+                let synced = self.store.metrics().fsync_us.count > fsyncs;
                 if synced || self.cut == Cut::Process {
                     self.durable_point();
                 }
@@ -412,12 +419,13 @@ impl Rig {
             (Cut::Power, _) => WRITTEN_ALL, // the kernel had written everything back
         };
         self.tally.segments_reclaimed +=
-            self.store.metrics.compacted_segments + self.store.metrics.deleted_segments;
+            self.store.metrics().compacted_segments + self.store.metrics().deleted_segments;
         self.storage = self.storage.crash(torn);
         self.unsynced.clear();
         self.now += 1;
         self.store = open(&self.storage, self.durability, self.now);
         self.tally.crashes += 1;
+        self.check_invariants("after the restart");
         for q in [Q, DLQ] {
             assert!(self.store.queue_id(q).is_ok(), "seed {}: queue {q} lost", self.seed);
         }

@@ -354,7 +354,7 @@ fn churn_reclaims_wal_space_and_loses_nothing() {
     }
     let (bytes, segments) = h.store.wal_size();
     assert!(segments <= 3, "{segments} segments, {bytes} bytes");
-    assert!(h.store.metrics.compacted_segments + h.store.metrics.deleted_segments > 10);
+    assert!(h.store.metrics().compacted_segments + h.store.metrics().deleted_segments > 10);
     h.restart();
     let info = h.store.job_info(keep).unwrap();
     assert_eq!((info.state, info.body.as_deref()), (JobState::Ready, Some("keep me")));

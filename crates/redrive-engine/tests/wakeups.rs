@@ -189,3 +189,27 @@ async fn a_fifo_group_released_by_a_failure_goes_to_a_waiting_receiver_at_once()
     assert_eq!(woken(poll).await.id, second);
     engine.shutdown().await;
 }
+
+/// Recovery indexes the jobs it finds ready as any enqueue does, which marks their queue woken;
+/// a restarted engine must still hear of that queue's next ready job.
+#[tokio::test]
+async fn an_enqueue_after_a_restart_that_found_ready_jobs_goes_to_a_waiting_receiver() {
+    let storage = MemStorage::new();
+    let open = || {
+        let clock = Arc::new(SystemClock);
+        let store = Store::open(Box::new(storage.clone()), Durability::Sync, clock.now_ms());
+        Engine::start(store.unwrap(), clock)
+    };
+    let engine = open();
+    let h = engine.handle.clone();
+    h.put_queue("q".into(), QueuePatch::default()).await.unwrap();
+    let before = h.enqueue("q".into(), vec![job("before")]).await.unwrap()[0].id;
+    engine.shutdown().await;
+    let engine = open();
+    let h = engine.handle.clone();
+    assert_eq!(take(&h, "q", None).await.id, before, "ready again after the restart");
+    let poll = long_poll(&h, "q", 1).await;
+    let after = h.enqueue("q".into(), vec![job("after")]).await.unwrap()[0].id;
+    assert_eq!(woken(poll).await.id, after);
+    engine.shutdown().await;
+}

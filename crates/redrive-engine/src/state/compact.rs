@@ -96,9 +96,11 @@ impl Store {
                         self.log_queue(qid)?;
                     }
                 }
-                Record::QueueDelete { .. } | Record::Remove { .. } => self.wal.hold(loc, -1),
+                Record::QueueDelete { .. } | Record::Remove { .. } => {
+                    self.wal.hold_tombstone(loc, -1)
+                }
                 Record::Synced { .. } => {} // never returned by `records`
-                Record::Doc { value: None, .. } => self.wal.hold(loc, -1),
+                Record::Doc { value: None, .. } => self.wal.hold_tombstone(loc, -1),
                 Record::Doc { kind, key, .. } => self.move_doc(loc, kind, &key)?,
                 Record::Enqueue(e) => self.move_enqueue(loc, &e)?,
                 Record::DedupKey { qid, id, enqueued_at, key } => {

@@ -30,7 +30,7 @@ impl Store {
             self.doc_version += 1;
             let loc = self.wal.append(|e| e.doc(kind as u8, key, self.doc_version, None))?;
             self.wal.hold(old.loc, -1);
-            self.wal.hold(loc, 1); // the tombstone, until compaction reaches it
+            self.wal.hold_tombstone(loc, 1); // the tombstone, until compaction reaches it
             return Ok(());
         };
         if value.len() > limits::DOC_VALUE_BYTES_MAX {

@@ -12,8 +12,10 @@
 //! - `timers`: delays, lease expiry, retention, forgetting completed jobs, dedup expiry.
 //! - `recover`: rebuilding the store from the WAL.
 //! - `compact`: reclaiming WAL space.
+//! - `check`: [`Store::check_invariants`], every index and counter recounted from the jobs.
 //! - `docs`: control-plane documents (triage proposals and policies).
 
+mod check;
 mod compact;
 mod dead;
 mod docs;
@@ -34,7 +36,12 @@ use crate::metrics::Metrics;
 use crate::wal::record::{Meta, Record};
 use crate::wal::{Durability, Loc, Wal, LOC_NONE};
 
+pub use check::Violation;
 pub use queue::Queue;
+
+// Worker ids and job-table slots are `u32`s in memory (`u32::MAX` = no worker).
+const _: () = assert!(limits::WORKERS_INTERNED_MAX < u32::MAX as usize);
+const _: () = assert!(limits::JOBS_COUNT_MAX < u32::MAX as usize);
 
 /// One job in memory: fixed-size metadata and where its records live in the WAL.
 #[derive(Clone, Debug)]
@@ -81,42 +88,79 @@ pub(crate) struct Dedup {
 }
 
 pub struct Store {
-    pub(crate) wal: Wal,
-    pub durability: Durability,
-    pub(crate) queues: FxHashMap<u32, Queue>,
-    pub(crate) queue_ids: FxHashMap<String, u32>,
-    pub(crate) next_qid: u32,
-    pub(crate) jobs: table::JobTable,
+    wal: Wal,
+    durability: Durability,
+    queues: FxHashMap<u32, Queue>,
+    queue_ids: FxHashMap<String, u32>,
+    next_qid: u32,
+    jobs: table::JobTable,
     /// Delayed jobs (until ready) and leased jobs (until the lease ends), by deadline.
-    pub(crate) timers: BTreeSet<(u64, u128)>,
+    timers: BTreeSet<(u64, u128)>,
     /// Every job by `expires_at`.
-    pub(crate) expiry: BTreeSet<(u64, u128)>,
-    pub(crate) completed: usize,
+    expiry: BTreeSet<(u64, u128)>,
+    completed: usize,
     /// Completed jobs in completion order, for the `COMPLETED_JOBS_MAX` bound (stale entries are
     /// skipped).
-    pub(crate) completed_order: std::collections::VecDeque<u128>,
-    pub(crate) rate_second: u64,
-    pub(crate) dedup: FxHashMap<(u32, Box<str>), Dedup>,
-    pub(crate) dedup_expiry: BTreeSet<(u64, u32, Box<str>)>,
-    pub(crate) workers: Vec<Box<str>>,
-    pub(crate) worker_ids: FxHashMap<Box<str>, u32>,
-    pub(crate) rng: SmallRng,
+    completed_order: std::collections::VecDeque<u128>,
+    rate_second: u64,
+    dedup: FxHashMap<(u32, Box<str>), Dedup>,
+    dedup_expiry: BTreeSet<(u64, u32, Box<str>)>,
+    workers: Vec<Box<str>>,
+    worker_ids: FxHashMap<Box<str>, u32>,
+    rng: SmallRng,
     /// The newest job id handed out (ids increase strictly).
-    pub(crate) last_id: u128,
+    last_id: u128,
     /// Queues that gained ready jobs since the engine last looked (for long-poll waiters).
-    pub(crate) woken: Vec<u32>,
-    pub(crate) compact_watch: compact::CompactWatch,
+    woken: Vec<u32>,
+    compact_watch: compact::CompactWatch,
     /// Control-plane documents by (kind, key), and the newest version handed out.
-    pub(crate) docs: std::collections::BTreeMap<(u8, Box<str>), docs::Doc>,
-    pub(crate) doc_version: u64,
+    docs: std::collections::BTreeMap<(u8, Box<str>), docs::Doc>,
+    doc_version: u64,
     /// Set by [`Store::make_room`] while the log cannot take writes (nothing is poisoned).
-    pub(crate) refusal: Option<Error>,
-    pub metrics: Metrics,
+    refusal: Option<Error>,
+    metrics: Metrics,
 }
 
 impl Store {
     pub fn queue_id(&self, name: &str) -> Result<u32> {
         self.queue_ids.get(name).copied().ok_or_else(|| Error::QueueNotFound(name.to_owned()))
+    }
+
+    pub fn has_queue(&self, qid: u32) -> bool {
+        self.queues.contains_key(&qid)
+    }
+
+    pub fn queue_config(&self, qid: u32) -> Option<&redrive_core::QueueConfig> {
+        self.queues.get(&qid).map(|q| &q.config)
+    }
+
+    /// Whether the queue has a job ready now (its FIFO group may still hold it back).
+    pub fn has_ready(&self, qid: u32) -> bool {
+        self.queues.get(&qid).is_some_and(|q| q.ready.iter().any(|r| !r.is_empty()))
+    }
+
+    /// The next queue that gained ready jobs since the engine last looked (for long polls); it
+    /// is listed again when it next gains one.
+    pub fn take_woken(&mut self) -> Option<u32> {
+        let qid = self.woken.pop()?;
+        if let Some(q) = self.queues.get_mut(&qid) {
+            q.woken = false;
+        }
+        Some(qid)
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Counts one engine batch of `requests` requests.
+    pub fn count_batch(&mut self, requests: usize) {
+        self.metrics.batches += 1;
+        self.metrics.batch_requests += requests as u64;
     }
 
     pub(crate) fn queue_name(&self, qid: u32) -> String {
@@ -141,6 +185,12 @@ impl Store {
     /// Why writes are refused now, if they are (poisoned, or cannot make room in the log).
     pub fn write_refusal(&self) -> Option<Error> {
         self.writable().err()
+    }
+
+    /// Tests break the store on purpose through this, to see [`Store::check_invariants`] catch it.
+    #[cfg(test)]
+    pub(crate) fn corrupt_for_test<R>(&mut self, corrupt: impl FnOnce(&mut Store) -> R) -> R {
+        corrupt(self)
     }
 
     pub fn job_count(&self) -> usize {
@@ -179,11 +229,15 @@ impl Store {
                     q.ready[m.priority as usize].remove(&(q.ready_since(&m), id));
                 }
             }
-            JobState::Acked => self.completed -= 1,
+            JobState::Acked => {
+                self.completed =
+                    self.completed.checked_sub(1).expect("an acked job is counted in `completed`")
+            }
             JobState::Dead => {}
         }
         if let Some(q) = self.queues.get_mut(&m.qid) {
-            q.counts[m.state as usize] -= 1;
+            let count = &mut q.counts[m.state as usize];
+            *count = count.checked_sub(1).expect("a job is counted under its state");
             if m.dead_reason.is_some() && state != JobState::Acked {
                 q.dead.remove(&id);
             }
@@ -273,7 +327,7 @@ impl Store {
         }
         let version = job.meta.version + 1;
         let loc = self.wal.append(|e| e.remove(id, version))?;
-        self.wal.hold(loc, 1);
+        self.wal.hold_tombstone(loc, 1);
         Ok(())
     }
 
@@ -289,7 +343,7 @@ impl Store {
         if job.keyed {
             let version = job.meta.version + 1;
             let loc = self.wal.append(|e| e.remove(id, version))?;
-            self.wal.hold(loc, 1);
+            self.wal.hold_tombstone(loc, 1);
         }
         Ok(())
     }
@@ -302,7 +356,7 @@ impl Store {
         if self.workers.len() >= limits::WORKERS_INTERNED_MAX {
             return u32::MAX;
         }
-        let i = self.workers.len() as u32;
+        let i = u32::try_from(self.workers.len()).expect("WORKERS_INTERNED_MAX fits a u32");
         self.workers.push(w.into());
         self.worker_ids.insert(w.into(), i);
         i

@@ -14,24 +14,24 @@ use crate::wal::{Loc, LOC_NONE};
 const RATE_WINDOW_S: usize = 60;
 
 pub struct Queue {
-    pub qid: u32,
-    pub name: String,
-    pub config: QueueConfig,
-    pub version: u32,
-    pub created_at: u64,
-    pub updated_at: u64,
-    pub loc: Loc,
+    pub(super) qid: u32,
+    pub(super) name: String,
+    pub(super) config: QueueConfig,
+    pub(super) version: u32,
+    pub(super) created_at: u64,
+    pub(super) updated_at: u64,
+    pub(super) loc: Loc,
     /// Ready jobs per priority, by (ready since, id): strict priority, FIFO within a level.
-    pub ready: [BTreeSet<(u64, u128)>; 3],
+    pub(super) ready: [BTreeSet<(u64, u128)>; 3],
     /// Jobs by state (indexed by `JobState as usize`).
-    pub counts: [u64; 5],
+    pub(super) counts: [u64; 5],
     /// Jobs here that carry dead-letter information and are not completed, by id (time order).
-    pub dead: BTreeSet<u128>,
-    pub totals: QueueTotals,
+    pub(super) dead: BTreeSet<u128>,
+    pub(super) totals: QueueTotals,
     /// Set while this queue is on the store's woken list.
-    pub woken: bool,
+    pub(super) woken: bool,
     /// Leased jobs per ordering group (FIFO queues hold back a group while any is leased).
-    pub inflight_groups: FxHashMap<u64, u32>,
+    pub(super) inflight_groups: FxHashMap<u64, u32>,
     rate_ring: [(u64, u64); RATE_WINDOW_S],
     rate_second: u64,
 }
@@ -67,12 +67,13 @@ impl Queue {
         }
     }
 
+    /// A leased job of `group` left the lease. Its group was counted when it was leased (and
+    /// entries never sit at zero), so a missing entry is a bug, not a case.
     pub fn release_group(&mut self, group: u64) {
-        if let Some(n) = self.inflight_groups.get_mut(&group) {
-            *n -= 1;
-            if *n == 0 {
-                self.inflight_groups.remove(&group);
-            }
+        let n = self.inflight_groups.get_mut(&group).expect("a leased job's group is counted");
+        *n = n.checked_sub(1).expect("group counts are removed at zero");
+        if *n == 0 {
+            self.inflight_groups.remove(&group);
         }
     }
 
@@ -282,7 +283,7 @@ impl Store {
             self.wal.hold(d.loc, -1);
         }
         let loc = self.wal.append(|e| e.queue_delete(qid))?;
-        self.wal.hold(loc, 1);
+        self.wal.hold_tombstone(loc, 1);
         Ok(())
     }
 

@@ -190,7 +190,7 @@ impl Store {
         };
         store.restore_queues(fold.queues, &fold.deleted_queues)?;
         for loc in fold.tombstones {
-            store.wal.hold(loc, 1);
+            store.wal.hold_tombstone(loc, 1);
         }
         store.restore_jobs(fold.jobs, &fold.keyed, fold.worker_names, now)?;
         store.restore_dedup(fold.keys, now);
@@ -205,7 +205,13 @@ impl Store {
             doing: "revoke leases".into(),
             source: std::io::Error::other(e),
         })?;
-        store.woken.clear();
+        // No receiver waits yet. Clear the flags with the list: a flag left set without its
+        // entry would keep the queue off the list for good, and its long polls unwoken.
+        for qid in store.woken.drain(..) {
+            if let Some(q) = store.queues.get_mut(&qid) {
+                q.woken = false;
+            }
+        }
         Ok(store)
     }
 

@@ -35,7 +35,8 @@ impl JobTable {
         match self.slot_of.get(&id) {
             Some(&s) => self.jobs[s as usize] = job,
             None => {
-                self.slot_of.insert(id, self.jobs.len() as u32);
+                let slot = u32::try_from(self.jobs.len()).expect("JOBS_COUNT_MAX fits a u32");
+                self.slot_of.insert(id, slot);
                 self.ids.push(id);
                 self.jobs.push(job);
             }
@@ -47,6 +48,7 @@ impl JobTable {
         self.ids.swap_remove(slot);
         let job = self.jobs.swap_remove(slot);
         if let Some(moved) = self.ids.get(slot) {
+            // `slot` came out of `slot_of`: it fits.
             self.slot_of.insert(*moved, slot as u32);
         }
         Some(job)

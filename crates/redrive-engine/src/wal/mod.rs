@@ -121,8 +121,12 @@ struct Segment {
     /// One handle per segment, so the group-commit thread can tell batches of the same file
     /// apart from others and fsync each file once.
     sync: Arc<dyn SyncHandle>,
-    /// Holders (jobs, queues, dedup entries, tombstones) that point into this segment.
+    /// Holders (jobs, queues, dedup entries, documents, tombstones) that point into this
+    /// segment.
     live: i64,
+    /// Of `live`, the tombstones: nothing in memory points at them, so they are counted apart
+    /// for `Store::check_invariants` to match the rest against the store's references.
+    tombstones: i64,
     records: u64,
     bytes: u64,
 }
@@ -252,7 +256,7 @@ impl Wal {
                 file.truncate(end).map_err(OpenError::io(format!("truncate {name}")))?;
             }
             let sync = file.sync_handle();
-            segments.insert(n, Segment { file, sync, live: 0, records, bytes: end });
+            segments.insert(n, Segment { file, sync, live: 0, tombstones: 0, records, bytes: end });
         }
         let mut wal = Wal {
             storage,
@@ -299,6 +303,7 @@ impl Wal {
                 sync: file.sync_handle(),
                 file,
                 live: 0,
+                tombstones: 0,
                 records: 0,
                 bytes: SEGMENT_HEADER_BYTES as u64,
             },
@@ -599,8 +604,24 @@ impl Wal {
         }
         if let Some(s) = self.segments.get_mut(&loc_segment(loc)) {
             s.live += delta;
-            debug_assert!(s.live >= 0, "segment holder count below zero");
+            // Below zero, the segment would be deleted under a record someone still holds.
+            assert!(s.live >= 0, "segment {} holder count below zero", loc_segment(loc));
         }
+    }
+
+    /// [`Wal::hold`] for a tombstone (`Remove`, `QueueDelete`, a deleted `Doc`), which no
+    /// in-memory structure points at: the log keeps their count itself.
+    pub fn hold_tombstone(&mut self, loc: Loc, delta: i64) {
+        self.hold(loc, delta);
+        if let Some(s) = self.segments.get_mut(&loc_segment(loc)) {
+            s.tombstones += delta;
+            assert!(s.tombstones >= 0, "segment {} tombstone count below zero", loc_segment(loc));
+        }
+    }
+
+    /// Every segment (the active one too): (number, holders, of which tombstones).
+    pub fn holders(&self) -> impl Iterator<Item = (u32, i64, i64)> + '_ {
+        self.segments.iter().map(|(n, s)| (*n, s.live, s.tombstones))
     }
 
     /// Segments other than the active one, oldest first: (number, holders, records).
@@ -645,7 +666,10 @@ impl Wal {
     /// Deletes a sealed segment. Callers make sure nothing live remains in it.
     pub fn remove_segment(&mut self, n: u32) -> Result<(), Poisoned> {
         assert_ne!(n, self.active, "the active segment is never removed");
-        self.segments.remove(&n);
+        let seg = self.segments.remove(&n);
+        // A holder left would point at a record about to be lost.
+        let live = seg.map_or(0, |s| s.live);
+        assert_eq!(live, 0, "segment {n} is removed while {live} holders point into it");
         let window = self.window.get_mut();
         if window.seg == Some(n) {
             window.seg = None;
