@@ -38,6 +38,11 @@ const SYNC_QUEUE_DEPTH_MAX: usize = 64;
 /// to the last acknowledged records is detected at recovery (see `wal`). It bounds the window in
 /// which such damage would read as a torn tail, at the cost of one small fsync per idle period.
 const MARK_IDLE_MS: u64 = 100;
+/// Debug builds check the store's invariants (O(jobs), ~2 µs a job unoptimized) after every
+/// batch while it holds at most this many jobs, and past that after every `jobs / this`-th
+/// batch: a bulk test pays about what a store of this size would per batch, not O(jobs²).
+#[cfg(debug_assertions)]
+const DEBUG_CHECK_JOBS: usize = 10_000;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -257,10 +262,20 @@ impl Loop {
                     self.note_error(&e);
                 }
             }
-            // O(jobs): every batch of every debug-build test, never in release.
             #[cfg(debug_assertions)]
+            self.check_invariants();
+        }
+    }
+
+    /// Debug builds only: [`Store::check_invariants`] after every batch (every few batches for
+    /// a store past `DEBUG_CHECK_JOBS`, see there). A violation is a bug: stop at the batch
+    /// that caused it.
+    #[cfg(debug_assertions)]
+    fn check_invariants(&self) {
+        let every = (self.store.job_count() / DEBUG_CHECK_JOBS).max(1) as u64;
+        if self.store.metrics().batches.is_multiple_of(every) {
             if let Err(v) = self.store.check_invariants() {
-                panic!("after an engine batch: {v}");
+                panic!("after engine batch {}: {v}", self.store.metrics().batches);
             }
         }
     }
