@@ -5,7 +5,8 @@
 //! - [`Client`] (here): construction, limits, and the shared request path in `transport`.
 //! - [`error`]: the client's [`Error`] and how an HTTP error reply is decoded into it.
 //! - `routes`: URL building (path segments are percent-encoded, dead-job filters become a query).
-//! - `queues`, `jobs`, `dead`: the route methods, grouped as the API table groups them.
+//! - `queues`, `jobs`, `dead`, `triage`: the route methods, grouped as the API table groups
+//!   them; the triage ones speak `redrive_core::triage`'s types (re-exported here).
 //! - [`producer`]: batching producer and typed jobs.
 //! - [`worker`]: the worker runtime (fetching, heartbeats, ack/fail, graceful stop).
 //!
@@ -33,6 +34,10 @@ pub use jobs::ReceiveOptions;
 pub use redrive_core::broker::{
     AckResult, DeadFilter, DeadInfo, DeadPage, Delivery, Enqueued, FailRequest, FailResult,
     JobInfo, NewJob, QueueInfo, QueueStats, RedriveRequest, RedriveResult,
+};
+pub use redrive_core::triage::{
+    Action, Category, Decision, Escalation, Mode, NewProposal, PatchFailure, PatchedJob, Policy,
+    Proposal, ProposalResult, Status as ProposalStatus,
 };
 pub use redrive_core::{Backoff, JobId, Priority, QueueConfig, QueuePatch};
 

@@ -7,28 +7,74 @@
 //! already proposed, escalated or recorded is not decided again (a later death of the same job
 //! is).
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Write as _;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redrive_client::{Client, DeadQuery, JobInfo, RedriveRequest};
 use redrive_core::limits;
-use redrive_core::model::{JobId, Outcome};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use redrive_core::model::{JobId, JobState, Outcome};
+use redrive_core::time::{Clock, SystemClock};
+use redrive_core::triage::{Escalation, NewProposal, ProposalResult};
+use serde::Serialize;
+use serde_json::json;
 
+pub use crate::audit::AuditRecord;
+use crate::audit::{self, Memory};
 use crate::group::{group, GroupKey};
-use crate::model::{Action, DeadCase, FailedAttempt};
+use crate::model::{Action, Category, DeadCase, FailedAttempt};
 use crate::policy::{Policy, RateLimiter, Verdict};
 use crate::provider::{decide, Decided, Provider};
 use crate::redact::redact_case;
 
-/// Dead jobs read per page.
-const PAGE: u32 = 1000;
-/// Job ids listed in an escalation message at most.
-const ESCALATION_IDS_MAX: usize = 20;
-const WEBHOOK_ATTEMPTS: u32 = 3;
+/// Why a pass (or a step of one) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server refused a call or could not be reached.
+    Server(redrive_client::Error),
+    /// The audit log could not be read or appended to.
+    Audit { path: PathBuf, source: std::io::Error },
+    /// A line of the audit log is not an audit record.
+    AuditRecord { path: PathBuf, line: usize, source: serde_json::Error },
+    /// The agent approved its own auto-patch proposal and the patch applied to no job.
+    NothingPatched { proposal: String, result: Option<ProposalResult> },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Server(e) => write!(f, "{e}"),
+            Error::Audit { path, source } => write!(f, "audit log {}: {source}", path.display()),
+            Error::AuditRecord { path, line, source } => {
+                write!(f, "{} line {line}: {source}", path.display())
+            }
+            Error::NothingPatched { proposal, result } => {
+                let result = serde_json::to_string(result).expect("serializes");
+                write!(f, "the patch of proposal {proposal} applied to no job: {result}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Server(e) => Some(e),
+            Error::Audit { source, .. } => Some(source),
+            Error::AuditRecord { source, .. } => Some(source),
+            Error::NothingPatched { .. } => None,
+        }
+    }
+}
+
+impl From<redrive_client::Error> for Error {
+    fn from(e: redrive_client::Error) -> Error {
+        Error::Server(e)
+    }
+}
 
 pub struct Agent {
     pub client: Client,
@@ -44,63 +90,21 @@ pub struct Agent {
     /// Slack-compatible webhook for escalations.
     pub webhook: Option<String>,
     pub audit_path: PathBuf,
-    pub metrics: std::sync::Arc<crate::metrics::TriageMetrics>,
+    pub metrics: Arc<crate::metrics::TriageMetrics>,
+    /// Where [`Agent::watch`] takes each pass's `now` from.
+    pub clock: Arc<dyn Clock>,
     limiter: RateLimiter,
     /// Jobs this agent redrove whose outcome is not known yet, with the decision's category.
-    following: BTreeMap<JobId, crate::model::Category>,
+    following: BTreeMap<JobId, Category>,
     http: reqwest::Client,
-}
-
-/// What a pass did with one group: the audit record.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AuditRecord {
-    pub at_ms: u64,
-    pub queue: String,
-    pub source_queue: String,
-    pub signature: String,
-    pub shape: String,
-    pub job_ids: Vec<JobId>,
-    pub provider: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt_version: Option<String>,
-    /// A hash of the redacted input the provider saw (the input itself is not kept).
-    pub input_hash: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw_output: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<String>,
-    pub decision: Value,
-    /// Job id → the policy's verdict for it.
-    pub verdicts: BTreeMap<String, Verdict>,
-    /// Job id → when it died (ms), so a later death of the same job is told apart.
-    #[serde(default)]
-    pub died_at: BTreeMap<String, u64>,
-    /// The proposal stored on the server for the jobs a person decides.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proposal: Option<String>,
-    /// The escalation as stored on the server (a proposal to acknowledge).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub escalation_proposal: Option<String>,
-    /// Jobs redriven by this pass.
-    pub executed: Vec<JobId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub escalation: Option<Escalation>,
-    pub actor: String,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Escalation {
-    pub delivered: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// Totals of one pass.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PassReport {
+    /// Dead jobs read (at most `TRIAGE_PASS_JOBS_COUNT_MAX` of them undecided).
     pub dead_jobs: usize,
+    /// Of those, deaths an earlier pass already decided.
     pub skipped: usize,
     pub groups: usize,
     pub executed: usize,
@@ -110,12 +114,27 @@ pub struct PassReport {
     pub records: Vec<AuditRecord>,
 }
 
-/// What earlier passes did, read back from the audit log.
-#[derive(Default)]
-struct Memory {
-    redriven: HashSet<JobId>,
-    /// Deaths already decided: (job, died at).
-    settled: HashSet<(JobId, u64)>,
+/// An agent watching in the background ([`Agent::spawn_watch`]): stopping it lets the pass in
+/// flight finish, so every redrive it made is in the audit log before the agent ends.
+pub struct Watching {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watching {
+    /// Asks the agent to stop after its pass in flight and waits for it, at most `bound`; past
+    /// that the pass is cut short (aborted) and `false` is returned.
+    pub async fn stop(self, bound: Duration) -> bool {
+        let _ = self.stop.send(());
+        let abort = self.task.abort_handle();
+        match tokio::time::timeout(bound, self.task).await {
+            Ok(_) => true,
+            Err(_) => {
+                abort.abort();
+                false
+            }
+        }
+    }
 }
 
 impl Agent {
@@ -135,57 +154,53 @@ impl Agent {
             webhook: None,
             audit_path,
             metrics: Default::default(),
+            clock: Arc::new(SystemClock),
             limiter: RateLimiter::default(),
             following: BTreeMap::new(),
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
+                .timeout(Duration::from_millis(limits::TRIAGE_WEBHOOK_TIMEOUT_MS))
                 .build()
                 .expect("client"),
         }
     }
 
-    fn memory(&self) -> Result<Memory, String> {
-        let mut m = Memory::default();
-        let text = match std::fs::read_to_string(&self.audit_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(m),
-            Err(e) => return Err(format!("reading {}: {e}", self.audit_path.display())),
-        };
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let r: AuditRecord = serde_json::from_str(line)
-                .map_err(|e| format!("{} line {}: {e}", self.audit_path.display(), i + 1))?;
-            m.redriven.extend(r.executed.iter().copied());
-            for (id, v) in &r.verdicts {
-                if let (false, Ok(job), Some(at)) =
-                    (*v == Verdict::Execute, id.parse(), r.died_at.get(id))
-                {
-                    m.settled.insert((job, *at));
+    /// The dead jobs of `queue` this pass decides: pages are read in order, deaths `memory`
+    /// already settled are counted and dropped, and reading stops at
+    /// `TRIAGE_PASS_JOBS_COUNT_MAX` undecided ones. Returns them and how many were read.
+    async fn dead_jobs(
+        &self,
+        queue: &str,
+        memory: &Memory,
+    ) -> Result<(Vec<JobInfo>, usize), Error> {
+        let mut undecided = Vec::new();
+        let mut read = 0;
+        let page_max = limits::DEAD_PAGE_COUNT_MAX as u32;
+        let mut query = DeadQuery { limit: Some(page_max), ..DeadQuery::default() };
+        loop {
+            let page = self.client.list_dead(queue, &query).await?;
+            for job in page.jobs {
+                if undecided.len() == limits::TRIAGE_PASS_JOBS_COUNT_MAX {
+                    return Ok((undecided, read));
+                }
+                read += 1;
+                if !memory.settled.contains(&(job.id, died_at(&job))) {
+                    undecided.push(job);
                 }
             }
-        }
-        Ok(m)
-    }
-
-    async fn dead_jobs(&self, queue: &str) -> Result<Vec<JobInfo>, String> {
-        let mut all = Vec::new();
-        let mut query = DeadQuery { limit: Some(PAGE), ..DeadQuery::default() };
-        loop {
-            let page = self.client.list_dead(queue, &query).await.map_err(|e| e.to_string())?;
-            all.extend(page.jobs);
             match page.next {
                 Some(next) => query.after = Some(next),
-                None => return Ok(all),
+                None => return Ok((undecided, read)),
             }
         }
     }
 
     /// The queues to watch: `queues` if given, else every queue some queue names as its
     /// dead-letter queue.
-    pub async fn dead_letter_queues(&self, queues: &[String]) -> Result<Vec<String>, String> {
+    pub async fn dead_letter_queues(&self, queues: &[String]) -> Result<Vec<String>, Error> {
         if !queues.is_empty() {
             return Ok(queues.to_vec());
         }
-        let all = self.client.list_queues().await.map_err(|e| e.to_string())?;
+        let all = self.client.list_queues().await?;
         let mut dlqs: Vec<String> =
             all.iter().filter_map(|q| q.config.dead_letter_queue.clone()).collect();
         dlqs.sort();
@@ -193,8 +208,9 @@ impl Agent {
         Ok(dlqs)
     }
 
-    /// Runs a pass over every watched queue every `interval` until `stop` resolves. A failed
-    /// pass is logged and tried again at the next tick.
+    /// Runs a pass over every watched queue every `interval` until `stop` resolves; a pass in
+    /// flight is finished first (its redrives must reach the audit log). A failed pass is
+    /// logged and tried again at the next tick.
     pub async fn watch(
         &mut self,
         queues: &[String],
@@ -206,10 +222,7 @@ impl Agent {
             match self.dead_letter_queues(queues).await {
                 Ok(dlqs) => {
                     for q in dlqs {
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as u64);
-                        match self.run_once(&q, now).await {
+                        match self.run_once(&q, self.clock.now_ms()).await {
                             Ok(r) if r.groups > 0 => tracing::info!(
                                 queue = %q, groups = r.groups, redriven = r.executed,
                                 proposed = r.proposed, escalated = r.escalated, "triage pass"
@@ -228,14 +241,25 @@ impl Agent {
         }
     }
 
+    /// [`Agent::watch`] on a task of its own, until [`Watching::stop`].
+    pub fn spawn_watch(mut self, queues: Vec<String>, interval: Duration) -> Watching {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stopped = async move {
+                // A dropped sender stops the agent too.
+                let _ = stopped.await;
+            };
+            self.watch(&queues, interval, stopped).await;
+        });
+        Watching { stop, task }
+    }
+
     /// The policy for `queue`: the one set on the server, else the policy file's, else the
     /// agent's default.
-    pub async fn policy_for(&self, queue: &str) -> Result<Policy, String> {
-        match self.client.triage_policy(queue).await {
-            Ok(Some(v)) => serde_json::from_value(v)
-                .map_err(|e| format!("the server's policy for {queue}: {e}")),
-            Ok(None) => Ok(self.queue_policies.get(queue).unwrap_or(&self.policy).clone()),
-            Err(e) => Err(format!("reading the policy for {queue}: {e}")),
+    pub async fn policy_for(&self, queue: &str) -> Result<Policy, Error> {
+        match self.client.triage_policy(queue).await? {
+            Some(p) => Ok(p),
+            None => Ok(self.queue_policies.get(queue).unwrap_or(&self.policy).clone()),
         }
     }
 
@@ -246,7 +270,7 @@ impl Agent {
         for id in ids {
             let done = match self.client.get_job(id).await {
                 Ok(j) if j.dead.is_some() => Some(false),
-                Ok(j) if j.state == redrive_core::model::JobState::Acked => Some(true),
+                Ok(j) if j.state == JobState::Acked => Some(true),
                 Ok(_) => None,
                 Err(redrive_client::Error::NotFound { .. }) => Some(true),
                 Err(_) => None,
@@ -259,15 +283,13 @@ impl Agent {
     }
 
     /// One pass over `queue`'s dead jobs at `now` (ms).
-    pub async fn run_once(&mut self, queue: &str, now: u64) -> Result<PassReport, String> {
+    pub async fn run_once(&mut self, queue: &str, now: u64) -> Result<PassReport, Error> {
         self.follow_outcomes().await;
         let policy = self.policy_for(queue).await?;
-        let memory = self.memory()?;
-        let jobs = self.dead_jobs(queue).await?;
-        let mut report = PassReport { dead_jobs: jobs.len(), ..PassReport::default() };
-        let (jobs, skipped): (Vec<JobInfo>, Vec<JobInfo>) =
-            jobs.into_iter().partition(|j| !memory.settled.contains(&(j.id, died_at(j))));
-        report.skipped = skipped.len();
+        let memory = Memory::read(&self.audit_path)?;
+        let (jobs, read) = self.dead_jobs(queue, &memory).await?;
+        let mut report =
+            PassReport { dead_jobs: read, skipped: read - jobs.len(), ..PassReport::default() };
         let cases: Vec<DeadCase> = jobs.iter().map(dead_case).collect();
         let groups = group(&cases);
         report.groups = groups.len();
@@ -296,17 +318,16 @@ impl Agent {
                 verdicts.insert(id.to_string(), v);
             }
             let executed = self.execute(queue, &key, &decided, to_redrive, &mut verdicts).await;
-            let proposed: Vec<JobId> = members
-                .iter()
-                .map(|&i| jobs[i].id)
-                .filter(|id| matches!(verdicts[&id.to_string()], Verdict::Propose(_)))
-                .collect();
+            let with_verdict = |pick: fn(&Verdict) -> bool| -> Vec<JobId> {
+                members
+                    .iter()
+                    .map(|&i| jobs[i].id)
+                    .filter(|id| pick(&verdicts[&id.to_string()]))
+                    .collect()
+            };
+            let proposed = with_verdict(|v| matches!(v, Verdict::Propose(_)));
+            let escalated = with_verdict(|v| matches!(v, Verdict::Escalate(_)));
             let proposal = self.propose(queue, &key, &decided, &proposed, &verdicts, None).await;
-            let escalated: Vec<JobId> = members
-                .iter()
-                .map(|&i| jobs[i].id)
-                .filter(|id| matches!(verdicts[&id.to_string()], Verdict::Escalate(_)))
-                .collect();
             let (escalation, escalation_proposal) = if escalated.is_empty() {
                 (None, None)
             } else {
@@ -344,7 +365,7 @@ impl Agent {
                 input_hash: input_hash(&redact_case(rep, &self.redact_pointers)),
                 raw_output: decided.raw_output.clone(),
                 fallback: decided.fallback.clone(),
-                decision: serde_json::to_value(&decided.decision).expect("serializes"),
+                decision: decided.decision.clone(),
                 died_at: members
                     .iter()
                     .map(|&i| (jobs[i].id.to_string(), died_at(&jobs[i])))
@@ -356,7 +377,7 @@ impl Agent {
                 escalation,
                 actor: "agent".into(),
             };
-            self.append(&record)?;
+            audit::append(&self.audit_path, &record)?;
             report.records.push(record);
         }
         Ok(report)
@@ -384,7 +405,7 @@ impl Agent {
                     delay_ms: decided.decision.delay_ms,
                     ..RedriveRequest::default()
                 };
-                self.client.redrive(queue, &req).await.map(|r| r.ids).map_err(|e| e.to_string())
+                self.client.redrive(queue, &req).await.map(|r| r.ids).map_err(Error::from)
             }
             _ => self.patch_through_server(queue, key, decided, &ids).await,
         };
@@ -406,7 +427,7 @@ impl Agent {
         key: &GroupKey,
         decided: &Decided,
         ids: &[JobId],
-    ) -> Result<Vec<JobId>, String> {
+    ) -> Result<Vec<JobId>, Error> {
         let mut patched = Vec::new();
         for chunk in ids.chunks(limits::TRIAGE_PROPOSAL_JOBS_COUNT_MAX) {
             patched.extend(self.patch_chunk(queue, key, decided, chunk).await?);
@@ -421,23 +442,21 @@ impl Agent {
         key: &GroupKey,
         decided: &Decided,
         ids: &[JobId],
-    ) -> Result<Vec<JobId>, String> {
+    ) -> Result<Vec<JobId>, Error> {
         let body = proposal(queue, key, decided, ids, "auto_patch: executed by the agent", None);
-        let p = self.client.propose(&body).await.map_err(|e| e.to_string())?;
-        let id = p["id"].as_str().ok_or("the server answered no proposal id")?;
+        let p = self.client.propose(&body).await?;
         let done = self
             .client
-            .decide_proposal(id, true, "redrive-triage-agent", Some("auto_patch"))
-            .await
-            .map_err(|e| e.to_string())?;
-        let patched: Vec<JobId> = done["result"]["patched"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|x| x["from"].as_str()?.parse().ok())
-            .collect();
+            .decide_proposal(&p.id, true, "redrive-triage-agent", Some("auto_patch"))
+            .await?;
+        let patched: Vec<JobId> = match &done.result {
+            Some(ProposalResult::Patched { patched, .. }) => {
+                patched.iter().map(|j| j.from).collect()
+            }
+            _ => Vec::new(),
+        };
         if patched.is_empty() {
-            return Err(format!("the patch applied to no job: {}", done["result"]));
+            return Err(Error::NothingPatched { proposal: p.id, result: done.result });
         }
         Ok(patched)
     }
@@ -462,7 +481,7 @@ impl Agent {
         for chunk in ids.chunks(limits::TRIAGE_PROPOSAL_JOBS_COUNT_MAX) {
             let body = proposal(queue, key, decided, chunk, reason, escalation);
             stored.push(match self.client.propose(&body).await {
-                Ok(p) => p["id"].as_str().unwrap_or("(no id)").to_owned(),
+                Ok(p) => p.id,
                 Err(e) => format!("not stored: {e}"),
             });
         }
@@ -477,7 +496,7 @@ impl Agent {
         let d = &decided.decision;
         let links: Vec<String> = ids
             .iter()
-            .take(ESCALATION_IDS_MAX)
+            .take(limits::TRIAGE_ESCALATION_JOB_LINKS_COUNT_MAX)
             .map(|id| format!("{}/v1/jobs/{id}", self.server_url.trim_end_matches('/')))
             .collect();
         let text = format!(
@@ -500,9 +519,10 @@ impl Agent {
             "jobs": links,
         });
         let mut last = String::new();
-        for attempt in 0..WEBHOOK_ATTEMPTS {
+        for attempt in 0..limits::TRIAGE_WEBHOOK_ATTEMPTS_MAX {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                let backoff = limits::TRIAGE_RETRY_BACKOFF_BASE_MS << attempt;
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
             }
             match self.http.post(url).json(&body).send().await {
                 Ok(r) if r.status().is_success() => {
@@ -513,16 +533,6 @@ impl Agent {
             }
         }
         Escalation { delivered: false, error: Some(last) }
-    }
-
-    fn append(&self, record: &AuditRecord) -> Result<(), String> {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.audit_path)
-            .map_err(|e| format!("opening {}: {e}", self.audit_path.display()))?;
-        let line = serde_json::to_string(record).expect("serializes");
-        writeln!(f, "{line}").map_err(|e| format!("writing {}: {e}", self.audit_path.display()))
     }
 }
 
@@ -562,16 +572,16 @@ fn proposal(
     ids: &[JobId],
     reason: &str,
     escalation: Option<&Escalation>,
-) -> Value {
-    json!({
-        "queue": queue,
-        "source_queue": key.queue,
-        "signature": key.signature,
-        "job_ids": ids,
-        "decision": decided.decision,
-        "reason": reason,
-        "escalation": escalation,
-    })
+) -> NewProposal {
+    NewProposal {
+        queue: queue.to_owned(),
+        source_queue: key.queue.clone(),
+        signature: key.signature.clone(),
+        job_ids: ids.to_vec(),
+        decision: decided.decision.clone(),
+        reason: reason.to_owned(),
+        escalation: escalation.cloned(),
+    }
 }
 
 fn died_at(j: &JobInfo) -> u64 {

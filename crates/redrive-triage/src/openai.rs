@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use redrive_core::limits;
+
 use crate::model::{Action, Category, DeadCase, Decision};
 
 /// Bumped whenever the prompt changes; recorded with every decision.
@@ -163,6 +165,7 @@ impl OpenAi {
         let body = json!({
             "model": self.cfg.model,
             "temperature": 0,
+            "max_tokens": limits::TRIAGE_MODEL_REPLY_TOKENS_MAX,
             "messages": [
                 {"role": "system", "content": SYSTEM},
                 {"role": "user", "content": prompt(case, group_size)},
@@ -191,9 +194,12 @@ impl OpenAi {
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok())
-                    .map(|s| Duration::from_secs(s.min(30)))
-                    .unwrap_or(Duration::from_millis(200 << attempt.min(5)));
-                let text = resp.text().await.unwrap_or_default();
+                    .map(|s| Duration::from_millis(s.saturating_mul(1000)))
+                    .unwrap_or(Duration::from_millis(
+                        limits::TRIAGE_RETRY_BACKOFF_BASE_MS << attempt.min(5),
+                    ))
+                    .min(Duration::from_millis(limits::TRIAGE_MODEL_RETRY_WAIT_MAX_MS));
+                let text = read_bounded(resp).await.unwrap_or_default();
                 if attempt >= self.cfg.retries {
                     return Err(ProviderError::Status(status, text));
                 }
@@ -201,11 +207,7 @@ impl OpenAi {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let text = match resp.text().await {
-                Ok(t) => t,
-                Err(e) if e.is_timeout() => return Err(ProviderError::Timeout),
-                Err(e) => return Err(ProviderError::Transport(e.to_string())),
-            };
+            let text = read_bounded(resp).await?;
             if !(200..300).contains(&status) {
                 return Err(ProviderError::Status(status, text));
             }
@@ -222,4 +224,26 @@ impl OpenAi {
             });
         }
     }
+}
+
+/// The reply's body as text, refused past `TRIAGE_MODEL_REPLY_BYTES_MAX` (read chunk by chunk,
+/// so a runaway endpoint costs at most that much memory).
+async fn read_bounded(mut resp: reqwest::Response) -> Result<String, ProviderError> {
+    let max = limits::TRIAGE_MODEL_REPLY_BYTES_MAX;
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(ProviderError::Protocol(format!("the reply is over {max} bytes")));
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > max => {
+                return Err(ProviderError::Protocol(format!("the reply is over {max} bytes")));
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err(ProviderError::Timeout),
+            Err(e) => return Err(ProviderError::Transport(e.to_string())),
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }

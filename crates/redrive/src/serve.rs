@@ -235,22 +235,25 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             let mut agent = crate::triage::build_agent(&args, &format!("http://{addr}"))?;
             agent.metrics = triage_metrics.clone().expect("made with the agent");
             tracing::info!("triage agent running in process");
-            Some(tokio::spawn(async move {
-                agent.watch(&[], interval, std::future::pending()).await;
-            }))
+            Some(agent.spawn_watch(Vec::new(), interval))
         }
         None => None,
     };
-    redrive_server::serve(
-        listener,
-        state,
-        shutdown_signal(),
-        Duration::from_millis(DRAIN_TIMEOUT_MS),
-    )
-    .await?;
-    if let Some(agent) = agent {
-        agent.abort();
-    }
+    // The agent stops first, while the server still answers its pass in flight: a pass cut
+    // short could redrive jobs without recording it, and the record is what stops a loop.
+    let shutdown = async move {
+        shutdown_signal().await;
+        if let Some(agent) = agent {
+            let bound = Duration::from_millis(redrive_core::limits::TRIAGE_AGENT_STOP_MAX_MS);
+            if agent.stop(bound).await {
+                tracing::info!("triage agent stopped");
+            } else {
+                tracing::warn!("triage agent cut short: its pass outlived the bound");
+            }
+        }
+    };
+    redrive_server::serve(listener, state, shutdown, Duration::from_millis(DRAIN_TIMEOUT_MS))
+        .await?;
     engine.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
+use redrive_core::limits;
+use redrive_core::triage::{PolicyList, Proposal, ProposalList, Status};
 use redrive_triage::agent::Agent;
 use redrive_triage::eval;
 use redrive_triage::openai::{OpenAi, OpenAiConfig};
@@ -159,73 +161,98 @@ pub fn run(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<
 
 async fn proposals_cmd(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<()> {
     let client = redrive_client::Client::new(url.unwrap_or(crate::cli::URL_DEFAULT))?;
-    let reply = match &cmd {
+    let proposals = match &cmd {
         TriageCommand::Policy(p) => {
-            let v = match p {
-                PolicyCommand::List => client.triage_policies().await?,
-                PolicyCommand::Get { queue } => client
-                    .triage_policy(queue)
-                    .await?
-                    .with_context(|| format!("no triage policy is set for {queue}"))?,
+            return match p {
+                PolicyCommand::List => {
+                    print(&PolicyList { policies: client.triage_policies().await? })
+                }
+                PolicyCommand::Get { queue } => print(
+                    &client
+                        .triage_policy(queue)
+                        .await?
+                        .with_context(|| format!("no triage policy is set for {queue}"))?,
+                ),
                 PolicyCommand::Set { queue, file } => {
                     let text = std::fs::read_to_string(file)
                         .with_context(|| format!("reading {}", file.display()))?;
                     let policy: Policy = toml::from_str(&text)
                         .with_context(|| format!("parsing {}", file.display()))?;
-                    client.set_triage_policy(queue, &serde_json::to_value(policy)?).await?
+                    print(&client.set_triage_policy(queue, &policy).await?)
                 }
                 PolicyCommand::Delete { queue } => {
                     client.delete_triage_policy(queue).await?;
-                    serde_json::json!({ "deleted": queue })
+                    print(&serde_json::json!({ "deleted": queue }))
                 }
             };
-            println!("{}", serde_json::to_string_pretty(&v)?);
-            return Ok(());
         }
-        TriageCommand::List { status } => client.proposals(status.as_deref()).await?,
-        TriageCommand::Show { id } => client.proposal(id).await?,
+        TriageCommand::List { status } => {
+            let status = match status {
+                Some(s) => Some(
+                    serde_json::from_value::<Status>(serde_json::Value::String(s.clone()))
+                        .map_err(|_| {
+                            anyhow::anyhow!(
+                                "--status must be pending, approved, rejected or failed"
+                            )
+                        })?,
+                ),
+                None => None,
+            };
+            let proposals = client.proposals(status).await?;
+            if json {
+                return print(&ProposalList { proposals });
+            }
+            proposals
+        }
+        TriageCommand::Show { id } => vec![client.proposal(id).await?],
         TriageCommand::Approve(a) => {
-            client.decide_proposal(&a.id, true, &a.by, a.why.as_deref()).await?
+            vec![client.decide_proposal(&a.id, true, &a.by, a.why.as_deref()).await?]
         }
         TriageCommand::Reject(a) => {
-            client.decide_proposal(&a.id, false, &a.by, a.why.as_deref()).await?
+            vec![client.decide_proposal(&a.id, false, &a.by, a.why.as_deref()).await?]
         }
         _ => unreachable!("only the proposal commands get here"),
     };
+    let listing = matches!(cmd, TriageCommand::List { .. });
     if json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-        return Ok(());
+        return print(&proposals[0]);
     }
-    let one = |p: &serde_json::Value| {
-        let d = &p["decision"];
+    let one = |p: &Proposal| {
+        let d = &p.proposed.decision;
         println!(
             "{}  {:<8}  {} job(s) in {}  {} → {} ({:.2})  {}",
-            p["id"].as_str().unwrap_or("?"),
-            p["status"].as_str().unwrap_or("?"),
-            p["job_ids"].as_array().map_or(0, Vec::len),
-            p["queue"].as_str().unwrap_or("?"),
-            d["category"].as_str().unwrap_or("?"),
-            d["action"].as_str().unwrap_or("?"),
-            d["confidence"].as_f64().unwrap_or_default(),
-            p["signature"].as_str().unwrap_or("")
+            p.id,
+            p.status,
+            p.proposed.job_ids.len(),
+            p.proposed.queue,
+            d.category,
+            d.action,
+            d.confidence,
+            p.proposed.signature
         );
     };
-    match reply["proposals"].as_array() {
-        Some(all) if all.is_empty() => println!("no proposals"),
-        Some(all) => all.iter().for_each(one),
-        None => {
-            one(&reply);
-            println!("  why proposed: {}", reply["reason"].as_str().unwrap_or(""));
-            println!("  analysis:     {}", reply["decision"]["analysis"].as_str().unwrap_or(""));
-            if let Some(patch) = reply["decision"].get("patch").filter(|p| !p.is_null()) {
+    match (listing, proposals.as_slice()) {
+        (true, []) => println!("no proposals"),
+        (true, all) => all.iter().for_each(one),
+        (false, [p, ..]) => {
+            one(p);
+            println!("  why proposed: {}", p.proposed.reason);
+            println!("  analysis:     {}", p.proposed.decision.analysis);
+            if let Some(patch) = p.proposed.decision.patch.as_ref().filter(|p| !p.is_null()) {
                 println!("  patch:        {patch}");
-                print_patch_diff(&client, &reply, patch).await;
+                print_patch_diff(&client, p, patch).await;
             }
-            if let Some(result) = reply.get("result") {
-                println!("  result:       {result}");
+            if let Some(result) = &p.result {
+                println!("  result:       {}", serde_json::to_string(result)?);
             }
         }
+        (false, []) => unreachable!("one proposal was read"),
     }
+    Ok(())
+}
+
+fn print<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -239,8 +266,8 @@ fn provider(args: &AgentArgs) -> anyhow::Result<Provider> {
                 base_url,
                 model: model.clone(),
                 api_key: std::env::var("OPENAI_API_KEY").ok(),
-                timeout: Duration::from_secs(30),
-                retries: 3,
+                timeout: Duration::from_millis(limits::TRIAGE_MODEL_TIMEOUT_DEFAULT_MS),
+                retries: limits::TRIAGE_MODEL_RETRIES_DEFAULT,
             };
             let client = OpenAi::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(Provider::OpenAi { client, model })
@@ -275,10 +302,8 @@ pub fn build_agent(args: &AgentArgs, url: &str) -> anyhow::Result<Agent> {
 
 async fn run_cmd(args: RunArgs, url: Option<&str>, json: bool) -> anyhow::Result<()> {
     let mut agent = build_agent(&args.agent, url.unwrap_or(crate::cli::URL_DEFAULT))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let report = agent.run_once(&args.queue, now).await.map_err(|e| anyhow::anyhow!(e))?;
+    let now = agent.clock.now_ms();
+    let report = agent.run_once(&args.queue, now).await?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
@@ -298,8 +323,8 @@ async fn run_cmd(args: RunArgs, url: Option<&str>, json: bool) -> anyhow::Result
             "  {} job(s) {} — {} → {} [{}]",
             r.job_ids.len(),
             r.signature,
-            r.decision["category"].as_str().unwrap_or("?"),
-            r.decision["action"].as_str().unwrap_or("?"),
+            r.decision.category,
+            r.decision.action,
             r.provider
         );
     }
@@ -319,11 +344,11 @@ async fn outcomes_cmd(
     let mut by_category: std::collections::BTreeMap<String, [u64; 3]> = Default::default();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let r: redrive_triage::agent::AuditRecord = serde_json::from_str(line)?;
-        let category = r.decision["category"].as_str().unwrap_or("unknown").to_owned();
+        let category = r.decision.category.to_string();
         for id in &r.executed {
             let slot = match client.get_job(*id).await {
                 Ok(j) if j.dead.is_some() => 1,
-                Ok(j) if format!("{:?}", j.state) == "Acked" => 0,
+                Ok(j) if j.state == redrive_core::JobState::Acked => 0,
                 // Forgotten after completed_retention, or still queued.
                 Ok(_) => 2,
                 Err(redrive_client::Error::NotFound { .. }) => 0,
@@ -413,10 +438,10 @@ fn eval_cmd(args: EvalArgs, json: bool) -> anyhow::Result<()> {
 /// Shows what the patch does to the first job's body, as a line diff of the pretty-printed JSON.
 async fn print_patch_diff(
     client: &redrive_client::Client,
-    proposal: &serde_json::Value,
+    proposal: &Proposal,
     patch: &serde_json::Value,
 ) {
-    let Some(id) = proposal["job_ids"][0].as_str().and_then(|s| s.parse().ok()) else { return };
+    let Some(&id) = proposal.proposed.job_ids.first() else { return };
     let Ok(job) = client.get_job(id).await else { return };
     let Ok(before) =
         serde_json::from_str::<serde_json::Value>(job.body.as_deref().unwrap_or_default())
