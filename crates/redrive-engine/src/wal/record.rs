@@ -263,6 +263,7 @@ impl Enc<'_> {
         name: &str,
         config: &str,
     ) {
+        assert!(qid != QID_NONE && !name.is_empty(), "encoding a queue without id or name");
         self.u8(T_QUEUE_PUT);
         self.u32(qid);
         self.u32(version);
@@ -308,6 +309,7 @@ impl Enc<'_> {
     }
 
     pub fn attempts(&mut self, id: u128, total: u32, entries: &[Attempt]) {
+        assert!(entries.len() <= total as usize, "an attempt log keeps at most `total` entries");
         self.u8(T_ATTEMPTS);
         self.u128(id);
         self.u32(total);
@@ -337,6 +339,7 @@ impl Enc<'_> {
     }
 
     pub fn dedup_key(&mut self, qid: u32, id: u128, enqueued_at: u64, key: &str) {
+        assert!(qid != QID_NONE && !key.is_empty(), "encoding a dedup key without queue or key");
         self.u8(T_DEDUP_KEY);
         self.u32(qid);
         self.u128(id);
@@ -345,6 +348,7 @@ impl Enc<'_> {
     }
 
     pub fn doc(&mut self, kind: u8, key: &str, version: u64, value: Option<&str>) {
+        assert!(!key.is_empty(), "encoding a document without a key");
         self.u8(T_DOC);
         self.u8(kind);
         self.str16(key);
@@ -454,6 +458,27 @@ impl<'a> Dec<'a> {
     }
 }
 
+/// What the encoder asserts of each record type besides its metadata (checked in [`Dec::meta`]),
+/// refused after decoding: a record that breaks it is damage, not something to replay.
+fn check(rec: &Record) -> Result<(), DecodeError> {
+    let ok = match rec {
+        Record::QueuePut { qid, name, .. } => *qid != QID_NONE && !name.is_empty(),
+        Record::Attempts { total, entries, .. } => entries.len() <= *total as usize,
+        Record::DedupKey { qid, key, .. } => *qid != QID_NONE && !key.is_empty(),
+        Record::Doc { key, .. } => !key.is_empty(),
+        Record::QueueDelete { .. }
+        | Record::Enqueue(_)
+        | Record::Meta { .. }
+        | Record::Remove { .. }
+        | Record::Synced { .. } => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError("record fields out of range"))
+    }
+}
+
 /// Decodes one payload (without its frame). One arm per record type, in layout order.
 pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
     let mut d = Dec { b: payload };
@@ -538,6 +563,7 @@ pub fn decode(payload: &[u8]) -> Result<Record, DecodeError> {
         },
         _ => return Err(DecodeError("unknown record type")),
     };
+    check(&rec)?;
     if !d.b.is_empty() {
         return Err(DecodeError("trailing bytes after record"));
     }
@@ -652,6 +678,47 @@ mod tests {
         let mut p = good;
         p[META_AT + 24..META_AT + 28].copy_from_slice(&u32::MAX.to_le_bytes()); // max_attempts
         assert_eq!(decode(&p), Err(DecodeError("max_attempts above ATTEMPTS_MAX")));
+    }
+
+    #[test]
+    fn records_the_encoder_refuses_are_refused_by_the_decoder() {
+        let payload = |write: &dyn Fn(&mut Vec<u8>)| {
+            let mut buf = Vec::new();
+            write(&mut buf);
+            buf
+        };
+        let refused = DecodeError("record fields out of range");
+        // Attempts: total 1, two entries (the encoder asserts this never happens).
+        let a = Attempt {
+            attempt: 1,
+            worker_id: None,
+            started_at: 1,
+            ended_at: 2,
+            outcome: Outcome::Ok,
+            error: None,
+        };
+        let mut good = Vec::new();
+        frame(&mut good, |e| e.attempts(7, 2, &[a.clone(), a]));
+        let mut p = good.split_off(FRAME_HEADER_BYTES);
+        p[17..21].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(decode(&p), Err(refused.clone()));
+        let dedup = payload(&|b| {
+            b.push(T_DEDUP_KEY);
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&2u128.to_le_bytes());
+            b.extend_from_slice(&3u64.to_le_bytes());
+            b.extend_from_slice(&0u16.to_le_bytes()); // an empty key
+        });
+        assert_eq!(decode(&dedup), Err(refused.clone()));
+        let queue = payload(&|b| {
+            b.push(T_QUEUE_PUT);
+            b.extend_from_slice(&QID_NONE.to_le_bytes());
+            b.extend_from_slice(&[0; 4 + 8 + 8]);
+            b.extend_from_slice(&1u16.to_le_bytes());
+            b.push(b'q');
+            b.extend_from_slice(&0u32.to_le_bytes());
+        });
+        assert_eq!(decode(&queue), Err(refused));
     }
 
     #[test]
