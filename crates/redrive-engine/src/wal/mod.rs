@@ -468,6 +468,8 @@ impl Wal {
             self.data_end = offset + n as u64;
             self.unmarked = true;
         }
+        // A record starts inside its segment, whose size is a `u32`: the offset fits a `Loc`.
+        assert!(offset <= u64::from(u32::MAX), "record offset {offset} past a u32");
         Ok(((self.active as u64) << 32) | offset)
     }
 
