@@ -38,6 +38,66 @@ pub struct NewJob {
     pub group: Option<String>,
 }
 
+impl NewJob {
+    /// Checks the fields every store bounds the same way (group, idempotency key, traceparent,
+    /// attributes, `max_attempts`); the body size against the queue and the delay are the
+    /// caller's, since they depend on the queue and the clock.
+    pub fn check_fields(&self) -> Result<()> {
+        use crate::error::Error;
+        use crate::model::GROUP_ATTRIBUTE;
+        if self.group.as_ref().is_some_and(|g| g.is_empty() || g.len() > limits::GROUP_BYTES_MAX) {
+            return Err(Error::invalid("group", format!("1 to {} bytes", limits::GROUP_BYTES_MAX)));
+        }
+        if self
+            .idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX)
+        {
+            return Err(Error::invalid(
+                "idempotency_key",
+                format!("1 to {} bytes", limits::IDEMPOTENCY_KEY_BYTES_MAX),
+            ));
+        }
+        if self.traceparent.as_ref().is_some_and(|t| t.len() > limits::TRACEPARENT_BYTES_MAX) {
+            return Err(Error::invalid(
+                "traceparent",
+                format!("at most {} bytes", limits::TRACEPARENT_BYTES_MAX),
+            ));
+        }
+        if self.attributes.contains_key(GROUP_ATTRIBUTE) {
+            return Err(Error::invalid(
+                "attributes",
+                format!("{GROUP_ATTRIBUTE:?} is reserved; set the job's group with \"group\""),
+            ));
+        }
+        if self.attributes.len() > limits::ATTRIBUTES_COUNT_MAX {
+            return Err(Error::invalid(
+                "attributes",
+                format!("at most {} attributes", limits::ATTRIBUTES_COUNT_MAX),
+            ));
+        }
+        for (k, v) in &self.attributes {
+            if k.is_empty()
+                || k.len() > limits::ATTRIBUTE_KEY_BYTES_MAX
+                || v.len() > limits::ATTRIBUTE_VALUE_BYTES_MAX
+            {
+                return Err(Error::invalid(
+                    "attributes",
+                    format!(
+                        "keys 1 to {} bytes, values at most {} bytes",
+                        limits::ATTRIBUTE_KEY_BYTES_MAX,
+                        limits::ATTRIBUTE_VALUE_BYTES_MAX
+                    ),
+                ));
+            }
+        }
+        if self.max_attempts.is_some_and(|n| n == 0 || n > limits::ATTEMPTS_MAX) {
+            return Err(Error::invalid("max_attempts", format!("1 to {}", limits::ATTEMPTS_MAX)));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enqueued {
     pub id: JobId,

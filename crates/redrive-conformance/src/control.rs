@@ -1,0 +1,146 @@
+//! Control: idempotent enqueue, long polls, multi-queue receive, documents, stats, drain.
+
+use std::time::{Duration, Instant};
+
+use redrive_core::broker::{DocKind, NewJob, ReceiveRequest};
+use redrive_core::model::Priority;
+use redrive_core::{limits, Broker, Error};
+
+use crate::{bodies, job, prio, queue, send, take};
+
+/// A long poll woken by an enqueue answers far sooner than its wait.
+const WAKE_BOUND: Duration = Duration::from_secs(5);
+
+fn long_poll(queues: &[&str]) -> ReceiveRequest {
+    ReceiveRequest {
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        max: 1,
+        wait_ms: Some(limits::RECEIVE_WAIT_MAX_MS),
+        lease_ms: None,
+        worker_id: None,
+    }
+}
+
+/// The same idempotency key within the window returns the first job's id and creates nothing,
+/// within one batch and across batches.
+pub async fn idempotent_enqueue_returns_the_first_id<B: Broker>(b: &B) {
+    queue(b, "q", |_| {}).await;
+    let keyed = |body: &str| NewJob { idempotency_key: Some("k-1".into()), ..job(body) };
+    let first = b.enqueue("q".into(), vec![keyed("a"), keyed("b"), job("c")]).await.unwrap();
+    assert!(!first[0].duplicate && first[1].duplicate && !first[2].duplicate);
+    assert_eq!(first[1].id, first[0].id);
+    let again = b.enqueue("q".into(), vec![keyed("d")]).await.unwrap();
+    assert_eq!((again[0].id, again[0].duplicate), (first[0].id, true));
+    assert_eq!(bodies(&take(b, "q", 10, None).await), ["a", "c"]);
+    let totals = b.get_queue("q".into()).await.unwrap().stats.totals;
+    assert_eq!((totals.enqueued, totals.duplicates), (2, 2));
+}
+
+/// A receive parked in a long poll is answered with the job as soon as one is enqueued.
+pub async fn a_long_poll_is_woken_by_an_enqueue<B: Broker + Clone>(b: &B) {
+    queue(b, "q", |_| {}).await;
+    let b2 = b.clone();
+    let started = Instant::now();
+    let poll = tokio::spawn(async move { b2.receive(long_poll(&["q"])).await });
+    for _ in 0..500 {
+        if b.snapshot().await.unwrap().waiters >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.snapshot().await.unwrap().waiters, 1, "the receive is parked");
+    let id = send(b, "q", vec![job("wake")]).await[0];
+    let got = tokio::time::timeout(WAKE_BOUND, poll)
+        .await
+        .expect("the enqueue woke the long poll well before its wait ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), [id]);
+    assert!(started.elapsed() < Duration::from_millis(limits::RECEIVE_WAIT_MAX_MS));
+    assert_eq!(b.snapshot().await.unwrap().waiters, 0);
+}
+
+/// Draining answers parked long polls at once, empty, and later receives do not wait.
+pub async fn drain_answers_parked_long_polls<B: Broker + Clone>(b: &B) {
+    queue(b, "q", |_| {}).await;
+    let b2 = b.clone();
+    let poll = tokio::spawn(async move { b2.receive(long_poll(&["q"])).await });
+    for _ in 0..500 {
+        if b.snapshot().await.unwrap().waiters >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.drain().await.unwrap();
+    let got = tokio::time::timeout(WAKE_BOUND, poll).await.expect("answered").unwrap().unwrap();
+    assert!(got.is_empty());
+    let quick = tokio::time::timeout(WAKE_BOUND, b.receive(long_poll(&["q"]))).await;
+    assert!(quick.expect("no wait while draining").unwrap().is_empty());
+}
+
+/// A receive over several queues takes from the first that has jobs, in the order given.
+pub async fn multi_queue_receive_follows_preference_order<B: Broker>(b: &B) {
+    queue(b, "urgent", |_| {}).await;
+    queue(b, "bulk", |_| {}).await;
+    send(b, "bulk", vec![job("b1"), job("b2")]).await;
+    send(b, "urgent", vec![job("u1")]).await;
+    let req = ReceiveRequest {
+        queues: vec!["urgent".into(), "bulk".into()],
+        max: 2,
+        wait_ms: Some(0),
+        ..ReceiveRequest::default()
+    };
+    let got = b.receive(req.clone()).await.unwrap();
+    assert_eq!(bodies(&got), ["u1", "b1"]);
+    assert_eq!((got[0].queue.as_str(), got[1].queue.as_str()), ("urgent", "bulk"));
+    let bad = ReceiveRequest { queues: vec!["urgent".into(), "missing".into()], ..req };
+    assert_eq!(b.receive(bad).await.unwrap_err(), Error::QueueNotFound("missing".into()));
+}
+
+/// Documents are stored, replaced, listed by key and deleted; bad keys are refused.
+pub async fn documents_put_list_and_delete<B: Broker>(b: &B) {
+    let kind = DocKind::TriagePolicy;
+    b.put_doc(kind, "b".into(), Some("{\"v\":1}".into())).await.unwrap();
+    b.put_doc(kind, "a".into(), Some("{}".into())).await.unwrap();
+    b.put_doc(kind, "b".into(), Some("{\"v\":2}".into())).await.unwrap();
+    let all = b.list_docs(kind).await.unwrap();
+    assert_eq!(all, [("a".to_string(), "{}".to_string()), ("b".into(), "{\"v\":2}".into())]);
+    assert!(b.list_docs(DocKind::TriageProposal).await.unwrap().is_empty());
+    b.put_doc(kind, "a".into(), None).await.unwrap();
+    b.put_doc(kind, "never".into(), None).await.unwrap();
+    assert_eq!(b.list_docs(kind).await.unwrap().len(), 1);
+    let e = b.put_doc(kind, String::new(), Some("x".into())).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidParameter { .. }));
+    let huge = "x".repeat(limits::DOC_VALUE_BYTES_MAX + 1);
+    let e = b.put_doc(kind, "big".into(), Some(huge)).await.unwrap_err();
+    assert!(matches!(e, Error::LimitExceeded { .. }));
+}
+
+/// Stats count jobs by state and ready jobs by priority; queue settings round-trip.
+pub async fn stats_count_by_state_and_priority<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.dead_letter_queue = Some(None)).await;
+    let later = NewJob { delay_ms: Some(60_000), ..job("later") };
+    let jobs = vec![
+        prio("h", Priority::High),
+        prio("s1", Priority::Standard),
+        prio("s2", Priority::Standard),
+        prio("l", Priority::Low),
+        later,
+    ];
+    send(b, "q", jobs).await;
+    take(b, "q", 1, None).await;
+    let info = b.get_queue("q".into()).await.unwrap();
+    assert_eq!(info.config.visibility_timeout_ms, 30_000);
+    assert_eq!(info.config.dead_letter_queue, None);
+    let s = info.stats;
+    assert_eq!((s.counts.ready, s.counts.delayed, s.counts.leased), (3, 1, 1));
+    assert_eq!((s.ready_by_priority.high, s.ready_by_priority.standard), (0, 2));
+    assert_eq!(s.ready_by_priority.low, 1);
+    let names: Vec<String> = b.list_queues().await.unwrap().into_iter().map(|q| q.name).collect();
+    assert_eq!(names, ["q"]);
+    let (created, fresh) = b.put_queue("q".into(), Default::default()).await.unwrap();
+    assert!(!fresh, "putting an existing queue patches it");
+    assert_eq!(created.stats.counts.ready, 3);
+    b.delete_queue("q".into()).await.unwrap();
+    assert_eq!(b.get_queue("q".into()).await.unwrap_err(), Error::QueueNotFound("q".into()));
+}

@@ -1,0 +1,145 @@
+//! Failure: retries with backoff, dead letters with their history, max receives, redrive,
+//! purge and delete.
+
+use redrive_core::broker::{DeadFilter, RedriveRequest};
+use redrive_core::model::{DeadReason, JobState, Outcome};
+use redrive_core::{Broker, Error};
+
+use crate::{failure, job, queue, send, take, AFTER_SOON, SOON_MS};
+
+/// A failure retries after its backoff; at `max_attempts` the job moves to the DLQ with its
+/// reason, source queue and every attempt's error.
+pub async fn failures_retry_then_dead_letter_with_the_attempt_log<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(2))).await;
+    let id = send(b, "q", vec![job("flaky")]).await[0];
+    let d = take(b, "q", 1, None).await.remove(0);
+    let r = b.fail(failure(&d.receipt, Some(SOON_MS), false)).await.unwrap();
+    assert_eq!((r.state, r.dead_reason), (JobState::Delayed, None));
+    assert!(r.retry_at.is_some());
+    assert!(take(b, "q", 1, None).await.is_empty(), "backing off");
+    tokio::time::sleep(AFTER_SOON).await;
+    let d = take(b, "q", 1, None).await.remove(0);
+    assert_eq!(d.attempt, 2);
+    let r = b.fail(failure(&d.receipt, None, false)).await.unwrap();
+    assert_eq!((r.dead_reason, r.queue.as_str()), (Some(DeadReason::MaxAttempts), "q-dlq"));
+    let info = b.get_job(id).await.unwrap();
+    assert_eq!(info.queue, "q-dlq");
+    let dead = info.dead.expect("dead info");
+    assert_eq!((dead.reason, dead.source_queue.as_str()), (DeadReason::MaxAttempts, "q"));
+    assert_eq!(info.attempts.len(), 2);
+    assert!(info.attempts.iter().all(|a| a.outcome == Outcome::Failed));
+    assert_eq!(info.attempts[1].error.as_ref().unwrap().kind, "Timeout");
+    let dlq = take(b, "q-dlq", 1, None).await.remove(0);
+    assert_eq!(dlq.id, id);
+    assert_eq!(dlq.dead.map(|d| d.reason), Some(DeadReason::MaxAttempts));
+    let totals = b.get_queue("q".into()).await.unwrap().stats.totals;
+    assert_eq!((totals.failed, totals.dead_lettered), (2, 1));
+}
+
+/// A non-retryable failure dies at once; without a DLQ the job is parked as dead in place.
+pub async fn non_retryable_failures_die_at_once_and_park_without_a_dlq<B: Broker>(b: &B) {
+    queue(b, "solo", |p| p.dead_letter_queue = Some(None)).await;
+    let id = send(b, "solo", vec![job("poison")]).await[0];
+    let d = take(b, "solo", 1, None).await.remove(0);
+    let r = b.fail(failure(&d.receipt, None, true)).await.unwrap();
+    assert_eq!((r.state, r.dead_reason), (JobState::Dead, Some(DeadReason::NonRetryable)));
+    let info = b.get_job(id).await.unwrap();
+    assert_eq!((info.state, info.queue.as_str()), (JobState::Dead, "solo"));
+    assert!(take(b, "solo", 1, None).await.is_empty(), "parked jobs are not delivered");
+    let stats = b.get_queue("solo".into()).await.unwrap().stats;
+    assert_eq!((stats.counts.dead, stats.dead_letters), (1, 1));
+}
+
+/// SQS `maxReceiveCount`: the receive that would exceed it moves the job to the DLQ instead.
+pub async fn max_receive_count_dead_letters_on_the_next_receive<B: Broker>(b: &B) {
+    queue(b, "q", |p| {
+        p.max_receive_count = Some(Some(1));
+        p.max_attempts = Some(None);
+    })
+    .await;
+    let id = send(b, "q", vec![job("a")]).await[0];
+    take(b, "q", 1, Some(SOON_MS)).await.remove(0);
+    tokio::time::sleep(AFTER_SOON).await;
+    assert!(take(b, "q", 1, None).await.is_empty(), "received once already: it dies instead");
+    let info = b.get_job(id).await.unwrap();
+    assert_eq!(info.queue, "q-dlq");
+    assert_eq!(info.dead.map(|d| d.reason), Some(DeadReason::MaxReceives));
+}
+
+/// Redrive by ids: a dry run moves nothing; a real one moves each named job once, resets its
+/// counts and records lineage; ids that are not dead letters of the queue are refused.
+pub async fn redrive_by_ids_with_dry_run_and_lineage<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
+    let ids = send(b, "q", vec![job("a"), job("b")]).await;
+    for d in take(b, "q", 2, None).await {
+        b.fail(failure(&d.receipt, None, false)).await.unwrap();
+    }
+    let page = b.list_dead("q-dlq".into(), DeadFilter::default(), None, 10).await.unwrap();
+    assert_eq!(page.jobs.len(), 2);
+    let dry = RedriveRequest { ids: Some(vec![ids[0]]), dry_run: true, ..Default::default() };
+    let r = b.redrive("q-dlq".into(), dry).await.unwrap();
+    assert_eq!((r.moved, r.dry_run), (1, true));
+    assert_eq!(b.get_job(ids[0]).await.unwrap().queue, "q-dlq");
+    let real = RedriveRequest { ids: Some(vec![ids[0], ids[0]]), ..Default::default() };
+    let r = b.redrive("q-dlq".into(), real).await.unwrap();
+    assert_eq!((r.moved, r.ids.as_slice()), (1, &ids[..1]), "an id named twice moves once");
+    let info = b.get_job(ids[0]).await.unwrap();
+    assert_eq!((info.queue.as_str(), info.state), ("q", JobState::Ready));
+    assert_eq!((info.redrive_count, info.redriven_from.as_deref()), (1, Some("q-dlq")));
+    assert_eq!((info.receive_count, info.failures, info.dead), (0, 0, None));
+    assert_eq!(info.attempts.len(), 1, "the attempt log is kept");
+    let d = take(b, "q", 1, None).await.remove(0);
+    assert_eq!((d.id, d.attempt), (ids[0], 1));
+    let bad = RedriveRequest { ids: Some(vec![ids[0]]), ..Default::default() };
+    assert!(matches!(b.redrive("q-dlq".into(), bad).await, Err(Error::InvalidParameter { .. })));
+    let totals = b.get_queue("q".into()).await.unwrap().stats.totals;
+    assert_eq!(totals.redriven, 1);
+}
+
+/// Dead letters list oldest first, page by page, and filter by error type.
+pub async fn dead_letters_list_in_pages_and_filter_by_error<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
+    let ids = send(b, "q", vec![job("a"), job("b"), job("c")]).await;
+    for d in take(b, "q", 3, None).await {
+        let mut f = failure(&d.receipt, None, false);
+        if d.id == ids[1] {
+            f.error.kind = "Other".into();
+        }
+        b.fail(f).await.unwrap();
+    }
+    let first = b.list_dead("q-dlq".into(), DeadFilter::default(), None, 2).await.unwrap();
+    let got: Vec<_> = first.jobs.iter().map(|j| j.id).collect();
+    assert_eq!(got, ids[..2]);
+    assert_eq!(first.next, Some(ids[1]));
+    let rest = b.list_dead("q-dlq".into(), DeadFilter::default(), first.next, 2).await.unwrap();
+    assert_eq!(rest.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids[2..]);
+    assert_eq!(rest.next, None);
+    let f = DeadFilter { error_type: Some("Other".into()), ..DeadFilter::default() };
+    let other = b.list_dead("q-dlq".into(), f, None, 10).await.unwrap();
+    assert_eq!(other.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[1]]);
+}
+
+/// Purge drops ready and delayed jobs, counted; leased jobs stay.
+pub async fn purge_drops_ready_and_delayed_and_counts_them<B: Broker>(b: &B) {
+    queue(b, "q", |_| {}).await;
+    let delayed = redrive_core::broker::NewJob { delay_ms: Some(60_000), ..job("later") };
+    send(b, "q", vec![job("a"), job("b"), delayed]).await;
+    let leased = take(b, "q", 1, None).await.remove(0);
+    assert_eq!(b.purge("q".into()).await.unwrap(), 2);
+    let stats = b.get_queue("q".into()).await.unwrap().stats;
+    assert_eq!((stats.counts.ready, stats.counts.delayed, stats.counts.leased), (0, 0, 1));
+    assert_eq!(stats.totals.purged, 2);
+    assert_eq!(b.ack(vec![leased.receipt]).await.unwrap(), [redrive_core::broker::AckResult::Ok]);
+}
+
+/// One job can be deleted unless leased; a deleted job is gone.
+pub async fn delete_job_refuses_leased_jobs<B: Broker>(b: &B) {
+    queue(b, "q", |_| {}).await;
+    let ids = send(b, "q", vec![job("a"), job("b")]).await;
+    let d = take(b, "q", 1, None).await.remove(0);
+    assert!(matches!(b.delete_job(d.id).await, Err(Error::InvalidParameter { .. })));
+    let other = if d.id == ids[0] { ids[1] } else { ids[0] };
+    b.delete_job(other).await.unwrap();
+    assert!(matches!(b.get_job(other).await, Err(Error::JobNotFound(_))));
+    assert!(matches!(b.delete_job(other).await, Err(Error::JobNotFound(_))));
+}

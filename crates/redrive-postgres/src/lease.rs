@@ -1,0 +1,157 @@
+//! Ack, fail and extend: each a compare-and-set on `(id, lease_epoch)` of a job that is leased
+//! and whose lease has not ended by the database's clock. A receipt whose lease ran out is
+//! stale even before any sweep has ended that lease: fencing never depends on the sweeper.
+
+use deadpool_postgres::GenericClient;
+use redrive_core::broker::{AckResult, FailRequest, FailResult};
+use redrive_core::model::{Outcome, Receipt};
+use redrive_core::{limits, Error, Result};
+use uuid::Uuid;
+
+use crate::db::{internal, query, query_opt, sql_ms};
+use crate::transition::{self, JobCore};
+
+/// Acks a batch in one statement. `known` tells a stale receipt (the job exists) from an
+/// unknown one. Jobs of FIFO groups wake their queue: the group's next job may now go out.
+const ACK_SQL: &str = "WITH input AS ( \
+    SELECT * FROM unnest($1::uuid[], $2::int4[]) WITH ORDINALITY AS t(id, epoch, ord)), \
+  n AS (SELECT redrive.now_ms() AS now), \
+  done AS ( \
+    UPDATE redrive.jobs j SET state = 3, completed_at = n.now, visible_at = n.now, body = NULL, \
+      attributes = NULL, expires_at = n.now + (q.config->>'completed_retention_ms')::bigint \
+    FROM input i, redrive.queues q, n \
+    WHERE j.id = i.id AND j.lease_epoch = i.epoch AND j.state = 2 AND j.visible_at > n.now \
+      AND q.id = j.queue_id \
+    RETURNING j.id, j.queue_id, j.group_id), \
+  t AS ( \
+    INSERT INTO redrive.queue_totals AS t (queue_id, shard, acked) \
+    SELECT queue_id, $3, count(*) FROM done GROUP BY queue_id \
+    ON CONFLICT (queue_id, shard) DO UPDATE SET acked = t.acked + EXCLUDED.acked), \
+  wake AS (SELECT count(pg_notify('redrive_ready', queue_id::text)) AS c \
+    FROM (SELECT DISTINCT queue_id FROM done WHERE group_id IS NOT NULL) g) \
+  SELECT i.ord, d.id IS NOT NULL, EXISTS (SELECT 1 FROM redrive.jobs x WHERE x.id = i.id) \
+  FROM input i LEFT JOIN done d ON d.id = i.id, wake ORDER BY i.ord";
+
+pub async fn ack(
+    c: &impl GenericClient,
+    receipts: &[String],
+    shard: i16,
+) -> Result<Vec<AckResult>> {
+    if receipts.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    if receipts.len() > limits::ACK_BATCH_COUNT_MAX {
+        return Err(Error::BatchTooLarge {
+            count: receipts.len(),
+            max: limits::ACK_BATCH_COUNT_MAX,
+        });
+    }
+    let mut out = vec![AckResult::Unknown; receipts.len()];
+    // Parsed receipts, each job once: a receipt repeated in the batch completes the job once
+    // and is stale the second time, as in the engine.
+    let mut slots: Vec<usize> = Vec::with_capacity(receipts.len());
+    let (mut ids, mut epochs) = (Vec::new(), Vec::new());
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
+    for (i, r) in receipts.iter().enumerate() {
+        let Ok(r) = r.parse::<Receipt>() else { continue };
+        let id = Uuid::from_u128(r.id.0);
+        if let Some(first) = ids.iter().position(|x| *x == id) {
+            repeats.push((i, slots[first]));
+            continue;
+        }
+        ids.push(id);
+        epochs.push(r.epoch as i32);
+        slots.push(i);
+    }
+    if !ids.is_empty() {
+        for r in query(c, ACK_SQL, &[&ids, &epochs, &shard]).await? {
+            let slot = slots[r.get::<_, i64>(0) as usize - 1];
+            out[slot] = match (r.get::<_, bool>(1), r.get::<_, bool>(2)) {
+                (true, _) => AckResult::Ok,
+                (false, true) => AckResult::Stale,
+                (false, false) => AckResult::Unknown,
+            };
+        }
+    }
+    for (i, first) in repeats {
+        out[i] = match out[first] {
+            AckResult::Unknown => AckResult::Unknown,
+            _ => AckResult::Stale,
+        };
+    }
+    Ok(out)
+}
+
+/// Locks the job a receipt names, inside `tx`, or says why not: malformed → invalid receipt,
+/// no such job → not found, not leased by this epoch or its lease ended → stale.
+async fn leased(tx: &impl GenericClient, receipt: &str) -> Result<(JobCore, i64)> {
+    const SQL: &str = "SELECT id, queue_id, state, failures, max_attempts, receive_count, \
+         leased_at, worker_id, dead_reason, source_queue_id, completed_at, visible_at, \
+         lease_epoch, enqueued_at, redrive_count, expires_at, redrive.now_ms() \
+         FROM redrive.jobs WHERE id = $1 FOR UPDATE";
+    let r: Receipt = receipt.parse().map_err(|()| Error::InvalidReceipt)?;
+    let row = query_opt(tx, SQL, &[&Uuid::from_u128(r.id.0)]).await?;
+    let row = row.ok_or(Error::JobNotFound(r.id))?;
+    let j = JobCore::from_row(&row);
+    let now: i64 = row.get(16);
+    if j.state != 2 || j.lease_epoch != r.epoch as i32 || j.visible_at <= now {
+        return Err(Error::StaleReceipt);
+    }
+    Ok((j, now))
+}
+
+pub async fn fail(
+    c: &mut deadpool_postgres::Client,
+    req: &FailRequest,
+    shard: i16,
+) -> Result<FailResult> {
+    let tx = c.transaction().await.map_err(internal)?;
+    let (j, now) = leased(&tx, &req.receipt).await?;
+    if let Some(ms) = req.retry_after_ms {
+        if ms > limits::DELAY_MAX_MS {
+            return Err(Error::invalid(
+                "retry_after_ms",
+                format!("at most {}", limits::DELAY_MAX_MS),
+            ));
+        }
+    }
+    let r = transition::end_lease(
+        &tx,
+        j,
+        Outcome::Failed,
+        Some(req.error.clone()),
+        req.retry_after_ms,
+        req.non_retryable,
+        now,
+        shard,
+    )
+    .await?;
+    tx.commit().await.map_err(internal)?;
+    Ok(r)
+}
+
+pub async fn extend(
+    c: &mut deadpool_postgres::Client,
+    receipt: &str,
+    lease_ms: u64,
+    shard: i16,
+) -> Result<u64> {
+    if lease_ms > limits::LEASE_DURATION_MAX_MS {
+        return Err(Error::invalid(
+            "lease_ms",
+            format!("at most {}", limits::LEASE_DURATION_MAX_MS),
+        ));
+    }
+    let tx = c.transaction().await.map_err(internal)?;
+    let (j, now) = leased(&tx, receipt).await?;
+    if lease_ms == 0 {
+        transition::end_lease(&tx, j, Outcome::Released, None, None, false, now, shard).await?;
+        tx.commit().await.map_err(internal)?;
+        return Ok(crate::db::ms(now));
+    }
+    let until = now + sql_ms(lease_ms);
+    const SQL: &str = "UPDATE redrive.jobs SET visible_at = $2 WHERE id = $1";
+    crate::db::execute(&tx, SQL, &[&j.id, &until]).await?;
+    tx.commit().await.map_err(internal)?;
+    Ok(crate::db::ms(until))
+}

@@ -1,0 +1,480 @@
+//! redrive's PostgreSQL backend: the [`Broker`] contract over a PostgreSQL database, so that
+//! several stateless redrive servers can share one store. Every operation is a statement (or a
+//! short transaction) of row locks and compare-and-set; a reply means the transaction
+//! committed with `synchronous_commit = on`.
+//!
+//! # Layout
+//! - [`schema`]: embedded, numbered migrations under an advisory lock.
+//! - `db`: statements, error mapping, queue rows, sharded totals, `NOTIFY`.
+//! - `queues`: create/patch/delete queues, statistics.
+//! - `enqueue`: a batch in one statement, with idempotency keys.
+//! - `receive`: leasing a batch with `FOR UPDATE SKIP LOCKED`, lease expiry.
+//! - `lease`: ack, fail, extend (compare-and-set on the lease epoch).
+//! - `transition`: fail/expiry/death/retention transitions shared by the above.
+//! - `dead`: dead-letter listing, redrive, purge, delete.
+//! - `jobs`: job status by id.
+//! - `docs`: control-plane documents.
+//! - `waiters`: parked long polls and the `LISTEN` connection that wakes them.
+//! - `sweep`: periodic lease expiry, retention and dedup expiry (idempotent on every server).
+
+mod db;
+mod dead;
+mod docs;
+mod enqueue;
+mod jobs;
+mod lease;
+mod queues;
+mod receive;
+pub mod schema;
+mod sweep;
+mod transition;
+mod waiters;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use redrive_core::broker::{
+    AckResult, DeadFilter, DeadPage, Delivery, DocKind, Enqueued, FailRequest, FailResult, Health,
+    JobInfo, NewJob, QueueInfo, ReceiveRequest, RedriveRequest, RedriveResult,
+};
+use redrive_core::metrics::{Histogram, Series, StoreSnapshot, Value, LATENCY_BOUNDS_MS};
+use redrive_core::model::JobId;
+use redrive_core::time::{Clock, SystemClock};
+use redrive_core::{limits, Broker, Error, QueuePatch, Result};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+use crate::db::{internal, pool_error};
+use crate::waiters::Waiters;
+
+/// Operation latency buckets, microseconds.
+const STATEMENT_BOUNDS_US: &[u64] =
+    &[100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+/// Expired leases ended per transaction when a receive finds some.
+const LEASE_EXPIRY_BATCH: i64 = 100;
+
+/// How the backend is run.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// Connections in the pool (besides the one `LISTEN` connection).
+    pub pool_size: usize,
+    /// How often the sweeper ends expired leases, applies retention and drops old dedup keys.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions { pool_size: 16, sweep_interval_ms: 500 }
+    }
+}
+
+/// The PostgreSQL broker. Cheap to clone; background tasks stop when the last clone drops.
+#[derive(Clone)]
+pub struct PgBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    waiters: Arc<Waiters>,
+    shard: AtomicU32,
+    metrics: Mutex<Metrics>,
+    /// Whether the listener's connection is up (a cheap, recent sign of the database's health).
+    listener_up: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Metrics {
+    start_latency_ms: Histogram,
+    operation_us: Histogram,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl PgBroker {
+    /// Connects to `url` (`postgres://USER@HOST:PORT/DB`, no TLS), brings the schema up to date
+    /// (refusing a newer one), and starts the listener and the sweeper on the current runtime.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<PgBroker> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::invalid("store", format!("not a PostgreSQL URL: {e}")))?;
+        // Durable reply = committed and flushed: never inherit a relaxed server default.
+        config.options("-c synchronous_commit=on");
+        config.application_name("redrive");
+        let (mut client, conn) = config.connect(NoTls).await.map_err(internal)?;
+        let driver = tokio::spawn(conn);
+        schema::migrate(&mut client).await?;
+        drop(client);
+        let _ = driver.await;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .build()
+            .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
+        let waiters = Arc::new(Waiters::default());
+        let listener_up = Arc::new(AtomicBool::new(false));
+        let listener = tokio::spawn(waiters::listen(config, waiters.clone(), listener_up.clone()));
+        let sweeper = tokio::spawn(sweep::run(pool.clone(), options.sweep_interval_ms));
+        Ok(PgBroker {
+            inner: Arc::new(Inner {
+                pool,
+                waiters,
+                shard: AtomicU32::new(0),
+                metrics: Mutex::new(Metrics {
+                    start_latency_ms: Histogram::new(LATENCY_BOUNDS_MS),
+                    operation_us: Histogram::new(STATEMENT_BOUNDS_US),
+                }),
+                listener_up,
+                tasks: vec![listener, sweeper],
+            }),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        self.inner.pool.get().await.map_err(pool_error)
+    }
+
+    /// Which row of a queue's totals this write bumps.
+    fn shard(&self) -> i16 {
+        (self.inner.shard.fetch_add(1, Ordering::Relaxed) % db::TOTALS_SHARDS) as i16
+    }
+
+    fn observe(&self, started: Instant) {
+        let us = started.elapsed().as_micros() as u64;
+        self.inner.metrics.lock().expect("metrics lock").operation_us.record(us);
+    }
+
+    /// Runs `f` in a transaction on a pooled connection and records its latency.
+    async fn in_tx<T>(
+        &self,
+        f: impl for<'a> FnOnce(
+            &'a deadpool_postgres::Transaction<'a>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>,
+        >,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(internal)?;
+        let r = f(&tx).await;
+        match r {
+            Ok(v) => {
+                tx.commit().await.map_err(internal)?;
+                self.observe(started);
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Leases from each queue in order of preference, ending expired leases and settling
+    /// undeliverable jobs on the way.
+    async fn try_receive(
+        &self,
+        queues: &[db::QueueRow],
+        max: u32,
+        lease_ms: Option<u64>,
+        worker: Option<&str>,
+    ) -> Result<Vec<Delivery>> {
+        let started = Instant::now();
+        let mut c = self.client().await?;
+        let mut out: Vec<Delivery> = Vec::new();
+        for q in queues {
+            // Each round leases, or ends leases, or settles jobs: it makes progress, and the
+            // bound only guards against a bug looping for ever.
+            for _ in 0..64 {
+                let want = max - out.len() as u32;
+                if want == 0 {
+                    break;
+                }
+                let got = receive::lease(&mut c, q, want, lease_ms, worker, self.shard()).await?;
+                let progress = !got.doomed.is_empty() || got.expired_leases;
+                {
+                    let mut m = self.inner.metrics.lock().expect("metrics lock");
+                    for w in &got.waited_ms {
+                        m.start_latency_ms.record(*w);
+                    }
+                }
+                out.extend(got.deliveries);
+                if !got.doomed.is_empty() {
+                    receive::settle_doomed(&mut c, q, &got.doomed, self.shard()).await?;
+                }
+                if got.expired_leases {
+                    receive::expire_leases(&mut c, Some(q.id), LEASE_EXPIRY_BATCH, self.shard())
+                        .await?;
+                }
+                if !progress {
+                    break;
+                }
+            }
+        }
+        self.observe(started);
+        Ok(out)
+    }
+}
+
+fn check_receive(req: &ReceiveRequest) -> Result<()> {
+    if req.queues.is_empty() {
+        return Err(Error::invalid("queues", "name at least one queue"));
+    }
+    if req.queues.len() > limits::RECEIVE_QUEUES_COUNT_MAX {
+        return Err(Error::BatchTooLarge {
+            count: req.queues.len(),
+            max: limits::RECEIVE_QUEUES_COUNT_MAX,
+        });
+    }
+    if req.max == 0 || req.max > limits::RECEIVE_BATCH_COUNT_MAX {
+        return Err(Error::invalid("max", format!("1 to {}", limits::RECEIVE_BATCH_COUNT_MAX)));
+    }
+    if req.lease_ms.is_some_and(|l| l > limits::LEASE_DURATION_MAX_MS) {
+        return Err(Error::invalid(
+            "lease_ms",
+            format!("at most {}", limits::LEASE_DURATION_MAX_MS),
+        ));
+    }
+    if req.worker_id.as_ref().is_some_and(|w| w.len() > limits::WORKER_ID_BYTES_MAX) {
+        return Err(Error::invalid(
+            "worker_id",
+            format!("at most {} bytes", limits::WORKER_ID_BYTES_MAX),
+        ));
+    }
+    Ok(())
+}
+
+impl Broker for PgBroker {
+    async fn put_queue(&self, name: String, patch: QueuePatch) -> Result<(QueueInfo, bool)> {
+        self.in_tx(|tx| {
+            Box::pin(async move {
+                let now = db::now_ms(tx).await?;
+                let (q, created) = queues::put(tx, &name, &patch, db::sql_ms(now)).await?;
+                let info = queues::infos(tx, vec![q], db::sql_ms(now)).await?;
+                Ok((info.into_iter().next().expect("one queue"), created))
+            })
+        })
+        .await
+    }
+
+    async fn get_queue(&self, name: String) -> Result<QueueInfo> {
+        let mut c = self.client().await?;
+        let q = db::queue_by_name(&c, &name).await?;
+        receive::expire_leases(&mut c, Some(q.id), LEASE_EXPIRY_BATCH, self.shard()).await?;
+        let now = db::now_ms(&c).await?;
+        let info = queues::infos(&c, vec![q], db::sql_ms(now)).await?;
+        Ok(info.into_iter().next().expect("one queue"))
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        let c = self.client().await?;
+        let all = queues::all(&c).await?;
+        let now = db::now_ms(&c).await?;
+        queues::infos(&c, all, db::sql_ms(now)).await
+    }
+
+    async fn delete_queue(&self, name: String) -> Result<()> {
+        let c = self.client().await?;
+        queues::delete(&c, &name).await
+    }
+
+    async fn enqueue(&self, queue: String, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        let started = Instant::now();
+        let c = self.client().await?;
+        let q = db::queue_by_name(&c, &queue).await?;
+        let r = enqueue::enqueue(&c, &q, &jobs, self.shard(), SystemClock.now_ms()).await?;
+        self.observe(started);
+        Ok(r)
+    }
+
+    async fn receive(&self, req: ReceiveRequest) -> Result<Vec<Delivery>> {
+        check_receive(&req)?;
+        let queues = {
+            let c = self.client().await?;
+            let mut v = Vec::with_capacity(req.queues.len());
+            for name in &req.queues {
+                v.push(db::queue_by_name(&c, name).await?);
+            }
+            v
+        };
+        let wait = req.wait_ms.unwrap_or(queues[0].config.receive_wait_ms);
+        if wait > limits::RECEIVE_WAIT_MAX_MS {
+            return Err(Error::invalid(
+                "wait_ms",
+                format!("at most {}", limits::RECEIVE_WAIT_MAX_MS),
+            ));
+        }
+        let worker = req.worker_id.as_deref();
+        let waiters = &self.inner.waiters;
+        if wait == 0 || waiters.draining() {
+            return self.try_receive(&queues, req.max, req.lease_ms, worker).await;
+        }
+        let ids: Vec<i32> = queues.iter().map(|q| q.id).collect();
+        // Registered before the first try, so a job enqueued in between wakes this receive.
+        let reg = waiters.register(&ids).ok_or(Error::LimitExceeded {
+            limit: "WAITERS_COUNT_MAX",
+            max: limits::WAITERS_COUNT_MAX as u64,
+        })?;
+        let deadline = Instant::now() + Duration::from_millis(wait);
+        loop {
+            let got = self.try_receive(&queues, req.max, req.lease_ms, worker).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !got.is_empty() || waiters.draining() || left.is_zero() {
+                return Ok(got);
+            }
+            let mut sleep = left.min(Duration::from_millis(waiters::RECHECK_MS));
+            let (due, now) = {
+                let c = self.client().await?;
+                receive::next_due(&c, &ids).await?
+            };
+            if let Some(due) = due {
+                let until_due = Duration::from_millis(db::ms(due - now) + 1);
+                sleep = sleep.min(until_due);
+            }
+            tokio::select! {
+                _ = reg.notify.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    async fn ack(&self, receipts: Vec<String>) -> Result<Vec<AckResult>> {
+        let started = Instant::now();
+        let c = self.client().await?;
+        let r = lease::ack(&c, &receipts, self.shard()).await?;
+        self.observe(started);
+        Ok(r)
+    }
+
+    async fn fail(&self, req: FailRequest) -> Result<FailResult> {
+        let started = Instant::now();
+        let mut c = self.client().await?;
+        let r = lease::fail(&mut c, &req, self.shard()).await?;
+        self.observe(started);
+        Ok(r)
+    }
+
+    async fn extend(&self, receipt: String, lease_ms: u64) -> Result<u64> {
+        let mut c = self.client().await?;
+        lease::extend(&mut c, &receipt, lease_ms, self.shard()).await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<JobInfo> {
+        let mut c = self.client().await?;
+        // A lease that ran out is ended first, so the status shows what a receive would find.
+        sweep::expire_lease_of(&mut c, id, self.shard()).await?;
+        let now = db::now_ms(&c).await?;
+        jobs::get(&c, id, db::sql_ms(now)).await
+    }
+
+    async fn list_dead(
+        &self,
+        queue: String,
+        filter: DeadFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<DeadPage> {
+        let c = self.client().await?;
+        let q = db::queue_by_name(&c, &queue).await?;
+        let now = db::now_ms(&c).await?;
+        dead::list(&c, &q, &filter, after, limit, db::sql_ms(now)).await
+    }
+
+    async fn redrive(&self, queue: String, req: RedriveRequest) -> Result<RedriveResult> {
+        let shard = self.shard();
+        self.in_tx(|tx| {
+            Box::pin(async move {
+                let q = db::queue_by_name(tx, &queue).await?;
+                let now = db::sql_ms(db::now_ms(tx).await?);
+                dead::redrive(tx, &q, &req, now, shard).await
+            })
+        })
+        .await
+    }
+
+    async fn purge(&self, queue: String) -> Result<u64> {
+        let shard = self.shard();
+        self.in_tx(|tx| {
+            Box::pin(async move {
+                let q = db::queue_by_name(tx, &queue).await?;
+                dead::purge(tx, &q, shard).await
+            })
+        })
+        .await
+    }
+
+    async fn delete_job(&self, id: JobId) -> Result<()> {
+        let shard = self.shard();
+        self.in_tx(|tx| Box::pin(async move { dead::delete_job(tx, id, shard).await })).await
+    }
+
+    async fn put_doc(&self, kind: DocKind, key: String, value: Option<String>) -> Result<()> {
+        self.in_tx(|tx| Box::pin(async move { docs::put(tx, kind, &key, value.as_deref()).await }))
+            .await
+    }
+
+    async fn list_docs(&self, kind: DocKind) -> Result<Vec<(String, String)>> {
+        let c = self.client().await?;
+        docs::list(&c, kind).await
+    }
+
+    async fn snapshot(&self) -> Result<StoreSnapshot> {
+        let queues = self.list_queues().await?;
+        let status = self.inner.pool.status();
+        let (start_latency_ms, operation_us) = {
+            let m = self.inner.metrics.lock().expect("metrics lock");
+            (m.start_latency_ms.clone(), m.operation_us.clone())
+        };
+        let up = self.inner.listener_up.load(Ordering::SeqCst);
+        let store = vec![
+            Series {
+                name: "redrive_pg_pool_connections",
+                help: "Connections open in the PostgreSQL pool.",
+                value: Value::Gauge(status.size as f64),
+            },
+            Series {
+                name: "redrive_pg_pool_available",
+                help: "Idle connections in the PostgreSQL pool.",
+                value: Value::Gauge(status.available as f64),
+            },
+            Series {
+                name: "redrive_pg_pool_max",
+                help: "Most connections the PostgreSQL pool opens.",
+                value: Value::Gauge(status.max_size as f64),
+            },
+            Series {
+                name: "redrive_pg_listener_up",
+                help: "1 while the LISTEN connection that wakes long polls is up.",
+                value: Value::Gauge(if up { 1.0 } else { 0.0 }),
+            },
+            Series {
+                name: "redrive_pg_operation_seconds",
+                help: "Time of store operations (enqueue, receive, ack, fail, transactions).",
+                value: Value::Histogram { histogram: operation_us, scale: 1e6 },
+            },
+        ];
+        Ok(StoreSnapshot { queues, waiters: self.inner.waiters.count(), start_latency_ms, store })
+    }
+
+    async fn drain(&self) -> Result<()> {
+        self.inner.waiters.drain();
+        Ok(())
+    }
+
+    fn health(&self) -> Health {
+        Health { poisoned: None, durability: "postgres synchronous_commit=on".into() }
+    }
+}

@@ -1,0 +1,228 @@
+//! Queues: create or patch (with the automatic `<name>-dlq`), list, delete, and their
+//! statistics, counted from the jobs table and the sharded lifetime totals.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::GenericClient;
+use redrive_core::broker::{PriorityCounts, QueueInfo, QueueStats, QueueTotals, StateCounts};
+use redrive_core::model::valid_queue_name;
+use redrive_core::{limits, Error, QueueConfig, QueuePatch, Result};
+
+use crate::db::{self, execute, query, query_one, sql_ms, QueueRow};
+
+/// Transaction-level advisory lock serializing queue creation and changes across servers
+/// (rare operations; it keeps the `QUEUES_MAX` count and DLQ checks exact).
+const QUEUES_LOCK_KEY: i64 = 0x7264_7271_7565_7565;
+
+/// Creates or patches a queue inside the caller's transaction.
+pub async fn put(
+    c: &impl GenericClient,
+    name: &str,
+    patch: &QueuePatch,
+    now: i64,
+) -> Result<(QueueRow, bool)> {
+    if !valid_queue_name(name) {
+        return Err(Error::InvalidQueueName(name.to_owned()));
+    }
+    execute(c, "SELECT pg_advisory_xact_lock($1)", &[&QUEUES_LOCK_KEY]).await?;
+    match db::queue_by_name(c, name).await {
+        Ok(q) => update(c, q, patch, now).await.map(|q| (q, false)),
+        Err(Error::QueueNotFound(_)) => create(c, name, patch, now).await.map(|q| (q, true)),
+        Err(e) => Err(e),
+    }
+}
+
+async fn update(
+    c: &impl GenericClient,
+    q: QueueRow,
+    patch: &QueuePatch,
+    now: i64,
+) -> Result<QueueRow> {
+    let config = patch.apply(&q.config)?;
+    if config.fifo != q.config.fifo {
+        return Err(Error::invalid("fifo", "cannot change after the queue is created"));
+    }
+    check_dlq(c, &q.name, &config).await?;
+    if config == q.config {
+        return Ok(q);
+    }
+    let rekey = config.retention_ms != q.config.retention_ms
+        || config.completed_retention_ms != q.config.completed_retention_ms;
+    let json = serde_json::to_string(&config).expect("config serializes");
+    const SQL: &str = "UPDATE redrive.queues SET config = $2::text::jsonb, version = version + 1, \
+                       updated_at = $3 WHERE id = $1";
+    execute(c, SQL, &[&q.id, &json, &now]).await?;
+    if rekey {
+        // Retention changes apply to the jobs already in the queue (as on SQS).
+        const REKEY: &str = "UPDATE redrive.jobs SET expires_at = CASE \
+             WHEN state = 3 THEN completed_at + $2 \
+             WHEN dead_reason IS NOT NULL OR redrive_count > 0 THEN completed_at + $3 \
+             ELSE enqueued_at + $3 END WHERE queue_id = $1";
+        let (crm, rm) = (sql_ms(config.completed_retention_ms), sql_ms(config.retention_ms));
+        execute(c, REKEY, &[&q.id, &crm, &rm]).await?;
+    }
+    Ok(QueueRow { config, version: q.version + 1, updated_at: db::ms(now), ..q })
+}
+
+async fn create(
+    c: &impl GenericClient,
+    name: &str,
+    patch: &QueuePatch,
+    now: i64,
+) -> Result<QueueRow> {
+    let count: i64 = query_one(c, "SELECT count(*) FROM redrive.queues", &[]).await?.get(0);
+    if count as usize >= limits::QUEUES_MAX {
+        return Err(Error::LimitExceeded { limit: "QUEUES_MAX", max: limits::QUEUES_MAX as u64 });
+    }
+    let mut config = patch.apply(&QueueConfig::default())?;
+    if patch.fifo.is_none() {
+        config.fifo = name.ends_with(".fifo");
+    }
+    if config.fifo != name.ends_with(".fifo") {
+        return Err(Error::invalid("fifo", "FIFO queues, and only they, are named *.fifo"));
+    }
+    let auto_dlq = patch.dead_letter_queue.is_none() && !name.ends_with("-dlq") && !config.fifo;
+    if auto_dlq {
+        let dlq = format!("{name}-dlq");
+        if dlq.len() <= limits::QUEUE_NAME_LENGTH_MAX {
+            if let Err(Error::QueueNotFound(_)) = db::queue_by_name(c, &dlq).await {
+                let dlq_patch = QueuePatch {
+                    dead_letter_queue: Some(None),
+                    retention_ms: Some(limits::RETENTION_MAX_MS),
+                    ..QueuePatch::default()
+                };
+                Box::pin(create(c, &dlq, &dlq_patch, now)).await?;
+            }
+            config.dead_letter_queue = Some(dlq);
+        }
+    }
+    check_dlq(c, name, &config).await?;
+    let json = serde_json::to_string(&config).expect("config serializes");
+    const SQL: &str = "INSERT INTO redrive.queues (name, config, created_at, updated_at) \
+                       VALUES ($1, $2::text::jsonb, $3, $3) RETURNING id";
+    let id: i32 = query_one(c, SQL, &[&name, &json, &now]).await?.get(0);
+    let at = db::ms(now);
+    Ok(QueueRow { id, name: name.to_owned(), config, version: 0, created_at: at, updated_at: at })
+}
+
+async fn check_dlq(c: &impl GenericClient, name: &str, config: &QueueConfig) -> Result<()> {
+    let Some(dlq) = &config.dead_letter_queue else { return Ok(()) };
+    if dlq == name {
+        return Err(Error::invalid(
+            "dead_letter_queue",
+            "a queue cannot be its own dead-letter queue",
+        ));
+    }
+    let d = match db::queue_by_name(c, dlq).await {
+        Ok(d) => d,
+        Err(Error::QueueNotFound(_)) => {
+            return Err(Error::invalid(
+                "dead_letter_queue",
+                format!("queue {dlq:?} does not exist"),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    if d.config.fifo != config.fifo {
+        return Err(Error::invalid(
+            "dead_letter_queue",
+            "a FIFO queue's dead-letter queue must be FIFO, a standard queue's standard",
+        ));
+    }
+    Ok(())
+}
+
+/// Counts by state and priority, oldest ready job, dead letters and recent rates, per queue.
+const STATS_SQL: &str = "SELECT queue_id, \
+     count(*) FILTER (WHERE state = 0 AND visible_at > $2), \
+     count(*) FILTER (WHERE state = 1 OR (state = 0 AND visible_at <= $2)), \
+     count(*) FILTER (WHERE state = 2), \
+     count(*) FILTER (WHERE state = 3), \
+     count(*) FILTER (WHERE state = 4), \
+     count(*) FILTER (WHERE (state = 1 OR (state = 0 AND visible_at <= $2)) AND priority = 0), \
+     count(*) FILTER (WHERE (state = 1 OR (state = 0 AND visible_at <= $2)) AND priority = 1), \
+     count(*) FILTER (WHERE (state = 1 OR (state = 0 AND visible_at <= $2)) AND priority = 2), \
+     count(*) FILTER (WHERE dead_reason IS NOT NULL AND state <> 3), \
+     min(visible_at) FILTER (WHERE state = 1 OR (state = 0 AND visible_at <= $2)), \
+     min(enqueued_at) FILTER (WHERE state = 1 OR (state = 0 AND visible_at <= $2)), \
+     count(*) FILTER (WHERE enqueued_at > $2 - 60000), \
+     count(*) FILTER (WHERE state = 3 AND completed_at > $2 - 60000) \
+   FROM redrive.jobs WHERE queue_id = ANY($1) GROUP BY queue_id";
+
+const TOTALS_SQL: &str = "SELECT queue_id, sum(enqueued)::bigint, sum(duplicates)::bigint, \
+     sum(delivered)::bigint, sum(acked)::bigint, sum(failed)::bigint, sum(lease_expired)::bigint, \
+     sum(dead_lettered)::bigint, sum(expired)::bigint, sum(purged)::bigint, sum(redriven)::bigint \
+   FROM redrive.queue_totals WHERE queue_id = ANY($1) GROUP BY queue_id";
+
+/// Queue infos with their statistics, in the order given.
+pub async fn infos(
+    c: &impl GenericClient,
+    queues: Vec<QueueRow>,
+    now: i64,
+) -> Result<Vec<QueueInfo>> {
+    let ids: Vec<i32> = queues.iter().map(|q| q.id).collect();
+    let mut stats: HashMap<i32, QueueStats> = HashMap::new();
+    let fifo: HashMap<i32, bool> = queues.iter().map(|q| (q.id, q.config.fifo)).collect();
+    for r in query(c, STATS_SQL, &[&ids, &now]).await? {
+        let id: i32 = r.get(0);
+        let n = |i: usize| r.get::<_, i64>(i) as u64;
+        let oldest: Option<i64> = if fifo[&id] { r.get(11) } else { r.get(10) };
+        stats.insert(
+            id,
+            QueueStats {
+                counts: StateCounts {
+                    delayed: n(1),
+                    ready: n(2),
+                    leased: n(3),
+                    completed: n(4),
+                    dead: n(5),
+                },
+                ready_by_priority: PriorityCounts { high: n(6), standard: n(7), low: n(8) },
+                dead_letters: n(9),
+                oldest_ready_age_ms: oldest.map_or(0, |t| db::ms(now - t)),
+                totals: QueueTotals::default(),
+                enqueue_rate: n(12) as f64 / 60.0,
+                ack_rate: n(13) as f64 / 60.0,
+            },
+        );
+    }
+    for r in query(c, TOTALS_SQL, &[&ids]).await? {
+        let n = |i: usize| r.get::<_, i64>(i) as u64;
+        stats.entry(r.get(0)).or_default().totals = QueueTotals {
+            enqueued: n(1),
+            duplicates: n(2),
+            delivered: n(3),
+            acked: n(4),
+            failed: n(5),
+            lease_expired: n(6),
+            dead_lettered: n(7),
+            expired: n(8),
+            purged: n(9),
+            redriven: n(10),
+        };
+    }
+    Ok(queues
+        .into_iter()
+        .map(|q| QueueInfo {
+            stats: stats.remove(&q.id).unwrap_or_default(),
+            name: q.name,
+            config: q.config,
+            created_at: q.created_at,
+            updated_at: q.updated_at,
+        })
+        .collect())
+}
+
+pub async fn all(c: &impl GenericClient) -> Result<Vec<QueueRow>> {
+    const SQL: &str = "SELECT id, name, config::text, version, created_at, updated_at \
+                       FROM redrive.queues ORDER BY name";
+    query(c, SQL, &[]).await?.iter().map(db::queue_row).collect()
+}
+
+/// Deletes a queue and, by cascade, its jobs, totals and idempotency keys.
+pub async fn delete(c: &impl GenericClient, name: &str) -> Result<()> {
+    match execute(c, "DELETE FROM redrive.queues WHERE name = $1", &[&name]).await? {
+        0 => Err(Error::QueueNotFound(name.to_owned())),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,243 @@
+//! Receive: leasing a batch from one queue in one statement. Candidates are taken per priority
+//! level from the `jobs_ready` index with `FOR UPDATE SKIP LOCKED` (so concurrent receivers on
+//! any server never wait on or double-lease a row), ranked by effective priority (aging) and
+//! ready time, and leased by the same statement: epoch + 1, receive count + 1, lease end.
+//!
+//! Jobs the engine would not deliver — received `max_receive_count` times already, or past
+//! their retention — are returned apart ("doomed") and killed or expired by the caller, which
+//! then leases again for the remainder, as the engine's receive loop does.
+
+use deadpool_postgres::GenericClient;
+use redrive_core::broker::{DeadInfo, Delivery};
+use redrive_core::model::{DeadReason, JobId, Priority, Receipt};
+use redrive_core::{Error, Result};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::db::{execute, ms, query, sql_ms, QueueRow};
+use crate::transition::{self, JobCore};
+
+/// What the leased rows return, shared by both candidate queries.
+macro_rules! lease_tail {
+    () => {
+        "doomed AS (SELECT id FROM pick, n WHERE ($4::int4 IS NOT NULL AND receive_count >= $4) \
+            OR expires_at <= n.now), \
+         leased AS ( \
+           UPDATE redrive.jobs j SET state = 2, lease_epoch = j.lease_epoch + 1, \
+             receive_count = j.receive_count + 1, \
+             first_received_at = coalesce(j.first_received_at, n.now), leased_at = n.now, \
+             visible_at = n.now + $5, worker_id = $6 \
+           FROM pick p, n WHERE j.id = p.id AND p.id NOT IN (SELECT id FROM doomed) \
+           RETURNING j.id, j.body, j.attributes::text, j.priority, j.lease_epoch, \
+             j.receive_count, j.enqueued_at, j.first_received_at, j.visible_at, j.traceparent, \
+             j.group_id, j.dead_reason, j.completed_at, \
+             (SELECT s.name FROM redrive.queues s \
+               WHERE s.id = coalesce(j.source_queue_id, j.queue_id)) AS source, \
+             n.now - p.visible_at AS waited, p.eff::int4 AS eff, p.ord), \
+         t AS ( \
+           INSERT INTO redrive.queue_totals AS t (queue_id, shard, delivered) \
+           SELECT $1, $7, count(*) FROM leased HAVING count(*) > 0 \
+           ON CONFLICT (queue_id, shard) DO UPDATE SET delivered = t.delivered + EXCLUDED.delivered) \
+         SELECT 0, id, body, attributes, priority, lease_epoch, receive_count, enqueued_at, \
+           first_received_at, visible_at, traceparent, group_id, dead_reason, completed_at, \
+           source, waited, eff, ord \
+         FROM leased \
+         UNION ALL SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+           NULL, NULL, NULL, NULL, NULL, NULL FROM doomed \
+         UNION ALL SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+           NULL, NULL, NULL, NULL, NULL, NULL WHERE EXISTS (SELECT 1 FROM redrive.jobs e, n \
+             WHERE e.state = 2 AND e.visible_at <= n.now AND e.queue_id = $1)"
+    };
+}
+
+/// Standard queues: up to `$2` candidates per level, best `$2` by (effective level, ready
+/// since). `$3` is the aging time (NULL = off). The union of three index range scans keeps a
+/// receive's cost independent of the backlog.
+const STANDARD_SQL: &str = concat!(
+    "WITH n AS (SELECT redrive.now_ms() AS now), ",
+    "c0 AS (SELECT id, priority, visible_at, receive_count, expires_at FROM redrive.jobs \
+       WHERE queue_id = $1 AND state IN (0, 1) AND priority = 0 \
+       AND visible_at <= (SELECT now FROM n) ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), ",
+    "c1 AS (SELECT id, priority, visible_at, receive_count, expires_at FROM redrive.jobs \
+       WHERE queue_id = $1 AND state IN (0, 1) AND priority = 1 \
+       AND visible_at <= (SELECT now FROM n) ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), ",
+    "c2 AS (SELECT id, priority, visible_at, receive_count, expires_at FROM redrive.jobs \
+       WHERE queue_id = $1 AND state IN (0, 1) AND priority = 2 \
+       AND visible_at <= (SELECT now FROM n) ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), ",
+    "pick AS (SELECT u.*, CASE WHEN $3::int8 IS NOT NULL AND u.priority > 0 \
+         AND n.now - u.visible_at >= $3 THEN u.priority - 1 ELSE u.priority END AS eff, u.visible_at AS ord \
+       FROM (SELECT * FROM c0 UNION ALL SELECT * FROM c1 UNION ALL SELECT * FROM c2) u, n \
+       ORDER BY eff, visible_at, priority, id LIMIT $2), ",
+    lease_tail!()
+);
+
+/// FIFO queues: ready jobs by enqueue time, skipping groups that have a job leased (one
+/// receive's worth of a group in flight at a time). The caller holds the queue's advisory lock
+/// so that two receives cannot both see a group as free. `$3` is unused (no aging on FIFO).
+const FIFO_SQL: &str = concat!(
+    "WITH n AS (SELECT redrive.now_ms() AS now), ",
+    "pick AS (SELECT j.id, j.priority, j.visible_at, j.receive_count, j.expires_at, \
+         j.priority + 0 * coalesce($3::int8, 0) AS eff, j.enqueued_at AS ord FROM redrive.jobs j \
+       WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.visible_at <= (SELECT now FROM n) \
+       AND (j.group_id IS NULL OR NOT EXISTS (SELECT 1 FROM redrive.jobs x \
+            WHERE x.queue_id = $1 AND x.state = 2 AND x.group_id = j.group_id)) \
+       ORDER BY j.enqueued_at, j.id LIMIT $2 FOR UPDATE SKIP LOCKED), ",
+    lease_tail!()
+);
+
+/// `pg_advisory_xact_lock` keys of FIFO receives: this base plus the queue id.
+const FIFO_LOCK_BASE: i64 = 0x7264_6669_0000_0000;
+
+/// One leasing statement's outcome.
+pub struct Leased {
+    pub deliveries: Vec<Delivery>,
+    /// Enqueue→start latencies (ms) of the delivered jobs.
+    pub waited_ms: Vec<u64>,
+    pub doomed: Vec<Uuid>,
+    /// Leases in this queue ran out and wait to be ended (then leased again).
+    pub expired_leases: bool,
+}
+
+pub async fn lease(
+    c: &mut deadpool_postgres::Client,
+    q: &QueueRow,
+    max: u32,
+    lease_ms: Option<u64>,
+    worker: Option<&str>,
+    shard: i16,
+) -> Result<Leased> {
+    let max = i64::from(max);
+    let aging = q.config.priority_aging_ms.map(sql_ms);
+    let max_receives = q.config.max_receive_count.map(|n| n as i32);
+    let lease = sql_ms(lease_ms.unwrap_or(q.config.visibility_timeout_ms));
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+        [&q.id, &max, &aging, &max_receives, &lease, &worker, &shard];
+    let rows = if q.config.fifo {
+        let tx = c.transaction().await.map_err(crate::db::internal)?;
+        execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])
+            .await?;
+        let rows = query(&tx, FIFO_SQL, &params).await?;
+        tx.commit().await.map_err(crate::db::internal)?;
+        rows
+    } else {
+        query(&*c, STANDARD_SQL, &params).await?
+    };
+    let mut out = Leased {
+        deliveries: Vec::new(),
+        waited_ms: Vec::new(),
+        doomed: Vec::new(),
+        expired_leases: false,
+    };
+    // The statement returns leased rows in no set order; deliver best first.
+    let mut leased: Vec<(i32, i64, Uuid, &Row)> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        match r.get::<_, i32>(0) {
+            0 => leased.push((r.get(16), r.get(17), r.get(1), r)),
+            1 => out.doomed.push(r.get(1)),
+            _ => out.expired_leases = true,
+        }
+    }
+    leased.sort_unstable_by_key(|(eff, ord, id, _)| (*eff, *ord, *id));
+    for (_, _, _, r) in leased {
+        out.waited_ms.push(ms(r.get(15)));
+        out.deliveries.push(delivery(r, &q.name)?);
+    }
+    Ok(out)
+}
+
+fn delivery(r: &Row, queue: &str) -> Result<Delivery> {
+    let id: Uuid = r.get(1);
+    let id = JobId(id.as_u128());
+    let attributes = match r.get::<_, Option<String>>(3) {
+        Some(a) => serde_json::from_str(&a)
+            .map_err(|e| Error::Internal(format!("job attributes in the database: {e}")))?,
+        None => Default::default(),
+    };
+    let dead =
+        r.get::<_, Option<i16>>(12).and_then(|d| DeadReason::from_u8(d as u8)).map(|reason| {
+            DeadInfo {
+                reason,
+                source_queue: r.get::<_, Option<String>>(14).unwrap_or_else(|| "<deleted>".into()),
+                died_at: r.get::<_, Option<i64>>(13).map_or(0, ms),
+            }
+        });
+    Ok(Delivery {
+        id,
+        queue: queue.to_owned(),
+        body: r.get::<_, Option<String>>(2).unwrap_or_default(),
+        attributes,
+        priority: Priority::from_u8(r.get::<_, i16>(4) as u8).unwrap_or_default(),
+        receipt: Receipt { id, epoch: r.get::<_, i32>(5) as u32 }.encode(),
+        attempt: r.get::<_, i32>(6) as u32,
+        enqueued_at: ms(r.get(7)),
+        first_received_at: r.get::<_, Option<i64>>(8).map_or(0, ms),
+        lease_expires_at: ms(r.get(9)),
+        traceparent: r.get(10),
+        group: r.get(11),
+        dead,
+    })
+}
+
+/// Kills or expires jobs a receive found undeliverable, re-checking each under its row lock
+/// (another server may have moved it since).
+pub async fn settle_doomed(
+    c: &mut deadpool_postgres::Client,
+    q: &QueueRow,
+    ids: &[Uuid],
+    shard: i16,
+) -> Result<()> {
+    const SQL: &str =
+        "SELECT id, queue_id, state, failures, max_attempts, receive_count, leased_at, worker_id, \
+         dead_reason, source_queue_id, completed_at, visible_at, lease_epoch, enqueued_at, \
+         redrive_count, expires_at, redrive.now_ms() FROM redrive.jobs \
+         WHERE id = ANY($1) AND queue_id = $2 AND state IN (0, 1) ORDER BY id FOR UPDATE";
+    let tx = c.transaction().await.map_err(crate::db::internal)?;
+    let ids = ids.to_vec();
+    for r in query(&tx, SQL, &[&ids, &q.id]).await? {
+        let j = JobCore::from_row(&r);
+        let now: i64 = r.get(16);
+        let over = q.config.max_receive_count.is_some_and(|m| j.receive_count as u32 >= m);
+        if over {
+            transition::kill(&tx, j, q, DeadReason::MaxReceives, now, shard, None).await?;
+        } else if j.expires_at <= now {
+            transition::expire(&tx, j, now, shard).await?;
+        }
+    }
+    tx.commit().await.map_err(crate::db::internal)
+}
+
+/// Ends leases that ran out (in `queue`, or everywhere): an attempt entry `lease_expired`, a
+/// counted failure where the queue limits attempts, then ready again or dead. Rows another
+/// server is settling are skipped. Returns how many were ended.
+pub async fn expire_leases(
+    c: &mut deadpool_postgres::Client,
+    queue: Option<i32>,
+    limit: i64,
+    shard: i16,
+) -> Result<usize> {
+    const SQL: &str = "SELECT id, queue_id, state, failures, max_attempts, receive_count, \
+         leased_at, worker_id, dead_reason, source_queue_id, completed_at, visible_at, \
+         lease_epoch, enqueued_at, redrive_count, expires_at, redrive.now_ms() \
+         FROM redrive.jobs WHERE state = 2 AND visible_at <= redrive.now_ms() \
+         AND ($1::int4 IS NULL OR queue_id = $1) \
+         ORDER BY visible_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+    let tx = c.transaction().await.map_err(crate::db::internal)?;
+    let rows = query(&tx, SQL, &[&queue, &limit]).await?;
+    for r in &rows {
+        let j = JobCore::from_row(r);
+        let now: i64 = r.get(16);
+        let outcome = redrive_core::model::Outcome::LeaseExpired;
+        transition::end_lease(&tx, j, outcome, None, None, false, now, shard).await?;
+    }
+    tx.commit().await.map_err(crate::db::internal)?;
+    Ok(rows.len())
+}
+
+/// The earliest time (ms, database clock) a delayed job or a lease in these queues comes due,
+/// and the clock now: how long a parked receive may sleep without missing one.
+pub async fn next_due(c: &impl GenericClient, queues: &[i32]) -> Result<(Option<i64>, i64)> {
+    const SQL: &str = "SELECT (SELECT min(visible_at) FROM redrive.jobs \
+         WHERE queue_id = ANY($1) AND state IN (0, 2)), redrive.now_ms()";
+    let r = crate::db::query_one(c, SQL, &[&queues]).await?;
+    Ok((r.get(0), r.get(1)))
+}

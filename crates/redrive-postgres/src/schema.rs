@@ -1,0 +1,163 @@
+//! The database schema as embedded, numbered migrations, and the start-up step that applies the
+//! missing ones under an advisory lock so that several servers starting at once migrate once.
+//!
+//! Invariant: a migration, once released, is never edited; a change is a new migration. A
+//! database whose `schema_version` is ahead of [`MIGRATIONS`] was written by a newer redrive,
+//! and this one refuses to start against it rather than misread its rows.
+
+use redrive_core::{Error, Result};
+use tokio_postgres::Client;
+
+use crate::db::internal;
+
+/// `pg_advisory_lock` key of the migration step ("redrive" in ASCII, as a bigint).
+const MIGRATION_LOCK_KEY: i64 = 0x0072_6564_7269_7665;
+
+/// Every migration, in order; migration `i + 1` is `MIGRATIONS[i]`.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this crate writes.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Times are milliseconds since the epoch (`bigint`), as in the core types: no conversion on
+/// the hot path, and arithmetic (`visible_at + lease_ms`) stays integer. The database's clock
+/// (`redrive.now_ms()`, the statement's start) is the one clock every server shares.
+const V1: &str = r#"
+CREATE FUNCTION redrive.now_ms() RETURNS bigint LANGUAGE sql STABLE AS
+  $$ SELECT (extract(epoch FROM statement_timestamp()) * 1000)::bigint $$;
+
+-- Appends one attempt-log entry, keeping the newest ATTEMPT_LOG_ENTRIES_MAX (20).
+CREATE FUNCTION redrive.push_attempt(log jsonb, entry jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS
+  $$ SELECT CASE WHEN jsonb_array_length(log) >= 20 THEN (log - 0) || jsonb_build_array(entry)
+                 ELSE log || jsonb_build_array(entry) END $$;
+
+CREATE TABLE redrive.queues (
+  id serial PRIMARY KEY,
+  name text NOT NULL UNIQUE,
+  config jsonb NOT NULL,
+  version integer NOT NULL DEFAULT 0,
+  created_at bigint NOT NULL,
+  updated_at bigint NOT NULL
+);
+
+-- Lifetime totals, spread over a few rows per queue so that concurrent writers do not queue
+-- up on one row lock; readers sum the shards.
+CREATE TABLE redrive.queue_totals (
+  queue_id integer NOT NULL REFERENCES redrive.queues (id) ON DELETE CASCADE,
+  shard smallint NOT NULL,
+  enqueued bigint NOT NULL DEFAULT 0,
+  duplicates bigint NOT NULL DEFAULT 0,
+  delivered bigint NOT NULL DEFAULT 0,
+  acked bigint NOT NULL DEFAULT 0,
+  failed bigint NOT NULL DEFAULT 0,
+  lease_expired bigint NOT NULL DEFAULT 0,
+  dead_lettered bigint NOT NULL DEFAULT 0,
+  expired bigint NOT NULL DEFAULT 0,
+  purged bigint NOT NULL DEFAULT 0,
+  redriven bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (queue_id, shard)
+);
+
+-- state: 0 delayed, 1 ready, 2 leased, 3 acked, 4 dead (parked). A delayed job whose
+-- visible_at has passed is ready: nothing flips it, every reader treats it so.
+CREATE TABLE redrive.jobs (
+  id uuid PRIMARY KEY,
+  queue_id integer NOT NULL REFERENCES redrive.queues (id) ON DELETE CASCADE,
+  state smallint NOT NULL,
+  priority smallint NOT NULL,
+  body text,
+  attributes jsonb,
+  idempotency_key text,
+  group_id text,
+  traceparent text,
+  receive_count integer NOT NULL DEFAULT 0,
+  failures integer NOT NULL DEFAULT 0,
+  max_attempts integer,
+  lease_epoch integer NOT NULL DEFAULT 0,
+  enqueued_at bigint NOT NULL,
+  visible_at bigint NOT NULL,
+  leased_at bigint,
+  first_received_at bigint,
+  completed_at bigint,
+  expires_at bigint NOT NULL,
+  dead_reason smallint,
+  source_queue_id integer,
+  redrive_count integer NOT NULL DEFAULT 0,
+  redriven_from_queue_id integer,
+  worker_id text,
+  attempts jsonb NOT NULL DEFAULT '[]'
+);
+-- The receive path: per queue and level, by ready time.
+CREATE INDEX jobs_ready ON redrive.jobs (queue_id, priority, visible_at, id) WHERE state IN (0, 1);
+-- Lease expiry.
+CREATE INDEX jobs_leased ON redrive.jobs (visible_at) WHERE state = 2;
+-- Retention and forgetting completed jobs.
+CREATE INDEX jobs_expiry ON redrive.jobs (expires_at);
+-- Dead-letter listing and redrive, in id (time) order.
+CREATE INDEX jobs_dead ON redrive.jobs (queue_id, id) WHERE dead_reason IS NOT NULL AND state <> 3;
+-- Counts by state, purge, queue deletion.
+CREATE INDEX jobs_queue_state ON redrive.jobs (queue_id, state);
+
+CREATE TABLE redrive.dedup (
+  queue_id integer NOT NULL REFERENCES redrive.queues (id) ON DELETE CASCADE,
+  key text NOT NULL,
+  job_id uuid NOT NULL,
+  expires_at bigint NOT NULL,
+  PRIMARY KEY (queue_id, key)
+);
+CREATE INDEX dedup_expiry ON redrive.dedup (expires_at);
+
+CREATE TABLE redrive.docs (
+  kind smallint NOT NULL,
+  key text NOT NULL,
+  value text NOT NULL,
+  PRIMARY KEY (kind, key)
+);
+"#;
+
+/// Brings the schema up to [`SCHEMA_VERSION`], or refuses a newer one.
+pub async fn migrate(client: &mut Client) -> Result<()> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(internal)?;
+    let r = migrate_locked(client).await;
+    let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await;
+    r?;
+    unlock.map_err(internal)?;
+    Ok(())
+}
+
+async fn migrate_locked(client: &mut Client) -> Result<()> {
+    client
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS redrive;
+             CREATE TABLE IF NOT EXISTS redrive.schema_version (
+               version integer PRIMARY KEY,
+               applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(internal)?;
+    let row = client
+        .query_one("SELECT coalesce(max(version), 0) FROM redrive.schema_version", &[])
+        .await
+        .map_err(internal)?;
+    let current: i32 = row.get(0);
+    if current > SCHEMA_VERSION {
+        return Err(Error::StoreUnavailable(format!(
+            "the database schema is version {current}, newer than this redrive knows \
+             ({SCHEMA_VERSION}); upgrade redrive"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i32 + 1;
+        let tx = client.transaction().await.map_err(internal)?;
+        tx.batch_execute(sql).await.map_err(internal)?;
+        tx.execute("INSERT INTO redrive.schema_version (version) VALUES ($1)", &[&version])
+            .await
+            .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        tracing::info!(version, "applied schema migration");
+    }
+    Ok(())
+}
