@@ -1,6 +1,7 @@
 //! `redrive serve`: configuration in two stages (flags, environment and TOML file → a validated
-//! [`ServeConfig`]), then the engine, the declared queues, the listener, and shutdown on
-//! SIGINT/SIGTERM (stop accepting, answer in-flight requests, commit, exit 0).
+//! [`ServeConfig`]), then the store (the embedded log in `--data-dir`, or PostgreSQL with
+//! `--store postgres://…`), the declared queues, the listener, and shutdown on SIGINT/SIGTERM
+//! (stop accepting, answer in-flight requests, commit, exit 0).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,9 +26,13 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, env = "REDRIVE_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Directory of the write-ahead log.
+    /// Directory of the write-ahead log (and of the triage audit log, whatever the store).
     #[arg(long, env = "REDRIVE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where jobs live: `postgres://USER@HOST:PORT/DB` for PostgreSQL (several servers may share
+    /// one database); without it, the embedded log in --data-dir.
+    #[arg(long, env = "REDRIVE_STORE")]
+    store: Option<String>,
     /// TOML configuration file (server settings and declared queues).
     #[arg(long, env = "REDRIVE_CONFIG")]
     config: Option<PathBuf>,
@@ -63,6 +68,7 @@ pub struct ServeArgs {
 struct RawFile {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     durability: Option<String>,
     fsync_interval_ms: Option<u64>,
     http_threads: Option<usize>,
@@ -76,6 +82,8 @@ struct RawFile {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// PostgreSQL's URL, or `None` for the embedded log in `data_dir`.
+    pub postgres: Option<String>,
     pub durability: Durability,
     pub http_threads: Option<usize>,
     pub sqs: SqsSettings,
@@ -111,6 +119,7 @@ impl ServeConfig {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./redrive-data")),
+            postgres: postgres_url(args.store.or(file.store))?,
             durability,
             http_threads: args.http_threads.or(file.http_threads).filter(|n| *n > 0),
             sqs: sqs_settings(
@@ -122,6 +131,20 @@ impl ServeConfig {
                 .triage
                 .then(|| (args.triage_policy, Duration::from_secs(args.triage_interval_s.max(1)))),
         })
+    }
+}
+
+/// `--store`: a PostgreSQL URL, or nothing for the embedded log.
+fn postgres_url(store: Option<String>) -> anyhow::Result<Option<String>> {
+    match store {
+        None => Ok(None),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Some(url))
+        }
+        Some(other) => bail!(
+            "store must be a postgres://USER@HOST:PORT/DB URL (or left out for the embedded \
+             log in --data-dir), not {other:?}"
+        ),
     }
 }
 
@@ -161,6 +184,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    if let Some(url) = &config.postgres {
+        let options = redrive_postgres::PgOptions::default();
+        let broker = redrive_postgres::PgBroker::connect(url, options)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
+        tracing::info!(store = %redact_url(url), "PostgreSQL store opened");
+        eprintln!("redrive: store PostgreSQL at {}", redact_url(url));
+        return serve_on(&config, broker).await;
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let started = std::time::Instant::now();
     let storage = FsStorage::new(&config.data_dir)
@@ -175,10 +207,30 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         recovery_ms = started.elapsed().as_millis() as u64,
         "store opened"
     );
+    eprintln!("redrive: durability {}; data in {}", config.durability, config.data_dir.display());
+    let served = serve_on(&config, engine.handle.clone()).await;
+    engine.shutdown().await;
+    served
+}
+
+/// A URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = &url[scheme + 3..at];
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Everything above the store: declared queues, the listener, triage, serving until a signal.
+async fn serve_on<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<()> {
     // Dead-letter queues named by other declared queues first, so the references resolve.
     let targets: Vec<String> =
         config.queues.values().filter_map(|p| p.dead_letter_queue.clone().flatten()).collect();
-    let mut queues: Vec<(String, QueuePatch)> = config.queues.into_iter().collect();
+    let mut queues: Vec<(String, QueuePatch)> = config.queues.clone().into_iter().collect();
     queues.sort_by_key(|(name, _)| !targets.contains(name));
     // A dead-letter queue gets no dead-letter queue of its own unless it names one (TOML has
     // no null to say so).
@@ -188,8 +240,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
     for (name, patch) in queues {
-        let (_, created) = engine
-            .handle
+        let (_, created) = broker
             .put_queue(name.clone(), patch)
             .await
             .with_context(|| format!("declaring queue {name:?}"))?;
@@ -199,11 +250,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!("redrive: durability {}; data in {}", config.durability, config.data_dir.display());
     println!("redrive listening on http://{addr}");
     let triage_metrics: Option<Arc<redrive_triage::metrics::TriageMetrics>> =
         config.triage.as_ref().map(|_| Arc::default());
-    let mut state = AppState::new(engine.handle.clone(), config.sqs.clone());
+    let mut state = AppState::new(broker, config.sqs.clone());
     if let Some(m) = triage_metrics.clone() {
         state.metrics_hook = Some(Arc::new(move |out: &mut String| m.render(out)));
     }
@@ -254,7 +304,6 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     redrive_server::serve(listener, state, shutdown, Duration::from_millis(DRAIN_TIMEOUT_MS))
         .await?;
-    engine.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
 }
