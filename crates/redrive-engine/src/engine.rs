@@ -39,10 +39,13 @@ const SYNC_QUEUE_DEPTH_MAX: usize = 64;
 /// which such damage would read as a torn tail, at the cost of one small fsync per idle period.
 const MARK_IDLE_MS: u64 = 100;
 /// Debug builds check the store's invariants (O(jobs), ~2 µs a job unoptimized) after every
-/// batch while it holds at most this many jobs, and past that after every `jobs / this`-th
-/// batch: a bulk test pays about what a store of this size would per batch, not O(jobs²).
+/// batch while it holds at most this many jobs, which covers the engine's own tests.
 #[cfg(debug_assertions)]
-const DEBUG_CHECK_JOBS: usize = 10_000;
+const DEBUG_CHECK_JOBS_ALWAYS: usize = 1000;
+/// Past that, only while the checks have taken at most 1/this of the engine's running time:
+/// a bulk test (100,000 jobs, a request per job) would otherwise pay O(jobs²) and take hours.
+#[cfg(debug_assertions)]
+const DEBUG_CHECK_TIME_SHARE: u32 = 4;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -151,6 +154,9 @@ struct Loop {
     draining: bool,
     syncer: Option<(SyncSender<SyncJob>, JoinHandle<()>)>,
     fsync_us: Arc<std::sync::Mutex<Histogram>>,
+    /// Debug builds: when the loop started and how long its invariant checks have taken.
+    #[cfg(debug_assertions)]
+    checks: (std::time::Instant, Duration),
 }
 
 /// The async handle the server uses. Cheap to clone.
@@ -197,6 +203,8 @@ impl Engine {
             draining: false,
             syncer,
             fsync_us,
+            #[cfg(debug_assertions)]
+            checks: (std::time::Instant::now(), Duration::ZERO),
         };
         let thread = std::thread::Builder::new()
             .name("redrive-engine".into())
@@ -267,17 +275,21 @@ impl Loop {
         }
     }
 
-    /// Debug builds only: [`Store::check_invariants`] after every batch (every few batches for
-    /// a store past `DEBUG_CHECK_JOBS`, see there). A violation is a bug: stop at the batch
-    /// that caused it.
+    /// Debug builds only: [`Store::check_invariants`] after every batch of a small store, and
+    /// within a time budget for a large one (`DEBUG_CHECK_JOBS_ALWAYS`). A violation is a bug:
+    /// stop at the batch that caused it.
     #[cfg(debug_assertions)]
-    fn check_invariants(&self) {
-        let every = (self.store.job_count() / DEBUG_CHECK_JOBS).max(1) as u64;
-        if self.store.metrics().batches.is_multiple_of(every) {
-            if let Err(v) = self.store.check_invariants() {
-                panic!("after engine batch {}: {v}", self.store.metrics().batches);
-            }
+    fn check_invariants(&mut self) {
+        let (started, spent) = self.checks;
+        let small = self.store.job_count() <= DEBUG_CHECK_JOBS_ALWAYS;
+        if !small && spent > started.elapsed() / DEBUG_CHECK_TIME_SHARE {
+            return;
         }
+        let t = std::time::Instant::now();
+        if let Err(v) = self.store.check_invariants() {
+            panic!("after engine batch {}: {v}", self.store.metrics().batches);
+        }
+        self.checks.1 += t.elapsed();
     }
 
     fn wait_ms(&self) -> u64 {
