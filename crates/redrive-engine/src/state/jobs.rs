@@ -55,7 +55,7 @@ impl Store {
                         max: config.max_message_bytes.into(),
                     });
                 }
-                check_job_fields(job)?;
+                job.check_fields()?;
                 let visible_at = match (job.delay_ms, job.run_at) {
                     (Some(_), Some(_)) => {
                         return Err(Error::invalid("delay_ms", "give delay_ms or run_at, not both"))
@@ -535,57 +535,4 @@ fn next_ready_fifo(
 pub(crate) fn group_hash(group: Option<&str>) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault};
     group.map_or(0, |g| BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(g).max(1))
-}
-
-fn check_job_fields(job: &NewJob) -> Result<()> {
-    if job.group.as_ref().is_some_and(|g| g.is_empty() || g.len() > limits::GROUP_BYTES_MAX) {
-        return Err(Error::invalid("group", format!("1 to {} bytes", limits::GROUP_BYTES_MAX)));
-    }
-    if job
-        .idempotency_key
-        .as_ref()
-        .is_some_and(|k| k.is_empty() || k.len() > limits::IDEMPOTENCY_KEY_BYTES_MAX)
-    {
-        return Err(Error::invalid(
-            "idempotency_key",
-            format!("1 to {} bytes", limits::IDEMPOTENCY_KEY_BYTES_MAX),
-        ));
-    }
-    if job.traceparent.as_ref().is_some_and(|t| t.len() > limits::TRACEPARENT_BYTES_MAX) {
-        return Err(Error::invalid(
-            "traceparent",
-            format!("at most {} bytes", limits::TRACEPARENT_BYTES_MAX),
-        ));
-    }
-    if job.attributes.contains_key(GROUP_ATTRIBUTE) {
-        return Err(Error::invalid(
-            "attributes",
-            format!("{GROUP_ATTRIBUTE:?} is reserved; set the job's group with \"group\""),
-        ));
-    }
-    if job.attributes.len() > limits::ATTRIBUTES_COUNT_MAX {
-        return Err(Error::invalid(
-            "attributes",
-            format!("at most {} attributes", limits::ATTRIBUTES_COUNT_MAX),
-        ));
-    }
-    for (k, v) in &job.attributes {
-        if k.is_empty()
-            || k.len() > limits::ATTRIBUTE_KEY_BYTES_MAX
-            || v.len() > limits::ATTRIBUTE_VALUE_BYTES_MAX
-        {
-            return Err(Error::invalid(
-                "attributes",
-                format!(
-                    "keys 1 to {} bytes, values at most {} bytes",
-                    limits::ATTRIBUTE_KEY_BYTES_MAX,
-                    limits::ATTRIBUTE_VALUE_BYTES_MAX
-                ),
-            ));
-        }
-    }
-    if job.max_attempts.is_some_and(|n| n == 0 || n > limits::ATTEMPTS_MAX) {
-        return Err(Error::invalid("max_attempts", format!("1 to {}", limits::ATTEMPTS_MAX)));
-    }
-    Ok(())
 }
