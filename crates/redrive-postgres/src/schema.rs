@@ -14,7 +14,7 @@ use crate::db::internal;
 const MIGRATION_LOCK_KEY: i64 = 0x0072_6564_7269_7665;
 
 /// Every migration, in order; migration `i + 1` is `MIGRATIONS[i]`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this crate writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -114,6 +114,10 @@ CREATE TABLE redrive.docs (
   PRIMARY KEY (kind, key)
 );
 "#;
+
+/// Migration 2: transactional enqueue, `redrive.enqueue(queue, body, options)`, called by an
+/// application inside its own transaction (the SQL text lives in `sql/enqueue.sql`).
+const V2: &str = include_str!("sql/enqueue.sql");
 
 /// Brings the schema up to [`SCHEMA_VERSION`], or refuses a newer one.
 pub async fn migrate(client: &mut Client) -> Result<()> {

@@ -1,0 +1,46 @@
+//! A fresh database per test on the throwaway test server: `REDRIVE_TEST_PG_URL` (a URL to its
+//! `postgres` database), or `scripts/pg-test-cluster`, which starts (or reuses) one under
+//! `target/pg-test`. No database is no pass: the tests fail rather than skip.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use tokio_postgres::{Client, NoTls};
+
+fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("REDRIVE_TEST_PG_URL") {
+            return url;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-test-cluster");
+        let out = std::process::Command::new(script).output().expect("running pg-test-cluster");
+        assert!(
+            out.status.success(),
+            "scripts/pg-test-cluster failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("a URL").trim().to_owned()
+    })
+}
+
+/// A new, empty database on the test server; returns its URL.
+pub async fn fresh_database() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = server_url();
+    let name = format!("redrive_x{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let (client, conn) = tokio_postgres::connect(base, NoTls).await.expect("test server up");
+    let driver = tokio::spawn(conn);
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("database created");
+    drop(client);
+    let _ = driver.await;
+    let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
+    format!("{prefix}/{name}")
+}
+
+/// A plain connection, as an application would hold one.
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("database up");
+    tokio::spawn(conn);
+    client
+}
