@@ -13,6 +13,7 @@ use redrive_core::triage::{
 use redrive_core::{limits, Broker, Error};
 use serde::Deserialize;
 
+use super::store::load;
 use super::{execute, patch};
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
@@ -31,14 +32,16 @@ pub fn routes<B: Broker>() -> Router<Shared<B>> {
         .route("/v1/triage/proposals/{id}/reject", post(reject::<B>))
 }
 
-async fn list_policies<B: Broker>(State(s): State<Shared<B>>) -> Json<PolicyList> {
-    Json(PolicyList { policies: s.policies.all() })
+async fn list_policies<B: Broker>(State(s): State<Shared<B>>) -> ApiResult<Json<PolicyList>> {
+    load(&s).await?;
+    Ok(Json(PolicyList { policies: s.policies.all() }))
 }
 
 async fn get_policy<B: Broker>(
     State(s): State<Shared<B>>,
     Path(q): Path<String>,
 ) -> ApiResult<Json<Policy>> {
+    load(&s).await?;
     Ok(Json(s.policies.get(&q).ok_or(Error::PolicyNotFound(q))?))
 }
 
@@ -61,6 +64,7 @@ async fn delete_policy<B: Broker>(
     State(s): State<Shared<B>>,
     Path(q): Path<String>,
 ) -> ApiResult<StatusCode> {
+    load(&s).await?;
     if s.policies.get(&q).is_none() {
         return Err(Error::PolicyNotFound(q).into());
     }
@@ -92,7 +96,6 @@ async fn create<B: Broker>(
         let why = format!("{size} bytes is over TRIAGE_PROPOSAL_POSTED_BYTES_MAX ({max})");
         return Err(Error::invalid("proposal", why).into());
     }
-    s.proposals.make_room(&s.broker).await?;
     if !(0.0..=1.0).contains(&n.decision.confidence) {
         return Err(Error::invalid("decision.confidence", "from 0 to 1").into());
     }
@@ -106,7 +109,16 @@ async fn create<B: Broker>(
         decided_at: None,
         result: None,
     };
-    Ok((StatusCode::CREATED, Json(s.proposals.put(&s.broker, p).await?)))
+    // The store bounds the count; only at the bound does the oldest decided one make room.
+    let stored = match s.proposals.put(&s.broker, p.clone()).await {
+        Err(Error::LimitExceeded { .. }) => {
+            load(&s).await?;
+            s.proposals.make_room(&s.broker).await?;
+            s.proposals.put(&s.broker, p).await?
+        }
+        stored => stored?,
+    };
+    Ok((StatusCode::CREATED, Json(stored)))
 }
 
 #[derive(Deserialize)]
@@ -119,6 +131,7 @@ async fn list<B: Broker>(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<ProposalList>> {
     let Query(q) = query.map_err(|e| Error::MalformedRequest(e.body_text()))?;
+    load(&s).await?;
     Ok(Json(ProposalList { proposals: s.proposals.list(q.status) }))
 }
 
@@ -126,6 +139,7 @@ async fn show<B: Broker>(
     State(s): State<Shared<B>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Proposal>> {
+    load(&s).await?;
     Ok(Json(s.proposals.get(&id)?))
 }
 
@@ -137,6 +151,7 @@ async fn reject<B: Broker>(
     if v.why.as_deref().is_none_or(|w| w.trim().is_empty()) {
         return Err(Error::invalid("why", "a rejection says why").into());
     }
+    load(&s).await?;
     let mut p = s.proposals.claim(&id, &v.by, Status::Rejected)?;
     p.decided_by = Some(v.by);
     p.decided_why = v.why;
@@ -149,6 +164,7 @@ async fn approve<B: Broker>(
     Path(id): Path<String>,
     JsonBody(v): JsonBody<DecideRequest>,
 ) -> ApiResult<Json<Proposal>> {
+    load(&s).await?;
     let mut p = s.proposals.claim(&id, &v.by, Status::Approved)?;
     let outcome = execute::execute(&s, &p).await;
     p.status = if outcome.is_ok() { Status::Approved } else { Status::Failed };

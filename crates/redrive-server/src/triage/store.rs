@@ -1,7 +1,9 @@
 //! The proposals and policies as the store keeps them: documents ([`DocKind`]) written through
-//! the store's group commit and bounded, with a copy in memory for reads, loaded at start-up
-//! ([`load`]). Every write goes to the store first, then to the copy, so the copy never shows
-//! what the store refused.
+//! the store's group commit and bounded, with a copy in memory that every read and decision
+//! refreshes from the store first ([`load`]), so servers sharing one database see each other's
+//! writes. Every write goes to the store first, then to the copy, so the copy never shows what
+//! the store refused. (Two servers deciding one proposal at the same instant could both run it:
+//! the contract has no conditional write yet; the claim below guards one server.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
