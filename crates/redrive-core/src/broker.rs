@@ -419,7 +419,10 @@ pub trait Broker: Send + Sync + 'static {
         value: Option<String>,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Every document of a kind, by key.
-    fn list_docs(&self, kind: DocKind) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    fn list_docs(
+        &self,
+        kind: DocKind,
+    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
     /// Queues, stats and the store's own figures, for `/metrics`.
     fn snapshot(&self) -> impl Future<Output = Result<StoreSnapshot>> + Send;
     /// Shutdown has begun: parked long polls are answered (empty) at once, and later receives
