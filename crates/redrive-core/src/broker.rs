@@ -117,6 +117,38 @@ pub struct ReceiveRequest {
     pub worker_id: Option<String>,
 }
 
+impl ReceiveRequest {
+    /// Checks what every store bounds the same way, before it looks at any queue: queues named
+    /// (1 to `RECEIVE_QUEUES_COUNT_MAX`), `max`, the lease, the long poll and the worker id.
+    pub fn check(&self) -> Result<()> {
+        use crate::error::Error;
+        if self.queues.is_empty() {
+            return Err(Error::invalid("queues", "name at least one queue"));
+        }
+        if self.queues.len() > limits::RECEIVE_QUEUES_COUNT_MAX {
+            let (count, max) = (self.queues.len(), limits::RECEIVE_QUEUES_COUNT_MAX);
+            return Err(Error::BatchTooLarge { count, max });
+        }
+        if self.max == 0 || self.max > limits::RECEIVE_BATCH_COUNT_MAX {
+            let max = limits::RECEIVE_BATCH_COUNT_MAX;
+            return Err(Error::invalid("max", format!("1 to {max}")));
+        }
+        if self.lease_ms.is_some_and(|l| l > limits::LEASE_DURATION_MAX_MS) {
+            let max = limits::LEASE_DURATION_MAX_MS;
+            return Err(Error::invalid("lease_ms", format!("at most {max}")));
+        }
+        if self.wait_ms.is_some_and(|w| w > limits::RECEIVE_WAIT_MAX_MS) {
+            let max = limits::RECEIVE_WAIT_MAX_MS;
+            return Err(Error::invalid("wait_ms", format!("at most {max}")));
+        }
+        if self.worker_id.as_ref().is_some_and(|w| w.len() > limits::WORKER_ID_BYTES_MAX) {
+            let max = limits::WORKER_ID_BYTES_MAX;
+            return Err(Error::invalid("worker_id", format!("at most {max} bytes")));
+        }
+        Ok(())
+    }
+}
+
 /// A leased job as a worker receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {

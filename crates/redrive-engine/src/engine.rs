@@ -461,43 +461,13 @@ impl Loop {
 
     fn receive(&mut self, req: ReceiveRequest, tx: Reply<Vec<Delivery>>) {
         let checked = (|| {
-            if req.queues.is_empty() {
-                return Err(Error::invalid("queues", "name at least one queue"));
-            }
-            if req.queues.len() > limits::RECEIVE_QUEUES_COUNT_MAX {
-                return Err(Error::BatchTooLarge {
-                    count: req.queues.len(),
-                    max: limits::RECEIVE_QUEUES_COUNT_MAX,
-                });
-            }
-            if req.max == 0 || req.max > limits::RECEIVE_BATCH_COUNT_MAX {
-                return Err(Error::invalid(
-                    "max",
-                    format!("1 to {}", limits::RECEIVE_BATCH_COUNT_MAX),
-                ));
-            }
-            if req.lease_ms.is_some_and(|l| l > limits::LEASE_DURATION_MAX_MS) {
-                return Err(Error::invalid(
-                    "lease_ms",
-                    format!("at most {}", limits::LEASE_DURATION_MAX_MS),
-                ));
-            }
-            if req.worker_id.as_ref().is_some_and(|w| w.len() > limits::WORKER_ID_BYTES_MAX) {
-                return Err(Error::invalid(
-                    "worker_id",
-                    format!("at most {} bytes", limits::WORKER_ID_BYTES_MAX),
-                ));
-            }
+            req.check()?;
             let qids =
                 req.queues.iter().map(|q| self.store.queue_id(q)).collect::<Result<Vec<u32>>>()?;
             let config = self.store.queue_config(qids[0]).expect("named queues exist");
             let wait = req.wait_ms.unwrap_or(config.receive_wait_ms);
-            if wait > limits::RECEIVE_WAIT_MAX_MS {
-                return Err(Error::invalid(
-                    "wait_ms",
-                    format!("at most {}", limits::RECEIVE_WAIT_MAX_MS),
-                ));
-            }
+            // `check` bounds a given wait, `QueueConfig::validate` the queue's.
+            assert!(wait <= limits::RECEIVE_WAIT_MAX_MS, "an unbounded long poll");
             Ok((qids, wait))
         })();
         let (qids, wait) = match checked {

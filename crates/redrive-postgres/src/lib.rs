@@ -229,34 +229,6 @@ impl PgBroker {
     }
 }
 
-fn check_receive(req: &ReceiveRequest) -> Result<()> {
-    if req.queues.is_empty() {
-        return Err(Error::invalid("queues", "name at least one queue"));
-    }
-    if req.queues.len() > limits::RECEIVE_QUEUES_COUNT_MAX {
-        return Err(Error::BatchTooLarge {
-            count: req.queues.len(),
-            max: limits::RECEIVE_QUEUES_COUNT_MAX,
-        });
-    }
-    if req.max == 0 || req.max > limits::RECEIVE_BATCH_COUNT_MAX {
-        return Err(Error::invalid("max", format!("1 to {}", limits::RECEIVE_BATCH_COUNT_MAX)));
-    }
-    if req.lease_ms.is_some_and(|l| l > limits::LEASE_DURATION_MAX_MS) {
-        return Err(Error::invalid(
-            "lease_ms",
-            format!("at most {}", limits::LEASE_DURATION_MAX_MS),
-        ));
-    }
-    if req.worker_id.as_ref().is_some_and(|w| w.len() > limits::WORKER_ID_BYTES_MAX) {
-        return Err(Error::invalid(
-            "worker_id",
-            format!("at most {} bytes", limits::WORKER_ID_BYTES_MAX),
-        ));
-    }
-    Ok(())
-}
-
 impl Broker for PgBroker {
     async fn put_queue(&self, name: String, patch: QueuePatch) -> Result<(QueueInfo, bool)> {
         self.in_tx(|tx| {
@@ -301,7 +273,7 @@ impl Broker for PgBroker {
     }
 
     async fn receive(&self, req: ReceiveRequest) -> Result<Vec<Delivery>> {
-        check_receive(&req)?;
+        req.check()?;
         let queues = {
             let c = self.client().await?;
             let mut v = Vec::with_capacity(req.queues.len());
@@ -311,12 +283,8 @@ impl Broker for PgBroker {
             v
         };
         let wait = req.wait_ms.unwrap_or(queues[0].config.receive_wait_ms);
-        if wait > limits::RECEIVE_WAIT_MAX_MS {
-            return Err(Error::invalid(
-                "wait_ms",
-                format!("at most {}", limits::RECEIVE_WAIT_MAX_MS),
-            ));
-        }
+        // `check` bounds a given wait, `QueueConfig::validate` the queue's.
+        assert!(wait <= limits::RECEIVE_WAIT_MAX_MS, "an unbounded long poll");
         let worker = req.worker_id.as_deref();
         let waiters = &self.inner.waiters;
         if wait == 0 || waiters.draining() {
