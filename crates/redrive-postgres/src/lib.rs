@@ -204,6 +204,13 @@ impl PgBroker {
                     break;
                 }
                 let got = receive::lease(&mut c, q, want, lease_ms, worker, self.shard()).await?;
+                // As the engine: refused only when nothing was leased yet, else a short batch.
+                if got.at_inflight_max && out.is_empty() && got.deliveries.is_empty() {
+                    return Err(Error::LimitExceeded {
+                        limit: "INFLIGHT_PER_QUEUE_MAX",
+                        max: limits::INFLIGHT_PER_QUEUE_MAX as u64,
+                    });
+                }
                 let progress = !got.doomed.is_empty() || got.expired_leases;
                 {
                     let mut m = self.inner.metrics.lock().expect("metrics lock");

@@ -10,7 +10,7 @@
 use deadpool_postgres::GenericClient;
 use redrive_core::broker::{DeadInfo, Delivery};
 use redrive_core::model::{DeadReason, JobId, Priority, Receipt};
-use redrive_core::{Error, Result};
+use redrive_core::{limits, Error, Result};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -46,7 +46,18 @@ macro_rules! lease_tail {
            NULL, NULL, NULL, NULL, NULL, NULL FROM doomed \
          UNION ALL SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
            NULL, NULL, NULL, NULL, NULL, NULL WHERE EXISTS (SELECT 1 FROM redrive.jobs e, n \
-             WHERE e.state = 2 AND e.visible_at <= n.now AND e.queue_id = $1)"
+             WHERE e.state = 2 AND e.visible_at <= n.now AND e.queue_id = $1) \
+         UNION ALL SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+           NULL, NULL, NULL, NULL, NULL, NULL WHERE (SELECT left_ FROM room) <= 0"
+    };
+}
+
+/// How many more jobs the queue may have in flight (`$8` is `INFLIGHT_PER_QUEUE_MAX`); the
+/// count stops at the limit, so it costs at most the in-flight rows of one queue.
+macro_rules! room {
+    () => {
+        "room AS (SELECT $8::int8 - count(*) AS left_ FROM (SELECT 1 FROM redrive.jobs \
+           WHERE queue_id = $1 AND state = 2 LIMIT $8) x), "
     };
 }
 
@@ -55,6 +66,7 @@ macro_rules! lease_tail {
 /// receive's cost independent of the backlog.
 const STANDARD_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
+    room!(),
     "c0 AS (SELECT id, priority, visible_at, receive_count, expires_at FROM redrive.jobs \
        WHERE queue_id = $1 AND state IN (0, 1) AND priority = 0 \
        AND visible_at <= (SELECT now FROM n) ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), ",
@@ -67,7 +79,7 @@ const STANDARD_SQL: &str = concat!(
     "pick AS (SELECT u.*, CASE WHEN $3::int8 IS NOT NULL AND u.priority > 0 \
          AND n.now - u.visible_at >= $3 THEN u.priority - 1 ELSE u.priority END AS eff, u.visible_at AS ord \
        FROM (SELECT * FROM c0 UNION ALL SELECT * FROM c1 UNION ALL SELECT * FROM c2) u, n \
-       ORDER BY eff, visible_at, priority, id LIMIT $2), ",
+       ORDER BY eff, visible_at, priority, id LIMIT least($2, (SELECT left_ FROM room))), ",
     lease_tail!()
 );
 
@@ -76,12 +88,14 @@ const STANDARD_SQL: &str = concat!(
 /// so that two receives cannot both see a group as free. `$3` is unused (no aging on FIFO).
 const FIFO_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
+    room!(),
     "pick AS (SELECT j.id, j.priority, j.visible_at, j.receive_count, j.expires_at, \
          j.priority + 0 * coalesce($3::int8, 0) AS eff, j.enqueued_at AS ord FROM redrive.jobs j \
        WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.visible_at <= (SELECT now FROM n) \
        AND (j.group_id IS NULL OR NOT EXISTS (SELECT 1 FROM redrive.jobs x \
             WHERE x.queue_id = $1 AND x.state = 2 AND x.group_id = j.group_id)) \
-       ORDER BY j.enqueued_at, j.id LIMIT $2 FOR UPDATE SKIP LOCKED), ",
+       ORDER BY j.enqueued_at, j.id LIMIT least($2, (SELECT left_ FROM room)) \
+       FOR UPDATE SKIP LOCKED), ",
     lease_tail!()
 );
 
@@ -96,6 +110,8 @@ pub struct Leased {
     pub doomed: Vec<Uuid>,
     /// Leases in this queue ran out and wait to be ended (then leased again).
     pub expired_leases: bool,
+    /// The queue has `INFLIGHT_PER_QUEUE_MAX` jobs leased: no more until some are settled.
+    pub at_inflight_max: bool,
 }
 
 pub async fn lease(
@@ -110,8 +126,9 @@ pub async fn lease(
     let aging = q.config.priority_aging_ms.map(sql_ms);
     let max_receives = q.config.max_receive_count.map(|n| n as i32);
     let lease = sql_ms(lease_ms.unwrap_or(q.config.visibility_timeout_ms));
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-        [&q.id, &max, &aging, &max_receives, &lease, &worker, &shard];
+    let inflight_max = limits::INFLIGHT_PER_QUEUE_MAX as i64;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
+        [&q.id, &max, &aging, &max_receives, &lease, &worker, &shard, &inflight_max];
     let rows = if q.config.fifo {
         let tx = c.transaction().await.map_err(crate::db::internal)?;
         execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])
@@ -127,6 +144,7 @@ pub async fn lease(
         waited_ms: Vec::new(),
         doomed: Vec::new(),
         expired_leases: false,
+        at_inflight_max: false,
     };
     // The statement returns leased rows in no set order; deliver best first.
     let mut leased: Vec<(i32, i64, Uuid, &Row)> = Vec::with_capacity(rows.len());
@@ -134,7 +152,8 @@ pub async fn lease(
         match r.get::<_, i32>(0) {
             0 => leased.push((r.get(16), r.get(17), r.get(1), r)),
             1 => out.doomed.push(r.get(1)),
-            _ => out.expired_leases = true,
+            2 => out.expired_leases = true,
+            _ => out.at_inflight_max = true,
         }
     }
     leased.sort_unstable_by_key(|(eff, ord, id, _)| (*eff, *ord, *id));

@@ -191,6 +191,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
         tracing::info!(store = %redact_url(url), "PostgreSQL store opened");
         eprintln!("redrive: store PostgreSQL at {}", redact_url(url));
+        if config.triage.is_some() {
+            // The triage audit log lives in the data directory whatever the store; without
+            // it the agent could not record its redrives, and the record is what stops a loop.
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating data directory {}", config.data_dir.display())
+            })?;
+        }
         return serve_on(&config, broker).await;
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

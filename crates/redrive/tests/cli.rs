@@ -91,8 +91,8 @@ retention_ms = 600000
     let kept =
         String::from_utf8_lossy(&cli(&url, &["send", "reports", "kept"]).stdout).trim().to_owned();
 
-    // SIGTERM: a long poll in flight is answered, the server exits 0; durability was announced
-    // on stderr at start-up.
+    // SIGTERM: a long poll in flight is answered, the server exits 0; durability (or the store)
+    // was announced on stderr at start-up.
     let poll = {
         let url = url.clone();
         std::thread::spawn(move || {
@@ -117,7 +117,8 @@ retention_ms = 600000
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
     let mut stderr = String::new();
     server.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert!(stderr.contains("durability sync"), "{stderr}");
+    let announced = if common::on_postgres() { "store PostgreSQL" } else { "durability sync" };
+    assert!(stderr.contains(announced), "{stderr}");
     drop(server);
 
     let server = start(&data, &[]);

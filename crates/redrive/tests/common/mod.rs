@@ -1,8 +1,17 @@
 //! A real `redrive serve` child process for integration tests, killed when dropped (also when a
 //! test fails) so no server outlives its test.
+//!
+//! The store is the embedded log in the test's directory, or PostgreSQL when
+//! `REDRIVE_TEST_STORE=postgres`: then each directory gets a database of its own on the server
+//! at `REDRIVE_TEST_PG_URL` (without it, the throwaway cluster `scripts/pg-test-cluster` starts
+//! or reuses), so the same tests run against both stores. A server restarted on the same
+//! directory finds the same database, as it would find the same log.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_redrive");
 
@@ -18,12 +27,28 @@ impl Drop for Server {
     }
 }
 
+/// Whether the tests run against PostgreSQL (`REDRIVE_TEST_STORE=postgres`) rather than the
+/// embedded log.
+pub fn on_postgres() -> bool {
+    match std::env::var("REDRIVE_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("") | Ok("embedded") | Err(_) => false,
+        Ok(other) => {
+            panic!("REDRIVE_TEST_STORE must be \"postgres\" or \"embedded\", not {other:?}")
+        }
+    }
+}
+
 /// Starts a server on a free port over `dir` and waits for its address line.
-pub fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
+pub fn start(dir: &Path, extra: &[&str]) -> Server {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir);
+    if on_postgres() {
+        cmd.arg("--store").arg(database_for(dir));
+    }
+    let mut child = cmd
         .args(extra)
+        .env_remove("REDRIVE_STORE")
         .env("REDRIVE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -31,6 +56,46 @@ pub fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
         .expect("redrive starts");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("redrive listening on ").expect("address line").to_owned();
-    Server { child, url }
+    let Some(url) = line.trim().strip_prefix("redrive listening on ") else {
+        let _ = child.kill();
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+        panic!("no address line from redrive serve: {line:?}; stderr: {err}");
+    };
+    Server { url: url.to_owned(), child }
+}
+
+/// The URL of `dir`'s database, created on first use.
+fn database_for(dir: &Path) -> String {
+    static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let mut known = DATABASES.get_or_init(Default::default).lock().unwrap();
+    if let Some(url) = known.get(dir) {
+        return url.clone();
+    }
+    let base = pg_server_url();
+    let name = format!("redrive_it_{}_{}", std::process::id(), known.len());
+    let out = Command::new("psql")
+        .args([base.as_str(), "-qXc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("running psql (Debian's postgresql-client)");
+    assert!(out.status.success(), "CREATE DATABASE: {}", String::from_utf8_lossy(&out.stderr));
+    let (prefix, _) = base.rsplit_once('/').expect("a URL ending in a database");
+    let url = format!("{prefix}/{name}");
+    known.insert(dir.to_owned(), url.clone());
+    url
+}
+
+/// The test server's URL (to its `postgres` database).
+fn pg_server_url() -> String {
+    if let Ok(url) = std::env::var("REDRIVE_TEST_PG_URL") {
+        return url;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-test-cluster");
+    let out = Command::new(script).output().expect("running scripts/pg-test-cluster");
+    assert!(
+        out.status.success(),
+        "scripts/pg-test-cluster failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("a URL").trim().to_owned()
 }
