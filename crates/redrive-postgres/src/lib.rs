@@ -14,6 +14,8 @@
 //! - `dead`: dead-letter listing, redrive, purge, delete.
 //! - `jobs`: job status by id.
 //! - `docs`: control-plane documents.
+//! - [`fleet_lock`]: an advisory lock held on a connection of its own, for work that runs on one
+//!   server of a fleet at a time (the in-process triage agent).
 //! - `waiters`: parked long polls and the `LISTEN` connection that wakes them.
 //! - `sweep`: periodic lease expiry, retention and dedup expiry (idempotent on every server).
 
@@ -21,6 +23,7 @@ mod db;
 mod dead;
 mod docs;
 mod enqueue;
+pub mod fleet_lock;
 mod jobs;
 mod lease;
 mod queues;

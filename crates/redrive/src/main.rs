@@ -6,6 +6,7 @@
 //! - `cli`: the client commands, their output tables and flag parsers.
 //! - `bench`: the end-to-end throughput and latency benchmark.
 //! - `triage`: the dead-letter triage agent's commands.
+//! - `fleet`: `serve --triage` on one server of a PostgreSQL fleet at a time.
 //!
 //! Errors end the process with exit code 1 and one line on stderr; usage errors exit with 2.
 
@@ -13,6 +14,7 @@ mod bench;
 mod bench_sdk;
 mod bench_sqs;
 mod cli;
+mod fleet;
 mod serve;
 mod triage;
 

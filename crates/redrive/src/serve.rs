@@ -261,8 +261,13 @@ async fn serve_on<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<
     let triage_metrics: Option<Arc<redrive_triage::metrics::TriageMetrics>> =
         config.triage.as_ref().map(|_| Arc::default());
     let mut state = AppState::new(broker, config.sqs.clone());
+    let triage_active = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(m) = triage_metrics.clone() {
-        state.metrics_hook = Some(Arc::new(move |out: &mut String| m.render(out)));
+        let active = triage_active.clone();
+        state.metrics_hook = Some(Arc::new(move |out: &mut String| {
+            m.render(out);
+            crate::fleet::render_active(&active, out);
+        }));
     }
     redrive_server::triage::load(&state).await.context("reading the triage proposals")?;
     let (proposals, policies) = (
@@ -289,10 +294,16 @@ async fn serve_on<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<
                 provider: "rules".into(),
                 ..crate::triage::AgentArgs::default()
             };
-            let mut agent = crate::triage::build_agent(&args, &format!("http://{addr}"))?;
-            agent.metrics = triage_metrics.clone().expect("made with the agent");
-            tracing::info!("triage agent running in process");
-            Some(agent.spawn_watch(Vec::new(), interval))
+            let metrics = triage_metrics.clone().expect("made with the agent");
+            let base = format!("http://{addr}");
+            let make = move || {
+                let mut agent = crate::triage::build_agent(&args, &base)?;
+                agent.metrics = metrics.clone();
+                Ok(agent)
+            };
+            // On PostgreSQL, one server of the fleet at a time runs it (fleet.rs).
+            let pg = config.postgres.clone();
+            Some(crate::fleet::TriageRunner::start(pg, make, interval, triage_active)?)
         }
         None => None,
     };

@@ -2,6 +2,8 @@
 //! `postgres` database), or `scripts/pg-test-cluster`, which starts (or reuses) one under
 //! `target/pg-test`. No database is no pass: the tests fail rather than skip.
 
+#![allow(dead_code)] // each test file uses its own part
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
