@@ -17,17 +17,17 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_redrive");
 pub const CLUSTER_SCRIPT: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-test-cluster");
 
-/// `scripts/pg-test-cluster VERB` with the cluster in `dir` (`None`: the shared one).
-pub fn cluster(dir: Option<&Path>, verb: Option<&str>) -> String {
+/// `scripts/pg-test-cluster ARGS…` with the cluster in `dir` (`None`: the shared one).
+pub fn cluster(dir: Option<&Path>, args: &[&str]) -> String {
     let mut cmd = Command::new(CLUSTER_SCRIPT);
-    cmd.args(verb);
+    cmd.args(args);
     if let Some(d) = dir {
         cmd.env("REDRIVE_PG_TEST_DIR", d);
     }
     let out = cmd.output().expect("running scripts/pg-test-cluster");
     assert!(
         out.status.success(),
-        "scripts/pg-test-cluster {verb:?} failed: {}",
+        "scripts/pg-test-cluster {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("a URL").trim().to_owned()
@@ -38,7 +38,7 @@ pub fn server_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| match std::env::var("REDRIVE_TEST_PG_URL") {
         Ok(url) => url,
-        Err(_) => cluster(None, None),
+        Err(_) => cluster(None, &[]),
     })
     .clone()
 }
