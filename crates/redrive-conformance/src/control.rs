@@ -6,20 +6,7 @@ use redrive_core::broker::{DocKind, NewJob, ReceiveRequest};
 use redrive_core::model::Priority;
 use redrive_core::{limits, Broker, Error};
 
-use crate::{bodies, job, prio, queue, send, take};
-
-/// A long poll woken by an enqueue answers far sooner than its wait.
-const WAKE_BOUND: Duration = Duration::from_secs(5);
-
-fn long_poll(queues: &[&str]) -> ReceiveRequest {
-    ReceiveRequest {
-        queues: queues.iter().map(|q| q.to_string()).collect(),
-        max: 1,
-        wait_ms: Some(limits::RECEIVE_WAIT_MAX_MS),
-        lease_ms: None,
-        worker_id: None,
-    }
-}
+use crate::{bodies, job, long_poll, prio, queue, send, take, until_parked, WAKE_BOUND};
 
 /// The same idempotency key within the window returns the first job's id and creates nothing,
 /// within one batch and across batches.
@@ -42,13 +29,7 @@ pub async fn a_long_poll_is_woken_by_an_enqueue<B: Broker + Clone>(b: &B) {
     let b2 = b.clone();
     let started = Instant::now();
     let poll = tokio::spawn(async move { b2.receive(long_poll(&["q"])).await });
-    for _ in 0..500 {
-        if b.snapshot().await.unwrap().waiters >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(b.snapshot().await.unwrap().waiters, 1, "the receive is parked");
+    until_parked(b, 1).await;
     let id = send(b, "q", vec![job("wake")]).await[0];
     let got = tokio::time::timeout(WAKE_BOUND, poll)
         .await
@@ -65,12 +46,7 @@ pub async fn drain_answers_parked_long_polls<B: Broker + Clone>(b: &B) {
     queue(b, "q", |_| {}).await;
     let b2 = b.clone();
     let poll = tokio::spawn(async move { b2.receive(long_poll(&["q"])).await });
-    for _ in 0..500 {
-        if b.snapshot().await.unwrap().waiters >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_parked(b, 1).await;
     b.drain().await.unwrap();
     let got = tokio::time::timeout(WAKE_BOUND, poll).await.expect("answered").unwrap().unwrap();
     assert!(got.is_empty());

@@ -2,7 +2,7 @@
 //! purge and delete.
 
 use redrive_core::broker::{DeadFilter, RedriveRequest};
-use redrive_core::model::{DeadReason, JobState, Outcome};
+use redrive_core::model::{signature, DeadReason, JobState, Outcome};
 use redrive_core::{Broker, Error};
 
 use crate::{failure, job, queue, send, take, AFTER_SOON, SOON_MS};
@@ -142,4 +142,71 @@ pub async fn delete_job_refuses_leased_jobs<B: Broker>(b: &B) {
     b.delete_job(other).await.unwrap();
     assert!(matches!(b.get_job(other).await, Err(Error::JobNotFound(_))));
     assert!(matches!(b.delete_job(other).await, Err(Error::JobNotFound(_))));
+}
+
+/// The signature filter matches the last failure's masked message (numbers, ids, paths and
+/// quoted strings masked), across error instances that differ only there.
+pub async fn dead_letters_filter_by_failure_signature<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
+    let ids = send(b, "q", vec![job("a"), job("b"), job("c")]).await;
+    let messages = [
+        (ids[0], "connection to 10.0.0.7:5432 refused after 30 ms"),
+        (ids[1], "connection to 10.0.0.9:6432 refused after 45 ms"),
+        (ids[2], "disk /var/lib/x is full"),
+    ];
+    for d in take(b, "q", 3, None).await {
+        let mut f = failure(&d.receipt, None, false);
+        f.error.message = messages.iter().find(|(id, _)| *id == d.id).unwrap().1.into();
+        b.fail(f).await.unwrap();
+    }
+    let sig = signature("Timeout", messages[0].1);
+    assert_eq!(sig, signature("Timeout", messages[1].1), "the two differ only in numbers");
+    let f = DeadFilter { signature: Some(sig), ..DeadFilter::default() };
+    let page = b.list_dead("q-dlq".into(), f.clone(), None, 10).await.unwrap();
+    assert_eq!(page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids[..2]);
+    let other = DeadFilter { signature: Some(signature("Other", messages[0].1)), ..f.clone() };
+    assert!(b.list_dead("q-dlq".into(), other, None, 10).await.unwrap().jobs.is_empty());
+    let r = b.redrive("q-dlq".into(), RedriveRequest { filter: Some(f), ..Default::default() });
+    let r = r.await.unwrap();
+    assert_eq!((r.moved, r.ids.len()), (2, 2));
+    assert_eq!(b.get_job(ids[2]).await.unwrap().queue, "q-dlq", "the other stays");
+}
+
+/// What an SQS message move task does: page through a dead-letter queue with a cursor and move
+/// each page by ids to a named queue, until a page comes back empty.
+pub async fn dead_letters_move_page_by_page_to_another_queue<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
+    queue(b, "elsewhere", |_| {}).await;
+    let ids = send(b, "q", (0..5).map(|i| job(&format!("j{i}"))).collect()).await;
+    for d in take(b, "q", 5, None).await {
+        b.fail(failure(&d.receipt, None, false)).await.unwrap();
+    }
+    let (mut after, mut moved, mut pages) = (None, 0, 0);
+    for limit in [2, 2, 500, 500] {
+        let page = b.list_dead("q-dlq".into(), DeadFilter::default(), after, limit).await.unwrap();
+        if page.jobs.is_empty() {
+            break;
+        }
+        pages += 1;
+        after = page.jobs.last().map(|j| j.id);
+        let req = RedriveRequest {
+            ids: Some(page.jobs.iter().map(|j| j.id).collect()),
+            to: Some("elsewhere".into()),
+            ..RedriveRequest::default()
+        };
+        moved += b.redrive("q-dlq".into(), req).await.unwrap().moved;
+    }
+    assert_eq!((moved, pages), (5, 3));
+    let mut got: Vec<_> = take(b, "elsewhere", 10, None).await.into_iter().map(|d| d.id).collect();
+    got.sort();
+    assert_eq!(got, ids);
+    let info = b.get_job(ids[0]).await.unwrap();
+    assert_eq!(info.redriven_from.as_deref(), Some("q-dlq"));
+    assert!(b
+        .list_dead("q-dlq".into(), DeadFilter::default(), None, 10)
+        .await
+        .unwrap()
+        .jobs
+        .is_empty());
+    assert_eq!(b.get_queue("elsewhere".into()).await.unwrap().stats.totals.redriven, 5);
 }

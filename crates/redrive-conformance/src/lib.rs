@@ -9,16 +9,25 @@
 //! # Layout
 //! - helpers (`queue`, `job`, `take`, …) at the top;
 //! - `delivery`: enqueue, receive, priorities, delays, leases and fencing;
-//! - `failure`: fail, backoff, dead letters, max receives, redrive, purge;
-//! - `control`: idempotency, long polls, multi-queue receive, docs, stats, drain.
+//! - `failure`: fail, backoff, dead letters, signature filter, max receives, redrive, purge;
+//! - `control`: idempotency, long polls, multi-queue receive, docs, stats, drain;
+//! - `fifo`: group order, one batch of a group in flight, deduplication;
+//! - `wakeups`: long polls woken by delays, lease expiry, backoff and redrive;
+//! - `retention`: expiry to the dead-letter queue or deletion, and retention changes.
 
 mod control;
 mod delivery;
 mod failure;
+mod fifo;
+mod retention;
+mod wakeups;
 
 pub use control::*;
 pub use delivery::*;
 pub use failure::*;
+pub use fifo::*;
+pub use retention::*;
+pub use wakeups::*;
 
 use std::time::Duration;
 
@@ -30,6 +39,8 @@ use redrive_core::{Broker, QueuePatch};
 pub const SOON_MS: u64 = 300;
 /// How long to wait for something due after `SOON_MS`: generous, so scheduling never fails it.
 pub const AFTER_SOON: Duration = Duration::from_millis(1500);
+/// A long poll woken by a write or by time answers well within this, far sooner than its wait.
+pub const WAKE_BOUND: Duration = Duration::from_secs(5);
 
 /// Creates a queue with a 30 s visibility timeout plus `f`'s changes.
 pub async fn queue<B: Broker>(b: &B, name: &str, f: impl FnOnce(&mut QueuePatch)) {
@@ -60,6 +71,28 @@ pub async fn take<B: Broker>(b: &B, q: &str, max: u32, lease_ms: Option<u64>) ->
         worker_id: Some("worker-1".into()),
     };
     b.receive(req).await.expect("received")
+}
+
+/// A receive of one job from `queues` that waits as long as a receive may.
+pub fn long_poll(queues: &[&str]) -> ReceiveRequest {
+    ReceiveRequest {
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        max: 1,
+        wait_ms: Some(redrive_core::limits::RECEIVE_WAIT_MAX_MS),
+        lease_ms: None,
+        worker_id: None,
+    }
+}
+
+/// Waits until `n` receives are parked in the store, or fails.
+pub async fn until_parked<B: Broker>(b: &B, n: usize) {
+    for _ in 0..500 {
+        if b.snapshot().await.unwrap().waiters >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{n} receives never parked");
 }
 
 pub fn bodies(d: &[Delivery]) -> Vec<&str> {
@@ -97,6 +130,8 @@ macro_rules! suite {
             max_receive_count_dead_letters_on_the_next_receive,
             redrive_by_ids_with_dry_run_and_lineage,
             dead_letters_list_in_pages_and_filter_by_error,
+            dead_letters_filter_by_failure_signature,
+            dead_letters_move_page_by_page_to_another_queue,
             purge_drops_ready_and_delayed_and_counts_them,
             delete_job_refuses_leased_jobs,
             idempotent_enqueue_returns_the_first_id,
@@ -104,7 +139,14 @@ macro_rules! suite {
             drain_answers_parked_long_polls,
             multi_queue_receive_follows_preference_order,
             documents_put_list_and_delete,
-            stats_count_by_state_and_priority
+            stats_count_by_state_and_priority,
+            fifo_groups_keep_order_and_one_batch_in_flight,
+            fifo_deduplicates_by_key_even_after_completion,
+            a_long_poll_gets_a_delayed_job_when_it_becomes_ready,
+            a_long_poll_gets_a_job_whose_lease_ran_out,
+            a_long_poll_gets_a_retry_after_its_backoff,
+            a_long_poll_gets_a_redriven_job,
+            retention_expires_jobs_and_a_change_applies_to_existing_ones
         );
     };
     (@tests $backend:path; $($name:ident),*) => {

@@ -1,0 +1,52 @@
+//! FIFO queues: order within a group, one receive's worth of a group in flight at a time, and
+//! deduplication by key (what SQS's content-based deduplication sends: a hash of the body).
+
+use redrive_core::broker::{AckResult, NewJob};
+use redrive_core::Broker;
+
+use crate::{bodies, job, queue, send, take};
+
+fn grouped(body: &str, group: &str) -> NewJob {
+    NewJob { group: Some(group.into()), ..job(body) }
+}
+
+/// Jobs of a group come out in enqueue order; while a receive's jobs of a group are leased, no
+/// other receive gets that group's later jobs, but other groups go on; the group moves on once
+/// every job of the batch is settled.
+pub async fn fifo_groups_keep_order_and_one_batch_in_flight<B: Broker>(b: &B) {
+    queue(b, "q.fifo", |_| {}).await;
+    let jobs = vec![grouped("a1", "a"), grouped("a2", "a"), grouped("b1", "b"), grouped("a3", "a")];
+    send(b, "q.fifo", jobs).await;
+    let first = take(b, "q.fifo", 2, None).await;
+    assert_eq!(bodies(&first), ["a1", "a2"], "one batch may take several jobs of a group");
+    assert_eq!(first[0].group.as_deref(), Some("a"));
+    let second = take(b, "q.fifo", 10, None).await;
+    assert_eq!(bodies(&second), ["b1"], "group a is in flight: only group b is free");
+    assert_eq!(b.ack(vec![first[0].receipt.clone()]).await.unwrap(), [AckResult::Ok]);
+    assert!(take(b, "q.fifo", 10, None).await.is_empty(), "a2 still holds group a");
+    assert_eq!(b.ack(vec![first[1].receipt.clone()]).await.unwrap(), [AckResult::Ok]);
+    assert_eq!(bodies(&take(b, "q.fifo", 10, None).await), ["a3"], "then a3, in order");
+}
+
+/// On a FIFO queue a deduplication key seen within the window is a duplicate — also after the
+/// first job was received and completed — and nothing is delivered twice.
+pub async fn fifo_deduplicates_by_key_even_after_completion<B: Broker>(b: &B) {
+    queue(b, "d.fifo", |_| {}).await;
+    // What the SQS door sends for content-based deduplication: the body's SHA-256.
+    let hashed =
+        |body: &str, key: &str| NewJob { idempotency_key: Some(key.into()), ..grouped(body, "g") };
+    let key = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+    let first = b.enqueue("d.fifo".into(), vec![hashed("hello", key)]).await.unwrap();
+    assert!(!first[0].duplicate);
+    let d = take(b, "d.fifo", 10, None).await;
+    assert_eq!(bodies(&d), ["hello"]);
+    b.ack(vec![d[0].receipt.clone()]).await.unwrap();
+    let again = b.enqueue("d.fifo".into(), vec![hashed("hello", key)]).await.unwrap();
+    assert_eq!((again[0].id, again[0].duplicate), (first[0].id, true));
+    assert!(take(b, "d.fifo", 10, None).await.is_empty(), "the duplicate was not enqueued");
+    let other = b.enqueue("d.fifo".into(), vec![hashed("world", "other-key")]).await.unwrap();
+    assert!(!other[0].duplicate);
+    assert_eq!(bodies(&take(b, "d.fifo", 10, None).await), ["world"]);
+    let totals = b.get_queue("d.fifo".into()).await.unwrap().stats.totals;
+    assert_eq!((totals.enqueued, totals.duplicates), (2, 1));
+}
