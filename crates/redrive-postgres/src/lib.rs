@@ -16,6 +16,7 @@
 //! - `docs`: control-plane documents.
 //! - [`fleet_lock`]: an advisory lock held on a connection of its own, for work that runs on one
 //!   server of a fleet at a time (the in-process triage agent).
+//! - [`import`]: bulk import of a whole store, for `redrive migrate`.
 //! - `waiters`: parked long polls and the `LISTEN` connection that wakes them.
 //! - `sweep`: periodic lease expiry, retention and dedup expiry (idempotent on every server).
 
@@ -24,6 +25,7 @@ mod dead;
 mod docs;
 mod enqueue;
 pub mod fleet_lock;
+pub mod import;
 mod jobs;
 mod lease;
 mod queues;

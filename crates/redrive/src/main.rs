@@ -1,5 +1,5 @@
 //! `redrive`, the one binary: the server (`serve`), the client commands that drive a running
-//! server through its native API, and `bench`.
+//! server through its native API, `bench`, and `migrate` (embedded store → PostgreSQL).
 //!
 //! # Layout
 //! - `serve`: flags and configuration of the server, and its lifecycle.
@@ -53,6 +53,8 @@ enum Command {
     /// The dead-letter triage agent
     #[command(subcommand)]
     Triage(triage::TriageCommand),
+    /// Copy a stopped embedded store (queues, configs, jobs not completed) into PostgreSQL
+    Migrate(cli::migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,9 @@ fn main() -> ExitCode {
             cli::runtime().and_then(|rt| rt.block_on(bench::run(args, cli.url, cli.json)))
         }
         Command::Triage(cmd) => triage::run(cmd, cli.url.as_deref(), cli.json),
+        Command::Migrate(args) => {
+            cli::runtime().and_then(|rt| rt.block_on(cli::migrate::run(args, cli.json)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,11 +14,13 @@
 //! - `compact`: reclaiming WAL space.
 //! - `check`: [`Store::check_invariants`], every index and counter recounted from the jobs.
 //! - `docs`: control-plane documents (triage proposals and policies).
+//! - `export`: the whole store read out, for a migration to another store.
 
 mod check;
 mod compact;
 mod dead;
 mod docs;
+mod export;
 mod jobs;
 mod queue;
 mod recover;
@@ -37,6 +39,7 @@ use crate::wal::record::{Meta, Record};
 use crate::wal::{Durability, Loc, Wal, LOC_NONE};
 
 pub use check::Violation;
+pub use export::{Export, ExportedJob, ExportedKey, ExportedQueue};
 pub use queue::Queue;
 
 // Worker ids and job-table slots are `u32`s in memory (`u32::MAX` = no worker).

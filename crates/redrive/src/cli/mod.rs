@@ -6,11 +6,13 @@
 //! - [`queue`]: `queue create|list|show|delete|purge` and `stats`.
 //! - [`jobs`]: `send`, `receive`, `ack`, `fail`, `job show`.
 //! - [`dlq`]: `dlq list`, `dlq redrive`.
+//! - [`migrate`]: `migrate`, a stopped embedded store copied into PostgreSQL.
 //! - [`table`], [`format`]: output helpers and flag-value parsers.
 
 pub mod dlq;
 pub mod format;
 pub mod jobs;
+pub mod migrate;
 pub mod queue;
 pub mod table;
 

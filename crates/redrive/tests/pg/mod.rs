@@ -102,3 +102,20 @@ pub fn serve(store: &str, dir: &Path, extra: &[&str]) -> Server {
     };
     Server { url: url.to_owned(), child }
 }
+
+/// `redrive serve` on the embedded log in `dir`.
+pub fn serve_embedded(dir: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env_remove("REDRIVE_STORE")
+        .env("REDRIVE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redrive starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("redrive listening on ").expect("address line").to_owned();
+    Server { url, child }
+}
