@@ -460,5 +460,19 @@ pub trait Broker: Send + Sync + 'static {
     /// Shutdown has begun: parked long polls are answered (empty) at once, and later receives
     /// do not wait, so in-flight requests can finish.
     fn drain(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Durability and the poison latch, read without I/O (for `/metrics` and `/readyz`).
     fn health(&self) -> Health;
+    /// Whether the store can take requests now, for `/readyz`: `Err(Poisoned)` once it latched
+    /// a failed write, `Err(StoreUnavailable)` while a database behind it cannot be reached.
+    /// A store over a network asks it (one round trip), so callers bound how long they wait.
+    /// The default answers from [`Broker::health`], which is all a store in this process knows.
+    fn ready(&self) -> impl Future<Output = Result<()>> + Send {
+        let poisoned = self.health().poisoned;
+        async move {
+            match poisoned {
+                Some(p) => Err(crate::error::Error::Poisoned(p)),
+                None => Ok(()),
+            }
+        }
+    }
 }

@@ -457,4 +457,12 @@ impl Broker for PgBroker {
     fn health(&self) -> Health {
         Health { poisoned: None, durability: "postgres synchronous_commit=on".into() }
     }
+
+    /// One round trip on a pooled connection: a lost database, a dropped one or a refused
+    /// login is `StoreUnavailable`. A connection the database ended is not reused (the pool
+    /// drops closed connections), so readiness comes back with the database.
+    async fn ready(&self) -> Result<()> {
+        let c = self.client().await?;
+        db::query_one(&c, "SELECT 1", &[]).await.map(drop)
+    }
 }

@@ -1,12 +1,19 @@
-//! `/healthz` (the process answers) and `/readyz` (the store accepts writes).
+//! `/healthz` (the process answers) and `/readyz` (the store takes requests: not poisoned, and
+//! its database, if it has one, answers).
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use redrive_core::Broker;
+use redrive_core::{Broker, Error};
 use serde_json::{json, Value};
 
 use crate::Shared;
+
+/// Longest `/readyz` waits for the store's answer: a database that takes longer is as good as
+/// lost to a load balancer, whose probes time out in a second or two.
+pub const READY_CHECK_MAX_MS: u64 = 2000;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
@@ -14,11 +21,24 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz<B: Broker>(State(s): State<Shared<B>>) -> (StatusCode, Json<Value>) {
     let h = s.broker.health();
-    match h.poisoned {
-        None => (StatusCode::OK, Json(json!({ "status": "ready", "durability": h.durability }))),
-        Some(p) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "poisoned", "error": p, "durability": h.durability })),
-        ),
-    }
+    let bound = Duration::from_millis(READY_CHECK_MAX_MS);
+    let ready = match tokio::time::timeout(bound, s.broker.ready()).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::StoreUnavailable(format!(
+            "the store did not answer within {READY_CHECK_MAX_MS} ms"
+        ))),
+    };
+    let (status, error) = match ready {
+        Ok(()) => {
+            return (StatusCode::OK, Json(json!({ "status": "ready", "durability": h.durability })))
+        }
+        Err(Error::Poisoned(p)) => ("poisoned", p),
+        Err(Error::StoreUnavailable(reason)) => ("unavailable", reason),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check failed");
+            ("unavailable", "internal error".to_owned())
+        }
+    };
+    let body = json!({ "status": status, "error": error, "durability": h.durability });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }

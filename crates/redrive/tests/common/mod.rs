@@ -7,6 +7,8 @@
 //! or reuses), so the same tests run against both stores. A server restarted on the same
 //! directory finds the same database, as it would find the same log.
 
+#![allow(dead_code)] // each test file uses its own part
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -39,12 +41,27 @@ pub fn on_postgres() -> bool {
     }
 }
 
-/// Starts a server on a free port over `dir` and waits for its address line.
+/// Starts a server on a free port over `dir` (and its database, on PostgreSQL) and waits for
+/// its address line.
 pub fn start(dir: &Path, extra: &[&str]) -> Server {
+    if on_postgres() {
+        return start_on_postgres(dir, extra).0;
+    }
+    spawn(dir, None, extra)
+}
+
+/// Starts a server over `dir`'s PostgreSQL database whatever `REDRIVE_TEST_STORE` says; returns
+/// it and the database's URL.
+pub fn start_on_postgres(dir: &Path, extra: &[&str]) -> (Server, String) {
+    let url = database_for(dir);
+    (spawn(dir, Some(&url), extra), url)
+}
+
+fn spawn(dir: &Path, store: Option<&str>, extra: &[&str]) -> Server {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir);
-    if on_postgres() {
-        cmd.arg("--store").arg(database_for(dir));
+    if let Some(url) = store {
+        cmd.args(["--store", url]);
     }
     let mut child = cmd
         .args(extra)
@@ -74,15 +91,20 @@ fn database_for(dir: &Path) -> String {
     }
     let base = pg_server_url();
     let name = format!("redrive_it_{}_{}", std::process::id(), known.len());
-    let out = Command::new("psql")
-        .args([base.as_str(), "-qXc", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("running psql (Debian's postgresql-client)");
-    assert!(out.status.success(), "CREATE DATABASE: {}", String::from_utf8_lossy(&out.stderr));
+    psql(&format!("CREATE DATABASE {name}"));
     let (prefix, _) = base.rsplit_once('/').expect("a URL ending in a database");
     let url = format!("{prefix}/{name}");
     known.insert(dir.to_owned(), url.clone());
     url
+}
+
+/// Runs one SQL command as the test server's superuser, in its `postgres` database.
+pub fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([pg_server_url().as_str(), "-qXc", sql])
+        .output()
+        .expect("running psql (Debian's postgresql-client)");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The test server's URL (to its `postgres` database).
