@@ -1,0 +1,373 @@
+//! The native API over a real socket, written once against a server's URL and run against each
+//! store: in process over the embedded engine (`http_api.rs` beside this directory) and as a
+//! `redrive serve --store postgres://…` child (`crates/redrive/tests/http_api_postgres.rs`),
+//! each test with a server of its own. Semantics that need a clock and a network (long polls,
+//! fencing over HTTP), and bad input getting clear errors with nothing written.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+pub struct Server {
+    pub url: String,
+    pub http: reqwest::Client,
+    /// A series only this store exports, looked for in `/metrics`.
+    pub store_metric: &'static str,
+    /// Whatever keeps the server running (a child process, a data directory); dropped with it.
+    _running: Box<dyn std::any::Any>,
+}
+
+impl Server {
+    pub fn new(url: String, store_metric: &'static str, running: Box<dyn std::any::Any>) -> Self {
+        Server { url, http: reqwest::Client::new(), store_metric, _running: running }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(m, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let resp = self.http.post(format!("{}{path}", self.url)).body(body).send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn queue(&self, name: &str, config: Value) {
+        let (s, b) = self.call("PUT", &format!("/v1/queues/{name}"), Some(config)).await;
+        assert!(s.is_success(), "{s} {b}");
+    }
+
+    pub async fn enqueued(&self, q: &str) -> u64 {
+        let (_, stats) = self.call("GET", &format!("/v1/queues/{q}/stats"), None).await;
+        stats["totals"]["enqueued"].as_u64().unwrap()
+    }
+}
+
+pub fn code(b: &Value) -> &str {
+    b["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+pub async fn long_poll_returns_as_soon_as_a_job_is_enqueued(s: &Server) {
+    s.queue("q", json!({})).await;
+    let waiter = {
+        let (http, url) = (s.http.clone(), s.url.clone());
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let r: Value = http
+                .post(format!("{url}/v1/queues/q/receive"))
+                .json(&json!({"wait_ms": 20000}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (t.elapsed(), r)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (st, _) =
+        s.call("POST", "/v1/queues/q/jobs", Some(json!({"jobs":[{"body":"wake"}]}))).await;
+    assert_eq!(st, StatusCode::OK);
+    let (elapsed, r) = waiter.await.unwrap();
+    assert_eq!(r["jobs"][0]["body"], "wake");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "served by the enqueue, not the 20 s timeout: {elapsed:?}"
+    );
+    let (_, r) = s.call("POST", "/v1/queues/q/receive", Some(json!({"wait_ms": 200}))).await;
+    assert_eq!(r["jobs"], json!([]), "an empty long poll ends at its wait time");
+}
+
+pub async fn a_long_poll_whose_client_went_away_leases_nothing(s: &Server) {
+    s.queue("gone", json!({})).await;
+    let quitter = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let r = quitter
+        .post(format!("{}/v1/queues/gone/receive", s.url))
+        .json(&json!({"wait_ms": 20000}))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client gave up on its long poll");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.call("POST", "/v1/queues/gone/jobs", Some(json!({"jobs":[{"body":"x"}]}))).await;
+    let (_, stats) = s.call("GET", "/v1/queues/gone/stats", None).await;
+    assert_eq!(
+        (stats["counts"]["ready"].as_u64(), stats["counts"]["leased"].as_u64()),
+        (Some(1), Some(0)),
+        "the job waits for a live receiver: {stats}"
+    );
+}
+
+pub async fn multi_queue_receive_prefers_queues_in_order(s: &Server) {
+    s.queue("a", json!({})).await;
+    s.queue("b", json!({})).await;
+    s.call("POST", "/v1/queues/b/jobs", Some(json!({"jobs":[{"body":"from b"}]}))).await;
+    s.call("POST", "/v1/queues/a/jobs", Some(json!({"jobs":[{"body":"from a"}]}))).await;
+    let (_, r) = s.call("POST", "/v1/receive", Some(json!({"queues":["a","b"],"max":1}))).await;
+    assert_eq!(r["jobs"][0]["queue"], "a");
+    let (_, r) = s.call("POST", "/v1/receive", Some(json!({"queues":["a","b"],"max":5}))).await;
+    assert_eq!(r["jobs"][0]["queue"], "b");
+}
+
+pub async fn expired_lease_redelivers_and_stale_receipts_get_409(s: &Server) {
+    s.queue("q", json!({"visibility_timeout_ms": 200})).await;
+    let (_, r) = s
+        .call("POST", "/v1/queues/q/jobs", Some(json!({"jobs":[{"body":"x","priority":"high"}]})))
+        .await;
+    let id = r["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let (_, first) = s.call("POST", "/v1/queues/q/receive", Some(json!({}))).await;
+    let old = first["jobs"][0]["receipt"].as_str().unwrap().to_owned();
+    let (_, again) = s.call("POST", "/v1/queues/q/receive", Some(json!({"wait_ms": 5000}))).await;
+    assert_eq!(again["jobs"][0]["id"], id.as_str());
+    assert_eq!(again["jobs"][0]["attempt"], 2);
+    let fail = json!({"receipt": old, "error": {"type": "Timeout", "message": "late"}});
+    let (st, b) = s.call("POST", "/v1/fail", Some(fail)).await;
+    assert_eq!((st, code(&b)), (StatusCode::CONFLICT, "stale_receipt"));
+    let (st, b) =
+        s.call("POST", "/v1/extend", Some(json!({"receipt": old, "lease_ms": 1000}))).await;
+    assert_eq!((st, code(&b)), (StatusCode::CONFLICT, "stale_receipt"));
+    let (_, b) = s.call("POST", "/v1/ack", Some(json!({"receipts": [old, "garbage"]}))).await;
+    assert_eq!(b["results"], json!(["stale", "unknown"]));
+    let new = again["jobs"][0]["receipt"].as_str().unwrap();
+    let (_, b) = s.call("POST", "/v1/ack", Some(json!({"receipts": [new]}))).await;
+    assert_eq!(b["results"], json!(["ok"]));
+    let (_, job) = s.call("GET", &format!("/v1/jobs/{id}"), None).await;
+    assert_eq!(job["state"], "acked");
+    assert_eq!(job["attempts"][0]["outcome"], "lease_expired");
+}
+
+pub async fn failures_reach_the_dead_letter_queue_and_redrive_brings_them_back(s: &Server) {
+    s.queue("orders", json!({"max_attempts": 1})).await;
+    s.call("POST", "/v1/queues/orders/jobs", Some(json!({"jobs":[{"body":"{\"n\":1}"}]}))).await;
+    let (_, r) = s.call("POST", "/v1/queues/orders/receive", Some(json!({"worker_id":"w9"}))).await;
+    let fail = json!({"receipt": r["jobs"][0]["receipt"], "error": {"type":"KeyError","message":"'sku'","detail":"Traceback ..."}});
+    let (st, b) = s.call("POST", "/v1/fail", Some(fail)).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["queue"].as_str(), b["dead_reason"].as_str()),
+        (Some("orders-dlq"), Some("max_attempts"))
+    );
+    let (_, dead) = s.call("GET", "/v1/queues/orders-dlq/dead?error_type=KeyError", None).await;
+    assert_eq!(dead["jobs"][0]["attempts"][0]["error"]["detail"], "Traceback ...");
+    assert_eq!(dead["jobs"][0]["attempts"][0]["worker_id"], "w9");
+    let (_, none) = s.call("GET", "/v1/queues/orders-dlq/dead?error_type=Other", None).await;
+    assert_eq!(none["jobs"], json!([]));
+    let (_, rd) = s.call("POST", "/v1/queues/orders-dlq/redrive", Some(json!({}))).await;
+    assert_eq!(rd["moved"], 1);
+    let (_, st) = s.call("GET", "/v1/queues/orders/stats", None).await;
+    assert_eq!(st["counts"]["ready"], 1);
+    let (_, p) = s.call("POST", "/v1/queues/orders/purge", None).await;
+    assert_eq!(p["purged"], 1);
+}
+
+pub async fn idempotent_enqueue_over_http(s: &Server) {
+    s.queue("q", json!({})).await;
+    let body = json!({"jobs":[{"body":"a","idempotency_key":"k-1"}]});
+    let (_, a) = s.call("POST", "/v1/queues/q/jobs", Some(body.clone())).await;
+    let (_, b) = s.call("POST", "/v1/queues/q/jobs", Some(body)).await;
+    assert_eq!(a["jobs"][0]["id"], b["jobs"][0]["id"]);
+    assert_eq!(
+        (a["jobs"][0]["duplicate"].as_bool(), b["jobs"][0]["duplicate"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(s.enqueued("q").await, 1);
+}
+
+pub async fn bad_input_gets_clear_errors_and_writes_nothing(s: &Server) {
+    s.queue("q", json!({"max_message_bytes": 1024})).await;
+    let (st, b) =
+        s.call("POST", "/v1/queues/nope/jobs", Some(json!({"jobs":[{"body":"x"}]}))).await;
+    assert_eq!((st, code(&b)), (StatusCode::NOT_FOUND, "queue_not_found"));
+    let (st, b) = s.call("PUT", "/v1/queues/bad%20name", Some(json!({}))).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "invalid_queue_name"));
+    let (st, b) = s.raw("/v1/queues/q/jobs", b"{\"jobs\": [".to_vec()).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "malformed_request"));
+    let (st, b) = s
+        .call("POST", "/v1/queues/q/jobs", Some(json!({"jobs":[{"body":"x","priority":"urgent"}]})))
+        .await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "malformed_request"), "{b}");
+    // One job too large rejects the whole batch: the valid one is not written either.
+    let big = "x".repeat(1025);
+    let (st, b) = s
+        .call("POST", "/v1/queues/q/jobs", Some(json!({"jobs":[{"body":"ok"},{"body": big}]})))
+        .await;
+    assert_eq!((st, code(&b)), (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"));
+    assert!(b["error"]["message"].as_str().unwrap().contains("1024"), "{b}");
+    let jobs: Vec<Value> = (0..1001).map(|_| json!({"body": "x"})).collect();
+    let (st, b) = s.call("POST", "/v1/queues/q/jobs", Some(json!({ "jobs": jobs }))).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "batch_too_large"));
+    let (st, b) = s.raw("/v1/queues/q/jobs", vec![b' '; 9 * 1024 * 1024]).await;
+    assert_eq!((st, code(&b)), (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"));
+    assert!(b["error"]["message"].as_str().unwrap().contains("REQUEST_BODY_MAX_BYTES"), "{b}");
+    let (st, b) = s.call("PUT", "/v1/queues/q", Some(json!({"visibility_timeout_ms": -1}))).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "malformed_request"));
+    let (st, b) = s.call("PUT", "/v1/queues/q", Some(json!({"retention_ms": 5}))).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+    let (st, b) = s.call("POST", "/v1/queues/q/receive", Some(json!({"max": 0}))).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+    let (st, b) = s.call("GET", "/v1/jobs/not-a-uuid", None).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+    let (st, b) = s.call("GET", "/v1/jobs/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", None).await;
+    assert_eq!((st, code(&b)), (StatusCode::NOT_FOUND, "job_not_found"));
+    let (st, b) = s.call("GET", "/v2/nothing", None).await;
+    assert_eq!((st, code(&b)), (StatusCode::NOT_FOUND, "route_not_found"));
+    let (st, b) = s.call("DELETE", "/v1/ack", None).await;
+    assert_eq!((st, code(&b)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    assert_eq!(s.enqueued("q").await, 0, "no rejected request wrote anything");
+}
+
+pub async fn metrics_and_openapi_are_served(s: &Server) {
+    s.queue("q", json!({})).await;
+    s.call("POST", "/v1/queues/q/jobs", Some(json!({"jobs":[{"body":"x"}]}))).await;
+    let (_, r) = s.call("POST", "/v1/queues/q/receive", Some(json!({}))).await;
+    s.call("POST", "/v1/ack", Some(json!({"receipts":[r["jobs"][0]["receipt"]]}))).await;
+    let text = s.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "redrive_jobs{queue=\"q\",state=\"completed\"} 1",
+        "redrive_jobs_enqueued_total{queue=\"q\"} 1",
+        "redrive_jobs_acked_total{queue=\"q\"} 1",
+        "redrive_enqueue_to_start_seconds_count 1",
+        s.store_metric,
+        "redrive_http_requests_total{class=\"2xx\"}",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    let (st, spec) = s.call("GET", "/v1/openapi.json", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+}
+
+pub async fn priorities_receive_limits_non_retryable_and_backoff_over_http(s: &Server) {
+    s.queue("p", json!({"priority_aging_ms": null})).await;
+    for (body, priority) in [("low", "low"), ("std", "standard"), ("high", "high")] {
+        s.call(
+            "POST",
+            "/v1/queues/p/jobs",
+            Some(json!({"jobs":[{"body": body, "priority": priority}]})),
+        )
+        .await;
+    }
+    let (_, r) = s.call("POST", "/v1/queues/p/receive", Some(json!({"max": 3}))).await;
+    let order: Vec<&str> =
+        r["jobs"].as_array().unwrap().iter().map(|j| j["body"].as_str().unwrap()).collect();
+    assert_eq!(order, ["high", "std", "low"]);
+
+    // SQS-style receive limit: the third receive moves the job to the dead-letter queue.
+    s.queue(
+        "r",
+        json!({"max_receive_count": 2, "max_attempts": null, "visibility_timeout_ms": 100}),
+    )
+    .await;
+    s.call("POST", "/v1/queues/r/jobs", Some(json!({"jobs":[{"body":"poison"}]}))).await;
+    for _ in 0..2 {
+        let (_, r) = s.call("POST", "/v1/queues/r/receive", Some(json!({"wait_ms": 2000}))).await;
+        assert_eq!(r["jobs"].as_array().unwrap().len(), 1);
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (_, r) = s.call("POST", "/v1/queues/r/receive", Some(json!({}))).await;
+    assert_eq!(r["jobs"], json!([]));
+    let (_, r) = s.call("POST", "/v1/queues/r-dlq/receive", Some(json!({}))).await;
+    assert_eq!(r["jobs"][0]["dead"]["reason"], "max_receives");
+    assert_eq!(r["jobs"][0]["dead"]["source_queue"], "r");
+
+    // Non-retryable goes straight to the dead-letter queue; retryable failures back off within bounds.
+    s.queue("f", json!({"backoff": {"base_ms": 1000, "max_ms": 4000}, "max_attempts": 5})).await;
+    s.call("POST", "/v1/queues/f/jobs", Some(json!({"jobs":[{"body":"a"},{"body":"b"}]}))).await;
+    let (_, r) = s.call("POST", "/v1/queues/f/receive", Some(json!({"max": 2}))).await;
+    let fail = |receipt: &Value, non_retryable: bool| json!({"receipt": receipt, "error": {"type": "E", "message": "m"}, "non_retryable": non_retryable});
+    let (_, dead) = s.call("POST", "/v1/fail", Some(fail(&r["jobs"][0]["receipt"], true))).await;
+    assert_eq!(
+        (dead["dead_reason"].as_str(), dead["queue"].as_str()),
+        (Some("non_retryable"), Some("f-dlq"))
+    );
+    let before = std::time::SystemTime::now();
+    let (_, retry) = s.call("POST", "/v1/fail", Some(fail(&r["jobs"][1]["receipt"], false))).await;
+    assert!(matches!(retry["state"].as_str(), Some("delayed" | "ready")), "{retry}");
+    let at = redrive_core::time::from_rfc3339(retry["retry_at"].as_str().unwrap()).unwrap();
+    let now = before.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    assert!(
+        at <= now + 1000 + 50,
+        "first retry waits at most base_ms: {} ms",
+        at.saturating_sub(now)
+    );
+}
+
+pub async fn openapi_lists_every_error_code_the_server_can_answer(s: &Server) {
+    use redrive_core::Error;
+    let (_, spec) = s.call("GET", "/v1/openapi.json", None).await;
+    let codes: Vec<&str> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let id = redrive_core::JobId(1);
+    let every = [
+        Error::QueueNotFound("q".into()),
+        Error::QueueExists("q".into()),
+        Error::InvalidQueueName("q".into()),
+        Error::invalid("f", "m"),
+        Error::MalformedRequest("m".into()),
+        Error::RequestTooLarge { max: 1 },
+        Error::RouteNotFound,
+        Error::MethodNotAllowed,
+        Error::Timeout,
+        Error::MessageTooLarge { size: 2, max: 1 },
+        Error::BatchTooLarge { count: 2, max: 1 },
+        Error::EmptyBatch,
+        Error::JobNotFound(id),
+        Error::ProposalNotFound("p".into()),
+        Error::PolicyNotFound("q".into()),
+        Error::StaleReceipt,
+        Error::InvalidReceipt,
+        Error::LimitExceeded { limit: "X", max: 1 },
+        Error::Overloaded,
+        Error::Poisoned("p".into()),
+        Error::ShuttingDown,
+        Error::Internal("i".into()),
+    ];
+    for e in every {
+        assert!(
+            codes.contains(&e.wire().code),
+            "{} missing from the OpenAPI ErrorCode enum",
+            e.wire().code
+        );
+    }
+}
+
+/// One `#[tokio::test]` per case, each over a fresh server from `$start` (an async fn returning
+/// a [`Server`]).
+macro_rules! http_api_cases {
+    ($start:path) => {
+        http_api_cases!(@tests $start;
+            long_poll_returns_as_soon_as_a_job_is_enqueued,
+            a_long_poll_whose_client_went_away_leases_nothing,
+            multi_queue_receive_prefers_queues_in_order,
+            expired_lease_redelivers_and_stale_receipts_get_409,
+            failures_reach_the_dead_letter_queue_and_redrive_brings_them_back,
+            idempotent_enqueue_over_http,
+            bad_input_gets_clear_errors_and_writes_nothing,
+            metrics_and_openapi_are_served,
+            priorities_receive_limits_non_retryable_and_backoff_over_http,
+            openapi_lists_every_error_code_the_server_can_answer
+        );
+    };
+    (@tests $start:path; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let s = $start().await;
+                cases::$name(&s).await;
+            }
+        )*
+    };
+}
