@@ -146,6 +146,8 @@ macro_rules! suite {
             a_long_poll_gets_a_job_whose_lease_ran_out,
             a_long_poll_gets_a_retry_after_its_backoff,
             a_long_poll_gets_a_redriven_job,
+            a_long_poll_gets_a_fifo_groups_next_job_when_the_group_is_acked,
+            a_long_poll_on_several_queues_is_woken_by_any,
             retention_expires_jobs_and_a_change_applies_to_existing_ones
         );
     };

@@ -74,3 +74,37 @@ pub async fn a_long_poll_gets_a_redriven_job<B: Broker + Clone>(b: &B) {
     assert_eq!(b.redrive("q-dlq".into(), req).await.unwrap().moved, 1);
     woken_with(parked, started, id).await;
 }
+
+/// On a FIFO queue, a long poll waiting behind a group in flight gets the group's next job as
+/// soon as the batch holding the group is acked.
+pub async fn a_long_poll_gets_a_fifo_groups_next_job_when_the_group_is_acked<B: Broker + Clone>(
+    b: &B,
+) {
+    queue(b, "q.fifo", |_| {}).await;
+    let g = |body: &str| NewJob { group: Some("g".into()), ..job(body) };
+    let ids = send(b, "q.fifo", vec![g("first"), g("second")]).await;
+    let first = take(b, "q.fifo", 1, None).await.remove(0);
+    assert_eq!(first.id, ids[0]);
+    let started = Instant::now();
+    let parked = poll(b, "q.fifo");
+    crate::until_parked(b, 1).await;
+    b.ack(vec![first.receipt]).await.unwrap();
+    woken_with(parked, started, ids[1]).await;
+}
+
+/// A long poll over several queues is woken by a job in any of them.
+pub async fn a_long_poll_on_several_queues_is_woken_by_any<B: Broker + Clone>(b: &B) {
+    queue(b, "a", |_| {}).await;
+    queue(b, "b", |_| {}).await;
+    let started = Instant::now();
+    let parked = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.receive(crate::long_poll(&["a", "b"])).await.expect("long poll answered")
+        })
+    };
+    crate::until_parked(b, 1).await;
+    let id = send(b, "b", vec![job("in b")]).await[0];
+    let d = woken_with(parked, started, id).await;
+    assert_eq!(d.queue, "b");
+}
