@@ -1,7 +1,7 @@
 //! Failure: retries with backoff, dead letters with their history, max receives, redrive,
 //! purge and delete.
 
-use redrive_core::broker::{DeadFilter, RedriveRequest};
+use redrive_core::broker::{DeadFilter, RedriveRequest, SkipReason, Skipped};
 use redrive_core::model::{signature, DeadReason, JobState, Outcome};
 use redrive_core::{Broker, Error};
 
@@ -90,8 +90,11 @@ pub async fn redrive_by_ids_with_dry_run_and_lineage<B: Broker>(b: &B) {
     assert_eq!(info.attempts.len(), 1, "the attempt log is kept");
     let d = take(b, "q", 1, None).await.remove(0);
     assert_eq!((d.id, d.attempt), (ids[0], 1));
-    let bad = RedriveRequest { ids: Some(vec![ids[0]]), ..Default::default() };
-    assert!(matches!(b.redrive("q-dlq".into(), bad).await, Err(Error::InvalidParameter { .. })));
+    // A job that is no longer dead is reported, not moved, and fails nothing.
+    let again = RedriveRequest { ids: Some(vec![ids[0]]), ..Default::default() };
+    let r = b.redrive("q-dlq".into(), again).await.unwrap();
+    assert_eq!((r.moved, r.ids.len()), (0, 0));
+    assert_eq!(r.skipped, vec![Skipped { id: ids[0], reason: SkipReason::NotDead }]);
     let totals = b.get_queue("q".into()).await.unwrap().stats.totals;
     assert_eq!(totals.redriven, 1);
 }
@@ -209,4 +212,34 @@ pub async fn dead_letters_move_page_by_page_to_another_queue<B: Broker>(b: &B) {
         .jobs
         .is_empty());
     assert_eq!(b.get_queue("elsewhere".into()).await.unwrap().stats.totals.redriven, 5);
+}
+
+/// A lease that ran out is over for every operation, not only for receive: listing, redrive,
+/// purge and delete see the job as ready again (its attempt ended `lease_expired`), without
+/// waiting for any periodic sweep.
+pub async fn leases_that_ran_out_are_over_for_listing_redrive_purge_and_delete<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
+    let ids = send(b, "q", vec![job("a"), job("b"), job("c")]).await;
+    for d in take(b, "q", 3, None).await {
+        b.fail(failure(&d.receipt, None, false)).await.unwrap();
+    }
+    // A consumer of the dead-letter queue leases all three and lets the leases run out.
+    assert_eq!(take(b, "q-dlq", 3, Some(SOON_MS)).await.len(), 3);
+    tokio::time::sleep(AFTER_SOON).await;
+    let page = b.list_dead("q-dlq".into(), DeadFilter::default(), None, 10).await.unwrap();
+    let states: Vec<JobState> = page.jobs.iter().map(|j| j.state).collect();
+    assert_eq!(states, [JobState::Ready; 3]);
+    let last = page.jobs[0].attempts.last().map(|a| a.outcome);
+    assert_eq!(last, Some(Outcome::LeaseExpired));
+    let req = RedriveRequest { ids: Some(vec![ids[0]]), ..Default::default() };
+    assert_eq!(b.redrive("q-dlq".into(), req).await.unwrap().moved, 1);
+    b.delete_job(ids[1]).await.unwrap();
+    assert!(matches!(b.get_job(ids[1]).await, Err(Error::JobNotFound(_))));
+    let dlq = b.get_queue("q-dlq".into()).await.unwrap().stats;
+    assert_eq!((dlq.counts.ready, dlq.counts.leased), (1, 0));
+    assert_eq!(dlq.totals.lease_expired, 3);
+    take(b, "q", 1, Some(SOON_MS)).await.remove(0);
+    tokio::time::sleep(AFTER_SOON).await;
+    assert_eq!(b.purge("q".into()).await.unwrap(), 0, "back in q-dlq after its lease");
+    assert_eq!(b.purge("q-dlq".into()).await.unwrap(), 2);
 }

@@ -132,6 +132,7 @@ macro_rules! suite {
             dead_letters_list_in_pages_and_filter_by_error,
             dead_letters_filter_by_failure_signature,
             dead_letters_move_page_by_page_to_another_queue,
+            leases_that_ran_out_are_over_for_listing_redrive_purge_and_delete,
             purge_drops_ready_and_delayed_and_counts_them,
             delete_job_refuses_leased_jobs,
             idempotent_enqueue_returns_the_first_id,

@@ -152,6 +152,18 @@ impl PgBroker {
         self.inner.pool.get().await.map_err(pool_error)
     }
 
+    /// Ends every lease of `queue` that ran out, so that an operation on its jobs sees them as
+    /// the engine would (which ends leases on time) rather than as the last sweep left them.
+    async fn end_expired_leases(&self, queue: &str) -> Result<()> {
+        let mut c = self.client().await?;
+        let q = db::queue_by_name(&c, queue).await?;
+        let shard = self.shard();
+        while receive::expire_leases(&mut c, Some(q.id), LEASE_EXPIRY_BATCH, shard).await? as i64
+            == LEASE_EXPIRY_BATCH
+        {}
+        Ok(())
+    }
+
     /// Which row of a queue's totals this write bumps.
     fn shard(&self) -> i16 {
         (self.inner.shard.fetch_add(1, Ordering::Relaxed) % db::TOTALS_SHARDS) as i16
@@ -367,6 +379,7 @@ impl Broker for PgBroker {
         after: Option<JobId>,
         limit: usize,
     ) -> Result<DeadPage> {
+        self.end_expired_leases(&queue).await?;
         let c = self.client().await?;
         let q = db::queue_by_name(&c, &queue).await?;
         let now = db::now_ms(&c).await?;
@@ -374,6 +387,7 @@ impl Broker for PgBroker {
     }
 
     async fn redrive(&self, queue: String, req: RedriveRequest) -> Result<RedriveResult> {
+        self.end_expired_leases(&queue).await?;
         let shard = self.shard();
         self.in_tx(|tx| {
             Box::pin(async move {
@@ -386,6 +400,7 @@ impl Broker for PgBroker {
     }
 
     async fn purge(&self, queue: String) -> Result<u64> {
+        self.end_expired_leases(&queue).await?;
         let shard = self.shard();
         self.in_tx(|tx| {
             Box::pin(async move {
@@ -398,6 +413,8 @@ impl Broker for PgBroker {
 
     async fn delete_job(&self, id: JobId) -> Result<()> {
         let shard = self.shard();
+        // As in the engine, a lease that ran out is over: the job can be deleted.
+        sweep::expire_lease_of(&mut self.client().await?, id, shard).await?;
         self.in_tx(|tx| Box::pin(async move { dead::delete_job(tx, id, shard).await })).await
     }
 
