@@ -214,8 +214,8 @@ pub async fn dead_letters_move_page_by_page_to_another_queue<B: Broker>(b: &B) {
     assert_eq!(b.get_queue("elsewhere".into()).await.unwrap().stats.totals.redriven, 5);
 }
 
-/// A lease that ran out is over for every operation, not only for receive: listing, redrive,
-/// purge and delete see the job as ready again (its attempt ended `lease_expired`), without
+/// A lease that ran out is over for every operation, not only for receive: listing queues and
+/// dead letters, redrive, purge and delete see the job as ready again (its attempt ended `lease_expired`), without
 /// waiting for any periodic sweep.
 pub async fn leases_that_ran_out_are_over_for_listing_redrive_purge_and_delete<B: Broker>(b: &B) {
     queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
@@ -226,6 +226,9 @@ pub async fn leases_that_ran_out_are_over_for_listing_redrive_purge_and_delete<B
     // A consumer of the dead-letter queue leases all three and lets the leases run out.
     assert_eq!(take(b, "q-dlq", 3, Some(SOON_MS)).await.len(), 3);
     tokio::time::sleep(AFTER_SOON).await;
+    let listed = b.list_queues().await.unwrap();
+    let dlq = listed.iter().find(|q| q.name == "q-dlq").expect("listed");
+    assert_eq!((dlq.stats.counts.ready, dlq.stats.counts.leased), (3, 0));
     let page = b.list_dead("q-dlq".into(), DeadFilter::default(), None, 10).await.unwrap();
     let states: Vec<JobState> = page.jobs.iter().map(|j| j.state).collect();
     assert_eq!(states, [JobState::Ready; 3]);

@@ -276,7 +276,12 @@ impl Broker for PgBroker {
     }
 
     async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
-        let c = self.client().await?;
+        let mut c = self.client().await?;
+        // Counts as the engine would show them: leases that ran out are over.
+        let shard = self.shard();
+        while receive::expire_leases(&mut c, None, LEASE_EXPIRY_BATCH, shard).await? as i64
+            == LEASE_EXPIRY_BATCH
+        {}
         let all = queues::all(&c).await?;
         let now = db::now_ms(&c).await?;
         queues::infos(&c, all, db::sql_ms(now)).await
