@@ -120,3 +120,16 @@ pub async fn stats_count_by_state_and_priority<B: Broker>(b: &B) {
     b.delete_queue("q".into()).await.unwrap();
     assert_eq!(b.get_queue("q".into()).await.unwrap_err(), Error::QueueNotFound("q".into()));
 }
+
+/// An idempotency key is free again once its window ends: the next job with it is new.
+pub async fn an_idempotency_key_is_free_again_after_its_window<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.dedup_window_ms = Some(crate::SOON_MS)).await;
+    let keyed = |body: &str| NewJob { idempotency_key: Some("k".into()), ..job(body) };
+    let first = b.enqueue("q".into(), vec![keyed("a")]).await.unwrap()[0].clone();
+    let again = b.enqueue("q".into(), vec![keyed("b")]).await.unwrap()[0].clone();
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+    tokio::time::sleep(crate::AFTER_SOON).await;
+    let later = b.enqueue("q".into(), vec![keyed("c")]).await.unwrap()[0].clone();
+    assert!(!later.duplicate && later.id != first.id, "the window ended");
+    assert_eq!(bodies(&take(b, "q", 10, None).await), ["a", "c"]);
+}

@@ -246,3 +246,19 @@ pub async fn leases_that_ran_out_are_over_for_listing_redrive_purge_and_delete<B
     assert_eq!(b.purge("q".into()).await.unwrap(), 0, "back in q-dlq after its lease");
     assert_eq!(b.purge("q-dlq".into()).await.unwrap(), 2);
 }
+
+/// A redrive with a delay puts the jobs back delayed: not delivered before the delay ends, and
+/// delivered after it.
+pub async fn redrive_with_a_delay_holds_the_jobs_back<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
+    let id = send(b, "q", vec![job("a")]).await[0];
+    let d = take(b, "q", 1, None).await.remove(0);
+    b.fail(failure(&d.receipt, None, false)).await.unwrap();
+    let req = RedriveRequest { delay_ms: Some(SOON_MS), ..RedriveRequest::default() };
+    assert_eq!(b.redrive("q-dlq".into(), req).await.unwrap().moved, 1);
+    let info = b.get_job(id).await.unwrap();
+    assert_eq!((info.queue.as_str(), info.state), ("q", JobState::Delayed));
+    assert!(take(b, "q", 1, None).await.is_empty(), "held back");
+    tokio::time::sleep(AFTER_SOON).await;
+    assert_eq!(take(b, "q", 1, None).await.remove(0).id, id);
+}

@@ -133,6 +133,8 @@ macro_rules! suite {
             dead_letters_filter_by_failure_signature,
             dead_letters_move_page_by_page_to_another_queue,
             leases_that_ran_out_are_over_for_listing_redrive_purge_and_delete,
+            redrive_with_a_delay_holds_the_jobs_back,
+            an_idempotency_key_is_free_again_after_its_window,
             purge_drops_ready_and_delayed_and_counts_them,
             delete_job_refuses_leased_jobs,
             idempotent_enqueue_returns_the_first_id,
