@@ -356,7 +356,27 @@ pub struct RedriveRequest {
 pub struct RedriveResult {
     pub moved: u64,
     pub dry_run: bool,
+    /// The jobs moved (or, in a dry run, that would be).
     pub ids: Vec<JobId>,
+    /// Jobs named or matched that were left where they are, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+}
+
+/// A job a redrive left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub id: JobId,
+    pub reason: SkipReason,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// No dead job with this id is in the queue (unknown, alive, completed, or elsewhere).
+    NotDead,
+    /// The dead letter is leased by a consumer of the dead-letter queue.
+    Leased,
 }
 
 /// Store health for `/readyz` and the error of a poisoned store.

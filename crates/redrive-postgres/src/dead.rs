@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
-use redrive_core::broker::{DeadFilter, DeadPage, JobInfo, RedriveRequest, RedriveResult};
+use redrive_core::broker::{
+    DeadFilter, DeadPage, JobInfo, RedriveRequest, RedriveResult, SkipReason, Skipped,
+};
 use redrive_core::model::{signature, JobId, JobState};
 use redrive_core::{limits, Error, Result};
 use uuid::Uuid;
@@ -105,6 +107,7 @@ pub async fn redrive(
     };
     // (id, state, source queue id) of each picked dead letter, locked.
     let mut picked: Vec<(Uuid, i16, Option<i32>)> = Vec::new();
+    let mut skipped = Vec::new();
     const LOCK: &str = "SELECT id, state, source_queue_id FROM redrive.jobs WHERE id = ANY($1) \
          AND queue_id = $2 AND dead_reason IS NOT NULL AND state <> 3 ORDER BY id FOR UPDATE";
     match &req.ids {
@@ -124,11 +127,9 @@ pub async fn redrive(
                 rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
             for id in named {
                 let Some(&(state, src)) = found.get(&id) else {
-                    let name = &q.name;
-                    return Err(Error::invalid(
-                        "ids",
-                        format!("job {} is not a dead job in queue {name:?}", JobId(id.as_u128())),
-                    ));
+                    let id = JobId(id.as_u128());
+                    skipped.push(Skipped { id, reason: SkipReason::NotDead });
+                    continue;
                 };
                 picked.push((id, state, src));
             }
@@ -143,7 +144,13 @@ pub async fn redrive(
         }
     }
     // Leased dead letters (a consumer of the dead-letter queue holds them) are left alone.
-    picked.retain(|(_, state, _)| *state != JobState::Leased as i16);
+    picked.retain(|(id, state, _)| {
+        let leased = *state == JobState::Leased as i16;
+        if leased {
+            skipped.push(Skipped { id: JobId(id.as_u128()), reason: SkipReason::Leased });
+        }
+        !leased
+    });
     let mut targets: HashMap<i32, (QueueRow, Vec<Uuid>)> = HashMap::new();
     for (id, _, src) in &picked {
         let target = match (&to, src) {
@@ -177,6 +184,7 @@ pub async fn redrive(
         moved: picked.len() as u64,
         dry_run: req.dry_run,
         ids: picked.into_iter().map(|(id, _, _)| JobId(id.as_u128())).collect(),
+        skipped,
     })
 }
 

@@ -1,6 +1,8 @@
 //! Dead letters: listing them with filters, redriving them, and purging queues.
 
-use redrive_core::broker::{DeadFilter, DeadPage, JobInfo, RedriveRequest, RedriveResult};
+use redrive_core::broker::{
+    DeadFilter, DeadPage, JobInfo, RedriveRequest, RedriveResult, SkipReason, Skipped,
+};
 use redrive_core::model::{signature, JobId, JobState};
 use redrive_core::{limits, Error, Result};
 
@@ -81,6 +83,7 @@ impl Store {
         let to = req.to.as_deref().map(|t| self.queue_id(t)).transpose()?;
         let filter = req.filter.clone().unwrap_or_default();
         let mut picked = Vec::new();
+        let mut skipped = Vec::new();
         match &req.ids {
             Some(ids) => {
                 if ids.len() > limits::REDRIVE_COUNT_MAX {
@@ -96,10 +99,8 @@ impl Store {
                         continue;
                     }
                     if !self.queues[&qid].dead.contains(&id.0) {
-                        return Err(Error::invalid(
-                            "ids",
-                            format!("job {id} is not a dead job in queue {queue:?}"),
-                        ));
+                        skipped.push(Skipped { id: *id, reason: SkipReason::NotDead });
+                        continue;
                     }
                     picked.push(id.0);
                 }
@@ -116,7 +117,13 @@ impl Store {
             }
         }
         // Leased dead letters (a consumer of the dead-letter queue holds them) are left alone.
-        picked.retain(|id| self.jobs[id].meta.state != JobState::Leased);
+        picked.retain(|&id| {
+            let leased = self.jobs[&id].meta.state == JobState::Leased;
+            if leased {
+                skipped.push(Skipped { id: JobId(id), reason: SkipReason::Leased });
+            }
+            !leased
+        });
         for &id in &picked {
             let m = self.jobs[&id].meta;
             let target = match to {
@@ -137,6 +144,7 @@ impl Store {
             moved: picked.len() as u64,
             dry_run: req.dry_run,
             ids: picked.into_iter().map(JobId).collect(),
+            skipped,
         })
     }
 

@@ -160,26 +160,9 @@ async fn run<B: Broker>(state: Shared<B>, task: Arc<MoveTask>) {
             to: task.spec.destination.clone(),
             ..RedriveRequest::default()
         };
+        // Messages of the page that left meanwhile (deleted, expired) come back as skipped.
         let moved = match broker.redrive(task.spec.source.clone(), req).await {
             Ok(r) => r.moved,
-            // One of the page's messages left meanwhile (deleted, expired): move the rest one
-            // by one, skipping those that are gone.
-            Err(redrive_core::Error::InvalidParameter { .. }) => {
-                let mut moved = 0;
-                for job in &page.jobs {
-                    let one = RedriveRequest {
-                        ids: Some(vec![job.id]),
-                        to: task.spec.destination.clone(),
-                        ..RedriveRequest::default()
-                    };
-                    match broker.redrive(task.spec.source.clone(), one).await {
-                        Ok(r) => moved += r.moved,
-                        Err(redrive_core::Error::InvalidParameter { .. }) => {}
-                        Err(e) => return task.finish(Status::Failed, Some(e.to_string())),
-                    }
-                }
-                moved
-            }
             Err(e) => return task.finish(Status::Failed, Some(e.to_string())),
         };
         task.moved.fetch_add(moved, Ordering::Relaxed);

@@ -147,5 +147,12 @@ async fn redrive(ctx: &Ctx, a: RedriveArgs) -> anyhow::Result<()> {
     } else {
         println!("redrove {} jobs", res.moved);
     }
+    for s in &res.skipped {
+        let why = match s.reason {
+            redrive_core::broker::SkipReason::NotDead => "not a dead job in this queue",
+            redrive_core::broker::SkipReason::Leased => "leased by a consumer of this queue",
+        };
+        println!("skipped {}: {why}", s.id);
+    }
     Ok(())
 }
