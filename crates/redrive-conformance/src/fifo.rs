@@ -50,3 +50,16 @@ pub async fn fifo_deduplicates_by_key_even_after_completion<B: Broker>(b: &B) {
     let totals = b.get_queue("d.fifo".into()).await.unwrap().stats.totals;
     assert_eq!((totals.enqueued, totals.duplicates), (2, 1));
 }
+
+/// A job of a group whose lease ran out comes back before the group's later jobs (the SQS
+/// visibility-timeout case): a group's order survives a lost worker.
+pub async fn fifo_redelivers_an_expired_lease_before_the_groups_later_jobs<B: Broker>(b: &B) {
+    queue(b, "q.fifo", |_| {}).await;
+    send(b, "q.fifo", vec![grouped("a1", "a"), grouped("a2", "a")]).await;
+    let first = take(b, "q.fifo", 1, Some(crate::SOON_MS)).await;
+    assert_eq!(bodies(&first), ["a1"]);
+    assert!(take(b, "q.fifo", 1, None).await.is_empty(), "a1 holds group a");
+    tokio::time::sleep(crate::AFTER_SOON).await;
+    let again = take(b, "q.fifo", 1, None).await;
+    assert_eq!((bodies(&again), again[0].attempt), (vec!["a1"], 2));
+}

@@ -145,6 +145,7 @@ macro_rules! suite {
             stats_count_by_state_and_priority,
             fifo_groups_keep_order_and_one_batch_in_flight,
             fifo_deduplicates_by_key_even_after_completion,
+            fifo_redelivers_an_expired_lease_before_the_groups_later_jobs,
             a_long_poll_gets_a_delayed_job_when_it_becomes_ready,
             a_long_poll_gets_a_job_whose_lease_ran_out,
             a_long_poll_gets_a_retry_after_its_backoff,
