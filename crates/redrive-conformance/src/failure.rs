@@ -213,3 +213,52 @@ pub async fn dead_letters_move_page_by_page_to_another_queue<B: Broker>(b: &B) {
         .is_empty());
     assert_eq!(b.get_queue("elsewhere".into()).await.unwrap().stats.totals.redriven, 5);
 }
+
+/// A lease that ran out is over for every operation, not only for receive: listing queues and
+/// dead letters, redrive, purge and delete see the job as ready again (its attempt ended `lease_expired`), without
+/// waiting for any periodic sweep.
+pub async fn leases_that_ran_out_are_over_for_listing_redrive_purge_and_delete<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
+    let ids = send(b, "q", vec![job("a"), job("b"), job("c")]).await;
+    for d in take(b, "q", 3, None).await {
+        b.fail(failure(&d.receipt, None, false)).await.unwrap();
+    }
+    // A consumer of the dead-letter queue leases all three and lets the leases run out.
+    assert_eq!(take(b, "q-dlq", 3, Some(SOON_MS)).await.len(), 3);
+    tokio::time::sleep(AFTER_SOON).await;
+    let listed = b.list_queues().await.unwrap();
+    let dlq = listed.iter().find(|q| q.name == "q-dlq").expect("listed");
+    assert_eq!((dlq.stats.counts.ready, dlq.stats.counts.leased), (3, 0));
+    let page = b.list_dead("q-dlq".into(), DeadFilter::default(), None, 10).await.unwrap();
+    let states: Vec<JobState> = page.jobs.iter().map(|j| j.state).collect();
+    assert_eq!(states, [JobState::Ready; 3]);
+    let last = page.jobs[0].attempts.last().map(|a| a.outcome);
+    assert_eq!(last, Some(Outcome::LeaseExpired));
+    let req = RedriveRequest { ids: Some(vec![ids[0]]), ..Default::default() };
+    assert_eq!(b.redrive("q-dlq".into(), req).await.unwrap().moved, 1);
+    b.delete_job(ids[1]).await.unwrap();
+    assert!(matches!(b.get_job(ids[1]).await, Err(Error::JobNotFound(_))));
+    let dlq = b.get_queue("q-dlq".into()).await.unwrap().stats;
+    assert_eq!((dlq.counts.ready, dlq.counts.leased), (1, 0));
+    assert_eq!(dlq.totals.lease_expired, 3);
+    take(b, "q", 1, Some(SOON_MS)).await.remove(0);
+    tokio::time::sleep(AFTER_SOON).await;
+    assert_eq!(b.purge("q".into()).await.unwrap(), 0, "back in q-dlq after its lease");
+    assert_eq!(b.purge("q-dlq".into()).await.unwrap(), 2);
+}
+
+/// A redrive with a delay puts the jobs back delayed: not delivered before the delay ends, and
+/// delivered after it.
+pub async fn redrive_with_a_delay_holds_the_jobs_back<B: Broker>(b: &B) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
+    let id = send(b, "q", vec![job("a")]).await[0];
+    let d = take(b, "q", 1, None).await.remove(0);
+    b.fail(failure(&d.receipt, None, false)).await.unwrap();
+    let req = RedriveRequest { delay_ms: Some(SOON_MS), ..RedriveRequest::default() };
+    assert_eq!(b.redrive("q-dlq".into(), req).await.unwrap().moved, 1);
+    let info = b.get_job(id).await.unwrap();
+    assert_eq!((info.queue.as_str(), info.state), ("q", JobState::Delayed));
+    assert!(take(b, "q", 1, None).await.is_empty(), "held back");
+    tokio::time::sleep(AFTER_SOON).await;
+    assert_eq!(take(b, "q", 1, None).await.remove(0).id, id);
+}
