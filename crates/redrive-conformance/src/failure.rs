@@ -215,8 +215,8 @@ pub async fn dead_letters_move_page_by_page_to_another_queue<B: Broker>(b: &B) {
 }
 
 /// A lease that ran out is over for every operation, not only for receive: listing queues and
-/// dead letters, redrive, purge and delete see the job as ready again (its attempt ended `lease_expired`), without
-/// waiting for any periodic sweep.
+/// dead letters, redrive, purge and delete see the job as ready again (its attempt ended
+/// `lease_expired`), without waiting for any periodic sweep.
 pub async fn leases_that_ran_out_are_over_for_listing_redrive_purge_and_delete<B: Broker>(b: &B) {
     queue(b, "q", |p| p.max_attempts = Some(Some(1))).await;
     let ids = send(b, "q", vec![job("a"), job("b"), job("c")]).await;
