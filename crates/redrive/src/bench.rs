@@ -1,5 +1,7 @@
 //! `redrive bench`: end-to-end throughput (enqueue + receive + ack) and enqueue→start latency,
-//! against a server at `--url` or one it starts on a free port with a temporary data directory.
+//! against a server at `--url` or one it starts on a free port with a temporary data directory
+//! (or on PostgreSQL with `--store`); with `--bare-postgres`, then the bare `SKIP LOCKED` pattern
+//! on the same database (bench_bare.rs).
 //!
 //! Producers stamp every job with attribute `t`, the send time in µs since the epoch; consumers
 //! long-poll, record receive time minus `t` in a histogram, and ack in batches. The run ends when
@@ -74,6 +76,14 @@ pub struct BenchArgs {
     /// DeleteMessageBatch (the single-message calls with --batch 1); --batch at most 10
     #[arg(long)]
     sqs: bool,
+    /// Store of the server bench starts (`postgres://USER@HOST:PORT/DB`); without it, a
+    /// temporary embedded log
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Then run the same workload through the bare `FOR UPDATE SKIP LOCKED` pattern on a plain
+    /// table in this database, and report both side by side
+    #[arg(long, value_name = "URL")]
+    bare_postgres: Option<String>,
 }
 
 /// One run's result: the `--json` output.
@@ -134,9 +144,12 @@ pub async fn run(args: BenchArgs, url: Option<String>, json: bool) -> anyhow::Re
     if args.sqs && args.batch > crate::bench_sqs::SQS_BATCH_MAX {
         bail!("--sqs takes --batch 1 to {}", crate::bench_sqs::SQS_BATCH_MAX);
     }
+    if url.is_some() && args.store.is_some() {
+        bail!("--store is for the server bench starts; with --url, the server has its own store");
+    }
     let server = match url {
         Some(url) => Server::external(url),
-        None => Server::spawn().await?,
+        None => Server::spawn(args.store.as_deref()).await?,
     };
     let result = bench(&args, &server).await;
     server.stop().await;
@@ -145,6 +158,19 @@ pub async fn run(args: BenchArgs, url: Option<String>, json: bool) -> anyhow::Re
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print_report(&report);
+    }
+    if let (Some(bare_url), None) = (&args.bare_postgres, &error) {
+        let bare = bare_report(&args, bare_url).await?;
+        if json {
+            println!("{}", serde_json::to_string(&bare)?);
+        } else {
+            println!();
+            print_report(&bare);
+            println!(
+                "\nredrive / bare SKIP LOCKED, end to end: {:.2}x",
+                report.jobs_per_s / bare.jobs_per_s.max(1e-9)
+            );
+        }
     }
     match error {
         Some(e) => Err(e.context("the run stopped early")),
@@ -225,6 +251,39 @@ async fn bench(
     }
     let counts = Counts { enqueued, enqueue_end, ack_batch };
     Ok((report(&run, args, server, start, counts, &latency), error))
+}
+
+/// The same workload through the bare `SKIP LOCKED` pattern (bench_bare.rs), as a report.
+async fn bare_report(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
+    let (p, c, b) = (args.producers, args.consumers, args.batch);
+    let r = crate::bench_bare::run(url, p, c, args.jobs, b, args.body_bytes).await?;
+    let ms = |q: f64| r.latency.value_at_quantile(q) as f64 / 1000.0;
+    let secs = r.elapsed_s.max(1e-9);
+    Ok(Report {
+        server: "bare FOR UPDATE SKIP LOCKED table, same database".into(),
+        queue: "redrive_bench_bare".into(),
+        producers: p,
+        consumers: c,
+        batch: b,
+        ack_batch: b,
+        body_bytes: args.body_bytes,
+        rate: 0,
+        jobs: args.jobs,
+        enqueued: args.jobs,
+        acked: r.acked,
+        completed: r.acked >= args.jobs,
+        elapsed_s: secs,
+        jobs_per_s: r.acked as f64 / secs,
+        jobs_per_min: r.acked as f64 * 60.0 / secs,
+        enqueue_elapsed_s: 0.0,
+        enqueue_jobs_per_s: 0.0,
+        latency_p50_ms: ms(0.5),
+        latency_p99_ms: ms(0.99),
+        latency_p999_ms: ms(0.999),
+        latency_max_ms: r.latency.max() as f64 / 1000.0,
+        shed_retries: 0,
+        stale_acks: 0,
+    })
 }
 
 /// What the producers did, for the report.
@@ -438,7 +497,11 @@ fn print_report(r: &Report) {
         .add("end to end", format!("{:.0} jobs/s, {:.0} jobs/min", r.jobs_per_s, r.jobs_per_min))
         .add(
             "enqueue only",
-            format!("{:.0} jobs/s over {:.2} s", r.enqueue_jobs_per_s, r.enqueue_elapsed_s),
+            if r.enqueue_elapsed_s > 0.0 {
+                format!("{:.0} jobs/s over {:.2} s", r.enqueue_jobs_per_s, r.enqueue_elapsed_s)
+            } else {
+                "not measured".to_owned()
+            },
         )
         .add("enqueue→start p50", format!("{:.3} ms", r.latency_p50_ms))
         .add("enqueue→start p99", format!("{:.3} ms", r.latency_p99_ms))
@@ -463,7 +526,7 @@ impl Server {
 
     /// Starts `<this binary> serve` on a free port with a fresh data directory, and waits for
     /// its one stdout line `redrive listening on <url>`.
-    async fn spawn() -> anyhow::Result<Server> {
+    async fn spawn(store: Option<&str>) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir().context("creating a data directory")?;
         let data = dir.path().join("data");
         std::fs::create_dir(&data).context("creating a data directory")?;
@@ -473,6 +536,7 @@ impl Server {
         let mut child = tokio::process::Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
+            .args(store.map(|s| ["--store", s]).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -11,6 +11,7 @@
 //! Errors end the process with exit code 1 and one line on stderr; usage errors exit with 2.
 
 mod bench;
+mod bench_bare;
 mod bench_sdk;
 mod bench_sqs;
 mod cli;
