@@ -149,6 +149,16 @@ impl ReceiveRequest {
     }
 }
 
+/// Checks a batch's size: not empty (`EmptyBatch`), at most `max` entries (`BatchTooLarge`).
+pub fn check_batch(len: usize, max: usize) -> Result<()> {
+    use crate::error::Error;
+    match len {
+        0 => Err(Error::EmptyBatch),
+        n if n > max => Err(Error::BatchTooLarge { count: n, max }),
+        _ => Ok(()),
+    }
+}
+
 /// A leased job as a worker receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -350,6 +360,27 @@ pub struct RedriveRequest {
     pub delay_ms: Option<u64>,
     #[serde(default)]
     pub dry_run: bool,
+}
+
+impl RedriveRequest {
+    /// Checks what every store bounds the same way: `ids` or `filter`, not both; at most
+    /// `REDRIVE_COUNT_MAX` ids; a delay within `DELAY_MAX_MS`.
+    pub fn check(&self) -> Result<()> {
+        use crate::error::Error;
+        if self.ids.is_some() && self.filter.is_some() {
+            return Err(Error::invalid("ids", "give ids or filter, not both"));
+        }
+        if let Some(ids) = &self.ids {
+            if ids.len() > limits::REDRIVE_COUNT_MAX {
+                let (count, max) = (ids.len(), limits::REDRIVE_COUNT_MAX);
+                return Err(Error::BatchTooLarge { count, max });
+            }
+        }
+        if self.delay_ms.is_some_and(|d| d > limits::DELAY_MAX_MS) {
+            return Err(Error::invalid("delay_ms", format!("at most {}", limits::DELAY_MAX_MS)));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -95,12 +95,7 @@ pub async fn redrive(
     now: i64,
     shard: i16,
 ) -> Result<RedriveResult> {
-    if req.ids.is_some() && req.filter.is_some() {
-        return Err(Error::invalid("ids", "give ids or filter, not both"));
-    }
-    if req.delay_ms.is_some_and(|d| d > limits::DELAY_MAX_MS) {
-        return Err(Error::invalid("delay_ms", format!("at most {}", limits::DELAY_MAX_MS)));
-    }
+    req.check()?;
     let to = match &req.to {
         Some(t) => Some(db::queue_by_name(c, t).await?),
         None => None,
@@ -112,12 +107,6 @@ pub async fn redrive(
          AND queue_id = $2 AND dead_reason IS NOT NULL AND state <> 3 ORDER BY id FOR UPDATE";
     match &req.ids {
         Some(ids) => {
-            if ids.len() > limits::REDRIVE_COUNT_MAX {
-                return Err(Error::BatchTooLarge {
-                    count: ids.len(),
-                    max: limits::REDRIVE_COUNT_MAX,
-                });
-            }
             // An id named twice is one job: it moves once and is counted once.
             let mut seen = HashSet::with_capacity(ids.len());
             let named: Vec<Uuid> =

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use redrive_core::broker::{Enqueued, NewJob};
+use redrive_core::broker::{check_batch, Enqueued, NewJob};
 use redrive_core::model::{JobId, Priority};
 use redrive_core::{limits, Error, Result};
 use uuid::Uuid;
@@ -49,15 +49,7 @@ ORDER BY i.ord";
 
 /// Checks a batch whole before anything is written, as the engine does.
 fn check(q: &QueueRow, jobs: &[NewJob], now: u64) -> Result<()> {
-    if jobs.is_empty() {
-        return Err(Error::EmptyBatch);
-    }
-    if jobs.len() > limits::ENQUEUE_BATCH_COUNT_MAX {
-        return Err(Error::BatchTooLarge {
-            count: jobs.len(),
-            max: limits::ENQUEUE_BATCH_COUNT_MAX,
-        });
-    }
+    check_batch(jobs.len(), limits::ENQUEUE_BATCH_COUNT_MAX)?;
     for job in jobs {
         let size = job.body.len() as u64;
         let max = u64::from(q.config.max_message_bytes);

@@ -3,7 +3,7 @@
 //! stale even before any sweep has ended that lease: fencing never depends on the sweeper.
 
 use deadpool_postgres::GenericClient;
-use redrive_core::broker::{AckResult, FailRequest, FailResult};
+use redrive_core::broker::{check_batch, AckResult, FailRequest, FailResult};
 use redrive_core::model::{Outcome, Receipt};
 use redrive_core::{limits, Error, Result};
 use uuid::Uuid;
@@ -37,15 +37,7 @@ pub async fn ack(
     receipts: &[String],
     shard: i16,
 ) -> Result<Vec<AckResult>> {
-    if receipts.is_empty() {
-        return Err(Error::EmptyBatch);
-    }
-    if receipts.len() > limits::ACK_BATCH_COUNT_MAX {
-        return Err(Error::BatchTooLarge {
-            count: receipts.len(),
-            max: limits::ACK_BATCH_COUNT_MAX,
-        });
-    }
+    check_batch(receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
     let mut out = vec![AckResult::Unknown; receipts.len()];
     // Parsed receipts, each job once: a receipt repeated in the batch completes the job once
     // and is stale the second time, as in the engine.

@@ -73,25 +73,14 @@ impl Store {
         if !req.dry_run {
             self.writable()?;
         }
+        req.check()?;
         let qid = self.queue_id(queue)?;
-        if req.ids.is_some() && req.filter.is_some() {
-            return Err(Error::invalid("ids", "give ids or filter, not both"));
-        }
-        if req.delay_ms.is_some_and(|d| d > limits::DELAY_MAX_MS) {
-            return Err(Error::invalid("delay_ms", format!("at most {}", limits::DELAY_MAX_MS)));
-        }
         let to = req.to.as_deref().map(|t| self.queue_id(t)).transpose()?;
         let filter = req.filter.clone().unwrap_or_default();
         let mut picked = Vec::new();
         let mut skipped = Vec::new();
         match &req.ids {
             Some(ids) => {
-                if ids.len() > limits::REDRIVE_COUNT_MAX {
-                    return Err(Error::BatchTooLarge {
-                        count: ids.len(),
-                        max: limits::REDRIVE_COUNT_MAX,
-                    });
-                }
                 // An id named twice is one job: it moves once and is counted once.
                 let mut named = std::collections::HashSet::with_capacity(ids.len());
                 for id in ids {

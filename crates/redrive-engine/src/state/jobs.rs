@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use rand::Rng;
 use redrive_core::broker::{
-    AckResult, DeadInfo, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob,
+    check_batch, AckResult, DeadInfo, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob,
 };
 use redrive_core::model::{
     Attempt, DeadReason, ErrorInfo, JobId, JobState, Outcome, Priority, Receipt, GROUP_ATTRIBUTE,
@@ -30,15 +30,7 @@ impl Store {
         jobs: &'a [NewJob],
         now: u64,
     ) -> Result<Vec<Checked<'a>>> {
-        if jobs.is_empty() {
-            return Err(Error::EmptyBatch);
-        }
-        if jobs.len() > limits::ENQUEUE_BATCH_COUNT_MAX {
-            return Err(Error::BatchTooLarge {
-                count: jobs.len(),
-                max: limits::ENQUEUE_BATCH_COUNT_MAX,
-            });
-        }
+        check_batch(jobs.len(), limits::ENQUEUE_BATCH_COUNT_MAX)?;
         if self.jobs.len() + jobs.len() > limits::JOBS_COUNT_MAX {
             return Err(Error::LimitExceeded {
                 limit: "JOBS_COUNT_MAX",
@@ -281,15 +273,7 @@ impl Store {
 
     pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Vec<AckResult>> {
         self.writable()?;
-        if receipts.is_empty() {
-            return Err(Error::EmptyBatch);
-        }
-        if receipts.len() > limits::ACK_BATCH_COUNT_MAX {
-            return Err(Error::BatchTooLarge {
-                count: receipts.len(),
-                max: limits::ACK_BATCH_COUNT_MAX,
-            });
-        }
+        check_batch(receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
         let mut out = Vec::with_capacity(receipts.len());
         for r in receipts {
             match self.leased(r) {
