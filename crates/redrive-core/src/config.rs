@@ -156,6 +156,42 @@ impl QueuePatch {
     }
 }
 
+impl QueuePatch {
+    /// The configuration of a new queue named `name`: this patch over the defaults, FIFO when
+    /// the name ends in `.fifo` unless the patch says otherwise, and FIFO names for FIFO queues
+    /// only. A native queue that names no dead-letter queue (and is not one, by its `-dlq`
+    /// suffix, nor FIFO) gets `<name>-dlq`: see [`QueuePatch::auto_dead_letter_queue`].
+    pub fn new_queue_config(&self, name: &str) -> Result<QueueConfig> {
+        let mut config = self.apply(&QueueConfig::default())?;
+        if self.fifo.is_none() {
+            config.fifo = name.ends_with(".fifo");
+        }
+        if config.fifo != name.ends_with(".fifo") {
+            return Err(Error::invalid("fifo", "FIFO queues, and only they, are named *.fifo"));
+        }
+        Ok(config)
+    }
+
+    /// The dead-letter queue a new queue gets without asking, and the patch to create it with
+    /// (no dead-letter queue of its own, the longest retention), or `None`.
+    pub fn auto_dead_letter_queue(
+        &self,
+        name: &str,
+        config: &QueueConfig,
+    ) -> Option<(String, QueuePatch)> {
+        let wanted = self.dead_letter_queue.is_none() && !name.ends_with("-dlq") && !config.fifo;
+        let dlq = format!("{name}-dlq");
+        (wanted && dlq.len() <= limits::QUEUE_NAME_LENGTH_MAX).then(|| {
+            let patch = QueuePatch {
+                dead_letter_queue: Some(None),
+                retention_ms: Some(limits::RETENTION_MAX_MS),
+                ..QueuePatch::default()
+            };
+            (dlq, patch)
+        })
+    }
+}
+
 impl QueueConfig {
     pub fn validate(&self) -> Result<()> {
         fn range(field: &'static str, v: u64, lo: u64, hi: u64) -> Result<()> {

@@ -74,27 +74,12 @@ async fn create(
     if count as usize >= limits::QUEUES_MAX {
         return Err(Error::LimitExceeded { limit: "QUEUES_MAX", max: limits::QUEUES_MAX as u64 });
     }
-    let mut config = patch.apply(&QueueConfig::default())?;
-    if patch.fifo.is_none() {
-        config.fifo = name.ends_with(".fifo");
-    }
-    if config.fifo != name.ends_with(".fifo") {
-        return Err(Error::invalid("fifo", "FIFO queues, and only they, are named *.fifo"));
-    }
-    let auto_dlq = patch.dead_letter_queue.is_none() && !name.ends_with("-dlq") && !config.fifo;
-    if auto_dlq {
-        let dlq = format!("{name}-dlq");
-        if dlq.len() <= limits::QUEUE_NAME_LENGTH_MAX {
-            if let Err(Error::QueueNotFound(_)) = db::queue_by_name(c, &dlq).await {
-                let dlq_patch = QueuePatch {
-                    dead_letter_queue: Some(None),
-                    retention_ms: Some(limits::RETENTION_MAX_MS),
-                    ..QueuePatch::default()
-                };
-                Box::pin(create(c, &dlq, &dlq_patch, now)).await?;
-            }
-            config.dead_letter_queue = Some(dlq);
+    let mut config = patch.new_queue_config(name)?;
+    if let Some((dlq, dlq_patch)) = patch.auto_dead_letter_queue(name, &config) {
+        if let Err(Error::QueueNotFound(_)) = db::queue_by_name(c, &dlq).await {
+            Box::pin(create(c, &dlq, &dlq_patch, now)).await?;
         }
+        config.dead_letter_queue = Some(dlq);
     }
     check_dlq(c, name, &config).await?;
     let json = serde_json::to_string(&config).expect("config serializes");

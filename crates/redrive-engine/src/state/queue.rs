@@ -172,27 +172,12 @@ impl Store {
                 max: limits::QUEUES_MAX as u64,
             });
         }
-        let mut config = patch.apply(&QueueConfig::default())?;
-        if patch.fifo.is_none() {
-            config.fifo = name.ends_with(".fifo");
-        }
-        if config.fifo != name.ends_with(".fifo") {
-            return Err(Error::invalid("fifo", "FIFO queues, and only they, are named *.fifo"));
-        }
-        let auto_dlq = patch.dead_letter_queue.is_none() && !name.ends_with("-dlq") && !config.fifo;
-        if auto_dlq {
-            let dlq = format!("{name}-dlq");
-            if dlq.len() <= limits::QUEUE_NAME_LENGTH_MAX {
-                if !self.queue_ids.contains_key(&dlq) {
-                    let dlq_patch = QueuePatch {
-                        dead_letter_queue: Some(None),
-                        retention_ms: Some(limits::RETENTION_MAX_MS),
-                        ..QueuePatch::default()
-                    };
-                    self.put_queue(&dlq, &dlq_patch, now)?;
-                }
-                config.dead_letter_queue = Some(dlq);
+        let mut config = patch.new_queue_config(name)?;
+        if let Some((dlq, dlq_patch)) = patch.auto_dead_letter_queue(name, &config) {
+            if !self.queue_ids.contains_key(&dlq) {
+                self.put_queue(&dlq, &dlq_patch, now)?;
             }
+            config.dead_letter_queue = Some(dlq);
         }
         self.check_dlq(name, &config)?;
         let qid = self.next_qid;
