@@ -160,3 +160,54 @@ impl Store {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use redrive_core::broker::{AckResult, NewJob};
+    use redrive_core::model::JobState;
+    use redrive_core::QueuePatch;
+
+    use crate::{Durability, MemStorage, Store};
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn export_holds_every_job_not_completed_and_the_open_keys() {
+        let mut s = Store::open(Box::new(MemStorage::new()), Durability::Sync, NOW).unwrap();
+        s.put_queue(
+            "q",
+            &QueuePatch { dead_letter_queue: Some(None), ..QueuePatch::default() },
+            NOW,
+        )
+        .unwrap();
+        let jobs = vec![
+            NewJob { body: "keyed".into(), idempotency_key: Some("k".into()), ..NewJob::default() },
+            NewJob { body: "later".into(), delay_ms: Some(60_000), ..NewJob::default() },
+            NewJob { body: "done".into(), ..NewJob::default() },
+            NewJob { body: "held".into(), group: Some("g".into()), ..NewJob::default() },
+        ];
+        let ids: Vec<u128> = s.enqueue("q", &jobs, NOW).unwrap().iter().map(|e| e.id.0).collect();
+        let qid = s.queue_id("q").unwrap();
+        let mut got = Vec::new();
+        s.receive_from(qid, 3, None, Some("w"), NOW, &mut got).unwrap();
+        let done = got.iter().find(|d| d.body == "done").unwrap().receipt.clone();
+        assert_eq!(s.ack(&[done], NOW).unwrap(), [AckResult::Ok]);
+        s.commit(NOW).unwrap();
+
+        let e = s.export(NOW + 1).unwrap();
+        assert_eq!(e.queues.len(), 1);
+        assert_eq!(e.queues[0].totals.acked, 1);
+        let bodies: Vec<&str> = e.jobs.iter().map(|j| j.body.as_str()).collect();
+        assert_eq!(bodies, ["keyed", "later", "held"], "in id order, the completed one left out");
+        // Leased when exported: ready from now, its epoch kept; the group out of the attributes.
+        let held = e.jobs.iter().find(|j| j.id == ids[3]).unwrap();
+        assert_eq!((held.state, held.visible_at, held.epoch), (JobState::Ready, NOW + 1, 1));
+        assert_eq!(held.group.as_deref(), Some("g"));
+        assert!(held.attributes.is_empty());
+        assert_eq!(held.worker.as_deref(), Some("w"));
+        let later = e.jobs.iter().find(|j| j.id == ids[1]).unwrap();
+        assert_eq!((later.state, later.visible_at), (JobState::Delayed, NOW + 60_000));
+        assert_eq!(e.keys.len(), 1);
+        assert_eq!((e.keys[0].key.as_str(), e.keys[0].job), ("k", ids[0]));
+    }
+}
