@@ -37,9 +37,9 @@ async fn readyz_reports_a_lost_database_and_its_return() {
 
     // The database refuses new connections and ends the server's: as good as lost.
     common::psql(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"));
-    common::psql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'"
-    ));
+    let sql =
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'");
+    common::psql(&sql);
     let body = until_status(&http, &server.url, 503).await;
     assert_eq!(body["status"], "unavailable", "{body}");
     assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "a reason: {body}");

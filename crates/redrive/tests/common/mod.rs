@@ -89,8 +89,11 @@ fn database_for(dir: &Path) -> String {
     if let Some(url) = known.get(dir) {
         return url.clone();
     }
+    if known.is_empty() {
+        drop_leftovers();
+    }
     let base = pg_server_url();
-    let name = format!("redrive_it_{}_{}", std::process::id(), known.len());
+    let name = format!("{DATABASE_PREFIX}{}_{}", std::process::id(), known.len());
     psql(&format!("CREATE DATABASE {name}"));
     let (prefix, _) = base.rsplit_once('/').expect("a URL ending in a database");
     let url = format!("{prefix}/{name}");
@@ -98,13 +101,31 @@ fn database_for(dir: &Path) -> String {
     url
 }
 
-/// Runs one SQL command as the test server's superuser, in its `postgres` database.
-pub fn psql(sql: &str) {
+/// Test databases are named `redrive_it_<pid>_<n>` after the process that made them.
+const DATABASE_PREFIX: &str = "redrive_it_";
+
+/// Drops the databases of earlier test processes that have exited, so the throwaway cluster
+/// does not grow by a database per server with every run. A live process's are left alone.
+fn drop_leftovers() {
+    let sql =
+        format!("SELECT datname FROM pg_database WHERE starts_with(datname, '{DATABASE_PREFIX}')");
+    for name in psql(&sql).lines() {
+        let pid = name.trim_start_matches(DATABASE_PREFIX).split('_').next().unwrap_or_default();
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Runs one SQL command as the test server's superuser, in its `postgres` database; returns
+/// the rows it printed, one a line.
+pub fn psql(sql: &str) -> String {
     let out = Command::new("psql")
-        .args([pg_server_url().as_str(), "-qXc", sql])
+        .args([pg_server_url().as_str(), "-qXAtc", sql])
         .output()
         .expect("running psql (Debian's postgresql-client)");
     assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The test server's URL (to its `postgres` database).
