@@ -35,8 +35,11 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// Posts raw bytes on a connection of its own: a body the server refuses unread ends its
+    /// connection, which a pooled client could otherwise pick for the next request.
     pub async fn raw(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
-        let resp = self.http.post(format!("{}{path}", self.url)).body(body).send().await.unwrap();
+        let alone = reqwest::Client::new();
+        let resp = alone.post(format!("{}{path}", self.url)).body(body).send().await.unwrap();
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
