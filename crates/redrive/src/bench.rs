@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// table in this database, and report both side by side
     #[arg(long, value_name = "URL")]
     bare_postgres: Option<String>,
+    /// With --bare-postgres: each bare enqueue also NOTIFYs in its transaction, as redrive's
+    /// enqueue does to wake long polls across servers
+    #[arg(long, requires = "bare_postgres")]
+    bare_notify: bool,
 }
 
 /// One run's result: the `--json` output.
@@ -256,11 +260,16 @@ async fn bench(
 /// The same workload through the bare `SKIP LOCKED` pattern (bench_bare.rs), as a report.
 async fn bare_report(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
     let (p, c, b) = (args.producers, args.consumers, args.batch);
-    let r = crate::bench_bare::run(url, p, c, args.jobs, b, args.body_bytes).await?;
+    let r =
+        crate::bench_bare::run(url, p, c, args.jobs, b, args.body_bytes, args.bare_notify).await?;
     let ms = |q: f64| r.latency.value_at_quantile(q) as f64 / 1000.0;
     let secs = r.elapsed_s.max(1e-9);
     Ok(Report {
-        server: "bare FOR UPDATE SKIP LOCKED table, same database".into(),
+        server: if args.bare_notify {
+            "bare FOR UPDATE SKIP LOCKED table + NOTIFY per enqueue, same database".into()
+        } else {
+            "bare FOR UPDATE SKIP LOCKED table, same database".into()
+        },
         queue: "redrive_bench_bare".into(),
         producers: p,
         consumers: c,

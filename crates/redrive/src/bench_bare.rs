@@ -7,6 +7,8 @@
 //! lease one, `DELETE … WHERE id = ANY(…)` to ack. One connection per producer and consumer,
 //! `synchronous_commit = on`, no pool, no notifications (an empty receive sleeps briefly):
 //! none of redrive's bookkeeping (priorities, attempts, totals, fencing epochs, dead letters).
+//! `--bare-notify` adds the one thing redrive's enqueue needs to wake long polls on every
+//! server, a `NOTIFY` in each enqueue's transaction, to measure what that alone costs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,6 +48,7 @@ pub async fn run(
     jobs: u64,
     batch: u32,
     body_bytes: u32,
+    notify: bool,
 ) -> anyhow::Result<BareResult> {
     let setup = connect(url).await?;
     setup
@@ -64,7 +67,7 @@ pub async fn run(
             jobs / u64::from(producers) + u64::from(u64::from(i) < jobs % u64::from(producers));
         let client = connect(url).await?;
         tasks.push(tokio::spawn(async move {
-            produce(client, share, batch, body_bytes).await.map(|()| None)
+            produce(client, share, batch, body_bytes, notify).await.map(|()| None)
         }));
     }
     for _ in 0..consumers {
@@ -84,12 +87,28 @@ pub async fn run(
     Ok(BareResult { elapsed_s, acked: acked.load(Ordering::Relaxed), latency })
 }
 
-async fn produce(client: Client, share: u64, batch: u32, body_bytes: u32) -> anyhow::Result<()> {
-    let insert = client
-        .prepare(&format!(
-            "INSERT INTO {TABLE} (body, enqueued_us) SELECT * FROM unnest($1::text[], $2::int8[])"
-        ))
-        .await?;
+/// Enqueues `share` jobs in batches; with `notify`, each enqueue also `NOTIFY`s in its
+/// transaction, as redrive's enqueue does to wake long polls on every server.
+async fn produce(
+    client: Client,
+    share: u64,
+    batch: u32,
+    body_bytes: u32,
+    notify: bool,
+) -> anyhow::Result<()> {
+    let insert = format!(
+        "INSERT INTO {TABLE} (body, enqueued_us) SELECT * FROM unnest($1::text[], $2::int8[])"
+    );
+    let insert = match notify {
+        false => client.prepare(&insert).await?,
+        true => {
+            let sql = format!(
+                "WITH ins AS ({insert} RETURNING 1) \
+                 SELECT count(pg_notify('{TABLE}', '')) FROM (SELECT 1 FROM ins LIMIT 1) s"
+            );
+            client.prepare(&sql).await?
+        }
+    };
     let body = "x".repeat(body_bytes as usize);
     let mut sent = 0u64;
     while sent < share {
@@ -97,7 +116,7 @@ async fn produce(client: Client, share: u64, batch: u32, body_bytes: u32) -> any
         let t = now_us() as i64;
         let bodies = vec![body.as_str(); n];
         let times = vec![t; n];
-        client.execute(&insert, &[&bodies, &times]).await.context("bare enqueue")?;
+        client.query(&insert, &[&bodies, &times]).await.context("bare enqueue")?;
         sent += n as u64;
     }
     Ok(())
