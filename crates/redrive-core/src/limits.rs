@@ -144,6 +144,10 @@ pub const SQS_DELAY_MAX_S: i64 = 900;
 pub const SQS_RETENTION_MIN_S: i64 = 60;
 pub const SQS_RETENTION_MAX_S: i64 = 1_209_600;
 
+/// How long `/readyz` waits for the store to answer: a store slower than that is as good as lost
+/// to a load balancer, whose probes time out in a second or two.
+pub const READY_CHECK_MAX_MS: u64 = 2000;
+
 /// HTTP request body bound: a full enqueue batch of small jobs, or one maximal job plus framing.
 pub const REQUEST_BODY_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Requests served at once by one server, and how long one may take in all, long poll included

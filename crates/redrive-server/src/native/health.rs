@@ -6,14 +6,10 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use redrive_core::{Broker, Error};
+use redrive_core::{limits, Broker, Error};
 use serde_json::{json, Value};
 
 use crate::Shared;
-
-/// Longest `/readyz` waits for the store's answer: a database that takes longer is as good as
-/// lost to a load balancer, whose probes time out in a second or two.
-pub const READY_CHECK_MAX_MS: u64 = 2000;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
@@ -21,11 +17,12 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz<B: Broker>(State(s): State<Shared<B>>) -> (StatusCode, Json<Value>) {
     let h = s.broker.health();
-    let bound = Duration::from_millis(READY_CHECK_MAX_MS);
+    let bound = Duration::from_millis(limits::READY_CHECK_MAX_MS);
     let ready = match tokio::time::timeout(bound, s.broker.ready()).await {
         Ok(r) => r,
         Err(_) => Err(Error::StoreUnavailable(format!(
-            "the store did not answer within {READY_CHECK_MAX_MS} ms"
+            "the store did not answer within {} ms",
+            limits::READY_CHECK_MAX_MS
         ))),
     };
     let (status, error) = match ready {
