@@ -26,13 +26,30 @@ fn server_url() -> &'static str {
     })
 }
 
-/// A new, empty database on the test server; returns its URL.
+/// Test databases are named `redrive_x<pid>_<n>` after the process that made them.
+const DATABASE_PREFIX: &str = "redrive_x";
+
+/// A new, empty database on the test server; returns its URL. A process's first call drops the
+/// databases of earlier test processes that have exited, so the throwaway cluster does not grow
+/// by a database per test with every run.
 pub async fn fresh_database() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let base = server_url();
-    let name = format!("redrive_x{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{DATABASE_PREFIX}{}_{n}", std::process::id());
     let (client, conn) = tokio_postgres::connect(base, NoTls).await.expect("test server up");
     let driver = tokio::spawn(conn);
+    if n == 0 {
+        const OLD: &str = "SELECT datname FROM pg_database WHERE starts_with(datname, $1)";
+        for row in client.query(OLD, &[&DATABASE_PREFIX]).await.expect("databases listed") {
+            let old: String = row.get(0);
+            let pid = old.trim_start_matches(DATABASE_PREFIX).split('_').next().unwrap_or("");
+            if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+                let drop = format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)");
+                client.batch_execute(&drop).await.expect("old test database dropped");
+            }
+        }
+    }
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("database created");
     drop(client);
     let _ = driver.await;
