@@ -22,6 +22,17 @@ pub(crate) async fn ensure(req: Request, next: Next) -> Response {
     if !resp.status().is_client_error() && !resp.status().is_server_error() {
         return resp;
     }
+    let mut resp = in_format(sqs, resp).await;
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the oversized body was never read: the connection cannot carry another
+        // request, so say so rather than let a client reuse it.
+        resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// An error response in the caller's format: as it is, or replaced by what its status means.
+async fn in_format(sqs: Option<sqs::Protocol>, resp: Response) -> Response {
     let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let in_format = match (sqs, content_type) {
         (None, Some(t)) => t.starts_with("application/json"),

@@ -28,6 +28,8 @@ fn app() -> (Router, Engine) {
 struct Reply {
     status: StatusCode,
     content_type: String,
+    /// The `connection` header, if any.
+    connection: Option<String>,
     body: String,
 }
 
@@ -44,13 +46,14 @@ async fn send(
     }
     let resp = app.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
     let status = resp.status();
+    let connection = resp.headers().get("connection").map(|v| v.to_str().unwrap().to_owned());
     let content_type = resp
         .headers()
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    Reply { status, content_type, body: String::from_utf8_lossy(&bytes).into_owned() }
+    Reply { status, content_type, connection, body: String::from_utf8_lossy(&bytes).into_owned() }
 }
 
 async fn json(app: &Router, method: &str, uri: &str, body: &str) -> Reply {
@@ -166,6 +169,9 @@ async fn every_native_error_is_the_json_envelope() {
     for (what, method, uri, body, code) in cases {
         let r = send(&app, method, uri, &[("content-type", "application/json")], body).await;
         assert_eq!(assert_envelope(what, &r), code, "{what}: {}", r.body);
+        // The rest of an oversized body is never read: the connection must not be reused.
+        let closes = r.connection.as_deref() == Some("close");
+        assert_eq!(closes, code == "request_too_large", "{what}: connection {:?}", r.connection);
     }
     // No content type at all is no reason to refuse JSON.
     let r = send(&app, "PUT", "/v1/queues/q2", &[], br#"{"visibility_timeout_ms": 1000}"#.to_vec())
