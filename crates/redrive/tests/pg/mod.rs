@@ -53,10 +53,27 @@ pub fn psql(url: &str, sql: &str) -> String {
     String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
 }
 
-/// A new, empty database on the server at `base`; returns its URL.
+/// Test databases are named `redrive_f<pid>_<n>` after the process that made them.
+const DATABASE_PREFIX: &str = "redrive_f";
+
+/// A new, empty database on the server at `base`; returns its URL. A process's first call
+/// drops the databases of earlier test processes that have exited, so the cluster does not
+/// grow by a database per test with every run.
 pub fn fresh_database(base: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!("redrive_f{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    if n == 0 {
+        let sql = format!(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, '{DATABASE_PREFIX}')"
+        );
+        for old in psql(base, &sql).lines() {
+            let pid = old.trim_start_matches(DATABASE_PREFIX).split('_').next().unwrap_or("");
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                psql(base, &format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)"));
+            }
+        }
+    }
+    let name = format!("{DATABASE_PREFIX}{}_{n}", std::process::id());
     psql(base, &format!("CREATE DATABASE {name}"));
     let (prefix, _) = base.rsplit_once('/').expect("a URL ending in a database");
     format!("{prefix}/{name}")
