@@ -51,8 +51,11 @@ pub const REQUEST_TIMEOUT_DEFAULT_MS: u64 = 35_000;
 /// Added to a long poll's wait for its request timeout: the server answers at the end of the wait.
 pub const LONG_POLL_MARGIN_MS: u64 = 10_000;
 pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Idle pooled connections are dropped after this long, before the server's idle timeout.
+pub const POOL_IDLE_TIMEOUT_MS: u64 = redrive_core::limits::CONNECTION_IDLE_TIMEOUT_MS / 2;
 
 const _: () = assert!(RETRY_BACKOFF_BASE_MS <= RETRY_BACKOFF_MAX_MS);
+const _: () = assert!(POOL_IDLE_TIMEOUT_MS < redrive_core::limits::CONNECTION_IDLE_TIMEOUT_MS);
 const _: () = assert!(REQUEST_TIMEOUT_DEFAULT_MS >= redrive_core::limits::REQUEST_TIMEOUT_MS);
 
 /// A client of one redrive server. Cheap to clone: clones share the connection pool.
@@ -76,6 +79,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .user_agent(concat!("redrive-client/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            // Drop idle connections before the server does (it closes them after
+            // CONNECTION_IDLE_TIMEOUT_MS), so a request never races a close on a reused one.
+            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::Transport(transport::describe(&e)))?;
