@@ -1,4 +1,5 @@
-//! The write-ahead log: numbered segment files of framed records (see [`record`]).
+//! The write-ahead log: numbered segment files (their bytes in `segment`) of framed records
+//! (see [`record`]).
 //!
 //! The active segment is kept whole in memory: appends go there, reads of recent records (job
 //! bodies on delivery) never reach the kernel, and [`Wal::commit`] writes the new part and, under
@@ -22,6 +23,7 @@
 //! reached the disk (at most one idle interval, `MARK_IDLE_MS` in the engine) reads as torn.
 
 pub mod record;
+mod segment;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -33,6 +35,8 @@ use redrive_core::{limits, Error};
 
 use crate::io::{SegmentFile, Storage, SyncHandle};
 use record::{Enc, Record, FRAME_HEADER_BYTES};
+pub use segment::FORMAT_VERSION;
+use segment::{check_header, file_header, scan, SEGMENT_HEADER_BYTES};
 
 /// Where a record lives: segment number in the high 32 bits, byte offset in the low 32.
 pub type Loc = u64;
@@ -46,12 +50,6 @@ pub fn loc_segment(loc: Loc) -> u32 {
     (loc >> 32) as u32
 }
 
-const MAGIC: &[u8; 8] = b"RDRVWAL\0";
-/// Version 2 added the segment nonce (header bytes 16..20) and the `Synced` and `Doc` records;
-/// version 1 segments still read.
-pub const FORMAT_VERSION: u32 = 2;
-const FORMAT_VERSION_OLDEST: u32 = 1;
-const SEGMENT_HEADER_BYTES: usize = 24;
 /// Bytes of a sealed segment read at once when a record in it is read (see [`ReadWindow`]).
 const READ_WINDOW_BYTES: usize = 256 * 1024;
 
@@ -706,112 +704,6 @@ pub fn poison(flag: &OnceLock<String>, msg: String) -> String {
         tracing::error!(error = %msg, "write-ahead log poisoned; refusing writes until restart");
     }
     flag.get().expect("just set").clone()
-}
-
-fn file_header(n: u32, nonce: u32) -> [u8; SEGMENT_HEADER_BYTES] {
-    let mut header = [0u8; SEGMENT_HEADER_BYTES];
-    header[..8].copy_from_slice(MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    header[12..16].copy_from_slice(&n.to_le_bytes());
-    header[16..20].copy_from_slice(&nonce.to_le_bytes());
-    let crc = crc32c::crc32c(&header[..20]);
-    header[20..24].copy_from_slice(&crc.to_le_bytes());
-    header
-}
-
-fn check_header(data: &[u8], n: u32) -> Result<(), String> {
-    if data.len() < SEGMENT_HEADER_BYTES || &data[..8] != MAGIC {
-        return Err("not a redrive write-ahead log segment (bad magic)".into());
-    }
-    if crc32c::crc32c(&data[..20]) != u32::from_le_bytes(data[20..24].try_into().unwrap()) {
-        return Err("segment header checksum mismatch".into());
-    }
-    let version = u32::from_le_bytes(data[8..12].try_into().unwrap());
-    if !(FORMAT_VERSION_OLDEST..=FORMAT_VERSION).contains(&version) {
-        return Err(format!(
-            "format version {version} is not supported (this build reads \
-             {FORMAT_VERSION_OLDEST} to {FORMAT_VERSION})"
-        ));
-    }
-    let seq = u32::from_le_bytes(data[12..16].try_into().unwrap());
-    if seq != n {
-        return Err(format!("header says segment {seq}, file name says {n}"));
-    }
-    Ok(())
-}
-
-/// Parses the records of one segment. Returns the offset where valid data ends.
-///
-/// `last` is `Some` for the newest segment, with its nonce (`None` inside for a version 1
-/// segment). There, a bad record is a torn write and ends the scan unless it lies below the mark
-/// of one of the segment's own `Synced` markers found after it: then it was synced, and it is
-/// damage. (A version 1 segment has no markers: any valid frame after the bad record makes it
-/// damage.) In a sealed segment every bad record is damage. Damage is `Err((offset, reason))`.
-fn scan(
-    data: &[u8],
-    n: u32,
-    last: Option<Option<u32>>,
-    f: &mut dyn FnMut(Loc, Record),
-) -> Result<u64, (u64, String)> {
-    let mut off = SEGMENT_HEADER_BYTES;
-    while off < data.len() {
-        if last.is_some() && data[off..].iter().all(|b| *b == 0) {
-            return Ok(off as u64); // the unused, preallocated end of the newest segment
-        }
-        let frame = match frame_at(data, off) {
-            Ok(frame) => frame,
-            Err(why) => {
-                let Some(nonce) = last else { return Err((off as u64, why.to_owned())) };
-                return match damage_after(data, off, nonce) {
-                    None => Ok(off as u64),
-                    Some(proof) => Err((
-                        off as u64,
-                        format!("{why}; {proof}, so this is damage, not a torn write"),
-                    )),
-                };
-            }
-        };
-        let rec = record::decode(frame)
-            .map_err(|e| (off as u64, format!("undecodable record: {}", e.0)))?;
-        f(((n as u64) << 32) | off as u64, rec);
-        off += FRAME_HEADER_BYTES + frame.len();
-    }
-    Ok(off as u64)
-}
-
-/// Why the bad record at `off` of the newest segment was synced, if it was: a marker of this
-/// segment after it whose mark lies past it (or, in a version 1 segment, any valid frame after
-/// it).
-fn damage_after(data: &[u8], off: usize, nonce: Option<u32>) -> Option<String> {
-    let mut frames = (off + 1..data.len()).filter_map(|o| frame_at(data, o).ok());
-    let Some(nonce) = nonce else {
-        return frames.next().map(|_| "valid records follow it".to_owned());
-    };
-    let upto = frames
-        .filter_map(|frame| match record::decode(frame) {
-            Ok(Record::Synced { nonce: n, upto }) if n == nonce => Some(upto),
-            _ => None,
-        })
-        .max()?;
-    (upto > off as u64).then(|| format!("the log was synced up to byte {upto}"))
-}
-
-/// The payload of the framed record at `off`, if its length is sane and its checksum matches.
-fn frame_at(data: &[u8], off: usize) -> Result<&[u8], &'static str> {
-    let rest = &data[off..];
-    if rest.len() < FRAME_HEADER_BYTES {
-        return Err("record header cut short");
-    }
-    let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-    if len == 0 || len > limits::RECORD_SIZE_MAX_BYTES as usize {
-        return Err("record length out of range");
-    }
-    let payload =
-        rest.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len).ok_or("record cut short")?;
-    if crc32c::crc32c(payload) != u32::from_le_bytes(rest[4..8].try_into().unwrap()) {
-        return Err("checksum mismatch");
-    }
-    Ok(payload)
 }
 
 #[cfg(test)]

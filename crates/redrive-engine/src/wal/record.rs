@@ -152,7 +152,7 @@ pub enum Record {
     /// Written by the log itself after an fsync completed: everything in this segment before
     /// byte `upto` was durable. `nonce` is the segment's (from its header), which no client
     /// knows, so a marker found by scanning is the log's own and not a copy inside a job body.
-    /// What tells a damaged record from a torn write at recovery (see `wal::scan`). Never shown
+    /// What tells a damaged record from a torn write at recovery (see `wal::segment::scan`). Never shown
     /// to the state machine.
     Synced {
         nonce: u32,
