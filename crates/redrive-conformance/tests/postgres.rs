@@ -93,29 +93,3 @@ async fn start_up_migrates_once_and_refuses_a_newer_schema() {
         Ok(_) => panic!("started against a newer schema"),
     }
 }
-
-/// A rough figure, not a gate: one producer and one consumer in batches of 10 through the
-/// broker (no HTTP). Run with `cargo test -p redrive-conformance --release --test postgres --
-/// --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn throughput_of_batches_of_ten() {
-    use redrive_core::broker::{NewJob, ReceiveRequest};
-    use redrive_core::Broker;
-    let b = postgres().await;
-    b.put_queue("bench".into(), Default::default()).await.unwrap();
-    let rounds = 500;
-    let started = std::time::Instant::now();
-    for _ in 0..rounds {
-        let jobs = (0..10).map(|_| NewJob { body: "x".repeat(100), ..NewJob::default() });
-        b.enqueue("bench".into(), jobs.collect()).await.unwrap();
-        let req = ReceiveRequest { queues: vec!["bench".into()], max: 10, ..Default::default() };
-        let got = b.receive(req).await.unwrap();
-        b.ack(got.into_iter().map(|d| d.receipt).collect()).await.unwrap();
-    }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "enqueue+receive+ack, batches of 10, one client: {:.0} jobs/s",
-        10.0 * rounds as f64 / secs
-    );
-}
