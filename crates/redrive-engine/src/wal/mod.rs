@@ -146,11 +146,10 @@ pub struct Wal {
     synced: Arc<AtomicU64>,
     /// End of the last record other than a marker, in the active segment.
     data_end: u64,
-    /// The active segment's nonce, and the mark of its newest marker.
+    /// The active segment's nonce, and the mark of its newest marker: records end past it
+    /// (`data_end > marked_upto`) exactly when some were appended since that marker.
     nonce: u32,
     marked_upto: u64,
-    /// Records were appended since the last marker.
-    unmarked: bool,
     last_sync_ms: u64,
     /// Bytes appended since the last fsync (relaxed mode only syncs when there are some).
     unsynced: bool,
@@ -269,7 +268,6 @@ impl Wal {
             data_end: 0,
             nonce: 0,
             marked_upto: 0,
-            unmarked: false,
             last_sync_ms: 0,
             unsynced: false,
             window: RefCell::default(),
@@ -314,7 +312,6 @@ impl Wal {
         self.data_end = header.len() as u64;
         self.nonce = nonce;
         self.marked_upto = header.len() as u64;
-        self.unmarked = false;
         self.synced.fetch_max(self.written_loc(), Ordering::AcqRel);
         Ok(())
     }
@@ -338,18 +335,17 @@ impl Wal {
 
     /// Records were appended since the last marker (the engine then wakes sooner to mark).
     pub fn wants_mark(&self) -> bool {
-        self.unmarked
+        self.data_end > self.marked_upto
     }
 
     /// When idle: appends a `Synced` marker if records were appended since the last one and all
     /// of them are known durable; the caller commits it. Returns whether it appended one.
     pub fn mark_synced(&mut self) -> Result<bool, Poisoned> {
         let covered = self.synced_here().is_some_and(|upto| upto >= self.data_end);
-        if !self.unmarked || !covered {
+        if !self.wants_mark() || !covered {
             return Ok(false);
         }
         self.mark()?;
-        self.unmarked = false;
         Ok(true)
     }
 
@@ -464,7 +460,6 @@ impl Wal {
         seg.records += 1;
         if data {
             self.data_end = offset + n as u64;
-            self.unmarked = true;
         }
         // A record starts inside its segment, whose size is a `u32`: the offset fits a `Loc`.
         assert!(offset <= u64::from(u32::MAX), "record offset {offset} past a u32");
