@@ -92,6 +92,59 @@ pub async fn documents_put_list_and_delete<B: Broker>(b: &B) {
     assert!(matches!(e, Error::LimitExceeded { .. }));
 }
 
+/// A conditional document write changes the document only from the value it expects: it
+/// creates only what is missing, replaces and deletes only the current value (a stale expected
+/// value is refused and changes nothing), and of writers racing from one value exactly one wins.
+pub async fn conditional_document_writes_win_once<B: Broker + Clone>(b: &B) {
+    let kind = DocKind::MoveTask;
+    let put_if = |expected: Option<&str>, value: Option<&str>| {
+        let (expected, value) = (expected.map(str::to_owned), value.map(str::to_owned));
+        b.put_doc_if(kind, "t".into(), expected, value)
+    };
+    let current = || async { b.list_docs(kind).await.unwrap() };
+    assert!(put_if(None, None).await.unwrap(), "a missing document is missing");
+    assert!(put_if(None, Some("v1")).await.unwrap());
+    assert!(!put_if(None, Some("other")).await.unwrap(), "it exists now");
+    assert!(!put_if(None, None).await.unwrap());
+    assert!(put_if(Some("v1"), Some("v2")).await.unwrap());
+    assert!(!put_if(Some("v1"), Some("v3")).await.unwrap(), "v1 is stale");
+    assert!(!put_if(Some("v1"), None).await.unwrap(), "a stale delete deletes nothing");
+    assert_eq!(current().await, [("t".to_string(), "v2".to_string())]);
+    assert!(put_if(Some("v2"), None).await.unwrap());
+    assert!(current().await.is_empty());
+    assert!(!put_if(Some("v2"), Some("v4")).await.unwrap(), "a deleted document matches nothing");
+    let e = b.put_doc_if(kind, String::new(), None, Some("x".into())).await.unwrap_err();
+    assert!(matches!(e, Error::InvalidParameter { .. }));
+    let huge = "x".repeat(limits::DOC_VALUE_BYTES_MAX + 1);
+    let e = b.put_doc_if(kind, "big".into(), None, Some(huge)).await.unwrap_err();
+    assert!(matches!(e, Error::LimitExceeded { .. }));
+
+    // Racing writers: eight create one key, then eight replace the value they all read.
+    for expected in [None, Some("racers".to_string())] {
+        if let Some(v) = &expected {
+            b.put_doc(kind, "race".into(), Some(v.clone())).await.unwrap();
+        }
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let (b, expected) = (b.clone(), expected.clone());
+                let value = Some(format!("racer {i}"));
+                tokio::spawn(
+                    async move { b.put_doc_if(kind, "race".into(), expected, value).await },
+                )
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for (i, r) in racers.into_iter().enumerate() {
+            if r.await.unwrap().unwrap() {
+                winners.push(format!("racer {i}"));
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one racer from {expected:?} wins: {winners:?}");
+        let stored = current().await.into_iter().find(|(k, _)| k == "race").map(|(_, v)| v);
+        assert_eq!(stored.as_ref(), winners.first(), "the winner's value is the one stored");
+    }
+}
+
 /// Stats count jobs by state and ready jobs by priority; queue settings round-trip.
 pub async fn stats_count_by_state_and_priority<B: Broker>(b: &B) {
     queue(b, "q", |p| p.dead_letter_queue = Some(None)).await;

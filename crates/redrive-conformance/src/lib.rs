@@ -142,6 +142,7 @@ macro_rules! suite {
             drain_answers_parked_long_polls,
             multi_queue_receive_follows_preference_order,
             documents_put_list_and_delete,
+            conditional_document_writes_win_once,
             stats_count_by_state_and_priority,
             fifo_groups_keep_order_and_one_batch_in_flight,
             fifo_deduplicates_by_key_even_after_completion,

@@ -418,7 +418,9 @@ pub struct Health {
 }
 
 /// The kinds of control-plane documents a store keeps beside its queues: small JSON texts by
-/// key, written by the server (not by the state machine), last write wins.
+/// key, written by the server (not by the state machine): last write wins, or the first of
+/// racing conditional writes ([`Broker::put_doc_if`]). The discriminants are on disk (the WAL's
+/// `Doc` record, PostgreSQL's `redrive.docs.kind`): never renumber them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum DocKind {
@@ -426,6 +428,8 @@ pub enum DocKind {
     TriageProposal = 1,
     /// The triage policy a person set for a queue, by queue name.
     TriagePolicy = 2,
+    /// An SQS message move task by handle, and the pointer to a source queue's running task.
+    MoveTask = 3,
 }
 
 impl DocKind {
@@ -433,6 +437,7 @@ impl DocKind {
         match v {
             1 => Some(DocKind::TriageProposal),
             2 => Some(DocKind::TriagePolicy),
+            3 => Some(DocKind::MoveTask),
             _ => None,
         }
     }
@@ -442,6 +447,7 @@ impl DocKind {
         match self {
             DocKind::TriageProposal => "TRIAGE_PROPOSALS_COUNT_MAX",
             DocKind::TriagePolicy => "QUEUES_MAX",
+            DocKind::MoveTask => "MOVE_TASKS_COUNT_MAX",
         }
     }
 
@@ -450,6 +456,7 @@ impl DocKind {
         match self {
             DocKind::TriageProposal => limits::TRIAGE_PROPOSALS_COUNT_MAX,
             DocKind::TriagePolicy => limits::QUEUES_MAX,
+            DocKind::MoveTask => limits::MOVE_TASKS_COUNT_MAX,
         }
     }
 }
@@ -501,6 +508,18 @@ pub trait Broker: Send + Sync + 'static {
         key: String,
         value: Option<String>,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Compare-and-set: stores `value` (`None` deletes) only if the document's current value is
+    /// `expected` (`None`: there is none), atomically with the comparison across every server
+    /// of the store. Returns whether the condition held; `false` changes nothing. Values compare
+    /// byte for byte. The bounds and errors are [`Broker::put_doc`]'s, checked before the
+    /// comparison.
+    fn put_doc_if(
+        &self,
+        kind: DocKind,
+        key: String,
+        expected: Option<String>,
+        value: Option<String>,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Every document of a kind, by key.
     fn list_docs(
         &self,

@@ -143,6 +143,20 @@ pub const SQS_WAIT_TIME_MAX_S: i64 = 20;
 pub const SQS_DELAY_MAX_S: i64 = 900;
 pub const SQS_RETENTION_MIN_S: i64 = 60;
 pub const SQS_RETENTION_MAX_S: i64 = 1_209_600;
+/// Message move tasks: the most recent tasks kept per source queue (SQS lists 10), and the
+/// highest `MaxNumberOfMessagesPerSecond` (SQS: 500).
+pub const SQS_MOVE_TASKS_PER_SOURCE_MAX: usize = 10;
+pub const SQS_MOVE_TASK_RATE_MAX: u32 = 500;
+/// Move task documents a store holds: per source queue, its most recent tasks and the pointer
+/// to its running one (the history of a deleted queue is forgotten by the move task sweeper).
+pub const MOVE_TASKS_COUNT_MAX: usize = QUEUES_MAX * (SQS_MOVE_TASKS_PER_SOURCE_MAX + 1);
+/// Dead letters one move task step lists and redrives when no rate is given.
+pub const MOVE_TASK_STEP_COUNT_MAX: usize = 500;
+/// How long a server's claim on a running move task lasts unless renewed (each step renews it,
+/// a step lasts about a second), and how often every server looks for tasks whose claim ran
+/// out (a crashed server's, or one released at shutdown) to resume them.
+pub const MOVE_TASK_LEASE_MS: u64 = 10_000;
+pub const MOVE_TASK_SWEEP_INTERVAL_MS: u64 = 2_000;
 
 /// How long `/readyz` waits for the store to answer: a store slower than that is as good as lost
 /// to a load balancer, whose probes time out in a second or two.
@@ -166,8 +180,11 @@ pub const CONNECTIONS_OPEN_MIN: usize = 16;
 /// the process; connections get at most half of `RLIMIT_NOFILE` and leave at least this many.
 pub const FILE_DESCRIPTORS_RESERVED_MIN: u64 = 256;
 /// How long a connection may wait for a request head, whether new, idle between keep-alive
-/// requests, or sending its head slowly; then it is closed.
+/// requests, or sending its head slowly; then it is closed. It bounds a TLS handshake too.
 pub const CONNECTION_IDLE_TIMEOUT_MS: u64 = 20_000;
+/// Requests open at once on one HTTP/2 connection (RFC 9113 advises at least 100); all
+/// connections together still share `REQUESTS_IN_FLIGHT_MAX`.
+pub const HTTP2_STREAMS_OPEN_MAX: u32 = 100;
 
 /// WAL segment size: a segment is sealed once it grows past this.
 pub const SEGMENT_SIZE_MAX_BYTES: u32 = 64 * 1024 * 1024;
@@ -210,6 +227,7 @@ const _: () =
 const _: () = assert!(RECORD_SIZE_MAX_BYTES <= SEGMENT_SIZE_MAX_BYTES / 4);
 const _: () = assert!(MESSAGE_SIZE_MAX_BYTES as usize + 64 * 1024 <= REQUEST_BODY_MAX_BYTES);
 const _: () = assert!(CONNECTIONS_OPEN_MIN <= CONNECTIONS_OPEN_MAX);
+const _: () = assert!(HTTP2_STREAMS_OPEN_MAX as usize <= REQUESTS_IN_FLIGHT_MAX);
 // A maximal long poll ends before the request timeout answers 504.
 const _: () = assert!(RECEIVE_WAIT_MAX_MS <= REQUEST_TIMEOUT_MS);
 const _: () =
@@ -222,6 +240,13 @@ const _: () = assert!(SQS_RETENTION_MAX_S as u64 * 1000 == RETENTION_MAX_MS);
 const _: () = assert!(SQS_RECEIVE_COUNT_MAX as u32 <= RECEIVE_BATCH_COUNT_MAX);
 const _: () = assert!(SQS_BATCH_BYTES_MAX + 64 * 1024 <= REQUEST_BODY_MAX_BYTES);
 const _: () = assert!(SQS_BATCH_ENTRIES_MAX <= ENQUEUE_BATCH_COUNT_MAX);
+// A move task step fits one dead-letter page and one redrive, at the highest rate too.
+const _: () = assert!(SQS_MOVE_TASK_RATE_MAX as usize <= MOVE_TASK_STEP_COUNT_MAX);
+const _: () = assert!(MOVE_TASK_STEP_COUNT_MAX <= DEAD_PAGE_COUNT_MAX);
+const _: () = assert!(MOVE_TASK_STEP_COUNT_MAX <= REDRIVE_COUNT_MAX);
+// A running task renews its claim several times before it runs out, and a claim that ran out
+// is found within a few sweeps.
+const _: () = assert!(MOVE_TASK_SWEEP_INTERVAL_MS * 4 <= MOVE_TASK_LEASE_MS);
 // A triage pass reads at least one page of dead jobs, and the next pass remembers every job
 // one pass decided.
 const _: () = assert!(DEAD_PAGE_COUNT_MAX <= TRIAGE_PASS_JOBS_COUNT_MAX);

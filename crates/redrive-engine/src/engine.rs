@@ -65,6 +65,7 @@ enum Cmd {
     Purge(String, Reply<u64>),
     DeleteJob(JobId, Reply<()>),
     PutDoc(DocKind, String, Option<String>, Reply<()>),
+    PutDocIf(DocKind, String, Option<String>, Option<String>, Reply<bool>),
     ListDocs(DocKind, Reply<Vec<(String, String)>>),
     Snapshot(Reply<StoreSnapshot>),
     /// Shutdown has begun: answer parked long polls now and park no more.
@@ -432,6 +433,10 @@ impl Loop {
                 let r = s.put_doc(kind, &key, value.as_deref());
                 self.defer(tx, r, true)
             }
+            Cmd::PutDocIf(kind, key, expected, value, tx) => {
+                let r = s.put_doc_if(kind, &key, expected.as_deref(), value.as_deref());
+                self.defer(tx, r, true)
+            }
             Cmd::ListDocs(kind, tx) => {
                 let r = Ok(s.list_docs(kind));
                 self.defer(tx, r, false)
@@ -684,6 +689,15 @@ impl Broker for EngineHandle {
     }
     async fn put_doc(&self, kind: DocKind, key: String, value: Option<String>) -> Result<()> {
         self.call(|tx| Cmd::PutDoc(kind, key, value, tx)).await
+    }
+    async fn put_doc_if(
+        &self,
+        kind: DocKind,
+        key: String,
+        expected: Option<String>,
+        value: Option<String>,
+    ) -> Result<bool> {
+        self.call(|tx| Cmd::PutDocIf(kind, key, expected, value, tx)).await
     }
     async fn list_docs(&self, kind: DocKind) -> Result<Vec<(String, String)>> {
         self.call(|tx| Cmd::ListDocs(kind, tx)).await

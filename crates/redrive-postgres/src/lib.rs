@@ -428,6 +428,21 @@ impl Broker for PgBroker {
             .await
     }
 
+    async fn put_doc_if(
+        &self,
+        kind: DocKind,
+        key: String,
+        expected: Option<String>,
+        value: Option<String>,
+    ) -> Result<bool> {
+        self.in_tx(|tx| {
+            Box::pin(async move {
+                docs::put_if(tx, kind, &key, expected.as_deref(), value.as_deref()).await
+            })
+        })
+        .await
+    }
+
     async fn list_docs(&self, kind: DocKind) -> Result<Vec<(String, String)>> {
         let c = self.client().await?;
         docs::list(&c, kind).await

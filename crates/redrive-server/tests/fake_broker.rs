@@ -74,6 +74,15 @@ impl Broker for Down {
     async fn put_doc(&self, _: DocKind, _: String, _: Option<String>) -> Result<()> {
         down()
     }
+    async fn put_doc_if(
+        &self,
+        _: DocKind,
+        _: String,
+        _: Option<String>,
+        _: Option<String>,
+    ) -> Result<bool> {
+        down()
+    }
     async fn list_docs(&self, _: DocKind) -> Result<Vec<(String, String)>> {
         Ok(Vec::new())
     }

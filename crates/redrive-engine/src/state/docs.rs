@@ -1,5 +1,6 @@
-//! Control-plane documents (triage proposals and policies): JSON texts by kind and key, kept in
-//! the log like everything else so that they share its durability, group commit and recovery.
+//! Control-plane documents (triage proposals and policies, SQS move tasks): JSON texts by kind
+//! and key, kept in the log like everything else so that they share its durability, group
+//! commit and recovery.
 //! Each write appends the whole document with a store-wide version; replay keeps the highest
 //! version per key, and a deletion is a versioned tombstone held until compaction reaches it.
 
@@ -20,10 +21,7 @@ impl Store {
     /// Stores (`Some`) or deletes (`None`) one document.
     pub fn put_doc(&mut self, kind: DocKind, key: &str, value: Option<&str>) -> Result<()> {
         self.writable()?;
-        if key.is_empty() || key.len() > limits::DOC_KEY_BYTES_MAX {
-            let max = limits::DOC_KEY_BYTES_MAX;
-            return Err(Error::invalid("key", format!("a document key has 1 to {max} bytes")));
-        }
+        check_doc(key, value)?;
         let k = (kind as u8, Box::<str>::from(key));
         let Some(value) = value else {
             let Some(old) = self.docs.remove(&k) else { return Ok(()) };
@@ -33,12 +31,6 @@ impl Store {
             self.wal.hold_tombstone(loc, 1); // the tombstone, until compaction reaches it
             return Ok(());
         };
-        if value.len() > limits::DOC_VALUE_BYTES_MAX {
-            return Err(Error::LimitExceeded {
-                limit: "DOC_VALUE_BYTES_MAX",
-                max: limits::DOC_VALUE_BYTES_MAX as u64,
-            });
-        }
         if !self.docs.contains_key(&k) && self.doc_count(kind) >= kind.count_max() {
             return Err(Error::LimitExceeded {
                 limit: kind.limit_name(),
@@ -54,6 +46,26 @@ impl Store {
             self.wal.hold(old.loc, -1);
         }
         Ok(())
+    }
+
+    /// Stores (`Some`) or deletes (`None`) one document if its current value is `expected`
+    /// (`None`: there is none); returns whether it did. Atomic because the engine thread is the
+    /// only writer: nothing runs between the comparison and the append.
+    pub fn put_doc_if(
+        &mut self,
+        kind: DocKind,
+        key: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> Result<bool> {
+        self.writable()?;
+        check_doc(key, value)?;
+        let current = self.docs.get(&(kind as u8, Box::<str>::from(key)));
+        if current.map(|d| d.value.as_str()) != expected {
+            return Ok(false);
+        }
+        self.put_doc(kind, key, value)?;
+        Ok(true)
     }
 
     /// Every document of `kind`, by key.
@@ -81,4 +93,19 @@ impl Store {
         self.wal.hold(new, 1);
         Ok(())
     }
+}
+
+/// The bounds every document write checks before anything else.
+fn check_doc(key: &str, value: Option<&str>) -> Result<()> {
+    if key.is_empty() || key.len() > limits::DOC_KEY_BYTES_MAX {
+        let max = limits::DOC_KEY_BYTES_MAX;
+        return Err(Error::invalid("key", format!("a document key has 1 to {max} bytes")));
+    }
+    if value.is_some_and(|v| v.len() > limits::DOC_VALUE_BYTES_MAX) {
+        return Err(Error::LimitExceeded {
+            limit: "DOC_VALUE_BYTES_MAX",
+            max: limits::DOC_VALUE_BYTES_MAX as u64,
+        });
+    }
+    Ok(())
 }
