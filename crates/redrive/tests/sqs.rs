@@ -851,10 +851,11 @@ async fn bad_requests_get_sqs_errors_and_change_nothing() {
         ("SendMessage", "{not json".into(), "SerializationException"),
         ("SendMessage", format!("{{{q}}}"), "MissingParameter"),
         ("CreateQueue", "{}".into(), "MissingParameter"),
+        // The JSON protocol takes integers only as JSON numbers, as AWS's JSON front end does.
         (
             "ReceiveMessage",
             format!(r#"{{{q},"MaxNumberOfMessages":"abc"}}"#),
-            "InvalidParameterValue",
+            "SerializationException",
         ),
         ("ReceiveMessage", format!(r#"{{{q},"MaxNumberOfMessages":11}}"#), "InvalidParameterValue"),
         ("SendMessage", format!(r#"{{{q},"MessageBody":"a\u0001b"}}"#), "InvalidMessageContents"),

@@ -7,7 +7,7 @@
 //! - Query: form fields (`Action=…`, lists as `Foo.N`, maps as `Foo.N.Name`/`Foo.N.Value`), XML
 //!   answers in SQS's namespace, errors as `ErrorResponse`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -51,69 +51,179 @@ pub fn parse(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Re
         }
         return Ok(Request { protocol: Protocol::Json, action, params });
     }
-    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut fields = Vec::new();
     if let Some(q) = query {
-        fields.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
+        decode_form(q.as_bytes(), &mut fields)?;
     }
-    fields.extend(form_urlencoded::parse(body).into_owned());
+    decode_form(body, &mut fields)?;
+    let mut seen = HashSet::with_capacity(fields.len());
     let mut action = None;
     let mut tree = Map::new();
     for (k, v) in fields {
+        if !seen.insert(k.clone()) {
+            return Err(repeated(&k));
+        }
         match k.as_str() {
             "Action" => action = Some(v),
             // Protocol envelope, not parameters.
             "Version" | "AWSAccessKeyId" | "Signature" | "SignatureMethod" | "SignatureVersion"
             | "Timestamp" | "Expires" | "SecurityToken" => {}
             _ if k.starts_with("X-Amz-") => {}
-            _ => insert_path(&mut tree, &k, v),
+            _ => insert_path(&mut tree, &k, v)?,
         }
     }
     let action = action.ok_or_else(|| SqsError::missing("Action"))?;
-    Ok(Request { protocol: Protocol::Query, action, params: reshape(Value::Object(tree)) })
+    Ok(Request { protocol: Protocol::Query, action, params: reshape(Value::Object(tree))? })
 }
 
-/// Files `value` under the dotted path `key` (`Attribute.1.Name`) in a tree of objects.
-fn insert_path(tree: &mut Map<String, Value>, key: &str, value: String) {
+/// A parameter sent twice (or both as a value and as a structure) is refused rather than one
+/// of them winning: `Action=ListQueues&Action=DeleteQueue` must not delete. AWS documents
+/// `InvalidQueryParameter` (400, "the AWS query string is malformed or does not adhere to AWS
+/// standards") for this; redrive's closed set of SQS codes has no such code, so the answer is
+/// `InvalidParameterValue`, the same status and the code every SDK reads as the caller's
+/// fault. (`MalformedQueryString` is documented with status 404, for a string that does not
+/// parse at all.)
+fn repeated(key: &str) -> SqsError {
+    SqsError::invalid(format!("The request has more than one value for the parameter {key}."))
+}
+
+/// Appends the `key=value` pairs of a form (`application/x-www-form-urlencoded`, or a URL's
+/// query string) to `out`. Unlike `form_urlencoded`, text that is not UTF-8 once decoded is
+/// refused instead of being replaced with U+FFFD: a body sent as `%FF%FE` must not be stored
+/// altered. A `%` not followed by two hex digits stays as it is, as browsers and
+/// `form_urlencoded` read it.
+fn decode_form(input: &[u8], out: &mut Vec<(String, String)>) -> Result<(), SqsError> {
+    for pair in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &pair[..0]),
+        };
+        let key = String::from_utf8(percent_decode(k)).map_err(|_| {
+            SqsError::invalid("A parameter name in the request is not valid UTF-8.")
+        })?;
+        let value = String::from_utf8(percent_decode(v)).map_err(|_| not_utf8(&key))?;
+        out.push((key, value));
+    }
+    Ok(())
+}
+
+/// The error for a value that is not UTF-8: `InvalidMessageContents` for a message body, as
+/// SQS answers for characters outside its set, `InvalidParameterValue` for anything else.
+fn not_utf8(key: &str) -> SqsError {
+    let member = key.rsplit('.').next().unwrap_or(key);
+    if member == "MessageBody" {
+        return SqsError::new(
+            Code::InvalidMessageContents,
+            format!("Invalid binary character in the parameter {key}: the value is not valid UTF-8. The set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF."),
+        );
+    }
+    SqsError::invalid(format!(
+        "Value for parameter {key} is invalid. Reason: it is not valid UTF-8."
+    ))
+}
+
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                input.get(i + 1).and_then(|&b| hex(b)),
+                input.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push((hi * 16 + lo) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The Query protocol sends every value as text; these members are integers in SQS's model
+/// (and JSON numbers in the JSON protocol), so they are read here, once, as AWS reads them:
+/// plain decimal digits with an optional leading minus, no sign `+`, no spaces.
+const INTEGER_MEMBERS: [&str; 6] = [
+    "DelaySeconds",
+    "MaxNumberOfMessages",
+    "MaxNumberOfMessagesPerSecond",
+    "MaxResults",
+    "VisibilityTimeout",
+    "WaitTimeSeconds",
+];
+
+/// `s` as SQS reads an integer: `-?[0-9]+` that fits in 64 bits.
+pub fn parse_integer(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Files `value` under the dotted path `key` (`Attribute.1.Name`) in a tree of objects. A key
+/// that is both a value and a structure (`Tag.1=x&Tag.1.Key=k`) is refused like a repeated one.
+fn insert_path(tree: &mut Map<String, Value>, key: &str, value: String) -> Result<(), SqsError> {
     let mut node = tree;
     let mut parts = key.split('.').peekable();
     while let Some(part) = parts.next() {
         if parts.peek().is_none() {
-            node.insert(part.to_owned(), Value::String(value));
-            return;
+            if node.contains_key(part) {
+                return Err(repeated(key));
+            }
+            let value = if INTEGER_MEMBERS.contains(&part) {
+                let n = parse_integer(&value).ok_or_else(|| {
+                    SqsError::invalid(format!(
+                        "Value {value} for parameter {key} is invalid. Reason: it must be an integer."
+                    ))
+                })?;
+                Value::from(n)
+            } else {
+                Value::String(value)
+            };
+            node.insert(part.to_owned(), value);
+            return Ok(());
         }
         let next = node.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
-        if !next.is_object() {
-            *next = Value::Object(Map::new());
-        }
-        node = next.as_object_mut().expect("just made an object");
+        let Value::Object(next) = next else { return Err(repeated(key)) };
+        node = next;
     }
+    Ok(())
 }
 
 /// Turns the Query protocol's flattened members into the JSON protocol's shapes: objects with
 /// numbered keys become lists, and the singular list names become the JSON names (`Attribute`
 /// → `Attributes` map, `SendMessageBatchRequestEntry` → `Entries`, `AttributeName` →
 /// `AttributeNames`, …).
-fn reshape(v: Value) -> Value {
-    let Value::Object(map) = v else { return v };
+fn reshape(v: Value) -> Result<Value, SqsError> {
+    let Value::Object(map) = v else { return Ok(v) };
     let numbered = !map.is_empty() && map.keys().all(|k| k.parse::<u32>().is_ok());
     if numbered {
-        let mut items: Vec<(u32, Value)> =
-            map.into_iter().map(|(k, v)| (k.parse().expect("checked"), reshape(v))).collect();
+        let mut items = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            items.push((k.parse::<u32>().expect("checked"), reshape(v)?));
+        }
         items.sort_by_key(|(n, _)| *n);
-        return Value::Array(items.into_iter().map(|(_, v)| v).collect());
+        return Ok(Value::Array(items.into_iter().map(|(_, v)| v).collect()));
     }
     let mut out = Map::new();
     for (k, v) in map {
-        let v = reshape(v);
+        let v = reshape(v)?;
         let (name, v) = match k.as_str() {
-            "Attribute" => ("Attributes".to_owned(), pairs_to_map(v, "Name", "Value")),
+            "Attribute" => ("Attributes".to_owned(), pairs_to_map(v, &k, "Name", "Value")?),
             "MessageAttribute" => {
-                ("MessageAttributes".to_owned(), pairs_to_map(v, "Name", "Value"))
+                ("MessageAttributes".to_owned(), pairs_to_map(v, &k, "Name", "Value")?)
             }
             "MessageSystemAttribute" => {
-                ("MessageSystemAttributes".to_owned(), pairs_to_map(v, "Name", "Value"))
+                ("MessageSystemAttributes".to_owned(), pairs_to_map(v, &k, "Name", "Value")?)
             }
-            "Tag" => ("Tags".to_owned(), pairs_to_map(v, "Key", "Value")),
+            "Tag" => ("Tags".to_owned(), pairs_to_map(v, &k, "Key", "Value")?),
             "AttributeName" => ("AttributeNames".to_owned(), v),
             "MessageAttributeName" => ("MessageAttributeNames".to_owned(), v),
             "MessageSystemAttributeName" => ("MessageSystemAttributeNames".to_owned(), v),
@@ -121,24 +231,35 @@ fn reshape(v: Value) -> Value {
             "AWSAccountId" => ("AWSAccountIds".to_owned(), v),
             "ActionName" => ("Actions".to_owned(), v),
             k if k.ends_with("BatchRequestEntry") => ("Entries".to_owned(), v),
-            _ => (k, v),
+            _ => (k.clone(), v),
         };
-        out.insert(name, v);
+        // Two spellings of one member (`Attribute.1.Name` and `Attributes`) are a repeat too.
+        if out.insert(name, v).is_some() {
+            return Err(repeated(&k));
+        }
     }
-    Value::Object(out)
+    Ok(Value::Object(out))
 }
 
-fn pairs_to_map(v: Value, key: &str, value: &str) -> Value {
-    let Value::Array(items) = v else { return v };
+/// The entries of a flattened map (`Tag.N.Key`/`Tag.N.Value`) as a JSON map. An entry without
+/// its key is `MissingParameter`; a key named twice is refused like a repeated parameter.
+fn pairs_to_map(v: Value, member: &str, key: &str, value: &str) -> Result<Value, SqsError> {
+    let Value::Array(items) = v else { return Ok(v) };
     let mut map = Map::new();
     for mut item in items {
         let k = item.get_mut(key).map(Value::take);
         let v = item.get_mut(value).map(Value::take).unwrap_or(Value::Null);
-        if let Some(Value::String(k)) = k {
-            map.insert(k, v);
+        let Some(Value::String(k)) = k else {
+            return Err(SqsError::missing(&format!("{member}.N.{key}")));
+        };
+        if map.contains_key(&k) {
+            return Err(SqsError::invalid(format!(
+                "The {member} {k} is named more than once in the request."
+            )));
         }
+        map.insert(k, v);
     }
-    Value::Object(map)
+    Ok(Value::Object(map))
 }
 
 /// The success answer in the caller's protocol; `null` is an action that answers nothing.
@@ -288,23 +409,27 @@ pub fn escape_into(out: &mut String, s: &str) {
     }
 }
 
-/// Deserializes an optional integer given as a JSON number or (Query protocol) a string.
+/// How AWS's JSON front end words a member of the wrong type for an integer; `actions::input`
+/// answers errors ending so with `SerializationException`, as AWS does.
+pub const NOT_AN_INTEGER: &str = "can not be converted to an Integer";
+
+/// Deserializes an optional integer member: a JSON number without a fraction. The JSON protocol
+/// requires numbers for integer members (`"DelaySeconds":"5"` is refused, as AWS refuses it);
+/// the Query protocol's text was already read by [`parse_integer`] in `parse`.
 pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Int {
-        N(i64),
-        S(String),
-    }
-    match Option::<Int>::deserialize(d)? {
-        None => Ok(None),
-        Some(Int::N(n)) => Ok(Some(n)),
-        Some(Int::S(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| de::Error::custom(format!("{s:?} is not an integer"))),
-    }
+    let kind = match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(n) => return Ok(Some(n)),
+            None if n.is_f64() => "DECIMAL_VALUE",
+            None => "INTEGER_VALUE out of range",
+        },
+        Some(Value::String(_)) => "STRING_VALUE",
+        Some(Value::Bool(_)) => "BOOLEAN_VALUE",
+        Some(Value::Array(_)) => "START_ARRAY",
+        Some(Value::Object(_)) => "START_OBJECT",
+    };
+    Err(de::Error::custom(format!("{kind} {NOT_AN_INTEGER}")))
 }
 
 /// Deserializes a map whose values may be absent (`null`) into strings.

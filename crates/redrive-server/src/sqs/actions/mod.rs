@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{Code, SqsError, SqsResult};
+use super::wire::NOT_AN_INTEGER;
 use super::Cx;
 use redrive_core::limits;
 use redrive_core::Broker;
@@ -70,11 +71,16 @@ actions! {
     CancelMessageMoveTask => cancel_message_move_task,
 }
 
-/// Reads an action's input; a missing required member is `MissingParameter`, anything else
-/// malformed is `InvalidParameterValue`.
+/// Reads an action's input; a missing required member is `MissingParameter`, a JSON value
+/// where an integer belongs is `SerializationException` (as AWS's JSON front end answers it),
+/// anything else malformed is `InvalidParameterValue`.
 fn input<T: DeserializeOwned>(params: Value) -> SqsResult<T> {
-    serde_json::from_value(params).map_err(|e| {
-        let msg = e.to_string();
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.into_inner().to_string();
+        if msg.ends_with(NOT_AN_INTEGER) {
+            return SqsError::new(Code::MalformedInput, format!("{msg} (member {path})."));
+        }
         match msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
             Some(field) => SqsError::missing(field),
             None => SqsError::invalid(format!("Invalid request: {msg}")),
