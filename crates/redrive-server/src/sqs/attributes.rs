@@ -8,7 +8,8 @@ use redrive_core::{Broker, QueueConfig, QueuePatch};
 use serde_json::Value;
 
 use super::error::{Code, SqsError, SqsResult};
-use super::Cx;
+use super::wire::parse_integer;
+use super::{queue_of_arn, Cx};
 
 /// Attributes stored and echoed but not acted on.
 const STORED: [&str; 7] = [
@@ -48,9 +49,10 @@ fn bad_value(name: &str, why: &str) -> SqsError {
     )
 }
 
+/// An integer attribute: plain decimal digits (no sign `+`, no spaces), from `lo` to `hi`.
 fn seconds(name: &str, v: &str, lo: u64, hi: u64) -> SqsResult<u64> {
-    match v.trim().parse::<u64>() {
-        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+    match parse_integer(v).and_then(|n| u64::try_from(n).ok()) {
+        Some(n) if (lo..=hi).contains(&n) => Ok(n),
         _ => Err(bad_value(name, &format!("It must be an integer from {lo} to {hi}."))),
     }
 }
@@ -158,12 +160,13 @@ fn redrive_policy(v: &str) -> SqsResult<(Option<String>, Option<u32>)> {
         .ok_or_else(|| bad("deadLetterTargetArn is missing."))?;
     let max = match policy.get("maxReceiveCount") {
         Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::String(s)) => parse_integer(s).and_then(|n| u64::try_from(n).ok()),
         _ => None,
     }
     .filter(|n| (1..=u64::from(limits::RECEIVE_COUNT_MAX)).contains(n))
     .ok_or_else(|| bad("maxReceiveCount must be an integer from 1 to 1000."))?;
-    let dlq = arn.rsplit(':').next().filter(|n| !n.is_empty()).unwrap_or(arn);
+    let dlq =
+        queue_of_arn(arn).ok_or_else(|| bad("deadLetterTargetArn is not an SQS queue ARN."))?;
     Ok((Some(dlq.to_owned()), Some(max as u32)))
 }
 

@@ -78,31 +78,70 @@ impl<B: Broker> Cx<'_, B> {
         format!("arn:aws:sqs:{}:{}:{name}", s.region, s.account_id)
     }
 
-    /// The queue a `QueueUrl` names: its last path segment, whatever the host.
+    /// The queue a `QueueUrl` names (see [`queue_of_url`]), or without one the queue of the
+    /// URL the request was posted to. Anything else names no queue: `QueueDoesNotExist`.
     pub fn queue_name(&self, url: Option<&str>) -> SqsResult<String> {
         let name = match url {
-            Some(u) => u.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned(),
-            None => self.path_queue.clone().ok_or_else(|| SqsError::missing("QueueUrl"))?,
+            Some(u) => queue_of_url(u),
+            None => Some(self.path_queue.as_deref().ok_or_else(|| SqsError::missing("QueueUrl"))?),
         };
-        if !redrive_core::model::valid_queue_name(&name) {
-            return Err(SqsError::new(
-                Code::QueueDoesNotExist,
-                "The specified queue does not exist.",
-            ));
+        match name {
+            Some(name) if redrive_core::model::valid_queue_name(name) => Ok(name.to_owned()),
+            _ => Err(no_such_queue()),
         }
-        Ok(name)
     }
 
     /// The queue an ARN names (`arn:aws:sqs:region:account:name`).
     pub fn queue_of_arn(&self, arn: &str) -> SqsResult<String> {
-        let parts: Vec<&str> = arn.split(':').collect();
-        match parts.as_slice() {
-            ["arn", _, "sqs", _, _, name] if redrive_core::model::valid_queue_name(name) => {
-                Ok((*name).to_owned())
-            }
-            _ => Err(SqsError::invalid(format!("{arn:?} is not an SQS queue ARN."))),
-        }
+        queue_of_arn(arn)
+            .map(str::to_owned)
+            .ok_or_else(|| SqsError::invalid(format!("{arn:?} is not an SQS queue ARN.")))
     }
+}
+
+pub(crate) fn no_such_queue() -> SqsError {
+    SqsError::new(Code::QueueDoesNotExist, "The specified queue does not exist.")
+}
+
+/// The queue name in a queue URL as SQS hands them out: `http(s)://<host>/<account>/<name>`,
+/// exactly. Whatever the host (clients reach redrive under many names), but nothing that a
+/// path resolver or proxy could read as another queue: no `..` or `.` segments, no empty or
+/// extra segments, no trailing slash, query or fragment, no percent-escapes (a queue name
+/// never needs one). `None` is a URL that names no queue.
+pub(crate) fn queue_of_url(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let mut parts = rest.split('/');
+    let (host, account, name) = (parts.next()?, parts.next()?, parts.next()?);
+    let host_ok = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
+    let ok = parts.next().is_none()
+        && host_ok
+        && is_account(account)
+        && redrive_core::model::valid_queue_name(name);
+    ok.then_some(name)
+}
+
+/// The queue name in an SQS queue ARN, `arn:<partition>:sqs:<region>:<12-digit account>:<name>`.
+pub(crate) fn queue_of_arn(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "sqs", region, account, name]
+            if !partition.is_empty()
+                && !region.is_empty()
+                && is_account(account)
+                && redrive_core::model::valid_queue_name(name) =>
+        {
+            Some(name)
+        }
+        _ => None,
+    }
+}
+
+fn is_account(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 async fn at_root<B: Broker>(
@@ -127,7 +166,7 @@ async fn at_queue<B: Broker>(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // Queue URLs have a 12-digit account; anything else is a native path that does not exist.
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+    if !is_account(&account) {
         return crate::error::ApiError(Error::RouteNotFound).into_response();
     }
     handle(state, Some(queue), uri, headers, body).await
@@ -142,7 +181,7 @@ pub(crate) fn protocol_of(method: &Method, uri: &Uri, headers: &HeaderMap) -> Op
     let at_queue = matches!(
         (segments.next(), segments.next(), segments.next()),
         (Some(account), Some(q), None)
-            if !q.is_empty() && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+            if !q.is_empty() && is_account(account)
     );
     if !at_root && !at_queue {
         return None;

@@ -4,7 +4,7 @@ use redrive_core::Broker;
 use serde::{Deserialize, Serialize};
 
 use crate::sqs::error::SqsResult;
-use crate::sqs::Cx;
+use crate::sqs::{no_such_queue, Cx};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -22,7 +22,10 @@ pub struct Output {
 }
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
-    let name = cx.queue_name(Some(&input.queue_name))?;
-    let q = cx.broker().get_queue(name).await?;
+    // A name, not a URL: `../q` or `x/q` names no queue, even though `q` exists.
+    if !redrive_core::model::valid_queue_name(&input.queue_name) {
+        return Err(no_such_queue());
+    }
+    let q = cx.broker().get_queue(input.queue_name).await?;
     Ok(Output { queue_url: cx.queue_url(&q.name) })
 }
