@@ -76,14 +76,11 @@ pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
         if !valid_name {
             return Err(SqsError::invalid(format!("Message attribute name '{name}' is invalid.")));
         }
-        let base = v.data_type.split('.').next().unwrap_or_default();
-        if !matches!(base, "String" | "Number" | "Binary")
-            || v.data_type.len() > limits::SQS_ATTRIBUTE_NAME_LENGTH_MAX
-        {
+        let Some(base) = data_type_base(&v.data_type) else {
             return Err(SqsError::invalid(format!(
-                "The type of message attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String."
+                "The type of message (user) attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String, each optionally followed by a period and a custom label."
             )));
-        }
+        };
         let value = if v.is_binary() { &v.binary_value } else { &v.string_value };
         if value.as_deref().is_none_or(str::is_empty) {
             return Err(SqsError::invalid(format!(
@@ -216,18 +213,76 @@ fn check_characters(s: &str) -> Result<(), char> {
     s.chars().find(|c| !legal(*c)).map_or(Ok(()), Err)
 }
 
-/// A number as SQS takes it: finite, at most 38 significant digits, magnitude from 10^-128 to
-/// 10^+126 (or zero).
+/// Characters a data type has at most (SQS: 256, the same as a name).
+const DATA_TYPE_LENGTH_MAX: usize = limits::SQS_ATTRIBUTE_NAME_LENGTH_MAX;
+
+/// The base type of a data type as SQS takes it: `String`, `Number` or `Binary` (case
+/// matters), optionally followed by `.` and a non-empty custom label (`Number.float`), at most
+/// `DATA_TYPE_LENGTH_MAX` characters, in the characters a body may hold.
+fn data_type_base(data_type: &str) -> Option<&str> {
+    let (base, label) = match data_type.split_once('.') {
+        Some((base, label)) => (base, Some(label)),
+        None => (data_type, None),
+    };
+    let ok = matches!(base, "String" | "Number" | "Binary")
+        && label.is_none_or(|l| !l.is_empty())
+        && data_type.chars().count() <= DATA_TYPE_LENGTH_MAX
+        && check_characters(data_type).is_ok();
+    ok.then_some(base)
+}
+
+/// Significant digits a number may have (SQS: 38).
+const NUMBER_PRECISION_DIGITS_MAX: usize = 38;
+/// SQS numbers' magnitudes run from 10^-128 to 10^+126, both included (or are zero).
+const NUMBER_EXPONENT_MIN: i64 = -128;
+const NUMBER_EXPONENT_MAX: i64 = 126;
+
+/// A number as SQS takes it, checked exactly in decimal (a float would round `1e-400` to zero
+/// and `1.0…01e126` to `1e126`): an optional sign, digits with an optional decimal point (at
+/// least one digit), an optional exponent `e`/`E` with an optional sign; at most 38
+/// significant digits (leading and trailing zeros do not count, as SQS trims them), and zero
+/// or a magnitude from 10^-128 to 10^+126.
 fn is_sqs_number(s: &str) -> bool {
-    let s = s.trim();
-    let digits = s.bytes().filter(u8::is_ascii_digit).count();
-    let plain = s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
-    match s.parse::<f64>() {
-        Ok(n) if plain && digits <= 38 && n.is_finite() => {
-            n == 0.0 || (1e-128..=1e126).contains(&n.abs())
-        }
-        _ => false,
+    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mantissa = mantissa.strip_prefix(['+', '-']).unwrap_or(mantissa);
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.len() + frac.len() == 0 || !all_digits(int) || !all_digits(frac) {
+        return false;
     }
+    let exponent = match exponent {
+        None => 0,
+        Some(e) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || !all_digits(digits) {
+                return false;
+            }
+            // Past ±10^9 the number is out of range whatever its digits (or is zero), so the
+            // exponent saturates there instead of overflowing.
+            let magnitude =
+                digits.bytes().fold(0i64, |n, d| (n * 10 + i64::from(d - b'0')).min(1_000_000_000));
+            if e.starts_with('-') {
+                -magnitude
+            } else {
+                magnitude
+            }
+        }
+    };
+    let digits = || int.bytes().chain(frac.bytes());
+    let Some(first) = digits().position(|d| d != b'0') else { return true };
+    let last = int.len() + frac.len()
+        - 1
+        - digits().rev().position(|d| d != b'0').expect("a non-zero digit");
+    let precision = last - first + 1;
+    // The leading digit's power of ten: the number is in [10^lead, 10^(lead+1)).
+    let lead = int.len() as i64 - 1 - first as i64 + exponent;
+    let exactly_a_power_of_ten = precision == 1 && digits().nth(first) == Some(b'1');
+    precision <= NUMBER_PRECISION_DIGITS_MAX
+        && lead >= NUMBER_EXPONENT_MIN
+        && (lead < NUMBER_EXPONENT_MAX || (lead == NUMBER_EXPONENT_MAX && exactly_a_power_of_ten))
 }
 
 /// Checks a body: 1 character at least, and only characters XML allows (`#x9 | #xA | #xD |
@@ -317,12 +372,29 @@ mod tests {
 
     #[test]
     fn numbers_and_characters_follow_sqs_rules() {
-        for ok in ["42", "-1.5", "1e10", "0", "12345678901234567890123456789012345678"] {
+        for ok in [
+            "42",
+            "-1.5",
+            "1e10",
+            "0",
+            "1e126",
+            "1e-128",
+            "0e-400",
+            "12345678901234567890123456789012345678",
+            "1234567890123456789012345678901234567800000",
+        ] {
             assert!(is_sqs_number(ok), "{ok}");
         }
-        for bad in
-            ["NaN", "inf", "1e200", "1e-200", "0x10", "123456789012345678901234567890123456789"]
-        {
+        for bad in [
+            "NaN",
+            "inf",
+            "1e200",
+            "1e-200",
+            "1e-400",
+            "1.0000000000000000000000000000000000001e126",
+            "0x10",
+            "123456789012345678901234567890123456789",
+        ] {
             assert!(!is_sqs_number(bad), "{bad}");
         }
         let mut attrs = Attributes::new();
