@@ -1,6 +1,7 @@
 //! Enqueue: a whole batch in one statement — idempotency keys claimed in `redrive.dedup`, the
-//! jobs inserted from arrays (`unnest`), the totals bumped and the queue's long polls woken —
-//! so a batch is one round trip and one commit, all or nothing.
+//! jobs inserted from arrays (`unnest`), the totals bumped — so a batch is one round trip and
+//! one commit, all or nothing. The queue's long polls are woken after the commit (see
+//! `waiters::Wakes`).
 
 use std::collections::HashMap;
 
@@ -39,12 +40,10 @@ t AS ( \
   INSERT INTO redrive.queue_totals AS t (queue_id, shard, enqueued, duplicates) \
   SELECT $1, $15, (SELECT count(*) FROM ins), (SELECT count(*) FROM input) - (SELECT count(*) FROM ins) + $16 \
   ON CONFLICT (queue_id, shard) DO UPDATE SET enqueued = t.enqueued + EXCLUDED.enqueued, \
-    duplicates = t.duplicates + EXCLUDED.duplicates), \
-wake AS (SELECT count(pg_notify('redrive_ready', $1::text)) AS c \
-         FROM (SELECT 1 FROM ins LIMIT 1) s) \
+    duplicates = t.duplicates + EXCLUDED.duplicates) \
 SELECT i.ord, (ins.id IS NOT NULL), dd.job_id \
 FROM input i LEFT JOIN ins ON ins.id = i.id \
-  LEFT JOIN redrive.dedup dd ON dd.queue_id = $1 AND dd.key = i.key, wake \
+  LEFT JOIN redrive.dedup dd ON dd.queue_id = $1 AND dd.key = i.key \
 ORDER BY i.ord";
 
 /// Checks a batch whole before anything is written, as the engine does.

@@ -13,8 +13,10 @@ use crate::transition::{self, JobCore};
 
 /// Acks a batch in one statement. `known` tells a stale receipt (the job exists) from an
 /// unknown one. Jobs of FIFO groups wake their queue: the group's next job may now go out.
-/// `j.id = ANY($1)` lets the planner start from the primary key and the given ids rather than
-/// from the index of every leased job.
+/// The ids are the only way in: `state + 0` and `visible_at + 0` keep the planner off the
+/// `jobs_leased` index, whose range `visible_at > now` holds every lease of the last
+/// visibility timeout (the acked ones too, until vacuum), so that an ack cost 10 ms per call
+/// under load where the primary key costs 0.1 ms.
 const ACK_SQL: &str = "WITH input AS ( \
     SELECT * FROM unnest($1::uuid[], $2::int4[]) WITH ORDINALITY AS t(id, epoch, ord)), \
   n AS (SELECT redrive.now_ms() AS now), \
@@ -22,8 +24,8 @@ const ACK_SQL: &str = "WITH input AS ( \
     UPDATE redrive.jobs j SET state = 3, completed_at = n.now, visible_at = n.now, body = NULL, \
       attributes = NULL, expires_at = n.now + (q.config->>'completed_retention_ms')::bigint \
     FROM input i, redrive.queues q, n \
-    WHERE j.id = ANY($1::uuid[]) AND j.id = i.id AND j.lease_epoch = i.epoch AND j.state = 2 \
-      AND j.visible_at > n.now AND q.id = j.queue_id \
+    WHERE j.id = ANY($1::uuid[]) AND j.id = i.id AND j.lease_epoch = i.epoch \
+      AND j.state + 0 = 2 AND j.visible_at + 0 > n.now AND q.id = j.queue_id \
     RETURNING j.id, j.queue_id, j.group_id), \
   t AS ( \
     INSERT INTO redrive.queue_totals AS t (queue_id, shard, acked) \

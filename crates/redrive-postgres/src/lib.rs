@@ -17,7 +17,8 @@
 //! - [`fleet_lock`]: an advisory lock held on a connection of its own, for work that runs on one
 //!   server of a fleet at a time (the in-process triage agent).
 //! - [`import`]: bulk import of a whole store, for `redrive migrate`.
-//! - `waiters`: parked long polls and the `LISTEN` connection that wakes them.
+//! - `waiters`: parked long polls, the `LISTEN` connection that wakes them, and the sender of
+//!   wake-ups owed after commits.
 //! - `sweep`: periodic lease expiry, retention and dedup expiry (idempotent on every server).
 
 mod db;
@@ -52,7 +53,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 use crate::db::{internal, pool_error};
-use crate::waiters::Waiters;
+use crate::waiters::{Waiters, Wakes};
 
 /// Operation latency buckets, microseconds.
 const STATEMENT_BOUNDS_US: &[u64] =
@@ -85,6 +86,7 @@ pub struct PgBroker {
 struct Inner {
     pool: Pool,
     waiters: Arc<Waiters>,
+    wakes: Arc<Wakes>,
     shard: AtomicU32,
     metrics: Mutex<Metrics>,
     /// Whether the listener's connection is up (a cheap, recent sign of the database's health).
@@ -131,19 +133,22 @@ impl PgBroker {
             .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
         let waiters = Arc::new(Waiters::default());
         let listener_up = Arc::new(AtomicBool::new(false));
+        let wakes = Arc::new(Wakes::default());
+        let sender = tokio::spawn(waiters::send(config.clone(), wakes.clone()));
         let listener = tokio::spawn(waiters::listen(config, waiters.clone(), listener_up.clone()));
         let sweeper = tokio::spawn(sweep::run(pool.clone(), options.sweep_interval_ms));
         Ok(PgBroker {
             inner: Arc::new(Inner {
                 pool,
                 waiters,
+                wakes,
                 shard: AtomicU32::new(0),
                 metrics: Mutex::new(Metrics {
                     start_latency_ms: Histogram::new(LATENCY_BOUNDS_MS),
                     operation_us: Histogram::new(STATEMENT_BOUNDS_US),
                 }),
                 listener_up,
-                tasks: vec![listener, sweeper],
+                tasks: vec![listener, sender, sweeper],
             }),
         })
     }
@@ -297,6 +302,9 @@ impl Broker for PgBroker {
         let c = self.client().await?;
         let q = db::queue_by_name(&c, &queue).await?;
         let r = enqueue::enqueue(&c, &q, &jobs, self.shard(), SystemClock.now_ms()).await?;
+        if r.iter().any(|e| !e.duplicate) {
+            self.inner.wakes.push(&self.inner.waiters, q.id);
+        }
         self.observe(started);
         Ok(r)
     }

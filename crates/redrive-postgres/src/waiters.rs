@@ -149,3 +149,68 @@ pub async fn listen(config: tokio_postgres::Config, waiters: Arc<Waiters>, up: A
         tokio::time::sleep(Duration::from_millis(RECONNECT_MS)).await;
     }
 }
+
+/// Wake-ups owed after a commit: queue ids that the sender announces with `pg_notify` from
+/// a transaction of its own.
+///
+/// A `NOTIFY` inside a writing transaction holds PostgreSQL's one notification lock from
+/// pre-commit until the commit record is flushed, so every enqueue that notified committed
+/// one after another and the database's group commit never formed. The sender's transaction
+/// writes nothing and runs with `synchronous_commit = off`, so it holds the lock for
+/// microseconds; the enqueue committed (and was flushed) before its id is pushed here, so a
+/// woken receiver always finds the job. Ids pushed while a send is in flight go out together
+/// in the next one. A wake-up lost with the sender's connection costs latency (receivers look
+/// again every [`RECHECK_MS`]), never a job. The SQL function `redrive.enqueue` keeps its
+/// `NOTIFY` inside the caller's transaction: there the commit is the application's.
+#[derive(Default)]
+pub struct Wakes {
+    pending: Mutex<Vec<i32>>,
+    ready: Notify,
+}
+
+impl Wakes {
+    /// Announces, to every server, that `queue` has new work; receivers parked here are woken
+    /// at once without waiting for the round trip.
+    pub fn push(&self, waiters: &Waiters, queue: i32) {
+        waiters.wake(queue);
+        let mut p = self.pending.lock().expect("wakes lock");
+        if !p.contains(&queue) {
+            p.push(queue);
+        }
+        drop(p);
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.pending.lock().expect("wakes lock"))
+    }
+}
+
+/// Sends the owed wake-ups for ever (the broker aborts it when dropped), on a connection of
+/// its own, reconnecting after a failure.
+pub async fn send(mut config: tokio_postgres::Config, wakes: Arc<Wakes>) {
+    const SQL: &str = "SELECT count(pg_notify('redrive_ready', q::text)) FROM unnest($1::int4[]) q";
+    config.options("-c synchronous_commit=off");
+    config.application_name("redrive-wakes");
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, conn)) => {
+                let driver = tokio::spawn(conn);
+                loop {
+                    wakes.ready.notified().await;
+                    let ids = wakes.take();
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = client.query_one(SQL, &[&ids]).await {
+                        tracing::warn!(error = %e, "sending wake-ups failed");
+                        break;
+                    }
+                }
+                driver.abort();
+            }
+            Err(e) => tracing::warn!(error = %e, "wake-up sender cannot connect"),
+        }
+        tokio::time::sleep(Duration::from_millis(RECONNECT_MS)).await;
+    }
+}
