@@ -71,9 +71,10 @@ impl<B: Broker> AppState<B> {
     }
 }
 
-/// Tasks that outlive the request that started them (SQS message moves): each watches
-/// `stopping` and ends at its next step once it is cancelled; [`serve_with`] cancels it after
-/// the HTTP drain and waits for the tracked tasks, for a bounded time.
+/// Tasks that outlive the request that started them (SQS message moves), and the move task
+/// sweeper [`serve_with`] starts: each watches `stopping` and ends at its next step once it is
+/// cancelled; [`serve_with`] cancels it after the HTTP drain and waits for the tracked tasks,
+/// for a bounded time.
 #[derive(Default)]
 pub struct Background {
     pub stopping: tokio_util::sync::CancellationToken,
@@ -135,6 +136,8 @@ pub async fn serve_with<B: Broker>(
     limits: ConnLimits,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
+    // Resumes the move tasks whose server stopped or died, this one's last run included.
+    sqs::MoveTasks::spawn_sweeper(&state);
     // Long polls would otherwise hold the drain open for up to their wait time.
     let drained = state.clone();
     let release_long_polls = async move {

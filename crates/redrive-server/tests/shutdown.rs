@@ -1,13 +1,16 @@
 //! Shutdown reaches the server's background work: a message move task still moving when the
-//! server is told to stop ends before `serve_with` returns (FAILED, "the server shut down"),
-//! instead of moving on against a store that is about to close.
+//! server is told to stop stops before `serve_with` returns, instead of moving on against a
+//! store that is about to close, and releases its claim (it stays RUNNING in the store, with
+//! its progress, for the next server to resume) rather than failing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use redrive_core::broker::DocKind;
 use redrive_core::time::{Clock, SystemClock};
+use redrive_core::Broker;
 use redrive_engine::{Durability, Engine, MemStorage, Store};
 use redrive_server::sqs::SqsSettings;
 use redrive_server::{AppState, ConnLimits};
@@ -95,10 +98,14 @@ async fn a_running_move_task_stops_when_the_server_shuts_down() {
         .unwrap();
     let tasks = sqs(&router, "ListMessageMoveTasks", json!({"SourceArn": arn})).await;
     let task = &tasks["Results"][0];
-    assert_eq!(task["Status"], "FAILED", "the task ended with the server: {tasks}");
-    assert_eq!(task["FailureReason"], "the server shut down");
+    assert_eq!(task["Status"], "RUNNING", "released for the next server, not failed: {tasks}");
+    assert_eq!(task["TaskHandle"], started["TaskHandle"]);
     let moved = task["ApproximateNumberOfMessagesMoved"].as_u64().unwrap();
     assert!(moved < 5, "the task stopped before it was done: {moved} moved");
+    let docs = engine.handle.list_docs(DocKind::MoveTask).await.unwrap();
+    let (_, stored) = docs.iter().find(|(k, _)| k.starts_with("task/")).expect("stored");
+    let stored: Value = serde_json::from_str(stored).unwrap();
+    assert_eq!(stored["lease_until_ms"], 0, "the claim was released: {stored}");
 
     // Nothing moves after serve returned.
     tokio::time::sleep(Duration::from_millis(1500)).await;

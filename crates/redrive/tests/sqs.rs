@@ -25,7 +25,11 @@ struct Sqs {
 
 impl Sqs {
     fn start() -> Sqs {
-        let dir = tempfile::tempdir().unwrap();
+        Sqs::start_in(tempfile::tempdir().unwrap())
+    }
+
+    /// A server over `dir` (and its database, on PostgreSQL).
+    fn start_in(dir: tempfile::TempDir) -> Sqs {
         let server = common::start(dir.path(), &[]);
         let conf = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -35,6 +39,18 @@ impl Sqs {
             .http_client(aws_smithy_http_client::Builder::new().build_http())
             .build();
         Sqs { client: Client::from_conf(conf), server, _dir: dir }
+    }
+
+    /// Stops the server (`signal`: `TERM` to shut down, `KILL` to crash) and starts another
+    /// over the same data.
+    fn restart(self, signal: &str) -> Sqs {
+        let Sqs { mut server, _dir: dir, .. } = self;
+        let pid = server.child.id().to_string();
+        let kill = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+        assert!(kill.unwrap().success());
+        server.child.wait().unwrap();
+        drop(server);
+        Sqs::start_in(dir)
     }
 
     async fn queue(&self, name: &str, attrs: &[(QueueAttributeName, &str)]) -> String {
@@ -544,6 +560,74 @@ async fn dead_letters_after_max_receives_and_move_back_with_a_task() {
     let cancel =
         s.client.cancel_message_move_task().task_handle(task.task_handle.unwrap()).send().await;
     assert_eq!(code(cancel), "ResourceNotFoundException", "a finished task cannot be cancelled");
+}
+
+/// A move task still running when its server stops is resumed by the server started next over
+/// the same store and completes there: released at once after a shutdown, and after a crash
+/// once the dead server's claim on it runs out (`MOVE_TASK_LEASE_MS`).
+async fn a_running_move_task_survives(signal: &str) {
+    let s = Sqs::start();
+    let dlq = s.queue("moves-dlq", &[]).await;
+    let policy =
+        format!(r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":"1"}}"#, Sqs::arn("moves-dlq"));
+    let url = s.queue("moves", &[(QueueAttributeName::RedrivePolicy, &policy)]).await;
+    for i in 0..4 {
+        s.send(&url, &format!("m{i}")).await;
+    }
+    assert_eq!(s.receive(&url, 10, 0).await.len(), 4);
+    assert!(s.receive(&url, 10, 0).await.is_empty(), "the second receive dead-letters them");
+    let dead = s.attribute(&dlq, QueueAttributeName::ApproximateNumberOfMessages).await;
+    assert_eq!(dead, "4");
+
+    let source = Sqs::arn("moves-dlq");
+    let start = s.client.start_message_move_task().source_arn(&source);
+    let handle = start.max_number_of_messages_per_second(1).send().await.unwrap().task_handle;
+    let list = |s: &Sqs| {
+        let req = s.client.list_message_move_tasks().source_arn(&source).max_results(10);
+        async move { req.send().await.unwrap().results.unwrap_or_default() }
+    };
+    let mut moved_before = 0;
+    for _ in 0..100 {
+        moved_before = list(&s).await[0].approximate_number_of_messages_moved;
+        if moved_before > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved_before > 0, "the task made progress before the restart");
+
+    let s = s.restart(signal);
+    let tasks = list(&s).await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].status(), Some("RUNNING"), "{tasks:?}");
+    assert_eq!(tasks[0].task_handle, handle, "the same task, still running");
+    let mut task = tasks[0].clone();
+    for _ in 0..600 {
+        task = list(&s).await[0].clone();
+        if task.status() != Some("RUNNING") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(task.status(), Some("COMPLETED"), "{task:?}");
+    let moved = task.approximate_number_of_messages_moved;
+    // A crash loses the count (never the moves) of the steps after the last progress written.
+    let counted = if signal == "TERM" { moved == 4 } else { (moved_before..=4).contains(&moved) };
+    assert!(counted, "{moved} moved, {moved_before} before the restart: {task:?}");
+    assert_eq!(task.approximate_number_of_messages_to_move, Some(4));
+    assert_eq!(s.attribute(&dlq, QueueAttributeName::ApproximateNumberOfMessages).await, "0");
+    let back = s.receive(&url, 10, 30).await;
+    assert_eq!(back.len(), 4, "every message moved back to its source queue, once");
+}
+
+#[tokio::test]
+async fn a_running_move_task_survives_a_restart() {
+    a_running_move_task_survives("TERM").await;
+}
+
+#[tokio::test]
+async fn a_running_move_task_survives_a_crash() {
+    a_running_move_task_survives("KILL").await;
 }
 
 #[tokio::test]

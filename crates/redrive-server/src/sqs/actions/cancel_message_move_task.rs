@@ -19,10 +19,8 @@ pub struct Output {
 }
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
-    let task = cx.state.moves.cancel(&input.task_handle).ok_or_else(|| {
+    let task = cx.state.moves.cancel(cx.broker(), &input.task_handle).await?.ok_or_else(|| {
         SqsError::new(Code::ResourceNotFound, "No running message move task has this handle.")
     })?;
-    Ok(Output {
-        approximate_number_of_messages_moved: task.moved.load(std::sync::atomic::Ordering::Relaxed),
-    })
+    Ok(Output { approximate_number_of_messages_moved: task.moved })
 }

@@ -1,6 +1,6 @@
 //! ListMessageMoveTasks: the most recent move tasks of a source queue (1 by default, at most 10).
 
-use redrive_core::Broker;
+use redrive_core::{limits, Broker};
 use serde::{Deserialize, Serialize};
 
 use crate::sqs::actions::int_in;
@@ -44,27 +44,24 @@ pub struct Output {
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let source = cx.queue_of_arn(&input.source_arn)?;
     cx.broker().get_queue(source.clone()).await?;
-    let max = int_in("MaxResults", input.max_results, 1, 10)?.unwrap_or(1) as usize;
+    let most = limits::SQS_MOVE_TASKS_PER_SOURCE_MAX as i64;
+    let max = int_in("MaxResults", input.max_results, 1, most)?.unwrap_or(1) as usize;
     let results = cx
         .state
         .moves
-        .list(&source, max)
+        .list(cx.broker(), &source, max)
+        .await?
         .into_iter()
-        .map(|t| {
-            let (status, failure_reason) = t.status();
-            Task {
-                task_handle: (status == Status::Running).then(|| t.handle.clone()),
-                status: status.as_str(),
-                source_arn: t.spec.source_arn.clone(),
-                destination_arn: t.spec.destination_arn.clone(),
-                max_number_of_messages_per_second: t.spec.rate,
-                approximate_number_of_messages_moved: t
-                    .moved
-                    .load(std::sync::atomic::Ordering::Relaxed),
-                approximate_number_of_messages_to_move: t.spec.to_move,
-                failure_reason,
-                started_timestamp: t.started_at,
-            }
+        .map(|t| Task {
+            task_handle: (t.status == Status::Running).then_some(t.handle),
+            status: t.status.as_str(),
+            source_arn: t.source_arn,
+            destination_arn: t.destination_arn,
+            max_number_of_messages_per_second: t.rate,
+            approximate_number_of_messages_moved: t.moved,
+            approximate_number_of_messages_to_move: t.to_move,
+            failure_reason: t.failure_reason,
+            started_timestamp: t.started_at,
         })
         .collect();
     Ok(Output { results })

@@ -1,12 +1,13 @@
 //! StartMessageMoveTask: moves a dead-letter queue's messages back to their source queues, or to
-//! `DestinationArn`, at `MaxNumberOfMessagesPerSecond` (at most 500) if given.
+//! `DestinationArn`, at `MaxNumberOfMessagesPerSecond` (at most 500) if given. The task lives in
+//! the store (see `sqs::moves`).
 
-use redrive_core::Broker;
+use redrive_core::{limits, Broker};
 use serde::{Deserialize, Serialize};
 
 use crate::sqs::actions::int_in;
 use crate::sqs::error::{Code, SqsError, SqsResult};
-use crate::sqs::moves::NewTask;
+use crate::sqs::moves::{NewTask, StartError};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
 
@@ -28,8 +29,9 @@ pub struct Output {
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let source = cx.queue_of_arn(&input.source_arn)?;
+    let most = i64::from(limits::SQS_MOVE_TASK_RATE_MAX);
     let rate =
-        int_in("MaxNumberOfMessagesPerSecond", input.max_number_of_messages_per_second, 1, 500)?;
+        int_in("MaxNumberOfMessagesPerSecond", input.max_number_of_messages_per_second, 1, most)?;
     let queues = cx.broker().list_queues().await?;
     let Some(dlq) = queues.iter().find(|q| q.name == source) else {
         return Err(SqsError::new(
@@ -61,10 +63,9 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         rate: rate.map(|r| r as u32),
         to_move: dlq.stats.dead_letters,
     };
-    let task_handle = cx
-        .state
-        .moves
-        .start(cx.state.clone(), task)
-        .map_err(|e| SqsError::new(Code::UnsupportedOperation, e.to_string()))?;
+    let task_handle = cx.state.moves.start(cx.state.clone(), task).await.map_err(|e| match e {
+        StartError::AlreadyRunning(_) => SqsError::new(Code::UnsupportedOperation, e.to_string()),
+        StartError::Store(e) => SqsError::from(e),
+    })?;
     Ok(Output { task_handle })
 }
