@@ -158,6 +158,19 @@ async fn a_repeated_query_parameter_is_refused_and_changes_nothing() {
         r.query(&uri, "Action=DeleteQueue").await,
         "InvalidParameterValue",
     );
+    // A JSON member named twice is the same: serde_json alone would keep the last.
+    let twice = [
+        ("DeleteQueue", r#"{"QueueUrl":"http://localhost/000000000000/x","QueueUrl":"URL"}"#),
+        ("SendMessage", r#"{"QueueUrl":"URL","MessageBody":"a","MessageBody":"b"}"#),
+        (
+            "SendMessage",
+            r#"{"QueueUrl":"URL","MessageBody":"a","MessageAttributes":{"n":{"DataType":"String","StringValue":"a"},"n":{"DataType":"String","StringValue":"b"}}}"#,
+        ),
+    ];
+    for (action, body) in twice {
+        let body = body.replace("URL", URL);
+        assert_refused_json(&body, r.json_raw(action, &body).await, "SerializationException");
+    }
     assert!(r.queue_exists("sqsq").await, "nothing was deleted");
     assert!(r.bodies().await.is_empty(), "nothing was sent");
     // Each once is fine.

@@ -6,6 +6,9 @@
 //!   `{"__type", "message"}` plus the `x-amzn-query-error` header SDKs read the code from.
 //! - Query: form fields (`Action=…`, lists as `Foo.N`, maps as `Foo.N.Name`/`Foo.N.Value`), XML
 //!   answers in SQS's namespace, errors as `ErrorResponse`.
+//!
+//! Either way a request is read strictly: a member named twice, text that is not UTF-8, or an
+//! integer member that is not a plain integer is refused, never resolved by a guess.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
@@ -42,7 +45,7 @@ pub fn parse(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Re
         let params = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Object(Map::new())
         } else {
-            serde_json::from_slice(body).map_err(|e| {
+            serde_json::from_slice::<Unique>(body).map(|u| u.0).map_err(|e| {
                 SqsError::new(Code::MalformedInput, format!("the body is not valid JSON: {e}"))
             })?
         };
@@ -57,12 +60,12 @@ pub fn parse(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Re
     }
     decode_form(body, &mut fields)?;
     let mut seen = HashSet::with_capacity(fields.len());
+    if let Some((k, _)) = fields.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+        return Err(repeated(k));
+    }
     let mut action = None;
     let mut tree = Map::new();
     for (k, v) in fields {
-        if !seen.insert(k.clone()) {
-            return Err(repeated(&k));
-        }
         match k.as_str() {
             "Action" => action = Some(v),
             // Protocol envelope, not parameters.
@@ -74,6 +77,75 @@ pub fn parse(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Re
     }
     let action = action.ok_or_else(|| SqsError::missing("Action"))?;
     Ok(Request { protocol: Protocol::Query, action, params: reshape(Value::Object(tree))? })
+}
+
+/// A JSON value whose objects name each member once. `serde_json::Value` keeps the last of
+/// `{"QueueUrl":"a","QueueUrl":"b"}`; a repeated member is refused instead, as a repeated Query
+/// parameter is, so that no two readers of one request can disagree on what it asks.
+struct Unique(Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom(format!("the member {k:?} appears more than once")));
+            }
+            let Unique(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// A parameter sent twice (or both as a value and as a structure) is refused rather than one
