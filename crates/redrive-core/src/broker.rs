@@ -430,6 +430,12 @@ pub enum DocKind {
     TriagePolicy = 2,
     /// An SQS message move task by handle, and the pointer to a source queue's running task.
     MoveTask = 3,
+    /// A secret every server of a store shares, by name (the key that signs receipts).
+    Secret = 4,
+    /// An API key by id: its scopes, expiry, rate and the hash of its secret.
+    ApiKey = 5,
+    /// An audit log entry by time-ordered id.
+    Audit = 6,
 }
 
 impl DocKind {
@@ -438,6 +444,9 @@ impl DocKind {
             1 => Some(DocKind::TriageProposal),
             2 => Some(DocKind::TriagePolicy),
             3 => Some(DocKind::MoveTask),
+            4 => Some(DocKind::Secret),
+            5 => Some(DocKind::ApiKey),
+            6 => Some(DocKind::Audit),
             _ => None,
         }
     }
@@ -448,6 +457,9 @@ impl DocKind {
             DocKind::TriageProposal => "TRIAGE_PROPOSALS_COUNT_MAX",
             DocKind::TriagePolicy => "QUEUES_MAX",
             DocKind::MoveTask => "MOVE_TASKS_COUNT_MAX",
+            DocKind::Secret => "SECRETS_COUNT_MAX",
+            DocKind::ApiKey => "API_KEYS_COUNT_MAX",
+            DocKind::Audit => "AUDIT_ENTRIES_COUNT_MAX",
         }
     }
 
@@ -457,6 +469,9 @@ impl DocKind {
             DocKind::TriageProposal => limits::TRIAGE_PROPOSALS_COUNT_MAX,
             DocKind::TriagePolicy => limits::QUEUES_MAX,
             DocKind::MoveTask => limits::MOVE_TASKS_COUNT_MAX,
+            DocKind::Secret => limits::SECRETS_COUNT_MAX,
+            DocKind::ApiKey => limits::API_KEYS_COUNT_MAX,
+            DocKind::Audit => limits::AUDIT_ENTRIES_COUNT_MAX,
         }
     }
 }
@@ -520,6 +535,12 @@ pub trait Broker: Send + Sync + 'static {
         expected: Option<String>,
         value: Option<String>,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// One document, or `None` if there is none.
+    fn get_doc(
+        &self,
+        kind: DocKind,
+        key: String,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
     /// Every document of a kind, by key.
     fn list_docs(
         &self,

@@ -150,6 +150,13 @@ pub const SQS_MOVE_TASK_RATE_MAX: u32 = 500;
 /// Move task documents a store holds: per source queue, its most recent tasks and the pointer
 /// to its running one (the history of a deleted queue is forgotten by the move task sweeper).
 pub const MOVE_TASKS_COUNT_MAX: usize = QUEUES_MAX * (SQS_MOVE_TASKS_PER_SOURCE_MAX + 1);
+/// Secrets the servers of a store share (the receipt signing key, …).
+pub const SECRETS_COUNT_MAX: usize = 16;
+/// API keys a store holds, revoked ones included until deleted.
+pub const API_KEYS_COUNT_MAX: usize = 10_000;
+/// Audit log entries kept in the store; past it the oldest is dropped (the JSON lines the
+/// server logs keep everything).
+pub const AUDIT_ENTRIES_COUNT_MAX: usize = 10_000;
 /// Dead letters one move task step lists and redrives when no rate is given.
 pub const MOVE_TASK_STEP_COUNT_MAX: usize = 500;
 /// How long a server's claim on a running move task lasts unless renewed (each step renews it,

@@ -66,6 +66,7 @@ enum Cmd {
     DeleteJob(JobId, Reply<()>),
     PutDoc(DocKind, String, Option<String>, Reply<()>),
     PutDocIf(DocKind, String, Option<String>, Option<String>, Reply<bool>),
+    GetDoc(DocKind, String, Reply<Option<String>>),
     ListDocs(DocKind, Reply<Vec<(String, String)>>),
     Snapshot(Reply<StoreSnapshot>),
     /// Shutdown has begun: answer parked long polls now and park no more.
@@ -437,6 +438,10 @@ impl Loop {
                 let r = s.put_doc_if(kind, &key, expected.as_deref(), value.as_deref());
                 self.defer(tx, r, true)
             }
+            Cmd::GetDoc(kind, key, tx) => {
+                let r = Ok(s.get_doc(kind, &key));
+                self.defer(tx, r, false)
+            }
             Cmd::ListDocs(kind, tx) => {
                 let r = Ok(s.list_docs(kind));
                 self.defer(tx, r, false)
@@ -698,6 +703,9 @@ impl Broker for EngineHandle {
         value: Option<String>,
     ) -> Result<bool> {
         self.call(|tx| Cmd::PutDocIf(kind, key, expected, value, tx)).await
+    }
+    async fn get_doc(&self, kind: DocKind, key: String) -> Result<Option<String>> {
+        self.call(|tx| Cmd::GetDoc(kind, key, tx)).await
     }
     async fn list_docs(&self, kind: DocKind) -> Result<Vec<(String, String)>> {
         self.call(|tx| Cmd::ListDocs(kind, tx)).await

@@ -6,7 +6,7 @@ use deadpool_postgres::GenericClient;
 use redrive_core::broker::DocKind;
 use redrive_core::{limits, Error, Result};
 
-use crate::db::{execute, query, query_one};
+use crate::db::{execute, query, query_one, query_opt};
 
 /// `pg_advisory_xact_lock` keys of document writes: this base plus the kind, so that the
 /// per-kind count is exact across servers.
@@ -78,6 +78,12 @@ pub async fn put_if(
         }
     };
     Ok(changed == 1)
+}
+
+/// One document's value.
+pub async fn get(c: &impl GenericClient, kind: DocKind, key: &str) -> Result<Option<String>> {
+    const SQL: &str = "SELECT value FROM redrive.docs WHERE kind = $1 AND key = $2";
+    Ok(query_opt(c, SQL, &[&(kind as i16), &key]).await?.map(|r| r.get(0)))
 }
 
 /// Every document of a kind, by key.

@@ -451,6 +451,11 @@ impl Broker for PgBroker {
         .await
     }
 
+    async fn get_doc(&self, kind: DocKind, key: String) -> Result<Option<String>> {
+        let c = self.client().await?;
+        docs::get(&c, kind, &key).await
+    }
+
     async fn list_docs(&self, kind: DocKind) -> Result<Vec<(String, String)>> {
         let c = self.client().await?;
         docs::list(&c, kind).await

@@ -19,6 +19,7 @@ pub mod error;
 mod extract;
 mod metrics;
 mod native;
+pub mod receipts;
 pub mod sqs;
 mod strict;
 pub mod triage;
@@ -54,6 +55,8 @@ pub struct AppState<B> {
     pub metrics_hook: Option<MetricsHook>,
     /// Tasks that outlive the request that started them.
     pub background: Background,
+    /// The key receipts are signed with, read from the store on first use.
+    receipt_key: tokio::sync::OnceCell<receipts::ReceiptKey>,
 }
 
 impl<B: Broker> AppState<B> {
@@ -67,7 +70,13 @@ impl<B: Broker> AppState<B> {
             policies: triage::Policies::default(),
             metrics_hook: None,
             background: Background::default(),
+            receipt_key: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The store's receipt signing key (see [`receipts`]).
+    pub async fn receipts(&self) -> redrive_core::Result<&receipts::ReceiptKey> {
+        self.receipt_key.get_or_try_init(|| receipts::ReceiptKey::load(&self.broker)).await
     }
 }
 

@@ -83,6 +83,9 @@ impl Broker for Down {
     ) -> Result<bool> {
         down()
     }
+    async fn get_doc(&self, _: DocKind, _: String) -> Result<Option<String>> {
+        Ok(None)
+    }
     async fn list_docs(&self, _: DocKind) -> Result<Vec<(String, String)>> {
         Ok(Vec::new())
     }

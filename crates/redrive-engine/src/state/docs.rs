@@ -68,6 +68,11 @@ impl Store {
         Ok(true)
     }
 
+    /// One document's value.
+    pub fn get_doc(&self, kind: DocKind, key: &str) -> Option<String> {
+        self.docs.get(&(kind as u8, Box::<str>::from(key))).map(|d| d.value.clone())
+    }
+
     /// Every document of `kind`, by key.
     pub fn list_docs(&self, kind: DocKind) -> Vec<(String, String)> {
         self.docs_of(kind).map(|(k, d)| (k.1.to_string(), d.value.clone())).collect()

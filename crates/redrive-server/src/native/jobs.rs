@@ -76,7 +76,7 @@ pub async fn receive_one<B: Broker>(
         )
         .into());
     }
-    Ok(Json(JobsReply { jobs: s.broker.receive(b.into_request(vec![q])).await? }))
+    receive(&s, b.into_request(vec![q])).await
 }
 
 pub async fn receive_many<B: Broker>(
@@ -84,7 +84,21 @@ pub async fn receive_many<B: Broker>(
     JsonBody(mut b): JsonBody<ReceiveBody>,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
     let queues = std::mem::take(&mut b.queues);
-    Ok(Json(JobsReply { jobs: s.broker.receive(b.into_request(queues)).await? }))
+    receive(&s, b.into_request(queues)).await
+}
+
+/// Receives, and hands out signed receipts (the key is read first: a lease is never taken for
+/// a reply that cannot be made).
+async fn receive<B: Broker>(
+    s: &Shared<B>,
+    req: ReceiveRequest,
+) -> ApiResult<Json<JobsReply<Delivery>>> {
+    let key = s.receipts().await?;
+    let mut jobs = s.broker.receive(req).await?;
+    for d in &mut jobs {
+        d.receipt = key.seal(&d.queue, &d.receipt);
+    }
+    Ok(Json(JobsReply { jobs }))
 }
 
 #[derive(Deserialize)]
@@ -97,7 +111,21 @@ pub async fn ack<B: Broker>(
     State(s): State<Shared<B>>,
     JsonBody(b): JsonBody<AckBody>,
 ) -> ApiResult<Json<AckReply>> {
-    Ok(Json(AckReply { results: s.broker.ack(b.receipts).await? }))
+    let key = s.receipts().await?;
+    // Receipts whose tag does not verify are unknown, as any malformed receipt; the others go
+    // to the store in one batch.
+    let opened: Vec<Option<String>> = b.receipts.iter().map(|r| key.unseal(r).ok()).collect();
+    let valid: Vec<String> = opened.iter().flatten().cloned().collect();
+    let mut settled = if valid.is_empty() { Vec::new() } else { s.broker.ack(valid).await? };
+    settled.reverse();
+    let results = opened
+        .iter()
+        .map(|o| match o {
+            Some(_) => settled.pop().ok_or_else(|| Error::Internal("ack lost an answer".into())),
+            None => Ok(AckResult::Unknown),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Json(AckReply { results }))
 }
 
 /// `/v1/fail`'s body: [`FailRequest`], with unknown fields refused inside `error` too. (The core
@@ -130,7 +158,7 @@ pub async fn fail<B: Broker>(
 ) -> ApiResult<Json<FailResult>> {
     let FailError { kind, message, detail } = b.error;
     let req = FailRequest {
-        receipt: b.receipt,
+        receipt: s.receipts().await?.unseal(&b.receipt)?,
         error: ErrorInfo { kind, message, detail },
         retry_after_ms: b.retry_after_ms,
         non_retryable: b.non_retryable,
@@ -149,7 +177,8 @@ pub async fn extend<B: Broker>(
     State(s): State<Shared<B>>,
     JsonBody(b): JsonBody<ExtendBody>,
 ) -> ApiResult<Json<Value>> {
-    let at = s.broker.extend(b.receipt, b.lease_ms).await?;
+    let receipt = s.receipts().await?.unseal(&b.receipt)?;
+    let at = s.broker.extend(receipt, b.lease_ms).await?;
     Ok(Json(json!({ "lease_expires_at": to_rfc3339(at) })))
 }
 

@@ -4,7 +4,7 @@
 use redrive_core::Broker;
 use serde::Deserialize;
 
-use crate::sqs::actions::{int_in, is_receipt, malformed_receipt, Empty};
+use crate::sqs::actions::{int_in, malformed_receipt, store_receipt, Empty};
 use crate::sqs::error::{Code, SqsError, SqsResult};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
@@ -21,22 +21,24 @@ pub struct Input {
 }
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
-    cx.queue_name(input.queue_url.as_deref())?;
-    change(cx, input.receipt_handle, input.visibility_timeout).await?;
+    let queue = cx.queue_name(input.queue_url.as_deref())?;
+    change(cx, &queue, input.receipt_handle, input.visibility_timeout).await?;
     Ok(Empty)
 }
 
 /// One visibility change, shared with the batch action.
 pub async fn change<B: Broker>(
     cx: &Cx<'_, B>,
-    receipt: String,
+    queue: &str,
+    handle: String,
     seconds: Option<i64>,
 ) -> SqsResult<()> {
     let seconds = int_in("VisibilityTimeout", seconds, 0, limits::SQS_VISIBILITY_TIMEOUT_MAX_S)?
         .ok_or_else(|| SqsError::missing("VisibilityTimeout"))?;
-    if !is_receipt(&receipt) {
-        return Err(malformed_receipt(&receipt));
-    }
+    let key = cx.state.receipts().await?;
+    let Some(receipt) = store_receipt(key, queue, &handle) else {
+        return Err(malformed_receipt(&handle));
+    };
     match cx.broker().extend(receipt, seconds as u64 * 1000).await {
         Ok(_) => Ok(()),
         Err(redrive_core::Error::StaleReceipt) => Err(SqsError::new(

@@ -28,11 +28,11 @@ pub struct Input {
 }
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<BatchResult> {
-    cx.queue_name(input.queue_url.as_deref())?;
+    let queue = cx.queue_name(input.queue_url.as_deref())?;
     check_batch(input.entries.iter().map(|e| e.id.as_str()))?;
     let mut out = BatchResult::default();
     for e in input.entries {
-        match change(cx, e.receipt_handle, e.visibility_timeout).await {
+        match change(cx, &queue, e.receipt_handle, e.visibility_timeout).await {
             Ok(()) => out.successful.push(BatchOk { id: e.id }),
             Err(err) => out.failed.push(BatchError::new(&e.id, err)),
         }

@@ -4,7 +4,7 @@
 use redrive_core::Broker;
 use serde::Deserialize;
 
-use crate::sqs::actions::{is_receipt, malformed_receipt, Empty};
+use crate::sqs::actions::{malformed_receipt, store_receipt, Empty};
 use crate::sqs::error::SqsResult;
 use crate::sqs::Cx;
 
@@ -17,10 +17,11 @@ pub struct Input {
 }
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
-    cx.queue_name(input.queue_url.as_deref())?;
-    if !is_receipt(&input.receipt_handle) {
+    let queue = cx.queue_name(input.queue_url.as_deref())?;
+    let key = cx.state.receipts().await?;
+    let Some(receipt) = store_receipt(key, &queue, &input.receipt_handle) else {
         return Err(malformed_receipt(&input.receipt_handle));
-    }
-    cx.broker().ack(vec![input.receipt_handle]).await?;
+    };
+    cx.broker().ack(vec![receipt]).await?;
     Ok(Empty)
 }

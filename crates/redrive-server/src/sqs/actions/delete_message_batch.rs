@@ -4,7 +4,7 @@ use redrive_core::Broker;
 use serde::Deserialize;
 
 use crate::sqs::actions::{
-    check_batch, is_receipt, malformed_receipt, BatchError, BatchOk, BatchResult,
+    check_batch, malformed_receipt, store_receipt, BatchError, BatchOk, BatchResult,
 };
 use crate::sqs::error::SqsResult;
 use crate::sqs::Cx;
@@ -26,17 +26,20 @@ pub struct Input {
 }
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<BatchResult> {
-    cx.queue_name(input.queue_url.as_deref())?;
+    let queue = cx.queue_name(input.queue_url.as_deref())?;
     check_batch(input.entries.iter().map(|e| e.id.as_str()))?;
+    let key = cx.state.receipts().await?;
     let mut out = BatchResult::default();
-    let (good, bad): (Vec<Entry>, Vec<Entry>) =
-        input.entries.into_iter().partition(|e| is_receipt(&e.receipt_handle));
-    for e in bad {
-        out.failed.push(BatchError::new(&e.id, malformed_receipt(&e.receipt_handle)));
+    let mut good = Vec::new();
+    for e in input.entries {
+        match store_receipt(key, &queue, &e.receipt_handle) {
+            Some(r) => good.push((e.id, r)),
+            None => out.failed.push(BatchError::new(&e.id, malformed_receipt(&e.receipt_handle))),
+        }
     }
     if !good.is_empty() {
-        cx.broker().ack(good.iter().map(|e| e.receipt_handle.clone()).collect()).await?;
-        out.successful.extend(good.into_iter().map(|e| BatchOk { id: e.id }));
+        cx.broker().ack(good.iter().map(|(_, r)| r.clone()).collect()).await?;
+        out.successful.extend(good.into_iter().map(|(id, _)| BatchOk { id }));
     }
     Ok(out)
 }

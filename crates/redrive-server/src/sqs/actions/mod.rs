@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::error::{Code, SqsError, SqsResult};
 use super::wire::NOT_AN_INTEGER;
 use super::Cx;
+use crate::receipts::ReceiptKey;
 use redrive_core::limits;
 use redrive_core::Broker;
 
@@ -193,7 +194,7 @@ struct QueueOnly {
     queue_url: Option<String>,
 }
 
-/// A receipt handle that is not even shaped like one of ours.
+/// A receipt handle that is not one of ours (malformed, forged, or of another queue).
 fn malformed_receipt(handle: &str) -> SqsError {
     SqsError::new(
         Code::ReceiptHandleIsInvalid,
@@ -201,8 +202,9 @@ fn malformed_receipt(handle: &str) -> SqsError {
     )
 }
 
-fn is_receipt(handle: &str) -> bool {
-    handle.parse::<redrive_core::model::Receipt>().is_ok()
+/// The store's receipt inside a handle this store's servers issued for `queue`.
+fn store_receipt(key: &ReceiptKey, queue: &str, handle: &str) -> Option<String> {
+    key.open(handle).filter(|o| o.queue == queue).map(|o| o.inner.to_string())
 }
 
 /// One page of sorted queue names after `next_token` (the last name of the previous page).

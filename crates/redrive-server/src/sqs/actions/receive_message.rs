@@ -80,6 +80,8 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         limits::SQS_VISIBILITY_TIMEOUT_MAX_S,
     )?;
     let fifo = name.ends_with(".fifo");
+    // Read before leasing: a lease is never taken for a reply that cannot be made.
+    let key = cx.state.receipts().await?;
     let deliveries = cx
         .broker()
         .receive(ReceiveRequest {
@@ -102,7 +104,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
                 message_id: d.id.to_string(),
                 md5_body: message::md5_hex(d.body.as_bytes()),
                 md5_attributes: message::md5_of_attributes(&message_attributes),
-                receipt_handle: d.receipt,
+                receipt_handle: key.seal(&d.queue, &d.receipt),
                 body: d.body,
                 attributes,
                 message_attributes,
