@@ -1,5 +1,6 @@
-//! Connections: the accept loop, the cap on open connections, the idle timeout, half-closed
-//! clients and graceful shutdown. One hyper HTTP/1 connection per socket serves the router.
+//! Connections: the accept loop, the cap on open connections, the idle timeout, TLS, which HTTP
+//! versions are spoken, half-closed clients and graceful shutdown. One hyper connection per
+//! socket serves the router.
 //!
 //! Why our own loop and not `axum::serve`: that one has no cap and no idle timeout, so idle sockets
 //! could use up the process's file descriptors until the WAL could not open its next segment
@@ -9,6 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -18,15 +20,61 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use redrive_core::{limits, Error};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
+use crate::tls::Tls;
+
+/// How the connections of a listener are spoken.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// Plain TCP. HTTP/1.1 only, unless `http2`: then HTTP/2 with prior knowledge (h2c) too.
+    ///
+    /// h2c is opt-in because next to no legitimate client of this server speaks it: AWS SDKs,
+    /// boto3 and the aws CLI speak HTTP/1.1 to SQS, browsers never speak h2c, and what does send
+    /// it is mostly request-smuggling probes aimed at proxies that pass it through unchecked.
+    Cleartext { http2: bool },
+    /// Every connection starts with a TLS handshake (with the certificate current at accept);
+    /// ALPN then picks HTTP/2 or HTTP/1.1.
+    Tls(Tls),
+}
+
+impl Transport {
+    /// `http` or `https`, for the URL the server prints.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Transport::Cleartext { .. } => "http",
+            Transport::Tls(_) => "https",
+        }
+    }
+}
+
+impl Default for Transport {
+    fn default() -> Transport {
+        Transport::Cleartext { http2: false }
+    }
+}
+
+/// A bound socket and how its connections are spoken. A bare `TcpListener` converts to
+/// cleartext HTTP/1.1.
+#[derive(Debug)]
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub transport: Transport,
+}
+
+impl From<TcpListener> for Listener {
+    fn from(tcp: TcpListener) -> Listener {
+        Listener { tcp, transport: Transport::default() }
+    }
+}
 
 /// The connection limits `serve` enforces (tests shrink them to see them act).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,23 +119,18 @@ pub fn open_max_for(nofile: Option<u64>) -> usize {
 /// the kernel), asks every connection to close after its current request, and waits at most
 /// `drain` for them.
 pub(crate) async fn run(
-    listener: TcpListener,
+    listener: Listener,
     app: Router,
     conn: ConnLimits,
     shutdown: impl Future<Output = ()>,
     on_stop: impl Future<Output = ()>,
     drain: Duration,
 ) {
+    let Listener { tcp: listener, transport } = listener;
     let slots = Arc::new(Semaphore::new(conn.open_max));
-    let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    // hyper's header read timer runs from the moment a connection waits for a request head, so
-    // it bounds an idle keep-alive connection and a client that sends its head slowly alike.
-    // Half-closed clients (write side shut after the request) still get their reply.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(conn.idle_timeout)
-        .keep_alive(true)
-        .half_close(true);
+    let http = Arc::new(Http::new(conn.idle_timeout));
+    let stop = CancellationToken::new();
+    let connections = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut at_cap = false;
     loop {
@@ -112,7 +155,11 @@ pub(crate) async fn run(
                 tracing::warn!(open_max = conn.open_max, "connections at CONNECTIONS_OPEN_MAX");
                 at_cap = true;
             }
-            refuse(tcp);
+            // A TLS client would read a cleartext reply as a broken handshake, and a handshake
+            // costs more than it is worth under a flood: it is just closed.
+            if matches!(transport, Transport::Cleartext { .. }) {
+                refuse(tcp);
+            }
             continue;
         };
         at_cap = false;
@@ -120,24 +167,179 @@ pub(crate) async fn run(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let tcp = Arc::new(tcp);
-        let service = PeerService { app: app.clone(), peer: tcp.clone() };
-        let connection = http.serve_connection(TokioIo::new(SharedTcp(tcp)), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+        let (http, app, stop) = (http.clone(), app.clone(), stop.clone());
+        let connection = match &transport {
+            Transport::Cleartext { http2 } => Connection::Cleartext { http2: *http2 },
+            // The acceptor is taken now: a reload applies to connections accepted after it.
+            Transport::Tls(tls) => Connection::Tls(tls.acceptor()),
+        };
+        connections.spawn(async move {
+            serve_connection(Arc::new(tcp), connection, &http, app, &stop, conn.idle_timeout).await;
             drop(slot);
         });
     }
     drop(listener);
     on_stop.await;
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    stop.cancel();
+    connections.close();
+    if tokio::time::timeout(drain, connections.wait()).await.is_err() {
         tracing::warn!(
             drain_ms = drain.as_millis() as u64,
             "in-flight requests did not finish in time"
         );
+    }
+}
+
+/// The HTTP side of connections, one builder per kind of connection.
+struct Http {
+    /// HTTP/1.1 only: cleartext by default, and TLS connections that did not negotiate h2.
+    http1: auto::Builder<TokioExecutor>,
+    /// HTTP/2 only: TLS connections that negotiated h2 by ALPN.
+    http2: auto::Builder<TokioExecutor>,
+    /// Either, told apart by the HTTP/2 preface: cleartext with h2c allowed.
+    either: auto::Builder<TokioExecutor>,
+}
+
+impl Http {
+    fn new(idle_timeout: Duration) -> Http {
+        let mut either = auto::Builder::new(TokioExecutor::new());
+        // hyper's header read timer runs from the moment a connection waits for a request head,
+        // so it bounds an idle keep-alive connection and a client that sends its head slowly
+        // alike. Half-closed clients (write side shut after the request) still get their reply.
+        either
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle_timeout)
+            .keep_alive(true)
+            .half_close(true);
+        // HTTP/2 has no such timer in hyper: `idle` below closes idle HTTP/2 connections.
+        either
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits::HTTP2_STREAMS_OPEN_MAX);
+        Http { http1: either.clone().http1_only(), http2: either.clone().http2_only(), either }
+    }
+}
+
+/// How one accepted connection is to be served.
+enum Connection {
+    /// HTTP over the socket itself: HTTP/1.1, or either version if `http2`.
+    Cleartext { http2: bool },
+    /// A TLS handshake first.
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
+/// Serves one connection until it closes, the server stops, or it has been idle for
+/// `idle_timeout`.
+async fn serve_connection(
+    tcp: Arc<TcpStream>,
+    connection: Connection,
+    http: &Http,
+    app: Router,
+    stop: &CancellationToken,
+    idle_timeout: Duration,
+) {
+    let service = PeerService { app, peer: tcp.clone(), activity: Arc::default() };
+    let io = SharedTcp(tcp);
+    match connection {
+        Connection::Cleartext { http2 } => {
+            let builder = if http2 { &http.either } else { &http.http1 };
+            drive(builder, TokioIo::new(io), service, stop, idle_timeout).await;
+        }
+        Connection::Tls(acceptor) => {
+            // The handshake is bounded like the wait for a request head: a client that opens a
+            // socket and sends nothing holds a slot no longer than an idle one.
+            let handshake = tokio::time::timeout(idle_timeout, acceptor.accept(io));
+            let stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(stream)) => stream,
+                    // Untrusted or missing client certificates end here (mutual TLS).
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!("TLS handshake timed out"),
+                },
+                () = stop.cancelled() => return,
+            };
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let builder = if h2 { &http.http2 } else { &http.http1 };
+            drive(builder, TokioIo::new(stream), service, stop, idle_timeout).await;
+        }
+    }
+}
+
+/// Runs hyper's connection; on shutdown or when idle, asks it to close after the requests in
+/// flight and waits for that.
+async fn drive<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: PeerService,
+    stop: &CancellationToken,
+    idle_timeout: Duration,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let activity = service.activity.clone();
+    let connection = builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
+    let idled = tokio::select! {
+        ended = connection.as_mut() => return log_end(ended),
+        () = stop.cancelled() => false,
+        () = idle(&activity, idle_timeout) => true,
+    };
+    connection.as_mut().graceful_shutdown();
+    if !idled {
+        // Shutdown: `serve`'s drain bounds the requests in flight.
+        return log_end(connection.await);
+    }
+    // An HTTP/2 close waits for the client to answer a ping; one that never does is dropped.
+    match tokio::time::timeout(idle_timeout, connection).await {
+        Ok(ended) => log_end(ended),
+        Err(_) => tracing::debug!("idle connection did not close in time; dropped"),
+    }
+}
+
+fn log_end(ended: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Requests started and ended on one connection, for [`idle`].
+#[derive(Default)]
+struct Activity {
+    /// Requests begun or finished: unchanged over a window means nothing happened in it.
+    events: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// A request in flight on a connection; it ends when dropped.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(activity: &Arc<Activity>) -> Busy {
+        activity.events.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Resolves once a whole `idle_timeout` has passed with no request in flight and none begun or
+/// finished: between one and two timeouts after the last reply. hyper times out idle HTTP/1
+/// connections itself (sooner); this is what closes idle HTTP/2 ones, which hyper never does.
+async fn idle(activity: &Activity, idle_timeout: Duration) {
+    loop {
+        let before = activity.events.load(Ordering::Relaxed);
+        tokio::time::sleep(idle_timeout).await;
+        let quiet = activity.events.load(Ordering::Relaxed) == before;
+        if quiet && activity.in_flight.load(Ordering::Relaxed) == 0 {
+            return;
+        }
     }
 }
 
@@ -161,6 +363,7 @@ fn refuse(tcp: TcpStream) {
 struct PeerService {
     app: Router,
     peer: Arc<TcpStream>,
+    activity: Arc<Activity>,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for PeerService {
@@ -172,11 +375,16 @@ impl hyper::service::Service<hyper::Request<Incoming>> for PeerService {
         let req: Request = req.map(Body::new);
         let waits = may_wait(&req);
         let reply = tower::ServiceExt::oneshot(self.app.clone(), req);
+        let busy = Busy::start(&self.activity);
         if !waits {
-            return Box::pin(reply);
+            return Box::pin(async move {
+                let _busy = busy;
+                reply.await
+            });
         }
         let peer = self.peer.clone();
         Box::pin(async move {
+            let _busy = busy;
             tokio::select! {
                 r = reply => r,
                 () = read_closed(&peer) => {
@@ -206,7 +414,12 @@ fn may_wait(req: &Request) -> bool {
 }
 
 /// Resolves when the client has closed its side (end of stream, nothing left unread) or the
-/// socket failed; stays pending if the client sends more (a pipelined request).
+/// socket failed; stays pending if the client sends more (a pipelined request, or on HTTP/2 any
+/// frame: a cancelled HTTP/2 request is a stream reset, on which hyper drops the request itself).
+///
+/// On TLS this peeks below the encryption, so it sees a client that went away without closing
+/// TLS (a dropped connection, a killed process); one that sends `close_notify` first leaves
+/// unread bytes and is not noticed until the reply fails.
 async fn read_closed(peer: &TcpStream) {
     let mut byte = [0u8; 1];
     match peer.peek(&mut byte).await {

@@ -11,7 +11,9 @@
 //! - [`triage`]: triage policies, and the proposals a person approves or rejects.
 //! - `metrics`: the `/metrics` page.
 //! - [`serve`]: the request limits, and graceful shutdown over `conn`'s accept loop (the
-//!   connection cap and idle timeout), then of the background tasks ([`Background`]).
+//!   connection cap and idle timeout, HTTP versions, TLS), then of the background tasks
+//!   ([`Background`]).
+//! - [`tls`]: the certificate, key and client CA files, loaded into rustls and reloaded.
 
 mod conn;
 mod envelope;
@@ -22,6 +24,7 @@ mod native;
 pub mod receipts;
 pub mod sqs;
 mod strict;
+pub mod tls;
 pub mod triage;
 
 use std::future::Future;
@@ -33,10 +36,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use redrive_core::{limits, Broker};
-use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
-pub use conn::{open_max_for, ConnLimits};
+pub use conn::{open_max_for, ConnLimits, Listener, Transport};
 pub use metrics::HttpMetrics;
 
 /// Appends series to the `/metrics` page: set by the binary for what runs beside the server
@@ -128,7 +130,7 @@ pub fn router<B: Broker>(state: Shared<B>) -> Router {
 /// most `drain`), stops the background tasks (at most `drain` again), and returns. The caller shuts the engine down afterwards. Connections are
 /// bounded by [`ConnLimits::from_process`].
 pub async fn serve<B: Broker>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     state: Shared<B>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
@@ -138,7 +140,7 @@ pub async fn serve<B: Broker>(
 
 /// [`serve`] with explicit connection limits.
 pub async fn serve_with<B: Broker>(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     state: Shared<B>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
@@ -154,7 +156,7 @@ pub async fn serve_with<B: Broker>(
             tracing::warn!(error = %e, "could not release long polls");
         }
     };
-    conn::run(listener, app, limits, shutdown, release_long_polls, drain).await;
+    conn::run(listener.into(), app, limits, shutdown, release_long_polls, drain).await;
     if !state.background.stop(drain).await {
         tracing::warn!(tasks = state.background.tasks.len(), "background tasks still running");
     }
