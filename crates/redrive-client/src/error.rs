@@ -26,6 +26,8 @@ pub enum Error {
     Decode(String),
     /// The server URL given to [`crate::Client::new`] is not an `http(s)://` URL.
     InvalidUrl(String),
+    /// A CA file or client certificate given to [`crate::ClientBuilder`] cannot be read or used.
+    Tls(String),
 }
 
 impl Error {
@@ -37,7 +39,7 @@ impl Error {
             | Error::TooLarge { code, .. }
             | Error::Unavailable { code, .. } => Some(code),
             Error::StaleReceipt => Some("stale_receipt"),
-            Error::Transport(_) | Error::Decode(_) | Error::InvalidUrl(_) => None,
+            Error::Transport(_) | Error::Decode(_) | Error::InvalidUrl(_) | Error::Tls(_) => None,
         }
     }
 
@@ -91,6 +93,7 @@ impl fmt::Display for Error {
             Error::Transport(why) => write!(f, "no answer from the server: {why}"),
             Error::Decode(why) => write!(f, "unexpected reply from the server: {why}"),
             Error::InvalidUrl(why) => write!(f, "invalid server URL {why}"),
+            Error::Tls(why) => write!(f, "TLS settings: {why}"),
         }
     }
 }

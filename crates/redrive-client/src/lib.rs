@@ -2,7 +2,8 @@
 //! `redrive-core` wire types, over one pooled HTTP connection set.
 //!
 //! # Layout
-//! - [`Client`] (here): construction, limits, and the shared request path in `transport`.
+//! - [`Client`] (here): limits, and the shared request path in `transport`.
+//! - [`ClientBuilder`]: construction, and TLS (the CA to trust, a client certificate).
 //! - [`error`]: the client's [`Error`] and how an HTTP error reply is decoded into it.
 //! - `routes`: URL building (path segments are percent-encoded, dead-job filters become a query).
 //! - `queues`, `jobs`, `dead`, `triage`: the route methods, grouped as the API table groups
@@ -14,6 +15,7 @@
 //! 503/429 and on connection failures; enqueue, receive, fail, redrive and purge are sent once,
 //! because repeating them could enqueue, lease or move jobs twice.
 
+mod builder;
 mod dead;
 pub mod error;
 mod jobs;
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+pub use builder::ClientBuilder;
 pub use dead::DeadQuery;
 pub use error::Error;
 pub use jobs::ReceiveOptions;
@@ -62,30 +65,23 @@ const _: () = assert!(REQUEST_TIMEOUT_DEFAULT_MS >= redrive_core::limits::REQUES
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
-    /// Always an `http` or `https` URL (checked in [`Client::new`]), so it can take path segments.
+    /// Always an `http` or `https` URL (checked in [`ClientBuilder::build`]), so it can take path
+    /// segments.
     base: Url,
     timeout: Duration,
 }
 
 impl Client {
     /// A client of the server at `base_url` (e.g. `http://127.0.0.1:9324`). A path in the URL is
-    /// kept as a prefix, for servers behind a reverse proxy.
+    /// kept as a prefix, for servers behind a reverse proxy. An `https` server must have a
+    /// certificate from a public CA; for a private CA or mutual TLS, see [`Client::builder`].
     pub fn new(base_url: &str) -> Result<Client, Error> {
-        let base =
-            Url::parse(base_url).map_err(|e| Error::InvalidUrl(format!("{base_url:?}: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(Error::InvalidUrl(format!("{base_url:?}: expected an http:// URL")));
-        }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("redrive-client/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-            // Drop idle connections before the server does (it closes them after
-            // CONNECTION_IDLE_TIMEOUT_MS), so a request never races a close on a reused one.
-            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| Error::Transport(transport::describe(&e)))?;
-        Ok(Client { http, base, timeout: Duration::from_millis(REQUEST_TIMEOUT_DEFAULT_MS) })
+        Client::builder(base_url).build()
+    }
+
+    /// A client of the server at `base_url`, with TLS settings and a timeout to choose.
+    pub fn builder(base_url: &str) -> ClientBuilder {
+        ClientBuilder::new(base_url)
     }
 
     /// Sets the timeout of calls that are not long polls.
