@@ -39,6 +39,8 @@ struct Cli {
     /// Print the server's JSON instead of tables
     #[arg(long, global = true, display_order = 901)]
     json: bool,
+    #[command(flatten)]
+    tls: cli::TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,13 +66,13 @@ fn main() -> ExitCode {
         // The server builds its own runtime and threads.
         Command::Serve(args) => serve::run(args),
         Command::Client(cmd) => cli::runtime().and_then(|rt| {
-            let ctx = Ctx::new(cli.url.as_deref(), cli.json)?;
+            let ctx = Ctx::new(cli.url.as_deref(), &cli.tls, cli.json)?;
             rt.block_on(cmd.run(&ctx))
         }),
         Command::Bench(args) => {
             cli::runtime().and_then(|rt| rt.block_on(bench::run(args, cli.url, cli.json)))
         }
-        Command::Triage(cmd) => triage::run(cmd, cli.url.as_deref(), cli.json),
+        Command::Triage(cmd) => triage::run(cmd, cli.url.as_deref(), &cli.tls, cli.json),
         Command::Migrate(args) => {
             cli::runtime().and_then(|rt| rt.block_on(cli::migrate::run(args, cli.json)))
         }

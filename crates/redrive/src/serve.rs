@@ -1,7 +1,7 @@
 //! `redrive serve`: configuration in two stages (flags, environment and TOML file → a validated
 //! [`ServeConfig`]), then the store (the embedded log in `--data-dir`, or PostgreSQL with
-//! `--store postgres://…`), the declared queues, the listener, and shutdown on SIGINT/SIGTERM
-//! (stop accepting, answer in-flight requests, commit, exit 0).
+//! `--store postgres://…`), the declared queues, the listener (TLS files reread on SIGHUP), and
+//! shutdown on SIGINT/SIGTERM (stop accepting, answer in-flight requests, commit, exit 0).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,7 +14,8 @@ use redrive_core::time::{Clock, SystemClock};
 use redrive_core::{Broker, QueuePatch};
 use redrive_engine::{Durability, Engine, FsStorage, Store};
 use redrive_server::sqs::SqsSettings;
-use redrive_server::AppState;
+use redrive_server::tls::{Tls, TlsFiles};
+use redrive_server::{AppState, Listener, Transport};
 use serde::Deserialize;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -50,6 +51,19 @@ pub struct ServeArgs {
     /// Region in SQS ARNs (default us-east-1).
     #[arg(long, env = "REDRIVE_SQS_REGION")]
     sqs_region: Option<String>,
+    /// Serve TLS with this certificate chain (PEM, server certificate first); reloaded with
+    /// --tls-key (and --tls-client-ca) on SIGHUP
+    #[arg(long, env = "REDRIVE_TLS_CERT", value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "REDRIVE_TLS_KEY", value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: refuse, at the handshake, clients without a certificate from this CA (PEM)
+    #[arg(long, env = "REDRIVE_TLS_CLIENT_CA", value_name = "PEM")]
+    tls_client_ca: Option<PathBuf>,
+    /// Without TLS, serve HTTP/2 with prior knowledge (h2c) beside HTTP/1.1
+    #[arg(long, env = "REDRIVE_HTTP2_CLEARTEXT")]
+    http2_cleartext: bool,
     /// Run the dead-letter triage agent in this process (rules provider; escalations to
     /// REDRIVE_TRIAGE_WEBHOOK; audit log in the data directory)
     #[arg(long, env = "REDRIVE_TRIAGE")]
@@ -74,6 +88,10 @@ struct RawFile {
     http_threads: Option<usize>,
     sqs_account_id: Option<String>,
     sqs_region: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    http2_cleartext: Option<bool>,
     #[serde(default)]
     queues: BTreeMap<String, QueuePatch>,
 }
@@ -87,6 +105,8 @@ pub struct ServeConfig {
     pub durability: Durability,
     pub http_threads: Option<usize>,
     pub sqs: SqsSettings,
+    /// TLS (certificate loaded, reloaded on SIGHUP) or cleartext, and which HTTP versions.
+    pub transport: Transport,
     pub queues: BTreeMap<String, QueuePatch>,
     /// `Some((policy file, interval))` when the triage agent runs in process.
     pub triage: Option<(Option<PathBuf>, Duration)>,
@@ -110,6 +130,25 @@ impl ServeConfig {
             "relaxed" => bail!("fsync_interval_ms must be at least 1"),
             other => bail!("durability must be \"sync\" or \"relaxed\", not {other:?}"),
         };
+        let tls = tls_files(
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.tls_client_ca.or(file.tls_client_ca),
+        )?;
+        let http2_cleartext = args.http2_cleartext || file.http2_cleartext.unwrap_or(false);
+        let transport = match tls {
+            None => Transport::Cleartext { http2: http2_cleartext },
+            Some(_) if http2_cleartext => {
+                bail!("http2_cleartext is for a server without TLS; with TLS, ALPN offers HTTP/2")
+            }
+            // The in-process agent calls this server at its listening address, which the
+            // certificate need not name, and has no client certificate for mutual TLS.
+            Some(_) if args.triage => bail!(
+                "--triage runs its agent over plain HTTP; with TLS, run `redrive triage watch \
+                 --url https://… --ca-file …` beside the server instead"
+            ),
+            Some(files) => Transport::Tls(Tls::load(files).context("loading the TLS files")?),
+        };
         Ok(ServeConfig {
             listen: args
                 .listen
@@ -126,6 +165,7 @@ impl ServeConfig {
                 args.sqs_account_id.or(file.sqs_account_id),
                 args.sqs_region.or(file.sqs_region),
             )?,
+            transport,
             queues: file.queues,
             triage: args
                 .triage
@@ -145,6 +185,21 @@ fn postgres_url(store: Option<String>) -> anyhow::Result<Option<String>> {
             "store must be a postgres://USER@HOST:PORT/DB URL (or left out for the embedded \
              log in --data-dir), not {other:?}"
         ),
+    }
+}
+
+/// `--tls-cert`, `--tls-key`, `--tls-client-ca`: both of the first two or neither; the CA only
+/// with them.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> anyhow::Result<Option<TlsFiles>> {
+    match (cert, key, client_ca) {
+        (Some(cert), Some(key), client_ca) => Ok(Some(TlsFiles { cert, key, client_ca })),
+        (None, None, None) => Ok(None),
+        (None, None, Some(_)) => bail!("tls_client_ca needs tls_cert and tls_key"),
+        _ => bail!("tls_cert and tls_key go together"),
     }
 }
 
@@ -257,7 +312,12 @@ async fn serve_on<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    println!("redrive listening on http://{addr}");
+    if let Transport::Tls(tls) = &config.transport {
+        // Listening before the address is printed: a SIGHUP sent on seeing it is not fatal.
+        let reload = redrive_server::tls::reload_on_hangup(tls.clone());
+        tokio::spawn(reload.context("listening for SIGHUP")?);
+    }
+    println!("redrive listening on {}://{addr}", config.transport.scheme());
     let triage_metrics: Option<Arc<redrive_triage::metrics::TriageMetrics>> =
         config.triage.as_ref().map(|_| Arc::default());
     let mut state = AppState::new(broker, config.sqs.clone());
@@ -297,7 +357,7 @@ async fn serve_on<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<
             let metrics = triage_metrics.clone().expect("made with the agent");
             let base = format!("http://{addr}");
             let make = move || {
-                let mut agent = crate::triage::build_agent(&args, &base)?;
+                let mut agent = crate::triage::build_agent(&args, &base, &Default::default())?;
                 agent.metrics = metrics.clone();
                 Ok(agent)
             };
@@ -320,6 +380,7 @@ async fn serve_on<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<
             }
         }
     };
+    let listener = Listener { tcp: listener, transport: config.transport.clone() };
     redrive_server::serve(listener, state, shutdown, Duration::from_millis(DRAIN_TIMEOUT_MS))
         .await?;
     tracing::info!("stopped cleanly");

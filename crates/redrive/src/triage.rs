@@ -14,6 +14,8 @@ use redrive_triage::agent::Agent;
 use redrive_triage::eval;
 use redrive_triage::openai::{OpenAi, OpenAiConfig};
 use redrive_triage::policy::Policy;
+
+use crate::cli::TlsArgs;
 use redrive_triage::provider::Provider;
 
 #[derive(Subcommand, Debug)]
@@ -135,15 +137,15 @@ pub struct EvalArgs {
     mistakes: bool,
 }
 
-pub fn run(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<()> {
+pub fn run(cmd: TriageCommand, url: Option<&str>, tls: &TlsArgs, json: bool) -> anyhow::Result<()> {
     match cmd {
         TriageCommand::Run(args) => {
-            crate::cli::runtime().and_then(|rt| rt.block_on(run_cmd(args, url, json)))
+            crate::cli::runtime().and_then(|rt| rt.block_on(run_cmd(args, url, tls, json)))
         }
         TriageCommand::Watch(args) => crate::cli::runtime().and_then(|rt| {
             rt.block_on(async {
                 let url = url.unwrap_or(crate::cli::URL_DEFAULT);
-                let mut agent = build_agent(&args.agent, url)?;
+                let mut agent = build_agent(&args.agent, url, tls)?;
                 let stop = async {
                     let _ = tokio::signal::ctrl_c().await;
                 };
@@ -152,15 +154,20 @@ pub fn run(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<
             })
         }),
         TriageCommand::Outcomes { audit } => {
-            crate::cli::runtime().and_then(|rt| rt.block_on(outcomes_cmd(&audit, url, json)))
+            crate::cli::runtime().and_then(|rt| rt.block_on(outcomes_cmd(&audit, url, tls, json)))
         }
         TriageCommand::Eval(args) => eval_cmd(args, json),
-        cmd => crate::cli::runtime().and_then(|rt| rt.block_on(proposals_cmd(cmd, url, json))),
+        cmd => crate::cli::runtime().and_then(|rt| rt.block_on(proposals_cmd(cmd, url, tls, json))),
     }
 }
 
-async fn proposals_cmd(cmd: TriageCommand, url: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let client = redrive_client::Client::new(url.unwrap_or(crate::cli::URL_DEFAULT))?;
+async fn proposals_cmd(
+    cmd: TriageCommand,
+    url: Option<&str>,
+    tls: &TlsArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = tls.client(url)?;
     let proposals = match &cmd {
         TriageCommand::Policy(p) => {
             return match p {
@@ -277,8 +284,8 @@ fn provider(args: &AgentArgs) -> anyhow::Result<Provider> {
 }
 
 /// An agent for the server at `url`, configured by `args`.
-pub fn build_agent(args: &AgentArgs, url: &str) -> anyhow::Result<Agent> {
-    let client = redrive_client::Client::new(url)?;
+pub fn build_agent(args: &AgentArgs, url: &str, tls: &TlsArgs) -> anyhow::Result<Agent> {
+    let client = tls.client(Some(url))?;
     let (mut policy, queue_policies) = match &args.policy {
         Some(p) => {
             let text =
@@ -300,8 +307,13 @@ pub fn build_agent(args: &AgentArgs, url: &str) -> anyhow::Result<Agent> {
     Ok(agent)
 }
 
-async fn run_cmd(args: RunArgs, url: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let mut agent = build_agent(&args.agent, url.unwrap_or(crate::cli::URL_DEFAULT))?;
+async fn run_cmd(
+    args: RunArgs,
+    url: Option<&str>,
+    tls: &TlsArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut agent = build_agent(&args.agent, url.unwrap_or(crate::cli::URL_DEFAULT), tls)?;
     let now = agent.clock.now_ms();
     let report = agent.run_once(&args.queue, now).await?;
     if json {
@@ -336,9 +348,10 @@ async fn run_cmd(args: RunArgs, url: Option<&str>, json: bool) -> anyhow::Result
 async fn outcomes_cmd(
     audit: &std::path::Path,
     url: Option<&str>,
+    tls: &TlsArgs,
     json: bool,
 ) -> anyhow::Result<()> {
-    let client = redrive_client::Client::new(url.unwrap_or(crate::cli::URL_DEFAULT))?;
+    let client = tls.client(url)?;
     let text =
         std::fs::read_to_string(audit).with_context(|| format!("reading {}", audit.display()))?;
     let mut by_category: std::collections::BTreeMap<String, [u64; 3]> = Default::default();

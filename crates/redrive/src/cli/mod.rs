@@ -16,6 +16,8 @@ pub mod migrate;
 pub mod queue;
 pub mod table;
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
 use clap::Subcommand;
 use redrive_client::Client;
@@ -28,6 +30,48 @@ use queue::{QueueCommand, StatsArgs};
 /// The server used when neither `--url` nor `REDRIVE_URL` names one.
 pub const URL_DEFAULT: &str = "http://127.0.0.1:9324";
 
+/// TLS settings of every command that talks to a server (global flags).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct TlsArgs {
+    /// CA certificates (PEM) to trust for an https:// server, instead of the public roots
+    #[arg(long, global = true, env = "REDRIVE_CA_FILE", value_name = "PEM", display_order = 902)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that requires one (mutual TLS); with --client-key
+    #[arg(
+        long,
+        global = true,
+        env = "REDRIVE_CLIENT_CERT",
+        value_name = "PEM",
+        display_order = 903
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert
+    #[arg(
+        long,
+        global = true,
+        env = "REDRIVE_CLIENT_KEY",
+        value_name = "PEM",
+        display_order = 904
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// A client of the server at `url` (or the default one) with these settings.
+    pub fn client(&self, url: Option<&str>) -> anyhow::Result<Client> {
+        let mut builder = Client::builder(url.unwrap_or(URL_DEFAULT));
+        if let Some(ca) = &self.ca_file {
+            builder = builder.ca_file(ca);
+        }
+        builder = match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => builder.client_cert_files(cert, key),
+            (None, None) => builder,
+            _ => anyhow::bail!("--client-cert and --client-key go together"),
+        };
+        Ok(builder.build()?)
+    }
+}
+
 /// What every client command needs: the client and the output mode.
 #[derive(Debug)]
 pub struct Ctx {
@@ -36,9 +80,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(url: Option<&str>, json: bool) -> anyhow::Result<Ctx> {
-        let client = Client::new(url.unwrap_or(URL_DEFAULT))?;
-        Ok(Ctx { client, json })
+    pub fn new(url: Option<&str>, tls: &TlsArgs, json: bool) -> anyhow::Result<Ctx> {
+        Ok(Ctx { client: tls.client(url)?, json })
     }
 
     /// Prints `value` as pretty JSON (the `--json` output of every command).
