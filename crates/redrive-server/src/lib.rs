@@ -22,6 +22,7 @@ mod extract;
 mod metrics;
 mod native;
 pub mod receipts;
+pub mod sigv4;
 pub mod sqs;
 mod strict;
 pub mod tls;
