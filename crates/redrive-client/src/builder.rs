@@ -46,6 +46,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     ca: Option<Pem>,
     identity: Option<(Pem, Pem)>,
+    token: Option<String>,
 }
 
 impl ClientBuilder {
@@ -55,6 +56,7 @@ impl ClientBuilder {
             timeout: Duration::from_millis(REQUEST_TIMEOUT_DEFAULT_MS),
             ca: None,
             identity: None,
+            token: None,
         }
     }
 
@@ -90,6 +92,13 @@ impl ClientBuilder {
         key: impl Into<Vec<u8>>,
     ) -> ClientBuilder {
         self.identity = Some((Pem::Text(cert.into()), Pem::Text(key.into())));
+        self
+    }
+
+    /// The API key's token (`KEY_ID.SECRET`) sent as `Authorization: Bearer` to a server that
+    /// runs with `--auth`. Without it, `REDRIVE_TOKEN` from the environment is used if set.
+    pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
+        self.token = Some(token.into());
         self
     }
 
@@ -135,6 +144,16 @@ impl ClientBuilder {
                 Error::Tls(format!("the client certificate: {}", transport::describe(&e)))
             })?;
             http = http.identity(identity);
+        }
+        let token = self.token.or_else(|| std::env::var("REDRIVE_TOKEN").ok());
+        if let Some(token) = token.filter(|t| !t.is_empty()) {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| Error::InvalidUrl("the token is not printable ASCII".into()))?;
+            // Kept out of debug output.
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            http = http.default_headers(headers);
         }
         // A client certificate whose key does not match it fails here.
         let http = http.build().map_err(|e| Error::Tls(transport::describe(&e)))?;

@@ -19,6 +19,7 @@ mod builder;
 mod dead;
 pub mod error;
 mod jobs;
+mod keys;
 pub mod producer;
 mod queues;
 mod routes;

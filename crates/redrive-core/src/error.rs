@@ -59,6 +59,14 @@ pub enum Error {
     /// nothing was lost or changed; retrying later may succeed.
     StoreUnavailable(String),
     ShuttingDown,
+    /// No credentials, or credentials that are not a live key (unknown, wrong secret, revoked,
+    /// expired). The text says which of these without naming the key's secret.
+    Unauthorized(String),
+    /// A valid key whose scopes do not allow this action on this queue.
+    Forbidden {
+        action: &'static str,
+        queue: String,
+    },
     /// A bug or an unexpected I/O failure. The text is logged, never sent to clients.
     Internal(String),
 }
@@ -103,6 +111,8 @@ impl Error {
             Error::Poisoned(_) => (503, "store_poisoned", S::ServiceUnavailable),
             Error::StoreUnavailable(_) => (503, "store_unavailable", S::ServiceUnavailable),
             Error::ShuttingDown => (503, "shutting_down", S::ServiceUnavailable),
+            Error::Unauthorized(_) => (401, "unauthorized", S::MissingAuthenticationToken),
+            Error::Forbidden { .. } => (403, "forbidden", S::AccessDenied),
             Error::Internal(_) => (500, "internal", S::InternalError),
         };
         WireCode { status, code, sqs }
@@ -156,6 +166,12 @@ pub enum SqsCode {
     RequestTimeout,
     ServiceUnavailable,
     InternalError,
+    AccessDenied,
+    MissingAuthenticationToken,
+    InvalidClientTokenId,
+    SignatureDoesNotMatch,
+    IncompleteSignature,
+    RequestExpired,
 }
 
 impl SqsCode {
@@ -203,6 +219,14 @@ impl SqsCode {
             RequestTimeout => ("RequestTimeout", "RequestTimeout", 408),
             ServiceUnavailable => ("ServiceUnavailable", "ServiceUnavailable", 503),
             InternalError => ("InternalError", "InternalError", 500),
+            AccessDenied => ("AccessDenied", "AccessDenied", 403),
+            MissingAuthenticationToken => {
+                ("MissingAuthenticationToken", "MissingAuthenticationToken", 403)
+            }
+            InvalidClientTokenId => ("InvalidClientTokenId", "InvalidClientTokenId", 403),
+            SignatureDoesNotMatch => ("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403),
+            IncompleteSignature => ("IncompleteSignature", "IncompleteSignature", 400),
+            RequestExpired => ("RequestExpired", "RequestExpired", 400),
         }
     }
 
@@ -256,6 +280,10 @@ impl fmt::Display for Error {
             Error::Poisoned(why) => write!(f, "the store refuses writes after an I/O failure ({why}); it will not clear without a restart, and the outcome of the write that failed is unknown"),
             Error::StoreUnavailable(why) => write!(f, "the store cannot take writes right now ({why}); nothing was changed, retry later"),
             Error::ShuttingDown => write!(f, "the server is shutting down"),
+            Error::Unauthorized(why) => write!(f, "not authenticated: {why}"),
+            Error::Forbidden { action, queue } => {
+                write!(f, "this key may not {action} on queue {queue:?}")
+            }
             Error::Internal(_) => write!(f, "internal error"),
         }
     }

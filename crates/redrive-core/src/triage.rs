@@ -285,6 +285,9 @@ pub struct ProposalList {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecideRequest {
+    /// Who decides, on a server without authentication; with it, the key that decides is
+    /// recorded instead and this is ignored.
+    #[serde(default)]
     pub by: String,
     #[serde(default)]
     pub why: Option<String>,

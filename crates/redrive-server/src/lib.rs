@@ -15,10 +15,13 @@
 //!   ([`Background`]).
 //! - [`tls`]: the certificate, key and client CA files, loaded into rustls and reloaded.
 
+mod audit;
+pub mod auth;
 mod conn;
 mod envelope;
 pub mod error;
 mod extract;
+mod keys;
 mod metrics;
 mod native;
 pub mod receipts;
@@ -58,6 +61,10 @@ pub struct AppState<B> {
     pub metrics_hook: Option<MetricsHook>,
     /// Tasks that outlive the request that started them.
     pub background: Background,
+    /// Whether requests need a key, and each key's requests this second.
+    pub auth: auth::AuthSettings,
+    pub rates: auth::RateWindows,
+    auth_failures: audit::Failures,
     /// The key receipts are signed with, read from the store on first use.
     receipt_key: tokio::sync::OnceCell<receipts::ReceiptKey>,
 }
@@ -73,6 +80,9 @@ impl<B: Broker> AppState<B> {
             policies: triage::Policies::default(),
             metrics_hook: None,
             background: Background::default(),
+            auth: auth::AuthSettings::default(),
+            rates: auth::RateWindows::default(),
+            auth_failures: audit::Failures::default(),
             receipt_key: tokio::sync::OnceCell::new(),
         }
     }
@@ -117,8 +127,10 @@ pub fn router<B: Broker>(state: Shared<B>) -> Router {
         .route("/healthz", get(native::health::healthz))
         .route("/readyz", get(native::health::readyz::<B>))
         .route("/metrics", get(metrics::render::<B>))
+        .merge(keys::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require::<B>))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count::<B>))
         .layer(DefaultBodyLimit::max(limits::REQUEST_BODY_MAX_BYTES))
         .layer(limits)

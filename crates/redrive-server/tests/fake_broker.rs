@@ -132,6 +132,7 @@ async fn a_store_that_is_down_is_answered_in_each_doors_format() {
 
     let query = Request::post("/")
         .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", "AWS4-HMAC-SHA256 (not checked without --auth)")
         .body(Body::from(
             "Action=SendMessage&QueueUrl=http%3A%2F%2Fh%2F000000000000%2Fq&MessageBody=x",
         ))

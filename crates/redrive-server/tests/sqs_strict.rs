@@ -46,10 +46,13 @@ impl Rig {
         (status, String::from_utf8(bytes.to_vec()).unwrap())
     }
 
-    /// A Query request: `uri` (with any query string) and a form body.
+    /// A Query request: `uri` (with any query string) and a form body, with the signature
+    /// header an SDK sends (a server without `--auth` does not check it, but refuses unsigned
+    /// form requests that change queues: a web page could send those).
     async fn query(&self, uri: &str, body: &str) -> (StatusCode, String) {
         let req = Request::post(uri)
             .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20261206/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0")
             .body(Body::from(body.to_owned()))
             .unwrap();
         self.send(req).await

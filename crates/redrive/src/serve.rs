@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use redrive_core::time::{Clock, SystemClock};
 use redrive_core::{Broker, QueuePatch};
 use redrive_engine::{Durability, Engine, FsStorage, Store};
+use redrive_server::auth::AuthSettings;
 use redrive_server::sqs::SqsSettings;
 use redrive_server::tls::{Tls, TlsFiles};
 use redrive_server::{AppState, Listener, Transport};
@@ -64,6 +65,17 @@ pub struct ServeArgs {
     /// Without TLS, serve HTTP/2 with prior knowledge (h2c) beside HTTP/1.1
     #[arg(long, env = "REDRIVE_HTTP2_CLEARTEXT")]
     http2_cleartext: bool,
+    /// Require an API key on every route but /healthz and /readyz (docs/security.md); the first
+    /// admin key comes from REDRIVE_ADMIN_KEY_ID and REDRIVE_ADMIN_SECRET (or _FILE)
+    #[arg(long, env = "REDRIVE_AUTH")]
+    auth: bool,
+    /// Serve /metrics without a key when --auth is on
+    #[arg(long, env = "REDRIVE_METRICS_PUBLIC")]
+    metrics_public: bool,
+    /// Serve on a non-loopback address without --auth: anyone who reaches the port may read,
+    /// change and delete everything
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// Run the dead-letter triage agent in this process (rules provider; escalations to
     /// REDRIVE_TRIAGE_WEBHOOK; audit log in the data directory)
     #[arg(long, env = "REDRIVE_TRIAGE")]
@@ -92,6 +104,8 @@ struct RawFile {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     http2_cleartext: Option<bool>,
+    auth: Option<bool>,
+    metrics_public: Option<bool>,
     #[serde(default)]
     queues: BTreeMap<String, QueuePatch>,
 }
@@ -107,6 +121,9 @@ pub struct ServeConfig {
     pub sqs: SqsSettings,
     /// TLS (certificate loaded, reloaded on SIGHUP) or cleartext, and which HTTP versions.
     pub transport: Transport,
+    pub auth: AuthSettings,
+    /// The first admin key, `(id, secret)`, from the environment.
+    pub admin_key: Option<(String, String)>,
     pub queues: BTreeMap<String, QueuePatch>,
     /// `Some((policy file, interval))` when the triage agent runs in process.
     pub triage: Option<(Option<PathBuf>, Duration)>,
@@ -149,11 +166,25 @@ impl ServeConfig {
             ),
             Some(files) => Transport::Tls(Tls::load(files).context("loading the TLS files")?),
         };
+        let listen =
+            args.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9324)));
+        let auth = AuthSettings {
+            enabled: args.auth || file.auth.unwrap_or(false),
+            metrics_public: args.metrics_public || file.metrics_public.unwrap_or(false),
+        };
+        if auth.enabled && args.triage && std::env::var_os("REDRIVE_TOKEN").is_none() {
+            bail!(
+                "with --auth, the in-process triage agent calls the server with the key in \
+                 REDRIVE_TOKEN (scopes read, manage and triage on the queues it watches); set it"
+            );
+        }
+        if !auth.enabled && !listen.ip().is_loopback() && !args.insecure_no_auth {
+            bail!(
+                "refusing to serve on {listen} without --auth: anyone who can reach it could read,                  change and delete every queue. Turn on --auth (see docs/security.md), listen on                  a loopback address, or pass --insecure-no-auth if a network you trust is all                  that can reach it"
+            );
+        }
         Ok(ServeConfig {
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9324))),
+            listen,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -166,11 +197,42 @@ impl ServeConfig {
                 args.sqs_region.or(file.sqs_region),
             )?,
             transport,
+            auth,
+            admin_key: admin_key()?,
             queues: file.queues,
             triage: args
                 .triage
                 .then(|| (args.triage_policy, Duration::from_secs(args.triage_interval_s.max(1)))),
         })
+    }
+}
+
+/// `REDRIVE_ADMIN_KEY_ID` with `REDRIVE_ADMIN_SECRET` or `REDRIVE_ADMIN_SECRET_FILE`.
+fn admin_key() -> anyhow::Result<Option<(String, String)>> {
+    let id = std::env::var("REDRIVE_ADMIN_KEY_ID").ok().filter(|v| !v.is_empty());
+    let secret = match std::env::var("REDRIVE_ADMIN_SECRET_FILE").ok().filter(|v| !v.is_empty()) {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading REDRIVE_ADMIN_SECRET_FILE {path}"))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("REDRIVE_ADMIN_SECRET").ok().filter(|v| !v.is_empty()),
+    };
+    match (id, secret) {
+        (None, None) => Ok(None),
+        (Some(id), Some(secret)) => {
+            let id_ok = (4..=64).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !id_ok {
+                bail!("REDRIVE_ADMIN_KEY_ID must be 4 to 64 characters of A-Z a-z 0-9 - _");
+            }
+            if secret.len() < 20 || secret.contains('.') {
+                bail!("the admin secret must have at least 20 characters and no dot");
+            }
+            Ok(Some((id, secret)))
+        }
+        _ => bail!("REDRIVE_ADMIN_KEY_ID and REDRIVE_ADMIN_SECRET (or _FILE) go together"),
     }
 }
 
@@ -287,6 +349,31 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// Stores the admin key from the environment unless the store holds it already with this
+/// secret (a revoked one stays revoked: revocation is not undone by a restart).
+async fn ensure_admin_key<B: Broker>(broker: &B, id: &str, secret: &str) -> anyhow::Result<()> {
+    use redrive_server::auth;
+    let wanted = auth::record(
+        id.to_string(),
+        "admin (environment)",
+        secret,
+        &["admin:*".into()],
+        None,
+        None,
+    );
+    match auth::load(broker, id).await.context("reading the admin key")? {
+        Some(k) if k.secret_sha256 == wanted.secret_sha256 => {}
+        Some(k) if k.revoked_at.is_some() => {
+            tracing::warn!(key = %id, "the admin key in the environment was revoked; not restored")
+        }
+        _ => {
+            auth::store(broker, &wanted).await.context("storing the admin key")?;
+            tracing::info!(key = %id, "admin key from the environment stored");
+        }
+    }
+    Ok(())
+}
+
 /// Everything above the store: declared queues, the listener, triage, serving until a signal.
 async fn serve_on<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<()> {
     // Dead-letter queues named by other declared queues first, so the references resolve.
@@ -321,6 +408,10 @@ async fn serve_on<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<
     let triage_metrics: Option<Arc<redrive_triage::metrics::TriageMetrics>> =
         config.triage.as_ref().map(|_| Arc::default());
     let mut state = AppState::new(broker, config.sqs.clone());
+    state.auth = config.auth.clone();
+    if let Some((id, secret)) = &config.admin_key {
+        ensure_admin_key(&state.broker, id, secret).await?;
+    }
     let triage_active = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(m) = triage_metrics.clone() {
         let active = triage_active.clone();

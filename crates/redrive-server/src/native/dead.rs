@@ -9,6 +9,7 @@ use redrive_core::{Broker, Error};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::auth::{Action, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::Shared;
@@ -56,15 +57,28 @@ pub async fn list<B: Broker>(
 
 pub async fn redrive<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(q): Path<String>,
     JsonBody(b): JsonBody<RedriveRequest>,
 ) -> ApiResult<Json<RedriveResult>> {
-    Ok(Json(s.broker.redrive(q, b).await?))
+    if let Some(to) = &b.to {
+        caller.allow(Action::Send, to)?;
+    }
+    let (dry_run, b_to) = (b.dry_run, b.to.clone());
+    let r = s.broker.redrive(q.clone(), b).await?;
+    if !dry_run {
+        let detail = json!({"moved": r.moved, "to": b_to});
+        crate::audit::record(&s, &caller, "queue.redrive", &q, detail).await;
+    }
+    Ok(Json(r))
 }
 
 pub async fn purge<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(q): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "purged": s.broker.purge(q).await? })))
+    let purged = s.broker.purge(q.clone()).await?;
+    crate::audit::record(&s, &caller, "queue.purge", &q, json!({"purged": purged})).await;
+    Ok(Json(json!({ "purged": purged })))
 }

@@ -11,6 +11,7 @@ use redrive_core::{Broker, Error};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::auth::{Action, Caller};
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
 use crate::Shared;
@@ -81,9 +82,13 @@ pub async fn receive_one<B: Broker>(
 
 pub async fn receive_many<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     JsonBody(mut b): JsonBody<ReceiveBody>,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
     let queues = std::mem::take(&mut b.queues);
+    for q in &queues {
+        caller.allow(Action::Receive, q)?;
+    }
     receive(&s, b.into_request(queues)).await
 }
 
@@ -109,9 +114,15 @@ pub struct AckBody {
 
 pub async fn ack<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     JsonBody(b): JsonBody<AckBody>,
 ) -> ApiResult<Json<AckReply>> {
     let key = s.receipts().await?;
+    for r in &b.receipts {
+        if let Some(o) = key.open(r) {
+            caller.allow(Action::Receive, o.queue)?;
+        }
+    }
     // Receipts whose tag does not verify are unknown, as any malformed receipt; the others go
     // to the store in one batch.
     let opened: Vec<Option<String>> = b.receipts.iter().map(|r| key.unseal(r).ok()).collect();
@@ -126,6 +137,14 @@ pub async fn ack<B: Broker>(
         })
         .collect::<Result<_, _>>()?;
     Ok(Json(AckReply { results }))
+}
+
+/// The store's receipt in a client's, if the caller may settle jobs of its queue.
+async fn unseal<B: Broker>(s: &Shared<B>, caller: &Caller, receipt: &str) -> ApiResult<String> {
+    let key = s.receipts().await?;
+    let opened = key.open(receipt).ok_or(Error::InvalidReceipt)?;
+    caller.allow(Action::Receive, opened.queue)?;
+    Ok(opened.inner.to_string())
 }
 
 /// `/v1/fail`'s body: [`FailRequest`], with unknown fields refused inside `error` too. (The core
@@ -154,11 +173,13 @@ struct FailError {
 
 pub async fn fail<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     JsonBody(b): JsonBody<FailBody>,
 ) -> ApiResult<Json<FailResult>> {
+    let receipt = unseal(&s, &caller, &b.receipt).await?;
     let FailError { kind, message, detail } = b.error;
     let req = FailRequest {
-        receipt: s.receipts().await?.unseal(&b.receipt)?,
+        receipt,
         error: ErrorInfo { kind, message, detail },
         retry_after_ms: b.retry_after_ms,
         non_retryable: b.non_retryable,
@@ -175,26 +196,34 @@ pub struct ExtendBody {
 
 pub async fn extend<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     JsonBody(b): JsonBody<ExtendBody>,
 ) -> ApiResult<Json<Value>> {
-    let receipt = s.receipts().await?.unseal(&b.receipt)?;
+    let receipt = unseal(&s, &caller, &b.receipt).await?;
     let at = s.broker.extend(receipt, b.lease_ms).await?;
     Ok(Json(json!({ "lease_expires_at": to_rfc3339(at) })))
 }
 
 pub async fn show<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobInfo>> {
     let id: JobId = id.parse().map_err(|()| Error::invalid("id", "job ids are UUIDs"))?;
-    Ok(Json(s.broker.get_job(id).await?))
+    let job = s.broker.get_job(id).await?;
+    caller.allow(Action::Read, &job.queue)?;
+    Ok(Json(job))
 }
 
 pub async fn delete<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::http::StatusCode> {
     let id: JobId = id.parse().map_err(|()| Error::invalid("id", "job ids are UUIDs"))?;
+    let queue = s.broker.get_job(id).await?.queue;
+    caller.allow(Action::Manage, &queue)?;
     s.broker.delete_job(id).await?;
+    crate::audit::record(&s, &caller, "job.delete", &id.to_string(), Value::Null).await;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

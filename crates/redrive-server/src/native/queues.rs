@@ -7,16 +7,21 @@ use redrive_core::broker::{QueueInfo, QueueStats};
 use redrive_core::{Broker, QueuePatch};
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
 use crate::Shared;
 
 pub async fn put<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(q): Path<String>,
     JsonBody(patch): JsonBody<QueuePatch>,
 ) -> ApiResult<(StatusCode, Json<QueueInfo>)> {
-    let (info, created) = s.broker.put_queue(q, patch).await?;
+    let detail = serde_json::to_value(&patch).unwrap_or_default();
+    let (info, created) = s.broker.put_queue(q.clone(), patch).await?;
+    let action = if created { "queue.create" } else { "queue.update" };
+    crate::audit::record(&s, &caller, action, &q, detail).await;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(info)))
 }
 
@@ -33,9 +38,11 @@ pub async fn show<B: Broker>(
 
 pub async fn delete<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(q): Path<String>,
 ) -> ApiResult<StatusCode> {
-    s.broker.delete_queue(q).await?;
+    s.broker.delete_queue(q.clone()).await?;
+    crate::audit::record(&s, &caller, "queue.delete", &q, Value::Null).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -11,6 +11,7 @@
 
 mod actions;
 mod attributes;
+mod door;
 mod error;
 mod message;
 mod moves;
@@ -22,12 +23,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use redrive_core::{limits, Broker, Error};
 
 pub use actions::SqsAction;
 pub use moves::MoveTasks;
 
+use crate::auth::Caller;
 use crate::Shared;
 use error::{Code, SqsError, SqsResult};
 pub(crate) use wire::Protocol;
@@ -149,27 +152,30 @@ async fn at_root<B: Broker>(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // A bare GET / is someone looking around, not an SQS request.
     if method == Method::GET && uri.query().is_none() {
         return crate::error::ApiError(Error::RouteNotFound).into_response();
     }
-    handle(state, None, uri, headers, body).await
+    handle(state, None, method, uri, headers, caller, body).await
 }
 
 async fn at_queue<B: Broker>(
     State(state): State<Shared<B>>,
     Path((account, queue)): Path<(String, String)>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
+    caller: Option<Extension<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // Queue URLs have a 12-digit account; anything else is a native path that does not exist.
     if !is_account(&account) {
         return crate::error::ApiError(Error::RouteNotFound).into_response();
     }
-    handle(state, Some(queue), uri, headers, body).await
+    handle(state, Some(queue), method, uri, headers, caller, body).await
 }
 
 /// The protocol of a request to the SQS routes (`None` for any other request), as `at_root`
@@ -197,8 +203,10 @@ pub(crate) fn error_response(protocol: Protocol, e: Error) -> Response {
 async fn handle<B: Broker>(
     state: Shared<B>,
     path_queue: Option<String>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
+    bearer: Option<Extension<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
@@ -215,6 +223,10 @@ async fn handle<B: Broker>(
             };
             return wire::error(protocol, &e.into(), &request_id);
         }
+    };
+    let caller = match door::caller(&state, &method, &uri, &headers, &body, bearer).await {
+        Ok(c) => c,
+        Err(e) => return wire::error(protocol, &e, &request_id),
     };
     let request = match wire::parse(&headers, uri.query(), &body) {
         Ok(r) => r,
@@ -233,6 +245,9 @@ async fn handle<B: Broker>(
         .unwrap_or("localhost")
         .to_owned();
     let cx = Cx { state: &state, host, path_queue };
+    if let Err(e) = door::allow(&cx, &caller, action, &method, &uri, &headers, &request.params) {
+        return wire::error(request.protocol, &e, &request_id);
+    }
     match action.run(&cx, request.params).await {
         Ok(result) => wire::ok(request.protocol, action.name(), result, &request_id),
         Err(e) => wire::error(request.protocol, &e, &request_id),

@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 use super::store::load;
 use super::{execute, patch};
+use crate::audit;
+use crate::auth::{Action, Caller};
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
 use crate::Shared;
@@ -47,6 +49,7 @@ async fn get_policy<B: Broker>(
 
 async fn put_policy<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(q): Path<String>,
     JsonBody(p): JsonBody<Policy>,
 ) -> ApiResult<Json<Policy>> {
@@ -56,19 +59,23 @@ async fn put_policy<B: Broker>(
     if !(0.0..=1.0).contains(&p.min_confidence) {
         return Err(Error::invalid("min_confidence", "from 0 to 1").into());
     }
-    s.policies.put(&s.broker, q, Some(p.clone())).await?;
+    s.policies.put(&s.broker, q.clone(), Some(p.clone())).await?;
+    let detail = serde_json::to_value(&p).unwrap_or_default();
+    audit::record(&s, &caller, "triage.policy.put", &q, detail).await;
     Ok(Json(p))
 }
 
 async fn delete_policy<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(q): Path<String>,
 ) -> ApiResult<StatusCode> {
     load(&s).await?;
     if s.policies.get(&q).is_none() {
         return Err(Error::PolicyNotFound(q).into());
     }
-    s.policies.put(&s.broker, q, None).await?;
+    s.policies.put(&s.broker, q.clone(), None).await?;
+    audit::record(&s, &caller, "triage.policy.delete", &q, serde_json::Value::Null).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -78,8 +85,11 @@ fn now() -> String {
 
 async fn create<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     JsonBody(n): JsonBody<NewProposal>,
 ) -> ApiResult<(StatusCode, Json<Proposal>)> {
+    caller.allow(Action::Triage, &n.queue)?;
+    caller.allow(Action::Triage, &n.source_queue)?;
     if n.job_ids.is_empty() {
         return Err(Error::invalid("job_ids", "a proposal names at least one job").into());
     }
@@ -145,32 +155,58 @@ async fn show<B: Broker>(
 
 async fn reject<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(v): JsonBody<DecideRequest>,
 ) -> ApiResult<Json<Proposal>> {
     if v.why.as_deref().is_none_or(|w| w.trim().is_empty()) {
         return Err(Error::invalid("why", "a rejection says why").into());
     }
+    let by = decider(&caller, &v)?;
     load(&s).await?;
-    let mut p = s.proposals.claim(&id, &v.by, Status::Rejected)?;
-    p.decided_by = Some(v.by);
+    allow_decision(&s, &caller, &id)?;
+    let mut p = s.proposals.claim(&id, &by, Status::Rejected)?;
+    p.decided_by = Some(by);
     p.decided_why = v.why;
     p.decided_at = Some(now());
+    audit::record(&s, &caller, "triage.proposal.reject", &id, serde_json::Value::Null).await;
     Ok(Json(s.proposals.put(&s.broker, p).await?))
+}
+
+/// Who a decision is recorded as: the key that made it; only on a server without
+/// authentication, the name the request gives.
+fn decider(caller: &Caller, v: &DecideRequest) -> Result<String, Error> {
+    match caller {
+        Caller::Key(k) => Ok(format!("key {} ({})", k.id, k.name)),
+        Caller::Anonymous if v.by.trim().is_empty() => Err(Error::invalid("by", "say who decides")),
+        Caller::Anonymous => Ok(v.by.clone()),
+    }
+}
+
+/// Deciding a proposal acts on its queues: it needs `triage` on both.
+fn allow_decision<B: Broker>(s: &Shared<B>, caller: &Caller, id: &str) -> Result<(), Error> {
+    let p = s.proposals.get(id)?;
+    caller.allow(Action::Triage, &p.proposed.queue)?;
+    caller.allow(Action::Triage, &p.proposed.source_queue)
 }
 
 async fn approve<B: Broker>(
     State(s): State<Shared<B>>,
+    caller: Caller,
     Path(id): Path<String>,
     JsonBody(v): JsonBody<DecideRequest>,
 ) -> ApiResult<Json<Proposal>> {
+    let by = decider(&caller, &v)?;
     load(&s).await?;
-    let mut p = s.proposals.claim(&id, &v.by, Status::Approved)?;
+    allow_decision(&s, &caller, &id)?;
+    let mut p = s.proposals.claim(&id, &by, Status::Approved)?;
     let outcome = execute::execute(&s, &p).await;
     p.status = if outcome.is_ok() { Status::Approved } else { Status::Failed };
     p.result = Some(outcome.unwrap_or_else(|e| ProposalResult::Error { error: e.to_string() }));
-    p.decided_by = Some(v.by);
+    p.decided_by = Some(by);
     p.decided_why = v.why;
     p.decided_at = Some(now());
+    let detail = serde_json::json!({"status": p.status, "result": p.result});
+    audit::record(&s, &caller, "triage.proposal.approve", &id, detail).await;
     Ok(Json(s.proposals.put(&s.broker, p).await?))
 }

@@ -12,6 +12,7 @@
 pub mod dlq;
 pub mod format;
 pub mod jobs;
+pub mod keys;
 pub mod migrate;
 pub mod queue;
 pub mod table;
@@ -121,6 +122,14 @@ pub enum ClientCommand {
     Dlq(DlqCommand),
     /// Show a queue's counts, rates and totals
     Stats(StatsArgs),
+    /// Create, list and revoke API keys (an admin key in REDRIVE_TOKEN)
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Show the newest audit log entries
+    Audit {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 impl ClientCommand {
@@ -134,6 +143,8 @@ impl ClientCommand {
             ClientCommand::Job(cmd) => jobs::job(ctx, cmd).await,
             ClientCommand::Dlq(cmd) => dlq::run(ctx, cmd).await,
             ClientCommand::Stats(a) => queue::stats(ctx, a).await,
+            ClientCommand::Keys(cmd) => keys::run(ctx, cmd).await,
+            ClientCommand::Audit { limit } => keys::audit(ctx, limit).await,
         }
     }
 }

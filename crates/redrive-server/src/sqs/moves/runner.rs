@@ -26,6 +26,7 @@ fn now_ms() -> u64 {
 /// moves at most `rate` (per second) or [`limits::MOVE_TASK_STEP_COUNT_MAX`] dead letters.
 pub(super) async fn run<B: Broker>(state: Shared<B>, mut task: Stored) {
     let handle = task.doc.handle.clone();
+    let _here = RunsHere { state: &state, handle: &handle };
     let stopping = &state.background.stopping;
     let max = limits::MOVE_TASK_STEP_COUNT_MAX;
     let step = task.doc.rate.map_or(max, |r| (r as usize).clamp(1, max));
@@ -69,7 +70,19 @@ pub(super) async fn run<B: Broker>(state: Shared<B>, mut task: Stored) {
             }
         }
     }
-    state.moves.ended_here(&handle);
+}
+
+/// While alive, this server's sweeper leaves the task alone; dropped however the runner ends
+/// (a panic included), so a task is never left unresumable here.
+struct RunsHere<'a, B: Broker> {
+    state: &'a Shared<B>,
+    handle: &'a str,
+}
+
+impl<B: Broker> Drop for RunsHere<'_, B> {
+    fn drop(&mut self) {
+        self.state.moves.ended_here(self.handle);
+    }
 }
 
 /// One step: lists up to `step` dead letters after the cursor and redrives them by id. `None`

@@ -1,0 +1,145 @@
+//! Who is calling the SQS door, and whether they may: SigV4 with a key's id and secret as the
+//! AWS credentials (or a bearer token), then the key's scopes for the action and its queue.
+//! Without `--auth`, requests that change anything must be signed or sent as the JSON protocol
+//! (headers a web page cannot set without the server's consent), so that a page in a browser
+//! cannot act on a server it can reach (`<img src="http://localhost:8080/?Action=DeleteQueue…">`).
+
+use std::time::SystemTime;
+
+use axum::http::{HeaderMap, Method, Uri};
+use redrive_core::Broker;
+use serde_json::Value;
+
+use crate::auth::{self, Action, Caller};
+use crate::sigv4::{self, Failure};
+use crate::sqs::error::{Code, SqsError};
+use crate::sqs::{queue_of_arn, Cx, SqsAction};
+use crate::Shared;
+
+/// The caller: anonymous without `--auth`; else the key a bearer token (already checked) or a
+/// SigV4 signature names.
+pub async fn caller<B: Broker>(
+    state: &Shared<B>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    bearer: Option<axum::Extension<Caller>>,
+) -> Result<Caller, SqsError> {
+    if !state.auth.enabled {
+        return Ok(Caller::Anonymous);
+    }
+    if let Some(axum::Extension(c)) = bearer {
+        return Ok(c);
+    }
+    let refused = |f: Failure| {
+        tracing::debug!(reason = %f, "SQS request not authenticated");
+        SqsError::new(code_of(&f), f.message().into_owned())
+    };
+    let signed = sigv4::parse(uri, headers)
+        .map_err(refused)?
+        .ok_or_else(|| refused(Failure::MissingAuthenticationToken))?;
+    let key = auth::load(&state.broker, &signed.access_key_id)
+        .await?
+        .ok_or_else(|| refused(Failure::InvalidClientTokenId))?;
+    let region = Some(state.sqs.region.as_str());
+    sigv4::verify(
+        &signed,
+        method,
+        uri,
+        headers,
+        body,
+        &key.sigv4_secret,
+        region,
+        SystemTime::now(),
+    )
+    .map_err(refused)?;
+    // A revoked or expired key is as good as unknown.
+    auth::admit(state, key).map_err(|e| match e {
+        redrive_core::Error::Unauthorized(_) => refused(Failure::InvalidClientTokenId),
+        e => e.into(),
+    })
+}
+
+fn code_of(f: &Failure) -> Code {
+    match f.code() {
+        "MissingAuthenticationToken" => Code::MissingAuthenticationToken,
+        "IncompleteSignature" => Code::IncompleteSignature,
+        "InvalidClientTokenId" => Code::InvalidClientTokenId,
+        "RequestExpired" => Code::RequestExpired,
+        _ => Code::SignatureDoesNotMatch,
+    }
+}
+
+/// The scope an action needs.
+fn action_of(a: SqsAction) -> Action {
+    use SqsAction::*;
+    match a {
+        SendMessage | SendMessageBatch => Action::Send,
+        ReceiveMessage
+        | DeleteMessage
+        | DeleteMessageBatch
+        | ChangeMessageVisibility
+        | ChangeMessageVisibilityBatch => Action::Receive,
+        GetQueueUrl
+        | ListQueues
+        | GetQueueAttributes
+        | ListQueueTags
+        | ListDeadLetterSourceQueues
+        | ListMessageMoveTasks => Action::Read,
+        CreateQueue
+        | DeleteQueue
+        | SetQueueAttributes
+        | PurgeQueue
+        | TagQueue
+        | UntagQueue
+        | AddPermission
+        | RemovePermission
+        | StartMessageMoveTask
+        | CancelMessageMoveTask => Action::Manage,
+    }
+}
+
+/// Whether `caller` may run `action` with these parameters; and, without `--auth`, whether a
+/// request that changes something was made by a client rather than a web page.
+pub fn allow<B: Broker>(
+    cx: &Cx<'_, B>,
+    caller: &Caller,
+    action: SqsAction,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    params: &Value,
+) -> Result<(), SqsError> {
+    let needs = action_of(action);
+    if matches!(caller, Caller::Anonymous) && needs != Action::Read {
+        let signed = headers.contains_key(axum::http::header::AUTHORIZATION)
+            || uri.query().is_some_and(|q| q.contains("X-Amz-Signature="));
+        let json = headers.contains_key("x-amz-target");
+        if !signed && (!json || *method == Method::GET) {
+            return Err(SqsError::new(
+                Code::AccessDenied,
+                format!(
+                    "{} changes the queues: send it signed (as AWS SDKs and the aws CLI do) or \
+                     as the JSON protocol; unsigned form and GET requests may only read.",
+                    action.name()
+                ),
+            ));
+        }
+    }
+    let text = |k: &str| params.get(k).and_then(Value::as_str);
+    let queue = if let Some(url) = text("QueueUrl") {
+        cx.queue_name(Some(url)).ok()
+    } else if let Some(name) = text("QueueName") {
+        Some(name.to_string())
+    } else if let Some(arn) = text("SourceArn") {
+        queue_of_arn(arn).map(str::to_string)
+    } else {
+        cx.queue_name(None).ok()
+    };
+    match queue {
+        Some(q) => caller.allow(needs, &q)?,
+        None => caller.allow_any(needs)?,
+    }
+    Ok(())
+}
