@@ -391,13 +391,19 @@ fn need(method: &Method, route: &str) -> Need {
         "/v1/queues/{q}/receive" => Need::Queue(Receive, "q"),
         "/v1/queues/{q}/redrive" | "/v1/queues/{q}/purge" => Need::Queue(Manage, "q"),
         "/v1/triage/policies" if get => Need::Any(Read),
-        "/v1/triage/policies/{q}" if get => Need::Queue(Read, "q"),
-        "/v1/triage/policies/{q}" => Need::Queue(Triage, "q"),
+        "/v1/triage/policies/{queue}" if get => Need::Queue(Read, "queue"),
+        "/v1/triage/policies/{queue}" => Need::Queue(Triage, "queue"),
         "/v1/triage/proposals" | "/v1/triage/proposals/{id}" if get => Need::Any(Read),
         "/v1/keys" | "/v1/keys/{id}" | "/v1/audit" => Need::Any(Admin),
-        // Receive from several queues, ack/fail/extend (the queue is in the receipt), jobs by
-        // id, triage proposals (the queues are in the proposal), and the SQS door (SigV4).
-        _ => Need::Body,
+        // The queue is in the body (receive from several), in a receipt (ack, fail, extend), in
+        // the job (by id) or in the proposal; the SQS door checks SigV4 and its actions.
+        "/v1/receive" | "/v1/ack" | "/v1/fail" | "/v1/extend" | "/v1/jobs/{id}" => Need::Body,
+        "/v1/triage/proposals"
+        | "/v1/triage/proposals/{id}/approve"
+        | "/v1/triage/proposals/{id}/reject" => Need::Body,
+        "/" | "/{account}/{queue}" => Need::Body,
+        // A route missing from this table is for admins only until it is added: fail closed.
+        _ => Need::Any(Admin),
     }
 }
 
