@@ -226,7 +226,10 @@ async fn handle<B: Broker>(
     };
     let caller = match door::caller(&state, &method, &uri, &headers, &body, bearer).await {
         Ok(c) => c,
-        Err(e) => return wire::error(protocol, &e, &request_id),
+        Err(e) => {
+            crate::audit::Failures::count(&state, "sqs request not authenticated", None).await;
+            return wire::error(protocol, &e, &request_id);
+        }
     };
     let request = match wire::parse(&headers, uri.query(), &body) {
         Ok(r) => r,
