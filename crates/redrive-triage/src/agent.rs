@@ -18,6 +18,8 @@ use redrive_core::limits;
 use redrive_core::model::{JobId, JobState, Outcome};
 use redrive_core::time::{Clock, SystemClock};
 use redrive_core::triage::{Escalation, NewProposal, ProposalResult};
+
+use crate::redact::redact_text;
 use serde::Serialize;
 use serde_json::json;
 
@@ -529,11 +531,32 @@ impl Agent {
                     return Escalation { delivered: true, error: None }
                 }
                 Ok(r) => last = format!("the webhook answered {}", r.status()),
-                Err(e) => last = format!("cannot reach the webhook: {e}"),
+                Err(e) => last = unreachable_webhook(e),
             }
         }
         Escalation { delivered: false, error: Some(last) }
     }
+}
+
+/// Why the webhook could not be reached, without its URL: a Slack-style webhook URL is itself
+/// the secret (its path is the token), and this text is stored in the proposal, which anyone
+/// with `read` sees, and in the audit log.
+fn unreachable_webhook(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut why = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        why = format!("{why}: {s}");
+        source = s.source();
+    }
+    format!("cannot reach the webhook ({kind}): {}", redact_text(&why))
 }
 
 /// A dead job as triage sees it: failed attempts and lease expiries become its error history.
@@ -592,4 +615,19 @@ fn input_hash(case: &DeadCase) -> String {
     use sha2::{Digest, Sha256};
     let text = serde_json::to_string(case).expect("serializes");
     redrive_core::model::hex(&Sha256::digest(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_webhook_is_described_without_its_url() {
+        // Port 9 (discard) is closed on loopback: the connection is refused.
+        let url = "http://127.0.0.1:9/services/T0001/B0002/SECRETTOKEN123";
+        let e = reqwest::Client::new().post(url).send().await.expect_err("nothing listens");
+        let why = unreachable_webhook(e);
+        assert!(why.starts_with("cannot reach the webhook (connection failed)"), "{why}");
+        assert!(!why.contains("SECRETTOKEN123") && !why.contains("/services/"), "{why}");
+    }
 }
