@@ -522,3 +522,29 @@ async fn data_types_are_a_known_type_and_an_optional_nonempty_label() {
     assert_refused_xml("String. in Query", (status, xml), "InvalidParameterValue");
     assert_eq!(r.count().await, ok.len() + 1, "only the types SQS takes were sent");
 }
+
+/// Queue URLs come from the configured public URL, not from whatever `Host` a request sent.
+#[tokio::test]
+async fn queue_urls_use_the_configured_public_url_not_the_host_header() {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Store::open(Box::new(MemStorage::new()), Durability::Sync, clock.now_ms()).unwrap();
+    let engine = Engine::start(store, clock);
+    let settings = SqsSettings {
+        public_url: Some("https://sqs.example.com".into()),
+        ..SqsSettings::default()
+    };
+    let rig = Rig {
+        router: redrive_server::router(Arc::new(AppState::new(engine.handle.clone(), settings))),
+        _engine: engine,
+    };
+    let req = Request::post("/")
+        .header("host", "attacker.example")
+        .header("x-amz-target", "AmazonSQS.CreateQueue")
+        .header("content-type", "application/x-amz-json-1.0")
+        .body(Body::from(r#"{"QueueName":"urls"}"#))
+        .unwrap();
+    let (status, body) = rig.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["QueueUrl"], "https://sqs.example.com/000000000000/urls");
+}

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Region in SQS ARNs (default us-east-1).
     #[arg(long, env = "REDRIVE_SQS_REGION")]
     sqs_region: Option<String>,
+    /// The base of the queue URLs the SQS API hands out (e.g. https://sqs.example.com), instead
+    /// of the Host header each request sends
+    #[arg(long, env = "REDRIVE_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Serve TLS with this certificate chain (PEM, server certificate first); reloaded with
     /// --tls-key (and --tls-client-ca) on SIGHUP
     #[arg(long, env = "REDRIVE_TLS_CERT", value_name = "PEM")]
@@ -100,6 +104,7 @@ struct RawFile {
     http_threads: Option<usize>,
     sqs_account_id: Option<String>,
     sqs_region: Option<String>,
+    public_url: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
@@ -195,6 +200,7 @@ impl ServeConfig {
             sqs: sqs_settings(
                 args.sqs_account_id.or(file.sqs_account_id),
                 args.sqs_region.or(file.sqs_region),
+                args.public_url.or(file.public_url),
             )?,
             transport,
             auth,
@@ -265,8 +271,21 @@ fn tls_files(
     }
 }
 
-fn sqs_settings(account: Option<String>, region: Option<String>) -> anyhow::Result<SqsSettings> {
+fn sqs_settings(
+    account: Option<String>,
+    region: Option<String>,
+    public_url: Option<String>,
+) -> anyhow::Result<SqsSettings> {
     let mut s = SqsSettings::default();
+    if let Some(u) = public_url {
+        let ok = (u.starts_with("http://") || u.starts_with("https://"))
+            && !u.contains(['?', '#', ' '])
+            && u.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
+        if !ok {
+            bail!("public_url must be an http(s)://host[:port] URL, not {u:?}");
+        }
+        s.public_url = Some(u.trim_end_matches('/').to_string());
+    }
     if let Some(a) = account {
         if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
             bail!("sqs_account_id must be 12 digits, not {a:?}");

@@ -41,11 +41,18 @@ pub struct SqsSettings {
     /// The account id in queue URLs and ARNs.
     pub account_id: String,
     pub region: String,
+    /// The base of queue URLs (`https://sqs.example.com`), so that they do not depend on the
+    /// `Host` a client sent; without it, queue URLs use the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl Default for SqsSettings {
     fn default() -> SqsSettings {
-        SqsSettings { account_id: "000000000000".into(), region: "us-east-1".into() }
+        SqsSettings {
+            account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            public_url: None,
+        }
     }
 }
 
@@ -73,7 +80,11 @@ impl<B: Broker> Cx<'_, B> {
     }
 
     pub fn queue_url(&self, name: &str) -> String {
-        format!("http://{}/{}/{name}", self.host, self.state.sqs.account_id)
+        let account = &self.state.sqs.account_id;
+        match &self.state.sqs.public_url {
+            Some(base) => format!("{}/{account}/{name}", base.trim_end_matches('/')),
+            None => format!("http://{}/{account}/{name}", self.host),
+        }
     }
 
     pub fn arn(&self, name: &str) -> String {
