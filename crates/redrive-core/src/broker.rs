@@ -79,7 +79,7 @@ impl NewJob {
         for (k, v) in &self.attributes {
             if k.is_empty()
                 || k.len() > limits::ATTRIBUTE_KEY_BYTES_MAX
-                || v.len() > limits::ATTRIBUTE_VALUE_BYTES_MAX
+                || crate::sealed::plain_len(v) > limits::ATTRIBUTE_VALUE_BYTES_MAX
             {
                 return Err(Error::invalid(
                     "attributes",

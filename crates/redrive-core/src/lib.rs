@@ -9,6 +9,7 @@
 //! - [`error`]: the one error enum and its mapping to HTTP status and codes.
 //! - [`broker`]: request and reply types and the async contract of a store.
 //! - [`metrics`]: what a store reports for `/metrics` (histograms, store-specific series).
+//! - [`sealed`]: the text form of a value encrypted at rest, and its plaintext size.
 //! - [`time`]: milliseconds since the epoch and RFC 3339 rendering.
 //! - [`triage`]: triage decisions, policies and proposals (agent, server and client share them).
 
@@ -18,6 +19,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod sealed;
 pub mod time;
 pub mod triage;
 

@@ -208,6 +208,17 @@ const _: () = assert!(
         + 1024)
         <= RECORD_SIZE_MAX_BYTES as usize
 );
+// The same job with its body and attribute values sealed at rest (crate::sealed): the size
+// limits measure plaintext, so the record must hold the expansion.
+const _: () = assert!(
+    (crate::sealed::sealed_len(MESSAGE_SIZE_MAX_BYTES as usize)
+        + ATTRIBUTES_COUNT_MAX
+            * (ATTRIBUTE_KEY_BYTES_MAX + crate::sealed::sealed_len(ATTRIBUTE_VALUE_BYTES_MAX))
+        + IDEMPOTENCY_KEY_BYTES_MAX
+        + TRACEPARENT_BYTES_MAX
+        + 1024)
+        <= RECORD_SIZE_MAX_BYTES as usize
+);
 const _: () = assert!(
     ATTEMPT_LOG_ENTRIES_MAX * (ATTEMPT_ERROR_BYTES_MAX + WORKER_ID_BYTES_MAX + 64)
         <= RECORD_SIZE_MAX_BYTES as usize

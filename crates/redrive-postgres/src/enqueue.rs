@@ -50,7 +50,8 @@ ORDER BY i.ord";
 fn check(q: &QueueRow, jobs: &[NewJob], now: u64) -> Result<()> {
     check_batch(jobs.len(), limits::ENQUEUE_BATCH_COUNT_MAX)?;
     for job in jobs {
-        let size = job.body.len() as u64;
+        // The user's limit measures the plaintext of a body sealed at rest.
+        let size = redrive_core::sealed::plain_len(&job.body) as u64;
         let max = u64::from(q.config.max_message_bytes);
         if size > max {
             return Err(Error::MessageTooLarge { size, max });

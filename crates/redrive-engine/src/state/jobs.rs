@@ -40,7 +40,8 @@ impl Store {
         let config = &self.queues[&qid].config;
         jobs.iter()
             .map(|job| {
-                let size = job.body.len() as u64;
+                // The user's limit measures the plaintext of a body sealed at rest.
+                let size = redrive_core::sealed::plain_len(&job.body) as u64;
                 if size > config.max_message_bytes as u64 {
                     return Err(Error::MessageTooLarge {
                         size,
