@@ -14,7 +14,9 @@
 //!   connection cap and idle timeout, HTTP versions, TLS), then of the background tasks
 //!   ([`Background`]).
 //! - [`tls`]: the certificate, key and client CA files, loaded into rustls and reloaded.
+//! - [`at_rest`]: encryption at rest, a [`Broker`] wrapper that seals job content.
 
+pub mod at_rest;
 mod audit;
 pub mod auth;
 mod conn;
