@@ -52,12 +52,37 @@ impl Store {
             self.metrics.deleted_segments += 1;
         }
         if let Some((n, _, _)) = compact {
-            self.move_live_records(n)?;
+            self.move_live_records(n, None)?;
             self.sync_all()?;
             self.wal.remove_segment(n)?;
             self.metrics.compacted_segments += 1;
         }
         Ok(true)
+    }
+}
+
+/// Rewrites one stored text (`redrive rekey`): `Some(new)` replaces it, `None` keeps it.
+pub type Rewrite<'a> = &'a mut dyn FnMut(&str) -> Result<Option<String>>;
+
+impl Store {
+    /// Passes every job's body, attribute values and attempt error texts (message and detail)
+    /// through `f`, writing the changed ones again, and deletes every segment that held the
+    /// old forms: afterwards no copy of a replaced value is left in the directory. For
+    /// `redrive rekey` on a stopped store. Returns how many values changed.
+    pub fn rewrite_all(&mut self, f: Rewrite<'_>) -> Result<u64> {
+        self.writable()?;
+        self.sync_all()?;
+        self.wal.roll_now()?;
+        let old: Vec<u32> = self.wal.sealed().map(|s| s.0).collect();
+        let mut changed = 0;
+        // Oldest first, each deleted before the next: the segment compacted is always the
+        // oldest, which is what makes dropping its tombstones safe (see the module docs).
+        for n in old {
+            changed += self.move_live_records(n, Some(&mut *f))?;
+            self.sync_all()?;
+            self.wal.remove_segment(n)?;
+        }
+        Ok(changed)
     }
 }
 
@@ -86,7 +111,10 @@ impl Store {
         Ok(self.wal.sync_now()?)
     }
 
-    fn move_live_records(&mut self, n: u32) -> Result<()> {
+    /// Appends the live records of segment `n` again (through `rewrite`, when given); returns
+    /// how many values `rewrite` changed.
+    fn move_live_records(&mut self, n: u32, mut rewrite: Option<Rewrite<'_>>) -> Result<u64> {
+        let mut changed = 0;
         let records =
             self.wal.records(n).map_err(|e| Error::Internal(format!("compacting: {e}")))?;
         for (loc, rec) in records {
@@ -102,7 +130,18 @@ impl Store {
                 Record::Synced { .. } => {} // never returned by `records`
                 Record::Doc { value: None, .. } => self.wal.hold_tombstone(loc, -1),
                 Record::Doc { kind, key, .. } => self.move_doc(loc, kind, &key)?,
-                Record::Enqueue(e) => self.move_enqueue(loc, &e)?,
+                Record::Enqueue(mut e) => {
+                    // Rewritten whenever it is appended again, so no new copy holds an old form.
+                    let held = (self.jobs.get(&e.id))
+                        .is_some_and(|j| j.body_loc == loc || j.meta_loc == loc);
+                    if let Some(f) = rewrite.as_deref_mut().filter(|_| held) {
+                        changed += rewrite_text(f, &mut e.body)?;
+                        for v in e.attributes.values_mut() {
+                            changed += rewrite_text(f, v)?;
+                        }
+                    }
+                    self.move_enqueue(loc, &e)?
+                }
                 Record::DedupKey { qid, id, enqueued_at, key } => {
                     let k = (qid, Box::<str>::from(key.as_str()));
                     if self.dedup.get(&k).is_some_and(|d| d.loc == loc) {
@@ -119,15 +158,23 @@ impl Store {
                         self.move_holder(id, loc, new, |j| &mut j.meta_loc);
                     }
                 }
-                Record::Attempts { id, total, entries } => {
+                Record::Attempts { id, total, mut entries } => {
                     if self.jobs.get(&id).is_some_and(|j| j.attempts_loc == loc) {
+                        if let Some(f) = rewrite.as_deref_mut() {
+                            for err in entries.iter_mut().filter_map(|a| a.error.as_mut()) {
+                                changed += rewrite_text(f, &mut err.message)?;
+                                if let Some(d) = &mut err.detail {
+                                    changed += rewrite_text(f, d)?;
+                                }
+                            }
+                        }
                         let new = self.wal.append(|w| w.attempts(id, total, &entries))?;
                         self.move_holder(id, loc, new, |j| &mut j.attempts_loc);
                     }
                 }
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// An enqueue record is live while its job holds it (body, or metadata never updated) or
@@ -191,6 +238,20 @@ impl Store {
         *field(job) = new;
         self.wal.hold(old, -1);
         self.wal.hold(new, 1);
+    }
+}
+
+/// Replaces `text` with what `f` makes of it; 1 if it changed.
+fn rewrite_text(
+    f: &mut dyn FnMut(&str) -> Result<Option<String>>,
+    text: &mut String,
+) -> Result<u64> {
+    match f(text)? {
+        Some(new) => {
+            *text = new;
+            Ok(1)
+        }
+        None => Ok(0),
     }
 }
 

@@ -475,6 +475,12 @@ impl Wal {
         self.storage.sync_dir()
     }
 
+    /// Seals the active segment and starts the next, between batches: every record appended so
+    /// far is then in a sealed segment (for a rewrite of the whole log). A failure poisons.
+    pub fn roll_now(&mut self) -> Result<(), Poisoned> {
+        self.roll().map_err(|e| self.poison("sealing a segment", &e))
+    }
+
     /// Writes appended records unless the log is poisoned; a failed write poisons it.
     fn write_checked(&mut self) -> Result<(), Poisoned> {
         if let Some(p) = self.poisoned.get() {
