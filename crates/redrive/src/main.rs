@@ -6,6 +6,7 @@
 //! - `cli`: the client commands, their output tables and flag parsers.
 //! - `bench`: the end-to-end throughput and latency benchmark.
 //! - `triage`: the dead-letter triage agent's commands.
+//! - `rekey`: moving a stopped embedded store's sealed values to the current key.
 //! - `fleet`: `serve --triage` on one server of a PostgreSQL fleet at a time.
 //!
 //! Errors end the process with exit code 1 and one line on stderr; usage errors exit with 2.
@@ -16,6 +17,7 @@ mod bench_sdk;
 mod bench_sqs;
 mod cli;
 mod fleet;
+mod rekey;
 mod serve;
 mod triage;
 
@@ -58,6 +60,8 @@ enum Command {
     Triage(triage::TriageCommand),
     /// Copy a stopped embedded store (queues, configs, jobs not completed) into PostgreSQL
     Migrate(cli::migrate::MigrateArgs),
+    /// Seal what older encryption keys sealed under the first key, in a stopped embedded store
+    Rekey(rekey::RekeyArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             cli::runtime().and_then(|rt| rt.block_on(bench::run(args, cli.url, cli.json)))
         }
         Command::Triage(cmd) => triage::run(cmd, cli.url.as_deref(), &cli.tls, cli.json),
+        Command::Rekey(args) => rekey::run(args, cli.json),
         Command::Migrate(args) => {
             cli::runtime().and_then(|rt| rt.block_on(cli::migrate::run(args, cli.json)))
         }

@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use redrive_core::time::{Clock, SystemClock};
 use redrive_core::{Broker, QueuePatch};
 use redrive_engine::{Durability, Engine, FsStorage, Store};
+use redrive_server::at_rest::{Keyring, Sealed, KEY_BYTES};
 use redrive_server::auth::AuthSettings;
 use redrive_server::sqs::SqsSettings;
 use redrive_server::tls::{Tls, TlsFiles};
@@ -90,6 +91,15 @@ pub struct ServeArgs {
     /// Seconds between the in-process triage agent's passes
     #[arg(long, env = "REDRIVE_TRIAGE_INTERVAL_S", default_value_t = 10)]
     triage_interval_s: u64,
+    /// Encrypt job bodies, attributes and error texts at rest with this key (a file of 32
+    /// random bytes). Repeat for rotation: the first encrypts, all decrypt (docs/security.md)
+    #[arg(
+        long = "encryption-key-file",
+        env = "REDRIVE_ENCRYPTION_KEY_FILES",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
+    encryption_key_files: Vec<PathBuf>,
 }
 
 /// The configuration file as written.
@@ -111,6 +121,7 @@ struct RawFile {
     http2_cleartext: Option<bool>,
     auth: Option<bool>,
     metrics_public: Option<bool>,
+    encryption_key_files: Option<Vec<PathBuf>>,
     #[serde(default)]
     queues: BTreeMap<String, QueuePatch>,
 }
@@ -132,6 +143,8 @@ pub struct ServeConfig {
     pub queues: BTreeMap<String, QueuePatch>,
     /// `Some((policy file, interval))` when the triage agent runs in process.
     pub triage: Option<(Option<PathBuf>, Duration)>,
+    /// The keys that seal job content at rest, when encryption is on.
+    pub encryption: Option<Arc<Keyring>>,
 }
 
 impl ServeConfig {
@@ -188,7 +201,12 @@ impl ServeConfig {
                 "refusing to serve on {listen} without --auth: anyone who can reach it could read,                  change and delete every queue. Turn on --auth (see docs/security.md), listen on                  a loopback address, or pass --insecure-no-auth if a network you trust is all                  that can reach it"
             );
         }
+        let key_files = match args.encryption_key_files {
+            files if !files.is_empty() => files,
+            _ => file.encryption_key_files.unwrap_or_default(),
+        };
         Ok(ServeConfig {
+            encryption: load_keys(&key_files)?,
             listen,
             data_dir: args
                 .data_dir
@@ -211,6 +229,26 @@ impl ServeConfig {
                 .then(|| (args.triage_policy, Duration::from_secs(args.triage_interval_s.max(1)))),
         })
     }
+}
+
+/// The encryption keys in `files` (the first seals), or `None` when none are given. A file must
+/// hold exactly 32 bytes; errors name the file, never its bytes.
+pub fn load_keys(files: &[PathBuf]) -> anyhow::Result<Option<Arc<Keyring>>> {
+    let mut keys = Vec::with_capacity(files.len());
+    for f in files {
+        let bytes = std::fs::read(f)
+            .with_context(|| format!("reading encryption key file {}", f.display()))?;
+        let key: [u8; KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| {
+            anyhow::anyhow!(
+                "encryption key file {} holds {} bytes; a key is exactly {KEY_BYTES} random \
+                 bytes (make one with `head -c {KEY_BYTES} /dev/urandom > FILE`)",
+                f.display(),
+                bytes.len()
+            )
+        })?;
+        keys.push(key);
+    }
+    Ok(Keyring::new(&keys).map(Arc::new))
 }
 
 /// `REDRIVE_ADMIN_KEY_ID` with `REDRIVE_ADMIN_SECRET` or `REDRIVE_ADMIN_SECRET_FILE`.
@@ -393,8 +431,19 @@ async fn ensure_admin_key<B: Broker>(broker: &B, id: &str, secret: &str) -> anyh
     Ok(())
 }
 
-/// Everything above the store: declared queues, the listener, triage, serving until a signal.
+/// The store as the server sees it: sealed at rest when keys are given.
 async fn serve_on<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<()> {
+    match &config.encryption {
+        Some(keys) => {
+            tracing::info!(key = keys.current_id(), "job content encrypted at rest");
+            serve_broker(config, Sealed::new(broker, keys.clone())).await
+        }
+        None => serve_broker(config, broker).await,
+    }
+}
+
+/// Everything above the store: declared queues, the listener, triage, serving until a signal.
+async fn serve_broker<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Result<()> {
     // Dead-letter queues named by other declared queues first, so the references resolve.
     let targets: Vec<String> =
         config.queues.values().filter_map(|p| p.dead_letter_queue.clone().flatten()).collect();
