@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 
 from query_protocol import query_model
-from sqs_helpers import REGION, queue_arn
+from sqs_helpers import ACCESS_KEY_ID, AUTH, REGION, SECRET_ACCESS_KEY, queue_arn
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 30
@@ -27,8 +27,8 @@ LISTENING_PREFIX = "redrive listening on "
 # Every AWS_* variable of the caller is dropped: the tests must not pick up a profile, a
 # config file, real credentials or an AWS_ENDPOINT_URL.
 AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
     "AWS_DEFAULT_REGION": REGION,
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -57,13 +57,14 @@ def endpoint(tmp_path_factory):
         pytest.exit(f"no redrive binary at {binary}: run `cargo build` or set REDRIVE_BIN", 2)
     workdir = tmp_path_factory.mktemp("redrive")
     _server_log = workdir / "server.log"
+    command = [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(workdir / "data")]
+    env = dict(os.environ)
+    if AUTH:
+        command.append("--auth")
+        env["REDRIVE_ADMIN_KEY_ID"] = ACCESS_KEY_ID
+        env["REDRIVE_ADMIN_SECRET"] = SECRET_ACCESS_KEY
     with open(_server_log, "wb") as log:
-        server = subprocess.Popen(
-            [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(workdir / "data")],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     try:
         yield _await_listening_url(server)
     finally:
@@ -113,8 +114,8 @@ def pytest_terminal_summary(terminalreporter):
 def _client(endpoint, botocore_session=None):
     session = boto3.Session(
         botocore_session=botocore_session,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
         region_name=REGION,
     )
     # No retries: a retried 5xx or throttle would hide a server bug. Long polls last up to 20 s.

@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import json
+import os
 import struct
 import time
 import urllib.request
@@ -11,6 +12,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 ACCOUNT_ID = "000000000000"
+# With REDRIVE_SQS_AUTH=1 the server runs with --auth and these are its admin key, so every
+# request of the suite is SigV4-verified; without it they are any credentials, as AWS SDKs need.
+AUTH = os.environ.get("REDRIVE_SQS_AUTH") == "1"
+ACCESS_KEY_ID = "pytestadmin1" if AUTH else "test"
+SECRET_ACCESS_KEY = "pytest-secret-0123456789abcdef" if AUTH else "test"
 REGION = "us-east-1"
 
 
@@ -165,7 +171,8 @@ def native_api(endpoint, method, path, body=None):
         endpoint + path,
         data=None if body is None else json.dumps(body).encode(),
         method=method,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json"}
+        | ({"authorization": f"Bearer {ACCESS_KEY_ID}.{SECRET_ACCESS_KEY}"} if AUTH else {}),
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())

@@ -43,8 +43,11 @@ pub enum Error {
     PolicyNotFound(String),
     /// The receipt's lease ended (expired, acked, failed, or revoked by a restart).
     StaleReceipt,
-    /// The receipt does not name a job this server knows.
+    /// The receipt is not shaped like one of ours.
     InvalidReceipt,
+    /// The receipt is shaped like one of ours, but no server of this store issued it (its tag
+    /// does not verify): forged, or from another store.
+    UnknownReceipt,
     /// A named limit was hit (in-flight per queue, jobs held, queues held, waiters).
     LimitExceeded {
         limit: &'static str,
@@ -106,6 +109,7 @@ impl Error {
             Error::PolicyNotFound(_) => (404, "policy_not_found", S::ResourceNotFound),
             Error::StaleReceipt => (409, "stale_receipt", S::InvalidParameterValue),
             Error::InvalidReceipt => (400, "invalid_receipt", S::ReceiptHandleIsInvalid),
+            Error::UnknownReceipt => (404, "receipt_not_found", S::ReceiptHandleIsInvalid),
             Error::LimitExceeded { .. } => (429, "limit_exceeded", S::OverLimit),
             Error::Overloaded => (503, "overloaded", S::ServiceUnavailable),
             Error::Poisoned(_) => (503, "store_poisoned", S::ServiceUnavailable),
@@ -275,6 +279,7 @@ impl fmt::Display for Error {
             Error::PolicyNotFound(q) => write!(f, "no triage policy is set for queue {q:?}"),
             Error::StaleReceipt => write!(f, "the receipt's lease has ended (expired, completed, or revoked)"),
             Error::InvalidReceipt => write!(f, "the receipt is not valid"),
+            Error::UnknownReceipt => write!(f, "no lease of this store has this receipt"),
             Error::LimitExceeded { limit, max } => write!(f, "limit {limit} of {max} reached"),
             Error::Overloaded => write!(f, "the server is overloaded; retry with backoff"),
             Error::Poisoned(why) => write!(f, "the store refuses writes after an I/O failure ({why}); it will not clear without a restart, and the outcome of the write that failed is unknown"),

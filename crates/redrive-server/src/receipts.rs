@@ -89,9 +89,26 @@ impl ReceiptKey {
         same.then_some(Opened { inner, queue })
     }
 
-    /// What to hand the store for a client's receipt: the store receipt if the tag verifies.
+    /// What to hand the store for a client's receipt: the store receipt if the tag verifies;
+    /// `unknown_receipt` for one of our shape whose tag does not, `invalid_receipt` otherwise.
     pub fn unseal(&self, sealed: &str) -> Result<String> {
-        self.open(sealed).map(|o| o.inner.to_string()).ok_or(Error::InvalidReceipt)
+        match self.open(sealed) {
+            Some(o) => Ok(o.inner.to_string()),
+            None if well_formed(sealed) => Err(Error::UnknownReceipt),
+            None => Err(Error::InvalidReceipt),
+        }
+    }
+}
+
+/// `{40 hex}.{32 hex}.{queue name}`.
+fn well_formed(s: &str) -> bool {
+    let hex = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut parts = s.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(inner), Some(tag), Some(queue)) => {
+            hex(inner, 40) && hex(tag, 32) && redrive_core::model::valid_queue_name(queue)
+        }
+        _ => false,
     }
 }
 

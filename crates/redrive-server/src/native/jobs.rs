@@ -2,12 +2,13 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
+use redrive_core::broker::check_batch;
 use redrive_core::broker::{
     AckResult, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob, ReceiveRequest,
 };
 use redrive_core::model::{ErrorInfo, JobId};
 use redrive_core::time::to_rfc3339;
-use redrive_core::{Broker, Error};
+use redrive_core::{limits, Broker, Error};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -117,6 +118,7 @@ pub async fn ack<B: Broker>(
     caller: Caller,
     JsonBody(b): JsonBody<AckBody>,
 ) -> ApiResult<Json<AckReply>> {
+    check_batch(b.receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
     let key = s.receipts().await?;
     for r in &b.receipts {
         if let Some(o) = key.open(r) {
@@ -142,9 +144,10 @@ pub async fn ack<B: Broker>(
 /// The store's receipt in a client's, if the caller may settle jobs of its queue.
 async fn unseal<B: Broker>(s: &Shared<B>, caller: &Caller, receipt: &str) -> ApiResult<String> {
     let key = s.receipts().await?;
-    let opened = key.open(receipt).ok_or(Error::InvalidReceipt)?;
-    caller.allow(Action::Receive, opened.queue)?;
-    Ok(opened.inner.to_string())
+    let inner = key.unseal(receipt)?;
+    let queue = key.open(receipt).map(|o| o.queue).unwrap_or_default();
+    caller.allow(Action::Receive, queue)?;
+    Ok(inner)
 }
 
 /// `/v1/fail`'s body: [`FailRequest`], with unknown fields refused inside `error` too. (The core

@@ -174,13 +174,13 @@ async fn reject<B: Broker>(
 }
 
 /// Who a decision is recorded as: the key that made it; only on a server without
-/// authentication, the name the request gives.
+/// authentication, the name the request gives (`anonymous` if none).
 fn decider(caller: &Caller, v: &DecideRequest) -> Result<String, Error> {
-    match caller {
-        Caller::Key(k) => Ok(format!("key {} ({})", k.id, k.name)),
-        Caller::Anonymous if v.by.trim().is_empty() => Err(Error::invalid("by", "say who decides")),
-        Caller::Anonymous => Ok(v.by.clone()),
-    }
+    Ok(match caller {
+        Caller::Key(k) => format!("key {} ({})", k.id, k.name),
+        Caller::Anonymous if v.by.trim().is_empty() => "anonymous".to_string(),
+        Caller::Anonymous => v.by.clone(),
+    })
 }
 
 /// Deciding a proposal acts on its queues: it needs `triage` on both.
