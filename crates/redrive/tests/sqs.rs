@@ -110,8 +110,17 @@ impl Sqs {
         self.raw("/", &headers, body).await
     }
 
+    /// A Query-protocol form, with the signature header every SDK sends (a server without
+    /// `--auth` does not verify it, but refuses unsigned forms that change queues).
     async fn form(&self, path: &str, body: &str) -> (u16, String) {
-        self.raw(path, &[("content-type", "application/x-www-form-urlencoded")], body).await
+        let headers = [
+            ("content-type", "application/x-www-form-urlencoded"),
+            (
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20261206/us-east-1/sqs/aws4_request",
+            ),
+        ];
+        self.raw(path, &headers, body).await
     }
 }
 
