@@ -4,6 +4,7 @@
 //! and the audit log of key changes.
 
 mod common;
+mod pg;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -33,7 +34,7 @@ fn serve(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
         .env_remove("REDRIVE_TOKEN")
         .env("REDRIVE_ADMIN_KEY_ID", ADMIN_ID)
         .env("REDRIVE_ADMIN_SECRET", ADMIN_SECRET)
-        .env("REDRIVE_LOG", "warn")
+        .env("REDRIVE_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -262,4 +263,56 @@ async fn sigv4_with_a_keys_id_and_secret_is_scoped() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["totals"]["enqueued"], 1, "{body}");
+}
+
+/// Two servers on one PostgreSQL database: a key made on one works on the other, and its
+/// revocation on the first is refused by the second on its very next request. Neither server's
+/// log, nor `/metrics`, nor any answer ever shows a secret.
+#[tokio::test]
+async fn a_revoked_key_is_refused_on_every_server_of_a_postgres_store() {
+    let store = pg::fresh_database(&pg::server_url());
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = ["--listen", "127.0.0.1:0", "--auth", "--store", store.as_str()];
+    let a = started(serve(da.path(), &args));
+    let mut b = started(serve(db.path(), &args));
+    let admin = admin_token();
+    let put = call(
+        reqwest::Method::PUT,
+        format!("{}/v1/queues/orders-1", a.url),
+        Some(&admin),
+        Some(json!({})),
+    );
+    assert_eq!(put.await.0, 201);
+    let (id, secret, token) = worker_key(&a.url);
+    let enqueue = || {
+        let url = format!("{}/v1/queues/orders-1/jobs", b.url);
+        call(reqwest::Method::POST, url, Some(&token), Some(json!({"jobs": [{"body": "x"}]})))
+    };
+    assert_eq!(enqueue().await.0, 200, "a key made on A works on B");
+    cli(&a.url, &admin, &["keys", "revoke", &id]);
+    let (status, v) = enqueue().await;
+    assert_eq!((status, v["error"]["code"].as_str()), (401, Some("unauthorized")), "{v}");
+
+    // Secrets appear nowhere a person or a scraper reads.
+    let (_, metrics) = {
+        let r = reqwest::Client::new().get(format!("{}/metrics", b.url)).bearer_auth(&admin);
+        let r = r.send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    let keys = call(reqwest::Method::GET, format!("{}/v1/keys", b.url), Some(&admin), None).await.1;
+    let _ = call(
+        reqwest::Method::GET,
+        format!("{}/v1/queues", b.url),
+        Some(&format!("{id}.{ADMIN_SECRET}")),
+        None,
+    )
+    .await;
+    b.child.kill().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut b.child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains("redrive::audit") || log.contains("key"), "the log was captured: {log}");
+    for (what, text) in [("log", &log), ("metrics", &metrics), ("key list", &keys.to_string())] {
+        assert!(!text.contains(&secret), "the worker's secret in the {what}");
+        assert!(!text.contains(ADMIN_SECRET), "the admin secret in the {what}");
+    }
 }
