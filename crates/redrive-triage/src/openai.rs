@@ -16,7 +16,7 @@ use crate::model::{Action, Category, DeadCase, Decision};
 /// Bumped whenever the prompt changes; recorded with every decision.
 pub const PROMPT_VERSION: &str = "triage-v1";
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OpenAiConfig {
     /// E.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
     pub base_url: String,
@@ -25,6 +25,19 @@ pub struct OpenAiConfig {
     pub timeout: Duration,
     /// Retries after a 429 or 5xx (with backoff, honoring `Retry-After`).
     pub retries: u32,
+}
+
+/// Debug output without the API key.
+impl std::fmt::Debug for OpenAiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiConfig")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
 }
 
 /// What the model answered.
@@ -246,4 +259,22 @@ async fn read_bounded(mut resp: reqwest::Response) -> Result<String, ProviderErr
         }
     }
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_api_key() {
+        let cfg = OpenAiConfig {
+            base_url: "http://127.0.0.1:1/v1".into(),
+            model: "m".into(),
+            api_key: Some("sk-SECRET-0001".into()),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("sk-SECRET-0001") && shown.contains("[redacted]"), "{shown}");
+    }
 }

@@ -34,7 +34,7 @@ pub struct ServeArgs {
     data_dir: Option<PathBuf>,
     /// Where jobs live: `postgres://USER@HOST:PORT/DB` for PostgreSQL (several servers may share
     /// one database); without it, the embedded log in --data-dir.
-    #[arg(long, env = "REDRIVE_STORE")]
+    #[arg(long, env = "REDRIVE_STORE", hide_env_values = true)]
     store: Option<String>,
     /// TOML configuration file (server settings and declared queues).
     #[arg(long, env = "REDRIVE_CONFIG")]

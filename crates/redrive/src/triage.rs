@@ -97,7 +97,7 @@ pub struct WatchArgs {
 }
 
 /// How the agent decides and reports, shared by `run`, `watch` and `serve --triage`.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Default)]
 pub struct AgentArgs {
     /// Policy file (TOML: mode, auto_categories, min_confidence, auto_patch, redrives_per_minute)
     #[arg(long)]
@@ -108,8 +108,8 @@ pub struct AgentArgs {
     /// Audit log (JSON lines), also the agent's memory between passes
     #[arg(long, default_value = "redrive-triage-audit.jsonl")]
     pub(crate) audit: PathBuf,
-    /// Slack-compatible webhook for escalations
-    #[arg(long, env = "REDRIVE_TRIAGE_WEBHOOK")]
+    /// Slack-compatible webhook for escalations (its URL is a secret: never shown)
+    #[arg(long, env = "REDRIVE_TRIAGE_WEBHOOK", hide_env_values = true)]
     pub(crate) webhook: Option<String>,
     /// JSON pointer redacted from bodies before a model sees them (repeatable)
     #[arg(long = "redact")]
@@ -122,6 +122,22 @@ pub struct AgentArgs {
     pub(crate) openai_base_url: Option<String>,
     #[arg(long, env = "REDRIVE_TRIAGE_OPENAI_MODEL")]
     pub(crate) openai_model: Option<String>,
+}
+
+/// Debug output without the webhook URL, whose path is its secret.
+impl std::fmt::Debug for AgentArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentArgs")
+            .field("policy", &self.policy)
+            .field("mode", &self.mode)
+            .field("audit", &self.audit)
+            .field("webhook", &self.webhook.as_ref().map(|_| "[redacted]"))
+            .field("redact", &self.redact)
+            .field("provider", &self.provider)
+            .field("openai_base_url", &self.openai_base_url)
+            .field("openai_model", &self.openai_model)
+            .finish()
+    }
 }
 
 #[derive(Args, Debug)]

@@ -316,3 +316,20 @@ async fn a_revoked_key_is_refused_on_every_server_of_a_postgres_store() {
         assert!(!text.contains(ADMIN_SECRET), "the admin secret in the {what}");
     }
 }
+
+/// Secrets given in the environment (a database URL with its password, a webhook URL whose
+/// path is its token) are never echoed by `--help`.
+#[test]
+fn help_never_shows_secrets_from_the_environment() {
+    for args in [&["serve", "--help"][..], &["triage", "watch", "--help"][..]] {
+        let out = Command::new(common::BIN)
+            .args(args)
+            .env("REDRIVE_STORE", "postgres://app:DBPASSWORD9@db.internal/redrive")
+            .env("REDRIVE_TRIAGE_WEBHOOK", "https://hooks.example.com/services/T1/B2/HOOKTOKEN9")
+            .output()
+            .expect("redrive runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("Usage"), "{args:?}: {text}");
+        assert!(!text.contains("DBPASSWORD9") && !text.contains("HOOKTOKEN9"), "{args:?}: {text}");
+    }
+}
