@@ -289,3 +289,39 @@ async fn proposals_and_policies_from_the_old_json_files_move_into_the_store() {
     assert_eq!(r.body["mode"], "observe", "{}", r.body);
     app.stop().await;
 }
+
+/// Two servers over one store (each with its own copy of the proposals in memory, as servers
+/// sharing a PostgreSQL database have) decide the same proposal at once: exactly one decision
+/// is taken, the other is told the proposal is already decided, and the store keeps the one.
+#[tokio::test]
+async fn one_proposal_is_decided_once_across_servers() {
+    let storage = MemStorage::new();
+    let a = start(&storage).await;
+    let state = AppState::new(a.engine.handle.clone(), SqsSettings::default());
+    let b = redrive_server::router(Arc::new(state));
+    for round in 0..20 {
+        let r = a.native("POST", "/v1/triage/proposals", proposal(1)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let approve = |who: &'static str| {
+            Request::builder()
+                .method("POST")
+                .uri(format!("/v1/triage/proposals/{id}/approve"))
+                .header("content-type", "application/json")
+                .body(Body::from(json!({"by": who}).to_string()))
+                .unwrap()
+        };
+        let (ra, rb) = tokio::join!(
+            a.router.clone().oneshot(approve("ada")),
+            b.clone().oneshot(approve("bob"))
+        );
+        let statuses = [ra.unwrap().status(), rb.unwrap().status()];
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(ok, 1, "round {round}: {statuses:?}");
+        let shown = a.native("GET", &format!("/v1/triage/proposals/{id}"), Value::Null).await;
+        let by = shown.body["decided_by"].as_str().unwrap();
+        assert!(by == "ada" || by == "bob", "{}", shown.body);
+    }
+    drop(b);
+    a.stop().await;
+}

@@ -165,7 +165,7 @@ async fn reject<B: Broker>(
     let by = decider(&caller, &v)?;
     load(&s).await?;
     allow_decision(&s, &caller, &id)?;
-    let mut p = s.proposals.claim(&id, &by, Status::Rejected)?;
+    let mut p = s.proposals.claim(&s.broker, &id, &by, Status::Rejected).await?;
     p.decided_by = Some(by);
     p.decided_why = v.why;
     p.decided_at = Some(now());
@@ -199,7 +199,7 @@ async fn approve<B: Broker>(
     let by = decider(&caller, &v)?;
     load(&s).await?;
     allow_decision(&s, &caller, &id)?;
-    let mut p = s.proposals.claim(&id, &by, Status::Approved)?;
+    let mut p = s.proposals.claim(&s.broker, &id, &by, Status::Approved).await?;
     let outcome = execute::execute(&s, &p).await;
     p.status = if outcome.is_ok() { Status::Approved } else { Status::Failed };
     p.result = Some(outcome.unwrap_or_else(|e| ProposalResult::Error { error: e.to_string() }));

@@ -2,8 +2,8 @@
 //! the store's group commit and bounded, with a copy in memory that every read and decision
 //! refreshes from the store first ([`load`]), so servers sharing one database see each other's
 //! writes. Every write goes to the store first, then to the copy, so the copy never shows what
-//! the store refused. (Two servers deciding one proposal at the same instant could both run it:
-//! the contract has no conditional write yet; the claim below guards one server.)
+//! the store refused. Deciding a proposal claims it with a compare-and-set in the store, so two
+//! servers deciding one proposal at the same instant cannot both run it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,26 +20,41 @@ pub struct Proposals {
 }
 
 impl Proposals {
-    /// Takes a pending proposal for deciding: under the lock, so two decisions racing for the
-    /// same proposal cannot both run it.
-    pub(super) fn claim(&self, id: &str, by: &str, status: Status) -> Result<Proposal, Error> {
-        let mut all = self.all.lock().expect("not poisoned");
-        let p = all
-            .iter_mut()
-            .find(|p| p.id == id)
+    /// Takes a pending (or failed) proposal for deciding, in the store: a compare-and-set from
+    /// the stored text, so of two decisions racing for one proposal, on one server or on two
+    /// sharing a database, exactly one runs it; the other is told it is already decided.
+    pub(super) async fn claim(
+        &self,
+        broker: &impl Broker,
+        id: &str,
+        by: &str,
+        status: Status,
+    ) -> Result<Proposal, Error> {
+        let decided =
+            |st: Status| Error::invalid("status", format!("the proposal is already {st:?}"));
+        let raw = broker
+            .get_doc(DocKind::TriageProposal, id.to_owned())
+            .await?
             .ok_or_else(|| Error::ProposalNotFound(id.to_owned()))?;
+        let mut p: Proposal = serde_json::from_str(&raw)
+            .map_err(|e| Error::Internal(format!("stored proposal {id} is malformed: {e}")))?;
         // A proposal whose execution failed may be decided again.
         if !matches!(p.status, Status::Pending | Status::Failed) {
-            return Err(Error::invalid(
-                "status",
-                format!("the proposal is already {:?}", p.status),
-            ));
-        }
-        if by.trim().is_empty() {
-            return Err(Error::invalid("by", "say who decides"));
+            return Err(decided(p.status));
         }
         p.status = status;
-        Ok(p.clone())
+        p.decided_by = Some(by.to_owned());
+        let text = serde_json::to_string(&p).expect("serializes");
+        if !broker.put_doc_if(DocKind::TriageProposal, id.to_owned(), Some(raw), Some(text)).await?
+        {
+            return Err(decided(status));
+        }
+        let mut all = self.all.lock().expect("not poisoned");
+        match all.iter_mut().find(|x| x.id == p.id) {
+            Some(x) => *x = p.clone(),
+            None => all.push(p.clone()),
+        }
+        Ok(p)
     }
 
     /// Proposals by status, for `/metrics`.
