@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// one database); without it, the embedded log in --data-dir.
     #[arg(long, env = "REDRIVE_STORE", hide_env_values = true)]
     store: Option<String>,
+    /// Pooled connections to PostgreSQL per server (besides the LISTEN, wake-up and fleet-lock
+    /// connections) [default: 16]
+    #[arg(long, env = "REDRIVE_PG_POOL_SIZE")]
+    pg_pool_size: Option<usize>,
     /// TOML configuration file (server settings and declared queues).
     #[arg(long, env = "REDRIVE_CONFIG")]
     config: Option<PathBuf>,
@@ -109,6 +113,7 @@ struct RawFile {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    pg_pool_size: Option<usize>,
     durability: Option<String>,
     fsync_interval_ms: Option<u64>,
     http_threads: Option<usize>,
@@ -132,6 +137,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// PostgreSQL's URL, or `None` for the embedded log in `data_dir`.
     pub postgres: Option<String>,
+    /// Pooled connections per server to PostgreSQL.
+    pub pg_pool_size: Option<usize>,
     pub durability: Durability,
     pub http_threads: Option<usize>,
     pub sqs: SqsSettings,
@@ -213,6 +220,12 @@ impl ServeConfig {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./redrive-data")),
             postgres: postgres_url(args.store.or(file.store))?,
+            pg_pool_size: match args.pg_pool_size.or(file.pg_pool_size) {
+                Some(n) if !(1..=1000).contains(&n) => {
+                    bail!("pg_pool_size must be 1 to 1000, not {n}")
+                }
+                n => n,
+            },
             durability,
             http_threads: args.http_threads.or(file.http_threads).filter(|n| *n > 0),
             sqs: sqs_settings(
@@ -359,7 +372,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(url) = &config.postgres {
-        let options = redrive_postgres::PgOptions::default();
+        let mut options = redrive_postgres::PgOptions::default();
+        if let Some(n) = config.pg_pool_size {
+            options.pool_size = n;
+        }
         let broker = redrive_postgres::PgBroker::connect(url, options)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;

@@ -125,3 +125,17 @@ retention_ms = 600000
     let job = json(&server.url, &["job", "show", &kept]);
     assert_eq!(job["state"], "ready", "the job survived the restart");
 }
+
+/// `--pg-pool-size` is bounded: 0 (or past 1000) refuses to start, naming the setting.
+#[test]
+fn a_pool_size_out_of_range_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--pg-pool-size", "0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("REDRIVE_STORE")
+        .output()
+        .expect("redrive runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pg_pool_size"), "{out:?}");
+}
