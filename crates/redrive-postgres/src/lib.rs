@@ -31,6 +31,7 @@ mod jobs;
 mod lease;
 mod queues;
 mod receive;
+pub mod rekey;
 pub mod schema;
 mod sweep;
 mod transition;

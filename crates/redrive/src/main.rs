@@ -6,7 +6,8 @@
 //! - `cli`: the client commands, their output tables and flag parsers.
 //! - `bench`: the end-to-end throughput and latency benchmark.
 //! - `triage`: the dead-letter triage agent's commands.
-//! - `rekey`: moving a stopped embedded store's sealed values to the current key.
+//! - `rekey`: moving a store's sealed values to the current key (embedded: stopped; PostgreSQL:
+//!   live).
 //! - `fleet`: `serve --triage` on one server of a PostgreSQL fleet at a time.
 //!
 //! Errors end the process with exit code 1 and one line on stderr; usage errors exit with 2.
@@ -60,7 +61,8 @@ enum Command {
     Triage(triage::TriageCommand),
     /// Copy a stopped embedded store (queues, configs, jobs not completed) into PostgreSQL
     Migrate(cli::migrate::MigrateArgs),
-    /// Seal what older encryption keys sealed under the first key, in a stopped embedded store
+    /// Seal what older encryption keys sealed under the first key (a stopped embedded store, or
+    /// a PostgreSQL database, live)
     Rekey(rekey::RekeyArgs),
 }
 

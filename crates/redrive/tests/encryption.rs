@@ -254,3 +254,90 @@ async fn job_content_never_reaches_postgres_in_clear() {
     assert!(found.is_empty(), "in the dump: {found:?}");
     assert!(contains(&out.stdout, "rdenc1:"), "the dump holds the sealed values");
 }
+
+/// The key ids of the sealed values in `dump`.
+fn key_ids(dump: &[u8]) -> std::collections::BTreeSet<String> {
+    let text = String::from_utf8_lossy(dump);
+    text.match_indices("rdenc1:")
+        .filter_map(|(i, m)| text.get(i + m.len()..i + m.len() + 8))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn pg_dump(db: &str) -> Vec<u8> {
+    let out = Command::new("pg_dump").args(["--data-only", db]).output().expect("pg_dump runs");
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// On PostgreSQL, `rekey --store` rewrites a live database: what A sealed (body, attribute,
+/// error message and detail) is sealed with B while a server with both keys runs, values in
+/// clear stay so, and afterwards B alone reads everything and the database names A nowhere.
+#[tokio::test(flavor = "current_thread")]
+async fn rekey_rewrites_a_live_postgres_database() {
+    let Ok(base) = std::env::var("REDRIVE_TEST_PG_URL") else {
+        eprintln!("REDRIVE_TEST_PG_URL is not set: skipped");
+        return;
+    };
+    let db = pg::fresh_database(&base);
+    let keys = tempfile::tempdir().unwrap();
+    let (a, b) = (key_file(keys.path(), "a.key", 1), key_file(keys.path(), "b.key", 2));
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), Some(&db), &[&a]);
+    let old = fill(&s.url).await;
+    drop(s);
+    let s = serve(dir.path(), Some(&db), &[]);
+    let clear = enqueue(&s.url, "PLAIN-BODY-6021").await;
+    drop(s);
+    let ids_a = key_ids(&pg_dump(&db));
+    assert_eq!(ids_a.len(), 1, "one key sealed so far: {ids_a:?}");
+
+    // A server with both keys keeps running through the rewrite.
+    let s = serve(dir.path(), Some(&db), &[&b, &a]);
+    let new = enqueue(&s.url, "sealed with b").await;
+    let out = Command::new(pg::BIN)
+        .args(["rekey", "--json", "--store", &db])
+        .arg("--encryption-key-file")
+        .arg(&b)
+        .arg("--encryption-key-file")
+        .arg(&a)
+        .env_remove("REDRIVE_ENCRYPTION_KEY_FILES")
+        .env_remove("REDRIVE_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rekey: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rekeyed"], 4, "body, attribute, message, detail: {report}");
+    check_plain(&s.url, &old).await;
+    drop(s);
+
+    let s = serve(dir.path(), Some(&db), &[&b]);
+    check_plain(&s.url, &old).await;
+    let job = ok(reqwest::Method::GET, format!("{}/v1/jobs/{new}", s.url), None).await;
+    assert_eq!(job["body"], "sealed with b");
+    let job = ok(reqwest::Method::GET, format!("{}/v1/jobs/{clear}", s.url), None).await;
+    assert_eq!(job["body"], "PLAIN-BODY-6021");
+    drop(s);
+
+    let dump = pg_dump(&db);
+    let ids_b = key_ids(&dump);
+    assert_eq!(ids_b.len(), 1, "one key seals now: {ids_b:?}");
+    assert!(ids_a.is_disjoint(&ids_b), "A's key id is gone: {ids_a:?} {ids_b:?}");
+    assert!(contains(&dump, "PLAIN-BODY-6021"), "values in clear stay as they are");
+    let id_a = ids_a.first().unwrap();
+    let sql = format!(
+        "SELECT count(*) FROM redrive.jobs WHERE concat(body, attributes::text, attempts::text) \
+         LIKE '%rdenc1:{id_a}:%'"
+    );
+    assert_eq!(pg::psql(&db, &sql), "0");
+    // Run again, nothing is left to do.
+    let out = Command::new(pg::BIN)
+        .args(["rekey", "--json", "--store", &db, "--encryption-key-file"])
+        .arg(&b)
+        .env_remove("REDRIVE_ENCRYPTION_KEY_FILES")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rekey: {}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rekeyed"], 0, "{report}");
+}
