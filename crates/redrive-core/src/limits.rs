@@ -44,6 +44,10 @@ pub const RECEIVE_QUEUES_COUNT_MAX: usize = 32;
 pub const RECEIVE_WAIT_MAX_MS: u64 = 20_000;
 /// Long-poll receivers parked in the engine at once; more get 429 (`limit_exceeded`).
 pub const WAITERS_COUNT_MAX: usize = 10_000;
+/// Long polls one caller (an API key, or a remote address when anonymous) may have open at once
+/// on one server; more get 429 (`limit_exceeded`). A fraction of `WAITERS_COUNT_MAX`, so that one
+/// caller cannot park them all and starve every other receiver.
+pub const LONG_POLLS_PER_CALLER_MAX: u32 = (WAITERS_COUNT_MAX / 4) as u32;
 
 /// Lease (visibility timeout) bounds (as SQS: 0..=12 h).
 pub const LEASE_DURATION_MAX_MS: u64 = 12 * 3600 * 1000;
@@ -175,6 +179,13 @@ pub const REQUEST_BODY_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// (504 `timeout` after that).
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Requests from one remote address in flight at once (a quarter of `REQUESTS_IN_FLIGHT_MAX`):
+/// one client, slow or hostile, cannot take the whole server's budget. More get 503.
+pub const REQUESTS_IN_FLIGHT_PER_PEER_MAX: usize = REQUESTS_IN_FLIGHT_MAX / 4;
+/// How long reading a request body may take from the request head on; then the request is
+/// answered 400 and its connection closed, so a slow upload cannot hold an in-flight slot for
+/// the whole `REQUEST_TIMEOUT_MS`.
+pub const REQUEST_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 /// Requests queued for the engine thread; more are shed with 503.
 pub const ENGINE_QUEUE_DEPTH_MAX: usize = 65_536;
 
@@ -248,6 +259,10 @@ const _: () = assert!(CONNECTIONS_OPEN_MIN <= CONNECTIONS_OPEN_MAX);
 const _: () = assert!(HTTP2_STREAMS_OPEN_MAX as usize <= REQUESTS_IN_FLIGHT_MAX);
 // A maximal long poll ends before the request timeout answers 504.
 const _: () = assert!(RECEIVE_WAIT_MAX_MS <= REQUEST_TIMEOUT_MS);
+const _: () = assert!(REQUEST_BODY_READ_TIMEOUT_MS < REQUEST_TIMEOUT_MS);
+const _: () = assert!(REQUESTS_IN_FLIGHT_PER_PEER_MAX <= REQUESTS_IN_FLIGHT_MAX);
+// Every long poll is a request in flight; one caller's share of the waiters is a share.
+const _: () = assert!((LONG_POLLS_PER_CALLER_MAX as usize) < WAITERS_COUNT_MAX);
 const _: () =
     assert!(RETENTION_MIN_MS <= RETENTION_DEFAULT_MS && RETENTION_DEFAULT_MS <= RETENTION_MAX_MS);
 const _: () = assert!(SQS_VISIBILITY_TIMEOUT_MAX_S as u64 * 1000 == LEASE_DURATION_MAX_MS);

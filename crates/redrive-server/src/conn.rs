@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,19 +18,18 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use redrive_core::{limits, Error};
+use redrive_core::limits;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::ApiError;
 use crate::tls::Tls;
 
 /// How the connections of a listener are spoken.
@@ -239,7 +239,7 @@ async fn serve_connection(
     stop: &CancellationToken,
     idle_timeout: Duration,
 ) {
-    let service = PeerService { app, peer: tcp.clone(), activity: Arc::default() };
+    let service = PeerService { app, peer: Peer::new(tcp.clone()), activity: Arc::default() };
     let io = SharedTcp(tcp);
     match connection {
         Connection::Cleartext { http2 } => {
@@ -357,12 +357,12 @@ fn refuse(tcp: TcpStream) {
     let _ = tcp.try_write(reply.as_bytes());
 }
 
-/// The router, per connection, knowing its socket: a long poll whose client closed its side is
-/// abandoned, so that no job is leased to a client that is gone.
+/// The router, per connection: every request carries the connection's [`Peer`], and counts as
+/// activity for [`idle`].
 #[derive(Clone)]
 struct PeerService {
     app: Router,
-    peer: Arc<TcpStream>,
+    peer: Peer,
     activity: Arc<Activity>,
 }
 
@@ -372,45 +372,41 @@ impl hyper::service::Service<hyper::Request<Incoming>> for PeerService {
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
-        let req: Request = req.map(Body::new);
-        let waits = may_wait(&req);
+        let mut req: Request = req.map(Body::new);
+        req.extensions_mut().insert(self.peer.clone());
         let reply = tower::ServiceExt::oneshot(self.app.clone(), req);
         let busy = Busy::start(&self.activity);
-        if !waits {
-            return Box::pin(async move {
-                let _busy = busy;
-                reply.await
-            });
-        }
-        let peer = self.peer.clone();
         Box::pin(async move {
             let _busy = busy;
-            tokio::select! {
-                r = reply => r,
-                () = read_closed(&peer) => {
-                    tracing::debug!("client closed during a long poll; abandoning it");
-                    Ok(ApiError(Error::ShuttingDown).into_response())
-                }
-            }
+            reply.await
         })
     }
 }
 
-/// Whether the request may be a long poll: a native receive, or an SQS `ReceiveMessage` named
-/// in a header or the query string (one named only in a form body is not seen here).
-///
-/// Only these race the client's end-of-stream: a client that half-closed after sending cannot
-/// be told from one that went away, and every other request runs to its reply (the reply a
-/// half-closed client waits for), while a long poll would lease a job to nobody and hide it for a
-/// whole lease.
-fn may_wait(req: &Request) -> bool {
-    let path = req.uri().path();
-    if path == "/v1/receive" || (path.starts_with("/v1/queues/") && path.ends_with("/receive")) {
-        return true;
+/// The socket a request came on, in its extensions: a long poll whose client closed its side
+/// is abandoned (see `overload::Overload::long_poll`), so that no job is leased to a client that
+/// is gone; and requests are counted per remote address.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    tcp: Arc<TcpStream>,
+    addr: Option<IpAddr>,
+}
+
+impl Peer {
+    fn new(tcp: Arc<TcpStream>) -> Peer {
+        let addr = tcp.peer_addr().ok().map(|a| a.ip());
+        Peer { tcp, addr }
     }
-    let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok());
-    target.is_some_and(|t| t.ends_with(".ReceiveMessage"))
-        || req.uri().query().is_some_and(|q| q.contains("Action=ReceiveMessage"))
+
+    /// The client's address (`None` if the socket could not tell).
+    pub(crate) fn addr(&self) -> Option<IpAddr> {
+        self.addr
+    }
+
+    /// Resolves when the client has closed its side; see [`read_closed`].
+    pub(crate) async fn closed(&self) {
+        read_closed(&self.tcp).await
+    }
 }
 
 /// Resolves when the client has closed its side (end of stream, nothing left unread) or the

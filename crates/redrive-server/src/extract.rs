@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use redrive_core::{limits, Error};
+use redrive_core::Error;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -17,14 +17,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError(Error::RequestTooLarge { max: limits::REQUEST_BODY_MAX_BYTES as u64 })
-            } else {
-                tracing::debug!(error = %e, "could not read a request body");
-                ApiError(Error::MalformedRequest("the request body could not be read".into()))
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError(crate::overload::body_error(&e)))?;
         parse(&bytes).map(JsonBody)
     }
 }

@@ -10,6 +10,8 @@
 //! - `sqs`: the SQS API (JSON 1.0 and Query protocols) over the same queues.
 //! - [`triage`]: triage policies, and the proposals a person approves or rejects.
 //! - `metrics`: the `/metrics` page.
+//! - `overload`: the server-wide budget of requests in flight, the body read deadline, and long
+//!   polls per caller, abandoned when their client goes away.
 //! - [`serve`]: the request limits, and graceful shutdown over `conn`'s accept loop (the
 //!   connection cap and idle timeout, HTTP versions, TLS), then of the background tasks
 //!   ([`Background`]).
@@ -26,6 +28,7 @@ mod extract;
 mod keys;
 mod metrics;
 mod native;
+mod overload;
 pub mod receipts;
 pub mod sigv4;
 pub mod sqs;
@@ -46,6 +49,7 @@ use tower::ServiceBuilder;
 
 pub use conn::{open_max_for, ConnLimits, Listener, Transport};
 pub use metrics::HttpMetrics;
+pub use overload::{Overload, OverloadLimits};
 
 /// Appends series to the `/metrics` page: set by the binary for what runs beside the server
 /// (the in-process triage agent's counters).
@@ -66,6 +70,8 @@ pub struct AppState<B> {
     /// Whether requests need a key, and each key's requests this second.
     pub auth: auth::AuthSettings,
     pub rates: auth::RateWindows,
+    /// Requests in flight and long polls open, and their limits.
+    pub overload: Overload,
     auth_failures: audit::Failures,
     /// The key receipts are signed with, read from the store on first use.
     receipt_key: tokio::sync::OnceCell<receipts::ReceiptKey>,
@@ -84,6 +90,7 @@ impl<B: Broker> AppState<B> {
             background: Background::default(),
             auth: auth::AuthSettings::default(),
             rates: auth::RateWindows::default(),
+            overload: Overload::default(),
             auth_failures: audit::Failures::default(),
             receipt_key: tokio::sync::OnceCell::new(),
         }
@@ -118,10 +125,9 @@ pub type Shared<B> = Arc<AppState<B>>;
 
 /// The whole HTTP surface over `state`.
 pub fn router<B: Broker>(state: Shared<B>) -> Router {
+    // Requests in flight are counted server-wide by `overload::admit`, outside this layer.
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(error::overload))
-        .load_shed()
-        .concurrency_limit(limits::REQUESTS_IN_FLIGHT_MAX)
         .timeout(Duration::from_millis(limits::REQUEST_TIMEOUT_MS));
     native::routes()
         .merge(sqs::routes())
@@ -136,6 +142,7 @@ pub fn router<B: Broker>(state: Shared<B>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count::<B>))
         .layer(DefaultBodyLimit::max(limits::REQUEST_BODY_MAX_BYTES))
         .layer(limits)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), overload::admit::<B>))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(envelope::panicked))
         .layer(axum::middleware::from_fn(envelope::ensure))
         .with_state(state)

@@ -129,6 +129,16 @@ pub async fn render<B: Broker>(State(s): State<Shared<B>>) -> ApiResult<Response
     let gauges = [
         ("redrive_long_poll_waiters", "Receivers parked in a long poll.", snap.waiters as f64),
         (
+            "redrive_long_polls_open",
+            "Long polls whose client is still connected, all callers together.",
+            s.overload.long_polls_open() as f64,
+        ),
+        (
+            "redrive_http_requests_in_flight",
+            "Requests in flight, counted against REQUESTS_IN_FLIGHT_MAX.",
+            s.overload.in_flight() as f64,
+        ),
+        (
             "redrive_store_poisoned",
             "1 when the store refuses writes after an I/O failure.",
             s.broker.health().poisoned.is_some() as u8 as f64,

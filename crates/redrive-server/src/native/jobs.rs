@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::auth::{Action, Caller};
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
+use crate::overload::Client;
 use crate::Shared;
 
 #[derive(Deserialize)]
@@ -69,6 +70,7 @@ impl ReceiveBody {
 pub async fn receive_one<B: Broker>(
     State(s): State<Shared<B>>,
     Path(q): Path<String>,
+    client: Client,
     JsonBody(b): JsonBody<ReceiveBody>,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
     if !b.queues.is_empty() {
@@ -78,29 +80,36 @@ pub async fn receive_one<B: Broker>(
         )
         .into());
     }
-    receive(&s, b.into_request(vec![q])).await
+    receive(&s, &client, b.into_request(vec![q])).await
 }
 
 pub async fn receive_many<B: Broker>(
     State(s): State<Shared<B>>,
     caller: Caller,
+    client: Client,
     JsonBody(mut b): JsonBody<ReceiveBody>,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
     let queues = std::mem::take(&mut b.queues);
     for q in &queues {
         caller.allow(Action::Receive, q)?;
     }
-    receive(&s, b.into_request(queues)).await
+    receive(&s, &client, b.into_request(queues)).await
 }
 
 /// Receives, and hands out signed receipts (the key is read first: a lease is never taken for
-/// a reply that cannot be made).
+/// a reply that cannot be made). One that may wait (a `wait_ms` above 0, or the queue's default)
+/// is a long poll: counted against its caller and abandoned if the client goes away.
 async fn receive<B: Broker>(
     s: &Shared<B>,
+    client: &Client,
     req: ReceiveRequest,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
     let key = s.receipts().await?;
-    let mut jobs = s.broker.receive(req).await?;
+    let mut jobs = if req.wait_ms == Some(0) {
+        s.broker.receive(req).await?
+    } else {
+        s.overload.long_poll(client, s.broker.receive(req)).await?
+    };
     for d in &mut jobs {
         d.receipt = key.seal(&d.queue, &d.receipt);
     }

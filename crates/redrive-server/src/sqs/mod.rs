@@ -19,13 +19,14 @@ mod wire;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Extension;
 use axum::Router;
-use redrive_core::{limits, Broker, Error};
+use redrive_core::{Broker, Error};
 
 pub use actions::SqsAction;
 pub use moves::MoveTasks;
@@ -68,6 +69,8 @@ pub struct Cx<'a, B> {
     host: String,
     /// The queue of a Query request posted to its queue URL.
     path_queue: Option<String>,
+    /// Whom a long poll is counted against, and its socket.
+    pub(crate) client: crate::overload::Client,
 }
 
 impl<B: Broker> Cx<'_, B> {
@@ -163,14 +166,14 @@ async fn at_root<B: Broker>(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    caller: Option<Extension<Caller>>,
+    sender: Sender,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // A bare GET / is someone looking around, not an SQS request.
     if method == Method::GET && uri.query().is_none() {
         return crate::error::ApiError(Error::RouteNotFound).into_response();
     }
-    handle(state, None, method, uri, headers, caller, body).await
+    handle(state, None, method, uri, headers, sender, body).await
 }
 
 async fn at_queue<B: Broker>(
@@ -179,14 +182,30 @@ async fn at_queue<B: Broker>(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    caller: Option<Extension<Caller>>,
+    sender: Sender,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     // Queue URLs have a 12-digit account; anything else is a native path that does not exist.
     if !is_account(&account) {
         return crate::error::ApiError(Error::RouteNotFound).into_response();
     }
-    handle(state, Some(queue), method, uri, headers, caller, body).await
+    handle(state, Some(queue), method, uri, headers, sender, body).await
+}
+
+/// What the auth middleware and the connection know of a request's sender: the key of a bearer
+/// token (a SigV4 signature is checked later, over the body), and the socket.
+struct Sender {
+    bearer: Option<Extension<Caller>>,
+    peer: Option<crate::conn::Peer>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Sender {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Sender, Self::Rejection> {
+        let bearer = parts.extensions.get::<Caller>().cloned().map(Extension);
+        Ok(Sender { bearer, peer: parts.extensions.get::<crate::conn::Peer>().cloned() })
+    }
 }
 
 /// The protocol of a request to the SQS routes (`None` for any other request), as `at_root`
@@ -217,7 +236,7 @@ async fn handle<B: Broker>(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    bearer: Option<Extension<Caller>>,
+    sender: Sender,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
@@ -226,16 +245,11 @@ async fn handle<B: Broker>(
     let body = match body {
         Ok(b) => b,
         Err(e) => {
-            let e = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::RequestTooLarge { max: limits::REQUEST_BODY_MAX_BYTES as u64 }
-            } else {
-                tracing::debug!(error = %e, "could not read a request body");
-                Error::MalformedRequest("the request body could not be read".into())
-            };
+            let e = crate::overload::body_error(&e);
             return wire::error(protocol, &e.into(), &request_id);
         }
     };
-    let caller = match door::caller(&state, &method, &uri, &headers, &body, bearer).await {
+    let caller = match door::caller(&state, &method, &uri, &headers, &body, sender.bearer).await {
         Ok(c) => c,
         Err(e) => {
             crate::audit::Failures::count(&state, "sqs request not authenticated", None).await;
@@ -258,7 +272,8 @@ async fn handle<B: Broker>(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_owned();
-    let cx = Cx { state: &state, host, path_queue };
+    let client = crate::overload::Client::new(&caller, sender.peer);
+    let cx = Cx { state: &state, host, path_queue, client };
     if let Err(e) = door::allow(&cx, &caller, action, &method, &uri, &headers, &request.params) {
         return wire::error(request.protocol, &e, &request_id);
     }

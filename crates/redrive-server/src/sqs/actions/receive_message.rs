@@ -82,16 +82,20 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let fifo = name.ends_with(".fifo");
     // Read before leasing: a lease is never taken for a reply that cannot be made.
     let key = cx.state.receipts().await?;
-    let deliveries = cx
-        .broker()
-        .receive(ReceiveRequest {
-            queues: vec![name],
-            max: max as u32,
-            wait_ms: wait.map(|s| s as u64 * 1000),
-            lease_ms: visibility.map(|s| s as u64 * 1000),
-            worker_id: None,
-        })
-        .await?;
+    let req = ReceiveRequest {
+        queues: vec![name],
+        max: max as u32,
+        wait_ms: wait.map(|s| s as u64 * 1000),
+        lease_ms: visibility.map(|s| s as u64 * 1000),
+        worker_id: None,
+    };
+    // One that may wait (`WaitTimeSeconds` above 0, or the queue's default) is a long poll:
+    // counted against its caller and abandoned if the client goes away.
+    let deliveries = if req.wait_ms == Some(0) {
+        cx.broker().receive(req).await?
+    } else {
+        cx.state.overload.long_poll(&cx.client, cx.broker().receive(req)).await?
+    };
     let mut system_names = input.attribute_names;
     system_names.extend(input.message_system_attribute_names);
     let messages = deliveries
