@@ -496,6 +496,9 @@ impl Loop {
         match r {
             Ok(jobs) if jobs.is_empty() && wait > 0 && !self.draining => {
                 if self.waiters.len() >= limits::WAITERS_COUNT_MAX {
+                    self.drop_abandoned_waiters();
+                }
+                if self.waiters.len() >= limits::WAITERS_COUNT_MAX {
                     let e = Error::LimitExceeded {
                         limit: "WAITERS_COUNT_MAX",
                         max: limits::WAITERS_COUNT_MAX as u64,
@@ -570,6 +573,25 @@ impl Loop {
                 break;
             }
             self.finish_waiter(id, Ok(Vec::new()));
+        }
+    }
+
+    /// Forgets the parked receivers whose requests were dropped (their clients disconnected):
+    /// run when the waiter cap is reached, so that a flood of abandoned long polls does not
+    /// hold the cap until their deadlines. One pass over the waiters and the queues' lists.
+    fn drop_abandoned_waiters(&mut self) {
+        let gone: std::collections::HashSet<u64> =
+            self.waiters.iter().filter(|(_, w)| w.tx.is_closed()).map(|(id, _)| *id).collect();
+        if gone.is_empty() {
+            return;
+        }
+        for id in &gone {
+            if let Some(w) = self.waiters.remove(id) {
+                self.waiter_deadlines.remove(&(w.deadline, *id));
+            }
+        }
+        for d in self.waiters_by_queue.values_mut() {
+            d.retain(|x| !gone.contains(x));
         }
     }
 

@@ -213,3 +213,31 @@ async fn an_enqueue_after_a_restart_that_found_ready_jobs_goes_to_a_waiting_rece
     assert_eq!(woken(poll).await.id, after);
     engine.shutdown().await;
 }
+
+/// Long polls whose clients went away do not hold the waiter cap until their deadlines: when it
+/// is reached, the abandoned ones are forgotten and a new long poll is parked.
+#[tokio::test]
+async fn abandoned_long_polls_free_the_waiter_cap() {
+    let (_engine, h) = start().await;
+    let polls: Vec<JoinHandle<Result<Vec<Delivery>>>> = (0..limits::WAITERS_COUNT_MAX)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move { h.receive(receive("q", WAIT_MS, None)).await })
+        })
+        .collect();
+    // Every poll is parked once one more is refused at the cap.
+    loop {
+        match h.receive(receive("q", 1, None)).await {
+            Err(redrive_core::Error::LimitExceeded { .. }) => break,
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    for p in &polls {
+        p.abort();
+    }
+    for p in polls {
+        let _ = p.await;
+    }
+    let parked = h.receive(receive("q", 200, None)).await;
+    assert_eq!(parked.map(|d| d.len()), Ok(0), "parked and answered empty at its deadline");
+}
