@@ -1,7 +1,7 @@
 //! The audit log: every privileged action (queue create/update/delete/purge, redrive, key
 //! create/revoke, proposal approve/reject, policy change) and authentication failures in
 //! aggregate, each with who (key id, or `anonymous` on a server without `--auth`), what, on
-//! what, when and from where. Each entry is logged as one JSON line (target `redrive::audit`)
+//! what, when and from where (the client's address). Each entry is logged as one JSON line (target `redrive::audit`)
 //! and kept in the store as an [`DocKind::Audit`] document (time-ordered ids), the newest
 //! `AUDIT_ENTRIES_COUNT_MAX` of them, for `GET /v1/audit` on any server.
 //!
@@ -17,6 +17,16 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::Shared;
+
+tokio::task_local! {
+    /// The address of the client whose request is being served, set by `auth::require`.
+    pub static FROM: Option<std::net::IpAddr>;
+}
+
+/// The client's address, if a request is being served and the socket told it.
+fn from() -> Option<String> {
+    FROM.try_with(|f| f.map(|a| a.to_string())).ok().flatten()
+}
 
 /// How often authentication failures are written, as one entry with their counts.
 const FAILURES_EVERY_MS: u64 = 60_000;
@@ -35,6 +45,9 @@ pub async fn record<B: Broker>(
 async fn write<B: Broker>(s: &Shared<B>, mut entry: Value) {
     let now = SystemClock.now_ms();
     entry["at"] = json!(to_rfc3339(now));
+    if entry.get("from").is_none() {
+        entry["from"] = json!(from());
+    }
     let text = entry.to_string();
     tracing::info!(target: "redrive::audit", "{text}");
     let id = uuid::Uuid::now_v7().to_string();
@@ -74,7 +87,7 @@ pub struct Failures {
 
 impl Failures {
     /// Counts one; every `FAILURES_EVERY_MS` the counts become an audit entry.
-    pub async fn count<B: Broker>(s: &Shared<B>, reason: &str, from: Option<String>) {
+    pub async fn count<B: Broker>(s: &Shared<B>, reason: &str) {
         let flush = {
             let mut g = s.auth_failures.inner.lock().expect("failures lock");
             *g.1.entry(reason.to_string()).or_default() += 1;
@@ -88,7 +101,7 @@ impl Failures {
         };
         if let Some(counts) = flush {
             let entry = json!({"key": null, "action": "auth.failures", "target": "",
-                               "detail": {"counts": counts, "last_from": from}});
+                               "detail": {"counts": counts}});
             write(s, entry).await;
         }
     }

@@ -413,15 +413,21 @@ pub async fn require<B: Broker>(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match check(&state, &mut req).await {
-        Ok(()) => next.run(req).await,
-        Err(e) => {
-            if let Error::Unauthorized(why) = &e {
-                crate::audit::Failures::count(&state, why, None).await;
+    let from = req.extensions().get::<crate::conn::Peer>().and_then(crate::conn::Peer::addr);
+    // The audit entries the request writes say where it came from.
+    crate::audit::FROM
+        .scope(from, async move {
+            match check(&state, &mut req).await {
+                Ok(()) => next.run(req).await,
+                Err(e) => {
+                    if let Error::Unauthorized(why) = &e {
+                        crate::audit::Failures::count(&state, why).await;
+                    }
+                    ApiError(e).into_response()
+                }
             }
-            ApiError(e).into_response()
-        }
-    }
+        })
+        .await
 }
 
 async fn check<B: Broker>(state: &Shared<B>, req: &mut Request) -> Result<()> {

@@ -210,6 +210,7 @@ async fn bearer_tokens_scope_and_revoke_native_api_access() {
             .find(|e| e["action"] == action && e["target"] == id.as_str())
             .unwrap_or_else(|| panic!("no {action} of {id} in {log}"));
         assert_eq!(e["key"], ADMIN_ID, "{action} is recorded as the admin's: {e}");
+        assert_eq!(e["from"], "127.0.0.1", "and where it came from: {e}");
     }
 }
 

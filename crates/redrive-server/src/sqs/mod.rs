@@ -252,7 +252,7 @@ async fn handle<B: Broker>(
     let caller = match door::caller(&state, &method, &uri, &headers, &body, sender.bearer).await {
         Ok(c) => c,
         Err(e) => {
-            crate::audit::Failures::count(&state, "sqs request not authenticated", None).await;
+            crate::audit::Failures::count(&state, "sqs request not authenticated").await;
             return wire::error(protocol, &e, &request_id);
         }
     };
