@@ -200,6 +200,11 @@ pub const FILE_DESCRIPTORS_RESERVED_MIN: u64 = 256;
 /// How long a connection may wait for a request head, whether new, idle between keep-alive
 /// requests, or sending its head slowly; then it is closed. It bounds a TLS handshake too.
 pub const CONNECTION_IDLE_TIMEOUT_MS: u64 = 20_000;
+/// The most a connection buffers while reading a request head (request line and headers):
+/// HTTP/1.1 answers 431 and closes once a head outgrows it (hyper checks between reads, so a
+/// head that arrives whole in one read may pass up to twice this). SigV4 and bearer headers
+/// are far below it.
+pub const REQUEST_HEAD_BYTES_MAX: usize = 64 * 1024;
 /// Requests open at once on one HTTP/2 connection (RFC 9113 advises at least 100); all
 /// connections together still share `REQUESTS_IN_FLIGHT_MAX`.
 pub const HTTP2_STREAMS_OPEN_MAX: u32 = 100;

@@ -210,6 +210,7 @@ impl Http {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(idle_timeout)
+            .max_buf_size(limits::REQUEST_HEAD_BYTES_MAX)
             .keep_alive(true)
             .half_close(true);
         // HTTP/2 has no such timer in hyper: `idle` below closes idle HTTP/2 connections.

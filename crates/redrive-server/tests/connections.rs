@@ -185,3 +185,20 @@ async fn shutdown_answers_the_requests_in_flight() {
     assert!(reply.starts_with("HTTP/1.1 200") && reply.contains(r#"{"jobs":[]}"#), "{reply}");
     assert!(started.elapsed() < Duration::from_secs(2), "the long poll was released, not waited");
 }
+
+/// A request head far past `REQUEST_HEAD_BYTES_MAX` is refused (431) and the connection
+/// closed, instead of being buffered whole.
+#[tokio::test]
+async fn an_oversized_request_head_is_refused() {
+    let s = start(16).await;
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    let big = "a".repeat(redrive_core::limits::REQUEST_HEAD_BYTES_MAX * 4);
+    let head = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-filler: {big}\r\n\r\n");
+    // The server may close before it has read all of it.
+    let _ = tcp.write_all(head.as_bytes()).await;
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(HANG, tcp.read_to_end(&mut reply)).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    stop(s).await;
+}
