@@ -225,13 +225,18 @@ async fn abandoned_long_polls_free_the_waiter_cap() {
             tokio::spawn(async move { h.receive(receive("q", WAIT_MS, None)).await })
         })
         .collect();
-    // Every poll is parked once one more is refused at the cap.
-    loop {
-        match h.receive(receive("q", 1, None)).await {
-            Err(redrive_core::Error::LimitExceeded { .. }) => break,
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+    // Every poll is parked: the engine holds the cap's worth of waiters.
+    let all_parked = async {
+        while h.snapshot().await.unwrap().waiters < limits::WAITERS_COUNT_MAX {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all_parked).await.expect("every poll parked");
+    let refused = h.receive(receive("q", 1, None)).await;
+    assert!(
+        matches!(refused, Err(redrive_core::Error::LimitExceeded { .. })),
+        "at the cap with every poll alive: {refused:?}"
+    );
     for p in &polls {
         p.abort();
     }
