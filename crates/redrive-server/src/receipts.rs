@@ -91,9 +91,9 @@ impl ReceiptKey {
 
     /// What to hand the store for a client's receipt: the store receipt if the tag verifies;
     /// `unknown_receipt` for one of our shape whose tag does not, `invalid_receipt` otherwise.
-    pub fn unseal(&self, sealed: &str) -> Result<String> {
+    pub fn unseal<'a>(&self, sealed: &'a str) -> Result<Opened<'a>> {
         match self.open(sealed) {
-            Some(o) => Ok(o.inner.to_string()),
+            Some(o) => Ok(o),
             None if well_formed(sealed) => Err(Error::UnknownReceipt),
             None => Err(Error::InvalidReceipt),
         }
@@ -130,7 +130,7 @@ mod tests {
         let inner = "0190b0e0c0a0908070605040302010000000002a";
         let sealed = key.seal("orders", inner);
         assert_eq!(key.open(&sealed), Some(Opened { inner, queue: "orders" }));
-        assert_eq!(key.unseal(&sealed), Ok(inner.to_string()));
+        assert_eq!(key.unseal(&sealed), Ok(Opened { inner, queue: "orders" }));
         // The bare store receipt, another queue's name, another epoch, another key: refused.
         assert_eq!(key.open(inner), None);
         assert_eq!(key.open(&sealed.replace(".orders", ".payments")), None);

@@ -16,6 +16,7 @@ use crate::auth::{Action, Caller};
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
 use crate::overload::Client;
+use crate::receipts::Opened;
 use crate::Shared;
 
 #[derive(Deserialize)]
@@ -129,15 +130,13 @@ pub async fn ack<B: Broker>(
 ) -> ApiResult<Json<AckReply>> {
     check_batch(b.receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
     let key = s.receipts().await?;
-    for r in &b.receipts {
-        if let Some(o) = key.open(r) {
-            caller.allow(Action::Receive, o.queue)?;
-        }
-    }
     // Receipts whose tag does not verify are unknown, as any malformed receipt; the others go
-    // to the store in one batch.
-    let opened: Vec<Option<String>> = b.receipts.iter().map(|r| key.unseal(r).ok()).collect();
-    let valid: Vec<String> = opened.iter().flatten().cloned().collect();
+    // to the store in one batch, once the caller may settle jobs of each one's queue.
+    let opened: Vec<Option<Opened>> = b.receipts.iter().map(|r| key.open(r)).collect();
+    for o in opened.iter().flatten() {
+        caller.allow(Action::Receive, o.queue)?;
+    }
+    let valid: Vec<String> = opened.iter().flatten().map(|o| o.inner.to_string()).collect();
     let mut settled = if valid.is_empty() { Vec::new() } else { s.broker.ack(valid).await? };
     settled.reverse();
     let results = opened
@@ -152,11 +151,9 @@ pub async fn ack<B: Broker>(
 
 /// The store's receipt in a client's, if the caller may settle jobs of its queue.
 async fn unseal<B: Broker>(s: &Shared<B>, caller: &Caller, receipt: &str) -> ApiResult<String> {
-    let key = s.receipts().await?;
-    let inner = key.unseal(receipt)?;
-    let queue = key.open(receipt).map(|o| o.queue).unwrap_or_default();
-    caller.allow(Action::Receive, queue)?;
-    Ok(inner)
+    let opened = s.receipts().await?.unseal(receipt)?;
+    caller.allow(Action::Receive, opened.queue)?;
+    Ok(opened.inner.to_string())
 }
 
 /// `/v1/fail`'s body: [`FailRequest`], with unknown fields refused inside `error` too. (The core

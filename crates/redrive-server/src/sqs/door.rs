@@ -62,12 +62,12 @@ pub async fn caller<B: Broker>(
 }
 
 fn code_of(f: &Failure) -> Code {
-    match f.code() {
-        "MissingAuthenticationToken" => Code::MissingAuthenticationToken,
-        "IncompleteSignature" => Code::IncompleteSignature,
-        "InvalidClientTokenId" => Code::InvalidClientTokenId,
-        "RequestExpired" => Code::RequestExpired,
-        _ => Code::SignatureDoesNotMatch,
+    match f {
+        Failure::MissingAuthenticationToken => Code::MissingAuthenticationToken,
+        Failure::IncompleteSignature(_) => Code::IncompleteSignature,
+        Failure::InvalidClientTokenId => Code::InvalidClientTokenId,
+        Failure::RequestExpired(_) => Code::RequestExpired,
+        Failure::SignatureDoesNotMatch | Failure::WrongScope(_) => Code::SignatureDoesNotMatch,
     }
 }
 
