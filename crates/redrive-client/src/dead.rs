@@ -1,6 +1,6 @@
 //! Dead-letter routes: list a dead-letter queue's jobs page by page, and redrive them.
 
-use redrive_core::broker::{DeadFilter, DeadPage, RedriveRequest, RedriveResult};
+use redrive_core::broker::{DeadFilter, JobPage, RedriveRequest, RedriveResult};
 use redrive_core::JobId;
 
 use crate::routes::{dead_list, endpoint};
@@ -19,7 +19,7 @@ pub struct DeadQuery {
 
 impl Client {
     /// `GET /v1/queues/{q}/dead`: one page of the queue's dead jobs, oldest first.
-    pub async fn list_dead(&self, queue: &str, query: &DeadQuery) -> Result<DeadPage, Error> {
+    pub async fn list_dead(&self, queue: &str, query: &DeadQuery) -> Result<JobPage, Error> {
         self.get_json(dead_list(&self.base, queue, query)).await
     }
 

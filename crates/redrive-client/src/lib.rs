@@ -36,8 +36,8 @@ pub use dead::DeadQuery;
 pub use error::Error;
 pub use jobs::ReceiveOptions;
 pub use redrive_core::broker::{
-    AckResult, DeadFilter, DeadInfo, DeadPage, Delivery, Enqueued, FailRequest, FailResult,
-    JobInfo, NewJob, QueueInfo, QueueStats, RedriveRequest, RedriveResult,
+    AckResult, DeadFilter, DeadInfo, Delivery, Enqueued, FailRequest, FailResult, JobInfo, JobPage,
+    NewJob, QueueInfo, QueueStats, RedriveRequest, RedriveResult,
 };
 pub use redrive_core::triage::{
     Action, Category, Decision, Escalation, Mode, NewProposal, PatchFailure, PatchedJob, Policy,

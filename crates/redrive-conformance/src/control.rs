@@ -186,3 +186,76 @@ pub async fn an_idempotency_key_is_free_again_after_its_window<B: Broker>(b: &B)
     assert!(!later.duplicate && later.id != first.id, "the window ended");
     assert_eq!(bodies(&take(b, "q", 10, None).await), ["a", "c"]);
 }
+
+/// The job browser lists a queue's jobs in enqueue order, by state (all but completed by
+/// default; a delayed job whose time has come reads as ready), priority, error type and
+/// enqueue time, in pages.
+pub async fn jobs_list_by_state_priority_error_and_page<B: Broker>(b: &B) {
+    use redrive_core::broker::JobFilter;
+    use redrive_core::model::JobState;
+    queue(b, "q", |_| {}).await;
+    queue(b, "other", |_| {}).await;
+    send(b, "other", vec![job("elsewhere")]).await;
+    let ids = send(b, "q", vec![job("a"), prio("b", Priority::High), job("c"), job("d")]).await;
+    let delayed = NewJob { delay_ms: Some(600_000), ..job("later") };
+    let later = send(b, "q", vec![delayed]).await[0];
+    // b (high) is leased and failed back to ready with a backoff; a is leased and acked.
+    let got = take(b, "q", 2, None).await;
+    assert_eq!(bodies(&got), ["b", "a"]);
+    let mut fail = crate::failure(&got[0].receipt, Some(600_000), false);
+    fail.error.kind = "Timeout".into();
+    b.fail(fail).await.unwrap();
+    b.ack(vec![got[1].receipt.clone()]).await.unwrap();
+    let list = |f: JobFilter, after, limit| b.list_jobs("q".into(), f, after, limit);
+    let ids_of = |p: redrive_core::broker::JobPage| p.jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+
+    let all = list(JobFilter::default(), None, 100).await.unwrap();
+    assert_eq!(ids_of(all.clone()), [ids[1], ids[2], ids[3], later], "all but the completed one");
+    assert!(all.next.is_none());
+    let only = |states: &[JobState]| JobFilter { states: states.to_vec(), ..JobFilter::default() };
+    let ready = ids_of(list(only(&[JobState::Ready]), None, 100).await.unwrap());
+    assert_eq!(ready, [ids[2], ids[3]]);
+    let waiting = ids_of(list(only(&[JobState::Delayed]), None, 100).await.unwrap());
+    assert_eq!(waiting, [ids[1], later], "a retry in backoff and a delayed job");
+    let done = ids_of(list(only(&[JobState::Acked]), None, 100).await.unwrap());
+    assert_eq!(done, [ids[0]]);
+    let high = JobFilter { priority: Some(Priority::High), ..JobFilter::default() };
+    assert_eq!(ids_of(list(high, None, 100).await.unwrap()), [ids[1]]);
+    let timeouts = JobFilter { error_type: Some("Timeout".into()), ..JobFilter::default() };
+    assert_eq!(ids_of(list(timeouts, None, 100).await.unwrap()), [ids[1]]);
+    let other = JobFilter { error_type: Some("Refused".into()), ..JobFilter::default() };
+    assert!(list(other, None, 100).await.unwrap().jobs.is_empty());
+    let future = JobFilter { since: Some(u64::MAX / 2), ..JobFilter::default() };
+    assert!(list(future, None, 100).await.unwrap().jobs.is_empty());
+
+    let first = list(JobFilter::default(), None, 3).await.unwrap();
+    assert_eq!(ids_of(first.clone()), [ids[1], ids[2], ids[3]]);
+    let rest = list(JobFilter::default(), first.next, 3).await.unwrap();
+    assert_eq!((ids_of(rest.clone()), rest.next), (vec![later], None));
+    assert!(matches!(list(JobFilter::default(), None, 1).await, Ok(p) if p.jobs[0].body.as_deref() == Some("b")));
+    assert!(matches!(
+        b.list_jobs("missing".into(), JobFilter::default(), None, 10).await,
+        Err(Error::QueueNotFound(_))
+    ));
+}
+
+/// A paused queue takes jobs and hands none out, a long poll on it waits, and resuming wakes
+/// that poll with the job.
+pub async fn a_paused_queue_hands_out_nothing_until_resumed<B: Broker + Clone>(b: &B) {
+    queue(b, "q", |p| p.paused = Some(true)).await;
+    assert!(b.get_queue("q".into()).await.unwrap().config.paused);
+    let id = send(b, "q", vec![job("held")]).await[0];
+    assert!(take(b, "q", 10, None).await.is_empty(), "a paused queue hands nothing out");
+    assert_eq!(b.get_queue("q".into()).await.unwrap().stats.counts.ready, 1);
+    let b2 = b.clone();
+    let poll = tokio::spawn(async move { b2.receive(long_poll(&["q"])).await });
+    until_parked(b, 1).await;
+    let resume = redrive_core::QueuePatch { paused: Some(false), ..Default::default() };
+    b.put_queue("q".into(), resume).await.unwrap();
+    let got = tokio::time::timeout(WAKE_BOUND, poll)
+        .await
+        .expect("resuming woke the long poll")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.iter().map(|d| d.id).collect::<Vec<_>>(), [id]);
+}

@@ -144,6 +144,8 @@ macro_rules! suite {
             documents_put_list_and_delete,
             conditional_document_writes_win_once,
             stats_count_by_state_and_priority,
+            jobs_list_by_state_priority_error_and_page,
+            a_paused_queue_hands_out_nothing_until_resumed,
             fifo_groups_keep_order_and_one_batch_in_flight,
             fifo_deduplicates_by_key_even_after_completion,
             fifo_redelivers_an_expired_lease_before_the_groups_later_jobs,

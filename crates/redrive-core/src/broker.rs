@@ -338,8 +338,53 @@ pub struct DeadFilter {
     pub until: Option<u64>,
 }
 
+/// Which jobs of a queue to list (the dashboard's job browser): every field narrows the list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFilter {
+    /// The states to list; empty = every state but `acked`.
+    #[serde(default)]
+    pub states: Vec<JobState>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Error type of the job's last failure.
+    #[serde(default)]
+    pub error_type: Option<String>,
+    /// `enqueued_at`, inclusive.
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub since: Option<u64>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub until: Option<u64>,
+}
+
+impl JobFilter {
+    /// Whether a job in `state` with `priority`, enqueued at `enqueued_at`, can match; the error
+    /// type needs the attempt log and is checked by [`JobFilter::error_matches`].
+    pub fn meta_matches(&self, state: JobState, priority: Priority, enqueued_at: u64) -> bool {
+        self.state_matches(state)
+            && self.priority.is_none_or(|p| p == priority)
+            && self.since.is_none_or(|t| enqueued_at >= t)
+            && self.until.is_none_or(|t| enqueued_at <= t)
+    }
+
+    pub fn state_matches(&self, state: JobState) -> bool {
+        if self.states.is_empty() {
+            state != JobState::Acked
+        } else {
+            self.states.contains(&state)
+        }
+    }
+
+    pub fn error_matches(&self, attempts: &[crate::model::Attempt]) -> bool {
+        let Some(want) = &self.error_type else { return true };
+        let last = attempts.iter().rev().find_map(|a| a.error.as_ref());
+        last.is_some_and(|e| e.kind == *want)
+    }
+}
+
+/// One page of jobs, in id (enqueue) order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadPage {
+pub struct JobPage {
     pub jobs: Vec<JobInfo>,
     /// Pass as `after` to get the next page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -505,7 +550,16 @@ pub trait Broker: Send + Sync + 'static {
         filter: DeadFilter,
         after: Option<JobId>,
         limit: usize,
-    ) -> impl Future<Output = Result<DeadPage>> + Send;
+    ) -> impl Future<Output = Result<JobPage>> + Send;
+    /// Jobs of `queue` matching `filter` after `after`, at most `limit`
+    /// (clamped to 1..=[`limits::DEAD_PAGE_COUNT_MAX`]).
+    fn list_jobs(
+        &self,
+        queue: String,
+        filter: JobFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> impl Future<Output = Result<JobPage>> + Send;
     fn redrive(
         &self,
         queue: String,

@@ -48,6 +48,10 @@ pub struct QueueConfig {
     pub completed_retention_ms: u64,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// A paused queue takes jobs but hands none out (receives answer empty, long polls wait)
+    /// until it is resumed.
+    #[serde(default)]
+    pub paused: bool,
     /// SQS attributes that are stored and echoed but not acted on (Policy, RedriveAllowPolicy,
     /// KMS and SSE settings, DeduplicationScope, FifoThroughputLimit).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -75,6 +79,7 @@ impl Default for QueueConfig {
             dedup_window_ms: limits::DEDUP_WINDOW_DEFAULT_MS,
             completed_retention_ms: limits::COMPLETED_RETENTION_DEFAULT_MS,
             tags: BTreeMap::new(),
+            paused: false,
             sqs_attributes: BTreeMap::new(),
         }
     }
@@ -116,6 +121,8 @@ pub struct QueuePatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqs_attributes: Option<BTreeMap<String, String>>,
 }
 
@@ -149,6 +156,7 @@ impl QueuePatch {
             dedup_window_ms,
             completed_retention_ms,
             tags,
+            paused,
             sqs_attributes
         );
         c.validate()?;

@@ -60,7 +60,8 @@ enum Cmd {
     Fail(FailRequest, Reply<FailResult>),
     Extend(String, u64, Reply<u64>),
     GetJob(JobId, Reply<JobInfo>),
-    ListDead(String, DeadFilter, Option<JobId>, usize, Reply<DeadPage>),
+    ListDead(String, DeadFilter, Option<JobId>, usize, Reply<JobPage>),
+    ListJobs(String, JobFilter, Option<JobId>, usize, Reply<JobPage>),
     Redrive(String, RedriveRequest, Reply<RedriveResult>),
     Purge(String, Reply<u64>),
     DeleteJob(JobId, Reply<()>),
@@ -418,6 +419,10 @@ impl Loop {
                 let r = s.list_dead(&q, &f, after, limit);
                 self.defer(tx, r, false)
             }
+            Cmd::ListJobs(q, f, after, limit, tx) => {
+                let r = s.list_jobs(&q, &f, after, limit);
+                self.defer(tx, r, false)
+            }
             Cmd::Redrive(q, req, tx) => {
                 let r = s.redrive(&q, &req, now);
                 self.defer(tx, r, !req.dry_run)
@@ -702,8 +707,17 @@ impl Broker for EngineHandle {
         filter: DeadFilter,
         after: Option<JobId>,
         limit: usize,
-    ) -> Result<DeadPage> {
+    ) -> Result<JobPage> {
         self.call(|tx| Cmd::ListDead(queue, filter, after, limit, tx)).await
+    }
+    async fn list_jobs(
+        &self,
+        queue: String,
+        filter: JobFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<JobPage> {
+        self.call(|tx| Cmd::ListJobs(queue, filter, after, limit, tx)).await
     }
     async fn redrive(&self, queue: String, req: RedriveRequest) -> Result<RedriveResult> {
         self.call(|tx| Cmd::Redrive(queue, req, tx)).await

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
 use redrive_core::broker::{
-    DeadFilter, DeadPage, JobInfo, RedriveRequest, RedriveResult, SkipReason, Skipped,
+    DeadFilter, JobInfo, JobPage, RedriveRequest, RedriveResult, SkipReason, Skipped,
 };
 use redrive_core::model::{signature, JobId, JobState};
 use redrive_core::{limits, Error, Result};
@@ -81,11 +81,11 @@ pub async fn list(
     after: Option<JobId>,
     limit: usize,
     now: i64,
-) -> Result<DeadPage> {
+) -> Result<JobPage> {
     let limit = limit.clamp(1, limits::DEAD_PAGE_COUNT_MAX);
     let (jobs, more) = scan(c, q, f, after, limit, now).await?;
     let next = if more { jobs.last().map(|j| j.id) } else { None };
-    Ok(DeadPage { jobs, next })
+    Ok(JobPage { jobs, next })
 }
 
 pub async fn redrive(

@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 
 use deadpool_postgres::GenericClient;
-use redrive_core::broker::{DeadInfo, JobInfo};
+use redrive_core::broker::{DeadInfo, JobFilter, JobInfo, JobPage};
 use redrive_core::model::{
     Attempt, DeadReason, ErrorInfo, JobId, JobState, Outcome, Priority, GROUP_ATTRIBUTE,
 };
-use redrive_core::{Error, Result};
+use redrive_core::{limits, Error, Result};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{ms, opt_ms, query};
+use crate::db::{ms, opt_ms, query, sql_ms};
 
 /// Everything `JobInfo` needs, with queue names joined in. `$1` is the clock (ms): a delayed
 /// job whose time has come reads as ready. A macro so that callers can `concat!` their filter.
@@ -121,5 +121,57 @@ pub async fn get(c: &impl GenericClient, id: JobId, now: i64) -> Result<JobInfo>
     match query(c, SQL, &[&now, &uuid]).await?.first() {
         Some(r) => info(r),
         None => Err(Error::JobNotFound(id)),
+    }
+}
+
+/// Jobs of a queue after `$3` in id order, filtered in SQL by state (as read: a delayed job
+/// whose time has come is ready), priority and enqueue time; the error type needs the attempt
+/// log and is matched in [`list`].
+const LIST_SQL: &str = concat!(
+    info_select!(),
+    "WHERE j.queue_id = $2 AND j.id > $3 \
+     AND (CASE WHEN j.state = 0 AND j.visible_at <= $1 THEN 1 ELSE j.state END) = ANY($4::int2[]) \
+     AND ($5::int2 IS NULL OR j.priority = $5) \
+     AND ($6::int8 IS NULL OR j.enqueued_at >= $6) AND ($7::int8 IS NULL OR j.enqueued_at <= $7) \
+     ORDER BY j.id LIMIT $8"
+);
+
+/// Rows read per round while filtering by error type.
+const LIST_SCAN_ROWS: i64 = 1000;
+
+pub async fn list(
+    c: &impl GenericClient,
+    queue_id: i32,
+    f: &JobFilter,
+    after: Option<JobId>,
+    limit: usize,
+    now: i64,
+) -> Result<JobPage> {
+    let limit = limit.clamp(1, limits::DEAD_PAGE_COUNT_MAX);
+    let states: Vec<i16> =
+        JobState::ALL.into_iter().filter(|s| f.state_matches(*s)).map(|s| s as i16).collect();
+    let priority = f.priority.map(|p| p as i16);
+    let (since, until) = (f.since.map(sql_ms), f.until.map(sql_ms));
+    let mut cursor = Uuid::from_u128(after.map_or(0, |a| a.0));
+    let mut jobs = Vec::new();
+    loop {
+        let args: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
+            [&now, &queue_id, &cursor, &states, &priority, &since, &until, &LIST_SCAN_ROWS];
+        let rows = query(c, LIST_SQL, &args).await?;
+        for r in &rows {
+            let job = info(r)?;
+            cursor = r.get(0);
+            if !f.error_matches(&job.attempts) {
+                continue;
+            }
+            if jobs.len() == limit {
+                let next = jobs.last().map(|j: &JobInfo| j.id);
+                return Ok(JobPage { jobs, next });
+            }
+            jobs.push(job);
+        }
+        if (rows.len() as i64) < LIST_SCAN_ROWS {
+            return Ok(JobPage { jobs, next: None });
+        }
     }
 }

@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use redrive_core::broker::{
-    AckResult, DeadFilter, DeadPage, Delivery, DocKind, Enqueued, FailRequest, FailResult, Health,
-    JobInfo, NewJob, QueueInfo, ReceiveRequest, RedriveRequest, RedriveResult,
+    AckResult, DeadFilter, Delivery, DocKind, Enqueued, FailRequest, FailResult, Health, JobFilter,
+    JobInfo, JobPage, NewJob, QueueInfo, ReceiveRequest, RedriveRequest, RedriveResult,
 };
 use redrive_core::metrics::{Histogram, Series, StoreSnapshot, Value, LATENCY_BOUNDS_MS};
 use redrive_core::model::JobId;
@@ -218,7 +218,7 @@ impl PgBroker {
         let started = Instant::now();
         let mut c = self.client().await?;
         let mut out: Vec<Delivery> = Vec::new();
-        for q in queues {
+        for q in queues.iter().filter(|q| !q.config.paused) {
             // Each round leases, or ends leases, or settles jobs: it makes progress, and the
             // bound only guards against a bug looping for ever.
             for _ in 0..64 {
@@ -335,7 +335,15 @@ impl Broker for PgBroker {
             max: limits::WAITERS_COUNT_MAX as u64,
         })?;
         let deadline = Instant::now() + Duration::from_millis(wait);
+        let mut queues = queues;
         loop {
+            if queues.iter().any(|q| q.config.paused) {
+                // Resuming wakes this poll: it must see the queue's config as it is now.
+                let c = self.client().await?;
+                for q in &mut queues {
+                    *q = db::queue_by_name(&c, &q.name).await?;
+                }
+            }
             let got = self.try_receive(&queues, req.max, req.lease_ms, worker).await?;
             let left = deadline.saturating_duration_since(Instant::now());
             if !got.is_empty() || waiters.draining() || left.is_zero() {
@@ -392,12 +400,26 @@ impl Broker for PgBroker {
         filter: DeadFilter,
         after: Option<JobId>,
         limit: usize,
-    ) -> Result<DeadPage> {
+    ) -> Result<JobPage> {
         self.end_expired_leases(&queue).await?;
         let c = self.client().await?;
         let q = db::queue_by_name(&c, &queue).await?;
         let now = db::now_ms(&c).await?;
         dead::list(&c, &q, &filter, after, limit, db::sql_ms(now)).await
+    }
+
+    async fn list_jobs(
+        &self,
+        queue: String,
+        filter: JobFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<JobPage> {
+        self.end_expired_leases(&queue).await?;
+        let c = self.client().await?;
+        let q = db::queue_by_name(&c, &queue).await?;
+        let now = db::now_ms(&c).await?;
+        jobs::list(&c, q.id, &filter, after, limit, db::sql_ms(now)).await
     }
 
     async fn redrive(&self, queue: String, req: RedriveRequest) -> Result<RedriveResult> {

@@ -52,6 +52,10 @@ async fn update(
     const SQL: &str = "UPDATE redrive.queues SET config = $2::text::jsonb, version = version + 1, \
                        updated_at = $3 WHERE id = $1";
     execute(c, SQL, &[&q.id, &json, &now]).await?;
+    if q.config.paused && !config.paused {
+        // Long polls parked on the paused queue, on every server, look again at commit.
+        execute(c, "SELECT pg_notify('redrive_ready', $1::int4::text)", &[&q.id]).await?;
+    }
     if rekey {
         // Retention changes apply to the jobs already in the queue (as on SQS).
         const REKEY: &str = "UPDATE redrive.jobs SET expires_at = CASE \

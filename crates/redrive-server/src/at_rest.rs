@@ -214,11 +214,11 @@ impl<B: Broker> Sealed<B> {
         mut filter: DeadFilter,
         mut after: Option<JobId>,
         limit: usize,
-    ) -> Result<DeadPage> {
+    ) -> Result<JobPage> {
         let Some(sig) = filter.signature.take() else {
             let page = self.inner.list_dead(queue, filter, after, limit).await?;
             let jobs = page.jobs.into_iter().map(|j| self.keys.open_job(j));
-            return Ok(DeadPage { jobs: jobs.collect::<Result<_>>()?, next: page.next });
+            return Ok(JobPage { jobs: jobs.collect::<Result<_>>()?, next: page.next });
         };
         let limit = limit.clamp(1, limits::DEAD_PAGE_COUNT_MAX);
         let mut jobs = Vec::new();
@@ -234,11 +234,11 @@ impl<B: Broker> Sealed<B> {
                 after = Some(id);
                 if jobs.len() == limit {
                     // There may be more: the caller asks again from here.
-                    return Ok(DeadPage { jobs, next: after });
+                    return Ok(JobPage { jobs, next: after });
                 }
             }
             if page.next.is_none() {
-                return Ok(DeadPage { jobs, next: None });
+                return Ok(JobPage { jobs, next: None });
             }
         }
     }
@@ -295,8 +295,19 @@ impl<B: Broker> Broker for Sealed<B> {
         filter: DeadFilter,
         after: Option<JobId>,
         limit: usize,
-    ) -> Result<DeadPage> {
+    ) -> Result<JobPage> {
         self.list_dead_open(queue, filter, after, limit).await
+    }
+    async fn list_jobs(
+        &self,
+        queue: String,
+        filter: JobFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<JobPage> {
+        let page = self.inner.list_jobs(queue, filter, after, limit).await?;
+        let jobs = page.jobs.into_iter().map(|j| self.keys.open_job(j));
+        Ok(JobPage { jobs: jobs.collect::<Result<_>>()?, next: page.next })
     }
     async fn redrive(&self, queue: String, mut req: RedriveRequest) -> Result<RedriveResult> {
         req.check()?;

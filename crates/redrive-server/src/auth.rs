@@ -382,12 +382,21 @@ fn need(method: &Method, route: &str) -> Need {
     let get = method == Method::GET || method == Method::HEAD;
     match route {
         "/healthz" | "/readyz" | "/v1/openapi.json" => Need::Open,
+        // The dashboard's files: no data in them; the page asks for a key for the API.
+        "/ui" | "/ui/" | "/ui/{*path}" => Need::Open,
         "/metrics" => Need::Any(Read),
         "/v1/queues" => Need::Any(Read),
         "/v1/queues/{q}" if get => Need::Queue(Read, "q"),
         "/v1/queues/{q}" => Need::Queue(Manage, "q"),
         "/v1/queues/{q}/stats" | "/v1/queues/{q}/dead" => Need::Queue(Read, "q"),
+        "/v1/queues/{q}/jobs" if get => Need::Queue(Read, "q"),
         "/v1/queues/{q}/jobs" => Need::Queue(Send, "q"),
+        "/v1/queues/{q}/dead/groups" => Need::Queue(Read, "q"),
+        "/v1/queues/{q}/jobs/delete" | "/v1/queues/{q}/pause" | "/v1/queues/{q}/resume" => {
+            Need::Queue(Manage, "q")
+        }
+        // The queues each point shows are narrowed to the key's in the handler.
+        "/v1/history" => Need::Any(Read),
         "/v1/queues/{q}/receive" => Need::Queue(Receive, "q"),
         "/v1/queues/{q}/redrive" | "/v1/queues/{q}/purge" => Need::Queue(Manage, "q"),
         "/v1/triage/policies" if get => Need::Any(Read),
@@ -398,6 +407,9 @@ fn need(method: &Method, route: &str) -> Need {
         // The queue is in the body (receive from several), in a receipt (ack, fail, extend), in
         // the job (by id) or in the proposal; the SQS door checks SigV4 and its actions.
         "/v1/receive" | "/v1/ack" | "/v1/fail" | "/v1/extend" | "/v1/jobs/{id}" => Need::Body,
+        "/v1/jobs/{id}/redrive" => Need::Body,
+        // Any valid key may ask who it is.
+        "/v1/whoami" => Need::Body,
         "/v1/triage/proposals"
         | "/v1/triage/proposals/{id}/approve"
         | "/v1/triage/proposals/{id}/reject" => Need::Body,

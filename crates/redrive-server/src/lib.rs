@@ -25,6 +25,7 @@ mod conn;
 mod envelope;
 pub mod error;
 mod extract;
+pub mod history;
 mod keys;
 mod metrics;
 mod native;
@@ -35,6 +36,7 @@ pub mod sqs;
 mod strict;
 pub mod tls;
 pub mod triage;
+mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub struct AppState<B> {
     pub rates: auth::RateWindows,
     /// Requests in flight and long polls open, and their limits.
     pub overload: Overload,
+    /// Recent per-queue samples for the dashboard's charts.
+    pub history: history::History,
     auth_failures: audit::Failures,
     /// The key receipts are signed with, read from the store on first use.
     receipt_key: tokio::sync::OnceCell<receipts::ReceiptKey>,
@@ -91,6 +95,7 @@ impl<B: Broker> AppState<B> {
             auth: auth::AuthSettings::default(),
             rates: auth::RateWindows::default(),
             overload: Overload::default(),
+            history: history::History::default(),
             auth_failures: audit::Failures::default(),
             receipt_key: tokio::sync::OnceCell::new(),
         }
@@ -136,6 +141,7 @@ pub fn router<B: Broker>(state: Shared<B>) -> Router {
         .route("/readyz", get(native::health::readyz::<B>))
         .route("/metrics", get(metrics::render::<B>))
         .merge(keys::routes())
+        .merge(ui::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require::<B>))
@@ -171,6 +177,7 @@ pub async fn serve_with<B: Broker>(
     let app = router(state.clone());
     // Resumes the move tasks whose server stopped or died, this one's last run included.
     sqs::MoveTasks::spawn_sweeper(&state);
+    history::History::spawn_sampler(&state);
     // Long polls would otherwise hold the drain open for up to their wait time.
     let drained = state.clone();
     let release_long_polls = async move {

@@ -59,7 +59,16 @@ impl Broker for Down {
         _: DeadFilter,
         _: Option<JobId>,
         _: usize,
-    ) -> Result<DeadPage> {
+    ) -> Result<JobPage> {
+        down()
+    }
+    async fn list_jobs(
+        &self,
+        _: String,
+        _: JobFilter,
+        _: Option<JobId>,
+        _: usize,
+    ) -> Result<JobPage> {
         down()
     }
     async fn redrive(&self, _: String, _: RedriveRequest) -> Result<RedriveResult> {

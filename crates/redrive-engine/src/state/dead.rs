@@ -1,7 +1,7 @@
 //! Dead letters: listing them with filters, redriving them, and purging queues.
 
 use redrive_core::broker::{
-    DeadFilter, DeadPage, JobInfo, RedriveRequest, RedriveResult, SkipReason, Skipped,
+    DeadFilter, JobFilter, JobInfo, JobPage, RedriveRequest, RedriveResult, SkipReason, Skipped,
 };
 use redrive_core::model::{signature, JobId, JobState};
 use redrive_core::{limits, Error, Result};
@@ -43,7 +43,7 @@ impl Store {
         f: &DeadFilter,
         after: Option<JobId>,
         limit: usize,
-    ) -> Result<DeadPage> {
+    ) -> Result<JobPage> {
         let q = &self.queues[&self.queue_id(queue)?];
         let limit = limit.clamp(1, limits::DEAD_PAGE_COUNT_MAX);
         let start = after.map_or(0, |a| a.0.saturating_add(1));
@@ -59,7 +59,44 @@ impl Store {
             }
             jobs.push(self.job_info(JobId(id))?);
         }
-        Ok(DeadPage { jobs, next })
+        Ok(JobPage { jobs, next })
+    }
+
+    /// Jobs of `queue` matching `f`, in id order: one pass over the job table, keeping the
+    /// `limit + 1` smallest ids after `after` (the extra one says whether a next page exists).
+    pub fn list_jobs(
+        &self,
+        queue: &str,
+        f: &JobFilter,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<JobPage> {
+        let qid = self.queue_id(queue)?;
+        let limit = limit.clamp(1, limits::DEAD_PAGE_COUNT_MAX);
+        let start = after.map_or(0, |a| a.0.saturating_add(1));
+        let mut ids: Vec<u128> = self
+            .jobs
+            .iter()
+            .filter(|(&id, j)| {
+                let m = &j.meta;
+                id >= start && m.qid == qid && f.meta_matches(m.state, m.priority, m.enqueued_at)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        let mut jobs = Vec::new();
+        let mut next = None;
+        for id in ids {
+            if f.error_type.is_some() && !f.error_matches(&self.read_attempts(&self.jobs[&id])?) {
+                continue;
+            }
+            if jobs.len() == limit {
+                next = jobs.last().map(|j: &JobInfo| j.id);
+                break;
+            }
+            jobs.push(self.job_info(JobId(id))?);
+        }
+        Ok(JobPage { jobs, next })
     }
 
     /// Moves dead jobs back to their source queue (or `to`), resetting failures and receive count

@@ -167,6 +167,9 @@ impl Store {
         out: &mut Vec<Delivery>,
     ) -> Result<()> {
         self.writable()?;
+        if self.queues[&qid].config.paused {
+            return Ok(());
+        }
         let worker = self.intern_worker(worker);
         // FIFO: groups this receive has leased from, which it may go on taking from.
         let mut batch_groups: Vec<u64> = Vec::new();

@@ -155,10 +155,16 @@ impl Store {
             if config != q.config {
                 let rekey = config.retention_ms != q.config.retention_ms
                     || config.completed_retention_ms != q.config.completed_retention_ms;
+                let resumed = q.config.paused && !config.paused;
                 let q = self.queues.get_mut(&qid).expect("exists");
                 q.config = config;
                 q.updated_at = now;
                 q.version += 1;
+                // Long polls parked on a paused queue look again once it is resumed.
+                if resumed && !q.woken {
+                    q.woken = true;
+                    self.woken.push(qid);
+                }
                 self.log_queue(qid)?;
                 if rekey {
                     self.rekey_expiry(qid);

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use redrive_core::broker::{DeadFilter, DeadPage, RedriveRequest, RedriveResult};
+use redrive_core::broker::{DeadFilter, JobPage, RedriveRequest, RedriveResult};
 use redrive_core::model::JobId;
 use redrive_core::time::from_rfc3339;
 use redrive_core::{Broker, Error};
@@ -39,7 +39,7 @@ pub async fn list<B: Broker>(
     State(s): State<Shared<B>>,
     Path(q): Path<String>,
     query: Result<Query<DeadQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<DeadPage>> {
+) -> ApiResult<Json<JobPage>> {
     let Query(d) = query.map_err(|e| Error::MalformedRequest(e.body_text()))?;
     let filter = DeadFilter {
         error_type: d.error_type,

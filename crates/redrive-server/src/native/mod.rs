@@ -1,5 +1,6 @@
 //! The native JSON API under `/v1` (DESIGN §3a; shapes in docs/api.md and /v1/openapi.json).
 
+pub mod browse;
 pub mod dead;
 pub mod health;
 pub mod jobs;
@@ -21,7 +22,14 @@ pub fn routes<B: Broker>() -> Router<Shared<B>> {
             put(queues::put::<B>).get(queues::show::<B>).delete(queues::delete::<B>),
         )
         .route("/v1/queues/{q}/stats", get(queues::stats::<B>))
-        .route("/v1/queues/{q}/jobs", post(jobs::enqueue::<B>))
+        .route("/v1/queues/{q}/jobs", post(jobs::enqueue::<B>).get(browse::list::<B>))
+        .route("/v1/queues/{q}/jobs/delete", post(browse::delete::<B>))
+        .route("/v1/queues/{q}/pause", post(browse::pause::<B>))
+        .route("/v1/queues/{q}/resume", post(browse::resume::<B>))
+        .route("/v1/queues/{q}/dead/groups", get(browse::dead_groups::<B>))
+        .route("/v1/jobs/{id}/redrive", post(browse::redrive_one::<B>))
+        .route("/v1/history", get(crate::history::show::<B>))
+        .route("/v1/whoami", get(browse::whoami::<B>))
         .route("/v1/queues/{q}/receive", post(jobs::receive_one::<B>))
         .route("/v1/receive", post(jobs::receive_many::<B>))
         .route("/v1/ack", post(jobs::ack::<B>))

@@ -41,8 +41,10 @@ pub(super) async fn execute<B: Broker>(
             let mut patched = Vec::new();
             let mut failed = Vec::new();
             for &id in &p.proposed.job_ids {
-                match patched_redrive(s, id, patch).await {
-                    Ok(to) => patched.push(PatchedJob { from: id, to }),
+                match patched_redrive(s, id, patch, None, false, "job_ids").await {
+                    Ok(r) => {
+                        patched.push(PatchedJob { from: id, to: r.id.expect("not a dry run") })
+                    }
                     Err(e) => failed.push(PatchFailure { id, error: result_line(&e) }),
                 }
             }
@@ -72,34 +74,53 @@ fn result_line(e: &Error) -> String {
     text
 }
 
-/// Replaces one dead job by its patched copy in its source queue.
-async fn patched_redrive<B: Broker>(
+/// A dead job's repaired copy: where it goes and the body it runs with.
+pub struct Repaired {
+    /// The copy's id; `None` on a dry run.
+    pub id: Option<JobId>,
+    pub queue: String,
+    pub body: String,
+}
+
+/// Replaces one dead job by its patched copy in its source queue (or `to`): the copy carries
+/// the dead job's priority and attributes plus [`PATCHED_FROM`], and the dead job is deleted.
+/// `field` names the request field an error is about.
+pub async fn patched_redrive<B: Broker>(
     s: &Shared<B>,
     id: JobId,
     patch: &Value,
-) -> Result<JobId, Error> {
+    to: Option<String>,
+    dry_run: bool,
+    field: &'static str,
+) -> Result<Repaired, Error> {
     let job = s.broker.get_job(id).await?;
     if job.state == JobState::Leased {
-        let why = format!("job {id} is leased; approve again after its lease ends");
-        return Err(Error::invalid("job_ids", why));
+        let why = format!("job {id} is leased; try again after its lease ends");
+        return Err(Error::invalid(field, why));
     }
     let dead = job
         .dead
         .as_ref()
-        .ok_or_else(|| Error::invalid("job_ids", format!("job {id} is not a dead job")))?;
+        .ok_or_else(|| Error::invalid(field, format!("job {id} is not a dead job")))?;
     let body: Value = serde_json::from_str(job.body.as_deref().unwrap_or_default())
         .map_err(|_| Error::invalid("patch", format!("job {id}'s body is not JSON")))?;
     let patched = patch::apply(&body, patch).map_err(|e| Error::invalid("patch", e.to_string()))?;
+    let queue = to.unwrap_or_else(|| dead.source_queue.clone());
+    let body = patched.to_string();
+    if dry_run {
+        s.broker.get_queue(queue.clone()).await?;
+        return Ok(Repaired { id: None, queue, body });
+    }
     let mut attributes = job.attributes.clone();
     attributes.insert(PATCHED_FROM.to_owned(), id.to_string());
     let new = NewJob {
-        body: patched.to_string(),
+        body: body.clone(),
         priority: Some(job.priority),
         attributes,
         traceparent: None,
         ..NewJob::default()
     };
-    let enqueued = s.broker.enqueue(dead.source_queue.clone(), vec![new]).await?;
+    let enqueued = s.broker.enqueue(queue.clone(), vec![new]).await?;
     s.broker.delete_job(id).await?;
-    Ok(enqueued[0].id)
+    Ok(Repaired { id: Some(enqueued[0].id), queue, body })
 }

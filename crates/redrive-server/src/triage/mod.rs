@@ -11,7 +11,7 @@
 //! - `execute`: running an approved proposal's action.
 //! - [`patch`]: RFC 6902 JSON Patch, checked when posted and applied at approval.
 
-mod execute;
+pub(crate) mod execute;
 pub mod patch;
 mod routes;
 pub mod store;
