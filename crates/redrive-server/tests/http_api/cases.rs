@@ -347,6 +347,114 @@ pub async fn openapi_lists_every_error_code_the_server_can_answer(s: &Server) {
     }
 }
 
+/// The dashboard's job browser: payload search by JSON path, attribute and text; deleting a
+/// selection and a filter (leased jobs are left alone); dead letters grouped by signature; one
+/// dead job redriven with its body repaired by a JSON Patch (previewed first); pause/resume;
+/// and the history and whoami answers.
+pub async fn the_job_browser_searches_payloads_and_acts_on_selections(s: &Server) {
+    s.queue("orders", json!({"max_attempts": 1})).await;
+    let jobs = json!({"jobs": [
+        {"body": "{\"customer\": {\"id\": 42}, \"sku\": \"A-1\"}", "attributes": {"tenant": "acme"}},
+        {"body": "{\"customer\": {\"id\": 7}, \"sku\": \"B-2\"}", "attributes": {"tenant": "zeta"}},
+        {"body": "{\"customer\": {\"id\": \"42\"}, \"sku\": \"C-3\"}"},
+        {"body": "not json, Mentions Widget"}
+    ]});
+    let (st, sent) = s.call("POST", "/v1/queues/orders/jobs", Some(jobs)).await;
+    assert!(st.is_success(), "{sent}");
+    let id = |i: usize| sent["jobs"][i]["id"].as_str().unwrap().to_owned();
+    let listed = |v: &Value| -> Vec<String> {
+        v["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let get = |q: &'static str| async move {
+        let (st, v) = s.call("GET", &format!("/v1/queues/orders/jobs{q}"), None).await;
+        assert_eq!(st, StatusCode::OK, "{q}: {v}");
+        v
+    };
+    assert_eq!(listed(&get("").await), [id(0), id(1), id(2), id(3)]);
+    // `42` finds the number and the string alike.
+    assert_eq!(listed(&get("?where=%24.customer.id%3D42").await), [id(0), id(2)]);
+    assert_eq!(listed(&get("?where=%24.sku%3D%22B-2%22").await), [id(1)]);
+    assert_eq!(listed(&get("?where=%40tenant%3Dacme").await), [id(0)]);
+    assert_eq!(listed(&get("?where=%24.customer.id%3D42&where=%40tenant%3Dacme").await), [id(0)]);
+    assert_eq!(listed(&get("?text=widget").await), [id(3)]);
+    assert_eq!(listed(&get("?state=ready&priority=standard&limit=2").await), [id(0), id(1)]);
+    let page = get("?limit=3").await;
+    assert_eq!(page["next"].as_str(), Some(id(2).as_str()));
+    for bad in ["?where=customer.id", "?state=sleeping", "?since=yesterday", "?limit=x", "?nope=1"]
+    {
+        let (st, v) = s.call("GET", &format!("/v1/queues/orders/jobs{bad}"), None).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+    let (st, v) = s.call("GET", "/v1/queues/nope/jobs", None).await;
+    assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "queue_not_found"));
+
+    // Lease the first job: a filter that matches it leaves it to its worker.
+    let (_, got) = s.call("POST", "/v1/queues/orders/receive", Some(json!({}))).await;
+    let receipt = got["jobs"][0]["receipt"].as_str().unwrap().to_owned();
+    let by_filter = json!({"filter": {"where": ["$.customer.id=42"]}, "dry_run": true});
+    let (_, dry) = s.call("POST", "/v1/queues/orders/jobs/delete", Some(by_filter)).await;
+    assert_eq!((dry["deleted"].as_u64(), dry["dry_run"].as_bool()), (Some(1), Some(true)), "{dry}");
+    assert_eq!(dry["skipped"][0]["reason"], "leased");
+    assert_eq!(listed(&get("").await).len(), 4, "a dry run deletes nothing");
+    let by_ids = json!({"ids": [id(1), id(1), "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"]});
+    let (_, del) = s.call("POST", "/v1/queues/orders/jobs/delete", Some(by_ids)).await;
+    assert_eq!(del["deleted"].as_u64(), Some(1), "{del}");
+    assert_eq!(del["skipped"][0]["reason"], "not_found");
+    assert_eq!(listed(&get("").await), [id(0), id(2), id(3)]);
+
+    // The leased job fails into the dead-letter queue; another dies with the same signature.
+    let fail = |r: String, n: u32| json!({"receipt": r, "error": {"type": "PaymentDeclined", "message": format!("card {n} declined")}});
+    let (st, v) = s.call("POST", "/v1/fail", Some(fail(receipt, 1111))).await;
+    assert!(st.is_success(), "{v}");
+    let (_, got) = s.call("POST", "/v1/queues/orders/receive", Some(json!({}))).await;
+    let r2 = got["jobs"][0]["receipt"].as_str().unwrap().to_owned();
+    s.call("POST", "/v1/fail", Some(fail(r2, 2222))).await;
+    let (_, groups) = s.call("GET", "/v1/queues/orders-dlq/dead/groups", None).await;
+    let g = &groups["groups"][0];
+    assert_eq!(g["signature"], "PaymentDeclined: card <n> declined", "{groups}");
+    assert_eq!((g["count"].as_u64(), g["source_queues"][0].as_str()), (Some(2), Some("orders")));
+
+    // Repair the first dead job's body: preview, then redrive; the copy replaces it.
+    let patch = json!([{"op": "replace", "path": "/sku", "value": "A-9"}]);
+    let path = format!("/v1/jobs/{}/redrive", id(0));
+    let (st, pre) = s.call("POST", &path, Some(json!({"patch": patch, "dry_run": true}))).await;
+    assert_eq!(st, StatusCode::OK, "{pre}");
+    let body: Value = serde_json::from_str(pre["body"].as_str().unwrap()).unwrap();
+    assert_eq!((body["sku"].as_str(), pre["queue"].as_str()), (Some("A-9"), Some("orders")));
+    let (st, done) = s.call("POST", &path, Some(json!({"patch": patch}))).await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    let new_id = done["id"].as_str().unwrap();
+    assert_ne!(new_id, id(0));
+    let (_, copy) = s.call("GET", &format!("/v1/jobs/{new_id}"), None).await;
+    assert_eq!(copy["attributes"]["redrive:patched_from"].as_str(), Some(id(0).as_str()));
+    let (st, _) = s.call("GET", &format!("/v1/jobs/{}", id(0)), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "the dead original is gone");
+    let bad = json!({"patch": [{"op": "replace", "path": "/missing/x", "value": 1}]});
+    let other_dead = format!("/v1/jobs/{}/redrive", id(2));
+    let (st, v) = s.call("POST", &other_dead, Some(bad)).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "{v}");
+    let (st, v) = s.call("POST", &format!("/v1/jobs/{new_id}/redrive"), Some(json!({}))).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "not dead: {v}");
+
+    // Pause: nothing goes out, the queue says so; resume: the job goes out.
+    let (st, q) = s.call("POST", "/v1/queues/orders/pause", None).await;
+    assert_eq!((st, q["config"]["paused"].as_bool()), (StatusCode::OK, Some(true)), "{q}");
+    let (_, got) = s.call("POST", "/v1/queues/orders/receive", Some(json!({}))).await;
+    assert!(got["jobs"].as_array().unwrap().is_empty(), "{got}");
+    let (_, q) = s.call("POST", "/v1/queues/orders/resume", None).await;
+    assert_eq!(q["config"]["paused"].as_bool(), Some(false));
+    let (_, got) = s.call("POST", "/v1/queues/orders/receive", Some(json!({}))).await;
+    assert_eq!(got["jobs"].as_array().unwrap().len(), 1, "{got}");
+
+    let (st, h) = s.call("GET", "/v1/history?window=1h", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h["step_ms"].as_u64().unwrap() > 0 && h["points"].is_array(), "{h}");
+    let (st, _) = s.call("GET", "/v1/history?window=1y", None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (_, me) = s.call("GET", "/v1/whoami", None).await;
+    assert_eq!(me, json!({"auth": false}));
+}
+
 /// One `#[tokio::test]` per case, each over a fresh server from `$start` (an async fn returning
 /// a [`Server`]).
 macro_rules! http_api_cases {
@@ -361,7 +469,8 @@ macro_rules! http_api_cases {
             bad_input_gets_clear_errors_and_writes_nothing,
             metrics_and_openapi_are_served,
             priorities_receive_limits_non_retryable_and_backoff_over_http,
-            openapi_lists_every_error_code_the_server_can_answer
+            openapi_lists_every_error_code_the_server_can_answer,
+            the_job_browser_searches_payloads_and_acts_on_selections
         );
     };
     (@tests $start:path; $($name:ident),*) => {
