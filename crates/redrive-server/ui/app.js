@@ -1,0 +1,207 @@
+// The dashboard's shell: the hash router, the poll that keeps the current page live (every few
+// seconds, paused while the tab is hidden), the key prompt, who the key is, and the theme.
+//
+// A page is a module with mount(root, route, ctx) → {refresh(), unmount?()}: mount builds what
+// stays (forms, buttons), refresh fetches and redraws the data, and must leave what the user
+// typed or selected alone.
+
+import { loadWhoami, onUnauthorized, session, setToken, token } from './api.js';
+import { h, fill, modal, showError, clearError } from './dom.js';
+import * as overview from './views/overview.js';
+import * as queue from './views/queue.js';
+import * as job from './views/job.js';
+import * as dead from './views/dead.js';
+import * as triage from './views/triage.js';
+
+const POLL_MS = 3000;
+
+const ROUTES = [
+  [/^\/$/, overview, 'Queues'],
+  [/^\/queues\/([^/]+)$/, queue, 'Queue'],
+  [/^\/jobs\/([^/]+)$/, job, 'Job'],
+  [/^\/dead\/([^/]+)$/, dead, 'Dead letters'],
+  [/^\/triage$/, triage, 'Triage'],
+];
+
+let current = null;
+
+const ctx = {
+  /** Shows a failure of one part of the page; the same `key` shares one message. */
+  report(err, context, key) {
+    showError(err, context, key);
+    setLive('error');
+  },
+  clear(key) {
+    clearError(key);
+  },
+  /** Refreshes the current page now (after an action), rather than at the next tick. */
+  refresh: () => tick(true),
+  go(hash) {
+    location.hash = hash;
+  },
+};
+
+function parseHash() {
+  const raw = decodeURI(location.hash.replace(/^#/, '')) || '/';
+  const [path, qs] = raw.split('?');
+  return { path: path || '/', query: new URLSearchParams(qs || '') };
+}
+
+function route() {
+  if (current && current.page.unmount) current.page.unmount();
+  const { path, query } = parseHash();
+  const root = document.getElementById('view');
+  root.replaceChildren();
+  for (const a of document.querySelectorAll('header nav a')) {
+    a.setAttribute('aria-current', String(a.getAttribute('href') === `#${path}` || (path.startsWith('/queues') && a.getAttribute('href') === '#/')));
+  }
+  for (const [re, mod, title] of ROUTES) {
+    const m = path.match(re);
+    if (!m) continue;
+    const param = m[1] ? decodeURIComponent(m[1]) : undefined;
+    document.title = `${param ? `${param} · ` : ''}${title} · redrive`;
+    current = { page: mod.mount(root, { param, query }, ctx), busy: false };
+    tick(true);
+    return;
+  }
+  current = null;
+  fill(root, h('h1', null, 'Not found'), h('p', null, 'No page here. ', h('a', { href: '#/' }, 'Back to the queues.')));
+}
+
+async function tick(force) {
+  const c = current;
+  if (!c || c.busy || (document.hidden && !force)) return;
+  c.busy = true;
+  try {
+    await c.page.refresh();
+    if (c === current && !document.querySelector('#messages [data-key="poll"]')) setLive('ok');
+  } catch (e) {
+    if (c === current) ctx.report(e, 'Updating this page', 'poll');
+  } finally {
+    c.busy = false;
+  }
+}
+
+function setLive(state) {
+  const el = document.getElementById('live');
+  const now = new Date().toLocaleTimeString();
+  if (document.hidden) el.textContent = '⏸ paused while hidden';
+  else if (state === 'error') el.textContent = `⚠ update failed ${now}`;
+  else el.textContent = `● live · ${now}`;
+  el.dataset.state = document.hidden ? 'paused' : state;
+}
+
+// ---- the key ----------------------------------------------------------------------------
+
+function promptForKey(err) {
+  return new Promise((resolve) => {
+    let given = false;
+    const input = h('input', {
+      id: 'key-input', type: 'password', autocomplete: 'off', spellcheck: 'false',
+      placeholder: 'KEY_ID.SECRET', 'aria-describedby': 'key-help',
+    });
+    const use = ({ close }) => {
+      const v = input.value.trim();
+      if (!/^[^.\s]+\.\S+$/.test(v)) throw new Error('a key is written KEY_ID.SECRET');
+      setToken(v);
+      given = true;
+      close();
+    };
+    const { buttons } = modal({
+      title: 'API key needed',
+      body: [
+        h('p', null, token() ? 'The server refused this key: ' : 'This server needs a key: ', h('span', { class: 'muted' }, err.message)),
+        h('label', { for: 'key-input' }, 'API key'),
+        input,
+        h('p', { id: 'key-help', class: 'muted small' }, 'Kept in this tab only (session storage), sent as Authorization: Bearer.'),
+      ],
+      actions: [{ label: 'Cancel' }, { label: 'Use this key', kind: 'primary', onClick: use }],
+      onClose: () => {
+        resolve(given);
+        if (given) keyChanged();
+      },
+    });
+    input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') buttons.lastChild.click();
+    });
+    input.focus();
+  });
+}
+
+async function keyChanged() {
+  try {
+    await loadWhoami();
+  } catch (e) {
+    showError(e, 'Who am I', 'whoami');
+  }
+  renderWho();
+  route();
+}
+
+function renderWho() {
+  const el = document.getElementById('who');
+  if (!session.known) {
+    fill(el);
+    return;
+  }
+  if (!session.auth) {
+    fill(el, h('span', { class: 'muted' }, 'no authentication'));
+    return;
+  }
+  fill(el,
+    h('span', { title: session.grants.join(' ') }, '🔑 ', session.name || '', ' ', h('span', { class: 'mono muted' }, session.keyId)),
+    ' ',
+    h('button', {
+      type: 'button', class: 'small',
+      onclick: () => {
+        setToken(null);
+        Object.assign(session, { known: false, auth: false, grants: [] });
+        location.reload();
+      },
+    }, 'Sign out'));
+}
+
+// ---- the theme --------------------------------------------------------------------------
+
+const THEMES = ['auto', 'dark', 'light'];
+
+function applyTheme(t) {
+  if (t === 'auto') delete document.documentElement.dataset.theme;
+  else document.documentElement.dataset.theme = t;
+  const b = document.getElementById('theme');
+  b.textContent = `◐ ${t}`;
+  b.setAttribute('aria-label', `Colour theme: ${t} (click to change)`);
+}
+
+function setupTheme() {
+  let t = localStorage.getItem('redrive.theme');
+  if (!THEMES.includes(t)) t = 'auto';
+  applyTheme(t);
+  document.getElementById('theme').addEventListener('click', () => {
+    t = THEMES[(THEMES.indexOf(t) + 1) % THEMES.length];
+    localStorage.setItem('redrive.theme', t);
+    applyTheme(t);
+  });
+}
+
+// ---- start ------------------------------------------------------------------------------
+
+async function start() {
+  setupTheme();
+  onUnauthorized(promptForKey);
+  window.addEventListener('hashchange', route);
+  document.addEventListener('visibilitychange', () => {
+    setLive('ok');
+    if (!document.hidden) tick();
+  });
+  setInterval(tick, POLL_MS);
+  try {
+    await loadWhoami();
+  } catch (e) {
+    showError(e, 'Who am I', 'whoami');
+  }
+  renderWho();
+  route();
+}
+
+start();
