@@ -163,3 +163,25 @@ async function killJob(api, queue, body, error, extra = {}) {
 }
 
 module.exports = { startServer, client, launchBrowser, newPage, screenshot, until, killJob, WAIT_MS, ROOT };
+
+/**
+ * The usual start of a test file: a server, its API client, a browser and a page, made in the
+ * file's before() hook and released in its after() hook. Returns the object that holds them.
+ */
+function harness({ serverOpts, token, colorScheme } = {}) {
+  const { before, after } = require('node:test');
+  const t = { server: null, api: null, browser: null, page: null, problems: null };
+  before(async () => {
+    t.server = await startServer(serverOpts);
+    t.api = client(t.server.url, token);
+    t.browser = await launchBrowser();
+    Object.assign(t, await newPage(t.browser, { colorScheme }));
+  });
+  after(async () => {
+    if (t.browser) await t.browser.close();
+    if (t.server) await t.server.stop();
+  });
+  return t;
+}
+
+module.exports.harness = harness;

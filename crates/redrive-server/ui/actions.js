@@ -3,7 +3,7 @@
 // job ids.
 
 import { can } from './api.js';
-import { h, modal, showInfo, jobLink, fmtCount } from './dom.js';
+import { h, fill, modal, showInfo, jobLink, fmtCount } from './dom.js';
 
 /**
  * A button for something that needs `action` on `queue`: disabled, saying why, when the key's
@@ -71,7 +71,7 @@ export function previewThenRun({ title, dryRun, run, describe, count, confirmLab
     confirm.dataset.off = '1';
     dryRun().then(
       (answer) => {
-        body.replaceChildren(h('p', { class: 'preview-label' }, 'Dry run: nothing has changed yet.'), describe(answer, true));
+        fill(body, h('p', { class: 'preview-label' }, 'Dry run: nothing has changed yet.'), describe(answer, true));
         const n = count(answer);
         confirm.dataset.off = n > 0 ? '0' : '1';
         confirm.disabled = n <= 0;

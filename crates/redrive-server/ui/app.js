@@ -85,7 +85,7 @@ async function tick(force) {
 function setLive(state) {
   const el = document.getElementById('live');
   const now = new Date().toLocaleTimeString();
-  if (document.hidden) el.textContent = '⏸ paused while hidden';
+  if (document.hidden) el.textContent = '‖ paused while hidden';
   else if (state === 'error') el.textContent = `⚠ update failed ${now}`;
   else el.textContent = `● live · ${now}`;
   el.dataset.state = document.hidden ? 'paused' : state;

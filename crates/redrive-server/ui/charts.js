@@ -4,9 +4,9 @@
 
 import { h, fmtTime } from './dom.js';
 
-const W = 640;
-const H = 200;
-const PAD = { left: 56, right: 12, top: 12, bottom: 24 };
+const W = 480;
+const H = 180;
+const PAD = { left: 52, right: 10, top: 10, bottom: 22 };
 // The widest chart we draw: more points than pixels only cost time.
 const POINTS_DRAWN_MAX = 320;
 const DASHES = ['', '6 4', '2 3', '10 3 2 3', '1 6'];

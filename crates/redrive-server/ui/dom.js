@@ -90,13 +90,14 @@ export function ago(iso) {
   return `${fmtDuration(Date.now() - new Date(iso).getTime())} ago`;
 }
 
-export const shortId = (id) => (id && id.length > 13 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id || '');
+// UUIDv7 ids of one moment share their first digits (the time): the tail tells them apart.
+export const shortId = (id) => (id && id.length > 17 ? `${id.slice(0, 8)}…${id.slice(-8)}` : id || '');
 
 // States and outcomes carry a symbol and a word, so that they read without colour.
 const MARKS = {
-  ready: '▶', delayed: '⏲', leased: '⟳', dead: '✖', acked: '✔', completed: '✔',
+  ready: '▶', delayed: '◔', leased: '⟳', dead: '✖', acked: '✔', completed: '✔',
   ok: '✔', failed: '✖', lease_expired: '⌛', revoked: '↺', released: '↩',
-  pending: '…', approved: '✔', rejected: '⊘', paused: '⏸', running: '▶',
+  pending: '…', approved: '✔', rejected: '⊘', paused: '‖', running: '▶',
   succeeded: '✔', died_again: '✖',
 };
 
@@ -124,10 +125,12 @@ export function parseBody(body) {
   }
 }
 
+/** A table; a header given as [text, 'num'] is a right-aligned numeric column. */
 export function table(headers, rows, opts = {}) {
+  const th = (t) => (Array.isArray(t) ? h('th', { scope: 'col', class: t[1] }, t[0]) : h('th', { scope: 'col' }, t));
   return h('div', { class: 'table-wrap' },
     h('table', { class: opts.class },
-      h('thead', null, h('tr', null, headers.map((t) => h('th', { scope: 'col' }, t)))),
+      h('thead', null, h('tr', null, headers.map(th))),
       h('tbody', null, rows)));
 }
 

@@ -5,7 +5,7 @@
 
 import { post, enc } from './api.js';
 import { h, fill, modal, parseBody, showInfo, jobLink, queueLink } from './dom.js';
-import { diffJson, jsonDiff } from './patch.js';
+import { diffJson, jsonDiff, formatPatch } from './patch.js';
 
 /** Opens the editor for `job` (a job status); `onDone` runs after a redrive was sent. */
 export function openBodyEditor(job, onDone) {
@@ -79,8 +79,9 @@ export function openBodyEditor(job, onDone) {
       fill(review, h('p', { class: 'muted' }, 'No changes yet: edit the body first.'));
       return;
     }
-    fill(review, h('h3', null, 'Patch'), h('pre', { class: 'patch' }, JSON.stringify(patch, null, 2)),
-      h('h3', null, 'Diff'), jsonDiff(json, next), h('p', { class: 'muted' }, 'Asking the server (dry run)…'));
+    fill(review, h('h3', null, 'Changes'), jsonDiff(json, next),
+      h('h3', null, 'As a JSON Patch (what is sent)'), h('pre', { class: 'patch' }, formatPatch(patch)),
+      h('p', { class: 'muted' }, 'Asking the server (dry run)…'));
     const answer = await request(patch, true);
     review.lastChild.remove();
     const { json: server } = parseBody(answer.body);

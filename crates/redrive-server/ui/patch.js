@@ -190,3 +190,8 @@ export function renderDiff(lines) {
 
 /** The diff of two JSON documents, each pretty-printed. */
 export const jsonDiff = (a, b) => renderDiff(lineDiff(JSON.stringify(a, null, 2), JSON.stringify(b, null, 2)));
+
+/** A patch as JSON with one operation a line. */
+export function formatPatch(ops) {
+  return ops.length ? `[\n${ops.map((o) => `  ${JSON.stringify(o)}`).join(',\n')}\n]` : '[]';
+}

@@ -97,7 +97,7 @@ export function mount(root, route, ctx) {
         for (const el of [lineageEl, attemptsEl, bodyEl]) fill(el);
         return;
       }
-      fillIfChanged(stateEl, job.state, () => badge(job.state));
+      fillIfChanged(stateEl, [job.state, !!job.dead], () => [badge(job.state), job.dead ? [' ', h('span', { class: 'tag' }, 'dead letter')] : null]);
       drawToolbar();
       fillIfChanged(summaryEl, summaryData(job), () => summary(job));
       fillIfChanged(lineageEl, [job.dead, job.redrive_count, job.redriven_from, job.attributes, job.trace_id], () => lineage(job));

@@ -60,7 +60,7 @@ function queueTable(queues, hist) {
     const p = s.ready_by_priority;
     const dlq = q.config.dead_letter_queue;
     const failRate = recentRate(hist, q.name, 'failed');
-    const num = (n, label) => h('td', { class: 'num', 'data-label': label }, fmtCount(n));
+    const num = (n, state) => h('td', { class: n ? 'num' : 'num zero', 'data-state': state }, fmtCount(n));
     return h('tr', { 'data-queue': q.name },
       h('th', { scope: 'row' },
         h('a', { href: `#/queues/${encodeURIComponent(q.name)}` }, q.name),
@@ -81,7 +81,7 @@ function queueTable(queues, hist) {
         : h('span', { class: 'muted' }, 'none')));
   });
   return table(
-    ['Queue', 'Ready', 'Delayed', 'Leased', 'Dead', 'Completed', 'Ready H · S · L', 'Oldest ready',
-      'Enqueued', 'Acked', 'Failed', 'Dead letters', 'DLQ (size)'],
+    ['Queue', ...['Ready', 'Delayed', 'Leased', 'Dead', 'Completed', 'Ready H · S · L', 'Oldest ready',
+      'Enqueued /s', 'Acked /s', 'Failed /s', 'Dead letters'].map((t) => [t, 'num']), 'DLQ (size)'],
     rows, { class: 'queues' });
 }

@@ -82,7 +82,7 @@ export function mount(root, route, ctx) {
     fillIfChanged(stateEl, { paused }, () => badge(paused ? 'paused' : 'running'));
     fillIfChanged(toolbarEl, { paused, dlq, has: 'paused' in queue.config }, () => [
       'paused' in queue.config
-        ? actionButton(paused ? '▶ Resume' : '⏸ Pause', { action: 'manage', queue: name, testId: 'pause', onClick: pauseOrResume })
+        ? actionButton(paused ? '▶ Resume' : '‖ Pause', { action: 'manage', queue: name, testId: 'pause', onClick: pauseOrResume })
         : null,
       actionButton('Purge…', { action: 'manage', queue: name, kind: 'danger', testId: 'purge', onClick: purge }),
       h('a', { class: 'button', href: `#/dead/${enc(name)}` }, 'Dead letters here'),
@@ -136,7 +136,7 @@ function stats(name, s) {
   const t = s.totals || {};
   return [
     stat('▶ Ready', fmtCount(c.ready), 'ready'),
-    stat('⏲ Delayed', fmtCount(c.delayed), 'delayed'),
+    stat('◔ Delayed', fmtCount(c.delayed), 'delayed'),
     stat('⟳ Leased', fmtCount(c.leased), 'leased'),
     stat('✖ Dead (parked)', fmtCount(c.dead), 'dead'),
     stat('✔ Completed', fmtCount(c.completed), 'completed'),

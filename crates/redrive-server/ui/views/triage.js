@@ -5,7 +5,7 @@
 
 import { get, getText, post, enc, can, session } from '../api.js';
 import { h, fill, fillIfChanged, badge, table, timeEl, jobLink, queueLink, showInfo, fmtCount, parseBody } from '../dom.js';
-import { applyPatch, jsonDiff } from '../patch.js';
+import { applyPatch, jsonDiff, formatPatch } from '../patch.js';
 
 const JOBS_SHOWN_MAX = 20;
 // The slower parts (decided proposals, metrics, audit) are fetched every this many polls.
@@ -98,7 +98,7 @@ export function mount(root, _route, ctx) {
   // The patch as operations, and as a diff of the first job's body with it applied.
   async function showPatch(el, p) {
     const ops = p.decision.patch;
-    fill(el, h('h3', null, 'Patch'), h('pre', { class: 'patch' }, JSON.stringify(ops, null, 2)), h('p', { class: 'muted' }, 'Loading the first job’s body…'));
+    fill(el, h('h3', null, 'Patch'), h('pre', { class: 'patch' }, formatPatch(ops)), h('p', { class: 'muted' }, 'Loading the first job’s body…'));
     let note;
     try {
       const job = await get(`/v1/jobs/${enc(p.job_ids[0])}`);
