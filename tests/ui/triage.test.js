@@ -1,0 +1,84 @@
+// A pending redrive_patched proposal shows the agent's analysis and its patch as a diff of the
+// dead job's body; approving it in the page repairs the job, a worker then receives the fixed
+// body and acks it, and the page shows the repaired job completed.
+
+'use strict';
+
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const { harness, killJob, until, screenshot } = require('./helpers.js');
+
+const t = harness();
+
+test('approving a triage proposal repairs the dead job, which then succeeds', async () => {
+  const { api, page, server } = t;
+  await api.createQueue('shop', { max_attempts: 1 });
+  const deadId = await killJob(api, 'shop', JSON.stringify({ sku: 'A-1', quantity: '3' }),
+    { type: 'ValidationError', message: 'field "quantity": expected integer, got string' });
+  const proposal = await api.post('/v1/triage/proposals', {
+    queue: 'shop-dlq',
+    source_queue: 'shop',
+    signature: 'ValidationError: field <str>: expected integer, got string',
+    job_ids: [deadId],
+    decision: {
+      category: 'bad_data',
+      action: 'redrive_patched',
+      confidence: 0.9,
+      patch: [{ op: 'replace', path: '/quantity', value: 3 }],
+      analysis: 'quantity is a string; the error expects an integer',
+    },
+    reason: 'patched redrives need a person',
+  });
+
+  await page.goto(`${server.url}/ui/#/triage`);
+  const card = page.locator(`article[data-proposal="${proposal.id}"]`);
+  await card.waitFor();
+  assert.match(await card.locator('.analysis').innerText(), /quantity is a string; the error expects an integer/);
+  assert.match(await card.innerText(), /bad data/);
+  assert.match(await card.innerText(), /confidence 90%/);
+  const diff = card.locator('pre.diff');
+  await diff.waitFor();
+  assert.match(await diff.innerText(), /^- {3}"quantity": "3"$/m);
+  assert.match(await diff.innerText(), /^\+ {3}"quantity": 3$/m);
+  await screenshot(page, 'triage');
+
+  await card.getByLabel('Reason').fill('a safe cast');
+  await card.getByRole('button', { name: /Approve/ }).click();
+  await card.waitFor({ state: 'detached' });
+  const decided = page.locator(`tr[data-proposal="${proposal.id}"]`);
+  await decided.waitFor();
+  assert.match(await decided.innerText(), /approved/);
+  assert.match(await decided.innerText(), /a safe cast/);
+
+  // The server's record of what ran: the repaired job's id.
+  const after = await api.get(`/v1/triage/proposals/${proposal.id}`);
+  assert.equal(after.status, 'approved');
+  const repairedId = after.result.patched[0].to;
+  assert.equal(after.result.patched[0].from, deadId);
+
+  // The repaired job's page links back to the dead job it replaced (the attribute goes with
+  // the body when the job completes, so this is looked at first).
+  await page.goto(`${server.url}/ui/#/jobs/${repairedId}`);
+  await page.locator(`section a[href="#/jobs/${deadId}"]`).first().waitFor();
+  assert.match(await page.locator('section', { hasText: 'Lineage' }).innerText(), /Repaired from/);
+  assert.match(await page.locator('pre.job-body').innerText(), /"quantity": 3/);
+
+  // Act as the worker: the repaired job carries the fixed body and says where it came from.
+  const [job] = await until(async () => {
+    const got = await api.receive('shop', 1, 'shop-worker');
+    return got.length && got;
+  }, 'the repaired job');
+  assert.equal(job.id, repairedId);
+  assert.deepEqual(JSON.parse(job.body), { sku: 'A-1', quantity: 3 });
+  assert.equal(job.attributes['redrive:patched_from'], deadId);
+  assert.deepEqual(await api.ack([job.receipt]), { results: ['ok'] });
+
+  // The open page turns to completed by itself.
+  await page.locator('h1 .badge', { hasText: 'acked' }).waitFor();
+  assert.match(await page.locator('table.attempts').innerText(), /ok\s+shop-worker/);
+  await screenshot(page, 'job-repaired');
+  await page.goto(`${server.url}/ui/#/triage`);
+  await page.locator(`tr[data-proposal="${proposal.id}"] a[href="#/jobs/${repairedId}"]`).waitFor();
+  await page.locator('#pending .empty').waitFor();
+  assert.deepEqual(t.problems, []);
+});
