@@ -232,7 +232,9 @@ pub async fn jobs_list_by_state_priority_error_and_page<B: Broker>(b: &B) {
     assert_eq!(ids_of(first.clone()), [ids[1], ids[2], ids[3]]);
     let rest = list(JobFilter::default(), first.next, 3).await.unwrap();
     assert_eq!((ids_of(rest.clone()), rest.next), (vec![later], None));
-    assert!(matches!(list(JobFilter::default(), None, 1).await, Ok(p) if p.jobs[0].body.as_deref() == Some("b")));
+    assert!(
+        matches!(list(JobFilter::default(), None, 1).await, Ok(p) if p.jobs[0].body.as_deref() == Some("b"))
+    );
     assert!(matches!(
         b.list_jobs("missing".into(), JobFilter::default(), None, 10).await,
         Err(Error::QueueNotFound(_))

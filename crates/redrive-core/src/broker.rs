@@ -481,6 +481,9 @@ pub enum DocKind {
     ApiKey = 5,
     /// An audit log entry by time-ordered id.
     Audit = 6,
+    /// A queue's lifetime totals by queue name, as the embedded store last logged them (the
+    /// PostgreSQL store keeps totals in a table of their own).
+    QueueTotals = 7,
 }
 
 impl DocKind {
@@ -492,6 +495,7 @@ impl DocKind {
             4 => Some(DocKind::Secret),
             5 => Some(DocKind::ApiKey),
             6 => Some(DocKind::Audit),
+            7 => Some(DocKind::QueueTotals),
             _ => None,
         }
     }
@@ -505,6 +509,7 @@ impl DocKind {
             DocKind::Secret => "SECRETS_COUNT_MAX",
             DocKind::ApiKey => "API_KEYS_COUNT_MAX",
             DocKind::Audit => "AUDIT_ENTRIES_COUNT_MAX",
+            DocKind::QueueTotals => "QUEUES_MAX",
         }
     }
 
@@ -517,6 +522,7 @@ impl DocKind {
             DocKind::Secret => limits::SECRETS_COUNT_MAX,
             DocKind::ApiKey => limits::API_KEYS_COUNT_MAX,
             DocKind::Audit => limits::AUDIT_ENTRIES_COUNT_MAX,
+            DocKind::QueueTotals => limits::QUEUES_MAX,
         }
     }
 }

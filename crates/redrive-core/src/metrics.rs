@@ -3,6 +3,8 @@
 //! store's own figures (for the embedded log: WAL size, fsync latency, group commits; for a
 //! database: pool and statement latency) as named series the server renders as they are.
 
+use std::collections::BTreeMap;
+
 use crate::broker::QueueInfo;
 
 /// A cumulative histogram with fixed upper bounds (Prometheus `le` buckets).
@@ -42,6 +44,44 @@ impl Histogram {
 pub const LATENCY_BOUNDS_MS: &[u64] =
     &[0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 60_000];
 
+/// Lease→ack (processing time) buckets, milliseconds: jobs run from milliseconds to an hour.
+pub const PROCESS_BOUNDS_MS: &[u64] = &[
+    1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000, 900_000,
+    3_600_000,
+];
+
+/// Deliveries a completed job took.
+pub const ATTEMPTS_BOUNDS: &[u64] = &[1, 2, 3, 4, 5, 7, 10, 15, 20, 25, 50, 100];
+
+/// The latencies a store records for one queue's jobs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueLatency {
+    /// Time from a job becoming ready to its lease starting.
+    pub start_ms: Histogram,
+    /// Time from the lease that completed a job starting to its ack.
+    pub process_ms: Histogram,
+    /// Deliveries each completed job took.
+    pub attempts: Histogram,
+}
+
+impl Default for QueueLatency {
+    fn default() -> QueueLatency {
+        QueueLatency {
+            start_ms: Histogram::new(LATENCY_BOUNDS_MS),
+            process_ms: Histogram::new(PROCESS_BOUNDS_MS),
+            attempts: Histogram::new(ATTEMPTS_BOUNDS),
+        }
+    }
+}
+
+impl QueueLatency {
+    /// One job completed: its last lease ran `process_ms` and it was delivered `deliveries` times.
+    pub fn completed(&mut self, process_ms: u64, deliveries: u64) {
+        self.process_ms.record(process_ms);
+        self.attempts.record(deliveries);
+    }
+}
+
 /// How a store-specific series is rendered.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -70,8 +110,9 @@ pub struct StoreSnapshot {
     pub queues: Vec<QueueInfo>,
     /// Receivers parked in long polls on this server.
     pub waiters: usize,
-    /// Time from a job becoming ready to its lease starting.
-    pub start_latency_ms: Histogram,
+    /// Latencies by queue name, recorded by this process since it started (a PostgreSQL
+    /// fleet's are summed by whatever scrapes every server).
+    pub latency: BTreeMap<String, QueueLatency>,
     pub store: Vec<Series>,
 }
 

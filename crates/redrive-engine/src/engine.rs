@@ -249,6 +249,9 @@ impl Loop {
                 if let Err(e) = self.store.tick(self.now) {
                     self.note_error(&e);
                 }
+                if let Err(e) = self.store.flush_totals(self.now, false) {
+                    self.note_error(&e);
+                }
             }
             let mut n = 0;
             let mut next = first;
@@ -352,6 +355,11 @@ impl Loop {
         let ids: Vec<u64> = self.waiters.keys().copied().collect();
         for id in ids {
             self.finish_waiter(id, Ok(Vec::new()));
+        }
+        if self.store.write_refusal().is_none() {
+            if let Err(e) = self.store.flush_totals(self.now, true) {
+                self.note_error(&e);
+            }
         }
         self.commit_and_reply(0);
         if let Some((tx, t)) = self.syncer.take() {
@@ -465,7 +473,7 @@ impl Loop {
                 let snap = StoreSnapshot {
                     queues: s.list_queues(now),
                     waiters: self.waiters.len(),
-                    start_latency_ms: s.metrics().start_latency_ms.clone(),
+                    latency: s.latency(),
                     store: store_series(s, fsync_us),
                 };
                 self.defer(tx, Ok(snap), false)

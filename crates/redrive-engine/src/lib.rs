@@ -16,5 +16,5 @@ pub mod wal;
 
 pub use engine::{Engine, EngineHandle};
 pub use io::{FsStorage, MemStorage, Storage};
-pub use state::Store;
+pub use state::{Store, TOTALS_FLUSH_MS};
 pub use wal::{Durability, OpenError};

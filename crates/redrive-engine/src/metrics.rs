@@ -1,7 +1,8 @@
 //! Counters and histograms the engine keeps on its own thread, reported through
 //! [`redrive_core::Broker::snapshot`]. Plain integers: only the engine thread writes them.
 
-pub use redrive_core::metrics::{Histogram, LATENCY_BOUNDS_MS};
+pub use redrive_core::metrics::{Histogram, QueueLatency};
+use rustc_hash::FxHashMap;
 
 /// fsync latency buckets, microseconds.
 pub const FSYNC_BOUNDS_US: &[u64] =
@@ -15,8 +16,8 @@ pub struct Metrics {
     pub batch_requests: u64,
     pub compacted_segments: u64,
     pub deleted_segments: u64,
-    /// Time from a job becoming ready to its lease starting.
-    pub start_latency_ms: Histogram,
+    /// Latencies by queue id (dropped with the queue).
+    pub latency: FxHashMap<u32, QueueLatency>,
     pub fsync_us: Histogram,
 }
 
@@ -28,7 +29,7 @@ impl Default for Metrics {
             batch_requests: 0,
             compacted_segments: 0,
             deleted_segments: 0,
-            start_latency_ms: Histogram::new(LATENCY_BOUNDS_MS),
+            latency: FxHashMap::default(),
             fsync_us: Histogram::new(FSYNC_BOUNDS_US),
         }
     }

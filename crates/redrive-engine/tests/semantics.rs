@@ -419,3 +419,45 @@ fn fifo_needs_a_fifo_name_and_a_fifo_dead_letter_queue() {
     let e = h.store.enqueue("o.fifo", &[forged], h.now).unwrap_err();
     assert!(e.to_string().contains("reserved"), "the group is set with `group` only: {e}");
 }
+
+#[test]
+fn totals_survive_restarts_and_a_crash_loses_at_most_one_flush_interval() {
+    let mut h = Harness::new(patch(|_| {}));
+    let totals = |h: &Harness| {
+        let qs = h.store.list_queues(h.now);
+        qs.into_iter().find(|q| q.name == "q").unwrap().stats.totals
+    };
+    h.send("a", Priority::Standard);
+    h.send("b", Priority::Standard);
+    let d = h.recv("q", 1).remove(0);
+    h.store.ack(&[d.receipt], h.now).unwrap();
+    h.store.commit(h.now).unwrap();
+    let before = totals(&h);
+    assert_eq!((before.enqueued, before.delivered, before.acked), (2, 1, 1));
+    // A clean stop logs them.
+    h.store.flush_totals(h.now, true).unwrap();
+    h.store.commit(h.now).unwrap();
+    h.restart();
+    assert_eq!(totals(&h), before, "the same totals after a restart");
+
+    // Counted since the last flush and not yet logged: a crash loses it...
+    h.send("c", Priority::Standard);
+    h.store.flush_totals(h.now, false).unwrap();
+    h.store.commit(h.now).unwrap();
+    h.restart();
+    assert_eq!(totals(&h).enqueued, 2, "not due yet: nothing logged");
+    // ...and the periodic flush, once due, keeps it.
+    h.send("d", Priority::Standard);
+    h.now += redrive_engine::TOTALS_FLUSH_MS;
+    h.store.flush_totals(h.now, false).unwrap();
+    h.store.commit(h.now).unwrap();
+    h.restart();
+    assert_eq!(totals(&h).enqueued, 3);
+
+    // A queue deleted and made again starts from 0.
+    h.store.delete_queue("q").unwrap();
+    h.store.put_queue("q", &patch(|_| {}), h.now).unwrap();
+    h.store.commit(h.now).unwrap();
+    h.restart();
+    assert_eq!(totals(&h), Default::default());
+}

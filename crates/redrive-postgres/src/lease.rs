@@ -26,20 +26,29 @@ const ACK_SQL: &str = "WITH input AS ( \
     FROM input i, redrive.queues q, n \
     WHERE j.id = ANY($1::uuid[]) AND j.id = i.id AND j.lease_epoch = i.epoch \
       AND j.state + 0 = 2 AND j.visible_at + 0 > n.now AND q.id = j.queue_id \
-    RETURNING j.id, j.queue_id, j.group_id), \
+    RETURNING j.id, j.queue_id, j.group_id, j.leased_at, j.receive_count), \
   t AS ( \
     INSERT INTO redrive.queue_totals AS t (queue_id, shard, acked) \
     SELECT queue_id, $3, count(*) FROM done GROUP BY queue_id \
     ON CONFLICT (queue_id, shard) DO UPDATE SET acked = t.acked + EXCLUDED.acked), \
   wake AS (SELECT count(pg_notify('redrive_ready', queue_id::text)) AS c \
     FROM (SELECT DISTINCT queue_id FROM done WHERE group_id IS NOT NULL) g) \
-  SELECT i.ord, d.id IS NOT NULL, EXISTS (SELECT 1 FROM redrive.jobs x WHERE x.id = i.id) \
-  FROM input i LEFT JOIN done d ON d.id = i.id, wake ORDER BY i.ord";
+  SELECT i.ord, d.id IS NOT NULL, EXISTS (SELECT 1 FROM redrive.jobs x WHERE x.id = i.id), \
+    d.queue_id, n.now - d.leased_at, d.receive_count \
+  FROM input i LEFT JOIN done d ON d.id = i.id, wake, n ORDER BY i.ord";
+
+/// A job an ack completed: its queue, how long its last lease ran, and its deliveries.
+pub struct Completed {
+    pub queue_id: i32,
+    pub process_ms: u64,
+    pub deliveries: u64,
+}
 
 pub async fn ack(
     c: &impl GenericClient,
     receipts: &[String],
     shard: i16,
+    completed: &mut Vec<Completed>,
 ) -> Result<Vec<AckResult>> {
     check_batch(receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
     let mut out = vec![AckResult::Unknown; receipts.len()];
@@ -62,6 +71,13 @@ pub async fn ack(
     if !ids.is_empty() {
         for r in query(c, ACK_SQL, &[&ids, &epochs, &shard]).await? {
             let slot = slots[r.get::<_, i64>(0) as usize - 1];
+            if let Some(queue_id) = r.get::<_, Option<i32>>(3) {
+                completed.push(Completed {
+                    queue_id,
+                    process_ms: r.get::<_, i64>(4).max(0) as u64,
+                    deliveries: r.get::<_, i32>(5).max(0) as u64,
+                });
+            }
             out[slot] = match (r.get::<_, bool>(1), r.get::<_, bool>(2)) {
                 (true, _) => AckResult::Ok,
                 (false, true) => AckResult::Stale,

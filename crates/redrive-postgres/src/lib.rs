@@ -37,6 +37,7 @@ mod sweep;
 mod transition;
 mod waiters;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +47,7 @@ use redrive_core::broker::{
     AckResult, DeadFilter, Delivery, DocKind, Enqueued, FailRequest, FailResult, Health, JobFilter,
     JobInfo, JobPage, NewJob, QueueInfo, ReceiveRequest, RedriveRequest, RedriveResult,
 };
-use redrive_core::metrics::{Histogram, Series, StoreSnapshot, Value, LATENCY_BOUNDS_MS};
+use redrive_core::metrics::{Histogram, QueueLatency, Series, StoreSnapshot, Value};
 use redrive_core::model::JobId;
 use redrive_core::time::{Clock, SystemClock};
 use redrive_core::{limits, Broker, Error, QueuePatch, Result};
@@ -96,7 +97,8 @@ struct Inner {
 }
 
 struct Metrics {
-    start_latency_ms: Histogram,
+    /// Latencies by queue id.
+    latency: HashMap<i32, QueueLatency>,
     operation_us: Histogram,
 }
 
@@ -145,7 +147,7 @@ impl PgBroker {
                 wakes,
                 shard: AtomicU32::new(0),
                 metrics: Mutex::new(Metrics {
-                    start_latency_ms: Histogram::new(LATENCY_BOUNDS_MS),
+                    latency: HashMap::new(),
                     operation_us: Histogram::new(STATEMENT_BOUNDS_US),
                 }),
                 listener_up,
@@ -237,8 +239,9 @@ impl PgBroker {
                 let progress = !got.doomed.is_empty() || got.expired_leases;
                 {
                     let mut m = self.inner.metrics.lock().expect("metrics lock");
+                    let latency = m.latency.entry(q.id).or_default();
                     for w in &got.waited_ms {
-                        m.start_latency_ms.record(*w);
+                        latency.start_ms.record(*w);
                     }
                 }
                 out.extend(got.deliveries);
@@ -368,8 +371,13 @@ impl Broker for PgBroker {
     async fn ack(&self, receipts: Vec<String>) -> Result<Vec<AckResult>> {
         let started = Instant::now();
         let c = self.client().await?;
-        let r = lease::ack(&c, &receipts, self.shard()).await?;
+        let mut completed = Vec::new();
+        let r = lease::ack(&c, &receipts, self.shard(), &mut completed).await?;
         self.observe(started);
+        let mut m = self.inner.metrics.lock().expect("metrics lock");
+        for d in completed {
+            m.latency.entry(d.queue_id).or_default().completed(d.process_ms, d.deliveries);
+        }
         Ok(r)
     }
 
@@ -487,9 +495,18 @@ impl Broker for PgBroker {
     async fn snapshot(&self) -> Result<StoreSnapshot> {
         let queues = self.list_queues().await?;
         let status = self.inner.pool.status();
-        let (start_latency_ms, operation_us) = {
+        let names: HashMap<i32, String> = {
+            let c = self.client().await?;
+            let rows = db::query(&c, "SELECT id, name FROM redrive.queues", &[]).await?;
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+        };
+        let (latency, operation_us) = {
             let m = self.inner.metrics.lock().expect("metrics lock");
-            (m.start_latency_ms.clone(), m.operation_us.clone())
+            let by_name = m
+                .latency
+                .iter()
+                .filter_map(|(id, l)| names.get(id).map(|n| (n.clone(), l.clone())));
+            (by_name.collect(), m.operation_us.clone())
         };
         let up = self.inner.listener_up.load(Ordering::SeqCst);
         let store = vec![
@@ -519,7 +536,7 @@ impl Broker for PgBroker {
                 value: Value::Histogram { histogram: operation_us, scale: 1e6 },
             },
         ];
-        Ok(StoreSnapshot { queues, waiters: self.inner.waiters.count(), start_latency_ms, store })
+        Ok(StoreSnapshot { queues, waiters: self.inner.waiters.count(), latency, store })
     }
 
     async fn drain(&self) -> Result<()> {

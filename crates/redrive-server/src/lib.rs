@@ -27,7 +27,7 @@ pub mod error;
 mod extract;
 pub mod history;
 mod keys;
-mod metrics;
+pub mod metrics;
 mod native;
 mod overload;
 pub mod receipts;
@@ -50,23 +50,17 @@ use redrive_core::{limits, Broker};
 use tower::ServiceBuilder;
 
 pub use conn::{open_max_for, ConnLimits, Listener, Transport};
-pub use metrics::HttpMetrics;
 pub use overload::{Overload, OverloadLimits};
-
-/// Appends series to the `/metrics` page: set by the binary for what runs beside the server
-/// (the in-process triage agent's counters).
-pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 /// What every handler sees: the store (any [`Broker`]) and the server's own state.
 pub struct AppState<B> {
     pub broker: B,
-    pub http: HttpMetrics,
+    /// Every series of `/metrics` (see [`metrics`]).
+    pub metrics: metrics::Metrics,
     pub sqs: sqs::SqsSettings,
     pub moves: sqs::MoveTasks,
     pub proposals: triage::Proposals,
     pub policies: triage::Policies,
-    /// Rendered at the end of `/metrics`.
-    pub metrics_hook: Option<MetricsHook>,
     /// Tasks that outlive the request that started them.
     pub background: Background,
     /// Whether requests need a key, and each key's requests this second.
@@ -85,12 +79,11 @@ impl<B: Broker> AppState<B> {
     pub fn new(broker: B, sqs: sqs::SqsSettings) -> AppState<B> {
         AppState {
             broker,
-            http: HttpMetrics::default(),
+            metrics: metrics::Metrics::default(),
             sqs,
             moves: sqs::MoveTasks::default(),
             proposals: triage::Proposals::default(),
             policies: triage::Policies::default(),
-            metrics_hook: None,
             background: Background::default(),
             auth: auth::AuthSettings::default(),
             rates: auth::RateWindows::default(),

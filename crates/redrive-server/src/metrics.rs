@@ -1,164 +1,389 @@
-//! `/metrics` in the Prometheus text format: per-queue gauges and totals, the enqueue→start
-//! latency, the store's own series (WAL or database figures), and HTTP request counts.
+//! `/metrics`: one registry (the `prometheus-client` library's) for everything the server
+//! exports, in the OpenMetrics text format Prometheus, Grafana Agent and Datadog's OpenMetrics
+//! check read.
+//!
+//! Two kinds of series go into it:
+//! - the server's own, kept in the registry's metrics and updated as requests are answered:
+//!   HTTP requests by route, method and status with their latency, SQS actions by outcome,
+//!   and whatever the binary adds (the triage agent's counters);
+//! - the store's, read at scrape time ([`Broker::snapshot`]) and encoded by [`StoreCollector`]:
+//!   per-queue depth by state and priority, oldest ready age, lifetime totals (kept by the
+//!   store, so they survive restarts), per-queue enqueue→start, processing time and attempts,
+//!   and the store's own figures (WAL and fsync, or the PostgreSQL pool and statements).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use redrive_core::metrics::{Histogram, Value};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram as PromHistogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use redrive_core::broker::QueueTotals;
+use redrive_core::metrics::{Histogram, StoreSnapshot, Value};
 use redrive_core::Broker;
 
 use crate::error::ApiResult;
 use crate::Shared;
 
-/// HTTP requests answered, by status class (1xx..5xx).
+type Labels = Vec<(&'static str, String)>;
+
+/// HTTP latency buckets, seconds: from a cached read to a long poll's 20 s.
+const HTTP_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 25.0];
+
+/// What a scrape reads besides the registry's own metrics, gathered before encoding.
 #[derive(Default)]
-pub struct HttpMetrics {
-    by_class: [AtomicU64; 5],
+struct Scrape {
+    snap: Option<StoreSnapshot>,
+    /// `(name, help, value)` gauges of the server itself.
+    gauges: Vec<(&'static str, &'static str, f64)>,
+    proposals: Vec<(String, u64)>,
 }
 
-pub async fn count<B: Broker>(State(s): State<Shared<B>>, req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
-    let class = (resp.status().as_u16() / 100).clamp(1, 5) as usize - 1;
-    s.http.by_class[class].fetch_add(1, Ordering::Relaxed);
-    resp
-}
+/// Encodes the scrape in hand: set by [`render`] right before the registry is encoded.
+#[derive(Debug, Default, Clone)]
+struct StoreCollector(Arc<Mutex<ScrapeSlot>>);
 
-/// Reads one lifetime total of a queue.
-type TotalOf = fn(&redrive_core::broker::QueueTotals) -> u64;
+#[derive(Default)]
+struct ScrapeSlot(Scrape);
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram, scale: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    let mut cumulative = 0;
-    for (i, b) in h.bounds.iter().enumerate() {
-        cumulative += h.counts[i];
-        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *b as f64 / scale);
+impl std::fmt::Debug for ScrapeSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScrapeSlot")
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-    let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum as f64 / scale, h.count);
+}
+
+pub struct Metrics {
+    registry: Registry,
+    http: Family<Labels, Counter>,
+    http_seconds: Family<Labels, PromHistogram>,
+    sqs: Family<Labels, Counter>,
+    scrape: StoreCollector,
+    /// One scrape at a time fills and encodes the slot.
+    encoding: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::default();
+        let http = Family::<Labels, Counter>::default();
+        let http_seconds = Family::<Labels, PromHistogram>::new_with_constructor(
+            (|| PromHistogram::new(HTTP_BUCKETS)) as fn() -> PromHistogram,
+        );
+        let sqs = Family::<Labels, Counter>::default();
+        registry.register(
+            "redrive_http_requests",
+            "HTTP requests answered, by route, method, status and status class.",
+            http.clone(),
+        );
+        registry.register(
+            "redrive_http_request_duration_seconds",
+            "Time to answer HTTP requests, by route and method (long polls included).",
+            http_seconds.clone(),
+        );
+        registry.register(
+            "redrive_sqs_requests",
+            "SQS API actions answered, by action and outcome (ok or the SQS error code).",
+            sqs.clone(),
+        );
+        let scrape = StoreCollector::default();
+        registry.register_collector(Box::new(scrape.clone()));
+        Metrics { registry, http, http_seconds, sqs, scrape, encoding: Mutex::new(()) }
+    }
+}
+
+impl Metrics {
+    /// Where the binary registers more series (the triage agent's), before serving.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// A gauge that reads 1 while `flag` is set (the triage agent's "active on this server").
+    pub fn register_flag(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        flag: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        self.registry.register_collector(Box::new(Flag { name, help, flag }));
+    }
+
+    pub fn sqs_action(&self, action: &str, outcome: &str) {
+        let labels = vec![("action", action.to_owned()), ("outcome", outcome.to_owned())];
+        self.sqs.get_or_create(&labels).inc();
+    }
+}
+
+/// Counts every answer by the route pattern that matched (never the raw path, whose queue
+/// names and ids would make a series each) and times it.
+pub async fn count<B: Broker>(State(s): State<Shared<B>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let class = format!("{}xx", (status / 100).clamp(1, 5));
+    let timing = vec![("route", route.clone()), ("method", method.clone())];
+    s.metrics.http_seconds.get_or_create(&timing).observe(started.elapsed().as_secs_f64());
+    let labels = vec![
+        ("route", route),
+        ("method", method),
+        ("status", status.to_string()),
+        ("class", class),
+    ];
+    s.metrics.http.get_or_create(&labels).inc();
+    resp
 }
 
 pub async fn render<B: Broker>(State(s): State<Shared<B>>) -> ApiResult<Response> {
     let snap = s.broker.snapshot().await?;
-    let mut out = String::with_capacity(4096);
-    let _ = writeln!(
-        out,
-        "# HELP redrive_jobs Jobs held, by queue and state.\n# TYPE redrive_jobs gauge"
-    );
-    for q in &snap.queues {
-        let c = &q.stats.counts;
-        let n = escape(&q.name);
-        for (state, v) in [
-            ("delayed", c.delayed),
-            ("ready", c.ready),
-            ("leased", c.leased),
-            ("dead", c.dead),
-            ("completed", c.completed),
-        ] {
-            let _ = writeln!(out, "redrive_jobs{{queue=\"{n}\",state=\"{state}\"}} {v}");
-        }
+    let scrape = Scrape {
+        gauges: vec![
+            ("redrive_long_poll_waiters", "Receivers parked in a long poll.", snap.waiters as f64),
+            (
+                "redrive_long_polls_open",
+                "Long polls whose client is still connected, all callers together.",
+                s.overload.long_polls_open() as f64,
+            ),
+            (
+                "redrive_http_requests_in_flight",
+                "Requests in flight, counted against REQUESTS_IN_FLIGHT_MAX.",
+                s.overload.in_flight() as f64,
+            ),
+            (
+                "redrive_store_poisoned",
+                "1 when the store refuses writes after an I/O failure.",
+                f64::from(u8::from(s.broker.health().poisoned.is_some())),
+            ),
+        ],
+        proposals: s.proposals.counts(),
+        snap: Some(snap),
+    };
+    let mut out = String::with_capacity(16 * 1024);
+    {
+        let _one = s.metrics.encoding.lock().expect("metrics lock");
+        s.metrics.scrape.0.lock().expect("metrics lock").0 = scrape;
+        prometheus_client::encoding::text::encode(&mut out, &s.metrics.registry)
+            .expect("writing to a String cannot fail");
+        s.metrics.scrape.0.lock().expect("metrics lock").0 = Scrape::default();
     }
-    let _ = writeln!(out, "# HELP redrive_dead_letters Jobs holding dead-letter information, by queue.\n# TYPE redrive_dead_letters gauge");
-    for q in &snap.queues {
-        let _ = writeln!(
-            out,
-            "redrive_dead_letters{{queue=\"{}\"}} {}",
-            escape(&q.name),
-            q.stats.dead_letters
-        );
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([("content-type", content_type)], out).into_response())
+}
+
+#[derive(Debug)]
+struct Flag {
+    name: &'static str,
+    help: &'static str,
+    flag: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Collector for Flag {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let v = i64::from(self.flag.load(std::sync::atomic::Ordering::Relaxed));
+        ConstGauge::new(v).encode(e.encode_descriptor(
+            self.name,
+            self.help,
+            None,
+            MetricType::Gauge,
+        )?)
     }
-    let _ = writeln!(out, "# HELP redrive_oldest_ready_age_seconds Age of the oldest ready job, by queue.\n# TYPE redrive_oldest_ready_age_seconds gauge");
-    for q in &snap.queues {
-        let _ = writeln!(
-            out,
-            "redrive_oldest_ready_age_seconds{{queue=\"{}\"}} {}",
-            escape(&q.name),
-            q.stats.oldest_ready_age_ms as f64 / 1000.0
-        );
-    }
-    let totals: [(&str, &str, TotalOf); 10] = [
-        ("enqueued", "Jobs enqueued", |t| t.enqueued),
-        ("duplicates", "Enqueues answered from the idempotency window", |t| t.duplicates),
-        ("delivered", "Leases handed out", |t| t.delivered),
-        ("acked", "Jobs completed", |t| t.acked),
-        ("failed", "Failures reported by workers", |t| t.failed),
-        ("lease_expired", "Leases that ended without ack or fail", |t| t.lease_expired),
-        ("dead_lettered", "Jobs that died (moved to a dead-letter queue or parked)", |t| {
-            t.dead_lettered
-        }),
-        ("expired", "Jobs whose retention ran out", |t| t.expired),
-        ("purged", "Jobs removed by purge", |t| t.purged),
-        ("redriven", "Dead jobs redriven into this queue", |t| t.redriven),
-    ];
-    for (name, help, get) in totals {
-        let _ = writeln!(out, "# HELP redrive_jobs_{name}_total {help}, by queue.\n# TYPE redrive_jobs_{name}_total counter");
+}
+
+/// Reads one lifetime total of a queue.
+type TotalOf = fn(&QueueTotals) -> u64;
+
+const TOTALS: [(&str, &str, TotalOf); 10] = [
+    ("enqueued", "Jobs enqueued", |t| t.enqueued),
+    ("duplicates", "Enqueues answered from the idempotency window", |t| t.duplicates),
+    ("delivered", "Leases handed out", |t| t.delivered),
+    ("acked", "Jobs completed", |t| t.acked),
+    ("failed", "Failures reported by workers", |t| t.failed),
+    ("lease_expired", "Leases that ended without ack or fail", |t| t.lease_expired),
+    ("dead_lettered", "Jobs that died (moved to a dead-letter queue or parked)", |t| {
+        t.dead_lettered
+    }),
+    ("expired", "Jobs whose retention ran out", |t| t.expired),
+    ("purged", "Jobs removed by purge", |t| t.purged),
+    ("redriven", "Dead jobs redriven into this queue", |t| t.redriven),
+];
+
+/// A histogram of ours in base units (`scale` = units per base unit); the library sums the
+/// buckets and writes `f64::MAX` as `+Inf`.
+fn encode_histogram(
+    enc: &mut prometheus_client::encoding::MetricEncoder<'_>,
+    h: &Histogram,
+    scale: f64,
+) -> std::fmt::Result {
+    let buckets: Vec<(f64, u64)> = h
+        .bounds
+        .iter()
+        .zip(&h.counts)
+        .map(|(b, c)| (*b as f64 / scale, *c))
+        .chain(std::iter::once((f64::MAX, h.counts[h.bounds.len()])))
+        .collect();
+    enc.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+        h.sum as f64 / scale,
+        h.count,
+        &buckets,
+        None,
+    )
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let slot = self.0.lock().expect("metrics lock");
+        let Scrape { snap, gauges, proposals } = &slot.0;
+        let Some(snap) = snap else { return Ok(()) };
+        let queue = |name: &str| vec![("queue", name.to_owned())];
+
+        let mut m = e.encode_descriptor(
+            "redrive_jobs",
+            "Jobs held, by queue and state.",
+            None,
+            MetricType::Gauge,
+        )?;
         for q in &snap.queues {
-            let _ = writeln!(
-                out,
-                "redrive_jobs_{name}_total{{queue=\"{}\"}} {}",
-                escape(&q.name),
-                get(&q.stats.totals)
-            );
-        }
-    }
-    histogram(
-        &mut out,
-        "redrive_enqueue_to_start_seconds",
-        "Time from a job becoming ready to its lease starting.",
-        &snap.start_latency_ms,
-        1e3,
-    );
-    for series in &snap.store {
-        let (name, help) = (series.name, series.help);
-        match &series.value {
-            Value::Gauge(v) => {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+            let c = &q.stats.counts;
+            let states = [
+                ("delayed", c.delayed),
+                ("ready", c.ready),
+                ("leased", c.leased),
+                ("dead", c.dead),
+                ("completed", c.completed),
+            ];
+            for (state, v) in states {
+                let labels = vec![("queue", q.name.clone()), ("state", state.to_owned())];
+                ConstGauge::new(v as i64).encode(m.encode_family(&labels)?)?;
             }
-            Value::Counter(v) => {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-            }
-            Value::Histogram { histogram: h, scale } => histogram(&mut out, name, help, h, *scale),
         }
+        let mut m = e.encode_descriptor(
+            "redrive_jobs_ready",
+            "Ready jobs (deliverable now), by queue and priority.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for q in &snap.queues {
+            let p = &q.stats.ready_by_priority;
+            for (prio, v) in [("high", p.high), ("standard", p.standard), ("low", p.low)] {
+                let labels = vec![("queue", q.name.clone()), ("priority", prio.to_owned())];
+                ConstGauge::new(v as i64).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let mut m = e.encode_descriptor(
+            "redrive_dead_letters",
+            "Jobs holding dead-letter information, by queue.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for q in &snap.queues {
+            ConstGauge::new(q.stats.dead_letters as i64)
+                .encode(m.encode_family(&queue(&q.name))?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "redrive_oldest_ready_age_seconds",
+            "Age of the oldest ready job, by queue.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for q in &snap.queues {
+            let age = q.stats.oldest_ready_age_ms as f64 / 1e3;
+            ConstGauge::new(age).encode(m.encode_family(&queue(&q.name))?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "redrive_queue_paused",
+            "1 while the queue is paused (it takes jobs and hands none out).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for q in &snap.queues {
+            ConstGauge::new(i64::from(q.config.paused))
+                .encode(m.encode_family(&queue(&q.name))?)?;
+        }
+        for (name, help, get) in TOTALS {
+            let name = format!("redrive_jobs_{name}");
+            let help = format!("{help}, by queue (kept by the store: survives restarts).");
+            let mut m = e.encode_descriptor(&name, &help, None, MetricType::Counter)?;
+            for q in &snap.queues {
+                ConstCounter::new(get(&q.stats.totals))
+                    .encode(m.encode_family(&queue(&q.name))?)?;
+            }
+        }
+        type LatencyOf = fn(&redrive_core::metrics::QueueLatency) -> &Histogram;
+        let latencies: [(&str, &str, LatencyOf, f64); 3] = [
+            (
+                "redrive_enqueue_to_start_seconds",
+                "Time from a job becoming ready to its lease starting, by queue.",
+                |l| &l.start_ms,
+                1e3,
+            ),
+            (
+                "redrive_processing_seconds",
+                "Time from the lease that completed a job starting to its ack, by queue.",
+                |l| &l.process_ms,
+                1e3,
+            ),
+            (
+                "redrive_attempts_per_job",
+                "Deliveries each completed job took, by queue.",
+                |l| &l.attempts,
+                1.0,
+            ),
+        ];
+        for (name, help, get, scale) in latencies {
+            let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for (q, l) in &snap.latency {
+                encode_histogram(&mut m.encode_family(&queue(q))?, get(l), scale)?;
+            }
+        }
+        for series in &snap.store {
+            match &series.value {
+                Value::Gauge(v) => {
+                    let m =
+                        e.encode_descriptor(series.name, series.help, None, MetricType::Gauge)?;
+                    ConstGauge::new(*v).encode(m)?;
+                }
+                Value::Counter(v) => {
+                    // The library adds the `_total` of a counter's samples itself.
+                    let name = series.name.strip_suffix("_total").unwrap_or(series.name);
+                    let m = e.encode_descriptor(name, series.help, None, MetricType::Counter)?;
+                    ConstCounter::new(*v).encode(m)?;
+                }
+                Value::Histogram { histogram, scale } => {
+                    let mut m =
+                        e.encode_descriptor(series.name, series.help, None, MetricType::Histogram)?;
+                    encode_histogram(&mut m, histogram, *scale)?;
+                }
+            }
+        }
+        for (name, help, v) in gauges {
+            ConstGauge::new(*v).encode(e.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        let mut m = e.encode_descriptor(
+            "redrive_triage_proposals",
+            "Triage proposals, by status.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (status, n) in proposals {
+            ConstGauge::new(*n as i64)
+                .encode(m.encode_family(&vec![("status", status.clone())])?)?;
+        }
+        Ok(())
     }
-    let gauges = [
-        ("redrive_long_poll_waiters", "Receivers parked in a long poll.", snap.waiters as f64),
-        (
-            "redrive_long_polls_open",
-            "Long polls whose client is still connected, all callers together.",
-            s.overload.long_polls_open() as f64,
-        ),
-        (
-            "redrive_http_requests_in_flight",
-            "Requests in flight, counted against REQUESTS_IN_FLIGHT_MAX.",
-            s.overload.in_flight() as f64,
-        ),
-        (
-            "redrive_store_poisoned",
-            "1 when the store refuses writes after an I/O failure.",
-            s.broker.health().poisoned.is_some() as u8 as f64,
-        ),
-    ];
-    for (name, help, v) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-    }
-    let _ = writeln!(out, "# HELP redrive_http_requests_total HTTP requests answered, by status class.\n# TYPE redrive_http_requests_total counter");
-    for (i, c) in s.http.by_class.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "redrive_http_requests_total{{class=\"{}xx\"}} {}",
-            i + 1,
-            c.load(Ordering::Relaxed)
-        );
-    }
-    s.proposals.render_metrics(&mut out);
-    if let Some(hook) = &s.metrics_hook {
-        hook(&mut out);
-    }
-    Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
 }

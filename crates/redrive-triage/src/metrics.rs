@@ -1,142 +1,120 @@
-//! The agent's counters, rendered in the Prometheus text format (the server appends them to
-//! `/metrics` when the agent runs in process).
+//! The agent's counters. They register into the server's one metrics registry
+//! ([`TriageMetrics::register`]) when the agent runs in process.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use crate::model::{Action, Category};
 use crate::policy::Verdict;
 
-#[derive(Debug, Default)]
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Default, Clone)]
 pub struct TriageMetrics {
-    decisions: Mutex<BTreeMap<(Category, Action), u64>>,
-    /// Auto-redriven jobs that since completed (`true`) or died again (`false`), by category.
-    outcomes: Mutex<BTreeMap<(Category, bool), u64>>,
+    decisions: Family<Labels, Counter>,
+    /// Auto-redriven jobs that since completed or died again, by category.
+    outcomes: Family<Labels, Counter>,
     /// Jobs by verdict: execute, propose, escalate, record.
-    verdicts: [AtomicU64; 4],
-    redriven: AtomicU64,
-    escalations_delivered: AtomicU64,
-    escalations_failed: AtomicU64,
-    provider_calls: AtomicU64,
-    provider_errors: AtomicU64,
-    provider_latency_us: AtomicU64,
-    prompt_tokens: AtomicU64,
-    completion_tokens: AtomicU64,
+    verdicts: Family<Labels, Counter>,
+    redriven: Counter,
+    escalations_delivered: Counter,
+    escalations_failed: Counter,
+    provider_calls: Counter,
+    provider_errors: Counter,
+    provider_latency_s: Counter<f64, std::sync::atomic::AtomicU64>,
+    prompt_tokens: Counter,
+    completion_tokens: Counter,
 }
 
-fn verdict_index(v: &Verdict) -> usize {
+fn verdict_name(v: &Verdict) -> &'static str {
     match v {
-        Verdict::Execute => 0,
-        Verdict::Propose(_) => 1,
-        Verdict::Escalate(_) => 2,
-        Verdict::Record(_) => 3,
+        Verdict::Execute => "execute",
+        Verdict::Propose(_) => "propose",
+        Verdict::Escalate(_) => "escalate",
+        Verdict::Record(_) => "record",
     }
 }
-
-const VERDICTS: [&str; 4] = ["execute", "propose", "escalate", "record"];
 
 impl TriageMetrics {
     pub fn decision(&self, category: Category, action: Action) {
-        *self.decisions.lock().expect("not poisoned").entry((category, action)).or_default() += 1;
+        let labels = vec![("category", category.to_string()), ("action", action.to_string())];
+        self.decisions.get_or_create(&labels).inc();
     }
 
     pub fn outcome(&self, category: Category, succeeded: bool) {
-        *self.outcomes.lock().expect("not poisoned").entry((category, succeeded)).or_default() += 1;
+        let o = if succeeded { "succeeded" } else { "died_again" };
+        let labels = vec![("category", category.to_string()), ("outcome", o.to_owned())];
+        self.outcomes.get_or_create(&labels).inc();
     }
 
     pub fn verdict(&self, v: &Verdict) {
-        self.verdicts[verdict_index(v)].fetch_add(1, Ordering::Relaxed);
+        self.verdicts.get_or_create(&vec![("verdict", verdict_name(v).to_owned())]).inc();
     }
 
     pub fn redriven(&self, n: u64) {
-        self.redriven.fetch_add(n, Ordering::Relaxed);
+        self.redriven.inc_by(n);
     }
 
     pub fn escalation(&self, delivered: bool) {
         let c = if delivered { &self.escalations_delivered } else { &self.escalations_failed };
-        c.fetch_add(1, Ordering::Relaxed);
+        c.inc();
     }
 
     /// One model call: how long it took, whether it failed, and its tokens.
     pub fn provider_call(&self, latency_us: u64, failed: bool, prompt: u64, completion: u64) {
-        self.provider_calls.fetch_add(1, Ordering::Relaxed);
-        self.provider_errors.fetch_add(u64::from(failed), Ordering::Relaxed);
-        self.provider_latency_us.fetch_add(latency_us, Ordering::Relaxed);
-        self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
-        self.completion_tokens.fetch_add(completion, Ordering::Relaxed);
+        self.provider_calls.inc();
+        self.provider_errors.inc_by(u64::from(failed));
+        self.provider_latency_s.inc_by(latency_us as f64 / 1e6);
+        self.prompt_tokens.inc_by(prompt);
+        self.completion_tokens.inc_by(completion);
     }
 
-    pub fn render(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP redrive_triage_decisions_total Group decisions, by category and action.\n# TYPE redrive_triage_decisions_total counter");
-        for ((c, a), n) in self.decisions.lock().expect("not poisoned").iter() {
-            let _ = writeln!(
-                out,
-                "redrive_triage_decisions_total{{category=\"{c}\",action=\"{a}\"}} {n}"
-            );
-        }
-        let _ = writeln!(out, "# HELP redrive_triage_redrive_outcomes_total Auto-redriven jobs that completed or died again, by category (success rate = succeeded / all).\n# TYPE redrive_triage_redrive_outcomes_total counter");
-        for ((c, ok), n) in self.outcomes.lock().expect("not poisoned").iter() {
-            let o = if *ok { "succeeded" } else { "died_again" };
-            let _ = writeln!(
-                out,
-                "redrive_triage_redrive_outcomes_total{{category=\"{c}\",outcome=\"{o}\"}} {n}"
-            );
-        }
-        let _ = writeln!(out, "# HELP redrive_triage_jobs_total Dead jobs by the policy's verdict.\n# TYPE redrive_triage_jobs_total counter");
-        for (name, c) in VERDICTS.iter().zip(&self.verdicts) {
-            let _ = writeln!(
-                out,
-                "redrive_triage_jobs_total{{verdict=\"{name}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let counters = [
-            (
-                "redrive_triage_redriven_total",
-                "Jobs the agent redrove automatically.",
-                load(&self.redriven),
-            ),
-            (
-                "redrive_triage_escalations_total",
-                "Escalations delivered to the webhook.",
-                load(&self.escalations_delivered),
-            ),
-            (
-                "redrive_triage_escalation_failures_total",
-                "Escalations the webhook did not take after retries.",
-                load(&self.escalations_failed),
-            ),
-            (
-                "redrive_triage_provider_calls_total",
-                "Model provider calls.",
-                load(&self.provider_calls),
-            ),
-            (
-                "redrive_triage_provider_errors_total",
-                "Model provider calls that failed (the rules decided instead).",
-                load(&self.provider_errors),
-            ),
-            (
-                "redrive_triage_prompt_tokens_total",
-                "Prompt tokens sent to the model provider.",
-                load(&self.prompt_tokens),
-            ),
-            (
-                "redrive_triage_completion_tokens_total",
-                "Completion tokens the model provider returned.",
-                load(&self.completion_tokens),
-            ),
-        ];
-        for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP redrive_triage_provider_latency_seconds_total Time spent in model provider calls.\n# TYPE redrive_triage_provider_latency_seconds_total counter\nredrive_triage_provider_latency_seconds_total {}",
-            load(&self.provider_latency_us) as f64 / 1e6
+    /// Registers every series (the registry holds handles to the same counters).
+    pub fn register(&self, r: &mut Registry) {
+        let m = self.clone();
+        r.register(
+            "redrive_triage_decisions",
+            "Group decisions, by category and action.",
+            m.decisions,
+        );
+        r.register(
+            "redrive_triage_redrive_outcomes",
+            "Auto-redriven jobs that completed or died again, by category (success rate = succeeded / all).",
+            m.outcomes,
+        );
+        r.register("redrive_triage_jobs", "Dead jobs by the policy's verdict.", m.verdicts);
+        r.register("redrive_triage_redriven", "Jobs the agent redrove automatically.", m.redriven);
+        r.register(
+            "redrive_triage_escalations",
+            "Escalations delivered to the webhook.",
+            m.escalations_delivered,
+        );
+        r.register(
+            "redrive_triage_escalation_failures",
+            "Escalations the webhook did not take after retries.",
+            m.escalations_failed,
+        );
+        r.register("redrive_triage_provider_calls", "Model provider calls.", m.provider_calls);
+        r.register(
+            "redrive_triage_provider_errors",
+            "Model provider calls that failed (the rules decided instead).",
+            m.provider_errors,
+        );
+        r.register(
+            "redrive_triage_provider_latency_seconds",
+            "Time spent in model provider calls.",
+            m.provider_latency_s,
+        );
+        r.register(
+            "redrive_triage_prompt_tokens",
+            "Prompt tokens sent to the model provider.",
+            m.prompt_tokens,
+        );
+        r.register(
+            "redrive_triage_completion_tokens",
+            "Completion tokens the model provider returned.",
+            m.completion_tokens,
         );
     }
 }

@@ -85,14 +85,3 @@ impl TriageRunner {
         }
     }
 }
-
-/// The `redrive_triage_agent_active` gauge, for `/metrics`.
-pub fn render_active(active: &AtomicBool, out: &mut String) {
-    let v = u8::from(active.load(Ordering::Relaxed));
-    out.push_str(
-        "# HELP redrive_triage_agent_active 1 while this server runs the in-process triage agent \
-         (on PostgreSQL, one server of the fleet at a time).\n\
-         # TYPE redrive_triage_agent_active gauge\n",
-    );
-    out.push_str(&format!("redrive_triage_agent_active {v}\n"));
-}

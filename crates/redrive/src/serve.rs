@@ -497,12 +497,14 @@ async fn serve_broker<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Res
         ensure_admin_key(&state.broker, id, secret).await?;
     }
     let triage_active = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if let Some(m) = triage_metrics.clone() {
-        let active = triage_active.clone();
-        state.metrics_hook = Some(Arc::new(move |out: &mut String| {
-            m.render(out);
-            crate::fleet::render_active(&active, out);
-        }));
+    if let Some(m) = &triage_metrics {
+        m.register(state.metrics.registry_mut());
+        state.metrics.register_flag(
+            "redrive_triage_agent_active",
+            "1 while this server runs the in-process triage agent (on PostgreSQL, one server of \
+             the fleet at a time).",
+            triage_active.clone(),
+        );
     }
     redrive_server::triage::load(&state).await.context("reading the triage proposals")?;
     let (proposals, policies) = (

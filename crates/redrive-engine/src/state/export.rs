@@ -153,7 +153,9 @@ impl Store {
         }
         out.keys.sort_by(|a, b| (&a.queue, &a.key).cmp(&(&b.queue, &b.key)));
         for ((kind, key), doc) in &self.docs {
-            if let Some(kind) = DocKind::from_u8(*kind) {
+            // Totals travel as each queue's `totals`, not as documents.
+            let kind = DocKind::from_u8(*kind).filter(|k| *k != DocKind::QueueTotals);
+            if let Some(kind) = kind {
                 out.docs.push((kind, key.to_string(), doc.value.clone()));
             }
         }

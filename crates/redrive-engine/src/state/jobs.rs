@@ -220,7 +220,7 @@ impl Store {
             if group != 0 && !batch_groups.contains(&group) {
                 batch_groups.push(group);
             }
-            self.metrics.start_latency_ms.record(waited);
+            self.metrics.latency.entry(qid).or_default().start_ms.record(waited);
             self.queues.get_mut(&qid).expect("exists").totals.delivered += 1;
             out.push(self.delivery(id)?);
         }
@@ -293,9 +293,12 @@ impl Store {
     }
 
     fn complete(&mut self, id: u128, now: u64) -> Result<()> {
-        let qid = self.jobs[&id].meta.qid;
+        let m = self.jobs[&id].meta;
+        let qid = m.qid;
         let q = self.queues.get_mut(&qid).expect("job's queue exists");
         q.totals.acked += 1;
+        let latency = self.metrics.latency.entry(qid).or_default();
+        latency.completed(now.saturating_sub(m.leased_at), u64::from(m.receive_count));
         self.update(id, |m, _| {
             m.state = JobState::Acked;
             m.completed_at = now;

@@ -27,6 +27,8 @@ mod recover;
 mod table;
 mod timers;
 
+pub use queue::TOTALS_FLUSH_MS;
+
 use std::collections::BTreeSet;
 
 use rand::rngs::SmallRng;
@@ -121,6 +123,8 @@ pub struct Store {
     doc_version: u64,
     /// Set by [`Store::make_room`] while the log cannot take writes (nothing is poisoned).
     refusal: Option<Error>,
+    /// When [`Store::flush_totals`] last logged the queues' totals.
+    totals_flushed_at: u64,
     metrics: Metrics,
 }
 
@@ -158,6 +162,18 @@ impl Store {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Latencies by queue name.
+    pub fn latency(
+        &self,
+    ) -> std::collections::BTreeMap<String, redrive_core::metrics::QueueLatency> {
+        let named = self
+            .metrics
+            .latency
+            .iter()
+            .filter_map(|(qid, l)| self.queues.get(qid).map(|q| (q.name.clone(), l.clone())));
+        named.collect()
     }
 
     /// Counts one engine batch of `requests` requests.

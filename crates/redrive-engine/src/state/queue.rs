@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use redrive_core::broker::{PriorityCounts, QueueInfo, QueueStats, QueueTotals, StateCounts};
+use redrive_core::broker::{
+    DocKind, PriorityCounts, QueueInfo, QueueStats, QueueTotals, StateCounts,
+};
 use redrive_core::model::valid_queue_name;
 use redrive_core::{limits, Error, QueueConfig, QueuePatch, Result};
 use rustc_hash::FxHashMap;
@@ -12,6 +14,8 @@ use crate::wal::{Loc, LOC_NONE};
 
 /// Seconds of history kept for the per-queue rates.
 const RATE_WINDOW_S: usize = 60;
+/// How often changed totals are logged (and so, at most, what a crash loses of them).
+pub const TOTALS_FLUSH_MS: u64 = 10_000;
 
 pub struct Queue {
     pub(super) qid: u32,
@@ -28,6 +32,8 @@ pub struct Queue {
     /// Jobs here that carry dead-letter information and are not completed, by id (time order).
     pub(super) dead: BTreeSet<u128>,
     pub(super) totals: QueueTotals,
+    /// The totals as last logged ([`Store::flush_totals`]).
+    pub(super) totals_logged: QueueTotals,
     /// Set while this queue is on the store's woken list.
     pub(super) woken: bool,
     /// Leased jobs per ordering group (FIFO queues hold back a group while any is leased).
@@ -50,6 +56,7 @@ impl Queue {
             counts: [0; 5],
             dead: BTreeSet::new(),
             totals: QueueTotals::default(),
+            totals_logged: QueueTotals::default(),
             woken: false,
             inflight_groups: FxHashMap::default(),
             rate_ring: [(0, 0); RATE_WINDOW_S],
@@ -255,16 +262,60 @@ impl Store {
         v
     }
 
+    /// Logs the lifetime totals of the queues whose totals changed since they were last logged,
+    /// at most every [`TOTALS_FLUSH_MS`] unless `force` (shutdown): totals are counted in
+    /// memory, and these documents carry them across restarts. A crash loses what was counted
+    /// since the last flush; nothing else depends on them.
+    pub fn flush_totals(&mut self, now: u64, force: bool) -> Result<()> {
+        if !force && now < self.totals_flushed_at.saturating_add(TOTALS_FLUSH_MS) {
+            return Ok(());
+        }
+        self.totals_flushed_at = now;
+        let changed: Vec<u32> =
+            self.queues.values().filter(|q| q.totals != q.totals_logged).map(|q| q.qid).collect();
+        for qid in changed {
+            let q = &self.queues[&qid];
+            let (name, totals) = (q.name.clone(), q.totals.clone());
+            let json = serde_json::to_string(&totals).expect("totals serialize");
+            self.put_doc(DocKind::QueueTotals, &name, Some(&json))?;
+            self.queues.get_mut(&qid).expect("listed").totals_logged = totals;
+        }
+        Ok(())
+    }
+
+    /// Takes the logged totals back after a restart (before anything counts again).
+    pub(super) fn restore_totals(&mut self) {
+        let logged: Vec<(String, String)> = self
+            .docs
+            .iter()
+            .filter(|((kind, _), _)| *kind == DocKind::QueueTotals as u8)
+            .map(|((_, name), d)| (name.to_string(), d.value.clone()))
+            .collect();
+        for (name, json) in logged {
+            let Some(qid) = self.queue_ids.get(&name) else { continue };
+            let Ok(totals) = serde_json::from_str::<QueueTotals>(&json) else {
+                tracing::warn!(queue = %name, "unreadable logged totals; counting from 0");
+                continue;
+            };
+            let q = self.queues.get_mut(qid).expect("indexed");
+            q.totals = totals.clone();
+            q.totals_logged = totals;
+        }
+    }
+
     /// Deletes a queue and every job in it.
     pub fn delete_queue(&mut self, name: &str) -> Result<()> {
         self.writable()?;
         let qid = self.queue_id(name)?;
+        // A queue created later under this name starts from 0.
+        self.put_doc(DocKind::QueueTotals, name, None)?;
         let ids: Vec<u128> =
             self.jobs.iter().filter(|(_, j)| j.meta.qid == qid).map(|(id, _)| *id).collect();
         for id in ids {
             self.remove_job(id)?;
         }
         let q = self.queues.remove(&qid).expect("exists");
+        self.metrics.latency.remove(&qid);
         self.queue_ids.remove(&q.name);
         self.wal.hold(q.loc, -1);
         let keys: Vec<(u32, Box<str>)> =

@@ -186,6 +186,7 @@ impl Store {
             docs: Default::default(),
             doc_version: 0,
             refusal: None,
+            totals_flushed_at: now,
             metrics: Metrics::default(),
         };
         store.restore_queues(fold.queues, &fold.deleted_queues)?;
@@ -201,6 +202,7 @@ impl Store {
                 store.docs.insert(k, super::docs::Doc { version, value, loc });
             }
         }
+        store.restore_totals();
         store.revoke_leases(now).map_err(|e| OpenError::Io {
             doing: "revoke leases".into(),
             source: std::io::Error::other(e),

@@ -278,7 +278,13 @@ async fn handle<B: Broker>(
         return wire::error(request.protocol, &e, &request_id);
     }
     match action.run(&cx, request.params).await {
-        Ok(result) => wire::ok(request.protocol, action.name(), result, &request_id),
-        Err(e) => wire::error(request.protocol, &e, &request_id),
+        Ok(result) => {
+            state.metrics.sqs_action(action.name(), "ok");
+            wire::ok(request.protocol, action.name(), result, &request_id)
+        }
+        Err(e) => {
+            state.metrics.sqs_action(action.name(), &format!("{:?}", e.code));
+            wire::error(request.protocol, &e, &request_id)
+        }
     }
 }

@@ -58,14 +58,10 @@ impl Proposals {
     }
 
     /// Proposals by status, for `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
+    pub fn counts(&self) -> Vec<(String, u64)> {
         let all = self.all.lock().expect("not poisoned");
-        let _ = writeln!(out, "# HELP redrive_triage_proposals Triage proposals, by status.\n# TYPE redrive_triage_proposals gauge");
-        for st in Status::ALL {
-            let n = all.iter().filter(|p| p.status == st).count();
-            let _ = writeln!(out, "redrive_triage_proposals{{status=\"{st}\"}} {n}");
-        }
+        let of = |st: Status| all.iter().filter(|p| p.status == st).count() as u64;
+        Status::ALL.into_iter().map(|st| (st.to_string(), of(st))).collect()
     }
 
     pub(super) fn get(&self, id: &str) -> Result<Proposal, Error> {

@@ -236,14 +236,22 @@ pub async fn metrics_and_openapi_are_served(s: &Server) {
     let text = s.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
     for needle in [
         "redrive_jobs{queue=\"q\",state=\"completed\"} 1",
+        "redrive_jobs_ready{queue=\"q\",priority=\"high\"} 0",
         "redrive_jobs_enqueued_total{queue=\"q\"} 1",
         "redrive_jobs_acked_total{queue=\"q\"} 1",
-        "redrive_enqueue_to_start_seconds_count 1",
+        "redrive_queue_paused{queue=\"q\"} 0",
+        "redrive_enqueue_to_start_seconds_count{queue=\"q\"} 1",
+        "redrive_enqueue_to_start_seconds_bucket{le=\"+Inf\",queue=\"q\"} 1",
+        "redrive_processing_seconds_count{queue=\"q\"} 1",
+        "redrive_attempts_per_job_bucket{le=\"1.0\",queue=\"q\"} 1",
         s.store_metric,
-        "redrive_http_requests_total{class=\"2xx\"}",
+        "redrive_http_requests_total{route=\"/v1/ack\",method=\"POST\",status=\"200\",class=\"2xx\"} 1",
+        "redrive_http_request_duration_seconds_count{route=\"/v1/queues/{q}/receive\",method=\"POST\"} 1",
+        "# EOF",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
+    assert!(!text.contains("route=\"/v1/queues/q/"), "routes are patterns, never raw paths");
     let (st, spec) = s.call("GET", "/v1/openapi.json", None).await;
     assert_eq!(st, StatusCode::OK);
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
