@@ -44,11 +44,22 @@ test('the overview shows the seeded queues with their counts, live', async () =>
   assert.match(await orders.innerText(), /1 · 2 · 0/, 'ready by priority: high · standard · low');
   assert.match(await page.locator('tr[data-queue="payments"]').innerText(), /payments-dlq \(2\)/);
   assert.equal(await page.locator('tr[data-queue="payments-dlq"] [data-testid="dead-letters"]').innerText(), '2');
+
+  // Charts come from /v1/history, sampled every 10 s: once two points exist they are drawn.
+  const [job] = await api.receive('orders', 1, 'worker-1');
+  await api.ack([job.receipt]);
+  // Live: the counts follow without a reload.
+  await page.locator('tr[data-queue="orders"] td[data-state="ready"]', { hasText: /^2$/ }).waitFor();
+  const charts = page.locator('figure.chart');
+  await charts.first().locator('svg.chart-svg').waitFor({ timeout: 60000 });
+  assert.deepEqual(await charts.locator('figcaption').allInnerTexts(),
+    ['Throughput (jobs per second)', 'Depth (jobs by state)', 'Oldest ready job (largest over queues)']);
+  assert.match(await charts.first().locator('.legend').innerText(), /enqueued\s+acked\s+failed\s+dead-lettered/);
   await screenshot(page, 'overview');
 
-  // Live: a job enqueued elsewhere shows up without a reload.
+  // A job enqueued elsewhere shows up too.
   await api.enqueue('orders', [{ body: '{"order": 5}' }]);
-  await page.locator('tr[data-queue="orders"] td[data-state="ready"]', { hasText: /^4$/ }).waitFor();
+  await page.locator('tr[data-queue="orders"] td[data-state="ready"]', { hasText: /^3$/ }).waitFor();
 
   // Dark, by the toggle (auto → dark).
   await page.locator('#theme').click();

@@ -36,13 +36,10 @@ const ctx = {
   },
   /** Refreshes the current page now (after an action), rather than at the next tick. */
   refresh: () => tick(true),
-  go(hash) {
-    location.hash = hash;
-  },
 };
 
 function parseHash() {
-  const raw = decodeURI(location.hash.replace(/^#/, '')) || '/';
+  const raw = location.hash.replace(/^#/, '') || '/';
   const [path, qs] = raw.split('?');
   return { path: path || '/', query: new URLSearchParams(qs || '') };
 }
@@ -58,7 +55,12 @@ function route() {
   for (const [re, mod, title] of ROUTES) {
     const m = path.match(re);
     if (!m) continue;
-    const param = m[1] ? decodeURIComponent(m[1]) : undefined;
+    let param = m[1];
+    try {
+      param = param && decodeURIComponent(param);
+    } catch {
+      // a malformed %-escape: the text as it is
+    }
     document.title = `${param ? `${param} · ` : ''}${title} · redrive`;
     current = { page: mod.mount(root, { param, query }, ctx), busy: false };
     tick(true);
@@ -74,7 +76,7 @@ async function tick(force) {
   c.busy = true;
   try {
     await c.page.refresh();
-    if (c === current && !document.querySelector('#messages [data-key="poll"]')) setLive('ok');
+    if (c === current) setLive('ok');
   } catch (e) {
     if (c === current) ctx.report(e, 'Updating this page', 'poll');
   } finally {

@@ -23,8 +23,10 @@ function niceMax(v) {
 
 function timeLabel(ms, spanMs) {
   const d = new Date(ms);
-  const hm = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
-  return spanMs > 36 * 3600 * 1000 ? `${d.getMonth() + 1}/${d.getDate()} ${hm}` : hm;
+  const p2 = (n) => String(n).padStart(2, '0');
+  const hm = `${p2(d.getHours())}:${p2(d.getMinutes())}`;
+  if (spanMs > 36 * 3600 * 1000) return `${d.getMonth() + 1}/${d.getDate()} ${hm}`;
+  return spanMs < 10 * 60 * 1000 ? `${hm}:${p2(d.getSeconds())}` : hm;
 }
 
 /**
@@ -71,6 +73,11 @@ export function lineChart({ title, times, series, format }) {
       pen = true;
     });
     root.append(svg('path', { d, class: `series s${i}`, 'stroke-dasharray': DASHES[i % DASHES.length] || undefined }));
+    // A value with no neighbour draws no line: mark it.
+    const has = (j) => s.values[j] !== null && s.values[j] !== undefined;
+    s.values.forEach((v, j) => {
+      if (has(j) && !has(j - 1) && !has(j + 1)) root.append(svg('circle', { cx: x(times[j]), cy: y(v), r: 3, class: `dot s${i}` }));
+    });
   });
 
   // The readout: the values at the point nearest the pointer.

@@ -1,5 +1,5 @@
-// A queue's page (#/queues/NAME): its counts and rates, charts (throughput, depth, and the
-// enqueue→start and processing-time percentiles when the history carries them), its jobs,
+// A queue's page (#/queues/NAME): its counts and rates, its jobs, charts (throughput, depth,
+// and the enqueue→start and processing-time percentiles when the history carries them),
 // pause/resume, purge, a test job, and its configuration.
 
 import { get, post, enc } from '../api.js';
@@ -28,11 +28,11 @@ export function mount(root, route, ctx) {
     h('h1', null, h('span', { class: 'mono' }, name), stateEl),
     toolbarEl,
     h('section', { class: 'card', 'aria-label': 'Statistics' }, statsEl),
+    jobs.el,
     h('section', { class: 'card' },
       h('div', { class: 'section-head' }, h('h2', null, 'Over time'), pickerEl), chartsEl),
-    jobs.el,
     testJobForm(name, ctx),
-    h('section', { class: 'card' }, h('details', null, h('summary', null, h('h2', { class: 'inline' }, 'Configuration')), configEl)));
+    h('section', { class: 'card' }, h('details', null, h('summary', null, h('h2', { class: 'inline' }, 'Configuration and totals')), configEl)));
 
   const drawPicker = () => fill(pickerEl, windowPicker(win, (w) => {
     win = w;
@@ -105,7 +105,7 @@ export function mount(root, route, ctx) {
       queue = q;
       drawHead();
       fillIfChanged(statsEl, q.stats, () => stats(name, q.stats));
-      fillIfChanged(configEl, q.config, () => config(q));
+      fillIfChanged(configEl, [q.config, q.stats.totals], () => config(q));
       history.render(chartsEl, (s) => [
         throughputChart(s),
         depthChart(s),
@@ -133,7 +133,6 @@ function stat(k, v, testId) {
 function stats(name, s) {
   const c = s.counts;
   const p = s.ready_by_priority;
-  const t = s.totals || {};
   return [
     stat('▶ Ready', fmtCount(c.ready), 'ready'),
     stat('◔ Delayed', fmtCount(c.delayed), 'delayed'),
@@ -141,24 +140,23 @@ function stats(name, s) {
     stat('✖ Dead (parked)', fmtCount(c.dead), 'dead'),
     stat('✔ Completed', fmtCount(c.completed), 'completed'),
     stat('Dead letters', h('a', { href: `#/dead/${enc(name)}` }, fmtCount(s.dead_letters)), 'dead_letters'),
-    stat('Ready high · std · low', `${fmtCount(p.high)} · ${fmtCount(p.standard)} · ${fmtCount(p.low)}`, 'priority'),
+    stat('Ready H · S · L', `${fmtCount(p.high)} · ${fmtCount(p.standard)} · ${fmtCount(p.low)}`, 'priority'),
     stat('Oldest ready', c.ready ? fmtDuration(s.oldest_ready_age_ms) : '—', 'oldest'),
-    stat('Enqueued (1 min avg)', fmtRate(s.enqueue_rate), 'enqueue_rate'),
-    stat('Acked (1 min avg)', fmtRate(s.ack_rate), 'ack_rate'),
-    h('details', { class: 'stat wide-stat' }, h('summary', { class: 'k' }, 'Totals since start'),
-      dl(Object.entries(t).map(([k, v]) => [k.replace(/_/g, ' '), fmtCount(v)]))),
+    stat('Enqueued/s (1 min)', fmtRate(s.enqueue_rate), 'enqueue_rate'),
+    stat('Acked/s (1 min)', fmtRate(s.ack_rate), 'ack_rate'),
   ];
 }
 
 function config(q) {
   const show = (v) => (v === null ? h('span', { class: 'muted' }, 'none') : typeof v === 'object' ? h('code', null, JSON.stringify(v)) : String(v));
-  return [
-    dl([
+  return h('div', { class: 'grid2' },
+    h('div', null, h('h3', null, 'Configuration'), dl([
       ...Object.entries(q.config).map(([k, v]) => [k, k === 'dead_letter_queue' && v ? h('a', { href: `#/queues/${enc(v)}` }, v) : show(v)]),
       ['created_at', q.created_at],
       ['updated_at', q.updated_at],
-    ]),
-  ];
+    ])),
+    h('div', null, h('h3', null, 'Totals since the server started'),
+      dl(Object.entries(q.stats.totals || {}).map(([k, v]) => [k.replace(/_/g, ' '), fmtCount(v)]))));
 }
 
 function testJobForm(name, ctx) {

@@ -158,7 +158,11 @@ export function mount(root, _route, ctx) {
   async function loadSlow() {
     const [all, metrics, audit] = await Promise.all([
       get('/v1/triage/proposals').catch((e) => ctx.report(e, 'Listing decided proposals', 'decided')),
-      getText('/metrics').catch(() => null),
+      // Absent or not for this key: the section stays hidden; anything else is shown.
+      getText('/metrics').catch((e) => {
+        if (e.status !== 403 && !e.missingRoute) ctx.report(e, 'Reading /metrics', 'metrics');
+        return null;
+      }),
       auditAllowed ? get(`/v1/audit?limit=${AUDIT_SHOWN_MAX}`).catch((e) => e) : null,
     ]);
     if (all) fillIfChanged(decidedEl, all.proposals.filter((p) => p.status !== 'pending'), () => decidedTable(all.proposals));
