@@ -80,5 +80,34 @@ test('approving a triage proposal repairs the dead job, which then succeeds', as
   await page.goto(`${server.url}/ui/#/triage`);
   await page.locator(`tr[data-proposal="${proposal.id}"] a[href="#/jobs/${repairedId}"]`).waitFor();
   await page.locator('#pending .empty').waitFor();
+
+  // The audit log (this server has no keys, so the page may read it) names the approval.
+  await page.locator('section', { hasText: 'Audit log' }).locator('td', { hasText: 'triage.proposal.approve' }).waitFor();
+  assert.deepEqual(t.problems, []);
+});
+
+test('rejecting a proposal needs a reason and runs nothing', async () => {
+  const { api, page, server } = t;
+  await api.createQueue('mail', { max_attempts: 1 });
+  const deadId = await killJob(api, 'mail', '{"to": "nobody"}', { type: 'SmtpError', message: '550 mailbox unavailable' });
+  const proposal = await api.post('/v1/triage/proposals', {
+    queue: 'mail-dlq', source_queue: 'mail', signature: 'SmtpError: <n> mailbox unavailable', job_ids: [deadId],
+    decision: { category: 'transient', action: 'redrive', confidence: 0.6, analysis: 'maybe the server was busy' },
+    reason: 'below min_confidence',
+  });
+  await page.goto(`${server.url}/ui/#/triage`);
+  const card = page.locator(`article[data-proposal="${proposal.id}"]`);
+  await card.getByRole('button', { name: /Reject/ }).click();
+  await page.locator('#messages .msg-error', { hasText: 'say why you reject it' }).waitFor();
+  assert.equal((await api.get(`/v1/triage/proposals/${proposal.id}`)).status, 'pending');
+  await card.getByLabel('Reason').fill('550 is permanent: the address is wrong');
+  await card.getByRole('button', { name: /Reject/ }).click();
+  await card.waitFor({ state: 'detached' });
+  const after = await api.get(`/v1/triage/proposals/${proposal.id}`);
+  assert.equal(after.status, 'rejected');
+  assert.equal(after.decided_why, '550 is permanent: the address is wrong');
+  assert.equal(after.decided_by, 'dashboard', 'no key: the page decides as "dashboard"');
+  await page.locator(`tr[data-proposal="${proposal.id}"]`, { hasText: 'rejected' }).waitFor();
+  assert.equal((await api.get('/v1/queues/mail-dlq/dead')).jobs.length, 1, 'the dead job stayed');
   assert.deepEqual(t.problems, []);
 });

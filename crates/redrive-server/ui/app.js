@@ -72,7 +72,12 @@ function route() {
 
 async function tick(force) {
   const c = current;
-  if (!c || c.busy || (document.hidden && !force)) return;
+  if (!c || (document.hidden && !force)) return;
+  if (c.busy) {
+    // An action asked for fresh data while a refresh is on its way: run once more after it.
+    if (force) c.again = true;
+    return;
+  }
   c.busy = true;
   try {
     await c.page.refresh();
@@ -81,6 +86,10 @@ async function tick(force) {
     if (c === current) ctx.report(e, 'Updating this page', 'poll');
   } finally {
     c.busy = false;
+  }
+  if (c.again && c === current) {
+    c.again = false;
+    tick(true);
   }
 }
 
