@@ -111,3 +111,35 @@ test('pause, resume and purge', async () => {
   assert.equal((await api.get('/v1/queues/reports')).stats.counts.ready, 0);
   assert.deepEqual(t.problems, []);
 });
+
+test('latency percentiles are charted when the history carries them', async () => {
+  const { api, page, server } = t;
+  await api.createQueue('timed');
+  // The history as a server that measures latencies answers it: two points, ten seconds apart.
+  const at = (ms) => new Date(Date.now() - ms).toISOString();
+  const point = (ms, n) => ({
+    at: at(ms),
+    queues: { timed: {
+      ready: n, delayed: 0, leased: 1, dead: 0, dead_letters: 0, oldest_ready_age_ms: 100 * n,
+      enqueued: 10 * n, acked: 9 * n, failed: n, dead_lettered: 0, delivered: 10 * n,
+      start_p50_ms: 2, start_p95_ms: 9, start_p99_ms: 40, process_p50_ms: 120, process_p95_ms: 480, process_p99_ms: 950,
+    } },
+  });
+  await page.route('**/v1/history?*', (route) => route.fulfill({ json: { step_ms: 10000, points: [point(10000, 1), point(0, 3)] } }));
+  await page.goto(`${server.url}/ui/#/queues/timed`);
+  const captions = page.locator('figure.chart figcaption');
+  await captions.filter({ hasText: 'Processing time' }).waitFor();
+  assert.deepEqual(await captions.allInnerTexts(),
+    ['Throughput (jobs per second)', 'Depth (jobs by state)', 'Enqueue → start', 'Processing time']);
+  const processing = page.locator('figure.chart', { hasText: 'Processing time' });
+  assert.match(await processing.locator('.legend').innerText(), /p50\s+p95\s+p99/);
+  assert.equal(await processing.locator('path.series').count(), 3);
+  // Rates come from differencing the counters: 20 enqueued over 10 s.
+  const throughput = page.locator('figure.chart', { hasText: 'Throughput' });
+  const svg = throughput.locator('svg.chart-svg');
+  const box = await svg.boundingBox();
+  await svg.hover({ position: { x: box.width - 15, y: box.height / 2 } });
+  assert.match(await throughput.locator('.chart-readout').innerText(), /enqueued 2\.0\/s, acked 1\.8\/s, failed 0\.2\/s/);
+  await page.unroute('**/v1/history?*');
+  assert.deepEqual(t.problems, []);
+});

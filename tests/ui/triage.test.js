@@ -111,3 +111,29 @@ test('rejecting a proposal needs a reason and runs nothing', async () => {
   assert.equal((await api.get('/v1/queues/mail-dlq/dead')).jobs.length, 1, 'the dead job stayed');
   assert.deepEqual(t.problems, []);
 });
+
+test('redrive outcomes per category are shown when /metrics has them', async () => {
+  const { page, server } = t;
+  // Only a server running the triage agent counts outcomes: add its lines to the real answer.
+  await page.route('**/metrics', async (route) => {
+    const res = await route.fetch();
+    const text = `${await res.text()}# TYPE redrive_triage_redrive_outcomes_total counter
+redrive_triage_redrive_outcomes_total{category="transient",outcome="succeeded"} 9
+redrive_triage_redrive_outcomes_total{category="transient",outcome="died_again"} 1
+redrive_triage_redrive_outcomes_total{category="rate_limited",outcome="succeeded"} 4
+`;
+    await route.fulfill({ response: res, body: text });
+  });
+  await page.goto(`${server.url}/ui/#/triage`);
+  const section = page.locator('section', { hasText: 'How redrives turned out' });
+  await section.waitFor();
+  assert.match(await section.locator('tr', { hasText: 'transient' }).innerText(), /transient\s+9\s+1\s+90%/);
+  assert.match(await section.locator('tr', { hasText: 'rate limited' }).innerText(), /rate limited\s+4\s+0\s+100%/);
+  await page.unroute('**/metrics');
+  // Without those lines the section stays hidden.
+  await page.reload();
+  await page.locator('#pending').waitFor();
+  await page.locator('section', { hasText: 'Decided lately' }).locator('table, .empty').first().waitFor();
+  assert.ok(await page.locator('section', { hasText: 'How redrives turned out' }).isHidden());
+  assert.deepEqual(t.problems, []);
+});

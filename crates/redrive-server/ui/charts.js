@@ -143,7 +143,8 @@ export function historySeries(history, names) {
       }
       let sum = 0;
       for (const [q, v] of qs) {
-        const before = prev[q] ? prev[q][k] || 0 : v[k] || 0;
+        // A queue absent from the point before was created since: its counters started at 0.
+        const before = prev[q] ? prev[q][k] || 0 : 0;
         sum += Math.max(0, (v[k] || 0) - before);
       }
       out[k].push(sum / dt);

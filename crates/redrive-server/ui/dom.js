@@ -85,11 +85,6 @@ export function timeEl(iso) {
   return h('time', { datetime: iso || undefined, title: iso || undefined }, fmtTime(iso));
 }
 
-export function ago(iso) {
-  if (!iso) return '—';
-  return `${fmtDuration(Date.now() - new Date(iso).getTime())} ago`;
-}
-
 // UUIDv7 ids of one moment share their first digits (the time): the tail tells them apart.
 export const shortId = (id) => (id && id.length > 17 ? `${id.slice(0, 8)}…${id.slice(-8)}` : id || '');
 

@@ -205,7 +205,7 @@ function resultSummary(p) {
 }
 
 /** {category: {succeeded, died_again}} from the Prometheus text, or null when absent. */
-export function parseOutcomes(text) {
+function parseOutcomes(text) {
   const out = {};
   let any = false;
   for (const line of text.split('\n')) {
