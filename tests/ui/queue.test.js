@@ -32,6 +32,7 @@ test('jobs are filtered, deleted by filter, and a test job is sent', async () =>
   await page.goto(`${server.url}/ui/#/queues/invoices`);
   await rows(page).nth(4).waitFor();
   assert.equal(await rows(page).count(), 5);
+  assert.match(await page.locator('.jobs-list + div').innerText(), /5 shown, 5 scanned\. That is all\./);
   await screenshot(page, 'queue');
 
   // Path and attribute together: customer 42 at acme only.
@@ -141,5 +142,25 @@ test('latency percentiles are charted when the history carries them', async () =
   await svg.hover({ position: { x: box.width - 15, y: box.height / 2 } });
   assert.match(await throughput.locator('.chart-readout').innerText(), /enqueued 2\.0\/s, acked 1\.8\/s, failed 0\.2\/s/);
   await page.unroute('**/v1/history?*');
+  assert.deepEqual(t.problems, []);
+});
+
+test('a long list is paged by following next', async () => {
+  const { api, page, server } = t;
+  await api.createQueue('bulk');
+  await api.enqueue('bulk', Array.from({ length: 120 }, (_, i) => ({ body: JSON.stringify({ n: i }) })));
+  await page.goto(`${server.url}/ui/#/queues/bulk`);
+  await rows(page).nth(49).waitFor();
+  assert.equal(await rows(page).count(), 50);
+  await page.locator('[data-testid="more-jobs"]').click();
+  await rows(page).nth(99).waitFor();
+  await page.locator('[data-testid="more-jobs"]').click();
+  await rows(page).nth(119).waitFor();
+  assert.equal(await rows(page).count(), 120);
+  assert.match(await page.locator('.jobs-list + div').innerText(), /120 shown.*That is all\./);
+  assert.match(await rows(page).last().innerText(), /\{"n":119\}/);
+  // Everything selected by the header box; the selection spans every page shown.
+  await page.locator('table.jobs thead input[type="checkbox"]').check();
+  assert.match(await page.locator('.bulk .count').innerText(), /^120 selected$/);
   assert.deepEqual(t.problems, []);
 });

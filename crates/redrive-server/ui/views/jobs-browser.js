@@ -49,11 +49,15 @@ const isDead = (j) => j.state === 'dead' || !!j.dead;
 
 export function jobsBrowser(name, route, ctx) {
   let filter = initialFilter(route.query);
-  let pages = 1;
   let missing = false;
+  // The first page is fetched again at every refresh; pages after it are fetched once each,
+  // by the person, following `next` (a payload search reads at most 10,000 jobs a request).
+  let first = { jobs: [], next: null, scanned: null };
+  let more = [];
+  // Where the next page starts once the person has followed `next` (undefined until then).
+  let cursor;
+  let scannedMore = 0;
   let jobs = [];
-  let next = null;
-  let scanned = null;
   const selected = new Set();
 
   const listEl = h('div', { class: 'jobs-list' }, h('p', { class: 'muted' }, 'Loading…'));
@@ -96,17 +100,39 @@ export function jobsBrowser(name, route, ctx) {
       text: text.value,
     };
     if (!filter.state.length) filter.state = DEFAULT_STATES;
-    pages = 1;
+    forgetMore();
     selected.clear();
     ctx.refresh();
   });
+
+  function forgetMore() {
+    more = [];
+    cursor = undefined;
+    scannedMore = 0;
+  }
+
+  const nextPage = () => (cursor === undefined ? first.next : cursor);
+
+  async function showMore() {
+    const after = nextPage();
+    if (!after) return;
+    try {
+      const r = await get(`/v1/queues/${enc(name)}/jobs${query({ ...filterQuery(filter), limit: PAGE_SIZE, after })}`);
+      more = more.concat(r.jobs || []);
+      cursor = r.next || null;
+      scannedMore += r.scanned || 0;
+    } catch (e) {
+      ctx.report(e, 'Listing more jobs');
+    }
+    ctx.refresh();
+  }
 
   function reset() {
     filter = initialFilter(new URLSearchParams());
     stateBoxes.forEach((b) => (b.checked = filter.state.includes(b.value)));
     priority.value = '';
     for (const i of [errorType, since, until, where, text]) i.value = '';
-    pages = 1;
+    forgetMore();
     selected.clear();
     ctx.refresh();
   }
@@ -142,6 +168,7 @@ export function jobsBrowser(name, route, ctx) {
     });
     if (done) {
       selected.clear();
+      forgetMore();
       ctx.refresh();
     }
   }
@@ -177,6 +204,7 @@ export function jobsBrowser(name, route, ctx) {
     });
     if (done) {
       selected.clear();
+      forgetMore();
       ctx.refresh();
     }
   }
@@ -189,7 +217,9 @@ export function jobsBrowser(name, route, ctx) {
   }
 
   function renderTable() {
-    if (!jobs.length) return h('p', { class: 'empty' }, 'No jobs match.');
+    if (!jobs.length) {
+      return h('p', { class: 'empty' }, nextPage() ? 'No match among the jobs searched so far.' : 'No jobs match.');
+    }
     const all = h('input', { type: 'checkbox', 'aria-label': 'Select every job shown', onchange: (e) => toggleAll(e.target.checked) });
     const rows = jobs.map((j) => {
       const box = h('input', {
@@ -228,11 +258,8 @@ export function jobsBrowser(name, route, ctx) {
     async refresh() {
       if (missing) return;
       try {
-        const limit = Math.min(PAGE_SIZE * pages, PAGE_SIZE_MAX);
-        const r = await get(`/v1/queues/${enc(name)}/jobs${query({ ...filterQuery(filter), limit })}`);
-        jobs = r.jobs || [];
-        next = r.next || null;
-        scanned = r.scanned;
+        const r = await get(`/v1/queues/${enc(name)}/jobs${query({ ...filterQuery(filter), limit: PAGE_SIZE })}`);
+        first = { jobs: r.jobs || [], next: r.next || null, scanned: r.scanned };
         ctx.clear('jobs');
       } catch (e) {
         if (e.missingRoute) {
@@ -244,15 +271,18 @@ export function jobsBrowser(name, route, ctx) {
         ctx.report(e, 'Listing jobs', 'jobs');
         return;
       }
+      const seen = new Set(first.jobs.map((j) => j.id));
+      jobs = first.jobs.concat(more.filter((j) => !seen.has(j.id)));
       const present = new Set(jobs.map((j) => j.id));
       for (const id of [...selected]) if (!present.has(id)) selected.delete(id);
       updateBulk();
-      fillIfChanged(listEl, jobs, renderTable);
+      fillIfChanged(listEl, [jobs, !!nextPage()], renderTable);
+      const next = nextPage();
+      const scanned = (first.scanned || 0) + scannedMore;
       fillIfChanged(moreEl, { next, scanned, n: jobs.length }, () => h('p', { class: 'muted small' },
-        `${fmtCount(jobs.length)} shown`, scanned !== undefined && scanned !== null ? `, ${fmtCount(scanned)} scanned` : '', '. ',
-        next && jobs.length < PAGE_SIZE_MAX
-          ? h('button', { type: 'button', class: 'small', onclick: () => { pages++; ctx.refresh(); } }, 'Show more')
-          : null));
+        `${fmtCount(jobs.length)} shown, ${fmtCount(scanned)} scanned. `,
+        next ? h('button', { type: 'button', class: 'small', 'data-testid': 'more-jobs', onclick: showMore },
+          jobs.length ? 'Show more' : 'Search further') : 'That is all.'));
     },
   };
 }
