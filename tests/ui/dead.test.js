@@ -59,6 +59,7 @@ test('a dead job is redriven with an edited body, sent as a JSON Patch', async (
   const id = await killJob(api, 'refunds', JSON.stringify({ refund: { amount: '12.50', currency: 'EUR' }, note: 'late' }), invalid);
 
   await page.goto(`${server.url}/ui/#/dead/refunds-dlq`);
+  await page.reload(); // a fresh page: no messages left from the test before
   await page.locator(`tr[data-job="${id}"]`).getByRole('button', { name: 'Edit body…' }).click();
   const dialog = page.locator('dialog[open]');
   const area = dialog.locator('#edit-body');
