@@ -58,6 +58,20 @@ test('a failed job shows every attempt with its error', async () => {
   assert.match(await page.locator('section', { hasText: 'Status' }).first().innerText(), /charges-dlq/);
   assert.equal(await page.locator('[data-testid="trace-link"]').count(), 0, 'no trace_id, no trace link');
   await screenshot(page, 'job');
+
+  // Redriven from its page: back in charges, with its lineage.
+  await page.locator('[data-testid="redrive-job"]').click();
+  const dialog = page.locator('dialog[open]');
+  await dialog.getByText('It would move back to charges.').waitFor();
+  await dialog.getByRole('button', { name: 'Redrive (1)' }).click();
+  await page.locator('section', { hasText: 'Lineage' }).getByText('Last redriven from').waitFor();
+  const lineageAfter = await page.locator('section', { hasText: 'Lineage' }).innerText();
+  assert.match(lineageAfter, /Redrives\s+1/);
+  assert.match(lineageAfter, /Last redriven from\s+charges-dlq/);
+  const status = await api.get(`/v1/jobs/${id}`);
+  assert.equal(status.queue, 'charges');
+  assert.equal(status.state, 'ready');
+  assert.equal(await page.locator('table.attempts tbody tr').count(), 3, 'the attempt log is kept');
   assert.deepEqual(t.problems, []);
 });
 

@@ -70,6 +70,23 @@ test('the overview shows the seeded queues with their counts, live', async () =>
   await page.locator('#theme').click();
   await page.locator('#theme').click();
   assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), undefined);
+  // Auto follows the system's preference.
+  await page.emulateMedia({ colorScheme: 'dark' });
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(18, 21, 26)');
+  await page.emulateMedia({ colorScheme: 'light' });
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(246, 247, 249)');
+
+  // A hidden tab stops polling and says so; shown again, it catches up at once.
+  const setHidden = (hidden) => page.evaluate((v) => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => v });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, hidden);
+  await setHidden(true);
+  await page.locator('#live', { hasText: 'paused while hidden' }).waitFor();
+  await api.enqueue('orders', [{ body: '{"order": 6}' }]);
+  await setHidden(false);
+  await page.locator('tr[data-queue="orders"] td[data-state="ready"]', { hasText: /^4$/ }).waitFor();
+  await page.locator('#live', { hasText: 'live' }).waitFor();
 
   // A phone: the table scrolls sideways inside its box, the page itself does not.
   await page.setViewportSize({ width: 390, height: 800 });
