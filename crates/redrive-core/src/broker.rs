@@ -261,6 +261,10 @@ pub struct JobInfo {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
     pub attempts: Vec<Attempt>,
+    /// The job's creation context (W3C `traceparent`), while it is not completed on the
+    /// embedded store and for as long as it is kept on PostgreSQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A queue with its configuration and statistics.

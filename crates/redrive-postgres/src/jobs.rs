@@ -26,7 +26,8 @@ macro_rules! info_select {
            ELSE '<deleted>' END), j.redrive_count, \
            CASE WHEN j.redriven_from_queue_id IS NULL THEN NULL \
            ELSE coalesce(rf.name, '<deleted>') END, \
-           j.body, j.attributes::text, j.group_id, j.attempts::text, j.leased_at, j.worker_id \
+           j.body, j.attributes::text, j.group_id, j.attempts::text, j.leased_at, j.worker_id, \
+           j.traceparent \
          FROM redrive.jobs j JOIN redrive.queues q ON q.id = j.queue_id \
          LEFT JOIN redrive.queues src ON src.id = j.source_queue_id \
          LEFT JOIN redrive.queues rf ON rf.id = j.redriven_from_queue_id "
@@ -85,6 +86,7 @@ pub fn info(r: &Row) -> Result<JobInfo> {
         body: if acked { None } else { r.get(16) },
         attributes,
         attempts,
+        traceparent: r.get(22),
     })
 }
 

@@ -42,7 +42,10 @@ async fn update(
     if config.fifo != q.config.fifo {
         return Err(Error::invalid("fifo", "cannot change after the queue is created"));
     }
-    check_dlq(c, &q.name, &config).await?;
+    // Checked only when the update names a dead-letter queue (as the engine).
+    if config.dead_letter_queue != q.config.dead_letter_queue {
+        check_dlq(c, &q.name, &config).await?;
+    }
     if config == q.config {
         return Ok(q);
     }

@@ -457,11 +457,11 @@ impl Store {
                 error: None,
             });
         }
-        let (body, attributes, key) = if job.body_loc != LOC_NONE {
+        let (body, attributes, key, traceparent) = if job.body_loc != LOC_NONE {
             let Record::Enqueue(e) = self.read_body(job)? else { unreachable!() };
-            (Some(e.body), e.attributes, e.idempotency_key)
+            (Some(e.body), e.attributes, e.idempotency_key, e.traceparent)
         } else {
-            (None, BTreeMap::new(), None)
+            (None, BTreeMap::new(), None, None)
         };
         Ok(JobInfo {
             id,
@@ -486,6 +486,7 @@ impl Store {
             body,
             attributes,
             attempts,
+            traceparent,
         })
     }
 }

@@ -158,7 +158,11 @@ impl Store {
             if config.fifo != q.config.fifo {
                 return Err(Error::invalid("fifo", "cannot change after the queue is created"));
             }
-            self.check_dlq(name, &config)?;
+            // A dead-letter queue deleted since is only checked when the update names one: a
+            // pause or a retention change must not need it fixed first.
+            if config.dead_letter_queue != q.config.dead_letter_queue {
+                self.check_dlq(name, &config)?;
+            }
             if config != q.config {
                 let rekey = config.retention_ms != q.config.retention_ms
                     || config.completed_retention_ms != q.config.completed_retention_ms;

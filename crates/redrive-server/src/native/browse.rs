@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
-use redrive_core::broker::{DeadFilter, JobFilter, JobInfo};
+use redrive_core::broker::{DeadFilter, JobFilter, JobInfo, RedriveRequest};
 use redrive_core::model::{signature, JobId, JobState, Priority};
 use redrive_core::time::from_rfc3339;
 use redrive_core::{limits, Broker, Error, QueuePatch, Result};
@@ -272,6 +272,7 @@ pub async fn delete<B: Broker>(
             return Err(Error::invalid("ids", "give ids or filter, not both").into())
         }
         (Some(ids), None) => {
+            s.broker.get_queue(q.clone()).await?;
             if ids.len() > limits::REDRIVE_COUNT_MAX {
                 let why = format!("at most {} ids", limits::REDRIVE_COUNT_MAX);
                 return Err(Error::invalid("ids", why).into());
@@ -304,11 +305,14 @@ pub async fn delete<B: Broker>(
     let mut deleted = Vec::new();
     for id in picked {
         if b.dry_run {
-            let leased = s.broker.get_job(id).await.is_ok_and(|j| j.state == JobState::Leased);
-            if leased {
-                skipped.push(Skip { id, reason: "leased" });
-            } else {
-                deleted.push(id);
+            // What the delete below would answer, job by job.
+            match s.broker.get_job(id).await.map(|j| j.state) {
+                Ok(JobState::Leased) => skipped.push(Skip { id, reason: "leased" }),
+                Ok(JobState::Acked) | Err(Error::JobNotFound(_)) => {
+                    skipped.push(Skip { id, reason: "not_found" })
+                }
+                Ok(_) => deleted.push(id),
+                Err(e) => return Err(e.into()),
             }
             continue;
         }
@@ -427,7 +431,26 @@ pub async fn redrive_one<B: Broker>(
         .ok_or_else(|| Error::invalid("id", format!("job {id} is not a dead job")))?;
     let target = b.to.clone().unwrap_or_else(|| dead.source_queue.clone());
     caller.allow(Action::Send, &target)?;
-    let patch = b.patch.unwrap_or_else(|| json!([]));
+    let Some(patch) = b.patch else {
+        // No repair: the job itself goes back, as it is, with its lineage.
+        let req = RedriveRequest {
+            ids: Some(vec![id]),
+            to: Some(target.clone()),
+            dry_run: b.dry_run,
+            ..RedriveRequest::default()
+        };
+        let r = s.broker.redrive(job.queue.clone(), req).await?;
+        if let Some(skip) = r.skipped.first() {
+            let why = format!("job {id} cannot be redriven now: {:?}", skip.reason);
+            return Err(Error::invalid("id", why).into());
+        }
+        if !b.dry_run {
+            let detail = json!({"id": id, "to": target});
+            crate::audit::record(&s, &caller, "job.redrive", &job.queue, detail).await;
+        }
+        let body = job.body.unwrap_or_default();
+        return Ok(Json(json!({"id": id, "queue": target, "body": body, "dry_run": b.dry_run})));
+    };
     crate::triage::patch::check_shape(&patch)
         .map_err(|e| Error::invalid("patch", e.to_string()))?;
     let r = patched_redrive(&s, id, &patch, Some(target), b.dry_run, "id").await?;

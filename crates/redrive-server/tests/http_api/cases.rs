@@ -454,6 +454,53 @@ pub async fn the_job_browser_searches_payloads_and_acts_on_selections(s: &Server
     let (_, got) = s.call("POST", "/v1/queues/orders/receive", Some(json!({}))).await;
     assert_eq!(got["jobs"].as_array().unwrap().len(), 1, "{got}");
 
+    // Without a patch the dead job itself goes back, whatever its body.
+    s.queue("misc", json!({"max_attempts": 1})).await;
+    let (_, sent) =
+        s.call("POST", "/v1/queues/misc/jobs", Some(json!({"jobs": [{"body": "plain"}]}))).await;
+    let plain = sent["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let (_, got) = s.call("POST", "/v1/queues/misc/receive", Some(json!({}))).await;
+    let r = got["jobs"][0]["receipt"].as_str().unwrap().to_owned();
+    s.call("POST", "/v1/fail", Some(fail(r, 1))).await;
+    let (st, back) = s.call("POST", &format!("/v1/jobs/{plain}/redrive"), Some(json!({}))).await;
+    assert_eq!(
+        (st, back["id"].as_str(), back["body"].as_str()),
+        (StatusCode::OK, Some(plain.as_str()), Some("plain")),
+        "{back}"
+    );
+    let (_, job) = s.call("GET", &format!("/v1/jobs/{plain}"), None).await;
+    assert_eq!(
+        (job["queue"].as_str(), job["redrive_count"].as_u64()),
+        (Some("misc"), Some(1)),
+        "{job}"
+    );
+    // A completed job: the dry run answers what the delete answers.
+    let (_, got) = s.call("POST", "/v1/queues/misc/receive", Some(json!({}))).await;
+    s.call("POST", "/v1/ack", Some(json!({"receipts": [got["jobs"][0]["receipt"]]}))).await;
+    let completed = json!({"filter": {"state": ["completed"]}, "dry_run": true});
+    let (_, dry) = s.call("POST", "/v1/queues/misc/jobs/delete", Some(completed)).await;
+    let (_, real) = s
+        .call(
+            "POST",
+            "/v1/queues/misc/jobs/delete",
+            Some(json!({"filter": {"state": ["completed"]}})),
+        )
+        .await;
+    assert_eq!(
+        (dry["deleted"].as_u64(), real["deleted"].as_u64()),
+        (Some(0), Some(0)),
+        "{dry} {real}"
+    );
+    assert_eq!(dry["skipped"], real["skipped"]);
+    // A queue whose dead-letter queue is gone can still be paused.
+    let (st, _) = s.call("DELETE", "/v1/queues/misc-dlq", None).await;
+    assert!(st.is_success());
+    let (st, q) = s.call("POST", "/v1/queues/misc/pause", None).await;
+    assert_eq!((st, q["config"]["paused"].as_bool()), (StatusCode::OK, Some(true)), "{q}");
+    let (st, v) =
+        s.call("POST", "/v1/queues/nope/jobs/delete", Some(json!({"ids": [plain]}))).await;
+    assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "queue_not_found"));
+
     let (st, h) = s.call("GET", "/v1/history?window=1h", None).await;
     assert_eq!(st, StatusCode::OK);
     assert!(h["step_ms"].as_u64().unwrap() > 0 && h["points"].is_array(), "{h}");
