@@ -1,9 +1,15 @@
 // The dashboard's shell: the hash router, the poll that keeps the current page live (every few
 // seconds, paused while the tab is hidden), the key prompt, who the key is, and the theme.
 //
-// A page is a module with mount(root, route, ctx) → {refresh(), unmount?()}: mount builds what
+// A page is a module with mount(root, route, ctx) → {refresh()}: mount builds what
 // stays (forms, buttons), refresh fetches and redraws the data, and must leave what the user
 // typed or selected alone.
+//
+// Layout: api.js (requests, errors, the key, grants) · dom.js (elements, formats, messages,
+// dialogs) · actions.js (grant-aware buttons, dry run then confirm) · charts.js (SVG charts,
+// series from /v1/history) · patch.js (JSON Patch, line diffs) · editor.js (edit a dead body,
+// redrive it patched) · views/ (one module per page; common.js and jobs-browser.js are parts).
+// Served by the server at /ui (crates/redrive-server/src/ui.rs); no build step.
 
 import { loadWhoami, onUnauthorized, session, setToken, token } from './api.js';
 import { h, fill, modal, showError, clearError } from './dom.js';
@@ -45,7 +51,6 @@ function parseHash() {
 }
 
 function route() {
-  if (current && current.page.unmount) current.page.unmount();
   const { path, query } = parseHash();
   const root = document.getElementById('view');
   root.replaceChildren();
