@@ -25,6 +25,10 @@ test('a read-only key sees the queues and cannot change anything', async () => {
   assert.equal((await client(server.url).raw('GET', '/v1/queues')).status, 401, 'the API wants a key');
 
   await page.goto(`${server.url}/ui/`);
+  // Closed without a key: the refusal is shown, and the page waits to be given one.
+  await page.locator('dialog[open]').getByRole('button', { name: 'Cancel' }).click();
+  await page.locator('#messages .msg-error', { hasText: 'not authenticated' }).first().waitFor();
+  await page.getByRole('button', { name: 'Enter a key' }).click();
   const input = page.locator('dialog[open] #key-input');
   await input.fill(`${viewer.id}.wrong-secret-wrong-secret`);
   await page.getByRole('button', { name: 'Use this key' }).click();
@@ -37,6 +41,7 @@ test('a read-only key sees the queues and cannot change anything', async () => {
   assert.equal(await page.locator('tr[data-queue="ledger"] td[data-state="ready"]').innerText(), '2');
   assert.match(await page.locator('#who').innerText(), new RegExp(`viewer\\s+${viewer.id}`));
   assert.equal(await page.evaluate(() => sessionStorage.getItem('redrive.token')), viewer.token);
+  assert.equal(await page.locator('#messages .msg-error').count(), 0, 'the refusals before the key are cleared');
 
   // The queue page: reading works, every change is disabled.
   await page.goto(`${server.url}/ui/#/queues/ledger`);

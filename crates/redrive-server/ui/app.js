@@ -12,7 +12,7 @@
 // Served by the server at /ui (crates/redrive-server/src/ui.rs); no build step.
 
 import { loadWhoami, onUnauthorized, session, setToken, token } from './api.js';
-import { h, fill, modal, showError, clearError } from './dom.js';
+import { h, fill, modal, showError, clearError, clearErrors } from './dom.js';
 import * as overview from './views/overview.js';
 import * as queue from './views/queue.js';
 import * as job from './views/job.js';
@@ -109,7 +109,12 @@ function setLive(state) {
 
 // ---- the key ----------------------------------------------------------------------------
 
+// Set when the person closed the prompt without a key: polls stop asking until they click
+// "Enter a key".
+let declined = false;
+
 function promptForKey(err) {
+  if (declined) return Promise.resolve(false);
   return new Promise((resolve) => {
     let given = false;
     const input = h('input', {
@@ -135,6 +140,10 @@ function promptForKey(err) {
       onClose: () => {
         resolve(given);
         if (given) keyChanged();
+        else {
+          declined = true;
+          renderWho();
+        }
       },
     });
     input.addEventListener('keydown', (e) => {
@@ -147,6 +156,8 @@ function promptForKey(err) {
 async function keyChanged() {
   try {
     await loadWhoami();
+    // What failed for want of a key is answered now.
+    clearErrors();
   } catch (e) {
     showError(e, 'Who am I', 'whoami');
   }
@@ -156,6 +167,16 @@ async function keyChanged() {
 
 function renderWho() {
   const el = document.getElementById('who');
+  if (declined) {
+    fill(el, h('button', {
+      type: 'button', class: 'small',
+      onclick: () => {
+        declined = false;
+        keyChanged();
+      },
+    }, '🔑 Enter a key'));
+    return;
+  }
   if (!session.known) {
     fill(el);
     return;

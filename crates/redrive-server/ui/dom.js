@@ -171,6 +171,11 @@ export function clearError(key) {
   for (const m of [...messages().children]) if (m.dataset.key === key) m.remove();
 }
 
+/** Removes every error shown (a new key answers what the old one could not). */
+export function clearErrors() {
+  for (const m of [...messages().querySelectorAll('.msg-error')]) m.remove();
+}
+
 export function showInfo(...content) {
   const el = h('div', { class: 'msg msg-info', role: 'status' },
     h('strong', null, '✔'), ' ', h('span', { class: 'msg-text' }, content),
