@@ -30,7 +30,7 @@ test('the overview shows the seeded queues with their counts, live', async () =>
       { type: 'ValidationError', message: 'field "amount": expected number, got string' });
   }
 
-  await page.goto(`${server.url}/ui/`);
+  await page.goto(`${server.url}/ui`); // the page, without the trailing slash, finds its files
   await page.locator('tr[data-queue="orders"]').waitFor();
   for (const name of ['orders', 'orders-dlq', 'emails', 'emails-dlq', 'payments', 'payments-dlq']) {
     await page.locator(`tr[data-queue="${name}"]`).waitFor();
