@@ -23,6 +23,7 @@ mod keys;
 pub mod producer;
 mod queues;
 mod routes;
+pub mod trace;
 mod transport;
 mod triage;
 pub mod worker;

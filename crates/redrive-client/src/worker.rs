@@ -30,6 +30,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use opentelemetry::trace::{Link, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::KeyValue;
 use redrive_core::broker::{Delivery, FailRequest};
 use redrive_core::model::ErrorInfo;
 use redrive_core::{JobId, Priority};
@@ -196,6 +198,7 @@ impl Worker {
             shutdown_timeout: Duration::from_secs(10),
             worker_id: format!("worker-{}", std::process::id()),
             stats: Arc::new(WorkerStats::default()),
+            trace_attempts: TraceAttempts::Links,
         }
     }
 }
@@ -210,6 +213,7 @@ pub struct WorkerBuilder {
     shutdown_timeout: Duration,
     worker_id: String,
     stats: Arc<WorkerStats>,
+    trace_attempts: TraceAttempts,
 }
 
 impl WorkerBuilder {
@@ -262,6 +266,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// How each attempt's `process` span relates to the job's creation context: linked to
+    /// it (the default), or its child for one waterfall per job.
+    pub fn trace_attempts(mut self, mode: TraceAttempts) -> Self {
+        self.trace_attempts = mode;
+        self
+    }
+
     pub fn handler<F, Fut>(self, handler: F) -> Runner<F>
     where
         F: Fn(JobContext) -> Fut + Send + Sync + 'static,
@@ -285,6 +296,7 @@ struct Shared {
     acks: mpsc::Sender<(String, OwnedSemaphorePermit)>,
     /// Cancelled when the shutdown deadline passes: jobs still running are dropped and released.
     overdue: CancellationToken,
+    trace_attempts: TraceAttempts,
 }
 
 impl<F, Fut> Runner<F>
@@ -306,6 +318,7 @@ where
             stats: b.stats.clone(),
             acks: ack_tx,
             overdue: CancellationToken::new(),
+            trace_attempts: b.trace_attempts,
         });
         let prefetch = b.prefetch.unwrap_or((b.concurrency / 4).max(1));
         // Leases held (running or buffered), and jobs running.
@@ -471,9 +484,15 @@ where
         let Delivery {
             id, queue, body, attributes, priority, attempt, traceparent, receipt, ..
         } = d;
+        let otel =
+            process_context(&queue, id, attempt, traceparent.as_deref(), shared.trace_attempts);
         let ctx = JobContext { id, queue, body, attributes, priority, attempt, traceparent };
         let started = Instant::now();
-        let mut task = std::pin::pin!(handler(ctx));
+        // The handler runs inside the process span: its own spans are children of it.
+        let mut task = std::pin::pin!(opentelemetry::context::FutureExt::with_context(
+            handler(ctx),
+            otel.clone()
+        ));
         // A panic in the handler becomes an `Err` with its payload.
         let mut poll_task =
             |cx: &mut Context<'_>| match std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -501,6 +520,7 @@ where
         shared.stats.handler_duration.observe(took);
         let failure = match outcome {
             Ok(Ok(())) => {
+                otel.span().end();
                 shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
                 let _ = shared.acks.send((receipt, lease)).await;
                 return;
@@ -512,6 +532,13 @@ where
             }
         };
         shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let span = otel.span();
+        span.set_attribute(KeyValue::new("error.type", failure.error.kind.clone()));
+        span.set_status(Status::error(format!(
+            "{}: {}",
+            failure.error.kind, failure.error.message
+        )));
+        span.end();
         let req = FailRequest {
             receipt,
             error: failure.error,
@@ -527,6 +554,51 @@ where
         }
     }
     .instrument(span)
+}
+
+/// How a worker's `process` spans relate to each job's creation context (its `traceparent`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TraceAttempts {
+    /// Linked: retries and redrives can be days apart, each attempt a trace of its own.
+    #[default]
+    Links,
+    /// Children of the creation context: one waterfall per job.
+    Children,
+}
+
+/// The OpenTelemetry context a handler runs in: a CONSUMER `process <queue>` span, on the
+/// application's global tracer provider (spans are dropped unrecorded when it has none), with
+/// the messaging attributes, the job id and the attempt.
+fn process_context(
+    queue: &str,
+    id: JobId,
+    attempt: u32,
+    traceparent: Option<&str>,
+    mode: TraceAttempts,
+) -> opentelemetry::Context {
+    let creation = traceparent.and_then(crate::trace::creation_context);
+    let (parent, links) = match (mode, creation) {
+        (TraceAttempts::Children, Some(c)) => (Some(c), Vec::new()),
+        (_, c) => (None, c.into_iter().map(Link::with_context).collect()),
+    };
+    let parent = parent.map_or_else(opentelemetry::Context::new, |p| {
+        opentelemetry::Context::new().with_remote_span_context(p)
+    });
+    let tracer = opentelemetry::global::tracer("redrive-worker");
+    let span = tracer
+        .span_builder(format!("process {queue}"))
+        .with_kind(SpanKind::Consumer)
+        .with_links(links)
+        .with_attributes([
+            KeyValue::new("messaging.system", "redrive"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.operation.name", "process"),
+            KeyValue::new("messaging.destination.name", queue.to_owned()),
+            KeyValue::new("messaging.message.id", id.to_string()),
+            KeyValue::new("redrive.job.attempt", i64::from(attempt)),
+        ])
+        .start_with_context(&tracer, &parent);
+    parent.with_span(span)
 }
 
 /// Waits for a handler that did not finish on its first poll, renewing its lease meanwhile.

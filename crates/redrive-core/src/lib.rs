@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod sealed;
 pub mod time;
+pub mod trace_context;
 pub mod triage;
 
 pub use broker::Broker;

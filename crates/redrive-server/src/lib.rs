@@ -35,6 +35,7 @@ pub mod sigv4;
 pub mod sqs;
 mod strict;
 pub mod tls;
+pub mod traces;
 pub mod triage;
 mod ui;
 
@@ -70,6 +71,8 @@ pub struct AppState<B> {
     pub overload: Overload,
     /// Recent per-queue samples for the dashboard's charts.
     pub history: history::History,
+    /// Whether job spans are exported, and how attempts relate to their creation context.
+    pub traces: traces::Traces,
     auth_failures: audit::Failures,
     /// The key receipts are signed with, read from the store on first use.
     receipt_key: tokio::sync::OnceCell<receipts::ReceiptKey>,
@@ -89,6 +92,7 @@ impl<B: Broker> AppState<B> {
             rates: auth::RateWindows::default(),
             overload: Overload::default(),
             history: history::History::default(),
+            traces: traces::Traces::default(),
             auth_failures: audit::Failures::default(),
             receipt_key: tokio::sync::OnceCell::new(),
         }

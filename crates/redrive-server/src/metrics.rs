@@ -80,17 +80,17 @@ impl Default for Metrics {
         let sqs = Family::<Labels, Counter>::default();
         registry.register(
             "redrive_http_requests",
-            "HTTP requests answered, by route, method, status and status class.",
+            "HTTP requests answered, by route, method, status and status class",
             http.clone(),
         );
         registry.register(
             "redrive_http_request_duration_seconds",
-            "Time to answer HTTP requests, by route and method (long polls included).",
+            "Time to answer HTTP requests, by route and method (long polls included)",
             http_seconds.clone(),
         );
         registry.register(
             "redrive_sqs_requests",
-            "SQS API actions answered, by action and outcome (ok or the SQS error code).",
+            "SQS API actions answered, by action and outcome (ok or the SQS error code)",
             sqs.clone(),
         );
         let scrape = StoreCollector::default();
@@ -149,20 +149,20 @@ pub async fn render<B: Broker>(State(s): State<Shared<B>>) -> ApiResult<Response
     let snap = s.broker.snapshot().await?;
     let scrape = Scrape {
         gauges: vec![
-            ("redrive_long_poll_waiters", "Receivers parked in a long poll.", snap.waiters as f64),
+            ("redrive_long_poll_waiters", "Receivers parked in a long poll", snap.waiters as f64),
             (
                 "redrive_long_polls_open",
-                "Long polls whose client is still connected, all callers together.",
+                "Long polls whose client is still connected, all callers together",
                 s.overload.long_polls_open() as f64,
             ),
             (
                 "redrive_http_requests_in_flight",
-                "Requests in flight, counted against REQUESTS_IN_FLIGHT_MAX.",
+                "Requests in flight, counted against REQUESTS_IN_FLIGHT_MAX",
                 s.overload.in_flight() as f64,
             ),
             (
                 "redrive_store_poisoned",
-                "1 when the store refuses writes after an I/O failure.",
+                "1 when the store refuses writes after an I/O failure",
                 f64::from(u8::from(s.broker.health().poisoned.is_some())),
             ),
         ],
@@ -249,7 +249,7 @@ impl Collector for StoreCollector {
 
         let mut m = e.encode_descriptor(
             "redrive_jobs",
-            "Jobs held, by queue and state.",
+            "Jobs held, by queue and state",
             None,
             MetricType::Gauge,
         )?;
@@ -269,7 +269,7 @@ impl Collector for StoreCollector {
         }
         let mut m = e.encode_descriptor(
             "redrive_jobs_ready",
-            "Ready jobs (deliverable now), by queue and priority.",
+            "Ready jobs (deliverable now), by queue and priority",
             None,
             MetricType::Gauge,
         )?;
@@ -282,7 +282,7 @@ impl Collector for StoreCollector {
         }
         let mut m = e.encode_descriptor(
             "redrive_dead_letters",
-            "Jobs holding dead-letter information, by queue.",
+            "Jobs holding dead-letter information, by queue",
             None,
             MetricType::Gauge,
         )?;
@@ -292,7 +292,7 @@ impl Collector for StoreCollector {
         }
         let mut m = e.encode_descriptor(
             "redrive_oldest_ready_age_seconds",
-            "Age of the oldest ready job, by queue.",
+            "Age of the oldest ready job, by queue",
             None,
             MetricType::Gauge,
         )?;
@@ -302,7 +302,7 @@ impl Collector for StoreCollector {
         }
         let mut m = e.encode_descriptor(
             "redrive_queue_paused",
-            "1 while the queue is paused (it takes jobs and hands none out).",
+            "1 while the queue is paused (it takes jobs and hands none out)",
             None,
             MetricType::Gauge,
         )?;
@@ -323,19 +323,19 @@ impl Collector for StoreCollector {
         let latencies: [(&str, &str, LatencyOf, f64); 3] = [
             (
                 "redrive_enqueue_to_start_seconds",
-                "Time from a job becoming ready to its lease starting, by queue.",
+                "Time from a job becoming ready to its lease starting, by queue",
                 |l| &l.start_ms,
                 1e3,
             ),
             (
                 "redrive_processing_seconds",
-                "Time from the lease that completed a job starting to its ack, by queue.",
+                "Time from the lease that completed a job starting to its ack, by queue",
                 |l| &l.process_ms,
                 1e3,
             ),
             (
                 "redrive_attempts_per_job",
-                "Deliveries each completed job took, by queue.",
+                "Deliveries each completed job took, by queue",
                 |l| &l.attempts,
                 1.0,
             ),
@@ -376,7 +376,7 @@ impl Collector for StoreCollector {
         }
         let mut m = e.encode_descriptor(
             "redrive_triage_proposals",
-            "Triage proposals, by status.",
+            "Triage proposals, by status",
             None,
             MetricType::Gauge,
         )?;

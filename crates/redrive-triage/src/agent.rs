@@ -308,6 +308,7 @@ impl Agent {
                 );
             }
             self.metrics.decision(decided.decision.category, decided.decision.action);
+            decision_span(queue, &decided, members.iter().map(|&i| &jobs[i]));
             let mut verdicts = BTreeMap::new();
             let mut to_redrive = Vec::new();
             for &i in &members {
@@ -615,6 +616,42 @@ fn input_hash(case: &DeadCase) -> String {
     use sha2::{Digest, Sha256};
     let text = serde_json::to_string(case).expect("serializes");
     redrive_core::model::hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// A `triage <queue>` span for one group's decision, linked to the creation context of each of
+/// its jobs (the first 128), so a job's trace shows why it was redriven, held or escalated.
+/// Made on the global tracer provider: the server's when the agent runs in process.
+fn decision_span<'a>(queue: &str, decided: &Decided, jobs: impl Iterator<Item = &'a JobInfo>) {
+    use opentelemetry::trace::{Link, Span as _, SpanKind, Tracer as _};
+    use opentelemetry::KeyValue;
+    let jobs: Vec<&JobInfo> = jobs.collect();
+    let links = jobs
+        .iter()
+        .filter_map(|j| j.traceparent.as_deref().and_then(redrive_client::trace::creation_context))
+        .take(128)
+        .map(Link::with_context)
+        .collect();
+    let d = &decided.decision;
+    let mut attrs = vec![
+        KeyValue::new("messaging.system", "redrive"),
+        KeyValue::new("messaging.destination.name", queue.to_owned()),
+        KeyValue::new("redrive.triage.category", d.category.to_string()),
+        KeyValue::new("redrive.triage.action", d.action.to_string()),
+        KeyValue::new("redrive.triage.confidence", d.confidence),
+        KeyValue::new("messaging.batch.message_count", jobs.len() as i64),
+    ];
+    if let [one] = jobs.as_slice() {
+        attrs.push(KeyValue::new("messaging.message.id", one.id.to_string()));
+        attrs.push(KeyValue::new("redrive.job.attempt", i64::from(one.receive_count)));
+    }
+    let tracer = opentelemetry::global::tracer("redrive-triage");
+    let mut span = tracer
+        .span_builder(format!("triage {queue}"))
+        .with_kind(SpanKind::Internal)
+        .with_links(links)
+        .with_attributes(attrs)
+        .start(&tracer);
+    span.end();
 }
 
 #[cfg(test)]

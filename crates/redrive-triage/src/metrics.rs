@@ -75,45 +75,45 @@ impl TriageMetrics {
         let m = self.clone();
         r.register(
             "redrive_triage_decisions",
-            "Group decisions, by category and action.",
+            "Group decisions, by category and action",
             m.decisions,
         );
         r.register(
             "redrive_triage_redrive_outcomes",
-            "Auto-redriven jobs that completed or died again, by category (success rate = succeeded / all).",
+            "Auto-redriven jobs that completed or died again, by category (success rate = succeeded / all)",
             m.outcomes,
         );
-        r.register("redrive_triage_jobs", "Dead jobs by the policy's verdict.", m.verdicts);
-        r.register("redrive_triage_redriven", "Jobs the agent redrove automatically.", m.redriven);
+        r.register("redrive_triage_jobs", "Dead jobs by the policy's verdict", m.verdicts);
+        r.register("redrive_triage_redriven", "Jobs the agent redrove automatically", m.redriven);
         r.register(
             "redrive_triage_escalations",
-            "Escalations delivered to the webhook.",
+            "Escalations delivered to the webhook",
             m.escalations_delivered,
         );
         r.register(
             "redrive_triage_escalation_failures",
-            "Escalations the webhook did not take after retries.",
+            "Escalations the webhook did not take after retries",
             m.escalations_failed,
         );
-        r.register("redrive_triage_provider_calls", "Model provider calls.", m.provider_calls);
+        r.register("redrive_triage_provider_calls", "Model provider calls", m.provider_calls);
         r.register(
             "redrive_triage_provider_errors",
-            "Model provider calls that failed (the rules decided instead).",
+            "Model provider calls that failed (the rules decided instead)",
             m.provider_errors,
         );
         r.register(
             "redrive_triage_provider_latency_seconds",
-            "Time spent in model provider calls.",
+            "Time spent in model provider calls",
             m.provider_latency_s,
         );
         r.register(
             "redrive_triage_prompt_tokens",
-            "Prompt tokens sent to the model provider.",
+            "Prompt tokens sent to the model provider",
             m.prompt_tokens,
         );
         r.register(
             "redrive_triage_completion_tokens",
-            "Completion tokens the model provider returned.",
+            "Completion tokens the model provider returned",
             m.completion_tokens,
         );
     }

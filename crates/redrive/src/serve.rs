@@ -104,6 +104,14 @@ pub struct ServeArgs {
         value_name = "FILE"
     )]
     encryption_key_files: Vec<PathBuf>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector base URL (`/v1/traces` is
+    /// appended); OTEL_EXPORTER_OTLP_ENDPOINT, _TRACES_ENDPOINT and _HEADERS work too
+    #[arg(long, env = "REDRIVE_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// How an attempt's spans relate to the job's creation context: `links` (default) or
+    /// `children` (one waterfall per job)
+    #[arg(long, env = "REDRIVE_TRACE_ATTEMPTS", default_value = "links")]
+    trace_attempts: redrive_server::traces::Mode,
 }
 
 /// The configuration file as written.
@@ -152,6 +160,9 @@ pub struct ServeConfig {
     pub triage: Option<(Option<PathBuf>, Duration)>,
     /// The keys that seal job content at rest, when encryption is on.
     pub encryption: Option<Arc<Keyring>>,
+    /// Where traces go, if anywhere, and how attempts relate to their creation context.
+    pub otlp: Option<redrive_server::traces::OtlpConfig>,
+    pub trace_attempts: redrive_server::traces::Mode,
 }
 
 impl ServeConfig {
@@ -240,6 +251,8 @@ impl ServeConfig {
             triage: args
                 .triage
                 .then(|| (args.triage_policy, Duration::from_secs(args.triage_interval_s.max(1)))),
+            otlp: redrive_server::traces::OtlpConfig::from_env(args.otlp_endpoint.as_deref()),
+            trace_attempts: args.trace_attempts,
         })
     }
 }
@@ -493,6 +506,12 @@ async fn serve_broker<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Res
         config.triage.as_ref().map(|_| Arc::default());
     let mut state = AppState::new(broker, config.sqs.clone());
     state.auth = config.auth.clone();
+    let exporting = config.otlp.clone().map(|otlp| {
+        tracing::info!(url = %otlp.url, "exporting traces over OTLP");
+        redrive_server::traces::install(otlp)
+    });
+    state.traces =
+        redrive_server::traces::Traces { on: exporting.is_some(), mode: config.trace_attempts };
     if let Some((id, secret)) = &config.admin_key {
         ensure_admin_key(&state.broker, id, secret).await?;
     }
@@ -560,6 +579,9 @@ async fn serve_broker<B: Broker>(config: &ServeConfig, broker: B) -> anyhow::Res
     let listener = Listener { tcp: listener, transport: config.transport.clone() };
     redrive_server::serve(listener, state, shutdown, Duration::from_millis(DRAIN_TIMEOUT_MS))
         .await?;
+    if let Some(e) = exporting {
+        e.shutdown().await;
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -445,6 +445,7 @@ pub async fn redrive_one<B: Broker>(
             return Err(Error::invalid("id", why).into());
         }
         if !b.dry_run {
+            crate::traces::redriven(&s, &job.queue, &r.ids).await;
             let detail = json!({"id": id, "to": target});
             crate::audit::record(&s, &caller, "job.redrive", &job.queue, detail).await;
         }
@@ -454,7 +455,8 @@ pub async fn redrive_one<B: Broker>(
     crate::triage::patch::check_shape(&patch)
         .map_err(|e| Error::invalid("patch", e.to_string()))?;
     let r = patched_redrive(&s, id, &patch, Some(target), b.dry_run, "id").await?;
-    if !b.dry_run {
+    if let (false, Some(copy)) = (b.dry_run, r.id) {
+        crate::traces::redriven(&s, &job.queue, &[copy]).await;
         let detail = json!({"id": id, "to": r.queue, "new_id": r.id, "patch": patch});
         crate::audit::record(&s, &caller, "job.redrive", &job.queue, detail).await;
     }

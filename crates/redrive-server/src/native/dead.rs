@@ -67,6 +67,7 @@ pub async fn redrive<B: Broker>(
     let (dry_run, b_to) = (b.dry_run, b.to.clone());
     let r = s.broker.redrive(q.clone(), b).await?;
     if !dry_run {
+        crate::traces::redriven(&s, &q, &r.ids).await;
         let detail = json!({"moved": r.moved, "to": b_to});
         crate::audit::record(&s, &caller, "queue.redrive", &q, detail).await;
     }

@@ -1,12 +1,13 @@
 //! Job routes: enqueue, receive (one queue or several), ack, fail, extend, status by id.
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use redrive_core::broker::check_batch;
 use redrive_core::broker::{
     AckResult, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob, ReceiveRequest,
 };
-use redrive_core::model::{ErrorInfo, JobId};
+use redrive_core::model::{ErrorInfo, JobId, Receipt};
 use redrive_core::time::to_rfc3339;
 use redrive_core::{limits, Broker, Error};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ use crate::error::ApiResult;
 use crate::extract::JsonBody;
 use crate::overload::Client;
 use crate::receipts::Opened;
-use crate::Shared;
+use crate::{traces, Shared};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,9 +41,14 @@ pub struct AckReply {
 pub async fn enqueue<B: Broker>(
     State(s): State<Shared<B>>,
     Path(q): Path<String>,
-    JsonBody(b): JsonBody<EnqueueBody>,
+    headers: HeaderMap,
+    JsonBody(mut b): JsonBody<EnqueueBody>,
 ) -> ApiResult<Json<JobsReply<Enqueued>>> {
-    Ok(Json(JobsReply { jobs: s.broker.enqueue(q, b.jobs).await? }))
+    let parent = traces::from_headers(&headers);
+    let span = s.traces.creation(&q, parent.as_ref(), &mut b.jobs);
+    let r = s.broker.enqueue(q, b.jobs).await;
+    traces::Traces::sent(span, &r);
+    Ok(Json(JobsReply { jobs: r? }))
 }
 
 #[derive(Deserialize, Default)]
@@ -72,6 +78,7 @@ pub async fn receive_one<B: Broker>(
     State(s): State<Shared<B>>,
     Path(q): Path<String>,
     client: Client,
+    headers: HeaderMap,
     JsonBody(b): JsonBody<ReceiveBody>,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
     if !b.queues.is_empty() {
@@ -81,20 +88,21 @@ pub async fn receive_one<B: Broker>(
         )
         .into());
     }
-    receive(&s, &client, b.into_request(vec![q])).await
+    receive(&s, &client, &headers, b.into_request(vec![q])).await
 }
 
 pub async fn receive_many<B: Broker>(
     State(s): State<Shared<B>>,
     caller: Caller,
     client: Client,
+    headers: HeaderMap,
     JsonBody(mut b): JsonBody<ReceiveBody>,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
     let queues = std::mem::take(&mut b.queues);
     for q in &queues {
         caller.allow(Action::Receive, q)?;
     }
-    receive(&s, &client, b.into_request(queues)).await
+    receive(&s, &client, &headers, b.into_request(queues)).await
 }
 
 /// Receives, and hands out signed receipts (the key is read first: a lease is never taken for
@@ -103,9 +111,11 @@ pub async fn receive_many<B: Broker>(
 async fn receive<B: Broker>(
     s: &Shared<B>,
     client: &Client,
+    headers: &HeaderMap,
     req: ReceiveRequest,
 ) -> ApiResult<Json<JobsReply<Delivery>>> {
     let key = s.receipts().await?;
+    let queues = req.queues.join(",");
     let mut jobs = if req.wait_ms == Some(0) {
         s.broker.receive(req).await?
     } else {
@@ -113,6 +123,10 @@ async fn receive<B: Broker>(
     };
     for d in &mut jobs {
         d.receipt = key.seal(&d.queue, &d.receipt);
+    }
+    if s.traces.on {
+        let leased = jobs.iter().map(|d| (d.id, d.attempt, d.traceparent.as_deref()));
+        s.traces.receive(&queues, traces::from_headers(headers).as_ref(), leased);
     }
     Ok(Json(JobsReply { jobs }))
 }
@@ -137,7 +151,13 @@ pub async fn ack<B: Broker>(
         caller.allow(Action::Receive, o.queue)?;
     }
     let valid: Vec<String> = opened.iter().flatten().map(|o| o.inner.to_string()).collect();
+    let traced = jobs_of(&s, &valid).await;
     let mut settled = if valid.is_empty() { Vec::new() } else { s.broker.ack(valid).await? };
+    for (job, r) in traced.iter().zip(&settled) {
+        if let (Some(job), AckResult::Ok) = (job, r) {
+            s.traces.settle("ack", job, None);
+        }
+    }
     settled.reverse();
     let results = opened
         .iter()
@@ -187,13 +207,37 @@ pub async fn fail<B: Broker>(
 ) -> ApiResult<Json<FailResult>> {
     let receipt = unseal(&s, &caller, &b.receipt).await?;
     let FailError { kind, message, detail } = b.error;
+    let traced = jobs_of(&s, std::slice::from_ref(&receipt)).await.pop().flatten();
+    let error = (kind.clone(), message.clone());
     let req = FailRequest {
         receipt,
         error: ErrorInfo { kind, message, detail },
         retry_after_ms: b.retry_after_ms,
         non_retryable: b.non_retryable,
     };
-    Ok(Json(s.broker.fail(req).await?))
+    let r = s.broker.fail(req).await?;
+    if let Some(job) = traced {
+        let op = if r.dead_reason.is_some() { "dead_letter" } else { "nack" };
+        s.traces.settle(op, &job, Some(error));
+    }
+    Ok(Json(r))
+}
+
+/// The jobs the store receipts name, as they are before a settle, for its spans: only when
+/// traces are on (one read per job), and `None` for a receipt whose job cannot be read.
+async fn jobs_of<B: Broker>(s: &Shared<B>, receipts: &[String]) -> Vec<Option<JobInfo>> {
+    if !s.traces.on {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(receipts.len());
+    for r in receipts {
+        let id = r.parse::<Receipt>().ok().map(|r| r.id);
+        out.push(match id {
+            Some(id) => s.broker.get_job(id).await.ok(),
+            None => None,
+        });
+    }
+    out
 }
 
 #[derive(Deserialize)]

@@ -71,6 +71,8 @@ pub struct Cx<'a, B> {
     path_queue: Option<String>,
     /// Whom a long poll is counted against, and its socket.
     pub(crate) client: crate::overload::Client,
+    /// The request's trace context (`X-Amzn-Trace-Id` or `traceparent`).
+    pub(crate) trace: Option<opentelemetry::trace::SpanContext>,
 }
 
 impl<B: Broker> Cx<'_, B> {
@@ -273,7 +275,8 @@ async fn handle<B: Broker>(
         .unwrap_or("localhost")
         .to_owned();
     let client = crate::overload::Client::new(&caller, sender.peer);
-    let cx = Cx { state: &state, host, path_queue, client };
+    let trace = crate::traces::from_headers(&headers);
+    let cx = Cx { state: &state, host, path_queue, client, trace };
     if let Err(e) = door::allow(&cx, &caller, action, &method, &uri, &headers, &request.params) {
         return wire::error(request.protocol, &e, &request_id);
     }

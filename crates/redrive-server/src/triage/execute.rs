@@ -31,6 +31,7 @@ pub(super) async fn execute<B: Broker>(
                 ..RedriveRequest::default()
             };
             let r = s.broker.redrive(p.proposed.queue.clone(), req).await?;
+            crate::traces::redriven(s, &p.proposed.queue, &r.ids).await;
             Ok(ProposalResult::Moved { moved: r.moved, ids: r.ids })
         }
         Action::RedrivePatched => {
@@ -43,7 +44,9 @@ pub(super) async fn execute<B: Broker>(
             for &id in &p.proposed.job_ids {
                 match patched_redrive(s, id, patch, None, false, "job_ids").await {
                     Ok(r) => {
-                        patched.push(PatchedJob { from: id, to: r.id.expect("not a dry run") })
+                        let to = r.id.expect("not a dry run");
+                        crate::traces::redriven(s, &p.proposed.queue, &[to]).await;
+                        patched.push(PatchedJob { from: id, to })
                     }
                     Err(e) => failed.push(PatchFailure { id, error: result_line(&e) }),
                 }
@@ -117,7 +120,8 @@ pub async fn patched_redrive<B: Broker>(
         body: body.clone(),
         priority: Some(job.priority),
         attributes,
-        traceparent: None,
+        // The copy keeps the job's creation context: its trace goes on where it began.
+        traceparent: job.traceparent.clone(),
         ..NewJob::default()
     };
     let enqueued = s.broker.enqueue(queue.clone(), vec![new]).await?;

@@ -96,6 +96,10 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     } else {
         cx.state.overload.long_poll(&cx.client, cx.broker().receive(req)).await?
     };
+    if cx.state.traces.on {
+        let leased = deliveries.iter().map(|d| (d.id, d.attempt, d.traceparent.as_deref()));
+        cx.state.traces.receive(&name_of(&deliveries), cx.trace.as_ref(), leased);
+    }
     let mut system_names = input.attribute_names;
     system_names.extend(input.message_system_attribute_names);
     let messages = deliveries
@@ -116,6 +120,10 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         })
         .collect();
     Ok(Output { messages })
+}
+
+fn name_of(d: &[Delivery]) -> String {
+    d.first().map(|d| d.queue.clone()).unwrap_or_default()
 }
 
 /// The system attributes `names` asks for (`All` for all that apply).

@@ -159,7 +159,11 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
     job.group = m.message_group_id;
     message::store(&m.message_attributes, &mut job.attributes);
     if let Some(trace) = m.message_system_attributes.get("AWSTraceHeader") {
-        job.attributes.insert(TRACE_KEY.to_owned(), trace.string_value.clone().unwrap_or_default());
+        let header = trace.string_value.clone().unwrap_or_default();
+        // The message's own trace is its creation context.
+        job.traceparent = crate::traces::parse_aws_trace_header(&header)
+            .map(|c| crate::traces::traceparent(&c));
+        job.attributes.insert(TRACE_KEY.to_owned(), header);
     }
     Ok(Prepared {
         md5_body: message::md5_hex(m.message_body.as_bytes()),
@@ -173,7 +177,9 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Sent> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     let q = cx.broker().get_queue(name.clone()).await?;
-    let p = prepare(&q, input.message)?;
-    let enqueued = cx.broker().enqueue(name, vec![p.job.clone()]).await?;
-    Ok(p.sent(&enqueued[0]))
+    let mut p = prepare(&q, input.message)?;
+    let span = cx.state.traces.creation(&name, cx.trace.as_ref(), std::slice::from_mut(&mut p.job));
+    let enqueued = cx.broker().enqueue(name, vec![p.job.clone()]).await;
+    crate::traces::Traces::sent(span, &enqueued);
+    Ok(p.sent(&enqueued?[0]))
 }

@@ -66,8 +66,15 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     if ready.is_empty() {
         return Ok(out);
     }
-    let jobs = ready.iter().map(|(_, p)| p.job.clone()).collect();
-    match cx.broker().enqueue(name.clone(), jobs).await {
+    let mut jobs: Vec<_> = ready.iter().map(|(_, p)| p.job.clone()).collect();
+    let span = cx.state.traces.creation(&name, cx.trace.as_ref(), &mut jobs);
+    for ((_, p), j) in ready.iter_mut().zip(&jobs) {
+        p.job.traceparent.clone_from(&j.traceparent);
+    }
+    let enqueued = cx.broker().enqueue(name.clone(), jobs).await;
+    let outcome = enqueued.clone();
+    crate::traces::Traces::sent(span, &outcome);
+    match enqueued {
         Ok(enqueued) => {
             for ((id, p), e) in ready.into_iter().zip(&enqueued) {
                 out.successful.push(SentEntry { sent: p.sent(e), id });
