@@ -468,7 +468,15 @@ where
     F: Fn(JobContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), JobError>> + Send + 'static,
 {
-    let span = tracing::info_span!("job", id = %d.id, queue = %d.queue, attempt = d.attempt, traceparent = d.traceparent.as_deref().unwrap_or(""));
+    let span = tracing::info_span!(
+        "job",
+        id = %d.id,
+        queue = %d.queue,
+        attempt = d.attempt,
+        traceparent = d.traceparent.as_deref().unwrap_or(""),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
     async move {
         let Ok(_running) = runners.acquire_owned().await else {
             // Stopping: hand back a job that never started.
@@ -486,6 +494,13 @@ where
         } = d;
         let otel =
             process_context(&queue, id, attempt, traceparent.as_deref(), shared.trace_attempts);
+        // The handler's log lines name the process span, as its trace does.
+        let sc = otel.span().span_context().clone();
+        if sc.is_valid() {
+            let current = tracing::Span::current();
+            current.record("trace_id", tracing::field::display(sc.trace_id()));
+            current.record("span_id", tracing::field::display(sc.span_id()));
+        }
         let ctx = JobContext { id, queue, body, attributes, priority, attempt, traceparent };
         let started = Instant::now();
         // The handler runs inside the process span: its own spans are children of it.

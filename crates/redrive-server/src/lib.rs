@@ -143,6 +143,7 @@ pub fn router<B: Broker>(state: Shared<B>) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require::<B>))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count::<B>))
+        .layer(axum::middleware::from_fn(traces::log_context))
         .layer(DefaultBodyLimit::max(limits::REQUEST_BODY_MAX_BYTES))
         .layer(limits)
         .layer(axum::middleware::from_fn_with_state(state.clone(), overload::admit::<B>))

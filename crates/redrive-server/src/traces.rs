@@ -291,6 +291,26 @@ pub async fn redriven<B: redrive_core::Broker>(s: &crate::Shared<B>, from: &str,
     }
 }
 
+/// Runs a request that came with a trace context inside a `request` log span carrying its
+/// `trace_id` and `span_id`, so every log line it causes can be found from the trace.
+pub async fn log_context(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    match from_headers(req.headers()) {
+        Some(c) => {
+            let span = tracing::info_span!(
+                "request",
+                trace_id = %c.trace_id(),
+                span_id = %c.span_id(),
+            );
+            next.run(req).instrument(span).await
+        }
+        None => next.run(req).await,
+    }
+}
+
 /// The request's trace context: its W3C `traceparent` header, else AWS's `X-Amzn-Trace-Id`.
 pub fn from_headers(headers: &axum::http::HeaderMap) -> Option<SpanContext> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());

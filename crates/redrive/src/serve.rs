@@ -112,6 +112,9 @@ pub struct ServeArgs {
     /// `children` (one waterfall per job)
     #[arg(long, env = "REDRIVE_TRACE_ATTEMPTS", default_value = "links")]
     trace_attempts: redrive_server::traces::Mode,
+    /// Log lines as text or as JSON objects (with trace and span ids)
+    #[arg(long, env = "REDRIVE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
 }
 
 /// The configuration file as written.
@@ -365,15 +368,27 @@ fn sqs_settings(
     Ok(s)
 }
 
-fn init_logging() {
+/// Logs to stderr: text, or one JSON object a line (`--log-format json`) whose `spans` carry a
+/// request's `trace_id` and `span_id` when it came with a trace context.
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("REDRIVE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => fmt.try_init(),
+        LogFormat::Json => fmt.json().with_current_span(false).with_span_list(true).try_init(),
+    };
+}
+
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    init_logging(args.log_format);
     let config = ServeConfig::resolve(args)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = config.http_threads {

@@ -285,3 +285,44 @@ async fn a_jobs_spans_from_send_to_dead_letter_triage_redrive_and_success() {
         "the producer's context is the send span's parent"
     );
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_requests_trace_and_span_ids() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // Spawned here: the audit line is at info, which the shared launcher's servers leave out.
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("REDRIVE_STORE")
+        .env("REDRIVE_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("redrive listening on ").unwrap().to_owned();
+    let mut server = common::Server { child, url };
+    let tp = "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01";
+    let put = reqwest::Client::new()
+        .put(format!("{}/v1/queues/logged", server.url))
+        .header("traceparent", tp)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    // The audit line of that request, once the server has written it.
+    server.child.kill().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut err).unwrap();
+    let line = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"].as_str().is_some_and(|m| m.contains("queue.create")))
+        .unwrap_or_else(|| panic!("no JSON audit line in {err}"));
+    let span = &line["spans"][0];
+    assert_eq!(span["trace_id"], "5759e988bd862e3fe1be46a994272793", "{line}");
+    assert_eq!(span["span_id"], "53995c3f42cd8ad8", "{line}");
+}

@@ -1,6 +1,6 @@
 // A job's page (#/jobs/ID): where it is, every attempt with its error, worker and timing, its
 // body and attributes, its lineage (redrives, death, the dead job it was repaired from), a link
-// to its trace when the status has a trace_id; delete, redrive, or edit the body and redrive.
+// to its trace (the creation context's trace id, from the status's traceparent); delete, redrive, or edit the body and redrive.
 
 import { get, post, del, enc } from '../api.js';
 import {
@@ -100,7 +100,7 @@ export function mount(root, route, ctx) {
       fillIfChanged(stateEl, [job.state, !!job.dead], () => [badge(job.state), job.dead ? [' ', h('span', { class: 'tag' }, 'dead letter')] : null]);
       drawToolbar();
       fillIfChanged(summaryEl, summaryData(job), () => summary(job));
-      fillIfChanged(lineageEl, [job.dead, job.redrive_count, job.redriven_from, job.attributes, job.trace_id], () => lineage(job));
+      fillIfChanged(lineageEl, [job.dead, job.redrive_count, job.redriven_from, job.attributes, job.traceparent], () => lineage(job));
       fillIfChanged(attemptsEl, job.attempts, () => attempts(job.attempts || []));
       fillIfChanged(bodyEl, [job.body, job.attributes, job.state], () => body(job));
     },
@@ -142,6 +142,12 @@ function traceLink(traceId) {
   ];
 }
 
+// The trace id of the job's creation context (its W3C traceparent: 00-<trace id>-<span>-<flags>).
+function traceId(j) {
+  const parts = (j.traceparent || '').split('-');
+  return parts.length >= 4 && /^[0-9a-f]{32}$/.test(parts[1]) ? parts[1] : null;
+}
+
 function lineage(j) {
   const from = j.attributes && j.attributes['redrive:patched_from'];
   const rows = [
@@ -149,7 +155,7 @@ function lineage(j) {
     j.redriven_from && ['Last redriven from', queueLink(j.redriven_from)],
     j.dead && ['Died', [badge(j.dead.reason.replace(/_/g, ' '), 'dead'), ' in ', queueLink(j.dead.source_queue), ' at ', timeEl(j.dead.died_at)]],
     from && ['Repaired from', [jobLink(from), h('span', { class: 'muted' }, ' (redrive:patched_from: the dead job this one replaced)')]],
-    j.trace_id && ['Trace', traceLink(j.trace_id)],
+    traceId(j) && ['Trace', traceLink(traceId(j))],
   ];
   return dl(rows);
 }
