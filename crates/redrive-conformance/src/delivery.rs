@@ -122,3 +122,43 @@ pub async fn oversized_messages_are_refused_whole<B: Broker>(b: &B) {
     assert!(take(b, "q", 10, None).await.is_empty(), "nothing of the batch was written");
     assert_eq!(b.enqueue("q".into(), vec![]).await.unwrap_err(), Error::EmptyBatch);
 }
+
+/// As SQS's DeleteMessage with the latest receipt handle: an ack after the lease ran out still
+/// completes the job while nobody leased it again (no needless redelivery for a slow worker),
+/// and the attempt log shows the lease running out and then the completion. Fail and extend
+/// stay refused once the lease is over; a receipt older than the current lease, or of a job that
+/// died or was redriven since, is stale.
+pub async fn a_late_ack_with_the_latest_receipt_completes_a_job_nobody_received_again<B: Broker>(
+    b: &B,
+) {
+    queue(b, "q", |p| p.max_attempts = Some(Some(3))).await;
+    let id = send(b, "q", vec![job("slow")]).await[0];
+    let first = take(b, "q", 1, Some(SOON_MS)).await.remove(0);
+    tokio::time::sleep(AFTER_SOON).await;
+    assert_eq!(b.extend(first.receipt.clone(), 5000).await.unwrap_err(), Error::StaleReceipt);
+    let late_fail = crate::failure(&first.receipt, None, false);
+    assert_eq!(b.fail(late_fail).await.unwrap_err(), Error::StaleReceipt);
+    assert_eq!(b.ack(vec![first.receipt.clone()]).await.unwrap(), vec![AckResult::Ok]);
+    assert_eq!(b.ack(vec![first.receipt]).await.unwrap(), vec![AckResult::Stale], "once");
+    assert!(take(b, "q", 10, None).await.is_empty(), "completed, never delivered again");
+    let info = b.get_job(id).await.unwrap();
+    assert_eq!(info.state, JobState::Acked);
+    let outcomes: Vec<Outcome> = info.attempts.iter().map(|a| a.outcome).collect();
+    assert!(
+        matches!(outcomes.as_slice(), [Outcome::LeaseExpired, Outcome::Ok] | [Outcome::Ok]),
+        "{outcomes:?}"
+    );
+
+    // A job that died after its lease: that lease's receipt no longer completes it, nor after
+    // the redrive.
+    queue(b, "once", |p| p.max_attempts = Some(Some(1))).await;
+    send(b, "once", vec![job("dies")]).await;
+    let gone = take(b, "once", 1, Some(SOON_MS)).await.remove(0);
+    tokio::time::sleep(AFTER_SOON).await;
+    assert!(take(b, "once", 1, None).await.is_empty(), "it died when its lease ran out");
+    assert_eq!(b.ack(vec![gone.receipt.clone()]).await.unwrap(), vec![AckResult::Stale]);
+    let redrive = b.redrive("once-dlq".into(), Default::default()).await.unwrap();
+    assert_eq!(redrive.moved, 1);
+    assert_eq!(b.ack(vec![gone.receipt]).await.unwrap(), vec![AckResult::Stale]);
+    assert_eq!(bodies(&take(b, "once", 1, None).await), ["dies"]);
+}

@@ -122,6 +122,7 @@ macro_rules! suite {
             priorities_are_strict_and_fifo_within_a_level,
             delayed_jobs_wait_for_their_time,
             an_expired_lease_redelivers_and_fences_the_old_receipt,
+            a_late_ack_with_the_latest_receipt_completes_a_job_nobody_received_again,
             heartbeats_extend_and_zero_releases,
             unknown_and_malformed_receipts,
             oversized_messages_are_refused_whole,

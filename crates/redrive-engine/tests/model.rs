@@ -182,6 +182,7 @@ impl Model {
 
 fn die(j: &mut MJob, now: u64) {
     j.dead = true;
+    j.epoch += 1;
     if j.in_dlq {
         j.state = MState::Dead;
     } else {
@@ -276,7 +277,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let h = held.swap_remove(pick % held.len());
                 let r = store.ack(std::slice::from_ref(&h.receipt), now).unwrap();
                 let j = &mut m.jobs[h.job];
-                let live = j.state == MState::Leased && j.epoch == h.epoch;
+                // The latest receipt acks a job that is leased or waiting to be: also after its
+                // lease ended, unless it was leased, died or was redriven since (each moves the
+                // epoch on), as SQS's DeleteMessage.
+                let waiting = matches!(j.state, MState::Ready | MState::Delayed);
+                let live = j.epoch == h.epoch && (j.state == MState::Leased || waiting);
                 let want = match j.state {
                     MState::Gone => AckResult::Unknown,
                     _ if live => AckResult::Ok,
@@ -349,6 +354,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             receive_count: 0,
                             failures: 0,
                             dead: false,
+                            epoch: j.epoch + 1,
                             ..j.clone()
                         };
                     }

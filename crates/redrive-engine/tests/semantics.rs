@@ -321,13 +321,13 @@ fn restart_revokes_leases_and_keeps_everything_else() {
     let d = h.recv("q", 1).remove(0);
     assert_eq!(d.id, a);
     h.restart();
+    let got: Vec<_> = h.recv("q", 2).into_iter().map(|d| (d.id, d.attempt)).collect();
+    assert_eq!(got, vec![(a, 2), (b, 1)]);
     assert_eq!(
         h.store.ack(&[d.receipt], h.now).unwrap(),
         vec![AckResult::Stale],
-        "old receipt refused"
+        "a receipt from before the restart is refused once the job is leased again"
     );
-    let got: Vec<_> = h.recv("q", 2).into_iter().map(|d| (d.id, d.attempt)).collect();
-    assert_eq!(got, vec![(a, 2), (b, 1)]);
     let info = h.store.job_info(a).unwrap();
     assert_eq!(info.attempts[0].outcome, Outcome::Revoked);
 }

@@ -49,7 +49,9 @@ pub fn info(r: &Row) -> Result<JobInfo> {
     let mut attempts = attempts(r.get::<_, String>(19).as_str())?;
     let acked = state == JobState::Acked;
     // The successful attempt is not logged as an entry: the ack's metadata holds it.
-    if acked && attempts.last().is_none_or(|a| a.attempt < receive_count) {
+    // (After a late ack the attempt is logged as it ended, and then as completed.)
+    let late = |a: &Attempt| a.attempt == receive_count && a.outcome != Outcome::Ok;
+    if acked && attempts.last().is_none_or(|a| a.attempt < receive_count || late(a)) {
         attempts.push(Attempt {
             attempt: receive_count,
             worker_id: r.get(21),

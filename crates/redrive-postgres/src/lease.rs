@@ -11,12 +11,14 @@ use uuid::Uuid;
 use crate::db::{internal, query, query_opt, sql_ms};
 use crate::transition::{self, JobCore};
 
-/// Acks a batch in one statement. `known` tells a stale receipt (the job exists) from an
-/// unknown one. Jobs of FIFO groups wake their queue: the group's next job may now go out.
-/// The ids are the only way in: `state + 0` and `visible_at + 0` keep the planner off the
-/// `jobs_leased` index, whose range `visible_at > now` holds every lease of the last
-/// visibility timeout (the acked ones too, until vacuum), so that an ack cost 10 ms per call
-/// under load where the primary key costs 0.1 ms.
+/// Acks a batch in one statement. A receipt of the job's current lease epoch (it moves on with
+/// every lease, death and redrive) completes it while leased, and also once the lease is over
+/// (ran out, released, failed) as long as the job waits unleased: SQS's DeleteMessage with the
+/// latest receipt handle. `known` tells a stale receipt (the job exists) from an unknown one.
+/// Jobs of FIFO groups wake their queue: the group's next job may now go out. The ids are the
+/// only way in: `state + 0` keeps the planner off the `jobs_leased` index, whose range holds
+/// every lease of the last visibility timeout (the acked ones too, until vacuum), so that an ack
+/// cost 10 ms per call under load where the primary key costs 0.1 ms.
 const ACK_SQL: &str = "WITH input AS ( \
     SELECT * FROM unnest($1::uuid[], $2::int4[]) WITH ORDINALITY AS t(id, epoch, ord)), \
   n AS (SELECT redrive.now_ms() AS now), \
@@ -25,7 +27,7 @@ const ACK_SQL: &str = "WITH input AS ( \
       attributes = NULL, expires_at = n.now + (q.config->>'completed_retention_ms')::bigint \
     FROM input i, redrive.queues q, n \
     WHERE j.id = ANY($1::uuid[]) AND j.id = i.id AND j.lease_epoch = i.epoch \
-      AND j.state + 0 = 2 AND j.visible_at + 0 > n.now AND q.id = j.queue_id \
+      AND j.state + 0 IN (0, 1, 2) AND j.lease_epoch > 0 AND q.id = j.queue_id \
     RETURNING j.id, j.queue_id, j.group_id, j.leased_at, j.receive_count), \
   t AS ( \
     INSERT INTO redrive.queue_totals AS t (queue_id, shard, acked) \

@@ -103,7 +103,10 @@ pub fn attempt_entry(j: &JobCore, now: i64, outcome: Outcome, error: Option<&Err
 
 /// Writes a job's changed placement (and an optional attempt entry).
 async fn write(c: &impl GenericClient, j: &JobCore, entry: Option<String>) -> Result<()> {
+    // A death moves the lease epoch on: receipts from before it are stale, also for a late ack.
     const SQL: &str = "UPDATE redrive.jobs SET queue_id = $2, state = $3, visible_at = $4, \
+         lease_epoch = CASE WHEN dead_reason IS NULL AND $6::int2 IS NOT NULL \
+           THEN lease_epoch + 1 ELSE lease_epoch END, \
          failures = $5, dead_reason = $6, source_queue_id = $7, completed_at = $8, \
          expires_at = $9, attempts = CASE WHEN $10::text IS NULL THEN attempts \
          ELSE redrive.push_attempt(attempts, $10::text::jsonb) END WHERE id = $1";

@@ -368,6 +368,7 @@ pub struct OtlpExporter {
     http: reqwest::Client,
     runtime: tokio::runtime::Handle,
     resource: ResourceAttributesWithSchema,
+    last_warned: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl OtlpExporter {
@@ -376,12 +377,8 @@ impl OtlpExporter {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client with default settings builds");
-        OtlpExporter {
-            config,
-            http,
-            runtime,
-            resource: (&Resource::builder_empty().build()).into(),
-        }
+        let resource = (&Resource::builder_empty().build()).into();
+        OtlpExporter { config, http, runtime, resource, last_warned: Default::default() }
     }
 }
 
@@ -402,11 +399,19 @@ impl SpanExporter for OtlpExporter {
         self.runtime.spawn(async move {
             let _ = tx.send(post.send().await.and_then(reqwest::Response::error_for_status));
         });
-        match rx.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(OTelSdkError::InternalFailure(format!("OTLP export: {e}"))),
-            Err(_) => Err(OTelSdkError::InternalFailure("OTLP export: runtime stopped".into())),
+        let failed = match rx.await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => format!("OTLP export: {e}"),
+            Err(_) => "OTLP export: runtime stopped".to_owned(),
+        };
+        // Spans that could not be sent are dropped: say so, at most once a minute.
+        let now = std::time::Instant::now();
+        let mut last = self.last_warned.lock().expect("exporter lock");
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+            *last = Some(now);
+            tracing::warn!(url = %self.config.url, error = %failed, "traces dropped");
         }
+        Err(OTelSdkError::InternalFailure(failed))
     }
 
     fn set_resource(&mut self, resource: &Resource) {

@@ -196,6 +196,8 @@ impl Store {
             m.receive_count = 0;
             m.redrive_count += 1;
             m.redriven_from_qid = from;
+            // Receipts from before the redrive stay stale, also for a late ack.
+            m.epoch += 1;
             // Retention restarts at the redrive (`expiry_of`).
             m.completed_at = now;
         })

@@ -275,12 +275,29 @@ impl Store {
         Ok(r.id.0)
     }
 
+    /// The job an ack completes: the receipt is of its latest lease (the epoch moves on with
+    /// every lease, death and redrive) and it is leased or waiting to be. As SQS's DeleteMessage
+    /// with the latest receipt handle: a slow worker's ack after its lease ran out (or was
+    /// released, failed, or revoked by a restart) completes the job unless someone received it
+    /// again, so fencing stays where it matters (an older receipt is stale; a completed job
+    /// never goes out again).
+    fn ackable(&self, receipt: &str) -> Result<u128, Error> {
+        let r: Receipt = receipt.parse().map_err(|()| Error::InvalidReceipt)?;
+        let job = self.jobs.get(&r.id.0).ok_or(Error::JobNotFound(r.id))?;
+        let m = job.meta;
+        let live = matches!(m.state, JobState::Leased | JobState::Ready | JobState::Delayed);
+        if m.epoch == 0 || m.epoch != r.epoch || !live {
+            return Err(Error::StaleReceipt);
+        }
+        Ok(r.id.0)
+    }
+
     pub fn ack(&mut self, receipts: &[String], now: u64) -> Result<Vec<AckResult>> {
         self.writable()?;
         check_batch(receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
         let mut out = Vec::with_capacity(receipts.len());
         for r in receipts {
-            match self.leased(r) {
+            match self.ackable(r) {
                 Ok(id) => {
                     self.complete(id, now)?;
                     out.push(AckResult::Ok);
@@ -402,6 +419,8 @@ impl Store {
         self.update(id, |m, _| {
             m.dead_reason = Some(reason);
             m.completed_at = now;
+            // Receipts from before the death are stale, also for a late ack.
+            m.epoch += 1;
             match dlq {
                 Some(dlq) => {
                     if m.source_qid == QID_NONE {
@@ -447,7 +466,11 @@ impl Store {
         let mut attempts = self.read_attempts(job)?;
         let state = m.state;
         // The successful attempt is not logged as its own record (the ack's metadata holds it).
-        if state == JobState::Acked && attempts.last().is_none_or(|a| a.attempt < m.receive_count) {
+        // (After a late ack the attempt is logged as it ended, and then as completed.)
+        let completed_late = |a: &Attempt| a.attempt == m.receive_count && a.outcome != Outcome::Ok;
+        if state == JobState::Acked
+            && attempts.last().is_none_or(|a| a.attempt < m.receive_count || completed_late(a))
+        {
             attempts.push(Attempt {
                 attempt: m.receive_count,
                 worker_id: self.worker_name(job.worker),
