@@ -40,6 +40,21 @@ impl TraceParent {
     }
 }
 
+#[cfg(feature = "otel")]
+impl TraceParent {
+    /// As a remote OpenTelemetry span context (a link target, or a parent).
+    pub fn span_context(&self) -> opentelemetry::trace::SpanContext {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        SpanContext::new(
+            TraceId::from_bytes(self.trace_id.to_be_bytes()),
+            SpanId::from_bytes(self.span_id.to_be_bytes()),
+            TraceFlags::new(self.flags),
+            true,
+            TraceState::default(),
+        )
+    }
+}
+
 impl std::fmt::Display for TraceParent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "00-{:032x}-{:016x}-{:02x}", self.trace_id, self.span_id, self.flags)

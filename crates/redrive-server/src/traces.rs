@@ -70,14 +70,7 @@ pub struct Traces {
 
 /// A W3C `traceparent` as a remote span context.
 pub fn parse_traceparent(s: &str) -> Option<SpanContext> {
-    let tp = TraceParent::parse(s)?;
-    Some(SpanContext::new(
-        TraceId::from_bytes(tp.trace_id.to_be_bytes()),
-        SpanId::from_bytes(tp.span_id.to_be_bytes()),
-        TraceFlags::new(tp.flags),
-        true,
-        TraceState::default(),
-    ))
+    TraceParent::parse(s).map(|tp| tp.span_context())
 }
 
 pub fn traceparent(sc: &SpanContext) -> String {
