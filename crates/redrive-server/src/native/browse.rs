@@ -258,7 +258,8 @@ struct Skip {
 }
 
 /// `POST /v1/queues/{q}/jobs/delete`: the named jobs, or every job the filter matches (at most
-/// `REDRIVE_COUNT_MAX` a call). Leased jobs are left to their worker.
+/// `REDRIVE_COUNT_MAX` a call, among as many read; call again for more). Leased jobs are left
+/// to their worker.
 pub async fn delete<B: Broker>(
     State(s): State<Shared<B>>,
     caller: Caller,
@@ -291,9 +292,13 @@ pub async fn delete<B: Broker>(
         (None, filter) => {
             let f = filter.unwrap_or_default().compile()?;
             let mut after = None;
-            while picked.len() < limits::REDRIVE_COUNT_MAX {
+            // At most REDRIVE_COUNT_MAX jobs picked, and read: a call again goes on from there.
+            let mut scanned = 0;
+            while picked.len() < limits::REDRIVE_COUNT_MAX && scanned < limits::REDRIVE_COUNT_MAX {
                 let want = limits::REDRIVE_COUNT_MAX - picked.len();
-                let page = find(&s, &q, &f, after, want.min(SCAN_PAGE), usize::MAX).await?;
+                let budget = limits::REDRIVE_COUNT_MAX - scanned;
+                let page = find(&s, &q, &f, after, want.min(SCAN_PAGE), budget).await?;
+                scanned += page.scanned;
                 picked.extend(page.jobs.iter().map(|j| j.id));
                 match page.next {
                     Some(n) => after = Some(n),
