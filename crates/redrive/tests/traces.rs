@@ -328,3 +328,36 @@ async fn json_logs_carry_the_requests_trace_and_span_ids() {
     assert_eq!(span["trace_id"], "5759e988bd862e3fe1be46a994272793", "{line}");
     assert_eq!(span["span_id"], "53995c3f42cd8ad8", "{line}");
 }
+
+/// The SQS door takes a send's `X-Amzn-Trace-Id` header as the message's creation context and
+/// gives it back as the `AWSTraceHeader` system attribute, in X-Ray's form.
+#[tokio::test]
+async fn the_sqs_door_turns_x_amzn_trace_id_into_aws_trace_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let call = |action: &'static str, body: serde_json::Value, trace: Option<&'static str>| {
+        let mut req = http
+            .post(format!("{}/", server.url))
+            .header("x-amz-target", format!("AmazonSQS.{action}"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .body(body.to_string());
+        if let Some(t) = trace {
+            req = req.header("x-amzn-trace-id", t);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success(), "{action}: {}", r.status());
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let url = call("CreateQueue", serde_json::json!({"QueueName": "traced"}), None).await;
+    let url = url["QueueUrl"].as_str().unwrap().to_owned();
+    let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let send = serde_json::json!({"QueueUrl": url, "MessageBody": "x"});
+    call("SendMessage", send, Some(header)).await;
+    let receive =
+        serde_json::json!({"QueueUrl": url, "MessageSystemAttributeNames": ["AWSTraceHeader"]});
+    let got = call("ReceiveMessage", receive, None).await;
+    assert_eq!(got["Messages"][0]["Attributes"]["AWSTraceHeader"], header, "{got}");
+}

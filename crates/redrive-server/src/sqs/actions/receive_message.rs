@@ -145,7 +145,15 @@ fn system_attributes<B: Broker>(
         ("MessageGroupId", d.group.clone()),
         ("MessageDeduplicationId", d.attributes.get(DEDUP_KEY).cloned()),
         ("SequenceNumber", fifo.then(|| d.id.0.to_string())),
-        ("AWSTraceHeader", d.attributes.get(TRACE_KEY).cloned()),
+        // As sent, else the creation context (a `traceparent`, or the `X-Amzn-Trace-Id` header
+        // of the send) in X-Ray's form.
+        (
+            "AWSTraceHeader",
+            d.attributes.get(TRACE_KEY).cloned().or_else(|| {
+                let tp = d.traceparent.as_deref()?;
+                crate::traces::parse_traceparent(tp).map(|c| crate::traces::aws_trace_header(&c))
+            }),
+        ),
         ("DeadLetterQueueSourceArn", d.dead.as_ref().map(|dead| cx.arn(&dead.source_queue))),
     ];
     values
