@@ -2,14 +2,15 @@
 // as often as the server samples), and the charts of throughput and depth.
 
 import { get, query } from '../api.js';
-import { h, fillIfChanged, fmtCount, fmtRate } from '../dom.js';
-import { lineChart, historySeries } from '../charts.js';
+import { h, fill, fillIfChanged, fmtCount, fmtRate } from '../dom.js';
+import { lineChart, historySeries, windowPicker, savedWindow } from '../charts.js';
 
 // The server samples its history every 10 s: asking more often gets the same points.
 const HISTORY_EVERY_MS = 10000;
 
-/** The history of one queue (or all when `queueName` is null) over the window getWindow() names. */
-export function historyLoader(ctx, getWindow, queueName) {
+/** The history of one queue (or all when `queueName` is null) over the window the user picks. */
+export function historyLoader(ctx, queueName) {
+  let win = savedWindow();
   let data = null;
   let fetchedAt = 0;
   let missing = false;
@@ -26,10 +27,19 @@ export function historyLoader(ctx, getWindow, queueName) {
       fetchedAt = 0;
       stamp = 'loading';
     },
+    /** Draws the window picker into `el`; a new window loads afresh. */
+    picker(el) {
+      const draw = () => fill(el, windowPicker(win, (w) => {
+        win = w;
+        this.reset();
+        draw();
+        ctx.refresh();
+      }));
+      draw();
+    },
     async load() {
       if (missing || Date.now() - fetchedAt < HISTORY_EVERY_MS) return;
       fetchedAt = Date.now();
-      const win = getWindow();
       try {
         data = await get(`/v1/history${query({ window: win, queue: queueName })}`);
         const pts = data.points || [];

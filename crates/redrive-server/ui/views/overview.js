@@ -4,12 +4,11 @@
 
 import { get } from '../api.js';
 import { h, fill, fillIfChanged, fmtCount, fmtRate, fmtDuration, badge, table } from '../dom.js';
-import { lineChart, recentRate, windowPicker, savedWindow } from '../charts.js';
+import { lineChart, recentRate } from '../charts.js';
 import { historyLoader, throughputChart, depthChart } from './common.js';
 
 export function mount(root, _route, ctx) {
-  let win = savedWindow();
-  const history = historyLoader(ctx, () => win, null);
+  const history = historyLoader(ctx, null);
   const queuesEl = h('div', { id: 'queues' }, h('p', { class: 'muted' }, 'Loading…'));
   const chartsEl = h('div', { class: 'charts' });
   const pickerEl = h('div');
@@ -20,13 +19,7 @@ export function mount(root, _route, ctx) {
       h('div', { class: 'section-head' }, h('h2', null, 'All queues over time'), pickerEl),
       chartsEl));
 
-  const drawPicker = () => fill(pickerEl, windowPicker(win, (w) => {
-    win = w;
-    history.reset();
-    drawPicker();
-    ctx.refresh();
-  }));
-  drawPicker();
+  history.picker(pickerEl);
 
   return {
     async refresh() {

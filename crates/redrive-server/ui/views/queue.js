@@ -4,17 +4,16 @@
 
 import { get, post, enc } from '../api.js';
 import { h, fill, fillIfChanged, fmtCount, fmtRate, fmtDuration, badge, dl, showInfo, jobLink, confirmDialog } from '../dom.js';
-import { lineChart, windowPicker, savedWindow } from '../charts.js';
+import { lineChart } from '../charts.js';
 import { actionButton } from '../actions.js';
 import { historyLoader, throughputChart, depthChart } from './common.js';
 import { jobsBrowser } from './jobs-browser.js';
 
 export function mount(root, route, ctx) {
   const name = route.param;
-  let win = savedWindow();
   let queue = null;
   let gone = false;
-  const history = historyLoader(ctx, () => win, name);
+  const history = historyLoader(ctx, name);
   const jobs = jobsBrowser(name, route, ctx);
 
   const stateEl = h('span');
@@ -34,13 +33,7 @@ export function mount(root, route, ctx) {
     testJobForm(name, ctx),
     h('section', { class: 'card' }, h('details', null, h('summary', null, h('h2', { class: 'inline' }, 'Configuration and totals')), configEl)));
 
-  const drawPicker = () => fill(pickerEl, windowPicker(win, (w) => {
-    win = w;
-    history.reset();
-    drawPicker();
-    ctx.refresh();
-  }));
-  drawPicker();
+  history.picker(pickerEl);
 
   async function pauseOrResume() {
     const paused = !!(queue && queue.config.paused);
