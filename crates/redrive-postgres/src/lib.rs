@@ -165,14 +165,26 @@ impl PgBroker {
 
     /// Ends every lease of `queue` that ran out, so that an operation on its jobs sees them as
     /// the engine would (which ends leases on time) rather than as the last sweep left them.
-    async fn end_expired_leases(&self, queue: &str) -> Result<()> {
+    /// Returns the connection and the queue it used, for a caller that reads on.
+    async fn end_expired_leases(
+        &self,
+        queue: &str,
+    ) -> Result<(deadpool_postgres::Client, db::QueueRow)> {
         let mut c = self.client().await?;
         let q = db::queue_by_name(&c, queue).await?;
         let shard = self.shard();
         while receive::expire_leases(&mut c, Some(q.id), LEASE_EXPIRY_BATCH, shard).await? as i64
             == LEASE_EXPIRY_BATCH
         {}
-        Ok(())
+        Ok((c, q))
+    }
+
+    /// The connection, queue and clock (ms) a listing of `queue` reads with, once its leases
+    /// that ran out are ended.
+    async fn listing(&self, queue: &str) -> Result<(deadpool_postgres::Client, db::QueueRow, i64)> {
+        let (c, q) = self.end_expired_leases(queue).await?;
+        let now = db::sql_ms(db::now_ms(&c).await?);
+        Ok((c, q, now))
     }
 
     /// Which row of a queue's totals this write bumps.
@@ -412,11 +424,8 @@ impl Broker for PgBroker {
         after: Option<JobId>,
         limit: usize,
     ) -> Result<JobPage> {
-        self.end_expired_leases(&queue).await?;
-        let c = self.client().await?;
-        let q = db::queue_by_name(&c, &queue).await?;
-        let now = db::now_ms(&c).await?;
-        dead::list(&c, &q, &filter, after, limit, db::sql_ms(now)).await
+        let (c, q, now) = self.listing(&queue).await?;
+        dead::list(&c, &q, &filter, after, limit, now).await
     }
 
     async fn list_jobs(
@@ -426,15 +435,13 @@ impl Broker for PgBroker {
         after: Option<JobId>,
         limit: usize,
     ) -> Result<JobPage> {
-        self.end_expired_leases(&queue).await?;
-        let c = self.client().await?;
-        let q = db::queue_by_name(&c, &queue).await?;
-        let now = db::now_ms(&c).await?;
-        jobs::list(&c, q.id, &filter, after, limit, db::sql_ms(now)).await
+        let (c, q, now) = self.listing(&queue).await?;
+        jobs::list(&c, q.id, &filter, after, limit, now).await
     }
 
     async fn redrive(&self, queue: String, req: RedriveRequest) -> Result<RedriveResult> {
-        self.end_expired_leases(&queue).await?;
+        // The transaction below takes a connection of its own: give this one back first.
+        drop(self.end_expired_leases(&queue).await?);
         let shard = self.shard();
         self.in_tx(|tx| {
             Box::pin(async move {
@@ -447,7 +454,8 @@ impl Broker for PgBroker {
     }
 
     async fn purge(&self, queue: String) -> Result<u64> {
-        self.end_expired_leases(&queue).await?;
+        // The transaction below takes a connection of its own: give this one back first.
+        drop(self.end_expired_leases(&queue).await?);
         let shard = self.shard();
         self.in_tx(|tx| {
             Box::pin(async move {

@@ -205,6 +205,11 @@ impl<B: Broker> Sealed<B> {
         &self.inner
     }
 
+    fn open_page(&self, page: JobPage) -> Result<JobPage> {
+        let jobs = page.jobs.into_iter().map(|j| self.keys.open_job(j));
+        Ok(JobPage { jobs: jobs.collect::<Result<_>>()?, next: page.next })
+    }
+
     /// One page of dead jobs matching `filter`, signature included: the store filters by
     /// everything else, and the signature (made from the message) is matched here after
     /// opening, going on through the store's pages until `limit` match or none are left.
@@ -216,9 +221,7 @@ impl<B: Broker> Sealed<B> {
         limit: usize,
     ) -> Result<JobPage> {
         let Some(sig) = filter.signature.take() else {
-            let page = self.inner.list_dead(queue, filter, after, limit).await?;
-            let jobs = page.jobs.into_iter().map(|j| self.keys.open_job(j));
-            return Ok(JobPage { jobs: jobs.collect::<Result<_>>()?, next: page.next });
+            return self.open_page(self.inner.list_dead(queue, filter, after, limit).await?);
         };
         let limit = limit.clamp(1, limits::DEAD_PAGE_COUNT_MAX);
         let mut jobs = Vec::new();
@@ -305,9 +308,7 @@ impl<B: Broker> Broker for Sealed<B> {
         after: Option<JobId>,
         limit: usize,
     ) -> Result<JobPage> {
-        let page = self.inner.list_jobs(queue, filter, after, limit).await?;
-        let jobs = page.jobs.into_iter().map(|j| self.keys.open_job(j));
-        Ok(JobPage { jobs: jobs.collect::<Result<_>>()?, next: page.next })
+        self.open_page(self.inner.list_jobs(queue, filter, after, limit).await?)
     }
     async fn redrive(&self, queue: String, mut req: RedriveRequest) -> Result<RedriveResult> {
         req.check()?;

@@ -39,7 +39,7 @@ const HTTP_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 25.0];
 
 /// What a scrape reads besides the registry's own metrics, gathered before encoding.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Scrape {
     snap: Option<StoreSnapshot>,
     /// `(name, help, value)` gauges of the server itself.
@@ -49,16 +49,7 @@ struct Scrape {
 
 /// Encodes the scrape in hand: set by [`render`] right before the registry is encoded.
 #[derive(Debug, Default, Clone)]
-struct StoreCollector(Arc<Mutex<ScrapeSlot>>);
-
-#[derive(Default)]
-struct ScrapeSlot(Scrape);
-
-impl std::fmt::Debug for ScrapeSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ScrapeSlot")
-    }
-}
+struct StoreCollector(Arc<Mutex<Scrape>>);
 
 pub struct Metrics {
     registry: Registry,
@@ -172,10 +163,10 @@ pub async fn render<B: Broker>(State(s): State<Shared<B>>) -> ApiResult<Response
     let mut out = String::with_capacity(16 * 1024);
     {
         let _one = s.metrics.encoding.lock().expect("metrics lock");
-        s.metrics.scrape.0.lock().expect("metrics lock").0 = scrape;
+        *s.metrics.scrape.0.lock().expect("metrics lock") = scrape;
         prometheus_client::encoding::text::encode(&mut out, &s.metrics.registry)
             .expect("writing to a String cannot fail");
-        s.metrics.scrape.0.lock().expect("metrics lock").0 = Scrape::default();
+        *s.metrics.scrape.0.lock().expect("metrics lock") = Scrape::default();
     }
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([("content-type", content_type)], out).into_response())
@@ -243,7 +234,7 @@ fn encode_histogram(
 impl Collector for StoreCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let slot = self.0.lock().expect("metrics lock");
-        let Scrape { snap, gauges, proposals } = &slot.0;
+        let Scrape { snap, gauges, proposals } = &*slot;
         let Some(snap) = snap else { return Ok(()) };
         let queue = |name: &str| vec![("queue", name.to_owned())];
 

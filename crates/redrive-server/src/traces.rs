@@ -31,8 +31,8 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use prost::Message;
-use redrive_core::broker::{Enqueued, JobInfo, NewJob};
-use redrive_core::model::JobId;
+use redrive_core::broker::{Delivery, Enqueued, JobInfo, NewJob};
+use redrive_core::model::{JobId, Receipt};
 use redrive_core::trace_context::TraceParent;
 
 /// `messaging.system` of every span.
@@ -192,29 +192,22 @@ impl Traces {
         span.end();
     }
 
-    /// The `receive` span of one receive that leased `jobs` (each with its attempt and
-    /// creation context), linking them all; none for an empty receive.
-    pub fn receive<'a>(
-        &self,
-        queue: &str,
-        parent: Option<&SpanContext>,
-        jobs: impl Iterator<Item = (JobId, u32, Option<&'a str>)> + Clone,
-    ) {
+    /// The `receive` span of one receive that leased `jobs`, linking each one's creation
+    /// context; none for an empty receive (it says nothing about any job) or with traces off.
+    pub fn receive(&self, queue: &str, parent: Option<&SpanContext>, jobs: &[Delivery]) {
+        if !self.on || jobs.is_empty() {
+            return;
+        }
         let links = jobs
-            .clone()
-            .filter_map(|(_, _, tp)| tp.and_then(parse_traceparent))
+            .iter()
+            .filter_map(|d| d.traceparent.as_deref().and_then(parse_traceparent))
             .take(LINKS_MAX)
             .map(Link::with_context)
             .collect();
-        let all: Vec<_> = jobs.collect();
-        if all.is_empty() {
-            // An empty poll says nothing about any job.
-            return;
-        }
         let mut attrs = messaging("receive", "receive", queue);
-        attrs.push(KeyValue::new("messaging.batch.message_count", all.len() as i64));
-        if let [(id, attempt, _)] = all.as_slice() {
-            attrs.extend(job_attributes(*id, *attempt));
+        attrs.push(KeyValue::new("messaging.batch.message_count", jobs.len() as i64));
+        if let [d] = jobs {
+            attrs.extend(job_attributes(d.id, d.attempt));
         }
         let mut span = tracer()
             .span_builder(format!("receive {queue}"))
@@ -269,6 +262,25 @@ impl Traces {
         attrs.push(KeyValue::new("redrive.redrive.from", from.to_owned()));
         self.about_job("redrive", SpanKind::Producer, attrs, job, None);
     }
+}
+
+/// The jobs the store receipts name, as they are before a settle, for its spans: only when
+/// traces are on (one read per job), and `None` for a receipt whose job cannot be read.
+pub async fn jobs_of<B: redrive_core::Broker>(
+    s: &crate::Shared<B>,
+    receipts: &[String],
+) -> Vec<Option<JobInfo>> {
+    if !s.traces.on {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(receipts.len());
+    for r in receipts {
+        out.push(match r.parse::<Receipt>() {
+            Ok(r) => s.broker.get_job(r.id).await.ok(),
+            Err(()) => None,
+        });
+    }
+    out
 }
 
 /// `redrive` spans for the jobs a redrive out of `from` moved (at most the first thousand),

@@ -23,11 +23,7 @@ pub fn routes<B: redrive_core::Broker>() -> Router<Shared<B>> {
     Router::new()
         .route("/ui", get(|| file("index.html")))
         .route("/ui/", get(|| file("index.html")))
-        .route("/ui/{*path}", get(|Path(path): Path<String>| file_owned(path)))
-}
-
-async fn file_owned(path: String) -> Response {
-    file(&path).await
+        .route("/ui/{*path}", get(|Path(path): Path<String>| async move { file(&path).await }))
 }
 
 async fn file(path: &str) -> Response {

@@ -62,8 +62,10 @@ impl Store {
         Ok(JobPage { jobs, next })
     }
 
-    /// Jobs of `queue` matching `f`, in id order: one pass over the job table, keeping the
-    /// `limit + 1` smallest ids after `after` (the extra one says whether a next page exists).
+    /// Jobs of `queue` matching `f`, in id order: one pass over the job table for the ids after
+    /// `after` whose metadata matches, sorted; then the error type (read from the log) is
+    /// checked in order until a page and one more are found (the extra one says a next page
+    /// exists). The pass costs the whole table: see docs/design.md's limits.
     pub fn list_jobs(
         &self,
         queue: &str,

@@ -150,6 +150,10 @@ impl Compiled {
                 return false;
             }
         }
+        if self.wheres.is_empty() {
+            return true;
+        }
+        // Parsed once per job, and only when a condition needs it.
         let parsed: Option<Value> = body.and_then(|b| serde_json::from_str(b).ok());
         self.wheres.iter().all(|w| w.matches(job, parsed.as_ref()))
     }

@@ -7,7 +7,7 @@ use redrive_core::broker::check_batch;
 use redrive_core::broker::{
     AckResult, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob, ReceiveRequest,
 };
-use redrive_core::model::{ErrorInfo, JobId, Receipt};
+use redrive_core::model::{ErrorInfo, JobId};
 use redrive_core::time::to_rfc3339;
 use redrive_core::{limits, Broker, Error};
 use serde::{Deserialize, Serialize};
@@ -124,10 +124,7 @@ async fn receive<B: Broker>(
     for d in &mut jobs {
         d.receipt = key.seal(&d.queue, &d.receipt);
     }
-    if s.traces.on {
-        let leased = jobs.iter().map(|d| (d.id, d.attempt, d.traceparent.as_deref()));
-        s.traces.receive(&queues, traces::from_headers(headers).as_ref(), leased);
-    }
+    s.traces.receive(&queues, traces::from_headers(headers).as_ref(), &jobs);
     Ok(Json(JobsReply { jobs }))
 }
 
@@ -151,7 +148,7 @@ pub async fn ack<B: Broker>(
         caller.allow(Action::Receive, o.queue)?;
     }
     let valid: Vec<String> = opened.iter().flatten().map(|o| o.inner.to_string()).collect();
-    let traced = jobs_of(&s, &valid).await;
+    let traced = traces::jobs_of(&s, &valid).await;
     let mut settled = if valid.is_empty() { Vec::new() } else { s.broker.ack(valid).await? };
     for (job, r) in traced.iter().zip(&settled) {
         if let (Some(job), AckResult::Ok) = (job, r) {
@@ -207,7 +204,7 @@ pub async fn fail<B: Broker>(
 ) -> ApiResult<Json<FailResult>> {
     let receipt = unseal(&s, &caller, &b.receipt).await?;
     let FailError { kind, message, detail } = b.error;
-    let traced = jobs_of(&s, std::slice::from_ref(&receipt)).await.pop().flatten();
+    let traced = traces::jobs_of(&s, std::slice::from_ref(&receipt)).await.pop().flatten();
     let error = (kind.clone(), message.clone());
     let req = FailRequest {
         receipt,
@@ -221,23 +218,6 @@ pub async fn fail<B: Broker>(
         s.traces.settle(op, &job, Some(error));
     }
     Ok(Json(r))
-}
-
-/// The jobs the store receipts name, as they are before a settle, for its spans: only when
-/// traces are on (one read per job), and `None` for a receipt whose job cannot be read.
-async fn jobs_of<B: Broker>(s: &Shared<B>, receipts: &[String]) -> Vec<Option<JobInfo>> {
-    if !s.traces.on {
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity(receipts.len());
-    for r in receipts {
-        let id = r.parse::<Receipt>().ok().map(|r| r.id);
-        out.push(match id {
-            Some(id) => s.broker.get_job(id).await.ok(),
-            None => None,
-        });
-    }
-    out
 }
 
 #[derive(Deserialize)]

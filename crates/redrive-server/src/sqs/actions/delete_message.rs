@@ -22,18 +22,10 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
     let Some(receipt) = store_receipt(key, &queue, &input.receipt_handle) else {
         return Err(malformed_receipt(&input.receipt_handle));
     };
-    let traced = if cx.state.traces.on {
-        let id = receipt.parse::<redrive_core::model::Receipt>().ok().map(|r| r.id);
-        match id {
-            Some(id) => cx.broker().get_job(id).await.ok(),
-            None => None,
-        }
-    } else {
-        None
-    };
+    let traced = crate::traces::jobs_of(cx.state, std::slice::from_ref(&receipt)).await;
     let r = cx.broker().ack(vec![receipt]).await?;
-    if let (Some(job), [redrive_core::broker::AckResult::Ok]) = (traced, r.as_slice()) {
-        cx.state.traces.settle("ack", &job, None);
+    if let ([Some(job)], [redrive_core::broker::AckResult::Ok]) = (traced.as_slice(), r.as_slice()) {
+        cx.state.traces.settle("ack", job, None);
     }
     Ok(Empty)
 }

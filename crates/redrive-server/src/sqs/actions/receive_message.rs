@@ -96,10 +96,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     } else {
         cx.state.overload.long_poll(&cx.client, cx.broker().receive(req)).await?
     };
-    if cx.state.traces.on {
-        let leased = deliveries.iter().map(|d| (d.id, d.attempt, d.traceparent.as_deref()));
-        cx.state.traces.receive(&name_of(&deliveries), cx.trace.as_ref(), leased);
-    }
+    cx.state.traces.receive(&name_of(&deliveries), cx.trace.as_ref(), &deliveries);
     let mut system_names = input.attribute_names;
     system_names.extend(input.message_system_attribute_names);
     let messages = deliveries

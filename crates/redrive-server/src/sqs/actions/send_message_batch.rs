@@ -72,8 +72,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         p.job.traceparent.clone_from(&j.traceparent);
     }
     let enqueued = cx.broker().enqueue(name.clone(), jobs).await;
-    let outcome = enqueued.clone();
-    crate::traces::Traces::sent(span, &outcome);
+    crate::traces::Traces::sent(span, &enqueued);
     match enqueued {
         Ok(enqueued) => {
             for ((id, p), e) in ready.into_iter().zip(&enqueued) {
