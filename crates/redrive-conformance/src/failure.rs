@@ -122,17 +122,24 @@ pub async fn dead_letters_list_in_pages_and_filter_by_error<B: Broker>(b: &B) {
     assert_eq!(other.jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[1]]);
 }
 
-/// Purge drops ready and delayed jobs, counted; leased jobs stay.
-pub async fn purge_drops_ready_and_delayed_and_counts_them<B: Broker>(b: &B) {
+/// Purge is SQS's PurgeQueue: ready, delayed and leased jobs go (counted; a purged lease's
+/// receipt is stale), and so do the queue's idempotency keys.
+pub async fn purge_drops_waiting_and_running_jobs_and_forgets_keys<B: Broker>(b: &B) {
     queue(b, "q", |_| {}).await;
     let delayed = redrive_core::broker::NewJob { delay_ms: Some(60_000), ..job("later") };
-    send(b, "q", vec![job("a"), job("b"), delayed]).await;
+    let keyed =
+        || redrive_core::broker::NewJob { idempotency_key: Some("k".into()), ..job("keyed") };
+    let first = send(b, "q", vec![job("a"), keyed(), delayed]).await;
     let leased = take(b, "q", 1, None).await.remove(0);
-    assert_eq!(b.purge("q".into()).await.unwrap(), 2);
+    assert_eq!(b.purge("q".into()).await.unwrap(), 3);
     let stats = b.get_queue("q".into()).await.unwrap().stats;
-    assert_eq!((stats.counts.ready, stats.counts.delayed, stats.counts.leased), (0, 0, 1));
-    assert_eq!(stats.totals.purged, 2);
-    assert_eq!(b.ack(vec![leased.receipt]).await.unwrap(), [redrive_core::broker::AckResult::Ok]);
+    assert_eq!((stats.counts.ready, stats.counts.delayed, stats.counts.leased), (0, 0, 0));
+    assert_eq!(stats.totals.purged, 3);
+    let stale = b.ack(vec![leased.receipt]).await.unwrap();
+    assert_ne!(stale, [redrive_core::broker::AckResult::Ok], "a purged job cannot complete");
+    let again = send(b, "q", vec![keyed()]).await;
+    assert_ne!(again[0], first[1], "the key was forgotten: a new job");
+    assert_eq!(b.get_queue("q".into()).await.unwrap().stats.counts.ready, 1);
 }
 
 /// One job can be deleted unless leased; a deleted job is gone.

@@ -51,6 +51,35 @@ pub async fn fifo_deduplicates_by_key_even_after_completion<B: Broker>(b: &B) {
     assert_eq!((totals.enqueued, totals.duplicates), (2, 1));
 }
 
+/// As SQS: a receive fills its batch with one group's jobs before the next group's, and a job
+/// ahead of every leased job of its group (here made visible again) goes out at once while the
+/// jobs behind a lease wait.
+pub async fn fifo_batches_fill_by_group_and_only_jobs_behind_a_lease_wait<B: Broker>(b: &B) {
+    queue(b, "q.fifo", |_| {}).await;
+    let jobs = ["a1", "b1", "a2", "b2", "a3"].map(|n| grouped(n, &n[..1]));
+    send(b, "q.fifo", jobs.to_vec()).await;
+    let all = take(b, "q.fifo", 10, None).await;
+    assert_eq!(bodies(&all), ["a1", "a2", "a3", "b1", "b2"], "group by group");
+    b.extend(all[1].receipt.clone(), 0).await.unwrap();
+    assert!(take(b, "q.fifo", 10, None).await.is_empty(), "a2 is behind a1, still leased");
+    b.extend(all[0].receipt.clone(), 0).await.unwrap();
+    assert_eq!(bodies(&take(b, "q.fifo", 10, None).await), ["a1", "a2"], "ahead of a3: at once");
+}
+
+/// As SQS: a group whose job came back from a lease is served after the groups that kept
+/// waiting, though its job is older.
+pub async fn fifo_a_group_back_from_a_lease_goes_after_the_groups_that_waited<B: Broker>(b: &B) {
+    queue(b, "q.fifo", |_| {}).await;
+    send(b, "q.fifo", vec![grouped("a1", "a")]).await;
+    let a = take(b, "q.fifo", 1, None).await;
+    send(b, "q.fifo", vec![grouped("b1", "b")]).await;
+    // Apart in time, so that "became visible" orders them on any clock.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    b.extend(a[0].receipt.clone(), 0).await.unwrap();
+    assert_eq!(bodies(&take(b, "q.fifo", 1, None).await), ["b1"]);
+    assert_eq!(bodies(&take(b, "q.fifo", 1, None).await), ["a1"]);
+}
+
 /// A job of a group whose lease ran out comes back before the group's later jobs (the SQS
 /// visibility-timeout case): a group's order survives a lost worker.
 pub async fn fifo_redelivers_an_expired_lease_before_the_groups_later_jobs<B: Broker>(b: &B) {

@@ -488,6 +488,9 @@ pub enum DocKind {
     /// A queue's lifetime totals by queue name, as the embedded store last logged them (the
     /// PostgreSQL store keeps totals in a table of their own).
     QueueTotals = 7,
+    /// When a queue's idempotency keys were last all forgotten (a purge), by queue name: the
+    /// embedded store forgets keys enqueued up to then also when it recovers.
+    DedupCleared = 8,
 }
 
 impl DocKind {
@@ -500,6 +503,7 @@ impl DocKind {
             5 => Some(DocKind::ApiKey),
             6 => Some(DocKind::Audit),
             7 => Some(DocKind::QueueTotals),
+            8 => Some(DocKind::DedupCleared),
             _ => None,
         }
     }
@@ -513,7 +517,7 @@ impl DocKind {
             DocKind::Secret => "SECRETS_COUNT_MAX",
             DocKind::ApiKey => "API_KEYS_COUNT_MAX",
             DocKind::Audit => "AUDIT_ENTRIES_COUNT_MAX",
-            DocKind::QueueTotals => "QUEUES_MAX",
+            DocKind::QueueTotals | DocKind::DedupCleared => "QUEUES_MAX",
         }
     }
 
@@ -526,7 +530,7 @@ impl DocKind {
             DocKind::Secret => limits::SECRETS_COUNT_MAX,
             DocKind::ApiKey => limits::API_KEYS_COUNT_MAX,
             DocKind::Audit => limits::AUDIT_ENTRIES_COUNT_MAX,
-            DocKind::QueueTotals => limits::QUEUES_MAX,
+            DocKind::QueueTotals | DocKind::DedupCleared => limits::QUEUES_MAX,
         }
     }
 }

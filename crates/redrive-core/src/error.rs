@@ -176,6 +176,7 @@ pub enum SqsCode {
     SignatureDoesNotMatch,
     IncompleteSignature,
     RequestExpired,
+    UnknownOperation,
 }
 
 impl SqsCode {
@@ -187,8 +188,11 @@ impl SqsCode {
                 ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", 400)
             }
             QueueNameExists => ("QueueNameExists", "QueueAlreadyExists", 400),
-            InvalidParameterValue => ("InvalidParameterValue", "InvalidParameterValue", 400),
-            MissingParameter => ("MissingParameter", "MissingParameter", 400),
+            // Not in SQS's model: the JSON protocol answers with AWS's common error shapes.
+            InvalidParameterValue => {
+                ("InvalidParameterValueException", "InvalidParameterValue", 400)
+            }
+            MissingParameter => ("MissingRequiredParameterException", "MissingParameter", 400),
             InvalidAttributeName => ("InvalidAttributeName", "InvalidAttributeName", 400),
             InvalidAttributeValue => ("InvalidAttributeValue", "InvalidAttributeValue", 400),
             InvalidMessageContents => ("InvalidMessageContents", "InvalidMessageContents", 400),
@@ -231,6 +235,7 @@ impl SqsCode {
             SignatureDoesNotMatch => ("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403),
             IncompleteSignature => ("IncompleteSignature", "IncompleteSignature", 400),
             RequestExpired => ("RequestExpired", "RequestExpired", 400),
+            UnknownOperation => ("UnknownOperationException", "UnknownOperationException", 404),
         }
     }
 

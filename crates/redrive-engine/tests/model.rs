@@ -365,15 +365,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Purge => {
                 let n = store.purge(Q).unwrap();
                 let mut want = 0;
-                for j in m
-                    .jobs
-                    .iter_mut()
-                    .filter(|j| !j.in_dlq && matches!(j.state, MState::Ready | MState::Delayed))
-                {
+                for j in m.jobs.iter_mut().filter(|j| {
+                    !j.in_dlq && matches!(j.state, MState::Ready | MState::Delayed | MState::Leased)
+                }) {
                     j.state = MState::Gone;
                     want += 1;
                 }
                 prop_assert_eq!(n, want);
+                // SQS's PurgeQueue: the queue's idempotency keys are forgotten too.
+                m.keys.clear();
             }
             Op::Tag { count, value_len } => {
                 let wide = |n: usize| "\u{1d11e}".repeat(n);

@@ -246,6 +246,26 @@ fn idempotency_key_returns_the_first_id_even_after_restart() {
 }
 
 #[test]
+fn a_purge_forgets_idempotency_keys_also_after_a_restart() {
+    let mut h = Harness::new(patch(|_| {}));
+    let job =
+        NewJob { body: "charge".into(), idempotency_key: Some("k".into()), ..NewJob::default() };
+    let first = h.store.enqueue("q", std::slice::from_ref(&job), h.now).unwrap()[0].clone();
+    h.store.commit(h.now).unwrap();
+    h.advance(10);
+    assert_eq!(h.store.purge("q").unwrap(), 1);
+    h.store.commit(h.now).unwrap();
+    h.restart();
+    h.advance(10);
+    let again = h.store.enqueue("q", std::slice::from_ref(&job), h.now).unwrap()[0].clone();
+    assert!(!again.duplicate && again.id != first.id, "the purge forgot the key");
+    h.store.commit(h.now).unwrap();
+    h.restart();
+    let third = h.store.enqueue("q", &[job], h.now + 1).unwrap()[0].clone();
+    assert!(third.duplicate && third.id == again.id, "a key used after the purge still holds");
+}
+
+#[test]
 fn redrive_resets_attempts_keeps_history_and_records_lineage() {
     let mut h = Harness::new(patch(|p| p.max_attempts = Some(Some(1))));
     let id = h.send("bad", Priority::Standard);
@@ -393,7 +413,12 @@ fn fifo_groups_deliver_in_order_one_batch_at_a_time_across_restarts() {
     h.store.commit(h.now).unwrap();
     h.restart(); // leases are revoked; the order must survive recovery
     let again = h.recv("o.fifo", 10);
-    assert_eq!(bodies(&again), ["a1", "b1", "a2", "a3"], "one batch may take a whole group");
+    // Both groups became visible again at the restart: the older group first, each whole.
+    assert_eq!(
+        bodies(&again),
+        ["a1", "a2", "a3", "b1"],
+        "one group fills the batch, then the next"
+    );
     assert_eq!(again[0].attempt, 2);
 }
 

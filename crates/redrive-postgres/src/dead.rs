@@ -178,10 +178,13 @@ pub async fn redrive(
     })
 }
 
-/// Deletes every ready and delayed job of a queue; returns how many.
+/// SQS's PurgeQueue: deletes every job of a queue that waits or runs (the receipts of leased
+/// ones go stale) and forgets the queue's idempotency keys; returns how many jobs. Parked dead
+/// jobs stay for triage.
 pub async fn purge(c: &impl GenericClient, q: &QueueRow, shard: i16) -> Result<u64> {
     const SQL: &str = "WITH d AS (DELETE FROM redrive.jobs WHERE queue_id = $1 \
-         AND state IN (0, 1) RETURNING 1) SELECT count(*) FROM d";
+         AND state IN (0, 1, 2) RETURNING 1), \
+       k AS (DELETE FROM redrive.dedup WHERE queue_id = $1) SELECT count(*) FROM d";
     let n: i64 = query_one(c, SQL, &[&q.id]).await?.get(0);
     bump(c, q.id, shard, Total::Purged, n).await?;
     Ok(n as u64)

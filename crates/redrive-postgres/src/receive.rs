@@ -83,19 +83,31 @@ const STANDARD_SQL: &str = concat!(
     lease_tail!()
 );
 
-/// FIFO queues: ready jobs by enqueue time, skipping groups that have a job leased (one
-/// receive's worth of a group in flight at a time). The caller holds the queue's advisory lock
-/// so that two receives cannot both see a group as free. `$3` is unused (no aging on FIFO).
+/// FIFO queues, in the order SQS hands them out (the engine's `fifo_order`): of the first
+/// 1,000 ready jobs by enqueue time, those not behind a leased job of their group (a job ahead
+/// of every leased one goes out at once), by group — as many of one group as the batch takes
+/// before the next — with groups in the order their first such job became visible (a group back
+/// from a lease goes after the groups that kept waiting), each group in enqueue order.
+/// Priorities do not reorder a FIFO queue: `ord` is the rank. The caller holds the queue's
+/// advisory lock so that two receives cannot both take a group. `$3` is unused (no aging).
 const FIFO_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
     room!(),
-    "pick AS (SELECT j.id, j.priority, j.visible_at, j.receive_count, j.expires_at, \
-         j.priority + 0 * coalesce($3::int8, 0) AS eff, j.enqueued_at AS ord FROM redrive.jobs j \
-       WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.visible_at <= (SELECT now FROM n) \
+    "cand AS (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at FROM redrive.jobs j, n \
+       WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.visible_at <= n.now \
        AND (j.group_id IS NULL OR NOT EXISTS (SELECT 1 FROM redrive.jobs x \
-            WHERE x.queue_id = $1 AND x.state = 2 AND x.group_id = j.group_id)) \
-       ORDER BY j.enqueued_at, j.id LIMIT least($2, (SELECT left_ FROM room)) \
-       FOR UPDATE SKIP LOCKED), ",
+            WHERE x.queue_id = $1 AND x.state = 2 AND x.group_id = j.group_id \
+            AND (x.enqueued_at, x.id) < (j.enqueued_at, j.id))) \
+       ORDER BY j.enqueued_at, j.id LIMIT 1000), \
+     ranked AS (SELECT id, \
+         row_number() OVER (ORDER BY head, head_id, enqueued_at, id) AS rank \
+       FROM (SELECT c.*, first_value(c.visible_at) OVER g AS head, first_value(c.id) OVER g \
+         AS head_id FROM cand c \
+         WINDOW g AS (PARTITION BY coalesce(c.group_id, c.id::text) ORDER BY c.enqueued_at, c.id)) h \
+       ORDER BY rank LIMIT least($2, (SELECT left_ FROM room))), \
+     pick AS (SELECT j.id, j.priority, j.visible_at, j.receive_count, j.expires_at, \
+         0 * coalesce($3::int8, 0) AS eff, r.rank AS ord \
+       FROM redrive.jobs j JOIN ranked r ON r.id = j.id FOR UPDATE OF j SKIP LOCKED), ",
     lease_tail!()
 );
 

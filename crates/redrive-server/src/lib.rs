@@ -60,6 +60,8 @@ pub struct AppState<B> {
     pub metrics: metrics::Metrics,
     pub sqs: sqs::SqsSettings,
     pub moves: sqs::MoveTasks,
+    /// Recent FIFO receive answers by `ReceiveRequestAttemptId`, for retries.
+    pub receive_attempts: sqs::ReceiveAttempts,
     pub proposals: triage::Proposals,
     pub policies: triage::Policies,
     /// Tasks that outlive the request that started them.
@@ -85,6 +87,7 @@ impl<B: Broker> AppState<B> {
             metrics: metrics::Metrics::default(),
             sqs,
             moves: sqs::MoveTasks::default(),
+            receive_attempts: sqs::ReceiveAttempts::default(),
             proposals: triage::Proposals::default(),
             policies: triage::Policies::default(),
             background: Background::default(),

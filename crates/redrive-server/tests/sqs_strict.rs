@@ -242,7 +242,7 @@ async fn queue_names_and_urls_with_path_tricks_name_no_queue() {
         assert_refused_json(
             &format!("CreateQueue {name:?}"),
             (status, answer),
-            "InvalidParameterValue",
+            "InvalidParameterValueException",
         );
     }
     let (status, xml) = r.query("/", "Action=GetQueueUrl&QueueName=..%2Fsqsq").await;
@@ -300,7 +300,7 @@ async fn queue_names_and_urls_with_path_tricks_name_no_queue() {
         let (status, answer) = r.json("SetQueueAttributes", attrs).await;
         assert_refused_json(arn, (status, answer), "InvalidAttributeValue");
         let (status, answer) = r.json("ListMessageMoveTasks", json!({ "SourceArn": arn })).await;
-        assert_refused_json(arn, (status, answer), "InvalidParameterValue");
+        assert_refused_json(arn, (status, answer), "InvalidParameterValueException");
     }
     assert!(r.queue_exists("sqsq").await && r.queue_exists("dlq").await, "nothing was deleted");
 
@@ -463,7 +463,7 @@ async fn number_attributes_hold_what_sqs_numbers_hold() {
         assert_refused_json(
             &what,
             r.json("SendMessage", attribute("Number", n)).await,
-            "InvalidParameterValue",
+            "InvalidParameterValueException",
         );
     }
     assert_eq!(r.count().await, ok.len(), "only the numbers SQS takes were sent");
@@ -510,7 +510,7 @@ async fn data_types_are_a_known_type_and_an_optional_nonempty_label() {
         assert_refused_json(
             &what,
             r.json("SendMessage", attribute(t, "v")).await,
-            "InvalidParameterValue",
+            "InvalidParameterValueException",
         );
     }
     let (status, xml) = r

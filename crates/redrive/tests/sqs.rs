@@ -942,15 +942,20 @@ async fn bad_requests_get_sqs_errors_and_change_nothing() {
     let cases: [(&str, String, &str); 7] = [
         ("Frobnicate", "{}".into(), "InvalidAction"),
         ("SendMessage", "{not json".into(), "SerializationException"),
-        ("SendMessage", format!("{{{q}}}"), "MissingParameter"),
-        ("CreateQueue", "{}".into(), "MissingParameter"),
+        // Errors outside SQS's model carry AWS's common JSON shape names.
+        ("SendMessage", format!("{{{q}}}"), "MissingRequiredParameterException"),
+        ("CreateQueue", "{}".into(), "MissingRequiredParameterException"),
         // The JSON protocol takes integers only as JSON numbers, as AWS's JSON front end does.
         (
             "ReceiveMessage",
             format!(r#"{{{q},"MaxNumberOfMessages":"abc"}}"#),
             "SerializationException",
         ),
-        ("ReceiveMessage", format!(r#"{{{q},"MaxNumberOfMessages":11}}"#), "InvalidParameterValue"),
+        (
+            "ReceiveMessage",
+            format!(r#"{{{q},"MaxNumberOfMessages":11}}"#),
+            "InvalidParameterValueException",
+        ),
         ("SendMessage", format!(r#"{{{q},"MessageBody":"a\u0001b"}}"#), "InvalidMessageContents"),
     ];
     for (action, body, expect) in cases {

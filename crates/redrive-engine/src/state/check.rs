@@ -41,7 +41,7 @@ struct QueueTally {
     counts: [u64; 5],
     ready: [usize; 3],
     dead: usize,
-    groups: FxHashMap<u64, u32>,
+    groups: FxHashMap<u64, std::collections::BTreeSet<(u64, u128)>>,
 }
 
 /// References into the log from memory, per segment.
@@ -148,7 +148,7 @@ impl Store {
                     );
                     timers += 1;
                     if m.state == JobState::Leased && job.group != 0 {
-                        *t.groups.entry(job.group).or_insert(0) += 1;
+                        t.groups.entry(job.group).or_default().insert((m.enqueued_at, id));
                     }
                 }
                 JobState::Ready => {

@@ -1,7 +1,8 @@
 //! Dead letters: listing them with filters, redriving them, and purging queues.
 
 use redrive_core::broker::{
-    DeadFilter, JobFilter, JobInfo, JobPage, RedriveRequest, RedriveResult, SkipReason, Skipped,
+    DeadFilter, DocKind, JobFilter, JobInfo, JobPage, RedriveRequest, RedriveResult, SkipReason,
+    Skipped,
 };
 use redrive_core::model::{signature, JobId, JobState};
 use redrive_core::{limits, Error, Result};
@@ -228,7 +229,9 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes every ready and delayed job of a queue; returns how many.
+    /// SQS's PurgeQueue: deletes every job of a queue that waits or runs (the receipts of
+    /// leased ones go stale) and forgets the queue's idempotency keys; returns how many jobs.
+    /// Parked dead jobs stay for triage.
     pub fn purge(&mut self, queue: &str) -> Result<u64> {
         self.writable()?;
         let qid = self.queue_id(queue)?;
@@ -236,7 +239,11 @@ impl Store {
             .jobs
             .iter()
             .filter(|(_, j)| {
-                j.meta.qid == qid && matches!(j.meta.state, JobState::Ready | JobState::Delayed)
+                j.meta.qid == qid
+                    && matches!(
+                        j.meta.state,
+                        JobState::Ready | JobState::Delayed | JobState::Leased
+                    )
             })
             .map(|(id, _)| *id)
             .collect();
@@ -245,6 +252,10 @@ impl Store {
         }
         let n = ids.len() as u64;
         self.queues.get_mut(&qid).expect("exists").totals.purged += n;
+        self.clear_dedup(qid);
+        // Recovery would find the keys again in the log: this tells it to forget the keys of
+        // jobs up to the newest id handed out (ids only grow, also across restarts).
+        self.put_doc(DocKind::DedupCleared, queue, Some(&self.last_id.to_string()))?;
         Ok(n)
     }
 }

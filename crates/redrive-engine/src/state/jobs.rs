@@ -171,8 +171,12 @@ impl Store {
             return Ok(());
         }
         let worker = self.intern_worker(worker);
-        // FIFO: groups this receive has leased from, which it may go on taking from.
-        let mut batch_groups: Vec<u64> = Vec::new();
+        // FIFO: the order of the whole batch, fixed before any of it is leased.
+        let mut fifo = if self.queues[&qid].config.fifo {
+            fifo_order(&self.queues[&qid], &self.jobs).into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
         while out.len() < max {
             let q = &self.queues[&qid];
             if q.counts[JobState::Leased as usize] as usize >= limits::INFLIGHT_PER_QUEUE_MAX {
@@ -185,7 +189,8 @@ impl Store {
                 break;
             }
             let next = if q.config.fifo {
-                next_ready_fifo(q, &batch_groups, &self.jobs)
+                // Skips what this receive itself killed or expired meanwhile.
+                fifo.find(|id| self.jobs.get(id).is_some_and(|j| j.meta.state == JobState::Ready))
             } else {
                 next_ready(q, now)
             };
@@ -216,10 +221,6 @@ impl Store {
                 m.visible_at = now + lease;
                 *w = worker;
             })?;
-            let group = self.jobs[&id].group;
-            if group != 0 && !batch_groups.contains(&group) {
-                batch_groups.push(group);
-            }
             self.metrics.latency.entry(qid).or_default().start_ms.record(waited);
             self.queues.get_mut(&qid).expect("exists").totals.delivered += 1;
             out.push(self.delivery(id)?);
@@ -280,12 +281,17 @@ impl Store {
     /// with the latest receipt handle: a slow worker's ack after its lease ran out (or was
     /// released, failed, or revoked by a restart) completes the job unless someone received it
     /// again, so fencing stays where it matters (an older receipt is stale; a completed job
-    /// never goes out again).
-    fn ackable(&self, receipt: &str) -> Result<u128, Error> {
+    /// never goes out again). A job of an ordering group is the exception, as on SQS's FIFO
+    /// queues: once its lease ran out the group may move on, so only a running lease completes.
+    fn ackable(&self, receipt: &str, now: u64) -> Result<u128, Error> {
         let r: Receipt = receipt.parse().map_err(|()| Error::InvalidReceipt)?;
         let job = self.jobs.get(&r.id.0).ok_or(Error::JobNotFound(r.id))?;
         let m = job.meta;
-        let live = matches!(m.state, JobState::Leased | JobState::Ready | JobState::Delayed);
+        let live = if job.group != 0 {
+            m.state == JobState::Leased && m.visible_at > now
+        } else {
+            matches!(m.state, JobState::Leased | JobState::Ready | JobState::Delayed)
+        };
         if m.epoch == 0 || m.epoch != r.epoch || !live {
             return Err(Error::StaleReceipt);
         }
@@ -297,7 +303,7 @@ impl Store {
         check_batch(receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
         let mut out = Vec::with_capacity(receipts.len());
         for r in receipts {
-            match self.ackable(r) {
+            match self.ackable(r, now) {
                 Ok(id) => {
                     self.complete(id, now)?;
                     out.push(AckResult::Ok);
@@ -532,17 +538,38 @@ fn next_ready(q: &super::Queue, now: u64) -> Option<u128> {
 
 /// The next job of a FIFO queue: the oldest ready job whose group has nothing leased, or whose
 /// group this receive is already taking from.
-fn next_ready_fifo(
-    q: &super::Queue,
-    batch_groups: &[u64],
-    jobs: &super::table::JobTable,
-) -> Option<u128> {
-    q.ready.iter().find_map(|set| {
-        set.iter().map(|&(_, id)| id).find(|id| {
-            let g = jobs[id].group;
-            g == 0 || batch_groups.contains(&g) || !q.inflight_groups.contains_key(&g)
-        })
-    })
+/// How many of a FIFO queue's first ready jobs a receive orders. A group whose first ready
+/// job is further back waits for a later receive.
+const FIFO_CANDIDATES: usize = 1000;
+
+/// The ready jobs of a FIFO queue in the order a receive hands them out, as SQS does: by group,
+/// as many of one group as the batch takes before the next; groups in the order they became
+/// ready (a group whose job came back from a lease goes after the groups that kept waiting);
+/// within a group by enqueue order, leaving out the jobs behind a leased one. Priorities do
+/// not reorder a FIFO queue.
+fn fifo_order(q: &super::Queue, jobs: &super::table::JobTable) -> Vec<u128> {
+    let mut first: Vec<(u64, u128)> =
+        q.ready.iter().flat_map(|set| set.iter().take(FIFO_CANDIDATES)).copied().collect();
+    first.sort_unstable();
+    first.truncate(FIFO_CANDIDATES);
+    // Each group's head: its first job that is not held back, by visible time (then place).
+    type Head = (u64, (u64, u128));
+    let mut heads: rustc_hash::FxHashMap<u64, Head> = rustc_hash::FxHashMap::default();
+    let mut order: Vec<(Head, (u64, u128))> = Vec::with_capacity(first.len());
+    for place in first {
+        let job = &jobs[&place.1];
+        if q.held_back(job.group, place) {
+            continue;
+        }
+        let own = (job.meta.visible_at, place);
+        let head = match job.group {
+            0 => own,
+            g => *heads.entry(g).or_insert(own),
+        };
+        order.push((head, place));
+    }
+    order.sort_unstable();
+    order.into_iter().map(|(_, (_, id))| id).collect()
 }
 
 /// A job's ordering group as the in-memory key (0 = none). A collision only makes two groups

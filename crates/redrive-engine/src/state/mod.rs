@@ -233,7 +233,7 @@ impl Store {
                 self.timers.remove(&(m.visible_at, id));
                 if state == JobState::Leased && job.group != 0 {
                     if let Some(q) = self.queues.get_mut(&m.qid) {
-                        q.release_group(job.group);
+                        q.release_group(job.group, (m.enqueued_at, id));
                         // The group's next job may have been ready all along, held back: long
                         // polls on this queue must look again (an ack places nothing ready).
                         if !q.woken {
@@ -278,7 +278,7 @@ impl Store {
                 self.timers.insert((m.visible_at, id));
                 if state == JobState::Leased && job.group != 0 {
                     if let Some(q) = self.queues.get_mut(&m.qid) {
-                        *q.inflight_groups.entry(job.group).or_insert(0) += 1;
+                        q.inflight_groups.entry(job.group).or_default().insert((m.enqueued_at, id));
                     }
                 }
             }

@@ -36,8 +36,9 @@ pub struct Queue {
     pub(super) totals_logged: QueueTotals,
     /// Set while this queue is on the store's woken list.
     pub(super) woken: bool,
-    /// Leased jobs per ordering group (FIFO queues hold back a group while any is leased).
-    pub(super) inflight_groups: FxHashMap<u64, u32>,
+    /// The leased jobs of each ordering group, by their place in the group (enqueue time, id):
+    /// a FIFO queue holds back the group's jobs behind the first of them.
+    pub(super) inflight_groups: FxHashMap<u64, BTreeSet<(u64, u128)>>,
     rate_ring: [(u64, u64); RATE_WINDOW_S],
     rate_second: u64,
 }
@@ -74,14 +75,26 @@ impl Queue {
         }
     }
 
-    /// A leased job of `group` left the lease. Its group was counted when it was leased (and
-    /// entries never sit at zero), so a missing entry is a bug, not a case.
-    pub fn release_group(&mut self, group: u64) {
-        let n = self.inflight_groups.get_mut(&group).expect("a leased job's group is counted");
-        *n = n.checked_sub(1).expect("group counts are removed at zero");
-        if *n == 0 {
+    /// The leased job at `place` (enqueue time, id) of `group` left the lease. It was added
+    /// when it was leased (and sets never sit empty), so a missing one is a bug, not a case.
+    pub fn release_group(&mut self, group: u64, place: (u64, u128)) {
+        let set = self.inflight_groups.get_mut(&group).expect("a leased job's group is held");
+        assert!(set.remove(&place), "a leased job is in its group's set");
+        if set.is_empty() {
             self.inflight_groups.remove(&group);
         }
+    }
+
+    /// Whether a job at `place` in `group` waits behind a leased job of its group. Jobs ahead of
+    /// every leased one (made visible again, or left after part of a batch was deleted) go out
+    /// at once, as on SQS.
+    pub fn held_back(&self, group: u64, place: (u64, u128)) -> bool {
+        group != 0
+            && self
+                .inflight_groups
+                .get(&group)
+                .and_then(|s| s.first())
+                .is_some_and(|first| *first < place)
     }
 
     /// Records the lifetime totals once per second for the one-minute rates.
@@ -313,6 +326,7 @@ impl Store {
         let qid = self.queue_id(name)?;
         // A queue created later under this name starts from 0.
         self.put_doc(DocKind::QueueTotals, name, None)?;
+        self.put_doc(DocKind::DedupCleared, name, None)?;
         let ids: Vec<u128> =
             self.jobs.iter().filter(|(_, j)| j.meta.qid == qid).map(|(id, _)| *id).collect();
         for id in ids {
@@ -322,15 +336,20 @@ impl Store {
         self.metrics.latency.remove(&qid);
         self.queue_ids.remove(&q.name);
         self.wal.hold(q.loc, -1);
+        self.clear_dedup(qid);
+        let loc = self.wal.append(|e| e.queue_delete(qid))?;
+        self.wal.hold_tombstone(loc, 1);
+        Ok(())
+    }
+
+    /// Forgets every idempotency key of a queue (their expiry entries lapse on their own).
+    pub(super) fn clear_dedup(&mut self, qid: u32) {
         let keys: Vec<(u32, Box<str>)> =
             self.dedup.keys().filter(|(d, _)| *d == qid).cloned().collect();
         for k in keys {
             let d = self.dedup.remove(&k).expect("listed");
             self.wal.hold(d.loc, -1);
         }
-        let loc = self.wal.append(|e| e.queue_delete(qid))?;
-        self.wal.hold_tombstone(loc, 1);
-        Ok(())
     }
 
     pub fn queue_stats(&self, name: &str, now: u64) -> Result<QueueStats> {

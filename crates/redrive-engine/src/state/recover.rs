@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use rand::SeedableRng;
+use redrive_core::broker::DocKind;
 use redrive_core::model::{JobState, Outcome};
 use redrive_core::{Error, QueueConfig};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -194,7 +195,6 @@ impl Store {
             store.wal.hold_tombstone(loc, 1);
         }
         store.restore_jobs(fold.jobs, &fold.keyed, fold.worker_names, now)?;
-        store.restore_dedup(fold.keys, now);
         for (k, (version, value, loc)) in fold.docs {
             store.doc_version = store.doc_version.max(version);
             if let Some(value) = value {
@@ -202,6 +202,7 @@ impl Store {
                 store.docs.insert(k, super::docs::Doc { version, value, loc });
             }
         }
+        store.restore_dedup(fold.keys, now);
         store.restore_totals();
         store.revoke_leases(now).map_err(|e| OpenError::Io {
             doing: "revoke leases".into(),
@@ -284,12 +285,25 @@ impl Store {
         Ok(())
     }
 
-    /// Keys still inside their queue's dedup window; the newest enqueue of a key wins.
+    /// Keys still inside their queue's dedup window and of jobs newer than the queue's last
+    /// purge (documents are restored first); the newest enqueue of a key wins. Ids handed out
+    /// from here on are newer than every purge's.
     fn restore_dedup(&mut self, keys: Vec<(u32, Box<str>, u128, u64, Loc)>, now: u64) {
+        let purged_up_to = |s: &Store, name: &str| {
+            s.docs
+                .get(&(DocKind::DedupCleared as u8, Box::from(name)))
+                .and_then(|d| d.value.parse::<u128>().ok())
+        };
+        for d in self.docs.iter().filter(|((k, _), _)| *k == DocKind::DedupCleared as u8) {
+            self.last_id = self.last_id.max(d.1.value.parse().unwrap_or(0));
+        }
         for (qid, key, id, enqueued_at, loc) in keys {
             let Some(q) = self.queues.get(&qid) else { continue };
             let expires_at = enqueued_at + q.config.dedup_window_ms;
-            if expires_at <= now || q.config.dedup_window_ms == 0 {
+            if expires_at <= now
+                || q.config.dedup_window_ms == 0
+                || purged_up_to(self, &q.name).is_some_and(|last| id <= last)
+            {
                 continue;
             }
             let k = (qid, key);

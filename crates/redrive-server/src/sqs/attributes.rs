@@ -65,16 +65,26 @@ fn boolean(name: &str, v: &str) -> SqsResult<bool> {
     }
 }
 
-/// The patch that sets `attrs`; `stored_base` holds the stored-only attributes to merge into.
-/// `creating` allows `FifoQueue`, which cannot change later.
+/// Attributes only a FIFO queue has: on a standard queue, even `FifoQueue=false`, they are
+/// unknown names, as SQS answers.
+const FIFO_ONLY: [&str; 4] =
+    ["FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"];
+
+/// The patch that sets `attrs` on a queue that is (or is being created as) FIFO or not;
+/// `stored_base` holds the stored-only attributes to merge into. `creating` allows
+/// `FifoQueue`; later it may only repeat what the queue is.
 pub fn to_patch(
     attrs: &BTreeMap<String, String>,
     stored_base: &BTreeMap<String, String>,
+    fifo: bool,
     creating: bool,
 ) -> SqsResult<QueuePatch> {
     let mut p = QueuePatch::default();
     let mut stored = stored_base.clone();
     for (name, v) in attrs {
+        if !fifo && FIFO_ONLY.contains(&name.as_str()) {
+            return Err(unknown(name));
+        }
         match name.as_str() {
             "VisibilityTimeout" => {
                 p.visibility_timeout_ms =
@@ -106,6 +116,11 @@ pub fn to_patch(
                 p.max_receive_count = Some(max);
             }
             "FifoQueue" if creating => p.fifo = Some(boolean(name, v)?),
+            "FifoQueue" => {
+                if !boolean(name, v)? {
+                    return Err(bad_value(name, "Reason: Modifying queue type is not supported."));
+                }
+            }
             "ContentBasedDeduplication" => p.content_based_dedup = Some(boolean(name, v)?),
             "DeduplicationScope" if !matches!(v.as_str(), "messageGroup" | "queue") => {
                 return Err(bad_value(name, "It must be messageGroup or queue."))
@@ -113,21 +128,57 @@ pub fn to_patch(
             "FifoThroughputLimit" if !matches!(v.as_str(), "perQueue" | "perMessageGroupId") => {
                 return Err(bad_value(name, "It must be perQueue or perMessageGroupId."))
             }
+            "SqsManagedSseEnabled" => {
+                stored.insert(name.clone(), boolean(name, v)?.to_string());
+            }
+            "KmsDataKeyReusePeriodSeconds" => {
+                stored.insert(name.clone(), seconds(name, v, 60, 86_400)?.to_string());
+            }
+            // An empty key switches SSE-KMS off: both KMS attributes go.
+            "KmsMasterKeyId" if v.is_empty() => {
+                stored.remove(name);
+                stored.remove("KmsDataKeyReusePeriodSeconds");
+            }
+            // An empty policy removes the policy.
+            "Policy" | "RedriveAllowPolicy" if v.is_empty() => {
+                stored.remove(name);
+            }
             n if STORED.contains(&n) => {
                 stored.insert(name.clone(), v.clone());
             }
-            _ => {
-                return Err(SqsError::new(
-                    Code::InvalidAttributeName,
-                    format!("Unknown Attribute {name}."),
-                ))
-            }
+            _ => return Err(unknown(name)),
         }
     }
     if stored != *stored_base {
         p.sqs_attributes = Some(stored);
     }
     Ok(p)
+}
+
+fn unknown(name: &str) -> SqsError {
+    SqsError::new(Code::InvalidAttributeName, format!("Unknown Attribute {name}."))
+}
+
+/// The stored-only attributes as SQS reports them, defaults filled in: encryption at rest by
+/// SQS-managed keys unless a KMS key is set (then the key's reuse period, 300 s by default),
+/// and for a FIFO queue deduplication and throughput per queue.
+fn stored_view(c: &QueueConfig) -> BTreeMap<String, String> {
+    let mut out = c.sqs_attributes.clone();
+    let default = |out: &mut BTreeMap<String, String>, k: &str, v: &str| {
+        out.entry(k.to_owned()).or_insert_with(|| v.to_owned());
+    };
+    if out.contains_key("KmsMasterKeyId") {
+        default(&mut out, "KmsDataKeyReusePeriodSeconds", "300");
+        out.insert("SqsManagedSseEnabled".into(), "false".into());
+    } else {
+        out.remove("KmsDataKeyReusePeriodSeconds");
+        default(&mut out, "SqsManagedSseEnabled", "true");
+    }
+    if c.fifo {
+        default(&mut out, "DeduplicationScope", "queue");
+        default(&mut out, "FifoThroughputLimit", "perQueue");
+    }
+    out
 }
 
 /// Refuses a patch whose redrive policy names a queue that does not exist, in SQS's words.
@@ -186,10 +237,7 @@ pub fn render<B: Broker>(
             || READ_ONLY.contains(&n.as_str())
             || STORED.contains(&n.as_str());
         if !known {
-            return Err(SqsError::new(
-                Code::InvalidAttributeName,
-                format!("Unknown Attribute {n}."),
-            ));
+            return Err(unknown(n));
         }
     }
     let counts = &q.stats.counts;
@@ -220,9 +268,9 @@ pub fn render<B: Broker>(
             out.insert(name.to_owned(), v);
         }
     }
-    for (name, v) in &c.sqs_attributes {
-        if want(name) {
-            out.insert(name.clone(), v.clone());
+    for (name, v) in stored_view(c) {
+        if want(&name) {
+            out.insert(name, v);
         }
     }
     Ok(out)
@@ -242,6 +290,7 @@ mod tests {
         let p = to_patch(
             &attrs(&[("VisibilityTimeout", "45"), ("RedrivePolicy", policy), ("Policy", "{}")]),
             &BTreeMap::new(),
+            false,
             true,
         )
         .unwrap();
@@ -249,11 +298,40 @@ mod tests {
         assert_eq!(p.dead_letter_queue, Some(Some("dlq".into())));
         assert_eq!(p.max_receive_count, Some(Some(3)));
         assert_eq!(p.sqs_attributes.unwrap()["Policy"], "{}");
-        let code =
-            |a: &[(&str, &str)]| to_patch(&attrs(a), &BTreeMap::new(), false).unwrap_err().code;
-        assert_eq!(code(&[("VisibilityTimeout", "43201")]), Code::InvalidAttributeValue);
-        assert_eq!(code(&[("DelaySeconds", "x")]), Code::InvalidAttributeValue);
-        assert_eq!(code(&[("Nope", "1")]), Code::InvalidAttributeName);
-        assert_eq!(code(&[("FifoQueue", "true")]), Code::InvalidAttributeName, "only at creation");
+        let code = |a: &[(&str, &str)], fifo: bool| {
+            to_patch(&attrs(a), &BTreeMap::new(), fifo, false).unwrap_err().code
+        };
+        assert_eq!(code(&[("VisibilityTimeout", "43201")], false), Code::InvalidAttributeValue);
+        assert_eq!(code(&[("DelaySeconds", "x")], false), Code::InvalidAttributeValue);
+        assert_eq!(code(&[("Nope", "1")], false), Code::InvalidAttributeName);
+        for fifo_only in ["FifoQueue", "ContentBasedDeduplication"] {
+            assert_eq!(code(&[(fifo_only, "false")], false), Code::InvalidAttributeName);
+        }
+        assert_eq!(code(&[("FifoQueue", "false")], true), Code::InvalidAttributeValue);
+        to_patch(&attrs(&[("FifoQueue", "true")]), &BTreeMap::new(), true, false)
+            .expect("a FIFO queue may repeat that it is one");
+    }
+
+    #[test]
+    fn empty_kms_key_and_policy_remove_them() {
+        let base = attrs(&[
+            ("KmsMasterKeyId", "alias/aws/sqs"),
+            ("KmsDataKeyReusePeriodSeconds", "600"),
+            ("Policy", "{}"),
+        ]);
+        let p = to_patch(&attrs(&[("KmsMasterKeyId", ""), ("Policy", "")]), &base, false, false)
+            .unwrap();
+        assert_eq!(p.sqs_attributes, Some(BTreeMap::new()));
+        let view = stored_view(&QueueConfig::default());
+        assert_eq!(view.get("SqsManagedSseEnabled").map(String::as_str), Some("true"));
+        let kms = QueueConfig { sqs_attributes: base, ..QueueConfig::default() };
+        let view = stored_view(&kms);
+        assert_eq!(view["SqsManagedSseEnabled"], "false");
+        assert_eq!(view["KmsDataKeyReusePeriodSeconds"], "600");
+        let fifo = stored_view(&QueueConfig { fifo: true, ..QueueConfig::default() });
+        assert_eq!(
+            (fifo["DeduplicationScope"].as_str(), fifo["FifoThroughputLimit"].as_str()),
+            ("queue", "perQueue")
+        );
     }
 }

@@ -49,7 +49,7 @@ impl From<Error> for SqsError {
             tracing::error!(error = ?e, "internal error");
         }
         let message = match &e {
-            Error::QueueNotFound(q) => format!("The specified queue does not exist: {q}."),
+            Error::QueueNotFound(_) => super::no_such_queue().message,
             e => e.to_string(),
         };
         SqsError { retry_after: e.retry_after_s().is_some(), ..SqsError::new(code, message) }

@@ -66,8 +66,9 @@ pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
     for (name, v) in attrs {
         let lower = name.to_ascii_lowercase();
         let valid_name = !name.is_empty()
-            && name.len() <= limits::SQS_ATTRIBUTE_NAME_LENGTH_MAX
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            && name.chars().count() <= limits::SQS_ATTRIBUTE_NAME_LENGTH_MAX
+            // Letters and digits of any script (SQS takes `größe` or `名前`), `_`, `-`, `.`.
+            && name.chars().all(|c| c.is_alphanumeric() || "_-.".contains(c))
             && !name.starts_with('.')
             && !name.ends_with('.')
             && !name.contains("..")

@@ -28,7 +28,7 @@ use axum::Extension;
 use axum::Router;
 use redrive_core::{Broker, Error};
 
-pub use actions::SqsAction;
+pub use actions::{ReceiveAttempts, SqsAction};
 pub use moves::MoveTasks;
 
 use crate::auth::Caller;
@@ -191,7 +191,20 @@ async fn at_queue<B: Broker>(
     if !is_account(&account) {
         return crate::error::ApiError(Error::RouteNotFound).into_response();
     }
+    // A queue URL opened in a browser (or fetched by a health check) names no operation.
+    let json = headers.contains_key("x-amz-target");
+    if method == Method::GET && !json && !has_action(uri.query()) {
+        let e = SqsError::new(
+            Code::UnknownOperation,
+            "The request names no operation: send an Action parameter (Query protocol) or an X-Amz-Target header (JSON protocol).",
+        );
+        return wire::error(Protocol::Query, &e, &uuid::Uuid::now_v7().to_string());
+    }
     handle(state, Some(queue), method, uri, headers, sender, body).await
+}
+
+fn has_action(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|p| p.starts_with("Action=")))
 }
 
 /// What the auth middleware and the connection know of a request's sender: the key of a bearer
@@ -258,11 +271,23 @@ async fn handle<B: Broker>(
             return wire::error(protocol, &e, &request_id);
         }
     };
-    let request = match wire::parse(&headers, uri.query(), &body) {
+    let mut request = match wire::parse(&headers, uri.query(), &body) {
         Ok(r) => r,
         Err(e) => return wire::error(protocol, &e, &request_id),
     };
-    let Some(action) = SqsAction::from_name(&request.action) else {
+    // A Query request that accepts only JSON is answered as the JSON protocol answers.
+    let wants_json = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().starts_with("application/json")));
+    if wants_json {
+        request.protocol = Protocol::Json;
+    }
+    // Account-level actions have no queue: posted to a queue URL, they are not valid there.
+    let account_level = |a: SqsAction| matches!(a, SqsAction::CreateQueue | SqsAction::ListQueues);
+    let action = SqsAction::from_name(&request.action)
+        .filter(|a| path_queue.is_none() || !account_level(*a));
+    let Some(action) = action else {
         let e = SqsError::new(
             Code::InvalidAction,
             format!("The action {} is not valid for this endpoint.", request.action),

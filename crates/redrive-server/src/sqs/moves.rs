@@ -77,6 +77,22 @@ impl Status {
     }
 }
 
+/// A task's handle as SQS hands it out: base64 of `{"taskId": …, "sourceArn": …}`.
+pub fn wire_handle(task_id: &str, source_arn: &str) -> String {
+    use base64::Engine;
+    let json = serde_json::json!({"taskId": task_id, "sourceArn": source_arn});
+    base64::engine::general_purpose::STANDARD.encode(json.to_string())
+}
+
+/// The task id inside a handle [`wire_handle`] made; `None` for text that is not one.
+pub fn task_id_of(wire: &str) -> Option<String> {
+    use base64::Engine;
+    let json = base64::engine::general_purpose::STANDARD.decode(wire).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    v.get("sourceArn")?.as_str()?;
+    Some(v.get("taskId")?.as_str()?.to_owned())
+}
+
 /// A task as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskDoc {
@@ -215,9 +231,9 @@ impl From<Error> for StartError {
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::AlreadyRunning(arn) => {
-                write!(f, "A message move task is already running for {arn}.")
-            }
+            StartError::AlreadyRunning(_) => f.write_str(
+                "There is already a task running. Only one active task is allowed for each source queue arn at a given time.",
+            ),
             StartError::Store(e) => e.fmt(f),
         }
     }

@@ -239,17 +239,34 @@ pub fn parse_integer(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
+/// The list members of SQS's Query protocol (as sent, before [`reshape`] renames them).
+const LIST_MEMBERS: [&str; 6] = [
+    "AttributeName",
+    "MessageAttributeName",
+    "MessageSystemAttributeName",
+    "TagKey",
+    "AWSAccountId",
+    "ActionName",
+];
+
 /// Files `value` under the dotted path `key` (`Attribute.1.Name`) in a tree of objects. A key
 /// that is both a value and a structure (`Tag.1=x&Tag.1.Key=k`) is refused like a repeated one.
+/// Lists may also come in the non-flattened form (`AttributeName.member.1`); an empty list is
+/// the list's name with no value (`AttributeName=` or `AttributeName.member=`, as botocore
+/// sends one).
 fn insert_path(tree: &mut Map<String, Value>, key: &str, value: String) -> Result<(), SqsError> {
     let mut node = tree;
-    let mut parts = key.split('.').peekable();
+    let mut parts = key.split('.').filter(|p| *p != "member").peekable();
     while let Some(part) = parts.next() {
         if parts.peek().is_none() {
             if node.contains_key(part) {
                 return Err(repeated(key));
             }
-            let value = if INTEGER_MEMBERS.contains(&part) {
+            let empty_list = value.is_empty()
+                && (LIST_MEMBERS.contains(&part) || part.ends_with("BatchRequestEntry"));
+            let value = if empty_list {
+                Value::Array(Vec::new())
+            } else if INTEGER_MEMBERS.contains(&part) {
                 let n = parse_integer(&value).ok_or_else(|| {
                     SqsError::invalid(format!(
                         "Value {value} for parameter {key} is invalid. Reason: it must be an integer."
@@ -390,7 +407,14 @@ pub fn error(protocol: Protocol, e: &SqsError, request_id: &str) -> Response {
                 format!("<?xml version=\"1.0\"?><ErrorResponse xmlns=\"{XMLNS}\"><Error>");
             let _ = write!(xml, "<Type>{fault}</Type><Code>{}</Code>", e.code.query_code());
             xml.push_str("<Message>");
-            escape_into(&mut xml, &e.message);
+            // SQS words this one error differently on its older protocol.
+            let message = match e.code {
+                Code::QueueDoesNotExist => {
+                    "The specified queue does not exist for this wsdl version."
+                }
+                _ => &e.message,
+            };
+            escape_into(&mut xml, message);
             let _ = write!(
                 xml,
                 "</Message><Detail/></Error><RequestId>{request_id}</RequestId></ErrorResponse>"

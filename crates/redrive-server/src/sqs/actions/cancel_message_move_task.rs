@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::moves::task_id_of;
 use crate::sqs::Cx;
 use redrive_core::Broker;
 
@@ -19,8 +20,13 @@ pub struct Output {
 }
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
-    let task = cx.state.moves.cancel(cx.broker(), &input.task_handle).await?.ok_or_else(|| {
-        SqsError::new(Code::ResourceNotFound, "No running message move task has this handle.")
-    })?;
+    let id = task_id_of(&input.task_handle)
+        .ok_or_else(|| SqsError::invalid("Value for parameter TaskHandle is invalid."))?;
+    let task = cx
+        .state
+        .moves
+        .cancel(cx.broker(), &id)
+        .await?
+        .ok_or_else(|| SqsError::new(Code::ResourceNotFound, "Task does not exist."))?;
     Ok(Output { approximate_number_of_messages_moved: task.moved })
 }

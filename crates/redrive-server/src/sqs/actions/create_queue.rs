@@ -43,17 +43,21 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let queue_url = cx.queue_url(&name);
     match cx.broker().get_queue(name.clone()).await {
         Ok(existing) => {
-            let patch = to_patch(&input.attributes, &existing.config.sqs_attributes, true)?;
-            if patch.apply(&existing.config)? != existing.config {
-                return Err(SqsError::new(
-                    Code::QueueNameExists,
-                    format!("A queue named {name} already exists with different attributes."),
-                ));
+            let base = &existing.config.sqs_attributes;
+            // The first attribute whose value differs is named, as SQS does.
+            for (attr, v) in &input.attributes {
+                let one = BTreeMap::from([(attr.clone(), v.clone())]);
+                if to_patch(&one, base, fifo, true)?.apply(&existing.config)? != existing.config {
+                    return Err(SqsError::new(
+                        Code::QueueNameExists,
+                        format!("A queue already exists with the same name and a different value for attribute {attr}"),
+                    ));
+                }
             }
             Ok(Output { queue_url })
         }
         Err(Error::QueueNotFound(_)) => {
-            let mut patch: QueuePatch = to_patch(&input.attributes, &BTreeMap::new(), true)?;
+            let mut patch: QueuePatch = to_patch(&input.attributes, &BTreeMap::new(), fifo, true)?;
             check_dead_letter_target(cx, &patch).await?;
             // SQS queues retry until the redrive policy (if any) says otherwise, get no
             // dead-letter queue of their own, and take messages up to 1 MiB by default.

@@ -4,7 +4,7 @@ use redrive_core::Broker;
 use serde::Deserialize;
 
 use crate::sqs::actions::{
-    check_batch, malformed_receipt, store_receipt, BatchError, BatchOk, BatchResult,
+    check_batch, deleted, malformed_receipt, store_receipt, BatchError, BatchOk, BatchResult,
 };
 use crate::sqs::error::SqsResult;
 use crate::sqs::Cx;
@@ -33,13 +33,19 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<BatchResu
     let mut good = Vec::new();
     for e in input.entries {
         match store_receipt(key, &queue, &e.receipt_handle) {
-            Some(r) => good.push((e.id, r)),
+            Some(r) => good.push((e, r)),
             None => out.failed.push(BatchError::new(&e.id, malformed_receipt(&e.receipt_handle))),
         }
     }
-    if !good.is_empty() {
-        cx.broker().ack(good.iter().map(|(_, r)| r.clone()).collect()).await?;
-        out.successful.extend(good.into_iter().map(|(id, _)| BatchOk { id }));
+    if good.is_empty() {
+        return Ok(out);
+    }
+    let results = cx.broker().ack(good.iter().map(|(_, r)| r.clone()).collect()).await?;
+    for ((e, receipt), result) in good.into_iter().zip(results) {
+        match deleted(cx, &queue, &e.receipt_handle, &receipt, result).await {
+            Ok(()) => out.successful.push(BatchOk { id: e.id }),
+            Err(err) => out.failed.push(BatchError::new(&e.id, err)),
+        }
     }
     Ok(out)
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sqs::actions::int_in;
 use crate::sqs::error::SqsResult;
-use crate::sqs::moves::Status;
+use crate::sqs::moves::{wire_handle, Status};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
 
@@ -53,7 +53,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         .await?
         .into_iter()
         .map(|t| Task {
-            task_handle: (t.status == Status::Running).then_some(t.handle),
+            task_handle: (t.status == Status::Running).then(|| wire_handle(&t.handle, &t.source_arn)),
             status: t.status.as_str(),
             source_arn: t.source_arn,
             destination_arn: t.destination_arn,

@@ -12,7 +12,9 @@ use super::error::{Code, SqsError, SqsResult};
 use super::wire::NOT_AN_INTEGER;
 use super::Cx;
 use crate::receipts::ReceiptKey;
+use redrive_core::broker::AckResult;
 use redrive_core::limits;
+use redrive_core::model::{JobState, Receipt};
 use redrive_core::Broker;
 
 macro_rules! actions {
@@ -45,6 +47,8 @@ macro_rules! actions {
         }
     };
 }
+
+pub use receive_message::ReceiveAttempts;
 
 actions! {
     CreateQueue => create_queue,
@@ -97,7 +101,7 @@ fn output<T: Serialize>(out: T) -> SqsResult<Value> {
 fn int_in(name: &str, v: Option<i64>, lo: i64, hi: i64) -> SqsResult<Option<i64>> {
     match v {
         Some(n) if !(lo..=hi).contains(&n) => Err(SqsError::invalid(format!(
-            "Value {n} for parameter {name} is invalid. Reason: it must be from {lo} to {hi}."
+            "Value {n} for parameter {name} is invalid. Reason: Must be between {lo} and {hi}, if provided."
         ))),
         v => Ok(v),
     }
@@ -133,7 +137,7 @@ fn check_batch<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> SqsResult<()>
         if !valid {
             return Err(SqsError::new(
                 Code::InvalidBatchEntryId,
-                format!("A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long: {id:?}."),
+                "A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.",
             ));
         }
         if !seen.insert(id) {
@@ -205,6 +209,31 @@ fn malformed_receipt(handle: &str) -> SqsError {
 /// The store's receipt inside a handle this store's servers issued for `queue`.
 fn store_receipt(key: &ReceiptKey, queue: &str, handle: &str) -> Option<String> {
     key.open(handle).filter(|o| o.queue == queue).map(|o| o.inner.to_string())
+}
+
+/// What DeleteMessage answers for an ack's result. On a FIFO queue a receipt whose lease ran
+/// out deletes nothing and is an error, as SQS answers ("The receipt handle has expired"); a
+/// repeated delete of a message already deleted is not. Elsewhere a late or repeated delete
+/// is never an error (SQS does not tell).
+async fn deleted<B: Broker>(
+    cx: &Cx<'_, B>,
+    queue: &str,
+    handle: &str,
+    receipt: &str,
+    result: AckResult,
+) -> SqsResult<()> {
+    if result != AckResult::Stale || !queue.ends_with(".fifo") {
+        return Ok(());
+    }
+    let id = receipt.parse::<Receipt>().map(|r| r.id);
+    if let Ok(id) = id {
+        if cx.broker().get_job(id).await.is_ok_and(|j| j.state == JobState::Acked) {
+            return Ok(());
+        }
+    }
+    Err(SqsError::invalid(format!(
+        "Value {handle} for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired."
+    )))
 }
 
 /// One page of sorted queue names after `next_token` (the last name of the previous page).

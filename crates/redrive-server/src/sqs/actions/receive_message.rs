@@ -2,13 +2,15 @@
 //! the system and message attributes asked for.
 
 use redrive_core::Broker;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use redrive_core::broker::{Delivery, ReceiveRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::sqs::actions::int_in;
-use crate::sqs::error::SqsResult;
+use crate::sqs::error::{SqsError, SqsResult};
 use crate::sqs::message::{self, Attributes, DEDUP_KEY, TRACE_KEY};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
@@ -32,13 +34,52 @@ pub struct Input {
     message_system_attribute_names: Vec<String>,
     #[serde(default)]
     message_attribute_names: Vec<String>,
-    /// Accepted; a retried receive is not deduplicated (see docs/sqs-compatibility.md).
+    /// On a FIFO queue, a retry with the same id within five minutes gets the first answer.
     #[serde(default)]
-    #[allow(dead_code)]
     receive_request_attempt_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The answers of FIFO receives by queue and `ReceiveRequestAttemptId`, for five minutes: SQS
+/// answers a retried receive with the messages and receipt handles of its first answer, so
+/// that messages whose answer was lost on the way do not stay leased to nobody until their
+/// visibility timeout ends. Kept in memory by each server, at most `ATTEMPTS_MAX` answers.
+#[derive(Debug, Default)]
+pub struct ReceiveAttempts(Mutex<Attempts>);
+
+#[derive(Debug, Default)]
+struct Attempts {
+    answers: HashMap<(String, String), (Instant, Vec<Message>)>,
+    /// Keys by age, for pruning.
+    order: VecDeque<(Instant, (String, String))>,
+}
+
+const ATTEMPT_WINDOW: Duration = Duration::from_secs(300);
+const ATTEMPTS_MAX: usize = 10_000;
+
+impl ReceiveAttempts {
+    fn get(&self, key: &(String, String)) -> Option<Vec<Message>> {
+        let a = self.0.lock().expect("attempts lock");
+        a.answers.get(key).filter(|(at, _)| at.elapsed() < ATTEMPT_WINDOW).map(|(_, m)| m.clone())
+    }
+
+    fn put(&self, key: (String, String), messages: Vec<Message>) {
+        let mut a = self.0.lock().expect("attempts lock");
+        let now = Instant::now();
+        while let Some((at, _)) = a.order.front() {
+            if now.duration_since(*at) < ATTEMPT_WINDOW && a.order.len() < ATTEMPTS_MAX {
+                break;
+            }
+            let (at, old) = a.order.pop_front().expect("checked");
+            if a.answers.get(&old).is_some_and(|(t, _)| *t == at) {
+                a.answers.remove(&old);
+            }
+        }
+        a.order.push_back((now, key.clone()));
+        a.answers.insert(key, (now, messages));
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct Message {
     #[serde(rename = "MessageId")]
     message_id: String,
@@ -80,6 +121,18 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         limits::SQS_VISIBILITY_TIMEOUT_MAX_S,
     )?;
     let fifo = name.ends_with(".fifo");
+    let attempt = match input.receive_request_attempt_id.filter(|_| fifo) {
+        Some(id) if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Err(SqsError::invalid(format!(
+                "Value {id} for parameter ReceiveRequestAttemptId is invalid. Reason: 1 to 128 alphanumeric or punctuation characters."
+            )))
+        }
+        Some(id) => Some((name.clone(), id)),
+        None => None,
+    };
+    if let Some(messages) = attempt.as_ref().and_then(|k| cx.state.receive_attempts.get(k)) {
+        return Ok(Output { messages });
+    }
     // Read before leasing: a lease is never taken for a reply that cannot be made.
     let key = cx.state.receipts().await?;
     let req = ReceiveRequest {
@@ -115,7 +168,10 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
                 message_attributes,
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if let Some(key) = attempt.filter(|_| !messages.is_empty()) {
+        cx.state.receive_attempts.put(key, messages.clone());
+    }
     Ok(Output { messages })
 }
 

@@ -96,6 +96,23 @@ fn sha256_hex(bytes: &[u8]) -> String {
     redrive_core::model::hex(&Sha256::digest(bytes))
 }
 
+/// A message to a FIFO queue names its group, and its deduplication id unless the queue
+/// deduplicates by content. In a batch, one entry without them fails the whole request.
+pub fn fifo_ids(q: &QueueInfo, m: &Message) -> SqsResult<()> {
+    if !q.config.fifo {
+        return Ok(());
+    }
+    if m.message_group_id.is_none() {
+        return Err(SqsError::missing("MessageGroupId"));
+    }
+    if m.message_deduplication_id.is_none() && !q.config.content_based_dedup {
+        return Err(SqsError::invalid(
+            "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one message against SQS's rules and the queue's settings.
 pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
     let c = &q.config;
@@ -124,24 +141,21 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
         check_token("MessageGroupId", g)?;
     }
     if c.fifo {
-        if delay.is_some() {
-            return Err(SqsError::invalid(
-                "Value for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type (FIFO queues support only per-queue delays).",
-            ));
+        // Zero is the same as no delay (the queue's applies); anything else is per-message.
+        if let Some(d) = delay.filter(|d| *d != 0) {
+            return Err(SqsError::invalid(format!(
+                "Value {d} for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type."
+            )));
         }
-        let group =
-            m.message_group_id.as_deref().ok_or_else(|| SqsError::missing("MessageGroupId"))?;
-        let dedup = match (&m.message_deduplication_id, c.content_based_dedup) {
-            (Some(d), _) => {
+        job.delay_ms = None;
+        fifo_ids(q, &m)?;
+        let group = m.message_group_id.as_deref().unwrap_or_default();
+        let dedup = match &m.message_deduplication_id {
+            Some(d) => {
                 check_token("MessageDeduplicationId", d)?;
                 d.clone()
             }
-            (None, true) => sha256_hex(m.message_body.as_bytes()),
-            (None, false) => {
-                return Err(SqsError::invalid(
-                    "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
-                ))
-            }
+            None => sha256_hex(m.message_body.as_bytes()),
         };
         let per_group =
             c.sqs_attributes.get("DeduplicationScope").is_some_and(|s| s == "messageGroup");

@@ -1,9 +1,10 @@
-//! SendMessageBatch: up to 10 messages; each entry succeeds or fails on its own.
+//! SendMessageBatch: up to 10 messages; each entry succeeds or fails on its own, but for a FIFO
+//! entry without its group or deduplication id, which fails the whole request.
 
 use redrive_core::Broker;
 use serde::{Deserialize, Serialize};
 
-use crate::sqs::actions::send_message::{prepare, Message, Prepared, Sent};
+use crate::sqs::actions::send_message::{fifo_ids, prepare, Message, Prepared, Sent};
 use crate::sqs::actions::{check_batch, BatchError};
 use crate::sqs::error::{Code, SqsError, SqsResult};
 use crate::sqs::Cx;
@@ -55,6 +56,9 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         ));
     }
     let q = cx.broker().get_queue(name.clone()).await?;
+    for e in &input.entries {
+        fifo_ids(&q, &e.message)?;
+    }
     let mut out = Output { successful: Vec::new(), failed: Vec::new() };
     let mut ready: Vec<(String, Prepared)> = Vec::new();
     for e in input.entries {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sqs::actions::int_in;
 use crate::sqs::error::{Code, SqsError, SqsResult};
-use crate::sqs::moves::{NewTask, StartError};
+use crate::sqs::moves::{wire_handle, NewTask, StartError};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
 
@@ -55,6 +55,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         }
         None => None,
     };
+    let source_arn = input.source_arn.clone();
     let task = NewTask {
         source_arn: input.source_arn,
         source,
@@ -63,9 +64,9 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         rate: rate.map(|r| r as u32),
         to_move: dlq.stats.dead_letters,
     };
-    let task_handle = cx.state.moves.start(cx.state.clone(), task).await.map_err(|e| match e {
+    let id = cx.state.moves.start(cx.state.clone(), task).await.map_err(|e| match e {
         StartError::AlreadyRunning(_) => SqsError::new(Code::UnsupportedOperation, e.to_string()),
         StartError::Store(e) => SqsError::from(e),
     })?;
-    Ok(Output { task_handle })
+    Ok(Output { task_handle: wire_handle(&id, &source_arn) })
 }
