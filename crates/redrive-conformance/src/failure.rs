@@ -66,6 +66,27 @@ pub async fn max_receive_count_dead_letters_on_the_next_receive<B: Broker>(b: &B
     assert_eq!(info.dead.map(|d| d.reason), Some(DeadReason::MaxReceives));
 }
 
+/// A queue may be its own dead-letter queue, as on SQS: a job past `max_receive_count` dies
+/// into the same queue and starts over, its receives counted afresh.
+pub async fn a_queue_may_be_its_own_dead_letter_queue<B: Broker>(b: &B) {
+    queue(b, "q", |p| {
+        p.dead_letter_queue = Some(Some("q".into()));
+        p.max_receive_count = Some(Some(1));
+        p.max_attempts = Some(None);
+    })
+    .await;
+    let id = send(b, "q", vec![job("a")]).await[0];
+    take(b, "q", 1, Some(SOON_MS)).await.remove(0);
+    tokio::time::sleep(AFTER_SOON).await;
+    let again = take(b, "q", 1, None).await;
+    assert_eq!(again.len(), 1, "died into its own queue and went out again");
+    assert_eq!(again[0].attempt, 1, "receives start over");
+    assert_eq!(again[0].dead.as_ref().map(|d| d.source_queue.as_str()), Some("q"));
+    let q = b.get_queue("q".into()).await.unwrap();
+    assert_eq!(q.stats.totals.dead_lettered, 1);
+    assert_eq!(b.get_job(id).await.unwrap().queue, "q");
+}
+
 /// Redrive by ids: a dry run moves nothing; a real one moves each named job once, resets its
 /// counts and records lineage; ids that are not dead letters of the queue are refused.
 pub async fn redrive_by_ids_with_dry_run_and_lineage<B: Broker>(b: &B) {

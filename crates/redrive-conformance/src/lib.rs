@@ -129,6 +129,7 @@ macro_rules! suite {
             failures_retry_then_dead_letter_with_the_attempt_log,
             non_retryable_failures_die_at_once_and_park_without_a_dlq,
             max_receive_count_dead_letters_on_the_next_receive,
+            a_queue_may_be_its_own_dead_letter_queue,
             redrive_by_ids_with_dry_run_and_lineage,
             dead_letters_list_in_pages_and_filter_by_error,
             dead_letters_filter_by_failure_signature,

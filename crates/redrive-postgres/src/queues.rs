@@ -99,11 +99,9 @@ async fn create(
 
 async fn check_dlq(c: &impl GenericClient, name: &str, config: &QueueConfig) -> Result<()> {
     let Some(dlq) = &config.dead_letter_queue else { return Ok(()) };
+    // A queue may be its own dead-letter queue, as on SQS: its dead jobs start over.
     if dlq == name {
-        return Err(Error::invalid(
-            "dead_letter_queue",
-            "a queue cannot be its own dead-letter queue",
-        ));
+        return Ok(());
     }
     let d = match db::queue_by_name(c, dlq).await {
         Ok(d) => d,

@@ -109,7 +109,8 @@ async fn write(c: &impl GenericClient, j: &JobCore, entry: Option<String>) -> Re
            THEN lease_epoch + 1 ELSE lease_epoch END, \
          failures = $5, dead_reason = $6, source_queue_id = $7, completed_at = $8, \
          expires_at = $9, attempts = CASE WHEN $10::text IS NULL THEN attempts \
-         ELSE redrive.push_attempt(attempts, $10::text::jsonb) END WHERE id = $1";
+         ELSE redrive.push_attempt(attempts, $10::text::jsonb) END, receive_count = $11 \
+         WHERE id = $1";
     execute(
         c,
         SQL,
@@ -124,6 +125,7 @@ async fn write(c: &impl GenericClient, j: &JobCore, entry: Option<String>) -> Re
             &j.completed_at,
             &j.expires_at,
             &entry,
+            &j.receive_count,
         ],
     )
     .await
@@ -154,6 +156,11 @@ pub async fn kill(
     j.completed_at = Some(now);
     let (state, queue) = match &dlq {
         Some(d) => {
+            // Its own dead-letter queue: the job starts over, receives counted afresh too (else
+            // the next receive would kill it again, and again).
+            if d.id == j.queue_id {
+                j.receive_count = 0;
+            }
             j.source_queue_id = Some(j.source_queue_id.unwrap_or(j.queue_id));
             j.queue_id = d.id;
             j.failures = 0;

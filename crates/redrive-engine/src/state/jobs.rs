@@ -432,6 +432,11 @@ impl Store {
                     if m.source_qid == QID_NONE {
                         m.source_qid = m.qid;
                     }
+                    // Its own dead-letter queue: the job starts over, receives counted afresh
+                    // too (else the next receive would kill it again, and again).
+                    if m.qid == dlq {
+                        m.receive_count = 0;
+                    }
                     m.qid = dlq;
                     // The dead-letter queue's own attempt limit counts afresh; the attempt log
                     // keeps the history.

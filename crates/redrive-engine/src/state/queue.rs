@@ -233,11 +233,9 @@ impl Store {
 
     fn check_dlq(&self, name: &str, config: &QueueConfig) -> Result<()> {
         if let Some(dlq) = &config.dead_letter_queue {
+            // A queue may be its own dead-letter queue, as on SQS: its dead jobs start over.
             if dlq == name {
-                return Err(Error::invalid(
-                    "dead_letter_queue",
-                    "a queue cannot be its own dead-letter queue",
-                ));
+                return Ok(());
             }
             let Some(qid) = self.queue_ids.get(dlq) else {
                 return Err(Error::invalid(

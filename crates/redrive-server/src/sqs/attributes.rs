@@ -181,9 +181,14 @@ fn stored_view(c: &QueueConfig) -> BTreeMap<String, String> {
     out
 }
 
-/// Refuses a patch whose redrive policy names a queue that does not exist, in SQS's words.
-pub async fn check_dead_letter_target<B: Broker>(cx: &Cx<'_, B>, p: &QueuePatch) -> SqsResult<()> {
-    if let Some(Some(dlq)) = &p.dead_letter_queue {
+/// Refuses a patch of queue `name` whose redrive policy names a queue that does not exist, in
+/// SQS's words. A queue may name itself.
+pub async fn check_dead_letter_target<B: Broker>(
+    cx: &Cx<'_, B>,
+    name: &str,
+    p: &QueuePatch,
+) -> SqsResult<()> {
+    if let Some(Some(dlq)) = p.dead_letter_queue.as_ref().filter(|d| d.as_deref() != Some(name)) {
         match cx.broker().get_queue(dlq.clone()).await {
             Err(redrive_core::Error::QueueNotFound(_)) => {
                 return Err(SqsError::invalid(format!(
