@@ -80,6 +80,18 @@ pub async fn fifo_a_group_back_from_a_lease_goes_after_the_groups_that_waited<B:
     assert_eq!(bodies(&take(b, "q.fifo", 1, None).await), ["a1"]);
 }
 
+/// On a FIFO queue an ack after the lease ran out is stale even when nobody received the job
+/// again (SQS: "The receipt handle has expired"): the group may have moved on.
+pub async fn fifo_an_ack_after_the_lease_ran_out_is_stale<B: Broker>(b: &B) {
+    queue(b, "q.fifo", |_| {}).await;
+    send(b, "q.fifo", vec![grouped("a1", "a")]).await;
+    let first = take(b, "q.fifo", 1, Some(crate::SOON_MS)).await;
+    tokio::time::sleep(crate::AFTER_SOON).await;
+    assert_eq!(b.ack(vec![first[0].receipt.clone()]).await.unwrap(), [AckResult::Stale]);
+    let again = take(b, "q.fifo", 1, None).await;
+    assert_eq!((bodies(&again), again[0].attempt), (vec!["a1"], 2));
+}
+
 /// A job of a group whose lease ran out comes back before the group's later jobs (the SQS
 /// visibility-timeout case): a group's order survives a lost worker.
 pub async fn fifo_redelivers_an_expired_lease_before_the_groups_later_jobs<B: Broker>(b: &B) {

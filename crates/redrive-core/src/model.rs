@@ -271,10 +271,22 @@ pub const GROUP_ATTRIBUTE: &str = "redrive:group";
 
 /// Checks a queue name: `[A-Za-z0-9_-]{1,80}`, with an optional `.fifo` suffix inside the 80.
 pub fn valid_queue_name(name: &str) -> bool {
+    // A queue of another SQS region than the server's is `<region>:<name>` (see the SQS door).
+    let name = match name.split_once(':') {
+        Some((region, bare)) if valid_region(region) => bare,
+        Some(_) => return false,
+        None => name,
+    };
     let stem = name.strip_suffix(".fifo").unwrap_or(name);
     !stem.is_empty()
         && name.len() <= limits::QUEUE_NAME_LENGTH_MAX
         && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An SQS region name as the door namespaces queues by: 1 to 32 of `a-z 0-9 -`.
+pub fn valid_region(region: &str) -> bool {
+    (1..=32).contains(&region.len())
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]
@@ -309,6 +321,10 @@ mod tests {
         assert!(!valid_queue_name(".fifo"));
         assert!(!valid_queue_name("has space"));
         assert!(!valid_queue_name(&"a".repeat(81)));
+        assert!(valid_queue_name("eu-west-1:orders.fifo"), "another region's namespace");
+        for bad in ["EU:orders", ":orders", "eu:", "a:b:c", "eu west:q"] {
+            assert!(!valid_queue_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::transition::{self, JobCore};
 /// Acks a batch in one statement. A receipt of the job's current lease epoch (it moves on with
 /// every lease, death and redrive) completes it while leased, and also once the lease is over
 /// (ran out, released, failed) as long as the job waits unleased: SQS's DeleteMessage with the
-/// latest receipt handle; a job of a FIFO group only while its lease runs, as SQS's FIFO queues
-/// (the group may have moved on). `known` tells a stale receipt (the job exists) from an unknown one.
+/// latest receipt handle; a job of a FIFO queue only while its lease runs, as on SQS (its group
+/// may have moved on). `known` tells a stale receipt (the job exists) from an unknown one.
 /// Jobs of FIFO groups wake their queue: the group's next job may now go out. The ids are the
 /// only way in: `state + 0` keeps the planner off the `jobs_leased` index, whose range holds
 /// every lease of the last visibility timeout (the acked ones too, until vacuum), so that an ack
@@ -29,7 +29,8 @@ const ACK_SQL: &str = "WITH input AS ( \
     FROM input i, redrive.queues q, n \
     WHERE j.id = ANY($1::uuid[]) AND j.id = i.id AND j.lease_epoch = i.epoch \
       AND j.state + 0 IN (0, 1, 2) AND j.lease_epoch > 0 AND q.id = j.queue_id \
-      AND (j.group_id IS NULL OR (j.state + 0 = 2 AND j.visible_at > n.now)) \
+      AND (NOT coalesce((q.config->>'fifo')::boolean, false) \
+        OR (j.state + 0 = 2 AND j.visible_at > n.now)) \
     RETURNING j.id, j.queue_id, j.group_id, j.leased_at, j.receive_count), \
   t AS ( \
     INSERT INTO redrive.queue_totals AS t (queue_id, shard, acked) \

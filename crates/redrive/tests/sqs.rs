@@ -1010,3 +1010,49 @@ async fn in_flight_messages_are_capped_like_sqs() {
     let over = s.client.receive_message().queue_url(&url).send().await;
     assert_eq!(code(over), "OverLimit");
 }
+
+/// Each region is its own namespace of queues, as on AWS: the same name in two regions is two
+/// queues, with ARNs of their regions, and a region's listing shows only its queues. The
+/// region is the one the SDK signs for; the native API sees the other region's queue as
+/// `<region>:<name>`.
+#[tokio::test]
+async fn each_region_is_its_own_namespace_of_queues() {
+    let s = Sqs::start();
+    let conf = s.client.config().to_builder().region(Region::new("eu-west-1")).build();
+    let eu = Client::from_conf(conf);
+    let us_url = s.queue("orders", &[]).await;
+    let eu_url = eu.create_queue().queue_name("orders").send().await.unwrap().queue_url.unwrap();
+    s.send(&us_url, "from us").await;
+    eu.send_message().queue_url(&eu_url).message_body("from eu").send().await.unwrap();
+
+    let got = s.receive(&us_url, 10, 30).await;
+    assert_eq!(got.iter().map(|m| m.body().unwrap()).collect::<Vec<_>>(), ["from us"]);
+    let got = eu.receive_message().queue_url(&eu_url).max_number_of_messages(10).send().await;
+    let got = got.unwrap().messages.unwrap_or_default();
+    assert_eq!(got.iter().map(|m| m.body().unwrap()).collect::<Vec<_>>(), ["from eu"]);
+
+    let arn = |c: &Client, url: &str| {
+        let r =
+            c.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::QueueArn);
+        async move { r.send().await.unwrap().attributes.unwrap()[&QueueAttributeName::QueueArn].clone() }
+    };
+    assert_eq!(arn(&s.client, &us_url).await, "arn:aws:sqs:us-east-1:000000000000:orders");
+    assert_eq!(arn(&eu, &eu_url).await, "arn:aws:sqs:eu-west-1:000000000000:orders");
+
+    // A redrive policy names its dead-letter queue by ARN, region included.
+    eu.create_queue().queue_name("orders-dlq").send().await.unwrap();
+    let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:eu-west-1:000000000000:orders-dlq","maxReceiveCount":3}"#;
+    eu.set_queue_attributes()
+        .queue_url(&eu_url)
+        .attributes(QueueAttributeName::RedrivePolicy, policy)
+        .send()
+        .await
+        .unwrap();
+    let listed = eu.list_queues().send().await.unwrap().queue_urls.unwrap_or_default();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let us_listed = s.client.list_queues().send().await.unwrap().queue_urls.unwrap_or_default();
+    assert!(!us_listed.iter().any(|u| u.ends_with("orders-dlq")), "{us_listed:?}");
+    let native =
+        reqwest::get(format!("{}/v1/queues/eu-west-1:orders", s.server.url)).await.unwrap();
+    assert_eq!(native.status(), 200);
+}

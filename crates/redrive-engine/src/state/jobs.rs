@@ -281,13 +281,13 @@ impl Store {
     /// with the latest receipt handle: a slow worker's ack after its lease ran out (or was
     /// released, failed, or revoked by a restart) completes the job unless someone received it
     /// again, so fencing stays where it matters (an older receipt is stale; a completed job
-    /// never goes out again). A job of an ordering group is the exception, as on SQS's FIFO
-    /// queues: once its lease ran out the group may move on, so only a running lease completes.
+    /// never goes out again). A job of a FIFO queue is the exception, as on SQS: once its lease
+    /// ran out its group may move on, so only a running lease completes it.
     fn ackable(&self, receipt: &str, now: u64) -> Result<u128, Error> {
         let r: Receipt = receipt.parse().map_err(|()| Error::InvalidReceipt)?;
         let job = self.jobs.get(&r.id.0).ok_or(Error::JobNotFound(r.id))?;
         let m = job.meta;
-        let live = if job.group != 0 {
+        let live = if self.queues.get(&m.qid).is_some_and(|q| q.config.fifo) {
             m.state == JobState::Leased && m.visible_at > now
         } else {
             matches!(m.state, JobState::Leased | JobState::Ready | JobState::Delayed)
@@ -543,8 +543,8 @@ fn next_ready(q: &super::Queue, now: u64) -> Option<u128> {
 
 /// The next job of a FIFO queue: the oldest ready job whose group has nothing leased, or whose
 /// group this receive is already taking from.
-/// How many of a FIFO queue's first ready jobs a receive orders. A group whose first ready
-/// job is further back waits for a later receive.
+/// How many of a FIFO queue's first ready jobs (not held back) a receive orders. A group whose
+/// first such job is further back waits for a later receive.
 const FIFO_CANDIDATES: usize = 1000;
 
 /// The ready jobs of a FIFO queue in the order a receive hands them out, as SQS does: by group,
@@ -553,8 +553,13 @@ const FIFO_CANDIDATES: usize = 1000;
 /// within a group by enqueue order, leaving out the jobs behind a leased one. Priorities do
 /// not reorder a FIFO queue.
 fn fifo_order(q: &super::Queue, jobs: &super::table::JobTable) -> Vec<u128> {
-    let mut first: Vec<(u64, u128)> =
-        q.ready.iter().flat_map(|set| set.iter().take(FIFO_CANDIDATES)).copied().collect();
+    let free = |place: &&(u64, u128)| !q.held_back(jobs[&place.1].group, **place);
+    let mut first: Vec<(u64, u128)> = q
+        .ready
+        .iter()
+        .flat_map(|set| set.iter().filter(free).take(FIFO_CANDIDATES))
+        .copied()
+        .collect();
     first.sort_unstable();
     first.truncate(FIFO_CANDIDATES);
     // Each group's head: its first job that is not held back, by visible time (then place).
@@ -563,9 +568,6 @@ fn fifo_order(q: &super::Queue, jobs: &super::table::JobTable) -> Vec<u128> {
     let mut order: Vec<(Head, (u64, u128))> = Vec::with_capacity(first.len());
     for place in first {
         let job = &jobs[&place.1];
-        if q.held_back(job.group, place) {
-            continue;
-        }
         let own = (job.meta.visible_at, place);
         let head = match job.group {
             0 => own,

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::{Code, SqsError, SqsResult};
 use super::wire::parse_integer;
-use super::{queue_of_arn, Cx};
+use super::Cx;
 
 /// Attributes stored and echoed but not acted on.
 const STORED: [&str; 7] = [
@@ -73,7 +73,9 @@ const FIFO_ONLY: [&str; 4] =
 /// The patch that sets `attrs` on a queue that is (or is being created as) FIFO or not;
 /// `stored_base` holds the stored-only attributes to merge into. `creating` allows
 /// `FifoQueue`; later it may only repeat what the queue is.
+/// `home` is the configured region (a `RedrivePolicy` ARN names a queue in its region).
 pub fn to_patch(
+    home: &str,
     attrs: &BTreeMap<String, String>,
     stored_base: &BTreeMap<String, String>,
     fifo: bool,
@@ -111,7 +113,7 @@ pub fn to_patch(
                     Some(seconds(name, v, 0, limits::SQS_WAIT_TIME_MAX_S as u64)? * 1000)
             }
             "RedrivePolicy" => {
-                let (dlq, max) = redrive_policy(v)?;
+                let (dlq, max) = redrive_policy(home, v)?;
                 p.dead_letter_queue = Some(dlq);
                 p.max_receive_count = Some(max);
             }
@@ -159,6 +161,13 @@ fn unknown(name: &str) -> SqsError {
     SqsError::new(Code::InvalidAttributeName, format!("Unknown Attribute {name}."))
 }
 
+/// Whether two configurations look the same through SQS: stored-only attributes compare as
+/// reported (an attribute set to its default value is the same as one never set).
+pub fn same_for_sqs(a: &QueueConfig, b: &QueueConfig) -> bool {
+    let bare = |c: &QueueConfig| QueueConfig { sqs_attributes: BTreeMap::new(), ..c.clone() };
+    stored_view(a) == stored_view(b) && bare(a) == bare(b)
+}
+
 /// The stored-only attributes as SQS reports them, defaults filled in: encryption at rest by
 /// SQS-managed keys unless a KMS key is set (then the key's reuse period, 300 s by default),
 /// and for a FIFO queue deduplication and throughput per queue.
@@ -204,7 +213,7 @@ pub async fn check_dead_letter_target<B: Broker>(
 }
 
 /// `{"deadLetterTargetArn": …, "maxReceiveCount": …}`, or empty to remove the policy.
-fn redrive_policy(v: &str) -> SqsResult<(Option<String>, Option<u32>)> {
+fn redrive_policy(home: &str, v: &str) -> SqsResult<(Option<String>, Option<u32>)> {
     if v.trim().is_empty() {
         return Ok((None, None));
     }
@@ -221,9 +230,9 @@ fn redrive_policy(v: &str) -> SqsResult<(Option<String>, Option<u32>)> {
     }
     .filter(|n| (1..=u64::from(limits::RECEIVE_COUNT_MAX)).contains(n))
     .ok_or_else(|| bad("maxReceiveCount must be an integer from 1 to 1000."))?;
-    let dlq =
-        queue_of_arn(arn).ok_or_else(|| bad("deadLetterTargetArn is not an SQS queue ARN."))?;
-    Ok((Some(dlq.to_owned()), Some(max as u32)))
+    let dlq = super::queue_of_arn(home, arn)
+        .ok_or_else(|| bad("deadLetterTargetArn is not an SQS queue ARN."))?;
+    Ok((Some(dlq), Some(max as u32)))
 }
 
 /// The attributes `names` asks for (`All` for every one), as GetQueueAttributes answers.
@@ -293,6 +302,7 @@ mod tests {
     fn attributes_map_to_a_patch_with_sqs_ranges() {
         let policy = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:dlq","maxReceiveCount":"3"}"#;
         let p = to_patch(
+            "us-east-1",
             &attrs(&[("VisibilityTimeout", "45"), ("RedrivePolicy", policy), ("Policy", "{}")]),
             &BTreeMap::new(),
             false,
@@ -304,7 +314,7 @@ mod tests {
         assert_eq!(p.max_receive_count, Some(Some(3)));
         assert_eq!(p.sqs_attributes.unwrap()["Policy"], "{}");
         let code = |a: &[(&str, &str)], fifo: bool| {
-            to_patch(&attrs(a), &BTreeMap::new(), fifo, false).unwrap_err().code
+            to_patch("us-east-1", &attrs(a), &BTreeMap::new(), fifo, false).unwrap_err().code
         };
         assert_eq!(code(&[("VisibilityTimeout", "43201")], false), Code::InvalidAttributeValue);
         assert_eq!(code(&[("DelaySeconds", "x")], false), Code::InvalidAttributeValue);
@@ -313,7 +323,7 @@ mod tests {
             assert_eq!(code(&[(fifo_only, "false")], false), Code::InvalidAttributeName);
         }
         assert_eq!(code(&[("FifoQueue", "false")], true), Code::InvalidAttributeValue);
-        to_patch(&attrs(&[("FifoQueue", "true")]), &BTreeMap::new(), true, false)
+        to_patch("us-east-1", &attrs(&[("FifoQueue", "true")]), &BTreeMap::new(), true, false)
             .expect("a FIFO queue may repeat that it is one");
     }
 
@@ -324,8 +334,14 @@ mod tests {
             ("KmsDataKeyReusePeriodSeconds", "600"),
             ("Policy", "{}"),
         ]);
-        let p = to_patch(&attrs(&[("KmsMasterKeyId", ""), ("Policy", "")]), &base, false, false)
-            .unwrap();
+        let p = to_patch(
+            "us-east-1",
+            &attrs(&[("KmsMasterKeyId", ""), ("Policy", "")]),
+            &base,
+            false,
+            false,
+        )
+        .unwrap();
         assert_eq!(p.sqs_attributes, Some(BTreeMap::new()));
         let view = stored_view(&QueueConfig::default());
         assert_eq!(view.get("SqsManagedSseEnabled").map(String::as_str), Some("true"));
@@ -333,6 +349,10 @@ mod tests {
         let view = stored_view(&kms);
         assert_eq!(view["SqsManagedSseEnabled"], "false");
         assert_eq!(view["KmsDataKeyReusePeriodSeconds"], "600");
+        let sse = attrs(&[("SqsManagedSseEnabled", "true")]);
+        let explicit = QueueConfig { sqs_attributes: sse, ..QueueConfig::default() };
+        assert!(same_for_sqs(&explicit, &QueueConfig::default()), "a default is the same as unset");
+        assert!(!same_for_sqs(&kms, &QueueConfig::default()));
         let fifo = stored_view(&QueueConfig { fifo: true, ..QueueConfig::default() });
         assert_eq!(
             (fifo["DeduplicationScope"].as_str(), fifo["FifoThroughputLimit"].as_str()),

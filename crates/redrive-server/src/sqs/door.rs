@@ -14,6 +14,7 @@ use crate::auth::{self, Action, Caller};
 use crate::sigv4::{self, Failure};
 use crate::sqs::error::{Code, SqsError};
 use crate::sqs::{queue_of_arn, Cx, SqsAction};
+
 use crate::Shared;
 
 /// The caller: anonymous without `--auth`; else the key a bearer token (already checked) or a
@@ -42,7 +43,8 @@ pub async fn caller<B: Broker>(
     let key = auth::load(&state.broker, &signed.access_key_id)
         .await?
         .ok_or_else(|| refused(Failure::InvalidClientTokenId))?;
-    let region = Some(state.sqs.region.as_str());
+    // Any region: each is its own namespace of queues (see `Cx`).
+    let region = None;
     sigv4::verify(
         &signed,
         method,
@@ -131,9 +133,9 @@ pub fn allow<B: Broker>(
     let queue = if let Some(url) = text("QueueUrl") {
         cx.queue_name(Some(url)).ok()
     } else if let Some(name) = text("QueueName") {
-        Some(name.to_string())
+        Some(cx.internal(name))
     } else if let Some(arn) = text("SourceArn") {
-        queue_of_arn(arn).map(str::to_string)
+        queue_of_arn(&cx.settings().region, arn)
     } else {
         cx.queue_name(None).ok()
     };

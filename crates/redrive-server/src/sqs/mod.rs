@@ -63,10 +63,18 @@ pub fn routes<B: Broker>() -> Router<Shared<B>> {
         .route("/{account}/{queue}", post(at_queue::<B>).get(at_queue::<B>))
 }
 
-/// What an action sees: the server, and the request's host for the queue URLs it hands out.
+/// What an action sees: the server, the request's host for the queue URLs it hands out, and
+/// its region.
+///
+/// Each region is its own namespace of queues, as on AWS: a request's region is its SigV4
+/// credential scope's, else the one in an `sqs.<region>.…` host, else the configured one. The
+/// configured region's queues are the queues the native API sees by name; another region's
+/// queue `q` is the queue `<region>:q` there. Queue URLs and ARNs name the bare name (and, in
+/// ARNs, the region).
 pub struct Cx<'a, B> {
     pub state: &'a Shared<B>,
     host: String,
+    region: String,
     /// The queue of a Query request posted to its queue URL.
     path_queue: Option<String>,
     /// Whom a long poll is counted against, and its socket.
@@ -84,7 +92,22 @@ impl<B: Broker> Cx<'_, B> {
         &self.state.sqs
     }
 
-    pub fn queue_url(&self, name: &str) -> String {
+    /// The store's name of this region's queue `name`.
+    pub fn internal(&self, name: &str) -> String {
+        internal_name(&self.state.sqs.region, &self.region, name)
+    }
+
+    /// Whether a store queue is one of this request's region.
+    pub fn in_region(&self, internal: &str) -> bool {
+        match internal.split_once(':') {
+            Some((region, _)) => region == self.region,
+            None => self.region == self.state.sqs.region,
+        }
+    }
+
+    /// The URL of a store queue (of this request's region).
+    pub fn queue_url(&self, internal: &str) -> String {
+        let name = bare_name(internal);
         let account = &self.state.sqs.account_id;
         match &self.state.sqs.public_url {
             Some(base) => format!("{}/{account}/{name}", base.trim_end_matches('/')),
@@ -92,30 +115,78 @@ impl<B: Broker> Cx<'_, B> {
         }
     }
 
-    pub fn arn(&self, name: &str) -> String {
+    /// The ARN of a store queue, in its own region.
+    pub fn arn(&self, internal: &str) -> String {
         let s = &self.state.sqs;
-        format!("arn:aws:sqs:{}:{}:{name}", s.region, s.account_id)
+        let (region, name) = internal.split_once(':').unwrap_or((&s.region, internal));
+        format!("arn:aws:sqs:{region}:{}:{name}", s.account_id)
     }
 
-    /// The queue a `QueueUrl` names (see [`queue_of_url`]), or without one the queue of the
-    /// URL the request was posted to. Anything else names no queue: `QueueDoesNotExist`.
+    /// The store queue a `QueueUrl` names (see [`queue_of_url`]) in this request's region, or
+    /// without one the queue of the URL the request was posted to. Anything else names no
+    /// queue: `QueueDoesNotExist`.
     pub fn queue_name(&self, url: Option<&str>) -> SqsResult<String> {
         let name = match url {
             Some(u) => queue_of_url(u),
             None => Some(self.path_queue.as_deref().ok_or_else(|| SqsError::missing("QueueUrl"))?),
         };
         match name {
-            Some(name) if redrive_core::model::valid_queue_name(name) => Ok(name.to_owned()),
+            Some(name) if sqs_queue_name(name) => Ok(self.internal(name)),
             _ => Err(no_such_queue()),
         }
     }
 
-    /// The queue an ARN names (`arn:aws:sqs:region:account:name`).
+    /// The store queue an ARN names (`arn:aws:sqs:region:account:name`), in the ARN's region.
     pub fn queue_of_arn(&self, arn: &str) -> SqsResult<String> {
-        queue_of_arn(arn)
-            .map(str::to_owned)
+        queue_of_arn(&self.state.sqs.region, arn)
             .ok_or_else(|| SqsError::invalid(format!("{arn:?} is not an SQS queue ARN.")))
     }
+}
+
+/// A queue name as SQS has them: the store's names without a region namespace.
+pub(crate) fn sqs_queue_name(name: &str) -> bool {
+    !name.contains(':') && redrive_core::model::valid_queue_name(name)
+}
+
+/// The store's name of queue `name` of `region`, where `home` is the configured region.
+fn internal_name(home: &str, region: &str, name: &str) -> String {
+    if region == home {
+        name.to_owned()
+    } else {
+        format!("{region}:{name}")
+    }
+}
+
+/// A store queue's name without its region namespace.
+pub(crate) fn bare_name(internal: &str) -> &str {
+    internal.split_once(':').map_or(internal, |(_, name)| name)
+}
+
+/// The region a request is for: its SigV4 credential scope's (header or presigned query), else
+/// an `sqs.<region>.` host's, else `home`.
+fn region_of(home: &str, uri: &Uri, headers: &HeaderMap) -> String {
+    let scope = |credential: &str| credential.split('/').nth(2).map(str::to_owned);
+    let from_header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| scope(c.split([',', ' ']).next().unwrap_or_default()));
+    let from_query = || {
+        uri.query()?.split('&').find_map(|p| {
+            let v = p.strip_prefix("X-Amz-Credential=")?;
+            scope(&v.replace("%2F", "/").replace("%2f", "/"))
+        })
+    };
+    let from_host = || {
+        let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
+        let rest = host.strip_prefix("sqs.")?;
+        Some(rest.split('.').next()?.to_owned()).filter(|r| rest.len() > r.len())
+    };
+    from_header
+        .or_else(from_query)
+        .or_else(from_host)
+        .filter(|r| redrive_core::model::valid_region(r))
+        .unwrap_or_else(|| home.to_owned())
 }
 
 pub(crate) fn no_such_queue() -> SqsError {
@@ -136,24 +207,22 @@ pub(crate) fn queue_of_url(url: &str) -> Option<&str> {
     let (host, account, name) = (parts.next()?, parts.next()?, parts.next()?);
     let host_ok = !host.is_empty()
         && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b));
-    let ok = parts.next().is_none()
-        && host_ok
-        && is_account(account)
-        && redrive_core::model::valid_queue_name(name);
+    let ok = parts.next().is_none() && host_ok && is_account(account) && sqs_queue_name(name);
     ok.then_some(name)
 }
 
-/// The queue name in an SQS queue ARN, `arn:<partition>:sqs:<region>:<12-digit account>:<name>`.
-pub(crate) fn queue_of_arn(arn: &str) -> Option<&str> {
+/// The store queue an SQS queue ARN names, `arn:<partition>:sqs:<region>:<12-digit
+/// account>:<name>`, in the ARN's region (`home` being the configured one).
+pub(crate) fn queue_of_arn(home: &str, arn: &str) -> Option<String> {
     let parts: Vec<&str> = arn.split(':').collect();
     match parts.as_slice() {
         ["arn", partition, "sqs", region, account, name]
             if !partition.is_empty()
-                && !region.is_empty()
+                && redrive_core::model::valid_region(region)
                 && is_account(account)
-                && redrive_core::model::valid_queue_name(name) =>
+                && sqs_queue_name(name) =>
         {
-            Some(name)
+            Some(internal_name(home, region, name))
         }
         _ => None,
     }
@@ -301,7 +370,8 @@ async fn handle<B: Broker>(
         .to_owned();
     let client = crate::overload::Client::new(&caller, sender.peer);
     let trace = crate::traces::from_headers(&headers);
-    let cx = Cx { state: &state, host, path_queue, client, trace };
+    let region = region_of(&state.sqs.region, &uri, &headers);
+    let cx = Cx { state: &state, host, region, path_queue, client, trace };
     if let Err(e) = door::allow(&cx, &caller, action, &method, &uri, &headers, &request.params) {
         return wire::error(request.protocol, &e, &request_id);
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use redrive_core::{Error, QueuePatch};
 use serde::{Deserialize, Serialize};
 
-use crate::sqs::attributes::{check_dead_letter_target, to_patch};
+use crate::sqs::attributes::{check_dead_letter_target, same_for_sqs, to_patch};
 use crate::sqs::error::{Code, SqsError, SqsResult};
 use crate::sqs::wire::string_map;
 use crate::sqs::Cx;
@@ -28,13 +28,13 @@ pub struct Output {
 }
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
-    let name = input.queue_name;
-    if !redrive_core::model::valid_queue_name(&name) {
+    if !crate::sqs::sqs_queue_name(&input.queue_name) {
         return Err(SqsError::invalid(
             "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length. A FIFO queue's name ends with .fifo.",
         ));
     }
     let fifo = input.attributes.get("FifoQueue").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let name = cx.internal(&input.queue_name);
     if fifo != name.ends_with(".fifo") {
         return Err(SqsError::invalid(
             "The name of a FIFO queue must end with the .fifo suffix, and only FIFO queues (FifoQueue=true) may use it.",
@@ -43,11 +43,12 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let queue_url = cx.queue_url(&name);
     match cx.broker().get_queue(name.clone()).await {
         Ok(existing) => {
-            let base = &existing.config.sqs_attributes;
+            let (home, current) = (&cx.settings().region, &existing.config);
             // The first attribute whose value differs is named, as SQS does.
             for (attr, v) in &input.attributes {
                 let one = BTreeMap::from([(attr.clone(), v.clone())]);
-                if to_patch(&one, base, fifo, true)?.apply(&existing.config)? != existing.config {
+                let wanted = to_patch(home, &one, &current.sqs_attributes, fifo, true)?;
+                if !same_for_sqs(&wanted.apply(current)?, current) {
                     return Err(SqsError::new(
                         Code::QueueNameExists,
                         format!("A queue already exists with the same name and a different value for attribute {attr}"),
@@ -57,7 +58,9 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
             Ok(Output { queue_url })
         }
         Err(Error::QueueNotFound(_)) => {
-            let mut patch: QueuePatch = to_patch(&input.attributes, &BTreeMap::new(), fifo, true)?;
+            let home = &cx.settings().region;
+            let mut patch: QueuePatch =
+                to_patch(home, &input.attributes, &BTreeMap::new(), fifo, true)?;
             check_dead_letter_target(cx, &name, &patch).await?;
             // SQS queues retry until the redrive policy (if any) says otherwise, get no
             // dead-letter queue of their own, and take messages up to 1 MiB by default.

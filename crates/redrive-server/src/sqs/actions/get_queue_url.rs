@@ -23,9 +23,9 @@ pub struct Output {
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     // A name, not a URL: `../q` or `x/q` names no queue, even though `q` exists.
-    if !redrive_core::model::valid_queue_name(&input.queue_name) {
+    if !crate::sqs::sqs_queue_name(&input.queue_name) {
         return Err(no_such_queue());
     }
-    let q = cx.broker().get_queue(input.queue_name).await?;
+    let q = cx.broker().get_queue(cx.internal(&input.queue_name)).await?;
     Ok(Output { queue_url: cx.queue_url(&q.name) })
 }

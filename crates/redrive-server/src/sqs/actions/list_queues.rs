@@ -36,7 +36,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         .await?
         .into_iter()
         .map(|q| q.name)
-        .filter(|n| n.starts_with(&prefix))
+        .filter(|n| cx.in_region(n) && crate::sqs::bare_name(n).starts_with(&prefix))
         .collect();
     let (names, next_token) = page(names, input.max_results, input.next_token)?;
     Ok(Output { queue_urls: names.iter().map(|n| cx.queue_url(n)).collect(), next_token })
