@@ -145,8 +145,8 @@ impl Run {
 }
 
 pub async fn run(args: BenchArgs, url: Option<String>, json: bool) -> anyhow::Result<()> {
-    if args.sqs && args.batch > crate::bench_sqs::SQS_BATCH_MAX {
-        bail!("--sqs takes --batch 1 to {}", crate::bench_sqs::SQS_BATCH_MAX);
+    if args.sqs {
+        sqs_bench_check(&args)?;
     }
     if url.is_some() && args.store.is_some() {
         bail!("--store is for the server bench starts; with --url, the server has its own store");
@@ -224,7 +224,7 @@ async fn bench(
         let (enqueued, enqueue_end, latency) = if args.sdk {
             crate::bench_sdk::run(run.clone(), args).await?
         } else {
-            crate::bench_sqs::run(run.clone(), args, &server.url).await?
+            sqs_bench_run(run.clone(), args, &server.url).await?
         };
         let counts = Counts { enqueued, enqueue_end, ack_batch };
         return Ok((report(&run, args, server, start, counts, &latency), None));
@@ -600,4 +600,40 @@ impl Server {
             drop(dir);
         }
     }
+}
+
+/// `--sqs` needs the SDK, built only with the `sqs-bench` feature.
+#[cfg(not(feature = "sqs-bench"))]
+const NO_SQS_SDK: &str = "--sqs drives the server with the AWS SDK, which this binary was built \
+                          without: cargo run --release --features sqs-bench -- bench --sqs …";
+
+#[cfg(feature = "sqs-bench")]
+fn sqs_bench_check(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.batch > crate::bench_sqs::SQS_BATCH_MAX {
+        bail!("--sqs takes --batch 1 to {}", crate::bench_sqs::SQS_BATCH_MAX);
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "sqs-bench"))]
+fn sqs_bench_check(_: &BenchArgs) -> anyhow::Result<()> {
+    bail!(NO_SQS_SDK)
+}
+
+#[cfg(feature = "sqs-bench")]
+async fn sqs_bench_run(
+    run: Arc<Run>,
+    args: &BenchArgs,
+    url: &str,
+) -> anyhow::Result<(u64, Duration, Histogram<u64>)> {
+    crate::bench_sqs::run(run, args, url).await
+}
+
+#[cfg(not(feature = "sqs-bench"))]
+async fn sqs_bench_run(
+    _: Arc<Run>,
+    _: &BenchArgs,
+    _: &str,
+) -> anyhow::Result<(u64, Duration, Histogram<u64>)> {
+    bail!(NO_SQS_SDK)
 }

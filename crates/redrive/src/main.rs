@@ -15,6 +15,7 @@
 mod bench;
 mod bench_bare;
 mod bench_sdk;
+#[cfg(feature = "sqs-bench")]
 mod bench_sqs;
 mod cli;
 mod fleet;
