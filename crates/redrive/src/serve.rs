@@ -360,8 +360,8 @@ fn sqs_settings(
         s.account_id = a;
     }
     if let Some(r) = region {
-        if r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            bail!("sqs_region must look like us-east-1, not {r:?}");
+        if !redrive_core::model::valid_region(&r) {
+            bail!("sqs_region must look like us-east-1 (1 to 32 of a-z 0-9 -), not {r:?}");
         }
         s.region = r;
     }

@@ -1048,6 +1048,14 @@ async fn each_region_is_its_own_namespace_of_queues() {
         .send()
         .await
         .unwrap();
+    let across = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:orders","maxReceiveCount":3}"#;
+    let refused = eu
+        .set_queue_attributes()
+        .queue_url(&eu_url)
+        .attributes(QueueAttributeName::RedrivePolicy, across)
+        .send()
+        .await;
+    assert_eq!(code(refused), "InvalidParameterValue", "a dead-letter queue of another region");
     let listed = eu.list_queues().send().await.unwrap().queue_urls.unwrap_or_default();
     assert_eq!(listed.len(), 2, "{listed:?}");
     let us_listed = s.client.list_queues().send().await.unwrap().queue_urls.unwrap_or_default();

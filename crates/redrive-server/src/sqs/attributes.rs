@@ -190,14 +190,21 @@ fn stored_view(c: &QueueConfig) -> BTreeMap<String, String> {
     out
 }
 
-/// Refuses a patch of queue `name` whose redrive policy names a queue that does not exist, in
-/// SQS's words. A queue may name itself.
+/// Refuses a patch of queue `name` whose redrive policy names a queue that does not exist or is
+/// in another region, in SQS's words. A queue may name itself.
 pub async fn check_dead_letter_target<B: Broker>(
     cx: &Cx<'_, B>,
     name: &str,
     p: &QueuePatch,
 ) -> SqsResult<()> {
     if let Some(Some(dlq)) = p.dead_letter_queue.as_ref().filter(|d| d.as_deref() != Some(name)) {
+        let region = |q: &str| q.split_once(':').map(|(r, _)| r.to_owned());
+        if region(dlq) != region(name) {
+            return Err(SqsError::invalid(format!(
+                "Value for parameter RedrivePolicy is invalid. Reason: The dead letter target {} must be in the same region as the source queue.",
+                cx.arn(dlq)
+            )));
+        }
         match cx.broker().get_queue(dlq.clone()).await {
             Err(redrive_core::Error::QueueNotFound(_)) => {
                 return Err(SqsError::invalid(format!(
