@@ -178,8 +178,8 @@ pub async fn redrive(
     })
 }
 
-/// SQS's PurgeQueue: deletes every job of a queue that waits or runs (the receipts of leased
-/// ones go stale) and forgets the queue's idempotency keys; returns how many jobs. Parked dead
+/// SQS's PurgeQueue: deletes every job of a queue that waits or runs (a receipt of a purged
+/// lease then names no job) and forgets the queue's idempotency keys; returns how many jobs. Parked dead
 /// jobs stay for triage.
 pub async fn purge(c: &impl GenericClient, q: &QueueRow, shard: i16) -> Result<u64> {
     const SQL: &str = "WITH d AS (DELETE FROM redrive.jobs WHERE queue_id = $1 \

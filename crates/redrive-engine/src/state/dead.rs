@@ -229,8 +229,8 @@ impl Store {
         Ok(())
     }
 
-    /// SQS's PurgeQueue: deletes every job of a queue that waits or runs (the receipts of
-    /// leased ones go stale) and forgets the queue's idempotency keys; returns how many jobs.
+    /// SQS's PurgeQueue: deletes every job of a queue that waits or runs (a receipt of a
+    /// purged lease then names no job) and forgets the queue's idempotency keys; returns how many jobs.
     /// Parked dead jobs stay for triage.
     pub fn purge(&mut self, queue: &str) -> Result<u64> {
         self.writable()?;

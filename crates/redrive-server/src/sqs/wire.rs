@@ -239,21 +239,30 @@ pub fn parse_integer(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
-/// The list members of SQS's Query protocol (as sent, before [`reshape`] renames them).
-const LIST_MEMBERS: [&str; 6] = [
+/// The list members of SQS's Query protocol: as their elements are named (before [`reshape`]
+/// renames them), and by the list's own name, which botocore uses for an empty list
+/// (`AttributeNames=`).
+const LIST_MEMBERS: [&str; 13] = [
     "AttributeName",
     "MessageAttributeName",
     "MessageSystemAttributeName",
     "TagKey",
     "AWSAccountId",
     "ActionName",
+    "AttributeNames",
+    "MessageAttributeNames",
+    "MessageSystemAttributeNames",
+    "TagKeys",
+    "AWSAccountIds",
+    "Actions",
+    "Entries",
 ];
 
 /// Files `value` under the dotted path `key` (`Attribute.1.Name`) in a tree of objects. A key
 /// that is both a value and a structure (`Tag.1=x&Tag.1.Key=k`) is refused like a repeated one.
 /// Lists may also come in the non-flattened form (`AttributeName.member.1`); an empty list is
-/// the list's name with no value (`AttributeName=` or `AttributeName.member=`, as botocore
-/// sends one).
+/// a list name with no value (`AttributeNames=`, as botocore sends one, `AttributeName=` or
+/// `AttributeName.member=`).
 fn insert_path(tree: &mut Map<String, Value>, key: &str, value: String) -> Result<(), SqsError> {
     let mut node = tree;
     let mut parts = key.split('.').filter(|p| *p != "member").peekable();
