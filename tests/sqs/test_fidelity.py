@@ -611,15 +611,20 @@ def test_second_move_task_of_a_source_is_refused_while_one_runs(sqs, queue):
 
     assert sqs.cancel_message_move_task(TaskHandle=handle)["ApproximateNumberOfMessagesMoved"] < 5
 
-    def cancelled():
-        [task] = sqs.list_message_move_tasks(SourceArn=dead_letters.arn)["Results"]
-        return task["Status"] == "CANCELLED"
-
-    wait_until(cancelled, what="the move task to be cancelled")
+    wait_until(
+        lambda: task_status(sqs, dead_letters.arn) == "CANCELLED",
+        what="the move task to be cancelled",
+    )
     with sqs_failure("ResourceNotFoundException", "Task does not exist."):
         sqs.cancel_message_move_task(TaskHandle=handle)
     # With no task running, a new one may start.
     assert sqs.start_message_move_task(SourceArn=dead_letters.arn)["TaskHandle"] != handle
+
+
+def task_status(sqs, source_arn):
+    """The status of the source queue's most recent move task."""
+    [task] = sqs.list_message_move_tasks(SourceArn=source_arn)["Results"]
+    return task["Status"]
 
 
 @pytest.mark.parametrize(
@@ -645,11 +650,10 @@ def test_cancel_of_an_unknown_or_finished_task_is_resource_not_found(sqs_any, qu
 
     handle = sqs_any.start_message_move_task(SourceArn=dead_letters.arn)["TaskHandle"]
 
-    def finished():
-        [task] = sqs_any.list_message_move_tasks(SourceArn=dead_letters.arn)["Results"]
-        return task["Status"] == "COMPLETED"
-
-    wait_until(finished, what="the empty move task to complete")
+    wait_until(
+        lambda: task_status(sqs_any, dead_letters.arn) == "COMPLETED",
+        what="the empty move task to complete",
+    )
     with sqs_failure("ResourceNotFoundException", "Task does not exist."):
         sqs_any.cancel_message_move_task(TaskHandle=handle)
 
