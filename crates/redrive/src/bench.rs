@@ -88,6 +88,10 @@ pub struct BenchArgs {
     /// enqueue does to wake long polls across servers
     #[arg(long, requires = "bare_postgres")]
     bare_notify: bool,
+    /// Then run the same workload through Redis streams (XADD / XREADGROUP / XACK) on the
+    /// Redis server at this `redis://host:port`, and report both side by side
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 /// One run's result: the `--json` output.
@@ -163,16 +167,22 @@ pub async fn run(args: BenchArgs, url: Option<String>, json: bool) -> anyhow::Re
     } else {
         print_report(&report);
     }
-    if let (Some(bare_url), None) = (&args.bare_postgres, &error) {
-        let bare = bare_report(&args, bare_url).await?;
+    let mut peers = Vec::new();
+    if let (Some(url), None) = (&args.bare_postgres, &error) {
+        peers.push(("bare SKIP LOCKED", bare_report(&args, url).await?));
+    }
+    if let (Some(url), None) = (&args.redis, &error) {
+        peers.push(("Redis streams", redis_report(&args, url).await?));
+    }
+    for (name, peer) in peers {
         if json {
-            println!("{}", serde_json::to_string(&bare)?);
+            println!("{}", serde_json::to_string(&peer)?);
         } else {
             println!();
-            print_report(&bare);
+            print_report(&peer);
             println!(
-                "\nredrive / bare SKIP LOCKED, end to end: {:.2}x",
-                report.jobs_per_s / bare.jobs_per_s.max(1e-9)
+                "\nredrive / {name}, end to end: {:.2}x",
+                report.jobs_per_s / peer.jobs_per_s.max(1e-9)
             );
         }
     }
@@ -262,15 +272,37 @@ async fn bare_report(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
     let (p, c, b) = (args.producers, args.consumers, args.batch);
     let r =
         crate::bench_bare::run(url, p, c, args.jobs, b, args.body_bytes, args.bare_notify).await?;
-    let ms = |q: f64| r.latency.value_at_quantile(q) as f64 / 1000.0;
-    let secs = r.elapsed_s.max(1e-9);
-    Ok(Report {
-        server: if args.bare_notify {
-            "bare FOR UPDATE SKIP LOCKED table + NOTIFY per enqueue, same database".into()
-        } else {
-            "bare FOR UPDATE SKIP LOCKED table, same database".into()
-        },
-        queue: "redrive_bench_bare".into(),
+    let server = if args.bare_notify {
+        "bare FOR UPDATE SKIP LOCKED table + NOTIFY per enqueue, same database"
+    } else {
+        "bare FOR UPDATE SKIP LOCKED table, same database"
+    };
+    Ok(peer_report(args, server, "redrive_bench_bare", r.elapsed_s, r.acked, &r.latency))
+}
+
+/// The same workload through Redis streams (bench_redis.rs), as a report.
+async fn redis_report(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
+    let (p, c, b) = (args.producers, args.consumers, args.batch);
+    let r = crate::bench_redis::run(url, p, c, args.jobs, b, args.body_bytes).await?;
+    let server = format!("Redis streams at {url}");
+    Ok(peer_report(args, &server, "redrive-bench", r.elapsed_s, r.acked, &r.latency))
+}
+
+/// A peer's run as a report of the same shape as redrive's.
+fn peer_report(
+    args: &BenchArgs,
+    server: &str,
+    queue: &str,
+    elapsed_s: f64,
+    acked: u64,
+    latency: &Histogram<u64>,
+) -> Report {
+    let (p, c, b) = (args.producers, args.consumers, args.batch);
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    let secs = elapsed_s.max(1e-9);
+    Report {
+        server: server.into(),
+        queue: queue.into(),
         producers: p,
         consumers: c,
         batch: b,
@@ -279,20 +311,20 @@ async fn bare_report(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
         rate: 0,
         jobs: args.jobs,
         enqueued: args.jobs,
-        acked: r.acked,
-        completed: r.acked >= args.jobs,
+        acked,
+        completed: acked >= args.jobs,
         elapsed_s: secs,
-        jobs_per_s: r.acked as f64 / secs,
-        jobs_per_min: r.acked as f64 * 60.0 / secs,
+        jobs_per_s: acked as f64 / secs,
+        jobs_per_min: acked as f64 * 60.0 / secs,
         enqueue_elapsed_s: 0.0,
         enqueue_jobs_per_s: 0.0,
         latency_p50_ms: ms(0.5),
         latency_p99_ms: ms(0.99),
         latency_p999_ms: ms(0.999),
-        latency_max_ms: r.latency.max() as f64 / 1000.0,
+        latency_max_ms: latency.max() as f64 / 1000.0,
         shed_retries: 0,
         stale_acks: 0,
-    })
+    }
 }
 
 /// What the producers did, for the report.

@@ -14,6 +14,7 @@
 
 mod bench;
 mod bench_bare;
+mod bench_redis;
 mod bench_sdk;
 #[cfg(feature = "sqs-bench")]
 mod bench_sqs;
