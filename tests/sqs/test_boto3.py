@@ -195,14 +195,18 @@ def test_approximate_message_counts(sqs, queue):
         ("MessageRetentionPeriod", "59"),
         ("MaximumMessageSize", "1023"),
         ("ReceiveMessageWaitTimeSeconds", "21"),
+        ("SqsManagedSseEnabled", "yes"),
+        ("KmsDataKeyReusePeriodSeconds", "59"),
+        ("KmsDataKeyReusePeriodSeconds", "86401"),
+        ("KmsDataKeyReusePeriodSeconds", "five"),
     ],
 )
-def test_invalid_attribute_value_is_refused(sqs, queue, queue_name, name, value):
+def test_invalid_attribute_value_is_refused(sqs_any, queue, queue_name, name, value):
     existing = queue()
     with sqs_error("InvalidAttributeValue"):
-        sqs.set_queue_attributes(QueueUrl=existing.url, Attributes={name: value})
+        sqs_any.set_queue_attributes(QueueUrl=existing.url, Attributes={name: value})
     with sqs_error("InvalidAttributeValue"):
-        sqs.create_queue(QueueName=queue_name(), Attributes={name: value})
+        sqs_any.create_queue(QueueName=queue_name(), Attributes={name: value})
 
 
 def test_unknown_attribute_name_is_refused(sqs, queue, queue_name):

@@ -769,23 +769,6 @@ def test_fifo_queue_attribute_cannot_change_the_queue_type(sqs_any, queue):
 @pytest.mark.parametrize(
     "name, value",
     [
-        ("SqsManagedSseEnabled", "yes"),
-        ("KmsDataKeyReusePeriodSeconds", "59"),
-        ("KmsDataKeyReusePeriodSeconds", "86401"),
-        ("KmsDataKeyReusePeriodSeconds", "five"),
-    ],
-)
-def test_invalid_encryption_attribute_is_refused(sqs_any, queue, queue_name, name, value):
-    existing = queue()
-    with sqs_error("InvalidAttributeValue"):
-        sqs_any.set_queue_attributes(QueueUrl=existing.url, Attributes={name: value})
-    with sqs_error("InvalidAttributeValue"):
-        sqs_any.create_queue(QueueName=queue_name(), Attributes={name: value})
-
-
-@pytest.mark.parametrize(
-    "name, value",
-    [
         ("SqsManagedSseEnabled", "false"),
         ("KmsDataKeyReusePeriodSeconds", "60"),
         ("KmsDataKeyReusePeriodSeconds", "86400"),

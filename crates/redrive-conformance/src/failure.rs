@@ -3,7 +3,7 @@
 
 use redrive_core::broker::{DeadFilter, RedriveRequest, SkipReason, Skipped};
 use redrive_core::model::{signature, DeadReason, JobState, Outcome};
-use redrive_core::{Broker, Error};
+use redrive_core::{Broker, Error, JobId};
 
 use crate::{failure, job, queue, send, take, AFTER_SOON, SOON_MS};
 
@@ -50,9 +50,14 @@ pub async fn non_retryable_failures_die_at_once_and_park_without_a_dlq<B: Broker
     assert_eq!((stats.counts.dead, stats.dead_letters), (1, 1));
 }
 
-/// SQS `maxReceiveCount`: the receive that would exceed it moves the job to the DLQ instead.
-pub async fn max_receive_count_dead_letters_on_the_next_receive<B: Broker>(b: &B) {
+/// Queue `q` with `max_receive_count` 1 (and `dlq` as its dead-letter queue, else the
+/// automatic `q-dlq`) holding one job that was received once and whose lease ran out: the next
+/// receive is past the count.
+async fn received_once_with_one_receive_allowed<B: Broker>(b: &B, dlq: Option<&str>) -> JobId {
     queue(b, "q", |p| {
+        if let Some(dlq) = dlq {
+            p.dead_letter_queue = Some(Some(dlq.into()));
+        }
         p.max_receive_count = Some(Some(1));
         p.max_attempts = Some(None);
     })
@@ -60,6 +65,12 @@ pub async fn max_receive_count_dead_letters_on_the_next_receive<B: Broker>(b: &B
     let id = send(b, "q", vec![job("a")]).await[0];
     take(b, "q", 1, Some(SOON_MS)).await.remove(0);
     tokio::time::sleep(AFTER_SOON).await;
+    id
+}
+
+/// SQS `maxReceiveCount`: the receive that would exceed it moves the job to the DLQ instead.
+pub async fn max_receive_count_dead_letters_on_the_next_receive<B: Broker>(b: &B) {
+    let id = received_once_with_one_receive_allowed(b, None).await;
     assert!(take(b, "q", 1, None).await.is_empty(), "received once already: it dies instead");
     let info = b.get_job(id).await.unwrap();
     assert_eq!(info.queue, "q-dlq");
@@ -69,15 +80,7 @@ pub async fn max_receive_count_dead_letters_on_the_next_receive<B: Broker>(b: &B
 /// A queue may be its own dead-letter queue, as on SQS: a job past `max_receive_count` dies
 /// into the same queue and starts over, its receives counted afresh.
 pub async fn a_queue_may_be_its_own_dead_letter_queue<B: Broker>(b: &B) {
-    queue(b, "q", |p| {
-        p.dead_letter_queue = Some(Some("q".into()));
-        p.max_receive_count = Some(Some(1));
-        p.max_attempts = Some(None);
-    })
-    .await;
-    let id = send(b, "q", vec![job("a")]).await[0];
-    take(b, "q", 1, Some(SOON_MS)).await.remove(0);
-    tokio::time::sleep(AFTER_SOON).await;
+    let id = received_once_with_one_receive_allowed(b, Some("q")).await;
     let again = take(b, "q", 1, None).await;
     assert_eq!(again.len(), 1, "died into its own queue and went out again");
     assert_eq!(again[0].attempt, 1, "receives start over");

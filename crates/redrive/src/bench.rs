@@ -277,7 +277,7 @@ async fn bare_report(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
     } else {
         "bare FOR UPDATE SKIP LOCKED table, same database"
     };
-    Ok(peer_report(args, server, "redrive_bench_bare", r.elapsed_s, r.acked, &r.latency))
+    Ok(peer_report(args, server, "redrive_bench_bare", &r))
 }
 
 /// The same workload through Redis streams (bench_redis.rs), as a report.
@@ -285,19 +285,42 @@ async fn redis_report(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
     let (p, c, b) = (args.producers, args.consumers, args.batch);
     let r = crate::bench_redis::run(url, p, c, args.jobs, b, args.body_bytes).await?;
     let server = format!("Redis streams at {url}");
-    Ok(peer_report(args, &server, "redrive-bench", r.elapsed_s, r.acked, &r.latency))
+    Ok(peer_report(args, &server, "redrive-bench", &r))
+}
+
+/// What a peer's run (bench_bare.rs, bench_redis.rs) measured.
+pub(crate) struct PeerRun {
+    pub elapsed_s: f64,
+    pub acked: u64,
+    pub latency: Histogram<u64>,
+}
+
+/// Producer `i`'s share of `jobs` split among `producers`.
+pub(crate) fn share(jobs: u64, producers: u32, i: u32) -> u64 {
+    jobs / u64::from(producers) + u64::from(u64::from(i) < jobs % u64::from(producers))
+}
+
+/// Waits for a peer's tasks, producers answering `None` and consumers their latencies, and
+/// sums up the run that began at `start`.
+pub(crate) async fn join_peer(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Option<Histogram<u64>>>>>,
+    start: Instant,
+    acked: &AtomicU64,
+) -> anyhow::Result<PeerRun> {
+    let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)?;
+    for t in tasks {
+        if let Some(h) = t.await.context("a peer bench task panicked")?? {
+            latency.add(h).context("merging latency histograms")?;
+        }
+    }
+    let elapsed_s = start.elapsed().as_secs_f64();
+    Ok(PeerRun { elapsed_s, acked: acked.load(Ordering::Relaxed), latency })
 }
 
 /// A peer's run as a report of the same shape as redrive's.
-fn peer_report(
-    args: &BenchArgs,
-    server: &str,
-    queue: &str,
-    elapsed_s: f64,
-    acked: u64,
-    latency: &Histogram<u64>,
-) -> Report {
+fn peer_report(args: &BenchArgs, server: &str, queue: &str, run: &PeerRun) -> Report {
     let (p, c, b) = (args.producers, args.consumers, args.batch);
+    let PeerRun { elapsed_s, acked, ref latency } = *run;
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let secs = elapsed_s.max(1e-9);
     Report {

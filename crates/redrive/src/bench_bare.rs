@@ -18,19 +18,12 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use tokio_postgres::{Client, NoTls};
 
-use crate::bench::{now_us, LATENCY_MAX_US};
+use crate::bench::{join_peer, now_us, share, PeerRun, LATENCY_MAX_US};
 
 /// Table of the bare pattern, dropped and created at the start of each run.
 const TABLE: &str = "redrive_bench_bare";
 /// Pause of a consumer that found nothing (the bare pattern polls).
 const EMPTY_POLL_PAUSE_MS: u64 = 2;
-
-/// What a bare run measured.
-pub struct BareResult {
-    pub elapsed_s: f64,
-    pub acked: u64,
-    pub latency: Histogram<u64>,
-}
 
 async fn connect(url: &str) -> anyhow::Result<Client> {
     let mut config: tokio_postgres::Config = url.parse().context("a PostgreSQL URL")?;
@@ -49,7 +42,7 @@ pub async fn run(
     batch: u32,
     body_bytes: u32,
     notify: bool,
-) -> anyhow::Result<BareResult> {
+) -> anyhow::Result<PeerRun> {
     let setup = connect(url).await?;
     setup
         .batch_execute(&format!(
@@ -63,8 +56,7 @@ pub async fn run(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..producers {
-        let share =
-            jobs / u64::from(producers) + u64::from(u64::from(i) < jobs % u64::from(producers));
+        let share = share(jobs, producers, i);
         let client = connect(url).await?;
         tasks.push(tokio::spawn(async move {
             produce(client, share, batch, body_bytes, notify).await.map(|()| None)
@@ -76,15 +68,9 @@ pub async fn run(
         tasks
             .push(tokio::spawn(async move { consume(client, batch, jobs, acked).await.map(Some) }));
     }
-    let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)?;
-    for t in tasks {
-        if let Some(h) = t.await.context("a bare bench task panicked")?? {
-            latency.add(h).context("merging latency histograms")?;
-        }
-    }
-    let elapsed_s = start.elapsed().as_secs_f64();
+    let run = join_peer(tasks, start, &acked).await?;
     setup.batch_execute(&format!("DROP TABLE IF EXISTS {TABLE}")).await.ok();
-    Ok(BareResult { elapsed_s, acked: acked.load(Ordering::Relaxed), latency })
+    Ok(run)
 }
 
 /// Enqueues `share` jobs in batches; with `notify`, each enqueue also `NOTIFY`s in its

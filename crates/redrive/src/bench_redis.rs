@@ -15,20 +15,13 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::bench::{now_us, LATENCY_MAX_US};
+use crate::bench::{join_peer, now_us, share, PeerRun, LATENCY_MAX_US};
 
 /// The stream and its consumer group, deleted and created at the start of each run.
 const STREAM: &str = "redrive-bench";
 const GROUP: &str = "workers";
 /// How long an empty `XREADGROUP` waits for entries, in ms.
 const BLOCK_MS: u64 = 1000;
-
-/// What a Redis run measured.
-pub struct RedisResult {
-    pub elapsed_s: f64,
-    pub acked: u64,
-    pub latency: Histogram<u64>,
-}
 
 /// A RESP reply.
 #[derive(Debug)]
@@ -142,7 +135,7 @@ pub async fn run(
     jobs: u64,
     batch: u32,
     body_bytes: u32,
-) -> anyhow::Result<RedisResult> {
+) -> anyhow::Result<PeerRun> {
     let mut setup = Conn::open(url).await?;
     setup.call(&[b"DEL", STREAM.as_bytes()]).await?;
     setup
@@ -152,8 +145,7 @@ pub async fn run(
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..producers {
-        let share =
-            jobs / u64::from(producers) + u64::from(u64::from(i) < jobs % u64::from(producers));
+        let share = share(jobs, producers, i);
         let conn = Conn::open(url).await?;
         tasks.push(tokio::spawn(async move {
             produce(conn, share, batch, body_bytes).await.map(|()| None)
@@ -166,15 +158,9 @@ pub async fn run(
             async move { consume(conn, i, batch, jobs, acked).await.map(Some) },
         ));
     }
-    let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)?;
-    for t in tasks {
-        if let Some(h) = t.await.context("a Redis bench task panicked")?? {
-            latency.add(h).context("merging latency histograms")?;
-        }
-    }
-    let elapsed_s = start.elapsed().as_secs_f64();
+    let run = join_peer(tasks, start, &acked).await?;
     setup.call(&[b"DEL", STREAM.as_bytes()]).await.ok();
-    Ok(RedisResult { elapsed_s, acked: acked.load(Ordering::Relaxed), latency })
+    Ok(run)
 }
 
 /// Enqueues `share` jobs, a pipeline of `batch` `XADD`s at a time, each stamped with its send

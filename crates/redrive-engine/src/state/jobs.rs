@@ -541,8 +541,6 @@ fn next_ready(q: &super::Queue, now: u64) -> Option<u128> {
     best.map(|(_, _, id)| id)
 }
 
-/// The next job of a FIFO queue: the oldest ready job whose group has nothing leased, or whose
-/// group this receive is already taking from.
 /// How many of a FIFO queue's first ready jobs (not held back) a receive orders. A group whose
 /// first such job is further back waits for a later receive.
 const FIFO_CANDIDATES: usize = 1000;

@@ -289,20 +289,24 @@ impl Store {
     /// purge (documents are restored first); the newest enqueue of a key wins. Ids handed out
     /// from here on are newer than every purge's.
     fn restore_dedup(&mut self, keys: Vec<(u32, Box<str>, u128, u64, Loc)>, now: u64) {
-        let purged_up_to = |s: &Store, name: &str| {
-            s.docs
-                .get(&(DocKind::DedupCleared as u8, Box::from(name)))
-                .and_then(|d| d.value.parse::<u128>().ok())
-        };
-        for d in self.docs.iter().filter(|((k, _), _)| *k == DocKind::DedupCleared as u8) {
-            self.last_id = self.last_id.max(d.1.value.parse().unwrap_or(0));
+        // The newest job id each purged queue had handed out at its last purge, by queue id.
+        let mut purged_up_to: FxHashMap<u32, u128> = FxHashMap::default();
+        for ((kind, queue), d) in &self.docs {
+            if *kind != DocKind::DedupCleared as u8 {
+                continue;
+            }
+            let last = d.value.parse().unwrap_or(0);
+            self.last_id = self.last_id.max(last);
+            if let Some(&qid) = self.queue_ids.get(&**queue) {
+                purged_up_to.insert(qid, last);
+            }
         }
         for (qid, key, id, enqueued_at, loc) in keys {
             let Some(q) = self.queues.get(&qid) else { continue };
             let expires_at = enqueued_at + q.config.dedup_window_ms;
             if expires_at <= now
                 || q.config.dedup_window_ms == 0
-                || purged_up_to(self, &q.name).is_some_and(|last| id <= last)
+                || purged_up_to.get(&qid).is_some_and(|last| id <= *last)
             {
                 continue;
             }

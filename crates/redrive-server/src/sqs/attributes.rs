@@ -198,8 +198,7 @@ pub async fn check_dead_letter_target<B: Broker>(
     p: &QueuePatch,
 ) -> SqsResult<()> {
     if let Some(Some(dlq)) = p.dead_letter_queue.as_ref().filter(|d| d.as_deref() != Some(name)) {
-        let region = |q: &str| q.split_once(':').map(|(r, _)| r.to_owned());
-        if region(dlq) != region(name) {
+        if cx.region_of_queue(dlq) != cx.region_of_queue(name) {
             return Err(SqsError::invalid(format!(
                 "Value for parameter RedrivePolicy is invalid. Reason: The dead letter target {} must be in the same region as the source queue.",
                 cx.arn(dlq)

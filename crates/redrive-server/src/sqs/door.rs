@@ -14,7 +14,6 @@ use crate::auth::{self, Action, Caller};
 use crate::sigv4::{self, Failure};
 use crate::sqs::error::{Code, SqsError};
 use crate::sqs::{queue_of_arn, Cx, SqsAction};
-
 use crate::Shared;
 
 /// The caller: anonymous without `--auth`; else the key a bearer token (already checked) or a
@@ -43,8 +42,6 @@ pub async fn caller<B: Broker>(
     let key = auth::load(&state.broker, &signed.access_key_id)
         .await?
         .ok_or_else(|| refused(Failure::InvalidClientTokenId))?;
-    // Any region: each is its own namespace of queues (see `Cx`).
-    let region = None;
     sigv4::verify(
         &signed,
         method,
@@ -52,7 +49,7 @@ pub async fn caller<B: Broker>(
         headers,
         body,
         &key.sigv4_secret,
-        region,
+        None, // any region: each is its own namespace of queues (see `Cx`)
         SystemTime::now(),
     )
     .map_err(refused)?;

@@ -99,10 +99,12 @@ impl<B: Broker> Cx<'_, B> {
 
     /// Whether a store queue is one of this request's region.
     pub fn in_region(&self, internal: &str) -> bool {
-        match internal.split_once(':') {
-            Some((region, _)) => region == self.region,
-            None => self.region == self.state.sqs.region,
-        }
+        self.region_of_queue(internal) == self.region
+    }
+
+    /// The region of a store queue.
+    pub fn region_of_queue<'q>(&'q self, internal: &'q str) -> &'q str {
+        split_region(internal).0.unwrap_or(&self.state.sqs.region)
     }
 
     /// The URL of a store queue (of this request's region).
@@ -117,9 +119,8 @@ impl<B: Broker> Cx<'_, B> {
 
     /// The ARN of a store queue, in its own region.
     pub fn arn(&self, internal: &str) -> String {
-        let s = &self.state.sqs;
-        let (region, name) = internal.split_once(':').unwrap_or((&s.region, internal));
-        format!("arn:aws:sqs:{region}:{}:{name}", s.account_id)
+        let (region, name) = (self.region_of_queue(internal), bare_name(internal));
+        format!("arn:aws:sqs:{region}:{}:{name}", self.state.sqs.account_id)
     }
 
     /// The store queue a `QueueUrl` names (see [`queue_of_url`]) in this request's region, or
@@ -157,9 +158,17 @@ fn internal_name(home: &str, region: &str, name: &str) -> String {
     }
 }
 
+/// A store queue's region namespace (none for the configured region) and bare name.
+fn split_region(internal: &str) -> (Option<&str>, &str) {
+    match internal.split_once(':') {
+        Some((region, name)) => (Some(region), name),
+        None => (None, internal),
+    }
+}
+
 /// A store queue's name without its region namespace.
 pub(crate) fn bare_name(internal: &str) -> &str {
-    internal.split_once(':').map_or(internal, |(_, name)| name)
+    split_region(internal).1
 }
 
 /// The region a request is for: its SigV4 credential scope's (header or presigned query), else

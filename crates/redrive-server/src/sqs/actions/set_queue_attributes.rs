@@ -23,7 +23,8 @@ pub struct Input {
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
     let name = cx.queue_name(input.queue_url.as_deref())?;
     let q = cx.broker().get_queue(name.clone()).await?;
-    let patch = to_patch(&cx.settings().region, &input.attributes, &q.config.sqs_attributes, q.config.fifo, false)?;
+    let home = &cx.settings().region;
+    let patch = to_patch(home, &input.attributes, &q.config.sqs_attributes, q.config.fifo, false)?;
     check_dead_letter_target(cx, &name, &patch).await?;
     cx.broker().put_queue(name, patch).await?;
     Ok(Empty)
