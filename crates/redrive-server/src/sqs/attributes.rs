@@ -7,7 +7,7 @@ use redrive_core::limits;
 use redrive_core::{Broker, QueueConfig, QueuePatch};
 use serde_json::Value;
 
-use super::error::{Code, SqsError, SqsResult};
+use super::error::{self, SqsError, SqsResult};
 use super::wire::parse_integer;
 use super::Cx;
 
@@ -43,10 +43,7 @@ const SETTABLE: [&str; 8] = [
 ];
 
 fn bad_value(name: &str, why: &str) -> SqsError {
-    SqsError::new(
-        Code::InvalidAttributeValue,
-        format!("Invalid value for the parameter {name}. {why}"),
-    )
+    error::ATTRIBUTE_VALUE.with(&[("attribute", &name), ("reason", &why)])
 }
 
 /// An integer attribute: plain decimal digits (no sign `+`, no spaces), from `lo` to `hi`.
@@ -158,7 +155,7 @@ pub fn to_patch(
 }
 
 fn unknown(name: &str) -> SqsError {
-    SqsError::new(Code::InvalidAttributeName, format!("Unknown Attribute {name}."))
+    error::UNKNOWN_ATTRIBUTE.with(&[("attribute", &name)])
 }
 
 /// Whether two configurations look the same through SQS: stored-only attributes compare as
@@ -199,17 +196,11 @@ pub async fn check_dead_letter_target<B: Broker>(
 ) -> SqsResult<()> {
     if let Some(Some(dlq)) = p.dead_letter_queue.as_ref().filter(|d| d.as_deref() != Some(name)) {
         if cx.region_of_queue(dlq) != cx.region_of_queue(name) {
-            return Err(SqsError::invalid(format!(
-                "Value for parameter RedrivePolicy is invalid. Reason: The dead letter target {} must be in the same region as the source queue.",
-                cx.arn(dlq)
-            )));
+            return Err(error::DEAD_LETTER_REGION.with(&[("arn", &cx.arn(dlq))]));
         }
         match cx.broker().get_queue(dlq.clone()).await {
             Err(redrive_core::Error::QueueNotFound(_)) => {
-                return Err(SqsError::invalid(format!(
-                    "Value for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist: {}.",
-                    cx.arn(dlq)
-                )))
+                return Err(error::DEAD_LETTER_MISSING.with(&[("arn", &cx.arn(dlq))]))
             }
             Err(e) => return Err(e.into()),
             Ok(_) => {}
@@ -320,8 +311,9 @@ mod tests {
         assert_eq!(p.max_receive_count, Some(Some(3)));
         assert_eq!(p.sqs_attributes.unwrap()["Policy"], "{}");
         let code = |a: &[(&str, &str)], fifo: bool| {
-            to_patch("us-east-1", &attrs(a), &BTreeMap::new(), fifo, false).unwrap_err().code
+            to_patch("us-east-1", &attrs(a), &BTreeMap::new(), fifo, false).unwrap_err().code()
         };
+        use crate::sqs::error::Code;
         assert_eq!(code(&[("VisibilityTimeout", "43201")], false), Code::InvalidAttributeValue);
         assert_eq!(code(&[("DelaySeconds", "x")], false), Code::InvalidAttributeValue);
         assert_eq!(code(&[("Nope", "1")], false), Code::InvalidAttributeName);

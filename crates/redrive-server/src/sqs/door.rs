@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::auth::{self, Action, Caller};
 use crate::sigv4::{self, Failure};
-use crate::sqs::error::{Code, SqsError};
+use crate::sqs::error::{self, SqsError};
 use crate::sqs::{queue_of_arn, Cx, SqsAction};
 use crate::Shared;
 
@@ -34,7 +34,7 @@ pub async fn caller<B: Broker>(
     }
     let refused = |f: Failure| {
         tracing::debug!(reason = %f, "SQS request not authenticated");
-        SqsError::new(code_of(&f), f.message().into_owned())
+        refusal(f)
     };
     let signed = sigv4::parse(uri, headers)
         .map_err(refused)?
@@ -60,13 +60,15 @@ pub async fn caller<B: Broker>(
     })
 }
 
-fn code_of(f: &Failure) -> Code {
+/// The answer to a request whose signature does not admit it, as SQS words it.
+fn refusal(f: Failure) -> SqsError {
     match f {
-        Failure::MissingAuthenticationToken => Code::MissingAuthenticationToken,
-        Failure::IncompleteSignature(_) => Code::IncompleteSignature,
-        Failure::InvalidClientTokenId => Code::InvalidClientTokenId,
-        Failure::RequestExpired(_) => Code::RequestExpired,
-        Failure::SignatureDoesNotMatch | Failure::WrongScope(_) => Code::SignatureDoesNotMatch,
+        Failure::MissingAuthenticationToken => error::MISSING_TOKEN.err(),
+        Failure::InvalidClientTokenId => error::INVALID_TOKEN.err(),
+        Failure::SignatureDoesNotMatch => error::SIGNATURE_MISMATCH.err(),
+        Failure::WrongScope(m) => error::SCOPE_MISMATCH.with(&[("detail", &m)]),
+        Failure::IncompleteSignature(m) => error::INCOMPLETE_SIGNATURE.with(&[("detail", &m)]),
+        Failure::RequestExpired(m) => error::REQUEST_EXPIRED.with(&[("detail", &m)]),
     }
 }
 
@@ -116,14 +118,7 @@ pub fn allow<B: Broker>(
             || uri.query().is_some_and(|q| q.contains("X-Amz-Signature="));
         let json = headers.contains_key("x-amz-target");
         if !signed && (!json || *method == Method::GET) {
-            return Err(SqsError::new(
-                Code::AccessDenied,
-                format!(
-                    "{} changes the queues: send it signed (as AWS SDKs and the aws CLI do) or \
-                     as the JSON protocol; unsigned form and GET requests may only read.",
-                    action.name()
-                ),
-            ));
+            return Err(error::UNSIGNED_CHANGE.with(&[("action", &action.name())]));
         }
     }
     let text = |k: &str| params.get(k).and_then(Value::as_str);

@@ -14,7 +14,7 @@ use redrive_core::limits;
 use redrive_core::model::{hex, Priority};
 use serde::{Deserialize, Serialize};
 
-use super::error::{Code, SqsError, SqsResult};
+use super::error::{self, SqsResult};
 
 const TYPE_PREFIX: &str = "sqs:type:";
 /// The deduplication id a FIFO message was sent with.
@@ -45,10 +45,10 @@ impl AttributeValue {
     }
 
     /// The bytes the digest covers: the string's UTF-8, or the decoded binary.
-    fn value_bytes(&self) -> SqsResult<Vec<u8>> {
+    fn value_bytes(&self) -> Result<Vec<u8>, base64::DecodeError> {
         if self.is_binary() {
             let b64 = self.binary_value.as_deref().unwrap_or_default();
-            B64.decode(b64).map_err(|_| SqsError::invalid("BinaryValue must be base64"))
+            B64.decode(b64)
         } else {
             Ok(self.string_value.clone().unwrap_or_default().into_bytes())
         }
@@ -58,10 +58,8 @@ impl AttributeValue {
 /// Checks message (or system) attributes as SQS does.
 pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
     if attrs.len() > ATTRIBUTES_MAX {
-        return Err(SqsError::invalid(format!(
-            "Number of message attributes [{}] exceeds the allowed maximum [{ATTRIBUTES_MAX}].",
-            attrs.len()
-        )));
+        return Err(error::TOO_MANY_ATTRIBUTES
+            .with(&[("count", &attrs.len()), ("max", &ATTRIBUTES_MAX)]));
     }
     for (name, v) in attrs {
         let lower = name.to_ascii_lowercase();
@@ -75,33 +73,23 @@ pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
             && !lower.starts_with("aws.")
             && !lower.starts_with("amazon.");
         if !valid_name {
-            return Err(SqsError::invalid(format!("Message attribute name '{name}' is invalid.")));
+            return Err(error::ATTRIBUTE_NAME_INVALID.with(&[("name", name)]));
         }
         let Some(base) = data_type_base(&v.data_type) else {
-            return Err(SqsError::invalid(format!(
-                "The type of message (user) attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String, each optionally followed by a period and a custom label."
-            )));
+            return Err(error::ATTRIBUTE_TYPE_INVALID.with(&[("name", name)]));
         };
         let value = if v.is_binary() { &v.binary_value } else { &v.string_value };
         if value.as_deref().is_none_or(str::is_empty) {
-            return Err(SqsError::invalid(format!(
-                "Message (user) attribute '{name}' must contain a non-empty value of type '{}'.",
-                v.data_type
-            )));
+            return Err(error::ATTRIBUTE_VALUE_EMPTY.with(&[("name", name), ("type", &v.data_type)]));
         }
-        v.value_bytes()?;
+        v.value_bytes().map_err(|_| error::ATTRIBUTE_NOT_BASE64.with(&[("name", name)]))?;
         if let Some(s) = &v.string_value {
             check_characters(s).map_err(|c| {
-                SqsError::invalid(format!(
-                    "Message (user) attribute '{name}' contains the character U+{:04X}, outside the characters SQS allows.",
-                    c as u32
-                ))
+                error::ATTRIBUTE_CHARACTER.with(&[("name", name), ("character", &code_point(c))])
             })?;
         }
         if base == "Number" && !v.string_value.as_deref().is_some_and(is_sqs_number) {
-            return Err(SqsError::invalid(format!(
-                "Can't cast the value of message (user) attribute '{name}' to a number: up to 38 digits, from 10^-128 to 10^+126."
-            )));
+            return Err(error::ATTRIBUTE_NOT_A_NUMBER.with(&[("name", name)]));
         }
     }
     Ok(())
@@ -124,9 +112,7 @@ pub fn priority(attrs: &Attributes) -> SqsResult<Option<Priority>> {
         ("String", Some("high")) => Ok(Some(Priority::High)),
         ("String", Some("standard")) => Ok(Some(Priority::Standard)),
         ("String", Some("low")) => Ok(Some(Priority::Low)),
-        _ => Err(SqsError::invalid(
-            "The message attribute 'redrive.priority' must be a String: high, standard or low.",
-        )),
+        _ => Err(error::PRIORITY_ATTRIBUTE.err()),
     }
 }
 
@@ -290,18 +276,17 @@ fn is_sqs_number(s: &str) -> bool {
 /// #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`).
 pub fn check_body(body: &str) -> SqsResult<()> {
     if body.is_empty() {
-        return Err(SqsError::invalid("The message body must be at least one character long."));
+        return Err(error::EMPTY_BODY.err());
     }
     if let Err(c) = check_characters(body) {
-        return Err(SqsError::new(
-            Code::InvalidMessageContents,
-            format!(
-                "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF; found U+{:04X}.",
-                c as u32
-            ),
-        ));
+        return Err(error::INVALID_CHARACTERS.with(&[("character", &code_point(c))]));
     }
     Ok(())
+}
+
+/// A character as Unicode names it: `U+0001`.
+fn code_point(c: char) -> String {
+    format!("U+{:04X}", c as u32)
 }
 
 #[cfg(test)]
@@ -400,13 +385,13 @@ mod tests {
         }
         let mut attrs = Attributes::new();
         attrs.insert("s".into(), string("a\u{1}b"));
-        assert_eq!(check_attributes(&attrs).unwrap_err().code, Code::InvalidParameterValue);
+        assert_eq!(check_attributes(&attrs).unwrap_err().row, &error::ATTRIBUTE_CHARACTER);
     }
 
     #[test]
     fn bodies_outside_xml_characters_are_refused() {
         assert!(check_body("ok \t\n").is_ok());
-        assert_eq!(check_body("a\u{1}b").unwrap_err().code, Code::InvalidMessageContents);
+        assert_eq!(check_body("a\u{1}b").unwrap_err().row, &error::INVALID_CHARACTERS);
         assert!(check_body("").is_err());
     }
 }

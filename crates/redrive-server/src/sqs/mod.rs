@@ -12,10 +12,10 @@
 mod actions;
 mod attributes;
 mod door;
-mod error;
+pub mod error;
 mod message;
 mod moves;
-mod wire;
+pub mod wire;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -33,7 +33,7 @@ pub use moves::MoveTasks;
 
 use crate::auth::Caller;
 use crate::Shared;
-use error::{Code, SqsError, SqsResult};
+use error::{SqsError, SqsResult};
 pub(crate) use wire::Protocol;
 
 /// SQS identity settings.
@@ -133,14 +133,14 @@ impl<B: Broker> Cx<'_, B> {
         };
         match name {
             Some(name) if sqs_queue_name(name) => Ok(self.internal(name)),
-            _ => Err(no_such_queue()),
+            _ => Err(error::NON_EXISTENT_QUEUE.err()),
         }
     }
 
     /// The store queue an ARN names (`arn:aws:sqs:region:account:name`), in the ARN's region.
     pub fn queue_of_arn(&self, arn: &str) -> SqsResult<String> {
         queue_of_arn(&self.state.sqs.region, arn)
-            .ok_or_else(|| SqsError::invalid(format!("{arn:?} is not an SQS queue ARN.")))
+            .ok_or_else(|| error::NOT_A_QUEUE_ARN.with(&[("arn", &arn)]))
     }
 }
 
@@ -196,10 +196,6 @@ fn region_of(home: &str, uri: &Uri, headers: &HeaderMap) -> String {
         .or_else(from_host)
         .filter(|r| redrive_core::model::valid_region(r))
         .unwrap_or_else(|| home.to_owned())
-}
-
-pub(crate) fn no_such_queue() -> SqsError {
-    SqsError::new(Code::QueueDoesNotExist, "The specified queue does not exist.")
 }
 
 /// The queue name in a queue URL as SQS hands them out: `http(s)://<host>/<account>/<name>`,
@@ -272,10 +268,7 @@ async fn at_queue<B: Broker>(
     // A queue URL opened in a browser (or fetched by a health check) names no operation.
     let json = headers.contains_key("x-amz-target");
     if method == Method::GET && !json && !has_action(uri.query()) {
-        let e = SqsError::new(
-            Code::UnknownOperation,
-            "The request names no operation: send an Action parameter (Query protocol) or an X-Amz-Target header (JSON protocol).",
-        );
+        let e = error::NO_OPERATION.err();
         return wire::error(Protocol::Query, &e, &uuid::Uuid::now_v7().to_string());
     }
     handle(state, Some(queue), method, uri, headers, sender, body).await
@@ -366,10 +359,7 @@ async fn handle<B: Broker>(
     let action = SqsAction::from_name(&request.action)
         .filter(|a| path_queue.is_none() || !account_level(*a));
     let Some(action) = action else {
-        let e = SqsError::new(
-            Code::InvalidAction,
-            format!("The action {} is not valid for this endpoint.", request.action),
-        );
+        let e = error::INVALID_ACTION.with(&[("action", &request.action)]);
         return wire::error(request.protocol, &e, &request_id);
     };
     let host = headers
@@ -390,7 +380,7 @@ async fn handle<B: Broker>(
             wire::ok(request.protocol, action.name(), result, &request_id)
         }
         Err(e) => {
-            state.metrics.sqs_action(action.name(), &format!("{:?}", e.code));
+            state.metrics.sqs_action(action.name(), &format!("{:?}", e.code()));
             wire::error(request.protocol, &e, &request_id)
         }
     }

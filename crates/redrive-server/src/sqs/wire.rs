@@ -19,7 +19,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::error::{Code, SqsError};
+use super::error::{self, SqsError};
 
 const XMLNS: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
@@ -46,11 +46,11 @@ pub fn parse(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Re
             Value::Object(Map::new())
         } else {
             serde_json::from_slice::<Unique>(body).map(|u| u.0).map_err(|e| {
-                SqsError::new(Code::MalformedInput, format!("the body is not valid JSON: {e}"))
+                error::NOT_JSON.with(&[("detail", &e)])
             })?
         };
         if !params.is_object() {
-            return Err(SqsError::new(Code::MalformedInput, "the body must be a JSON object"));
+            return Err(error::NOT_A_JSON_OBJECT.err());
         }
         return Ok(Request { protocol: Protocol::Json, action, params });
     }
@@ -156,7 +156,7 @@ impl<'de> de::Visitor<'de> for UniqueVisitor {
 /// fault. (`MalformedQueryString` is documented with status 404, for a string that does not
 /// parse at all.)
 fn repeated(key: &str) -> SqsError {
-    SqsError::invalid(format!("The request has more than one value for the parameter {key}."))
+    error::REPEATED_PARAMETER.with(&[("parameter", &key)])
 }
 
 /// Appends the `key=value` pairs of a form (`application/x-www-form-urlencoded`, or a URL's
@@ -170,9 +170,7 @@ fn decode_form(input: &[u8], out: &mut Vec<(String, String)>) -> Result<(), SqsE
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &pair[..0]),
         };
-        let key = String::from_utf8(percent_decode(k)).map_err(|_| {
-            SqsError::invalid("A parameter name in the request is not valid UTF-8.")
-        })?;
+        let key = String::from_utf8(percent_decode(k)).map_err(|_| error::NAME_NOT_UTF8.err())?;
         let value = String::from_utf8(percent_decode(v)).map_err(|_| not_utf8(&key))?;
         out.push((key, value));
     }
@@ -184,14 +182,9 @@ fn decode_form(input: &[u8], out: &mut Vec<(String, String)>) -> Result<(), SqsE
 fn not_utf8(key: &str) -> SqsError {
     let member = key.rsplit('.').next().unwrap_or(key);
     if member == "MessageBody" {
-        return SqsError::new(
-            Code::InvalidMessageContents,
-            format!("Invalid binary character in the parameter {key}: the value is not valid UTF-8. The set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF."),
-        );
+        return error::BODY_NOT_UTF8.with(&[("parameter", &key)]);
     }
-    SqsError::invalid(format!(
-        "Value for parameter {key} is invalid. Reason: it is not valid UTF-8."
-    ))
+    error::VALUE_NOT_UTF8.with(&[("parameter", &key)])
 }
 
 fn percent_decode(input: &[u8]) -> Vec<u8> {
@@ -277,9 +270,7 @@ fn insert_path(tree: &mut Map<String, Value>, key: &str, value: String) -> Resul
                 Value::Array(Vec::new())
             } else if INTEGER_MEMBERS.contains(&part) {
                 let n = parse_integer(&value).ok_or_else(|| {
-                    SqsError::invalid(format!(
-                        "Value {value} for parameter {key} is invalid. Reason: it must be an integer."
-                    ))
+                    error::NOT_AN_INTEGER.with(&[("value", &value), ("parameter", &key)])
                 })?;
                 Value::from(n)
             } else {
@@ -351,9 +342,7 @@ fn pairs_to_map(v: Value, member: &str, key: &str, value: &str) -> Result<Value,
             return Err(SqsError::missing(&format!("{member}.N.{key}")));
         };
         if map.contains_key(&k) {
-            return Err(SqsError::invalid(format!(
-                "The {member} {k} is named more than once in the request."
-            )));
+            return Err(error::REPEATED_MAP_KEY.with(&[("member", &member), ("key", &k)]));
         }
         map.insert(k, v);
     }
@@ -397,33 +386,27 @@ pub fn ok(protocol: Protocol, action: &str, result: Value, request_id: &str) -> 
 
 /// The error answer in the caller's protocol.
 pub fn error(protocol: Protocol, e: &SqsError, request_id: &str) -> Response {
-    let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let fault = if e.code.sender_fault() { "Sender" } else { "Receiver" };
+    let code = e.code();
+    let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let fault = if code.sender_fault() { "Sender" } else { "Receiver" };
     let mut resp = match protocol {
         Protocol::Json => {
             let body = serde_json::json!({
-                "__type": format!("com.amazonaws.sqs#{}", e.code.json_type()),
-                "message": e.message,
+                "__type": format!("com.amazonaws.sqs#{}", code.json_type()),
+                "message": e.message_in(protocol),
             });
             let mut resp = (status, body.to_string()).into_response();
             set(&mut resp, header::CONTENT_TYPE, JSON_CONTENT_TYPE);
-            let query_error = format!("{};{fault}", e.code.query_code());
+            let query_error = format!("{};{fault}", code.query_code());
             set(&mut resp, "x-amzn-query-error", &query_error);
             resp
         }
         Protocol::Query => {
             let mut xml =
                 format!("<?xml version=\"1.0\"?><ErrorResponse xmlns=\"{XMLNS}\"><Error>");
-            let _ = write!(xml, "<Type>{fault}</Type><Code>{}</Code>", e.code.query_code());
+            let _ = write!(xml, "<Type>{fault}</Type><Code>{}</Code>", code.query_code());
             xml.push_str("<Message>");
-            // SQS words this one error differently on its older protocol.
-            let message = match e.code {
-                Code::QueueDoesNotExist => {
-                    "The specified queue does not exist for this wsdl version."
-                }
-                _ => &e.message,
-            };
-            escape_into(&mut xml, message);
+            escape_into(&mut xml, &e.message_in(protocol));
             let _ = write!(
                 xml,
                 "</Message><Detail/></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
@@ -434,7 +417,7 @@ pub fn error(protocol: Protocol, e: &SqsError, request_id: &str) -> Response {
         }
     };
     set(&mut resp, "x-amzn-requestid", request_id);
-    if e.retry_after {
+    if e.retry_after() {
         set(&mut resp, header::RETRY_AFTER, "1");
     }
     resp

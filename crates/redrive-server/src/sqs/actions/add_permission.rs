@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::sqs::actions::Empty;
-use crate::sqs::error::{SqsError, SqsResult};
+use crate::sqs::error::{self, SqsResult};
 use crate::sqs::Cx;
 use redrive_core::Broker;
 
@@ -26,17 +26,12 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
         && input.label.len() <= 80
         && input.label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !valid_label || input.aws_account_ids.is_empty() || input.actions.is_empty() {
-        return Err(SqsError::invalid(
-            "A permission needs a label of up to 80 alphanumeric characters, hyphens or underscores, at least one account id and at least one action.",
-        ));
+        return Err(error::PERMISSION_SHAPE.err());
     }
     let arn = cx.arn(&name);
     super::remove_permission::edit_policy(cx, name, |statements| {
         if statements.iter().any(|s| s["Sid"] == input.label.as_str()) {
-            return Err(SqsError::invalid(format!(
-                "Value {} for parameter Label is invalid. Reason: Already exists.",
-                input.label
-            )));
+            return Err(error::LABEL_EXISTS.with(&[("label", &input.label)]));
         }
         let principals: Vec<Value> =
             input.aws_account_ids.iter().map(|a| json!(format!("arn:aws:iam::{a}:root"))).collect();

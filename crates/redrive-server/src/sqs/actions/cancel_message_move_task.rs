@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::error::{self, SqsResult};
 use crate::sqs::moves::task_id_of;
 use crate::sqs::Cx;
 use redrive_core::Broker;
@@ -21,12 +21,12 @@ pub struct Output {
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let id = task_id_of(&input.task_handle)
-        .ok_or_else(|| SqsError::invalid("Value for parameter TaskHandle is invalid."))?;
+        .ok_or_else(|| error::TASK_HANDLE_INVALID.err())?;
     let task = cx
         .state
         .moves
         .cancel(cx.broker(), &id)
         .await?
-        .ok_or_else(|| SqsError::new(Code::ResourceNotFound, "Task does not exist."))?;
+        .ok_or_else(|| error::TASK_MISSING.err())?;
     Ok(Output { approximate_number_of_messages_moved: task.moved })
 }

@@ -5,7 +5,7 @@ use redrive_core::Broker;
 use serde::Deserialize;
 
 use crate::sqs::actions::{int_in, malformed_receipt, store_receipt, Empty};
-use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::error::{self, SqsError, SqsResult};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
 use redrive_core::limits;
@@ -41,10 +41,7 @@ pub async fn change<B: Broker>(
     };
     match cx.broker().extend(receipt, seconds as u64 * 1000).await {
         Ok(_) => Ok(()),
-        Err(redrive_core::Error::StaleReceipt) => Err(SqsError::new(
-            Code::MessageNotInflight,
-            "The message referred to is not in flight: its visibility timeout ended or it was deleted.",
-        )),
+        Err(redrive_core::Error::StaleReceipt) => Err(error::MESSAGE_NOT_INFLIGHT.err()),
         Err(e) => Err(e.into()),
     }
 }

@@ -7,7 +7,7 @@ use redrive_core::{Error, QueuePatch};
 use serde::{Deserialize, Serialize};
 
 use crate::sqs::attributes::{check_dead_letter_target, same_for_sqs, to_patch};
-use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::error::{self, SqsResult};
 use crate::sqs::wire::string_map;
 use crate::sqs::Cx;
 
@@ -29,16 +29,12 @@ pub struct Output {
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     if !crate::sqs::sqs_queue_name(&input.queue_name) {
-        return Err(SqsError::invalid(
-            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length. A FIFO queue's name ends with .fifo.",
-        ));
+        return Err(error::INVALID_QUEUE_NAME.err());
     }
     let fifo = input.attributes.get("FifoQueue").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let name = cx.internal(&input.queue_name);
     if fifo != name.ends_with(".fifo") {
-        return Err(SqsError::invalid(
-            "The name of a FIFO queue must end with the .fifo suffix, and only FIFO queues (FifoQueue=true) may use it.",
-        ));
+        return Err(error::FIFO_NAME.err());
     }
     let queue_url = cx.queue_url(&name);
     match cx.broker().get_queue(name.clone()).await {
@@ -49,10 +45,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
                 let one = BTreeMap::from([(attr.clone(), v.clone())]);
                 let wanted = to_patch(home, &one, &current.sqs_attributes, fifo, true)?;
                 if !same_for_sqs(&wanted.apply(current)?, current) {
-                    return Err(SqsError::new(
-                        Code::QueueNameExists,
-                        format!("A queue already exists with the same name and a different value for attribute {attr}"),
-                    ));
+                    return Err(error::QUEUE_NAME_EXISTS.with(&[("attribute", attr)]));
                 }
             }
             Ok(Output { queue_url })

@@ -3,8 +3,8 @@
 use redrive_core::Broker;
 use serde::{Deserialize, Serialize};
 
-use crate::sqs::error::SqsResult;
-use crate::sqs::{no_such_queue, Cx};
+use crate::sqs::error::{self, SqsResult};
+use crate::sqs::Cx;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -24,7 +24,7 @@ pub struct Output {
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     // A name, not a URL: `../q` or `x/q` names no queue, even though `q` exists.
     if !crate::sqs::sqs_queue_name(&input.queue_name) {
-        return Err(no_such_queue());
+        return Err(error::NON_EXISTENT_QUEUE.err());
     }
     let q = cx.broker().get_queue(cx.internal(&input.queue_name)).await?;
     Ok(Output { queue_url: cx.queue_url(&q.name) })

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{Code, SqsError, SqsResult};
+use super::error::{self, SqsError, SqsResult};
 use super::wire::NOT_AN_INTEGER;
 use super::Cx;
 use crate::receipts::ReceiptKey;
@@ -84,11 +84,11 @@ fn input<T: DeserializeOwned>(params: Value) -> SqsResult<T> {
         let path = e.path().to_string();
         let msg = e.into_inner().to_string();
         if msg.ends_with(NOT_AN_INTEGER) {
-            return SqsError::new(Code::MalformedInput, format!("{msg} (member {path})."));
+            return error::NOT_AN_INTEGER_JSON.with(&[("detail", &msg), ("member", &path)]);
         }
         match msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
             Some(field) => SqsError::missing(field),
-            None => SqsError::invalid(format!("Invalid request: {msg}")),
+            None => error::INVALID_MEMBER.with(&[("detail", &msg)]),
         }
     })
 }
@@ -100,9 +100,12 @@ fn output<T: Serialize>(out: T) -> SqsResult<Value> {
 /// A range-checked integer parameter.
 fn int_in(name: &str, v: Option<i64>, lo: i64, hi: i64) -> SqsResult<Option<i64>> {
     match v {
-        Some(n) if !(lo..=hi).contains(&n) => Err(SqsError::invalid(format!(
-            "Value {n} for parameter {name} is invalid. Reason: Must be between {lo} and {hi}, if provided."
-        ))),
+        Some(n) if !(lo..=hi).contains(&n) => Err(error::OUT_OF_RANGE.with(&[
+            ("value", &n),
+            ("parameter", &name),
+            ("min", &lo),
+            ("max", &hi),
+        ])),
         v => Ok(v),
     }
 }
@@ -113,19 +116,9 @@ const BATCH_ENTRIES_MAX: usize = limits::SQS_BATCH_ENTRIES_MAX;
 /// Checks a batch's entry ids: 1 to 10 entries, distinct ids of `[A-Za-z0-9_-]{1,80}`.
 fn check_batch<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> SqsResult<()> {
     match ids.len() {
-        0 => {
-            return Err(SqsError::new(
-                Code::EmptyBatchRequest,
-                "There should be at least one entry in the request.",
-            ))
-        }
+        0 => return Err(error::EMPTY_BATCH.err()),
         n if n > BATCH_ENTRIES_MAX => {
-            return Err(SqsError::new(
-                Code::TooManyEntriesInBatchRequest,
-                format!(
-                "Maximum number of entries per request are {BATCH_ENTRIES_MAX}. You have sent {n}."
-            ),
-            ))
+            return Err(error::TOO_MANY_ENTRIES.with(&[("max", &BATCH_ENTRIES_MAX), ("count", &n)]))
         }
         _ => {}
     }
@@ -135,16 +128,10 @@ fn check_batch<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> SqsResult<()>
             && id.len() <= 80
             && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid {
-            return Err(SqsError::new(
-                Code::InvalidBatchEntryId,
-                "A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.",
-            ));
+            return Err(error::INVALID_BATCH_ENTRY_ID.err());
         }
         if !seen.insert(id) {
-            return Err(SqsError::new(
-                Code::BatchEntryIdsNotDistinct,
-                format!("Id {id} repeated."),
-            ));
+            return Err(error::BATCH_ENTRY_IDS_NOT_DISTINCT.with(&[("id", &id)]));
         }
     }
     Ok(())
@@ -164,9 +151,9 @@ impl BatchError {
     fn new(id: &str, e: SqsError) -> BatchError {
         BatchError {
             id: id.to_owned(),
-            sender_fault: e.code.sender_fault(),
-            code: e.code.query_code(),
-            message: e.message,
+            sender_fault: e.code().sender_fault(),
+            code: e.code().query_code(),
+            message: e.message(),
         }
     }
 }
@@ -200,10 +187,7 @@ struct QueueOnly {
 
 /// A receipt handle that is not one of ours (malformed, forged, or of another queue).
 fn malformed_receipt(handle: &str) -> SqsError {
-    SqsError::new(
-        Code::ReceiptHandleIsInvalid,
-        format!("The input receipt handle \"{handle}\" is not a valid receipt handle."),
-    )
+    error::RECEIPT_INVALID.with(&[("handle", &handle)])
 }
 
 /// The store's receipt inside a handle this store's servers issued for `queue`.
@@ -231,9 +215,7 @@ async fn deleted<B: Broker>(
             return Ok(());
         }
     }
-    Err(SqsError::invalid(format!(
-        "Value {handle} for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired."
-    )))
+    Err(error::RECEIPT_EXPIRED.with(&[("handle", &handle)]))
 }
 
 /// One page of sorted queue names after `next_token` (the last name of the previous page).

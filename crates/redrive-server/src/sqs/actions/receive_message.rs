@@ -10,7 +10,7 @@ use redrive_core::broker::{Delivery, ReceiveRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::sqs::actions::int_in;
-use crate::sqs::error::{SqsError, SqsResult};
+use crate::sqs::error::{self, SqsResult};
 use crate::sqs::message::{self, Attributes, DEDUP_KEY, TRACE_KEY};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
@@ -123,9 +123,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let fifo = name.ends_with(".fifo");
     let attempt = match input.receive_request_attempt_id.filter(|_| fifo) {
         Some(id) if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) => {
-            return Err(SqsError::invalid(format!(
-                "Value {id} for parameter ReceiveRequestAttemptId is invalid. Reason: 1 to 128 alphanumeric or punctuation characters."
-            )))
+            return Err(error::ATTEMPT_ID_INVALID.with(&[("value", &id)]))
         }
         Some(id) => Some((name.clone(), id)),
         None => None,

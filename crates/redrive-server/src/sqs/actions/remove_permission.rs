@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::sqs::actions::Empty;
-use crate::sqs::error::{SqsError, SqsResult};
+use crate::sqs::error::{self, SqsResult};
 use crate::sqs::Cx;
 
 #[derive(Debug, Deserialize)]
@@ -23,10 +23,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
         let before = statements.len();
         statements.retain(|s| s["Sid"] != input.label.as_str());
         if statements.len() == before {
-            return Err(SqsError::invalid(format!(
-                "Value {} for parameter Label is invalid. Reason: can't find label on existing policy.",
-                input.label
-            )));
+            return Err(error::LABEL_MISSING.with(&[("label", &input.label)]));
         }
         Ok(())
     })

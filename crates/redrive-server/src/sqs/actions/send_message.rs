@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::sqs::actions::int_in;
-use crate::sqs::error::{SqsError, SqsResult};
+use crate::sqs::error::{self, SqsError, SqsResult};
 use crate::sqs::message::{self, Attributes, DEDUP_KEY, TRACE_KEY};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
@@ -85,9 +85,7 @@ impl Prepared {
 /// `MessageGroupId` and `MessageDeduplicationId`: 1 to 128 printable ASCII characters.
 fn check_token(name: &str, v: &str) -> SqsResult<()> {
     if v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(SqsError::invalid(format!(
-            "Value {v:?} for parameter {name} is invalid. Reason: 1 to 128 alphanumeric or punctuation characters."
-        )));
+        return Err(error::FIFO_ID_INVALID.with(&[("value", &v), ("parameter", &name)]));
     }
     Ok(())
 }
@@ -106,9 +104,7 @@ pub fn fifo_ids(q: &QueueInfo, m: &Message) -> SqsResult<()> {
         return Err(SqsError::missing("MessageGroupId"));
     }
     if m.message_deduplication_id.is_none() && !q.config.content_based_dedup {
-        return Err(SqsError::invalid(
-            "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly",
-        ));
+        return Err(error::MISSING_DEDUPLICATION_ID.err());
     }
     Ok(())
 }
@@ -120,16 +116,11 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
     message::check_attributes(&m.message_attributes)?;
     message::check_attributes(&m.message_system_attributes)?;
     if let Some(name) = m.message_system_attributes.keys().find(|k| *k != "AWSTraceHeader") {
-        return Err(SqsError::invalid(format!(
-            "Message system attribute name '{name}' is invalid; only AWSTraceHeader can be sent."
-        )));
+        return Err(error::SYSTEM_ATTRIBUTE_NAME.with(&[("name", name)]));
     }
     let size = m.size();
     if size > c.max_message_bytes as usize {
-        return Err(SqsError::invalid(format!(
-            "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
-            c.max_message_bytes
-        )));
+        return Err(error::MESSAGE_TOO_LONG.with(&[("max", &c.max_message_bytes)]));
     }
     let delay = int_in("DelaySeconds", m.delay_seconds, 0, limits::SQS_DELAY_MAX_S)?;
     let mut job = NewJob {
@@ -143,9 +134,7 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
     if c.fifo {
         // Zero is the same as no delay (the queue's applies); anything else is per-message.
         if let Some(d) = delay.filter(|d| *d != 0) {
-            return Err(SqsError::invalid(format!(
-                "Value {d} for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type."
-            )));
+            return Err(error::FIFO_DELAY.with(&[("value", &d)]));
         }
         job.delay_ms = None;
         fifo_ids(q, &m)?;
@@ -166,9 +155,7 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
         });
         job.attributes.insert(DEDUP_KEY.to_owned(), dedup);
     } else if m.message_deduplication_id.is_some() {
-        return Err(SqsError::invalid(
-            "The request include parameter MessageDeduplicationId that is not valid for this queue type (only FIFO queues deduplicate).",
-        ));
+        return Err(error::DEDUPLICATION_ON_STANDARD.err());
     }
     job.group = m.message_group_id;
     message::store(&m.message_attributes, &mut job.attributes);

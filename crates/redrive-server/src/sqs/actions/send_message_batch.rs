@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sqs::actions::send_message::{fifo_ids, prepare, Message, Prepared, Sent};
 use crate::sqs::actions::{check_batch, BatchError};
-use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::error::{self, SqsResult};
 use crate::sqs::Cx;
 use redrive_core::limits;
 
@@ -50,10 +50,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     check_batch(input.entries.iter().map(|e| e.id.as_str()))?;
     let total: usize = input.entries.iter().map(|e| e.message.size()).sum();
     if total > BATCH_BYTES_MAX {
-        return Err(SqsError::new(
-            Code::BatchRequestTooLong,
-            format!("Batch requests cannot be longer than {BATCH_BYTES_MAX} bytes. You have sent {total} bytes."),
-        ));
+        return Err(error::BATCH_TOO_LONG.with(&[("max", &BATCH_BYTES_MAX), ("size", &total)]));
     }
     let q = cx.broker().get_queue(name.clone()).await?;
     for e in &input.entries {

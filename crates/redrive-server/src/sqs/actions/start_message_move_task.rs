@@ -6,7 +6,7 @@ use redrive_core::{limits, Broker};
 use serde::{Deserialize, Serialize};
 
 use crate::sqs::actions::int_in;
-use crate::sqs::error::{Code, SqsError, SqsResult};
+use crate::sqs::error::{self, SqsError, SqsResult};
 use crate::sqs::moves::{wire_handle, NewTask, StartError};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
@@ -34,22 +34,16 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         int_in("MaxNumberOfMessagesPerSecond", input.max_number_of_messages_per_second, 1, most)?;
     let queues = cx.broker().list_queues().await?;
     let Some(dlq) = queues.iter().find(|q| q.name == source) else {
-        return Err(SqsError::new(
-            Code::ResourceNotFound,
-            format!("The source queue {} does not exist.", input.source_arn),
-        ));
+        return Err(error::MOVE_SOURCE_MISSING.with(&[("arn", &input.source_arn)]));
     };
     if !queues.iter().any(|q| q.config.dead_letter_queue.as_deref() == Some(source.as_str())) {
-        return Err(SqsError::invalid("Source queue must be configured as a Dead Letter Queue."));
+        return Err(error::MOVE_SOURCE_NOT_DEAD_LETTER.err());
     }
     let destination = match &input.destination_arn {
         Some(arn) => {
             let name = cx.queue_of_arn(arn)?;
             if !queues.iter().any(|q| q.name == name) {
-                return Err(SqsError::new(
-                    Code::ResourceNotFound,
-                    format!("The destination queue {arn} does not exist."),
-                ));
+                return Err(error::MOVE_DESTINATION_MISSING.with(&[("arn", arn)]));
             }
             Some(name)
         }
@@ -65,7 +59,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         to_move: dlq.stats.dead_letters,
     };
     let id = cx.state.moves.start(cx.state.clone(), task).await.map_err(|e| match e {
-        StartError::AlreadyRunning(_) => SqsError::new(Code::UnsupportedOperation, e.to_string()),
+        StartError::AlreadyRunning(_) => error::MOVE_ALREADY_RUNNING.err(),
         StartError::Store(e) => SqsError::from(e),
     })?;
     Ok(Output { task_handle: wire_handle(&id, &source_arn) })
