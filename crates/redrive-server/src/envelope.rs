@@ -42,6 +42,10 @@ async fn in_format(sqs: Option<sqs::Protocol>, resp: Response) -> Response {
     if in_format {
         return resp;
     }
+    // A native error answered on an SQS route (by a layer both share): the same error, in SQS's.
+    if let (Some(protocol), Some(e)) = (sqs, resp.extensions().get::<Error>()) {
+        return sqs::error_response(protocol, e.clone());
+    }
     let status = resp.status();
     let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap_or_default();
     tracing::debug!(%status, body = %String::from_utf8_lossy(&body), "error body replaced");

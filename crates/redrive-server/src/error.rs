@@ -29,6 +29,8 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.0.retry_after_s() {
             resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from(s));
         }
+        // For the SQS routes, whose answers `envelope` puts in SQS's shape from the error itself.
+        resp.extensions_mut().insert(self.0);
         resp
     }
 }

@@ -99,9 +99,9 @@ impl fmt::Display for Failure {
             Failure::MissingAuthenticationToken => f.write_str("no signature"),
             Failure::InvalidClientTokenId => f.write_str("unknown access key id"),
             Failure::SignatureDoesNotMatch => f.write_str("the signature does not match"),
-            Failure::IncompleteSignature(m) | Failure::WrongScope(m) | Failure::RequestExpired(m) => {
-                f.write_str(m)
-            }
+            Failure::IncompleteSignature(m)
+            | Failure::WrongScope(m)
+            | Failure::RequestExpired(m) => f.write_str(m),
         }
     }
 }

@@ -84,6 +84,11 @@ table! {
     NO_OPERATION: UnknownOperation,
         "The request names no operation: send an Action parameter (Query protocol) or an X-Amz-Target header (JSON protocol).";
     INVALID_ACTION: InvalidAction, "The action {action} is not valid for this endpoint.";
+    /// A request the HTTP layer could not read (a path that is not UTF-8, a body cut off).
+    MALFORMED_REQUEST: MalformedInput, "The request is malformed: {detail}";
+    /// A method or path the SQS routes do not take (they take POST, and GET with an Action, at
+    /// `/` and at queue URLs).
+    NOT_AN_SQS_ROUTE: InvalidAction, "The HTTP method or path of the request is not valid for this endpoint.";
     /// The HTTP body is over the server's limit, before it is read as a request.
     REQUEST_TOO_LONG: BatchRequestTooLong,
         "The request body is over the limit of {max} bytes.";
@@ -306,6 +311,8 @@ impl From<Error> for SqsError {
             Error::InvalidParameter { field, message } => {
                 STORE_REFUSED.with(&[("parameter", &field), ("reason", &message)])
             }
+            Error::MalformedRequest(detail) => MALFORMED_REQUEST.with(&[("detail", &detail)]),
+            Error::MethodNotAllowed | Error::RouteNotFound => NOT_AN_SQS_ROUTE.err(),
             Error::MessageTooLarge { max, .. } => MESSAGE_TOO_LONG.with(&[("max", &max)]),
             Error::RequestTooLarge { max } => REQUEST_TOO_LONG.with(&[("max", &max)]),
             Error::BatchTooLarge { count, max } => {
@@ -369,8 +376,12 @@ mod tests {
 
     #[test]
     fn a_message_fills_its_holes_and_the_query_wording_where_aws_has_one() {
-        let e = OUT_OF_RANGE
-            .with(&[("value", &11), ("parameter", &"MaxNumberOfMessages"), ("min", &1), ("max", &10)]);
+        let e = OUT_OF_RANGE.with(&[
+            ("value", &11),
+            ("parameter", &"MaxNumberOfMessages"),
+            ("min", &1),
+            ("max", &10),
+        ]);
         assert_eq!(
             e.message(),
             "Value 11 for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided."

@@ -58,8 +58,9 @@ impl AttributeValue {
 /// Checks message (or system) attributes as SQS does.
 pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
     if attrs.len() > ATTRIBUTES_MAX {
-        return Err(error::TOO_MANY_ATTRIBUTES
-            .with(&[("count", &attrs.len()), ("max", &ATTRIBUTES_MAX)]));
+        return Err(
+            error::TOO_MANY_ATTRIBUTES.with(&[("count", &attrs.len()), ("max", &ATTRIBUTES_MAX)])
+        );
     }
     for (name, v) in attrs {
         let lower = name.to_ascii_lowercase();
@@ -80,7 +81,9 @@ pub fn check_attributes(attrs: &Attributes) -> SqsResult<()> {
         };
         let value = if v.is_binary() { &v.binary_value } else { &v.string_value };
         if value.as_deref().is_none_or(str::is_empty) {
-            return Err(error::ATTRIBUTE_VALUE_EMPTY.with(&[("name", name), ("type", &v.data_type)]));
+            return Err(
+                error::ATTRIBUTE_VALUE_EMPTY.with(&[("name", name), ("type", &v.data_type)])
+            );
         }
         v.value_bytes().map_err(|_| error::ATTRIBUTE_NOT_BASE64.with(&[("name", name)]))?;
         if let Some(s) = &v.string_value {

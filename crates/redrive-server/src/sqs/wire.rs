@@ -45,9 +45,9 @@ pub fn parse(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Result<Re
         let params = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Object(Map::new())
         } else {
-            serde_json::from_slice::<Unique>(body).map(|u| u.0).map_err(|e| {
-                error::NOT_JSON.with(&[("detail", &e)])
-            })?
+            serde_json::from_slice::<Unique>(body)
+                .map(|u| u.0)
+                .map_err(|e| error::NOT_JSON.with(&[("detail", &e)]))?
         };
         if !params.is_object() {
             return Err(error::NOT_A_JSON_OBJECT.err());
