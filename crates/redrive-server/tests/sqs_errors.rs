@@ -876,7 +876,9 @@ async fn every_row_of_the_error_table_is_answered_as_aws_answers_it_over_both_pr
 #[test]
 fn rows_that_aws_words_keep_its_words() {
     use redrive_server::sqs::error::*;
-    let cases: &[(&Row, &[(&str, &str)], &str, &str)] = &[
+    type Worded =
+        (&'static Row, &'static [(&'static str, &'static str)], &'static str, &'static str);
+    let cases: &[Worded] = &[
         (&NON_EXISTENT_QUEUE, &[], "The specified queue does not exist.", "The specified queue does not exist for this wsdl version."),
         (&QUEUE_NAME_EXISTS, &[("attribute", "DelaySeconds")], "A queue already exists with the same name and a different value for attribute DelaySeconds", ""),
         (&MISSING_PARAMETER, &[("parameter", "QueueUrl")], "The request must contain the parameter QueueUrl.", ""),

@@ -397,6 +397,44 @@ mod tests {
         assert_eq!(e.message(), "Message attribute name '{x}' is invalid.");
     }
 
+    /// The table as `docs/sqs-compatibility.md` prints it.
+    fn markdown() -> String {
+        let mut out = String::from("| Row | Query code | HTTP | Message |\n|---|---|---|---|\n");
+        for row in TABLE {
+            let mut message = row.message.replace('|', "\\|");
+            if let Some(q) = row.query_message {
+                message.push_str(&format!(" (Query protocol: {})", q.replace('|', "\\|")));
+            }
+            out.push_str(&format!(
+                "| `{}` | `{}` | {} | {} |\n",
+                row.name,
+                row.code.query_code(),
+                row.code.status(),
+                message
+            ));
+        }
+        out
+    }
+
+    /// The docs print the table as it is; `REDRIVE_WRITE_DOCS=1` rewrites their copy.
+    #[test]
+    fn the_docs_print_the_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/sqs-compatibility.md");
+        let docs = std::fs::read_to_string(path).unwrap();
+        let (start, end) = ("<!-- error table: start -->\n", "<!-- error table: end -->");
+        let from = docs.find(start).expect("the start marker") + start.len();
+        let to = docs.find(end).expect("the end marker");
+        let table = markdown();
+        if docs[from..to] != table && std::env::var_os("REDRIVE_WRITE_DOCS").is_some() {
+            std::fs::write(path, format!("{}{table}{}", &docs[..from], &docs[to..])).unwrap();
+            return;
+        }
+        assert!(
+            docs[from..to] == table,
+            "docs/sqs-compatibility.md lists another error table; rerun with REDRIVE_WRITE_DOCS=1"
+        );
+    }
+
     #[test]
     fn store_errors_map_to_their_rows_and_internal_text_stays_in() {
         let e = SqsError::from(Error::Internal("disk on fire at /var/x".into()));
