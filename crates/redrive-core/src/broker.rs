@@ -617,7 +617,8 @@ pub trait Broker: Send + Sync + 'static {
     /// Queues, stats and the store's own figures, for `/metrics`.
     fn snapshot(&self) -> impl Future<Output = Result<StoreSnapshot>> + Send;
     /// Shutdown has begun: parked long polls are answered (empty) at once, and later receives
-    /// do not wait, so in-flight requests can finish.
+    /// do not wait, so in-flight requests can finish; what the store buffers (counts) is
+    /// written. Called again once the last request is answered, to write what those counted.
     fn drain(&self) -> impl Future<Output = Result<()>> + Send;
     /// Durability and the poison latch, read without I/O (for `/metrics` and `/readyz`).
     fn health(&self) -> Health;

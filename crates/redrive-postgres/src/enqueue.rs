@@ -1,6 +1,6 @@
 //! Enqueue: a whole batch in one statement — idempotency keys claimed in `redrive.dedup`, the
-//! jobs inserted from arrays (`unnest`), the totals bumped — so a batch is one round trip and
-//! one commit, all or nothing. The queue's long polls are woken after the commit (see
+//! jobs inserted from arrays (`unnest`) — so a batch is one round trip and one commit, all or
+//! nothing (the caller counts the totals, see `totals`). The queue's long polls are woken after the commit (see
 //! `waiters::Wakes`).
 
 use std::collections::HashMap;
@@ -35,12 +35,7 @@ ins AS ( \
   SELECT id, $1, CASE WHEN vis > now THEN 0 ELSE 1 END, priority, body, attrs::jsonb, key, grp, \
       traceparent, max_attempts, now, vis, now + $14 \
   FROM input WHERE key IS NULL OR $13 = 0 OR key IN (SELECT key FROM d) \
-  RETURNING id), \
-t AS ( \
-  INSERT INTO redrive.queue_totals AS t (queue_id, shard, enqueued, duplicates) \
-  SELECT $1, $15, (SELECT count(*) FROM ins), (SELECT count(*) FROM input) - (SELECT count(*) FROM ins) + $16 \
-  ON CONFLICT (queue_id, shard) DO UPDATE SET enqueued = t.enqueued + EXCLUDED.enqueued, \
-    duplicates = t.duplicates + EXCLUDED.duplicates) \
+  RETURNING id) \
 SELECT i.ord, (ins.id IS NOT NULL), dd.job_id \
 FROM input i LEFT JOIN ins ON ins.id = i.id \
   LEFT JOIN redrive.dedup dd ON dd.queue_id = $1 AND dd.key = i.key \
@@ -77,7 +72,6 @@ pub async fn enqueue(
     c: &impl GenericClient,
     q: &QueueRow,
     jobs: &[NewJob],
-    shard: i16,
     clock_ms: u64,
 ) -> Result<Vec<Enqueued>> {
     check(q, jobs, clock_ms)?;
@@ -118,7 +112,6 @@ pub async fn enqueue(
     let run_ats: Vec<Option<i64>> = rows.iter().map(|&i| jobs[i].run_at.map(sql_ms)).collect();
     let max_attempts: Vec<Option<i32>> =
         rows.iter().map(|&i| jobs[i].max_attempts.map(|n| n as i32)).collect();
-    let in_batch_dups = repeat_of.iter().filter(|r| r.is_some()).count() as i64;
     let (delay, window_ms, retention) =
         (sql_ms(q.config.delay_ms), sql_ms(window), sql_ms(q.config.retention_ms));
     let result = query(
@@ -139,8 +132,6 @@ pub async fn enqueue(
             &max_attempts,
             &window_ms,
             &retention,
-            &shard,
-            &in_batch_dups,
         ],
     )
     .await?;

@@ -32,10 +32,6 @@ const ACK_SQL: &str = "WITH input AS ( \
       AND (NOT coalesce((q.config->>'fifo')::boolean, false) \
         OR (j.state + 0 = 2 AND j.visible_at > n.now)) \
     RETURNING j.id, j.queue_id, j.group_id, j.leased_at, j.receive_count), \
-  t AS ( \
-    INSERT INTO redrive.queue_totals AS t (queue_id, shard, acked) \
-    SELECT queue_id, $3, count(*) FROM done GROUP BY queue_id \
-    ON CONFLICT (queue_id, shard) DO UPDATE SET acked = t.acked + EXCLUDED.acked), \
   wake AS (SELECT count(pg_notify('redrive_ready', queue_id::text)) AS c \
     FROM (SELECT DISTINCT queue_id FROM done WHERE group_id IS NOT NULL) g) \
   SELECT i.ord, d.id IS NOT NULL, EXISTS (SELECT 1 FROM redrive.jobs x WHERE x.id = i.id), \
@@ -52,7 +48,6 @@ pub struct Completed {
 pub async fn ack(
     c: &impl GenericClient,
     receipts: &[String],
-    shard: i16,
     completed: &mut Vec<Completed>,
 ) -> Result<Vec<AckResult>> {
     check_batch(receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
@@ -74,7 +69,7 @@ pub async fn ack(
         slots.push(i);
     }
     if !ids.is_empty() {
-        for r in query(c, ACK_SQL, &[&ids, &epochs, &shard]).await? {
+        for r in query(c, ACK_SQL, &[&ids, &epochs]).await? {
             let slot = slots[r.get::<_, i64>(0) as usize - 1];
             if let Some(queue_id) = r.get::<_, Option<i32>>(3) {
                 completed.push(Completed {

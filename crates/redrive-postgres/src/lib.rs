@@ -20,6 +20,7 @@
 //! - `waiters`: parked long polls, the `LISTEN` connection that wakes them, and the sender of
 //!   wake-ups owed after commits.
 //! - `sweep`: periodic lease expiry, retention and dedup expiry (idempotent on every server).
+//! - `totals`: the totals every job moves, counted in memory and written every second.
 
 mod db;
 mod dead;
@@ -34,6 +35,7 @@ mod receive;
 pub mod rekey;
 pub mod schema;
 mod sweep;
+mod totals;
 mod transition;
 mod waiters;
 
@@ -89,6 +91,7 @@ struct Inner {
     pool: Pool,
     waiters: Arc<Waiters>,
     wakes: Arc<Wakes>,
+    unflushed: Arc<totals::Unflushed>,
     shard: AtomicU32,
     metrics: Mutex<Metrics>,
     /// Whether the listener's connection is up (a cheap, recent sign of the database's health).
@@ -143,18 +146,21 @@ impl PgBroker {
         let sender = tokio::spawn(waiters::send(config.clone(), wakes.clone()));
         let listener = tokio::spawn(waiters::listen(config, waiters.clone(), listener_up.clone()));
         let sweeper = tokio::spawn(sweep::run(pool.clone(), options.sweep_interval_ms));
+        let unflushed = Arc::new(totals::Unflushed::default());
+        let flusher = tokio::spawn(totals::run(pool.clone(), unflushed.clone()));
         Ok(PgBroker {
             inner: Arc::new(Inner {
                 pool,
                 waiters,
                 wakes,
+                unflushed,
                 shard: AtomicU32::new(0),
                 metrics: Mutex::new(Metrics {
                     latency: HashMap::new(),
                     operation_us: Histogram::new(STATEMENT_BOUNDS_US),
                 }),
                 listener_up,
-                tasks: vec![listener, sender, sweeper],
+                tasks: vec![listener, sender, sweeper, flusher],
             }),
         })
     }
@@ -243,7 +249,9 @@ impl PgBroker {
                 if want == 0 {
                     break;
                 }
-                let got = receive::lease(&mut c, q, want, lease_ms, worker, self.shard()).await?;
+                let got = receive::lease(&mut c, q, want, lease_ms, worker).await?;
+                let delivered = got.deliveries.len() as i64;
+                self.inner.unflushed.add(q.id, totals::Hot { delivered, ..Default::default() });
                 // As the engine: refused only when nothing was leased yet, else a short batch.
                 if got.at_inflight_max && out.is_empty() && got.deliveries.is_empty() {
                     return Err(Error::LimitExceeded {
@@ -279,11 +287,12 @@ impl PgBroker {
 
 impl Broker for PgBroker {
     async fn put_queue(&self, name: String, patch: QueuePatch) -> Result<(QueueInfo, bool)> {
+        let unflushed = self.inner.unflushed.clone();
         self.in_tx(|tx| {
             Box::pin(async move {
                 let now = db::now_ms(tx).await?;
                 let (q, created) = queues::put(tx, &name, &patch, db::sql_ms(now)).await?;
-                let info = queues::infos(tx, vec![q], db::sql_ms(now)).await?;
+                let info = queues::infos(tx, vec![q], db::sql_ms(now), &unflushed).await?;
                 Ok((info.into_iter().next().expect("one queue"), created))
             })
         })
@@ -295,7 +304,7 @@ impl Broker for PgBroker {
         let q = db::queue_by_name(&c, &name).await?;
         receive::expire_leases(&mut c, Some(q.id), LEASE_EXPIRY_BATCH, self.shard()).await?;
         let now = db::now_ms(&c).await?;
-        let info = queues::infos(&c, vec![q], db::sql_ms(now)).await?;
+        let info = queues::infos(&c, vec![q], db::sql_ms(now), &self.inner.unflushed).await?;
         Ok(info.into_iter().next().expect("one queue"))
     }
 
@@ -308,7 +317,7 @@ impl Broker for PgBroker {
         {}
         let all = queues::all(&c).await?;
         let now = db::now_ms(&c).await?;
-        queues::infos(&c, all, db::sql_ms(now)).await
+        queues::infos(&c, all, db::sql_ms(now), &self.inner.unflushed).await
     }
 
     async fn delete_queue(&self, name: String) -> Result<()> {
@@ -320,7 +329,10 @@ impl Broker for PgBroker {
         let started = Instant::now();
         let c = self.client().await?;
         let q = db::queue_by_name(&c, &queue).await?;
-        let r = enqueue::enqueue(&c, &q, &jobs, self.shard(), SystemClock.now_ms()).await?;
+        let r = enqueue::enqueue(&c, &q, &jobs, SystemClock.now_ms()).await?;
+        let duplicates = r.iter().filter(|e| e.duplicate).count() as i64;
+        let enqueued = r.len() as i64 - duplicates;
+        self.inner.unflushed.add(q.id, totals::Hot { enqueued, duplicates, ..Default::default() });
         if r.iter().any(|e| !e.duplicate) {
             self.inner.wakes.push(&self.inner.waiters, q.id);
         }
@@ -387,8 +399,11 @@ impl Broker for PgBroker {
         let started = Instant::now();
         let c = self.client().await?;
         let mut completed = Vec::new();
-        let r = lease::ack(&c, &receipts, self.shard(), &mut completed).await?;
+        let r = lease::ack(&c, &receipts, &mut completed).await?;
         self.observe(started);
+        for d in &completed {
+            self.inner.unflushed.add(d.queue_id, totals::Hot { acked: 1, ..Default::default() });
+        }
         let mut m = self.inner.metrics.lock().expect("metrics lock");
         for d in completed {
             m.latency.entry(d.queue_id).or_default().completed(d.process_ms, d.deliveries);
@@ -552,7 +567,8 @@ impl Broker for PgBroker {
 
     async fn drain(&self) -> Result<()> {
         self.inner.waiters.drain();
-        Ok(())
+        // What this server counted goes to the table before it stops.
+        self.inner.unflushed.flush(&self.inner.pool, self.shard()).await
     }
 
     fn health(&self) -> Health {

@@ -9,6 +9,7 @@ use redrive_core::model::valid_queue_name;
 use redrive_core::{limits, Error, QueueConfig, QueuePatch, Result};
 
 use crate::db::{self, execute, query, query_one, sql_ms, QueueRow};
+use crate::totals::Unflushed;
 
 /// Transaction-level advisory lock serializing queue creation and changes across servers
 /// (rare operations; it keeps the `QUEUES_MAX` count and DLQ checks exact).
@@ -145,10 +146,13 @@ const TOTALS_SQL: &str = "SELECT queue_id, sum(enqueued)::bigint, sum(duplicates
    FROM redrive.queue_totals WHERE queue_id = ANY($1) GROUP BY queue_id";
 
 /// Queue infos with their statistics, in the order given.
+/// The lifetime totals are the table's sums plus what this server counted and has not written
+/// (`unflushed`), read with no flush in between.
 pub async fn infos(
     c: &impl GenericClient,
     queues: Vec<QueueRow>,
     now: i64,
+    unflushed: &Unflushed,
 ) -> Result<Vec<QueueInfo>> {
     let ids: Vec<i32> = queues.iter().map(|q| q.id).collect();
     let mut stats: HashMap<i32, QueueStats> = HashMap::new();
@@ -176,13 +180,17 @@ pub async fn infos(
             },
         );
     }
+    let (_no_flush, mut pending) = unflushed.snapshot().await;
     for r in query(c, TOTALS_SQL, &[&ids]).await? {
-        let n = |i: usize| r.get::<_, i64>(i) as u64;
-        stats.entry(r.get(0)).or_default().totals = QueueTotals {
-            enqueued: n(1),
-            duplicates: n(2),
-            delivered: n(3),
-            acked: n(4),
+        let id: i32 = r.get(0);
+        let hot = pending.remove(&id).unwrap_or_default();
+        let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
+        let plus = |i: usize, unwritten: i64| (r.get::<_, i64>(i) + unwritten).max(0) as u64;
+        stats.entry(id).or_default().totals = QueueTotals {
+            enqueued: plus(1, hot.enqueued),
+            duplicates: plus(2, hot.duplicates),
+            delivered: plus(3, hot.delivered),
+            acked: plus(4, hot.acked),
             failed: n(5),
             lease_expired: n(6),
             dead_lettered: n(7),
@@ -190,6 +198,14 @@ pub async fn infos(
             purged: n(9),
             redriven: n(10),
         };
+    }
+    // Queues whose totals are all still unwritten.
+    for (id, hot) in pending.into_iter().filter(|(id, _)| ids.contains(id)) {
+        let totals = &mut stats.entry(id).or_default().totals;
+        totals.enqueued = hot.enqueued.max(0) as u64;
+        totals.duplicates = hot.duplicates.max(0) as u64;
+        totals.delivered = hot.delivered.max(0) as u64;
+        totals.acked = hot.acked.max(0) as u64;
     }
     Ok(queues
         .into_iter()

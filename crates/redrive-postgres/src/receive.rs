@@ -31,13 +31,9 @@ macro_rules! lease_tail {
            RETURNING j.id, j.body, j.attributes::text, j.priority, j.lease_epoch, \
              j.receive_count, j.enqueued_at, j.first_received_at, j.visible_at, j.traceparent, \
              j.group_id, j.dead_reason, j.completed_at, \
-             (SELECT s.name FROM redrive.queues s \
-               WHERE s.id = coalesce(j.source_queue_id, j.queue_id)) AS source, \
-             n.now - p.visible_at AS waited, p.eff::int4 AS eff, p.ord), \
-         t AS ( \
-           INSERT INTO redrive.queue_totals AS t (queue_id, shard, delivered) \
-           SELECT $1, $7, count(*) FROM leased HAVING count(*) > 0 \
-           ON CONFLICT (queue_id, shard) DO UPDATE SET delivered = t.delivered + EXCLUDED.delivered) \
+             CASE WHEN j.dead_reason IS NOT NULL THEN (SELECT s.name FROM redrive.queues s \
+               WHERE s.id = coalesce(j.source_queue_id, j.queue_id)) END AS source, \
+             n.now - p.visible_at AS waited, p.eff::int4 AS eff, p.ord) \
          SELECT 0, id, body, attributes, priority, lease_epoch, receive_count, enqueued_at, \
            first_received_at, visible_at, traceparent, group_id, dead_reason, completed_at, \
            source, waited, eff, ord \
@@ -52,12 +48,12 @@ macro_rules! lease_tail {
     };
 }
 
-/// How many more jobs the queue may have in flight (`$8` is `INFLIGHT_PER_QUEUE_MAX`); the
+/// How many more jobs the queue may have in flight (`$7` is `INFLIGHT_PER_QUEUE_MAX`); the
 /// count stops at the limit, so it costs at most the in-flight rows of one queue.
 macro_rules! room {
     () => {
-        "room AS (SELECT $8::int8 - count(*) AS left_ FROM (SELECT 1 FROM redrive.jobs \
-           WHERE queue_id = $1 AND state = 2 LIMIT $8) x), "
+        "room AS (SELECT $7::int8 - count(*) AS left_ FROM (SELECT 1 FROM redrive.jobs \
+           WHERE queue_id = $1 AND state = 2 LIMIT $7) x), "
     };
 }
 
@@ -132,15 +128,14 @@ pub async fn lease(
     max: u32,
     lease_ms: Option<u64>,
     worker: Option<&str>,
-    shard: i16,
 ) -> Result<Leased> {
     let max = i64::from(max);
     let aging = q.config.priority_aging_ms.map(sql_ms);
     let max_receives = q.config.max_receive_count.map(|n| n as i32);
     let lease = sql_ms(lease_ms.unwrap_or(q.config.visibility_timeout_ms));
     let inflight_max = limits::INFLIGHT_PER_QUEUE_MAX as i64;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] =
-        [&q.id, &max, &aging, &max_receives, &lease, &worker, &shard, &inflight_max];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+        [&q.id, &max, &aging, &max_receives, &lease, &worker, &inflight_max];
     let rows = if q.config.fifo {
         let tx = c.transaction().await.map_err(crate::db::internal)?;
         execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])

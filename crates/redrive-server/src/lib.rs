@@ -190,5 +190,9 @@ pub async fn serve_with<B: Broker>(
     if !state.background.stop(drain).await {
         tracing::warn!(tasks = state.background.tasks.len(), "background tasks still running");
     }
+    // Once more, for what the last requests counted.
+    if let Err(e) = state.broker.drain().await {
+        tracing::warn!(error = %e, "could not write the store's last counts");
+    }
     Ok(())
 }
