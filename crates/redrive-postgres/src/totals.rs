@@ -55,7 +55,9 @@ impl Unflushed {
     }
 
     /// The counts not yet in the table, and a guard that keeps any flush out until it drops:
-    /// hold it while reading the table.
+    /// hold it while reading the table. A holder must not hold a lock the flush's statement
+    /// waits for (a `queue_totals` row, or a key lock on a `queues` row): a queue update, the
+    /// one reader inside a transaction, takes neither.
     pub async fn snapshot(&self) -> (tokio::sync::MutexGuard<'_, ()>, HashMap<i32, Hot>) {
         let guard = self.flushing.lock().await;
         let counts = self.counts.lock().expect("totals lock").clone();
