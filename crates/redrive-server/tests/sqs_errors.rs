@@ -178,7 +178,7 @@ fn case(row: &'static str, action: &'static str, params: Value) -> Case {
 
 impl Case {
     fn args(mut self, args: &[(&'static str, &str)]) -> Case {
-        self.args = args.iter().map(|(k, v)| (*k, Some((*v).to_owned()))).collect();
+        self.args.extend(args.iter().map(|(k, v)| (*k, Some((*v).to_owned()))));
         self
     }
 
@@ -715,7 +715,7 @@ impl Rig {
     }
 }
 
-/// Text matches a template whose holes are given (`Some`) or anything (`None`).
+/// Text matches a template whose holes are each given: a value (`Some`) or anything (`None`).
 fn matches(text: &str, template: &str, args: &[(&str, Option<String>)]) -> bool {
     // The template as literal runs with "anything" between them.
     let mut parts: Vec<Option<String>> = vec![Some(String::new())];
@@ -723,9 +723,11 @@ fn matches(text: &str, template: &str, args: &[(&str, Option<String>)]) -> bool 
     while let Some(start) = rest.find('{') {
         let end = start + rest[start..].find('}').unwrap();
         parts.last_mut().unwrap().as_mut().unwrap().push_str(&rest[..start]);
-        match args.iter().find(|(k, _)| *k == &rest[start + 1..end]) {
+        let hole = &rest[start + 1..end];
+        match args.iter().find(|(k, _)| *k == hole) {
             Some((_, Some(v))) => parts.last_mut().unwrap().as_mut().unwrap().push_str(v),
-            _ => parts.extend([None, Some(String::new())]),
+            Some((_, None)) => parts.extend([None, Some(String::new())]),
+            None => panic!("the case gives no value for {{{hole}}} of {template:?}"),
         }
         rest = &rest[end + 1..];
     }
