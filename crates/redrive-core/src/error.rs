@@ -1,5 +1,6 @@
-//! The one error type of redrive and the one table that maps it to every wire: HTTP status,
-//! native error code and SQS error code ([`SqsCode`], with its JSON and Query names).
+//! The one error type of redrive and the table that maps it to the native wire: HTTP status and
+//! error code. (The SQS door maps it to its own table of SQS errors, `redrive-server`'s
+//! `sqs::error`.)
 
 use std::fmt;
 
@@ -81,45 +82,40 @@ pub struct WireCode {
     pub status: u16,
     /// Native error code.
     pub code: &'static str,
-    /// SQS error code (its own status comes with it, see [`SqsCode::status`]).
-    pub sqs: SqsCode,
 }
 
 impl Error {
     /// The one table: every error's HTTP status and native code.
     pub fn wire(&self) -> WireCode {
-        use SqsCode as S;
-        let (status, code, sqs) = match self {
-            Error::QueueNotFound(_) => (404, "queue_not_found", S::QueueDoesNotExist),
-            Error::QueueExists(_) => (409, "queue_exists", S::QueueNameExists),
-            Error::InvalidQueueName(_) => (400, "invalid_queue_name", S::InvalidParameterValue),
-            Error::InvalidParameter { .. } => (400, "invalid_parameter", S::InvalidParameterValue),
-            Error::MalformedRequest(_) => (400, "malformed_request", S::MalformedInput),
-            Error::MessageTooLarge { .. } => (413, "message_too_large", S::InvalidParameterValue),
-            Error::RequestTooLarge { .. } => (413, "request_too_large", S::BatchRequestTooLong),
-            Error::RouteNotFound => (404, "route_not_found", S::InvalidAction),
-            Error::MethodNotAllowed => (405, "method_not_allowed", S::InvalidAction),
-            Error::Timeout => (504, "timeout", S::RequestTimeout),
-            Error::BatchTooLarge { .. } => {
-                (400, "batch_too_large", S::TooManyEntriesInBatchRequest)
-            }
-            Error::EmptyBatch => (400, "empty_batch", S::EmptyBatchRequest),
-            Error::JobNotFound(_) => (404, "job_not_found", S::ReceiptHandleIsInvalid),
-            Error::ProposalNotFound(_) => (404, "proposal_not_found", S::ResourceNotFound),
-            Error::PolicyNotFound(_) => (404, "policy_not_found", S::ResourceNotFound),
-            Error::StaleReceipt => (409, "stale_receipt", S::InvalidParameterValue),
-            Error::InvalidReceipt => (400, "invalid_receipt", S::ReceiptHandleIsInvalid),
-            Error::UnknownReceipt => (404, "receipt_not_found", S::ReceiptHandleIsInvalid),
-            Error::LimitExceeded { .. } => (429, "limit_exceeded", S::OverLimit),
-            Error::Overloaded => (503, "overloaded", S::ServiceUnavailable),
-            Error::Poisoned(_) => (503, "store_poisoned", S::ServiceUnavailable),
-            Error::StoreUnavailable(_) => (503, "store_unavailable", S::ServiceUnavailable),
-            Error::ShuttingDown => (503, "shutting_down", S::ServiceUnavailable),
-            Error::Unauthorized(_) => (401, "unauthorized", S::MissingAuthenticationToken),
-            Error::Forbidden { .. } => (403, "forbidden", S::AccessDenied),
-            Error::Internal(_) => (500, "internal", S::InternalError),
+        let (status, code) = match self {
+            Error::QueueNotFound(_) => (404, "queue_not_found"),
+            Error::QueueExists(_) => (409, "queue_exists"),
+            Error::InvalidQueueName(_) => (400, "invalid_queue_name"),
+            Error::InvalidParameter { .. } => (400, "invalid_parameter"),
+            Error::MalformedRequest(_) => (400, "malformed_request"),
+            Error::MessageTooLarge { .. } => (413, "message_too_large"),
+            Error::RequestTooLarge { .. } => (413, "request_too_large"),
+            Error::RouteNotFound => (404, "route_not_found"),
+            Error::MethodNotAllowed => (405, "method_not_allowed"),
+            Error::Timeout => (504, "timeout"),
+            Error::BatchTooLarge { .. } => (400, "batch_too_large"),
+            Error::EmptyBatch => (400, "empty_batch"),
+            Error::JobNotFound(_) => (404, "job_not_found"),
+            Error::ProposalNotFound(_) => (404, "proposal_not_found"),
+            Error::PolicyNotFound(_) => (404, "policy_not_found"),
+            Error::StaleReceipt => (409, "stale_receipt"),
+            Error::InvalidReceipt => (400, "invalid_receipt"),
+            Error::UnknownReceipt => (404, "receipt_not_found"),
+            Error::LimitExceeded { .. } => (429, "limit_exceeded"),
+            Error::Overloaded => (503, "overloaded"),
+            Error::Poisoned(_) => (503, "store_poisoned"),
+            Error::StoreUnavailable(_) => (503, "store_unavailable"),
+            Error::ShuttingDown => (503, "shutting_down"),
+            Error::Unauthorized(_) => (401, "unauthorized"),
+            Error::Forbidden { .. } => (403, "forbidden"),
+            Error::Internal(_) => (500, "internal"),
         };
-        WireCode { status, code, sqs }
+        WireCode { status, code }
     }
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Error {
@@ -141,119 +137,6 @@ impl Error {
     /// Whether the text may be shown to a client (everything but internal errors).
     pub fn is_public(&self) -> bool {
         !matches!(self, Error::Internal(_))
-    }
-}
-
-/// The closed set of SQS error codes redrive answers with, each with its JSON-protocol type name,
-/// its Query-protocol code and HTTP status (as AWS answers them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SqsCode {
-    QueueDoesNotExist,
-    QueueNameExists,
-    InvalidParameterValue,
-    MissingParameter,
-    InvalidAttributeName,
-    InvalidAttributeValue,
-    InvalidMessageContents,
-    ReceiptHandleIsInvalid,
-    MessageNotInflight,
-    BatchRequestTooLong,
-    TooManyEntriesInBatchRequest,
-    EmptyBatchRequest,
-    BatchEntryIdsNotDistinct,
-    InvalidBatchEntryId,
-    OverLimit,
-    UnsupportedOperation,
-    ResourceNotFound,
-    InvalidAction,
-    MalformedInput,
-    RequestTimeout,
-    ServiceUnavailable,
-    InternalError,
-    AccessDenied,
-    MissingAuthenticationToken,
-    InvalidClientTokenId,
-    SignatureDoesNotMatch,
-    IncompleteSignature,
-    RequestExpired,
-    UnknownOperation,
-}
-
-impl SqsCode {
-    /// `(JSON __type name, Query code, HTTP status)`.
-    fn names(self) -> (&'static str, &'static str, u16) {
-        use SqsCode::*;
-        match self {
-            QueueDoesNotExist => {
-                ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", 400)
-            }
-            QueueNameExists => ("QueueNameExists", "QueueAlreadyExists", 400),
-            // Not in SQS's model: the JSON protocol answers with AWS's common error shapes.
-            InvalidParameterValue => {
-                ("InvalidParameterValueException", "InvalidParameterValue", 400)
-            }
-            MissingParameter => ("MissingRequiredParameterException", "MissingParameter", 400),
-            InvalidAttributeName => ("InvalidAttributeName", "InvalidAttributeName", 400),
-            InvalidAttributeValue => ("InvalidAttributeValue", "InvalidAttributeValue", 400),
-            InvalidMessageContents => ("InvalidMessageContents", "InvalidMessageContents", 400),
-            ReceiptHandleIsInvalid => ("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", 400),
-            MessageNotInflight => {
-                ("MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight", 400)
-            }
-            BatchRequestTooLong => {
-                ("BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong", 400)
-            }
-            TooManyEntriesInBatchRequest => (
-                "TooManyEntriesInBatchRequest",
-                "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
-                400,
-            ),
-            EmptyBatchRequest => {
-                ("EmptyBatchRequest", "AWS.SimpleQueueService.EmptyBatchRequest", 400)
-            }
-            BatchEntryIdsNotDistinct => {
-                ("BatchEntryIdsNotDistinct", "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", 400)
-            }
-            InvalidBatchEntryId => {
-                ("InvalidBatchEntryId", "AWS.SimpleQueueService.InvalidBatchEntryId", 400)
-            }
-            OverLimit => ("OverLimit", "OverLimit", 403),
-            UnsupportedOperation => {
-                ("UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", 400)
-            }
-            ResourceNotFound => ("ResourceNotFoundException", "ResourceNotFoundException", 404),
-            InvalidAction => ("InvalidAction", "InvalidAction", 400),
-            MalformedInput => ("SerializationException", "MalformedQueryString", 400),
-            RequestTimeout => ("RequestTimeout", "RequestTimeout", 408),
-            ServiceUnavailable => ("ServiceUnavailable", "ServiceUnavailable", 503),
-            InternalError => ("InternalError", "InternalError", 500),
-            AccessDenied => ("AccessDenied", "AccessDenied", 403),
-            MissingAuthenticationToken => {
-                ("MissingAuthenticationToken", "MissingAuthenticationToken", 403)
-            }
-            InvalidClientTokenId => ("InvalidClientTokenId", "InvalidClientTokenId", 403),
-            SignatureDoesNotMatch => ("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403),
-            IncompleteSignature => ("IncompleteSignature", "IncompleteSignature", 400),
-            RequestExpired => ("RequestExpired", "RequestExpired", 400),
-            UnknownOperation => ("UnknownOperationException", "UnknownOperationException", 404),
-        }
-    }
-
-    pub fn json_type(self) -> &'static str {
-        self.names().0
-    }
-
-    pub fn query_code(self) -> &'static str {
-        self.names().1
-    }
-
-    pub fn status(self) -> u16 {
-        self.names().2
-    }
-
-    /// Whether the caller (rather than the server) is at fault.
-    pub fn sender_fault(self) -> bool {
-        self.status() < 500
     }
 }
 

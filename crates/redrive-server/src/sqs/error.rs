@@ -1,6 +1,5 @@
-//! Every error the SQS door answers with, as data: one [`Row`] per error, naming its code (which
-//! brings the HTTP status, the Query code and the JSON protocol's `__type`, see
-//! `redrive_core::error::SqsCode`) and its message as a template whose `{hole}`s the call fills.
+//! Every error the SQS door answers with, as data: one [`Row`] per error, naming its [`Code`]
+//! (which brings the HTTP status, the Query code and the JSON protocol's `__type`) and its message as a template whose `{hole}`s the call fills.
 //! [`TABLE`] lists them all; `tests/sqs_errors.rs` sends a request that meets each row over both
 //! protocols, and `docs/sqs-compatibility.md` prints the table.
 //!
@@ -12,9 +11,120 @@ use std::fmt;
 
 use redrive_core::Error;
 
-pub use redrive_core::error::SqsCode as Code;
-
 use super::wire::Protocol;
+
+/// The closed set of SQS error codes redrive answers with, each with its JSON-protocol type name,
+/// its Query-protocol code and HTTP status (as AWS answers them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    QueueDoesNotExist,
+    QueueNameExists,
+    InvalidParameterValue,
+    MissingParameter,
+    InvalidAttributeName,
+    InvalidAttributeValue,
+    InvalidMessageContents,
+    ReceiptHandleIsInvalid,
+    MessageNotInflight,
+    BatchRequestTooLong,
+    TooManyEntriesInBatchRequest,
+    EmptyBatchRequest,
+    BatchEntryIdsNotDistinct,
+    InvalidBatchEntryId,
+    OverLimit,
+    UnsupportedOperation,
+    ResourceNotFound,
+    InvalidAction,
+    MalformedInput,
+    RequestTimeout,
+    ServiceUnavailable,
+    InternalError,
+    AccessDenied,
+    MissingAuthenticationToken,
+    InvalidClientTokenId,
+    SignatureDoesNotMatch,
+    IncompleteSignature,
+    RequestExpired,
+    UnknownOperation,
+}
+
+impl Code {
+    /// `(JSON __type name, Query code, HTTP status)`.
+    fn names(self) -> (&'static str, &'static str, u16) {
+        use Code::*;
+        match self {
+            QueueDoesNotExist => {
+                ("QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", 400)
+            }
+            QueueNameExists => ("QueueNameExists", "QueueAlreadyExists", 400),
+            // Not in SQS's model: the JSON protocol answers with AWS's common error shapes.
+            InvalidParameterValue => {
+                ("InvalidParameterValueException", "InvalidParameterValue", 400)
+            }
+            MissingParameter => ("MissingRequiredParameterException", "MissingParameter", 400),
+            InvalidAttributeName => ("InvalidAttributeName", "InvalidAttributeName", 400),
+            InvalidAttributeValue => ("InvalidAttributeValue", "InvalidAttributeValue", 400),
+            InvalidMessageContents => ("InvalidMessageContents", "InvalidMessageContents", 400),
+            ReceiptHandleIsInvalid => ("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", 400),
+            MessageNotInflight => {
+                ("MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight", 400)
+            }
+            BatchRequestTooLong => {
+                ("BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong", 400)
+            }
+            TooManyEntriesInBatchRequest => (
+                "TooManyEntriesInBatchRequest",
+                "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+                400,
+            ),
+            EmptyBatchRequest => {
+                ("EmptyBatchRequest", "AWS.SimpleQueueService.EmptyBatchRequest", 400)
+            }
+            BatchEntryIdsNotDistinct => {
+                ("BatchEntryIdsNotDistinct", "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", 400)
+            }
+            InvalidBatchEntryId => {
+                ("InvalidBatchEntryId", "AWS.SimpleQueueService.InvalidBatchEntryId", 400)
+            }
+            OverLimit => ("OverLimit", "OverLimit", 403),
+            UnsupportedOperation => {
+                ("UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", 400)
+            }
+            ResourceNotFound => ("ResourceNotFoundException", "ResourceNotFoundException", 404),
+            InvalidAction => ("InvalidAction", "InvalidAction", 400),
+            MalformedInput => ("SerializationException", "MalformedQueryString", 400),
+            RequestTimeout => ("RequestTimeout", "RequestTimeout", 408),
+            ServiceUnavailable => ("ServiceUnavailable", "ServiceUnavailable", 503),
+            InternalError => ("InternalError", "InternalError", 500),
+            AccessDenied => ("AccessDenied", "AccessDenied", 403),
+            MissingAuthenticationToken => {
+                ("MissingAuthenticationToken", "MissingAuthenticationToken", 403)
+            }
+            InvalidClientTokenId => ("InvalidClientTokenId", "InvalidClientTokenId", 403),
+            SignatureDoesNotMatch => ("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403),
+            IncompleteSignature => ("IncompleteSignature", "IncompleteSignature", 400),
+            RequestExpired => ("RequestExpired", "RequestExpired", 400),
+            UnknownOperation => ("UnknownOperationException", "UnknownOperationException", 404),
+        }
+    }
+
+    pub fn json_type(self) -> &'static str {
+        self.names().0
+    }
+
+    pub fn query_code(self) -> &'static str {
+        self.names().1
+    }
+
+    pub fn status(self) -> u16 {
+        self.names().2
+    }
+
+    /// Whether the caller (rather than the server) is at fault.
+    pub fn sender_fault(self) -> bool {
+        self.status() < 500
+    }
+}
 
 /// One error: its code and its message template. `query_message` is the Query protocol's
 /// wording where AWS words the error differently there.
