@@ -17,7 +17,7 @@ use axum::Router;
 use redrive_core::time::{Clock, SystemClock};
 use redrive_engine::{Durability, Engine, MemStorage, Store};
 use redrive_server::auth::{self, AuthSettings};
-use redrive_server::sqs::error::{Code, Row, TABLE};
+use redrive_server::sqs::error::{pieces, Code, Piece, Row, TABLE};
 use redrive_server::sqs::wire::Protocol;
 use redrive_server::sqs::SqsSettings;
 use redrive_server::AppState;
@@ -717,22 +717,18 @@ impl Rig {
 
 /// Text matches a template whose holes are each given: a value (`Some`) or anything (`None`).
 fn matches(text: &str, template: &str, args: &[(&str, Option<String>)]) -> bool {
-    // The template as literal runs with "anything" between them.
-    let mut parts: Vec<Option<String>> = vec![Some(String::new())];
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let end = start + rest[start..].find('}').unwrap();
-        parts.last_mut().unwrap().as_mut().unwrap().push_str(&rest[..start]);
-        let hole = &rest[start + 1..end];
-        match args.iter().find(|(k, _)| *k == hole) {
-            Some((_, Some(v))) => parts.last_mut().unwrap().as_mut().unwrap().push_str(v),
-            Some((_, None)) => parts.extend([None, Some(String::new())]),
-            None => panic!("the case gives no value for {{{hole}}} of {template:?}"),
+    // The template as literal runs, with "anything" between them.
+    let mut literals = vec![String::new()];
+    for piece in pieces(template) {
+        match piece {
+            Piece::Text(t) => literals.last_mut().unwrap().push_str(t),
+            Piece::Hole(hole) => match args.iter().find(|(k, _)| *k == hole) {
+                Some((_, Some(v))) => literals.last_mut().unwrap().push_str(v),
+                Some((_, None)) => literals.push(String::new()),
+                None => panic!("the case gives no value for {{{hole}}} of {template:?}"),
+            },
         }
-        rest = &rest[end + 1..];
     }
-    parts.last_mut().unwrap().as_mut().unwrap().push_str(rest);
-    let literals: Vec<String> = parts.into_iter().flatten().collect();
     if literals.len() == 1 {
         return text == literals[0];
     }

@@ -345,39 +345,60 @@ impl Row {
 
     /// The names of the holes in the template, sorted.
     pub fn holes(&self) -> Vec<&'static str> {
-        let mut holes = Vec::new();
-        let mut rest = self.message;
-        while let Some(start) = rest.find('{') {
-            let end = rest[start..].find('}').map_or(rest.len(), |e| start + e);
-            holes.push(&rest[start + 1..end]);
-            rest = &rest[(end + 1).min(rest.len())..];
-        }
+        let mut holes: Vec<_> = pieces(self.message)
+            .filter_map(|p| match p {
+                Piece::Hole(h) => Some(h),
+                Piece::Text(_) => None,
+            })
+            .collect();
         holes.sort_unstable();
         holes.dedup();
         holes
     }
 
-    /// The message in `protocol`, its holes filled from `args`.
+    /// The message in `protocol`, its holes filled from `args` (a hole without a value stays).
     pub fn render(&self, protocol: Protocol, args: &[(&str, &str)]) -> String {
         let template = match protocol {
             Protocol::Query => self.query_message.unwrap_or(self.message),
             Protocol::Json => self.message,
         };
         let mut out = String::with_capacity(template.len() + 32);
-        let mut rest = template;
-        while let Some(start) = rest.find('{') {
-            out.push_str(&rest[..start]);
-            let Some(len) = rest[start..].find('}') else { break };
-            let hole = &rest[start + 1..start + len];
-            match args.iter().find(|(k, _)| *k == hole) {
-                Some((_, v)) => out.push_str(v),
-                None => out.push_str(&rest[start..=start + len]),
+        for piece in pieces(template) {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Hole(h) => match args.iter().find(|(k, _)| *k == h) {
+                    Some((_, v)) => out.push_str(v),
+                    None => out.extend(["{", h, "}"]),
+                },
             }
-            rest = &rest[start + len + 1..];
         }
-        out.push_str(rest);
         out
     }
+}
+
+/// A part of a message template: text as it is, or the name of a `{hole}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    Hole(&'a str),
+}
+
+/// A template's pieces in order. A `{` without its `}` is text.
+pub fn pieces(template: &str) -> impl Iterator<Item = Piece<'_>> {
+    let mut rest = template;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let hole = rest.find('{').and_then(|s| Some((s, s + rest[s..].find('}')?)));
+        let (piece, next) = match hole {
+            Some((0, end)) => (Piece::Hole(&rest[1..end]), end + 1),
+            Some((start, _)) => (Piece::Text(&rest[..start]), start),
+            None => (Piece::Text(rest), rest.len()),
+        };
+        rest = &rest[next..];
+        Some(piece)
+    })
 }
 
 impl SqsError {
@@ -502,6 +523,8 @@ mod tests {
             e.message_in(Protocol::Query),
             "The specified queue does not exist for this wsdl version."
         );
+        let parts: Vec<_> = pieces("a {b} c{d").collect();
+        assert_eq!(parts, [Piece::Text("a "), Piece::Hole("b"), Piece::Text(" c{d")]);
         // A value holding braces is not read as a hole.
         let e = ATTRIBUTE_NAME_INVALID.with(&[("name", &"{x}")]);
         assert_eq!(e.message(), "Message attribute name '{x}' is invalid.");
