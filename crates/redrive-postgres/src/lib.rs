@@ -573,7 +573,7 @@ impl Broker for PgBroker {
     async fn drain(&self) -> Result<()> {
         self.inner.waiters.drain();
         // What this server counted goes to the table before it stops.
-        self.inner.unflushed.flush(&self.inner.pool, self.shard()).await
+        self.inner.unflushed.flush(&self.inner.pool).await
     }
 
     fn health(&self) -> Health {

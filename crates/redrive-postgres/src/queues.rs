@@ -180,17 +180,14 @@ pub async fn infos(
             },
         );
     }
-    let (_no_flush, mut pending) = unflushed.snapshot().await;
+    let (_no_flush, pending) = unflushed.snapshot().await;
     for r in query(c, TOTALS_SQL, &[&ids]).await? {
-        let id: i32 = r.get(0);
-        let hot = pending.remove(&id).unwrap_or_default();
         let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
-        let plus = |i: usize, unwritten: i64| (r.get::<_, i64>(i) + unwritten).max(0) as u64;
-        stats.entry(id).or_default().totals = QueueTotals {
-            enqueued: plus(1, hot.enqueued),
-            duplicates: plus(2, hot.duplicates),
-            delivered: plus(3, hot.delivered),
-            acked: plus(4, hot.acked),
+        stats.entry(r.get(0)).or_default().totals = QueueTotals {
+            enqueued: n(1),
+            duplicates: n(2),
+            delivered: n(3),
+            acked: n(4),
             failed: n(5),
             lease_expired: n(6),
             dead_lettered: n(7),
@@ -199,13 +196,8 @@ pub async fn infos(
             redriven: n(10),
         };
     }
-    // Queues whose totals are all still unwritten.
-    for (id, hot) in pending.into_iter().filter(|(id, _)| ids.contains(id)) {
-        let totals = &mut stats.entry(id).or_default().totals;
-        totals.enqueued = hot.enqueued.max(0) as u64;
-        totals.duplicates = hot.duplicates.max(0) as u64;
-        totals.delivered = hot.delivered.max(0) as u64;
-        totals.acked = hot.acked.max(0) as u64;
+    for (id, hot) in pending.iter().filter(|(id, _)| ids.contains(id)) {
+        hot.add_to(&mut stats.entry(*id).or_default().totals);
     }
     Ok(queues
         .into_iter()

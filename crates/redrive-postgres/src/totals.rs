@@ -31,6 +31,15 @@ pub struct Hot {
 }
 
 impl Hot {
+    /// Adds these counts to totals read from the table.
+    pub fn add_to(&self, t: &mut redrive_core::broker::QueueTotals) {
+        // Counts only ever grow: none is negative.
+        t.enqueued += self.enqueued as u64;
+        t.duplicates += self.duplicates as u64;
+        t.delivered += self.delivered as u64;
+        t.acked += self.acked as u64;
+    }
+
     fn add(&mut self, o: Hot) {
         self.enqueued += o.enqueued;
         self.duplicates += o.duplicates;
@@ -64,9 +73,11 @@ impl Unflushed {
         (guard, counts)
     }
 
-    /// Writes the counts into shard `shard` of each queue's totals (queues deleted meanwhile
+    /// Writes the counts into this server's shard of each queue's totals (one row per queue and
+    /// server: a flush a second needs no spreading) (queues deleted meanwhile
     /// are skipped); on failure they are kept for the next flush.
-    pub async fn flush(&self, pool: &Pool, shard: i16) -> Result<()> {
+    pub async fn flush(&self, pool: &Pool) -> Result<()> {
+        let shard = (std::process::id() % crate::db::TOTALS_SHARDS) as i16;
         const SQL: &str = "INSERT INTO redrive.queue_totals AS t \
                (queue_id, shard, enqueued, duplicates, delivered, acked) \
              SELECT u.q, $1, u.e, u.d, u.v, u.a \
@@ -97,14 +108,11 @@ impl Unflushed {
     }
 }
 
-/// Flushes every [`FLUSH_MS`] until the broker drops, into each of the server's totals rows in
-/// turn.
+/// Flushes every [`FLUSH_MS`] until the broker drops.
 pub async fn run(pool: Pool, unflushed: std::sync::Arc<Unflushed>) {
-    let mut shard = (std::process::id() % crate::db::TOTALS_SHARDS) as i16;
     loop {
         tokio::time::sleep(Duration::from_millis(FLUSH_MS)).await;
-        shard = (shard + 1) % crate::db::TOTALS_SHARDS as i16;
-        if let Err(e) = unflushed.flush(&pool, shard).await {
+        if let Err(e) = unflushed.flush(&pool).await {
             tracing::warn!(error = %e, "writing the queue totals failed; retrying next interval");
         }
     }
