@@ -73,11 +73,10 @@ impl Unflushed {
         (guard, counts)
     }
 
-    /// Writes the counts into this server's shard of each queue's totals (one row per queue and
-    /// server: a flush a second needs no spreading) (queues deleted meanwhile
-    /// are skipped); on failure they are kept for the next flush.
+    /// Writes the counts into one totals row of each queue, picked by process (a write a second
+    /// needs no spreading over the shards); queues deleted meanwhile are skipped. On failure the
+    /// counts are kept for the next flush.
     pub async fn flush(&self, pool: &Pool) -> Result<()> {
-        let shard = (std::process::id() % crate::db::TOTALS_SHARDS) as i16;
         const SQL: &str = "INSERT INTO redrive.queue_totals AS t \
                (queue_id, shard, enqueued, duplicates, delivered, acked) \
              SELECT u.q, $1, u.e, u.d, u.v, u.a \
@@ -97,6 +96,7 @@ impl Unflushed {
         let ids: Vec<i32> = taken.keys().copied().collect();
         let (e, d) = (column(|h| h.enqueued), column(|h| h.duplicates));
         let (v, a) = (column(|h| h.delivered), column(|h| h.acked));
+        let shard = (std::process::id() % crate::db::TOTALS_SHARDS) as i16;
         let written = execute(&c, SQL, &[&shard, &ids, &e, &d, &v, &a]).await.map(drop);
         if written.is_err() {
             let mut counts = self.counts.lock().expect("totals lock");
