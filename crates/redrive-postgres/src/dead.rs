@@ -183,7 +183,9 @@ pub async fn redrive(
 /// jobs stay for triage.
 pub async fn purge(c: &impl GenericClient, q: &QueueRow, shard: i16) -> Result<u64> {
     const SQL: &str = "WITH d AS (DELETE FROM redrive.jobs WHERE queue_id = $1 \
-         AND state IN (0, 1, 2) RETURNING 1), \
+         AND state IN (0, 1, 2) AND id IN ( \
+           SELECT id FROM redrive.jobs WHERE queue_id = $1 AND state IN (0, 1) UNION ALL \
+           SELECT id FROM redrive.jobs WHERE queue_id = $1 AND state = 2) RETURNING 1), \
        k AS (DELETE FROM redrive.dedup WHERE queue_id = $1) SELECT count(*) FROM d";
     let n: i64 = query_one(c, SQL, &[&q.id]).await?.get(0);
     bump(c, q.id, shard, Total::Purged, n).await?;

@@ -9,9 +9,10 @@ use deadpool_postgres::GenericClient;
 use redrive_core::broker::{check_batch, Enqueued, NewJob};
 use redrive_core::model::{JobId, Priority};
 use redrive_core::{limits, Error, Result};
+use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use crate::db::{self, query, sql_ms, QueueRow};
+use crate::db::{self, sql_ms, QueueRow};
 
 /// Keys claimed (new, or whose window ended) in `d`; jobs inserted for them and for unkeyed
 /// jobs in `ins`. For a key whose window is still open, the existing job id is read from the
@@ -114,27 +115,33 @@ pub async fn enqueue(
         rows.iter().map(|&i| jobs[i].max_attempts.map(|n| n as i32)).collect();
     let (delay, window_ms, retention) =
         (sql_ms(q.config.delay_ms), sql_ms(window), sql_ms(q.config.retention_ms));
-    let result = query(
-        c,
-        SQL,
-        &[
-            &q.id,
-            &ids,
-            &delay,
-            &keys,
-            &priorities,
-            &delays,
-            &run_ats,
-            &bodies,
-            &attrs,
-            &traceparents,
-            &groups,
-            &max_attempts,
-            &window_ms,
-            &retention,
-        ],
-    )
-    .await?;
+    let st = c.prepare_cached(SQL).await.map_err(db::internal)?;
+    let result = c
+        .query(
+            &st,
+            &[
+                &q.id,
+                &ids,
+                &delay,
+                &keys,
+                &priorities,
+                &delays,
+                &run_ats,
+                &bodies,
+                &attrs,
+                &traceparents,
+                &groups,
+                &max_attempts,
+                &window_ms,
+                &retention,
+            ],
+        )
+        .await
+        .map_err(|e| match e.code() {
+            // The queue was deleted since its row was read (see `queue_cache`).
+            Some(&SqlState::FOREIGN_KEY_VIOLATION) => Error::QueueNotFound(q.name.clone()),
+            _ => db::internal(e),
+        })?;
     let mut out: Vec<Option<Enqueued>> = vec![None; jobs.len()];
     for r in &result {
         let slot = rows[r.get::<_, i64>(0) as usize - 1];

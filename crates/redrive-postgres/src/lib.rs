@@ -30,6 +30,7 @@ pub mod fleet_lock;
 pub mod import;
 mod jobs;
 mod lease;
+mod queue_cache;
 mod queues;
 mod receive;
 pub mod rekey;
@@ -57,6 +58,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 use crate::db::{internal, pool_error};
+use crate::queue_cache::QueueCache;
 use crate::waiters::{Waiters, Wakes};
 
 /// Operation latency buckets, microseconds.
@@ -92,6 +94,9 @@ struct Inner {
     waiters: Arc<Waiters>,
     wakes: Arc<Wakes>,
     unflushed: Arc<totals::Unflushed>,
+    rooms: receive::Rooms,
+    /// Queue rows for enqueue and receive.
+    queues: Arc<QueueCache>,
     shard: AtomicU32,
     metrics: Mutex<Metrics>,
     /// Whether the listener's connection is up (a cheap, recent sign of the database's health).
@@ -149,7 +154,13 @@ impl PgBroker {
         let listener_up = Arc::new(AtomicBool::new(false));
         let wakes = Arc::new(Wakes::default());
         let sender = tokio::spawn(waiters::send(config.clone(), wakes.clone()));
-        let listener = tokio::spawn(waiters::listen(config, waiters.clone(), listener_up.clone()));
+        let queues = Arc::new(QueueCache::default());
+        let listener = tokio::spawn(waiters::listen(
+            config,
+            waiters.clone(),
+            queues.clone(),
+            listener_up.clone(),
+        ));
         let sweeper = tokio::spawn(sweep::run(pool.clone(), options.sweep_interval_ms));
         let unflushed = Arc::new(totals::Unflushed::default());
         let flusher = tokio::spawn(totals::run(pool.clone(), unflushed.clone()));
@@ -159,6 +170,8 @@ impl PgBroker {
                 waiters,
                 wakes,
                 unflushed,
+                rooms: receive::Rooms::default(),
+                queues,
                 shard: AtomicU32::new(0),
                 metrics: Mutex::new(Metrics {
                     latency: HashMap::new(),
@@ -254,7 +267,8 @@ impl PgBroker {
                 if want == 0 {
                     break;
                 }
-                let got = receive::lease(&mut c, q, want, lease_ms, worker).await?;
+                let got =
+                    receive::lease(&mut c, &self.inner.rooms, q, want, lease_ms, worker).await?;
                 let delivered = got.deliveries.len() as i64;
                 self.inner.unflushed.add(q.id, totals::Hot { delivered, ..Default::default() });
                 // As the engine: refused only when nothing was leased yet, else a short batch.
@@ -293,15 +307,19 @@ impl PgBroker {
 impl Broker for PgBroker {
     async fn put_queue(&self, name: String, patch: QueuePatch) -> Result<(QueueInfo, bool)> {
         let unflushed = self.inner.unflushed.clone();
-        self.in_tx(|tx| {
-            Box::pin(async move {
-                let now = db::now_ms(tx).await?;
-                let (q, created) = queues::put(tx, &name, &patch, db::sql_ms(now)).await?;
-                let info = queues::infos(tx, vec![q], db::sql_ms(now), &unflushed).await?;
-                Ok((info.into_iter().next().expect("one queue"), created))
+        let r = self
+            .in_tx(|tx| {
+                Box::pin(async move {
+                    let now = db::now_ms(tx).await?;
+                    let (q, created) = queues::put(tx, &name, &patch, db::sql_ms(now)).await?;
+                    let info = queues::infos(tx, vec![q], db::sql_ms(now), &unflushed).await?;
+                    Ok((info.into_iter().next().expect("one queue"), created))
+                })
             })
-        })
-        .await
+            .await;
+        // This server's next request sees the change; the others forget at its notification.
+        self.inner.queues.forget();
+        r
     }
 
     async fn get_queue(&self, name: String) -> Result<QueueInfo> {
@@ -327,14 +345,21 @@ impl Broker for PgBroker {
 
     async fn delete_queue(&self, name: String) -> Result<()> {
         let c = self.client().await?;
-        queues::delete(&c, &name).await
+        let r = queues::delete(&c, &name).await;
+        self.inner.queues.forget();
+        r
     }
 
     async fn enqueue(&self, queue: String, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         let started = Instant::now();
         let c = self.client().await?;
-        let q = db::queue_by_name(&c, &queue).await?;
-        let r = enqueue::enqueue(&c, &q, &jobs, SystemClock.now_ms()).await?;
+        let q = self.inner.queues.get(&c, &queue).await?;
+        let r = enqueue::enqueue(&c, &q, &jobs, SystemClock.now_ms()).await;
+        if let Err(Error::QueueNotFound(_)) = r {
+            // Deleted on another server since it was cached.
+            self.inner.queues.forget();
+        }
+        let r = r?;
         let duplicates = r.iter().filter(|e| e.duplicate).count() as i64;
         let enqueued = r.len() as i64 - duplicates;
         self.inner.unflushed.add(q.id, totals::Hot { enqueued, duplicates, ..Default::default() });
@@ -351,7 +376,7 @@ impl Broker for PgBroker {
             let c = self.client().await?;
             let mut v = Vec::with_capacity(req.queues.len());
             for name in &req.queues {
-                v.push(db::queue_by_name(&c, name).await?);
+                v.push(self.inner.queues.get(&c, name).await?);
             }
             v
         };

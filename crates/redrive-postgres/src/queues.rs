@@ -65,7 +65,9 @@ async fn update(
         const REKEY: &str = "UPDATE redrive.jobs SET expires_at = CASE \
              WHEN state = 3 THEN completed_at + $2 \
              WHEN dead_reason IS NOT NULL OR redrive_count > 0 THEN completed_at + $3 \
-             ELSE enqueued_at + $3 END WHERE queue_id = $1";
+             ELSE enqueued_at + $3 END WHERE queue_id = $1 AND id IN ( \
+               SELECT id FROM redrive.jobs WHERE queue_id = $1 AND state <> 2 UNION ALL \
+               SELECT id FROM redrive.jobs WHERE queue_id = $1 AND state = 2)";
         let (crm, rm) = (sql_ms(config.completed_retention_ms), sql_ms(config.retention_ms));
         execute(c, REKEY, &[&q.id, &crm, &rm]).await?;
     }
@@ -124,6 +126,8 @@ async fn check_dlq(c: &impl GenericClient, name: &str, config: &QueueConfig) -> 
 }
 
 /// Counts by state and priority, oldest ready job, dead letters and recent rates, per queue.
+/// A queue's jobs are read from its two index ranges (`jobs_expiry` for the jobs not leased,
+/// `jobs_leased` for the others): no index holds every job of a queue.
 const STATS_SQL: &str = "SELECT queue_id, \
      count(*) FILTER (WHERE state = 0 AND visible_at > $2), \
      count(*) FILTER (WHERE state = 1 OR (state = 0 AND visible_at <= $2)), \
@@ -138,7 +142,11 @@ const STATS_SQL: &str = "SELECT queue_id, \
      min(enqueued_at) FILTER (WHERE state = 1 OR (state = 0 AND visible_at <= $2)), \
      count(*) FILTER (WHERE enqueued_at > $2 - 60000), \
      count(*) FILTER (WHERE state = 3 AND completed_at > $2 - 60000) \
-   FROM redrive.jobs WHERE queue_id = ANY($1) GROUP BY queue_id";
+   FROM (SELECT queue_id, state, priority, visible_at, enqueued_at, completed_at, dead_reason \
+       FROM redrive.jobs WHERE queue_id = ANY($1) AND state <> 2 \
+     UNION ALL SELECT queue_id, state, priority, visible_at, enqueued_at, completed_at, \
+       dead_reason FROM redrive.jobs WHERE queue_id = ANY($1) AND state = 2) j \
+   GROUP BY queue_id";
 
 const TOTALS_SQL: &str = "SELECT queue_id, sum(enqueued)::bigint, sum(duplicates)::bigint, \
      sum(delivered)::bigint, sum(acked)::bigint, sum(failed)::bigint, sum(lease_expired)::bigint, \

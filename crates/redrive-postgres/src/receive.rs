@@ -7,6 +7,10 @@
 //! their retention — are returned apart ("doomed") and killed or expired by the caller, which
 //! then leases again for the remainder, as the engine's receive loop does.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use deadpool_postgres::GenericClient;
 use redrive_core::broker::{DeadInfo, Delivery};
 use redrive_core::model::{DeadReason, JobId, Priority, Receipt};
@@ -17,7 +21,9 @@ use uuid::Uuid;
 use crate::db::{execute, ms, query, sql_ms, QueueRow};
 use crate::transition::{self, JobCore};
 
-/// What the leased rows return, shared by both candidate queries.
+/// What the leased rows return, shared by both candidate queries. The test for leases that
+/// ran out bounds its scan by the clock (a scalar, so an index condition): joined to `n`
+/// instead, it read every lease in flight at every receive.
 macro_rules! lease_tail {
     () => {
         "doomed AS (SELECT id FROM pick, n WHERE ($4::int4 IS NOT NULL AND receive_count >= $4) \
@@ -41,28 +47,17 @@ macro_rules! lease_tail {
          UNION ALL SELECT 1, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
            NULL, NULL, NULL, NULL, NULL, NULL FROM doomed \
          UNION ALL SELECT 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-           NULL, NULL, NULL, NULL, NULL, NULL WHERE EXISTS (SELECT 1 FROM redrive.jobs e, n \
-             WHERE e.state = 2 AND e.visible_at <= n.now AND e.queue_id = $1) \
-         UNION ALL SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-           NULL, NULL, NULL, NULL, NULL, NULL WHERE (SELECT left_ FROM room) <= 0"
+           NULL, NULL, NULL, NULL, NULL, NULL WHERE EXISTS (SELECT 1 FROM redrive.jobs e \
+             WHERE e.state = 2 AND e.visible_at <= (SELECT now FROM n) AND e.queue_id = $1)"
     };
 }
 
-/// How many more jobs the queue may have in flight (`$7` is `INFLIGHT_PER_QUEUE_MAX`); the
-/// count stops at the limit, so it costs at most the in-flight rows of one queue.
-macro_rules! room {
-    () => {
-        "room AS (SELECT $7::int8 - count(*) AS left_ FROM (SELECT 1 FROM redrive.jobs \
-           WHERE queue_id = $1 AND state = 2 LIMIT $7) x), "
-    };
-}
-
-/// Standard queues: up to `$2` candidates per level, best `$2` by (effective level, ready
-/// since). `$3` is the aging time (NULL = off). The union of three index range scans keeps a
+/// Standard queues: up to `$2` candidates per level, best `least($2, $7)` by (effective
+/// level, ready since); `$7` is the queue's room for more leases (see [`Rooms`]). `$3` is the
+/// aging time (NULL = off). The union of three index range scans keeps a
 /// receive's cost independent of the backlog.
 const STANDARD_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
-    room!(),
     "c0 AS (SELECT id, priority, visible_at, receive_count, expires_at FROM redrive.jobs \
        WHERE queue_id = $1 AND state IN (0, 1) AND priority = 0 \
        AND visible_at <= (SELECT now FROM n) ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), ",
@@ -75,7 +70,7 @@ const STANDARD_SQL: &str = concat!(
     "pick AS (SELECT u.*, CASE WHEN $3::int8 IS NOT NULL AND u.priority > 0 \
          AND n.now - u.visible_at >= $3 THEN u.priority - 1 ELSE u.priority END AS eff, u.visible_at AS ord \
        FROM (SELECT * FROM c0 UNION ALL SELECT * FROM c1 UNION ALL SELECT * FROM c2) u, n \
-       ORDER BY eff, visible_at, priority, id LIMIT least($2, (SELECT left_ FROM room))), ",
+       ORDER BY eff, visible_at, priority, id LIMIT least($2::int8, $7::int8)), ",
     lease_tail!()
 );
 
@@ -88,7 +83,6 @@ const STANDARD_SQL: &str = concat!(
 /// advisory lock so that two receives cannot both take a group. `$3` is unused (no aging).
 const FIFO_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
-    room!(),
     "cand AS (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at FROM redrive.jobs j, n \
        WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.visible_at <= n.now \
        AND (j.group_id IS NULL OR NOT EXISTS (SELECT 1 FROM redrive.jobs x \
@@ -100,7 +94,7 @@ const FIFO_SQL: &str = concat!(
        FROM (SELECT c.*, first_value(c.visible_at) OVER g AS head, first_value(c.id) OVER g \
          AS head_id FROM cand c \
          WINDOW g AS (PARTITION BY coalesce(c.group_id, c.id::text) ORDER BY c.enqueued_at, c.id)) h \
-       ORDER BY rank LIMIT least($2, (SELECT left_ FROM room))), \
+       ORDER BY rank LIMIT least($2::int8, $7::int8)), \
      pick AS (SELECT j.id, j.priority, j.visible_at, j.receive_count, j.expires_at, \
          0 * coalesce($3::int8, 0) AS eff, r.rank AS ord \
        FROM redrive.jobs j JOIN ranked r ON r.id = j.id FOR UPDATE OF j SKIP LOCKED), ",
@@ -109,6 +103,46 @@ const FIFO_SQL: &str = concat!(
 
 /// `pg_advisory_xact_lock` keys of FIFO receives: this base plus the queue id.
 const FIFO_LOCK_BASE: i64 = 0x7264_6669_0000_0000;
+
+/// How many more jobs each queue may have in flight (`INFLIGHT_PER_QUEUE_MAX` less its
+/// leases), as this server last counted them and has leased since. Counting costs a read of
+/// every lease of the queue, so a receive counts only when the last count is older than
+/// [`ROOM_RECOUNT`] or left less than [`ROOM_MARGIN`]: far from the limit a receive reads no
+/// lease, near it every receive counts. The limit is approximate, as on SQS: other servers'
+/// leases since the last count are not seen, which matters only within the margin.
+#[derive(Default)]
+pub struct Rooms(Mutex<HashMap<i32, (i64, Instant)>>);
+
+/// How long a count of a queue's leases stands.
+const ROOM_RECOUNT: Duration = Duration::from_secs(1);
+/// Below this much room, every receive counts.
+const ROOM_MARGIN: i64 = limits::INFLIGHT_PER_QUEUE_MAX as i64 / 10;
+
+impl Rooms {
+    /// The queue's room, counted now unless a recent count stands.
+    async fn room(&self, c: &impl GenericClient, queue: i32) -> Result<i64> {
+        let known = self.0.lock().expect("rooms lock").get(&queue).copied();
+        if let Some((left, at)) = known {
+            if left >= ROOM_MARGIN && at.elapsed() < ROOM_RECOUNT {
+                return Ok(left);
+            }
+        }
+        const SQL: &str = "SELECT count(*) FROM (SELECT 1 FROM redrive.jobs \
+             WHERE queue_id = $1 AND state = 2 LIMIT $2) x";
+        let max = limits::INFLIGHT_PER_QUEUE_MAX as i64;
+        let leased: i64 = crate::db::query_one(c, SQL, &[&queue, &max]).await?.get(0);
+        let left = max - leased;
+        self.0.lock().expect("rooms lock").insert(queue, (left, Instant::now()));
+        Ok(left)
+    }
+
+    /// This server leased `n` more jobs of the queue.
+    fn took(&self, queue: i32, n: usize) {
+        if let Some((left, _)) = self.0.lock().expect("rooms lock").get_mut(&queue) {
+            *left -= n as i64;
+        }
+    }
+}
 
 /// One leasing statement's outcome.
 pub struct Leased {
@@ -124,6 +158,7 @@ pub struct Leased {
 
 pub async fn lease(
     c: &mut deadpool_postgres::Client,
+    rooms: &Rooms,
     q: &QueueRow,
     max: u32,
     lease_ms: Option<u64>,
@@ -133,9 +168,9 @@ pub async fn lease(
     let aging = q.config.priority_aging_ms.map(sql_ms);
     let max_receives = q.config.max_receive_count.map(|n| n as i32);
     let lease = sql_ms(lease_ms.unwrap_or(q.config.visibility_timeout_ms));
-    let inflight_max = limits::INFLIGHT_PER_QUEUE_MAX as i64;
+    let room = rooms.room(&*c, q.id).await?.max(0);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-        [&q.id, &max, &aging, &max_receives, &lease, &worker, &inflight_max];
+        [&q.id, &max, &aging, &max_receives, &lease, &worker, &room];
     let rows = if q.config.fifo {
         let tx = c.transaction().await.map_err(crate::db::internal)?;
         execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])
@@ -151,7 +186,7 @@ pub async fn lease(
         waited_ms: Vec::new(),
         doomed: Vec::new(),
         expired_leases: false,
-        at_inflight_max: false,
+        at_inflight_max: room == 0,
     };
     // The statement returns leased rows in no set order; deliver best first.
     let mut leased: Vec<(i32, i64, Uuid, &Row)> = Vec::with_capacity(rows.len());
@@ -159,10 +194,10 @@ pub async fn lease(
         match r.get::<_, i32>(0) {
             0 => leased.push((r.get(16), r.get(17), r.get(1), r)),
             1 => out.doomed.push(r.get(1)),
-            2 => out.expired_leases = true,
-            _ => out.at_inflight_max = true,
+            _ => out.expired_leases = true,
         }
     }
+    rooms.took(q.id, leased.len());
     leased.sort_unstable_by_key(|(eff, ord, id, _)| (*eff, *ord, *id));
     for (_, _, _, r) in leased {
         out.waited_ms.push(ms(r.get(15)));
@@ -234,19 +269,21 @@ pub async fn settle_doomed(
 
 /// Ends leases that ran out (in `queue`, or everywhere): an attempt entry `lease_expired`, a
 /// counted failure where the queue limits attempts, then ready again or dead. Rows another
-/// server is settling are skipped. Returns how many were ended.
+/// server is settling are skipped. Returns how many were ended. The leases are found per queue
+/// (`jobs_leased` leads with the queue), so "everywhere" is each queue in turn.
 pub async fn expire_leases(
     c: &mut deadpool_postgres::Client,
     queue: Option<i32>,
     limit: i64,
     shard: i16,
 ) -> Result<usize> {
-    const SQL: &str = "SELECT id, queue_id, state, failures, max_attempts, receive_count, \
+    const SQL: &str = "SELECT j.id, queue_id, state, failures, max_attempts, receive_count, \
          leased_at, worker_id, dead_reason, source_queue_id, completed_at, visible_at, \
          lease_epoch, enqueued_at, redrive_count, expires_at, redrive.now_ms() \
-         FROM redrive.jobs WHERE state = 2 AND visible_at <= redrive.now_ms() \
-         AND ($1::int4 IS NULL OR queue_id = $1) \
-         ORDER BY visible_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+         FROM redrive.queues q CROSS JOIN LATERAL (SELECT * FROM redrive.jobs \
+           WHERE queue_id = q.id AND state = 2 AND visible_at <= redrive.now_ms() \
+           ORDER BY visible_at LIMIT $2 FOR UPDATE SKIP LOCKED) j \
+         WHERE $1::int4 IS NULL OR q.id = $1 LIMIT $2";
     let tx = c.transaction().await.map_err(crate::db::internal)?;
     let rows = query(&tx, SQL, &[&queue, &limit]).await?;
     for r in &rows {
@@ -260,10 +297,16 @@ pub async fn expire_leases(
 }
 
 /// The earliest time (ms, database clock) a delayed job or a lease in these queues comes due,
-/// and the clock now: how long a parked receive may sleep without missing one.
+/// and the clock now: how long a parked receive may sleep without missing one. Each is the
+/// first entry of an index range (leases per queue, delayed jobs per queue and level).
 pub async fn next_due(c: &impl GenericClient, queues: &[i32]) -> Result<(Option<i64>, i64)> {
-    const SQL: &str = "SELECT (SELECT min(visible_at) FROM redrive.jobs \
-         WHERE queue_id = ANY($1) AND state IN (0, 2)), redrive.now_ms()";
+    const SQL: &str = "SELECT least( \
+         (SELECT min(l.v) FROM unnest($1::int4[]) q(id), LATERAL (SELECT visible_at AS v \
+            FROM redrive.jobs WHERE queue_id = q.id AND state = 2 ORDER BY visible_at LIMIT 1) l), \
+         (SELECT min(d.v) FROM unnest($1::int4[]) q(id), unnest('{0,1,2}'::int2[]) p(level), \
+            LATERAL (SELECT visible_at AS v FROM redrive.jobs WHERE queue_id = q.id \
+              AND priority = p.level AND state = 0 ORDER BY visible_at LIMIT 1) d)), \
+         redrive.now_ms()";
     let r = crate::db::query_one(c, SQL, &[&queues]).await?;
     Ok((r.get(0), r.get(1)))
 }

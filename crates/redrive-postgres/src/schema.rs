@@ -14,7 +14,7 @@ use crate::db::internal;
 const MIGRATION_LOCK_KEY: i64 = 0x0072_6564_7269_7665;
 
 /// Every migration, in order; migration `i + 1` is `MIGRATIONS[i]`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this crate writes.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -125,6 +125,26 @@ const V2: &str = include_str!("sql/enqueue.sql");
 /// table while it runs, once, at the first start of this version.
 const V3: &str = "DROP INDEX redrive.jobs_expiry;
 CREATE INDEX jobs_expiry ON redrive.jobs (expires_at) WHERE state <> 2;";
+
+/// Migration 4: a change to a queue row is announced on `redrive_queue` at commit, so that
+/// every server forgets the queue rows it cached (`queue_cache`). One notification per
+/// statement: the listener forgets every row whatever the payload.
+const V4: &str = "CREATE FUNCTION redrive.queue_changed() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM pg_notify('redrive_queue', ''); RETURN NULL; END $$;
+CREATE TRIGGER queue_changed AFTER UPDATE OR DELETE ON redrive.queues
+  FOR EACH STATEMENT EXECUTE FUNCTION redrive.queue_changed();";
+
+/// Migration 5: no index holds every version of a job any more. `jobs_queue_state (queue_id,
+/// state)` took an entry at every insert, lease and ack; the queue's jobs are now found through
+/// the partial indexes, which lead with the queue: `jobs_leased (queue_id, visible_at)` for
+/// leased jobs and `jobs_expiry (queue_id, expires_at)` for the others (the sweeps go queue by
+/// queue). Deleting a queue reads the whole table (its cascade has no index to go by): a rare
+/// operation, where every lease and ack is a frequent one.
+const V5: &str = "DROP INDEX redrive.jobs_queue_state;
+DROP INDEX redrive.jobs_leased;
+CREATE INDEX jobs_leased ON redrive.jobs (queue_id, visible_at) WHERE state = 2;
+DROP INDEX redrive.jobs_expiry;
+CREATE INDEX jobs_expiry ON redrive.jobs (queue_id, expires_at) WHERE state <> 2;";
 
 /// Brings the schema up to [`SCHEMA_VERSION`], or refuses a newer one.
 pub async fn migrate(client: &mut Client) -> Result<()> {

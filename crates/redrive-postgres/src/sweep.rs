@@ -41,13 +41,15 @@ async fn once(pool: &Pool, shard: i16) -> Result<()> {
     Ok(())
 }
 
-/// Jobs past their deadline that are not leased (a leased one waits for its lease to end).
+/// Jobs past their deadline that are not leased (a leased one waits for its lease to end),
+/// queue by queue (`jobs_expiry` leads with the queue).
 async fn retention(c: &mut deadpool_postgres::Client, shard: i16) -> Result<usize> {
-    const SQL: &str = "SELECT id, queue_id, state, failures, max_attempts, receive_count, \
+    const SQL: &str = "SELECT j.id, queue_id, state, failures, max_attempts, receive_count, \
          leased_at, worker_id, dead_reason, source_queue_id, completed_at, visible_at, \
          lease_epoch, enqueued_at, redrive_count, expires_at, redrive.now_ms() \
-         FROM redrive.jobs WHERE expires_at <= redrive.now_ms() AND state <> 2 \
-         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED";
+         FROM redrive.queues q CROSS JOIN LATERAL (SELECT * FROM redrive.jobs \
+           WHERE queue_id = q.id AND state <> 2 AND expires_at <= redrive.now_ms() \
+           ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) j LIMIT $1";
     let tx = c.transaction().await.map_err(internal)?;
     let rows = query(&tx, SQL, &[&SWEEP_BATCH]).await?;
     for r in &rows {

@@ -18,6 +18,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::queue_cache::QueueCache;
+
+/// The channel on which a change to any queue row is announced (migration 4's trigger).
+const QUEUE_CHANNEL: &str = "redrive_queue";
+
 /// Longest a parked receive sleeps without looking again.
 pub const RECHECK_MS: u64 = 1000;
 /// Pause before the listener reconnects after losing its connection.
@@ -106,18 +111,26 @@ impl Drop for Registration<'_> {
 }
 
 /// Runs the listener for ever (the broker aborts it when dropped): connects, `LISTEN`s, wakes
-/// waiters on each notification, and after losing the connection wakes everyone (they look
-/// again themselves) and reconnects.
-pub async fn listen(config: tokio_postgres::Config, waiters: Arc<Waiters>, up: Arc<AtomicBool>) {
+/// waiters on each notification of new work and forgets the cached queue rows on each change
+/// of a queue; after losing the connection, wakes everyone (they look again themselves), stops
+/// caching queue rows, and reconnects.
+pub async fn listen(
+    config: tokio_postgres::Config,
+    waiters: Arc<Waiters>,
+    queues: Arc<QueueCache>,
+    up: Arc<AtomicBool>,
+) {
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut conn)) => {
-                let w = waiters.clone();
+                let (w, cache) = (waiters.clone(), queues.clone());
                 let driver = tokio::spawn(async move {
                     loop {
                         match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
                             Some(Ok(AsyncMessage::Notification(n))) => {
-                                if let Ok(q) = n.payload().parse::<i32>() {
+                                if n.channel() == QUEUE_CHANNEL {
+                                    cache.forget();
+                                } else if let Ok(q) = n.payload().parse::<i32>() {
                                     w.wake(q);
                                 }
                             }
@@ -130,8 +143,9 @@ pub async fn listen(config: tokio_postgres::Config, waiters: Arc<Waiters>, up: A
                         }
                     }
                 });
-                match client.batch_execute("LISTEN redrive_ready").await {
+                match client.batch_execute("LISTEN redrive_ready; LISTEN redrive_queue").await {
                     Ok(()) => {
+                        queues.set_live(true);
                         up.store(true, Ordering::SeqCst);
                         let _ = driver.await;
                     }
@@ -145,6 +159,7 @@ pub async fn listen(config: tokio_postgres::Config, waiters: Arc<Waiters>, up: A
             Err(e) => tracing::warn!(error = %e, "listener cannot connect"),
         }
         up.store(false, Ordering::SeqCst);
+        queues.set_live(false);
         waiters.wake_all();
         tokio::time::sleep(Duration::from_millis(RECONNECT_MS)).await;
     }
