@@ -298,14 +298,16 @@ pub async fn expire_leases(
 
 /// The earliest time (ms, database clock) a delayed job or a lease in these queues comes due,
 /// and the clock now: how long a parked receive may sleep without missing one. Each is the
-/// first entry of an index range (leases per queue, delayed jobs per queue and level).
+/// first entry of an index range (leases per queue; per queue and level, the ready index past
+/// the clock, which holds only jobs still delayed, where the jobs before it may be a backlog).
 pub async fn next_due(c: &impl GenericClient, queues: &[i32]) -> Result<(Option<i64>, i64)> {
     const SQL: &str = "SELECT least( \
          (SELECT min(l.v) FROM unnest($1::int4[]) q(id), LATERAL (SELECT visible_at AS v \
             FROM redrive.jobs WHERE queue_id = q.id AND state = 2 ORDER BY visible_at LIMIT 1) l), \
          (SELECT min(d.v) FROM unnest($1::int4[]) q(id), unnest('{0,1,2}'::int2[]) p(level), \
             LATERAL (SELECT visible_at AS v FROM redrive.jobs WHERE queue_id = q.id \
-              AND priority = p.level AND state = 0 ORDER BY visible_at LIMIT 1) d)), \
+              AND priority = p.level AND state IN (0, 1) AND visible_at > redrive.now_ms() \
+              ORDER BY visible_at LIMIT 1) d)), \
          redrive.now_ms()";
     let r = crate::db::query_one(c, SQL, &[&queues]).await?;
     Ok((r.get(0), r.get(1)))
