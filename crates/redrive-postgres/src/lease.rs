@@ -15,7 +15,8 @@ use crate::transition::{self, JobCore};
 /// every lease, death and redrive) completes it while leased, and also once the lease is over
 /// (ran out, released, failed) as long as the job waits unleased: SQS's DeleteMessage with the
 /// latest receipt handle; a job of a FIFO queue only while its lease runs, as on SQS (its group
-/// may have moved on). `known` tells a stale receipt (the job exists) from an unknown one.
+/// may have moved on). `known` tells a stale receipt (the job exists) from an unknown one, and
+/// is looked up only for receipts that completed nothing.
 /// Jobs of FIFO groups wake their queue: the group's next job may now go out. The ids are the
 /// only way in: `state + 0` keeps the planner off the `jobs_leased` index, whose range holds
 /// every lease of the last visibility timeout (the acked ones too, until vacuum), and each read
@@ -37,7 +38,7 @@ const ACK_SQL: &str = "WITH input AS ( \
     RETURNING j.id, j.queue_id, j.group_id, j.leased_at, j.receive_count), \
   wake AS (SELECT count(pg_notify('redrive_ready', queue_id::text)) AS c \
     FROM (SELECT DISTINCT queue_id FROM done WHERE group_id IS NOT NULL) g) \
-  SELECT i.ord, d.id IS NOT NULL, EXISTS (SELECT 1 FROM redrive.jobs x \
+  SELECT i.ord, d.id IS NOT NULL, d.id IS NOT NULL OR EXISTS (SELECT 1 FROM redrive.jobs x \
       WHERE x.id = i.id AND x.id = ANY($1::uuid[])), \
     d.queue_id, n.now - d.leased_at, d.receive_count \
   FROM input i LEFT JOIN done d ON d.id = i.id, wake, n ORDER BY i.ord";
