@@ -139,7 +139,8 @@ CREATE TRIGGER queue_changed AFTER UPDATE OR DELETE ON redrive.queues
 /// the partial indexes, which lead with the queue: `jobs_leased (queue_id, visible_at)` for
 /// leased jobs and `jobs_expiry (queue_id, expires_at)` for the others (the sweeps go queue by
 /// queue). Deleting a queue reads the whole table (its cascade has no index to go by): a rare
-/// operation, where every lease and ack is a frequent one.
+/// operation, where every lease and ack is a frequent one. Building the two indexes locks writes
+/// to the jobs table while it runs, once, at the first start of this version.
 const V5: &str = "DROP INDEX redrive.jobs_queue_state;
 DROP INDEX redrive.jobs_leased;
 CREATE INDEX jobs_leased ON redrive.jobs (queue_id, visible_at) WHERE state = 2;
