@@ -54,8 +54,8 @@ macro_rules! lease_tail {
 
 /// Standard queues: up to `$2` candidates per level, best `least($2, $7)` by (effective
 /// level, ready since); `$7` is the queue's room for more leases (see [`Rooms`]). `$3` is the
-/// aging time (NULL = off). The union of three index range scans keeps a
-/// receive's cost independent of the backlog.
+/// aging time (NULL = off). The union of three index range scans keeps a receive's cost
+/// independent of the backlog.
 const STANDARD_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
     "c0 AS (SELECT id, priority, visible_at, receive_count, expires_at FROM redrive.jobs \
