@@ -7,8 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use redrive_core::broker::{DeadFilter, FailRequest, JobFilter, NewJob, ReceiveRequest};
-use redrive_core::broker::RedriveRequest;
+use redrive_core::broker::{
+    DeadFilter, FailRequest, JobFilter, NewJob, ReceiveRequest, RedriveRequest,
+};
 use redrive_core::model::ErrorInfo;
 use redrive_core::{Broker, QueuePatch};
 use redrive_postgres::{PgBroker, PgOptions};
