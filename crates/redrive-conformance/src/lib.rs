@@ -160,7 +160,8 @@ macro_rules! suite {
             a_long_poll_gets_a_redriven_job,
             a_long_poll_gets_a_fifo_groups_next_job_when_the_group_is_acked,
             a_long_poll_on_several_queues_is_woken_by_any,
-            retention_expires_jobs_and_a_change_applies_to_existing_ones
+            retention_expires_jobs_and_a_change_applies_to_existing_ones,
+            completed_jobs_count_until_they_are_forgotten
         );
     };
     (@tests $backend:path; $($name:ident),*) => {

@@ -59,3 +59,33 @@ pub async fn retention_expires_jobs_and_a_change_applies_to_existing_ones<B: Bro
     let keep = b.get_queue("keep".into()).await.unwrap().stats.totals;
     assert_eq!(keep.dead_lettered, 1);
 }
+
+/// Completed jobs are counted while they are kept (`completed_retention_ms`) and no longer
+/// once forgotten, while the lifetime totals keep them; dead and leased jobs are counted
+/// beside them.
+pub async fn completed_jobs_count_until_they_are_forgotten<B: Broker>(b: &B) {
+    queue(b, "q", |p| {
+        p.completed_retention_ms = Some(crate::SOON_MS);
+        p.dead_letter_queue = Some(None);
+    })
+    .await;
+    send(b, "q", vec![job("a"), job("b"), job("c"), job("d")]).await;
+    let got = crate::take(b, "q", 4, None).await;
+    assert_eq!(got.len(), 4);
+    b.ack(vec![got[0].receipt.clone(), got[1].receipt.clone()]).await.unwrap();
+    b.fail(crate::failure(&got[2].receipt, None, true)).await.unwrap();
+    let s = b.get_queue("q".into()).await.unwrap().stats;
+    let counts = (s.counts.completed, s.counts.dead, s.counts.leased, s.counts.ready);
+    assert_eq!(counts, (2, 1, 1, 0), "completed, dead, leased, ready");
+    assert_eq!(s.dead_letters, 1);
+    let deadline = Instant::now() + RETENTION_SLACK;
+    loop {
+        let s = b.get_queue("q".into()).await.unwrap().stats;
+        if s.counts.completed == 0 {
+            assert_eq!((s.totals.acked, s.counts.dead, s.counts.leased), (2, 1, 1));
+            break;
+        }
+        assert!(Instant::now() < deadline, "completed jobs never forgotten: {:?}", s.counts);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

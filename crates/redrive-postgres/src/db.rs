@@ -121,6 +121,9 @@ pub enum Total {
     Expired,
     Purged,
     Redriven,
+    /// Completed jobs deleted past `completed_retention_ms` (not a total users see: the
+    /// completed count is acked less forgotten).
+    Forgotten,
 }
 
 macro_rules! bump_sql {
@@ -156,6 +159,7 @@ pub async fn bump(
         Total::Expired => bump_sql!("expired"),
         Total::Purged => bump_sql!("purged"),
         Total::Redriven => bump_sql!("redriven"),
+        Total::Forgotten => bump_sql!("forgotten"),
     };
     execute(c, sql, &[&queue_id, &shard, &n]).await.map(drop)
 }

@@ -186,9 +186,11 @@ async fn import_queue(c: &impl GenericClient, q: &ImportQueue) -> Result<i32> {
     let config = serde_json::to_string(&q.config).expect("a queue config serializes");
     let (created, updated) = (sql_ms(q.created_at), sql_ms(q.updated_at));
     let id: i32 = query_one(c, SQL, &[&q.name, &config, &created, &updated]).await?.get(0);
+    // The completed jobs stay behind (only unfinished jobs are copied): forgotten, so the
+    // completed count (acked less forgotten) starts at none.
     const TOTALS: &str = "INSERT INTO redrive.queue_totals (queue_id, shard, enqueued, \
         duplicates, delivered, acked, failed, lease_expired, dead_lettered, expired, purged, \
-        redriven) VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+        redriven, forgotten) VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $5)";
     let t = &q.totals;
     let v: Vec<i64> = [
         t.enqueued,

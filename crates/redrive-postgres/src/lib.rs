@@ -94,6 +94,7 @@ struct Inner {
     waiters: Arc<Waiters>,
     wakes: Arc<Wakes>,
     unflushed: Arc<totals::Unflushed>,
+    rates: Arc<queues::Rates>,
     rooms: receive::Rooms,
     /// Queue rows for enqueue and receive.
     queues: Arc<QueueCache>,
@@ -170,6 +171,7 @@ impl PgBroker {
                 waiters,
                 wakes,
                 unflushed,
+                rates: Arc::default(),
                 rooms: receive::Rooms::default(),
                 queues,
                 shard: AtomicU32::new(0),
@@ -306,13 +308,14 @@ impl PgBroker {
 
 impl Broker for PgBroker {
     async fn put_queue(&self, name: String, patch: QueuePatch) -> Result<(QueueInfo, bool)> {
-        let unflushed = self.inner.unflushed.clone();
+        let (unflushed, rates) = (self.inner.unflushed.clone(), self.inner.rates.clone());
         let r = self
             .in_tx(|tx| {
                 Box::pin(async move {
                     let now = db::now_ms(tx).await?;
                     let (q, created) = queues::put(tx, &name, &patch, db::sql_ms(now)).await?;
-                    let info = queues::infos(tx, vec![q], db::sql_ms(now), &unflushed).await?;
+                    let info =
+                        queues::infos(tx, vec![q], db::sql_ms(now), &unflushed, &rates).await?;
                     Ok((info.into_iter().next().expect("one queue"), created))
                 })
             })
@@ -327,7 +330,9 @@ impl Broker for PgBroker {
         let q = db::queue_by_name(&c, &name).await?;
         receive::expire_leases(&mut c, Some(q.id), LEASE_EXPIRY_BATCH, self.shard()).await?;
         let now = db::now_ms(&c).await?;
-        let info = queues::infos(&c, vec![q], db::sql_ms(now), &self.inner.unflushed).await?;
+        let info =
+            queues::infos(&c, vec![q], db::sql_ms(now), &self.inner.unflushed, &self.inner.rates)
+                .await?;
         Ok(info.into_iter().next().expect("one queue"))
     }
 
@@ -340,7 +345,7 @@ impl Broker for PgBroker {
         {}
         let all = queues::all(&c).await?;
         let now = db::now_ms(&c).await?;
-        queues::infos(&c, all, db::sql_ms(now), &self.inner.unflushed).await
+        queues::infos(&c, all, db::sql_ms(now), &self.inner.unflushed, &self.inner.rates).await
     }
 
     async fn delete_queue(&self, name: String) -> Result<()> {

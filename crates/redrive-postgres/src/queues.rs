@@ -1,7 +1,9 @@
 //! Queues: create or patch (with the automatic `<name>-dlq`), list, delete, and their
 //! statistics, counted from the jobs table and the sharded lifetime totals.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::GenericClient;
 use redrive_core::broker::{PriorityCounts, QueueInfo, QueueStats, QueueTotals, StateCounts};
@@ -125,32 +127,72 @@ async fn check_dlq(c: &impl GenericClient, name: &str, config: &QueueConfig) -> 
     Ok(())
 }
 
-/// Counts by state and priority, oldest ready job, dead letters and recent rates, per queue.
-/// A queue's jobs are read from its two index ranges (`jobs_expiry` for the jobs not leased,
-/// `jobs_leased` for the others): no index holds every job of a queue.
+/// Counts by state and priority, oldest ready job and dead letters, per queue, from the index
+/// ranges that hold them: waiting jobs (`jobs_ready`, `k` 0), leases (`jobs_leased`, 1) and
+/// dead letters (`jobs_dead`, 2). Completed jobs, kept for `completed_retention_ms` and by far
+/// the most rows of a busy queue, are not read: their count is acked less forgotten (the
+/// totals), and the rates come from the totals too ([`Rates`]).
 const STATS_SQL: &str = "SELECT queue_id, \
-     count(*) FILTER (WHERE state = 0 AND visible_at > $2), \
-     count(*) FILTER (WHERE state = 1 OR (state = 0 AND visible_at <= $2)), \
-     count(*) FILTER (WHERE state = 2), \
-     count(*) FILTER (WHERE state = 3), \
-     count(*) FILTER (WHERE state = 4), \
-     count(*) FILTER (WHERE (state = 1 OR (state = 0 AND visible_at <= $2)) AND priority = 0), \
-     count(*) FILTER (WHERE (state = 1 OR (state = 0 AND visible_at <= $2)) AND priority = 1), \
-     count(*) FILTER (WHERE (state = 1 OR (state = 0 AND visible_at <= $2)) AND priority = 2), \
-     count(*) FILTER (WHERE dead_reason IS NOT NULL AND state <> 3), \
-     min(visible_at) FILTER (WHERE state = 1 OR (state = 0 AND visible_at <= $2)), \
-     min(enqueued_at) FILTER (WHERE state = 1 OR (state = 0 AND visible_at <= $2)), \
-     count(*) FILTER (WHERE enqueued_at > $2 - 60000), \
-     count(*) FILTER (WHERE state = 3 AND completed_at > $2 - 60000) \
-   FROM (SELECT queue_id, state, priority, visible_at, enqueued_at, completed_at, dead_reason \
-       FROM redrive.jobs WHERE queue_id = ANY($1) AND state <> 2 \
-     UNION ALL SELECT queue_id, state, priority, visible_at, enqueued_at, completed_at, \
-       dead_reason FROM redrive.jobs WHERE queue_id = ANY($1) AND state = 2) j \
+     count(*) FILTER (WHERE k = 0 AND state = 0 AND visible_at > $2), \
+     count(*) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2)), \
+     count(*) FILTER (WHERE k = 1), \
+     count(*) FILTER (WHERE k = 2 AND state = 4), \
+     count(*) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2) AND priority = 0), \
+     count(*) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2) AND priority = 1), \
+     count(*) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2) AND priority = 2), \
+     count(*) FILTER (WHERE k = 2), \
+     min(visible_at) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2)), \
+     min(enqueued_at) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2)) \
+   FROM (SELECT 0 AS k, queue_id, state, priority, visible_at, enqueued_at FROM redrive.jobs \
+       WHERE queue_id = ANY($1) AND state IN (0, 1) \
+     UNION ALL SELECT 1, queue_id, state, priority, visible_at, enqueued_at FROM redrive.jobs \
+       WHERE queue_id = ANY($1) AND state = 2 \
+     UNION ALL SELECT 2, queue_id, state, priority, visible_at, enqueued_at FROM redrive.jobs \
+       WHERE queue_id = ANY($1) AND dead_reason IS NOT NULL AND state <> 3) j \
    GROUP BY queue_id";
+
+/// Enqueue and ack rates per queue over about the last minute, from the totals as this server
+/// read them: a reading at most every second per queue is kept, and the rate is the change
+/// since the newest reading at least a minute old (or the oldest one there is). The first read
+/// of a queue on a server has no earlier reading and shows no rate.
+#[derive(Default)]
+pub struct Rates(Mutex<HashMap<i32, VecDeque<Reading>>>);
+
+/// When the totals were read, and their enqueued and acked counts then.
+type Reading = (Instant, u64, u64);
+
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+impl Rates {
+    /// Records a reading of a queue's enqueued and acked totals; returns (enqueue, ack) per
+    /// second.
+    fn observe(&self, queue: i32, enqueued: u64, acked: u64) -> (f64, f64) {
+        let now = Instant::now();
+        let mut g = self.0.lock().expect("rates lock");
+        // Queues nobody asked about for two windows (deleted ones among them) are dropped.
+        g.retain(|_, r| r.back().is_some_and(|(t, _, _)| now.duration_since(*t) < 2 * RATE_WINDOW));
+        let ring = g.entry(queue).or_default();
+        while ring.get(1).is_some_and(|(t, _, _)| now.duration_since(*t) >= RATE_WINDOW) {
+            ring.pop_front();
+        }
+        let rates = match ring.front() {
+            Some(&(t, e, a)) if now.duration_since(t) >= Duration::from_secs(1) => {
+                let secs = now.duration_since(t).as_secs_f64();
+                (enqueued.saturating_sub(e) as f64 / secs, acked.saturating_sub(a) as f64 / secs)
+            }
+            _ => (0.0, 0.0),
+        };
+        if ring.back().is_none_or(|(t, _, _)| now.duration_since(*t) >= Duration::from_secs(1)) {
+            ring.push_back((now, enqueued, acked));
+        }
+        rates
+    }
+}
 
 const TOTALS_SQL: &str = "SELECT queue_id, sum(enqueued)::bigint, sum(duplicates)::bigint, \
      sum(delivered)::bigint, sum(acked)::bigint, sum(failed)::bigint, sum(lease_expired)::bigint, \
-     sum(dead_lettered)::bigint, sum(expired)::bigint, sum(purged)::bigint, sum(redriven)::bigint \
+     sum(dead_lettered)::bigint, sum(expired)::bigint, sum(purged)::bigint, sum(redriven)::bigint, \
+     sum(forgotten)::bigint \
    FROM redrive.queue_totals WHERE queue_id = ANY($1) GROUP BY queue_id";
 
 /// Queue infos with their statistics, in the order given.
@@ -161,6 +203,7 @@ pub async fn infos(
     queues: Vec<QueueRow>,
     now: i64,
     unflushed: &Unflushed,
+    rates: &Rates,
 ) -> Result<Vec<QueueInfo>> {
     let ids: Vec<i32> = queues.iter().map(|q| q.id).collect();
     let mut stats: HashMap<i32, QueueStats> = HashMap::new();
@@ -168,7 +211,7 @@ pub async fn infos(
     for r in query(c, STATS_SQL, &[&ids, &now]).await? {
         let id: i32 = r.get(0);
         let n = |i: usize| r.get::<_, i64>(i) as u64;
-        let oldest: Option<i64> = if fifo[&id] { r.get(11) } else { r.get(10) };
+        let oldest: Option<i64> = if fifo[&id] { r.get(10) } else { r.get(9) };
         stats.insert(
             id,
             QueueStats {
@@ -176,19 +219,18 @@ pub async fn infos(
                     delayed: n(1),
                     ready: n(2),
                     leased: n(3),
-                    completed: n(4),
-                    dead: n(5),
+                    dead: n(4),
+                    completed: 0,
                 },
-                ready_by_priority: PriorityCounts { high: n(6), standard: n(7), low: n(8) },
-                dead_letters: n(9),
+                ready_by_priority: PriorityCounts { high: n(5), standard: n(6), low: n(7) },
+                dead_letters: n(8),
                 oldest_ready_age_ms: oldest.map_or(0, |t| db::ms(now - t)),
-                totals: QueueTotals::default(),
-                enqueue_rate: n(12) as f64 / 60.0,
-                ack_rate: n(13) as f64 / 60.0,
+                ..QueueStats::default()
             },
         );
     }
     let (_no_flush, pending) = unflushed.snapshot().await;
+    let mut forgotten: HashMap<i32, u64> = HashMap::new();
     for r in query(c, TOTALS_SQL, &[&ids]).await? {
         let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
         stats.entry(r.get(0)).or_default().totals = QueueTotals {
@@ -203,9 +245,17 @@ pub async fn infos(
             purged: n(9),
             redriven: n(10),
         };
+        forgotten.insert(r.get(0), n(11));
     }
     for (id, hot) in pending.iter().filter(|(id, _)| ids.contains(id)) {
         hot.add_to(&mut stats.entry(*id).or_default().totals);
+    }
+    for (id, s) in &mut stats {
+        let t = &s.totals;
+        // Exact on the server that acked (its unwritten acks are added); elsewhere behind by
+        // the acks not yet written (a second at most), and a crash loses those for good.
+        s.counts.completed = t.acked.saturating_sub(forgotten.get(id).copied().unwrap_or(0));
+        (s.enqueue_rate, s.ack_rate) = rates.observe(*id, t.enqueued, t.acked);
     }
     Ok(queues
         .into_iter()

@@ -132,7 +132,10 @@ impl Rooms {
         let max = limits::INFLIGHT_PER_QUEUE_MAX as i64;
         let leased: i64 = crate::db::query_one(c, SQL, &[&queue, &max]).await?.get(0);
         let left = max - leased;
-        self.0.lock().expect("rooms lock").insert(queue, (left, Instant::now()));
+        let mut g = self.0.lock().expect("rooms lock");
+        // Counts long unused (deleted queues among them) are dropped.
+        g.retain(|_, (_, at)| at.elapsed() < 60 * ROOM_RECOUNT);
+        g.insert(queue, (left, Instant::now()));
         Ok(left)
     }
 

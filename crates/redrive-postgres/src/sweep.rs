@@ -6,6 +6,7 @@
 //! re-checks them under the lock, so two servers sweeping at once split the work instead of
 //! doing it twice; a crash mid-step leaves rows as they were, for the next sweep.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -13,7 +14,7 @@ use redrive_core::model::JobId;
 use redrive_core::Result;
 use uuid::Uuid;
 
-use crate::db::{execute, internal, query};
+use crate::db::{bump, execute, internal, query, Total};
 use crate::receive;
 use crate::transition::{self, JobCore};
 
@@ -52,15 +53,21 @@ async fn retention(c: &mut deadpool_postgres::Client, shard: i16) -> Result<usiz
            ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) j LIMIT $1";
     let tx = c.transaction().await.map_err(internal)?;
     let rows = query(&tx, SQL, &[&SWEEP_BATCH]).await?;
+    let mut forgotten: HashMap<i32, i64> = HashMap::new();
     for r in &rows {
         let j = JobCore::from_row(r);
         let now: i64 = r.get(16);
         if j.state == redrive_core::JobState::Acked as i16 {
-            // Forgotten, not counted: it left the system when it was acked.
+            // Not in the users' totals (it left the system when it was acked), but the
+            // completed count is acked less forgotten.
             execute(&tx, "DELETE FROM redrive.jobs WHERE id = $1", &[&j.id]).await?;
+            *forgotten.entry(j.queue_id).or_default() += 1;
         } else {
             transition::expire(&tx, j, now, shard).await?;
         }
+    }
+    for (queue, n) in forgotten {
+        bump(&tx, queue, shard, Total::Forgotten, n).await?;
     }
     tx.commit().await.map_err(internal)?;
     Ok(rows.len())
