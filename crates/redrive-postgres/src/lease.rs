@@ -9,7 +9,7 @@ use redrive_core::{limits, Error, Result};
 use uuid::Uuid;
 
 use crate::db::{internal, query, query_opt, sql_ms};
-use crate::transition::{self, JobCore};
+use crate::transition::{self, job_core_select, JobCore};
 
 /// Acks a batch in one statement. A receipt of the job's current lease epoch (it moves on with
 /// every lease, death and redrive) completes it while leased, and also once the lease is over
@@ -102,10 +102,7 @@ pub async fn ack(
 /// Locks the job a receipt names, inside `tx`, or says why not: malformed → invalid receipt,
 /// no such job → not found, not leased by this epoch or its lease ended → stale.
 async fn leased(tx: &impl GenericClient, receipt: &str) -> Result<(JobCore, i64)> {
-    const SQL: &str = "SELECT id, queue_id, state, failures, max_attempts, receive_count, \
-         leased_at, worker_id, dead_reason, source_queue_id, completed_at, visible_at, \
-         lease_epoch, enqueued_at, redrive_count, expires_at, redrive.now_ms() \
-         FROM redrive.jobs WHERE id = $1 FOR UPDATE";
+    const SQL: &str = concat!(job_core_select!(), "FROM redrive.jobs j WHERE j.id = $1 FOR UPDATE");
     let r: Receipt = receipt.parse().map_err(|()| Error::InvalidReceipt)?;
     let row = query_opt(tx, SQL, &[&Uuid::from_u128(r.id.0)]).await?;
     let row = row.ok_or(Error::JobNotFound(r.id))?;

@@ -51,17 +51,21 @@ impl QueueCache {
 
     /// Forgets every row: some queue changed.
     pub fn forget(&self) {
-        let mut g = self.0.lock().expect("queue cache lock");
-        g.generation += 1;
-        g.rows.clear();
+        self.0.lock().expect("queue cache lock").forget();
     }
 
     /// Whether changes are announced to this server from now on; either way, what was cached
     /// is forgotten (changes may have gone unannounced).
     pub fn set_live(&self, live: bool) {
         let mut g = self.0.lock().expect("queue cache lock");
-        g.generation += 1;
-        g.rows.clear();
+        g.forget();
         g.live = live;
+    }
+}
+
+impl Inner {
+    fn forget(&mut self) {
+        self.generation += 1;
+        self.rows.clear();
     }
 }

@@ -128,27 +128,28 @@ async fn check_dlq(c: &impl GenericClient, name: &str, config: &QueueConfig) -> 
 }
 
 /// Counts by state and priority, oldest ready job and dead letters, per queue, from the index
-/// ranges that hold them: waiting jobs (`jobs_ready`, `k` 0), leases (`jobs_leased`, 1) and
-/// dead letters (`jobs_dead`, 2). Completed jobs, kept for `completed_retention_ms` and by far
+/// ranges that hold them: waiting jobs (`jobs_ready`, `k` 0; `ready` once due, the rest
+/// delayed), leases (`jobs_leased`, 1) and dead letters (`jobs_dead`, 2). Completed jobs, kept for `completed_retention_ms` and by far
 /// the most rows of a busy queue, are not read: their count is acked less forgotten (the
 /// totals), and the rates come from the totals too ([`Rates`]).
 const STATS_SQL: &str = "SELECT queue_id, \
-     count(*) FILTER (WHERE k = 0 AND state = 0 AND visible_at > $2), \
-     count(*) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2)), \
+     count(*) FILTER (WHERE k = 0 AND NOT ready), \
+     count(*) FILTER (WHERE ready), \
      count(*) FILTER (WHERE k = 1), \
      count(*) FILTER (WHERE k = 2 AND state = 4), \
-     count(*) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2) AND priority = 0), \
-     count(*) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2) AND priority = 1), \
-     count(*) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2) AND priority = 2), \
+     count(*) FILTER (WHERE ready AND priority = 0), \
+     count(*) FILTER (WHERE ready AND priority = 1), \
+     count(*) FILTER (WHERE ready AND priority = 2), \
      count(*) FILTER (WHERE k = 2), \
-     min(visible_at) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2)), \
-     min(enqueued_at) FILTER (WHERE k = 0 AND (state = 1 OR visible_at <= $2)) \
-   FROM (SELECT 0 AS k, queue_id, state, priority, visible_at, enqueued_at FROM redrive.jobs \
+     min(visible_at) FILTER (WHERE ready), \
+     min(enqueued_at) FILTER (WHERE ready) \
+   FROM (SELECT 0 AS k, queue_id, state, priority, visible_at, enqueued_at, \
+       state = 1 OR visible_at <= $2 AS ready FROM redrive.jobs \
        WHERE queue_id = ANY($1) AND state IN (0, 1) \
-     UNION ALL SELECT 1, queue_id, state, priority, visible_at, enqueued_at FROM redrive.jobs \
-       WHERE queue_id = ANY($1) AND state = 2 \
-     UNION ALL SELECT 2, queue_id, state, priority, visible_at, enqueued_at FROM redrive.jobs \
-       WHERE queue_id = ANY($1) AND dead_reason IS NOT NULL AND state <> 3) j \
+     UNION ALL SELECT 1, queue_id, state, priority, visible_at, enqueued_at, false \
+       FROM redrive.jobs WHERE queue_id = ANY($1) AND state = 2 \
+     UNION ALL SELECT 2, queue_id, state, priority, visible_at, enqueued_at, false \
+       FROM redrive.jobs WHERE queue_id = ANY($1) AND dead_reason IS NOT NULL AND state <> 3) j \
    GROUP BY queue_id";
 
 /// Enqueue and ack rates per queue over about the last minute, from the totals as this server

@@ -19,7 +19,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::db::{execute, ms, query, sql_ms, QueueRow};
-use crate::transition::{self, JobCore};
+use crate::transition::{self, job_core_select, JobCore};
 
 /// What the leased rows return, shared by both candidate queries. The test for leases that
 /// ran out bounds its scan by the clock (a scalar, so an index condition): joined to `n`
@@ -250,11 +250,11 @@ pub async fn settle_doomed(
     ids: &[Uuid],
     shard: i16,
 ) -> Result<()> {
-    const SQL: &str =
-        "SELECT id, queue_id, state, failures, max_attempts, receive_count, leased_at, worker_id, \
-         dead_reason, source_queue_id, completed_at, visible_at, lease_epoch, enqueued_at, \
-         redrive_count, expires_at, redrive.now_ms() FROM redrive.jobs \
-         WHERE id = ANY($1) AND queue_id = $2 AND state IN (0, 1) ORDER BY id FOR UPDATE";
+    const SQL: &str = concat!(
+        job_core_select!(),
+        "FROM redrive.jobs j WHERE j.id = ANY($1) AND j.queue_id = $2 AND j.state IN (0, 1) \
+         ORDER BY j.id FOR UPDATE"
+    );
     let tx = c.transaction().await.map_err(crate::db::internal)?;
     let ids = ids.to_vec();
     for r in query(&tx, SQL, &[&ids, &q.id]).await? {
@@ -280,13 +280,13 @@ pub async fn expire_leases(
     limit: i64,
     shard: i16,
 ) -> Result<usize> {
-    const SQL: &str = "SELECT j.id, queue_id, state, failures, max_attempts, receive_count, \
-         leased_at, worker_id, dead_reason, source_queue_id, completed_at, visible_at, \
-         lease_epoch, enqueued_at, redrive_count, expires_at, redrive.now_ms() \
-         FROM redrive.queues q CROSS JOIN LATERAL (SELECT * FROM redrive.jobs \
+    const SQL: &str = concat!(
+        job_core_select!(),
+        "FROM redrive.queues q CROSS JOIN LATERAL (SELECT * FROM redrive.jobs \
            WHERE queue_id = q.id AND state = 2 AND visible_at <= redrive.now_ms() \
            ORDER BY visible_at LIMIT $2 FOR UPDATE SKIP LOCKED) j \
-         WHERE $1::int4 IS NULL OR q.id = $1 LIMIT $2";
+         WHERE $1::int4 IS NULL OR q.id = $1 LIMIT $2"
+    );
     let tx = c.transaction().await.map_err(crate::db::internal)?;
     let rows = query(&tx, SQL, &[&queue, &limit]).await?;
     for r in &rows {

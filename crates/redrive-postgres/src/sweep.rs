@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::db::{bump, execute, internal, query, Total};
 use crate::receive;
-use crate::transition::{self, JobCore};
+use crate::transition::{self, job_core_select, JobCore};
 
 /// Rows settled per transaction.
 const SWEEP_BATCH: i64 = 500;
@@ -45,12 +45,12 @@ async fn once(pool: &Pool, shard: i16) -> Result<()> {
 /// Jobs past their deadline that are not leased (a leased one waits for its lease to end),
 /// queue by queue (`jobs_expiry` leads with the queue).
 async fn retention(c: &mut deadpool_postgres::Client, shard: i16) -> Result<usize> {
-    const SQL: &str = "SELECT j.id, queue_id, state, failures, max_attempts, receive_count, \
-         leased_at, worker_id, dead_reason, source_queue_id, completed_at, visible_at, \
-         lease_epoch, enqueued_at, redrive_count, expires_at, redrive.now_ms() \
-         FROM redrive.queues q CROSS JOIN LATERAL (SELECT * FROM redrive.jobs \
+    const SQL: &str = concat!(
+        job_core_select!(),
+        "FROM redrive.queues q CROSS JOIN LATERAL (SELECT * FROM redrive.jobs \
            WHERE queue_id = q.id AND state <> 2 AND expires_at <= redrive.now_ms() \
-           ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) j LIMIT $1";
+           ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) j LIMIT $1"
+    );
     let tx = c.transaction().await.map_err(internal)?;
     let rows = query(&tx, SQL, &[&SWEEP_BATCH]).await?;
     let mut forgotten: HashMap<i32, i64> = HashMap::new();
@@ -79,11 +79,11 @@ pub async fn expire_lease_of(
     id: JobId,
     shard: i16,
 ) -> Result<()> {
-    const SQL: &str = "SELECT id, queue_id, state, failures, max_attempts, receive_count, \
-         leased_at, worker_id, dead_reason, source_queue_id, completed_at, visible_at, \
-         lease_epoch, enqueued_at, redrive_count, expires_at, redrive.now_ms() \
-         FROM redrive.jobs WHERE id = $1 AND state = 2 AND visible_at <= redrive.now_ms() \
-         FOR UPDATE SKIP LOCKED";
+    const SQL: &str = concat!(
+        job_core_select!(),
+        "FROM redrive.jobs j WHERE j.id = $1 AND j.state = 2 \
+         AND j.visible_at <= redrive.now_ms() FOR UPDATE SKIP LOCKED"
+    );
     let tx = c.transaction().await.map_err(internal)?;
     if let Some(r) = query(&tx, SQL, &[&Uuid::from_u128(id.0)]).await?.first() {
         let j = JobCore::from_row(r);

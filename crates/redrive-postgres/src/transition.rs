@@ -15,8 +15,19 @@ use uuid::Uuid;
 
 use crate::db::{self, bump, execute, QueueRow, Total};
 
-/// The columns of a job that transitions read, locked by the caller, in the order every
-/// `SELECT` feeding [`JobCore::from_row`] lists them (`id` … `expires_at`, then the clock).
+/// `SELECT` of the columns [`JobCore::from_row`] reads, in its order (`id` … `expires_at`,
+/// then the clock), from `redrive.jobs` named `j`: the rest of the statement follows.
+macro_rules! job_core_select {
+    () => {
+        "SELECT j.id, j.queue_id, j.state, j.failures, j.max_attempts, j.receive_count, \
+         j.leased_at, j.worker_id, j.dead_reason, j.source_queue_id, j.completed_at, \
+         j.visible_at, j.lease_epoch, j.enqueued_at, j.redrive_count, j.expires_at, \
+         redrive.now_ms() "
+    };
+}
+pub(crate) use job_core_select;
+
+/// The columns of a job that transitions read, locked by the caller (see [`job_core_select`]).
 #[derive(Clone, Debug)]
 pub struct JobCore {
     pub id: Uuid,
