@@ -126,18 +126,62 @@ impl Client {
         self.long_poll(url, &Body { queues, opts }, opts).await
     }
 
-    /// A receive is sent once (a lost reply leaves jobs leased until their lease ends), with a
-    /// timeout that covers the long poll.
+    /// `POST /v1/queues/{q}/receive` with `ack`: acks `receipts` (a worker's finished jobs), then
+    /// receives as [`Client::receive`], in one request (and, where the store can, one commit).
+    /// Returns one ack result per receipt, in order, and the jobs. Sent once, as a receive: if
+    /// the reply is lost, the acks may have been made (acking those receipts again answers
+    /// `stale`), and the jobs stay leased until their lease ends.
+    pub async fn ack_receive(
+        &self,
+        queue: &str,
+        receipts: &[String],
+        opts: &ReceiveOptions,
+    ) -> Result<(Vec<AckResult>, Vec<Delivery>), Error> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            ack: &'a [String],
+            #[serde(flatten)]
+            opts: &'a ReceiveOptions,
+        }
+        #[derive(Deserialize)]
+        struct Reply {
+            jobs: Vec<Delivery>,
+            #[serde(default)]
+            acked: Vec<AckResult>,
+        }
+        let url = endpoint(&self.base, &["v1", "queues", queue, "receive"]);
+        let reply: Reply =
+            decode(self.poll(url, &Body { ack: receipts, opts }, opts).await?).await?;
+        if reply.acked.len() != receipts.len() {
+            return Err(Error::Decode(format!(
+                "{} ack results for {} receipts",
+                reply.acked.len(),
+                receipts.len()
+            )));
+        }
+        Ok((reply.acked, reply.jobs))
+    }
+
     async fn long_poll<B: Serialize>(
         &self,
         url: reqwest::Url,
         body: &B,
         opts: &ReceiveOptions,
     ) -> Result<Vec<Delivery>, Error> {
+        Ok(decode::<Jobs<Delivery>>(self.poll(url, body, opts).await?).await?.jobs)
+    }
+
+    /// A receive is sent once (a lost reply leaves jobs leased until their lease ends), with a
+    /// timeout that covers the long poll.
+    async fn poll<B: Serialize>(
+        &self,
+        url: reqwest::Url,
+        body: &B,
+        opts: &ReceiveOptions,
+    ) -> Result<reqwest::Response, Error> {
         let wait_ms = opts.wait_ms.unwrap_or(RECEIVE_WAIT_MAX_MS).min(RECEIVE_WAIT_MAX_MS);
         let timeout = self.timeout + Duration::from_millis(wait_ms + LONG_POLL_MARGIN_MS);
-        let reply = self.send(Method::POST, url, Some(body), Retry::Once, timeout).await?;
-        Ok(decode::<Jobs<Delivery>>(reply).await?.jobs)
+        self.send(Method::POST, url, Some(body), Retry::Once, timeout).await
     }
 
     /// `POST /v1/ack`: completes leased jobs; one result per receipt, in order.

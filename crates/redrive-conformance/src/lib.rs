@@ -13,8 +13,10 @@
 //! - `control`: idempotency, long polls, multi-queue receive, docs, stats, drain;
 //! - `fifo`: group order, one batch of a group in flight, deduplication;
 //! - `wakeups`: long polls woken by delays, lease expiry, backoff and redrive;
-//! - `retention`: expiry to the dead-letter queue or deletion, and retention changes.
+//! - `retention`: expiry to the dead-letter queue or deletion, and retention changes;
+//! - `ack_receive`: acks carried by a receive.
 
+mod ack_receive;
 mod control;
 mod delivery;
 mod failure;
@@ -22,6 +24,7 @@ mod fifo;
 mod retention;
 mod wakeups;
 
+pub use ack_receive::*;
 pub use control::*;
 pub use delivery::*;
 pub use failure::*;
@@ -161,7 +164,11 @@ macro_rules! suite {
             a_long_poll_gets_a_fifo_groups_next_job_when_the_group_is_acked,
             a_long_poll_on_several_queues_is_woken_by_any,
             retention_expires_jobs_and_a_change_applies_to_existing_ones,
-            completed_jobs_count_until_they_are_forgotten
+            completed_jobs_count_until_they_are_forgotten,
+            ack_receive_acks_then_leases,
+            a_refused_ack_receive_acks_nothing,
+            ack_receive_acks_before_its_long_poll_waits,
+            ack_receive_over_several_queues_and_fifo_groups
         );
     };
     (@tests $backend:path; $($name:ident),*) => {

@@ -159,6 +159,15 @@ pub fn check_batch(len: usize, max: usize) -> Result<()> {
     }
 }
 
+/// Checks how many receipts a receive carries to ack: none is fine (a plain receive), at most
+/// `ACK_BATCH_COUNT_MAX`.
+pub fn check_acks(len: usize) -> Result<()> {
+    match len {
+        0 => Ok(()),
+        n => check_batch(n, limits::ACK_BATCH_COUNT_MAX),
+    }
+}
+
 /// A leased job as a worker receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -554,6 +563,28 @@ pub trait Broker: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Enqueued>>> + Send;
     fn receive(&self, req: ReceiveRequest) -> impl Future<Output = Result<Vec<Delivery>>> + Send;
     fn ack(&self, receipts: Vec<String>) -> impl Future<Output = Result<Vec<AckResult>>> + Send;
+    /// Acks `receipts`, then receives as [`Broker::receive`]: a worker's settle-and-take-more in
+    /// one call. The request is checked first, so one refused acks nothing. The acks are durable
+    /// before any long poll parks, and a store may commit them with the lease it takes at once
+    /// (one commit per worker cycle instead of two). Receipts are acked as [`Broker::ack`] does;
+    /// one of a job this call leases again cannot arise (the job was leased to the caller). The
+    /// default acks, then receives; it looks each queue up first so that an unknown one is
+    /// refused before the acks.
+    fn ack_receive(
+        &self,
+        receipts: Vec<String>,
+        req: ReceiveRequest,
+    ) -> impl Future<Output = Result<(Vec<AckResult>, Vec<Delivery>)>> + Send {
+        async move {
+            req.check()?;
+            check_acks(receipts.len())?;
+            for q in &req.queues {
+                self.get_queue(q.clone()).await?;
+            }
+            let acked = if receipts.is_empty() { Vec::new() } else { self.ack(receipts).await? };
+            Ok((acked, self.receive(req).await?))
+        }
+    }
     fn fail(&self, req: FailRequest) -> impl Future<Output = Result<FailResult>> + Send;
     /// Sets the lease to end `lease_ms` from now; 0 releases the job at once. Returns the expiry.
     fn extend(&self, receipt: String, lease_ms: u64) -> impl Future<Output = Result<u64>> + Send;

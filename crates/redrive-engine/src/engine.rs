@@ -57,6 +57,8 @@ enum Cmd {
     Enqueue(String, Vec<NewJob>, Reply<Vec<Enqueued>>),
     Receive(ReceiveRequest, Reply<Vec<Delivery>>),
     Ack(Vec<String>, Reply<Vec<AckResult>>),
+    /// Acks, then receives what is ready now (no long poll), under one commit.
+    AckReceive(Vec<String>, ReceiveRequest, Reply<(Vec<AckResult>, Vec<Delivery>)>),
     Fail(FailRequest, Reply<FailResult>),
     Extend(String, u64, Reply<u64>),
     GetJob(JobId, Reply<JobInfo>),
@@ -407,6 +409,10 @@ impl Loop {
                 self.defer(tx, r, true)
             }
             Cmd::Receive(req, tx) => self.receive(req, tx),
+            Cmd::AckReceive(receipts, req, tx) => {
+                let r = self.ack_receive(&receipts, req);
+                self.defer(tx, r, true)
+            }
             Cmd::Ack(receipts, tx) => {
                 let r = s.ack(&receipts, now);
                 self.defer(tx, r, true)
@@ -528,6 +534,29 @@ impl Loop {
             }
             r => self.defer(w.tx, r, true),
         }
+    }
+
+    /// The request is checked and its queues looked up before anything is acked. Once the acks
+    /// are applied, a receive the store refuses (the in-flight limit) answers no jobs rather
+    /// than an error that would hide the acks' results: the next receive meets the refusal.
+    fn ack_receive(
+        &mut self,
+        receipts: &[String],
+        req: ReceiveRequest,
+    ) -> Result<(Vec<AckResult>, Vec<Delivery>)> {
+        req.check()?;
+        check_acks(receipts.len())?;
+        let qids =
+            req.queues.iter().map(|q| self.store.queue_id(q)).collect::<Result<Vec<u32>>>()?;
+        if receipts.is_empty() {
+            let jobs =
+                self.try_receive(&qids, req.max as usize, req.lease_ms, req.worker_id.as_deref())?;
+            return Ok((Vec::new(), jobs));
+        }
+        let acked = self.store.ack(receipts, self.now)?;
+        let max = req.max as usize;
+        let jobs = self.try_receive(&qids, max, req.lease_ms, req.worker_id.as_deref());
+        Ok((acked, jobs.unwrap_or_default()))
     }
 
     fn try_receive(
@@ -699,6 +728,21 @@ impl Broker for EngineHandle {
     }
     async fn ack(&self, receipts: Vec<String>) -> Result<Vec<AckResult>> {
         self.call(|tx| Cmd::Ack(receipts, tx)).await
+    }
+    /// One trip to the engine and one commit when jobs are ready; when none is and the request
+    /// may wait, the acks are durable first and the long poll follows as a plain receive.
+    async fn ack_receive(
+        &self,
+        receipts: Vec<String>,
+        req: ReceiveRequest,
+    ) -> Result<(Vec<AckResult>, Vec<Delivery>)> {
+        let poll = req.clone();
+        let (acked, jobs) = self.call(|tx| Cmd::AckReceive(receipts, req, tx)).await?;
+        if !jobs.is_empty() || poll.wait_ms == Some(0) {
+            return Ok((acked, jobs));
+        }
+        // As above, a refusal now answers no jobs so that the acks' results are not lost.
+        Ok((acked, self.receive(poll).await.unwrap_or_default()))
     }
     async fn fail(&self, req: FailRequest) -> Result<FailResult> {
         self.call(|tx| Cmd::Fail(req, tx)).await

@@ -47,8 +47,9 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use redrive_core::broker::{
-    AckResult, DeadFilter, Delivery, DocKind, Enqueued, FailRequest, FailResult, Health, JobFilter,
-    JobInfo, JobPage, NewJob, QueueInfo, ReceiveRequest, RedriveRequest, RedriveResult,
+    check_acks, AckResult, DeadFilter, Delivery, DocKind, Enqueued, FailRequest, FailResult,
+    Health, JobFilter, JobInfo, JobPage, NewJob, QueueInfo, ReceiveRequest, RedriveRequest,
+    RedriveResult,
 };
 use redrive_core::metrics::{Histogram, QueueLatency, Series, StoreSnapshot, Value};
 use redrive_core::model::JobId;
@@ -271,8 +272,6 @@ impl PgBroker {
                 }
                 let got =
                     receive::lease(&mut c, &self.inner.rooms, q, want, lease_ms, worker).await?;
-                let delivered = got.deliveries.len() as i64;
-                self.inner.unflushed.add(q.id, totals::Hot { delivered, ..Default::default() });
                 // As the engine: refused only when nothing was leased yet, else a short batch.
                 if got.at_inflight_max && out.is_empty() && got.deliveries.is_empty() {
                     return Err(Error::LimitExceeded {
@@ -280,14 +279,7 @@ impl PgBroker {
                         max: limits::INFLIGHT_PER_QUEUE_MAX as u64,
                     });
                 }
-                let progress = !got.doomed.is_empty() || got.expired_leases;
-                {
-                    let mut m = self.inner.metrics.lock().expect("metrics lock");
-                    let latency = m.latency.entry(q.id).or_default();
-                    for w in &got.waited_ms {
-                        latency.start_ms.record(*w);
-                    }
-                }
+                self.leased(q, &got);
                 out.extend(got.deliveries);
                 if !got.doomed.is_empty() {
                     receive::settle_doomed(&mut c, q, &got.doomed, self.shard()).await?;
@@ -296,13 +288,47 @@ impl PgBroker {
                     receive::expire_leases(&mut c, Some(q.id), LEASE_EXPIRY_BATCH, self.shard())
                         .await?;
                 }
-                if !progress {
+                if got.doomed.is_empty() && !got.expired_leases {
                     break;
                 }
             }
         }
         self.observe(started);
         Ok(out)
+    }
+
+    /// Counts what a leasing statement delivered.
+    fn leased(&self, q: &db::QueueRow, got: &receive::Leased) {
+        let delivered = got.deliveries.len() as i64;
+        self.inner.unflushed.add(q.id, totals::Hot { delivered, ..Default::default() });
+        {
+            let mut m = self.inner.metrics.lock().expect("metrics lock");
+            let latency = m.latency.entry(q.id).or_default();
+            for w in &got.waited_ms {
+                latency.start_ms.record(*w);
+            }
+        }
+    }
+
+    /// Counts the jobs an ack completed.
+    fn completed(&self, completed: Vec<lease::Completed>) {
+        for d in &completed {
+            self.inner.unflushed.add(d.queue_id, totals::Hot { acked: 1, ..Default::default() });
+        }
+        let mut m = self.inner.metrics.lock().expect("metrics lock");
+        for d in completed {
+            m.latency.entry(d.queue_id).or_default().completed(d.process_ms, d.deliveries);
+        }
+    }
+
+    /// The rows of the queues a receive names, in its order.
+    async fn queue_rows(&self, names: &[String]) -> Result<Vec<db::QueueRow>> {
+        let c = self.client().await?;
+        let mut v = Vec::with_capacity(names.len());
+        for name in names {
+            v.push(self.inner.queues.get(&c, name).await?);
+        }
+        Ok(v)
     }
 }
 
@@ -377,14 +403,7 @@ impl Broker for PgBroker {
 
     async fn receive(&self, req: ReceiveRequest) -> Result<Vec<Delivery>> {
         req.check()?;
-        let queues = {
-            let c = self.client().await?;
-            let mut v = Vec::with_capacity(req.queues.len());
-            for name in &req.queues {
-                v.push(self.inner.queues.get(&c, name).await?);
-            }
-            v
-        };
+        let queues = self.queue_rows(&req.queues).await?;
         let wait = req.wait_ms.unwrap_or(queues[0].config.receive_wait_ms);
         // `check` bounds a given wait, `QueueConfig::validate` the queue's.
         assert!(wait <= limits::RECEIVE_WAIT_MAX_MS, "an unbounded long poll");
@@ -436,14 +455,53 @@ impl Broker for PgBroker {
         let mut completed = Vec::new();
         let r = lease::ack(&c, &receipts, &mut completed).await?;
         self.observe(started);
-        for d in &completed {
-            self.inner.unflushed.add(d.queue_id, totals::Hot { acked: 1, ..Default::default() });
-        }
-        let mut m = self.inner.metrics.lock().expect("metrics lock");
-        for d in completed {
-            m.latency.entry(d.queue_id).or_default().completed(d.process_ms, d.deliveries);
-        }
+        self.completed(completed);
         Ok(r)
+    }
+
+    /// One transaction, so one commit, for the acks and the lease of a standard queue (the
+    /// common worker cycle); a request the statement cannot serve in one go (several queues, a
+    /// FIFO or paused queue, no receipts) acks, then receives. If nothing is ready the acks are
+    /// committed before the long poll parks. Once the acks are committed, a refused receive
+    /// answers no jobs rather than an error that would hide the acks' results.
+    async fn ack_receive(
+        &self,
+        receipts: Vec<String>,
+        req: ReceiveRequest,
+    ) -> Result<(Vec<AckResult>, Vec<Delivery>)> {
+        req.check()?;
+        check_acks(receipts.len())?;
+        let queues = self.queue_rows(&req.queues).await?;
+        if receipts.is_empty() {
+            return Ok((Vec::new(), self.receive(req).await?));
+        }
+        let q = match &queues[..] {
+            [q] if !q.config.fifo && !q.config.paused => q,
+            _ => {
+                let acked = self.ack(receipts).await?;
+                return Ok((acked, self.receive(req).await.unwrap_or_default()));
+            }
+        };
+        let started = Instant::now();
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(internal)?;
+        let mut completed = Vec::new();
+        let acked = lease::ack(&tx, &receipts, &mut completed).await?;
+        let worker = req.worker_id.as_deref();
+        let got = receive::lease_standard(&tx, &self.inner.rooms, q, req.max, req.lease_ms, worker)
+            .await?;
+        tx.commit().await.map_err(internal)?;
+        drop(c);
+        self.observe(started);
+        self.completed(completed);
+        self.leased(q, &got);
+        // Jobs found undeliverable and leases found run out are left to the next receive when
+        // this one delivers (a short batch), else to the plain receive below.
+        let settled = got.doomed.is_empty() && !got.expired_leases;
+        if !got.deliveries.is_empty() || (req.wait_ms == Some(0) && settled) {
+            return Ok((acked, got.deliveries));
+        }
+        Ok((acked, self.receive(req).await.unwrap_or_default()))
     }
 
     async fn fail(&self, req: FailRequest) -> Result<FailResult> {

@@ -167,23 +167,48 @@ pub async fn lease(
     lease_ms: Option<u64>,
     worker: Option<&str>,
 ) -> Result<Leased> {
+    if !q.config.fifo {
+        return lease_standard(&*c, rooms, q, max, lease_ms, worker).await;
+    }
+    let tx = c.transaction().await.map_err(crate::db::internal)?;
+    execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])
+        .await?;
+    let r = lease_with(&tx, FIFO_SQL, rooms, q, max, lease_ms, worker).await?;
+    tx.commit().await.map_err(crate::db::internal)?;
+    Ok(r)
+}
+
+/// [`lease`] from a standard queue in one statement, on `c` (which may be a transaction that
+/// also does other work: `PgBroker::ack_receive`).
+pub async fn lease_standard(
+    c: &impl GenericClient,
+    rooms: &Rooms,
+    q: &QueueRow,
+    max: u32,
+    lease_ms: Option<u64>,
+    worker: Option<&str>,
+) -> Result<Leased> {
+    assert!(!q.config.fifo, "a FIFO queue leases under its group lock");
+    lease_with(c, STANDARD_SQL, rooms, q, max, lease_ms, worker).await
+}
+
+async fn lease_with(
+    c: &impl GenericClient,
+    sql: &str,
+    rooms: &Rooms,
+    q: &QueueRow,
+    max: u32,
+    lease_ms: Option<u64>,
+    worker: Option<&str>,
+) -> Result<Leased> {
     let max = i64::from(max);
     let aging = q.config.priority_aging_ms.map(sql_ms);
     let max_receives = q.config.max_receive_count.map(|n| n as i32);
     let lease = sql_ms(lease_ms.unwrap_or(q.config.visibility_timeout_ms));
-    let room = rooms.room(&*c, q.id).await?.max(0);
+    let room = rooms.room(c, q.id).await?.max(0);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
         [&q.id, &max, &aging, &max_receives, &lease, &worker, &room];
-    let rows = if q.config.fifo {
-        let tx = c.transaction().await.map_err(crate::db::internal)?;
-        execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])
-            .await?;
-        let rows = query(&tx, FIFO_SQL, &params).await?;
-        tx.commit().await.map_err(crate::db::internal)?;
-        rows
-    } else {
-        query(&*c, STANDARD_SQL, &params).await?
-    };
+    let rows = query(c, sql, &params).await?;
     let mut out = Leased {
         deliveries: Vec::new(),
         waited_ms: Vec::new(),

@@ -205,6 +205,14 @@ impl<B: Broker> Sealed<B> {
         &self.inner
     }
 
+    fn open_deliveries(&self, mut jobs: Vec<Delivery>) -> Result<Vec<Delivery>> {
+        for d in &mut jobs {
+            d.body = self.keys.open(std::mem::take(&mut d.body))?;
+            d.attributes = self.keys.open_attributes(std::mem::take(&mut d.attributes))?;
+        }
+        Ok(jobs)
+    }
+
     fn open_page(&self, page: JobPage) -> Result<JobPage> {
         let jobs = page.jobs.into_iter().map(|j| self.keys.open_job(j));
         Ok(JobPage { jobs: jobs.collect::<Result<_>>()?, next: page.next })
@@ -272,15 +280,18 @@ impl<B: Broker> Broker for Sealed<B> {
         self.inner.enqueue(queue, jobs).await
     }
     async fn receive(&self, req: ReceiveRequest) -> Result<Vec<Delivery>> {
-        let mut out = self.inner.receive(req).await?;
-        for d in &mut out {
-            d.body = self.keys.open(std::mem::take(&mut d.body))?;
-            d.attributes = self.keys.open_attributes(std::mem::take(&mut d.attributes))?;
-        }
-        Ok(out)
+        self.open_deliveries(self.inner.receive(req).await?)
     }
     async fn ack(&self, receipts: Vec<String>) -> Result<Vec<AckResult>> {
         self.inner.ack(receipts).await
+    }
+    async fn ack_receive(
+        &self,
+        receipts: Vec<String>,
+        req: ReceiveRequest,
+    ) -> Result<(Vec<AckResult>, Vec<Delivery>)> {
+        let (acked, jobs) = self.inner.ack_receive(receipts, req).await?;
+        Ok((acked, self.open_deliveries(jobs)?))
     }
     async fn fail(&self, mut req: FailRequest) -> Result<FailResult> {
         req.error = self.keys.seal_error(req.error)?;

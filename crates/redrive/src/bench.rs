@@ -68,6 +68,11 @@ pub struct BenchArgs {
     /// Stop and report after this long even if jobs are left
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
+    /// How consumers ack over the native API: `requests` sends receive and ack as separate
+    /// requests (acks batched by --ack-batch); `combined` carries each batch's acks on the next
+    /// receive (one request, and one commit where the store can, per consumer cycle)
+    #[arg(long, value_enum, default_value_t = Protocol::Requests, conflicts_with_all = ["sdk", "sqs"])]
+    protocol: Protocol,
     /// Use the SDK on both sides: a batching `Producer` (producers × batch concurrent sends) and
     /// a `Worker` with a no-op handler (concurrency consumers × batch), as an application would
     #[arg(long, conflicts_with = "sqs")]
@@ -94,6 +99,13 @@ pub struct BenchArgs {
     redis: Option<String>,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Protocol {
+    Requests,
+    Combined,
+}
+
 /// One run's result: the `--json` output.
 #[derive(Serialize, Debug)]
 struct Report {
@@ -103,6 +115,7 @@ struct Report {
     consumers: u32,
     batch: u32,
     ack_batch: u32,
+    protocol: Protocol,
     body_bytes: u32,
     rate: u64,
     jobs: u64,
@@ -240,7 +253,10 @@ async fn bench(
         return Ok((report(&run, args, server, start, counts, &latency), None));
     }
     let consumers: Vec<_> = (0..args.consumers)
-        .map(|i| tokio::spawn(guarded(run.clone(), consume(run.clone(), i, args.batch, ack_batch))))
+        .map(|i| {
+            let consume = consume(run.clone(), i, args.batch, ack_batch, args.protocol);
+            tokio::spawn(guarded(run.clone(), consume))
+        })
         .collect();
     let producers: Vec<_> = (0..args.producers)
         .map(|i| tokio::spawn(guarded(run.clone(), produce(run.clone(), i, args.clone()))))
@@ -330,6 +346,7 @@ fn peer_report(args: &BenchArgs, server: &str, queue: &str, run: &PeerRun) -> Re
         consumers: c,
         batch: b,
         ack_batch: b,
+        protocol: args.protocol,
         body_bytes: args.body_bytes,
         rate: 0,
         jobs: args.jobs,
@@ -378,6 +395,7 @@ fn report(
         consumers: args.consumers,
         batch: args.batch,
         ack_batch: ack_batch as u32,
+        protocol: args.protocol,
         body_bytes: args.body_bytes,
         rate: args.rate,
         jobs: args.jobs,
@@ -469,11 +487,14 @@ async fn produce(run: Arc<Run>, index: u32, args: BenchArgs) -> anyhow::Result<(
 }
 
 /// Receives and acks until every job is acked or the run is over; returns its latencies.
+/// With `Protocol::Combined` the receipts of one receive are acked by the next, which does not
+/// wait when the last one came back short (so the tail of the run is not held up by a poll).
 async fn consume(
     run: Arc<Run>,
     index: u32,
     max: u32,
     ack_batch: usize,
+    protocol: Protocol,
 ) -> anyhow::Result<Histogram<u64>> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)?;
     let opts = ReceiveOptions {
@@ -482,10 +503,27 @@ async fn consume(
         lease_ms: Some(LEASE_MS),
         worker_id: Some(format!("bench-{index}")),
     };
+    let hurry = ReceiveOptions { wait_ms: Some(0), ..opts.clone() };
     let mut receipts = Vec::with_capacity(ack_batch + max as usize);
+    let mut short = false;
     while !run.over() {
+        let call = async {
+            match protocol {
+                Protocol::Requests => run.client.receive(&run.queue, &opts).await,
+                Protocol::Combined if receipts.is_empty() => {
+                    run.client.receive(&run.queue, &opts).await
+                }
+                Protocol::Combined => {
+                    let o = if short { &hurry } else { &opts };
+                    let (results, jobs) = run.client.ack_receive(&run.queue, &receipts, o).await?;
+                    count_acks(&run, &results);
+                    receipts.clear();
+                    Ok(jobs)
+                }
+            }
+        };
         let reply = tokio::select! {
-            reply = run.client.receive(&run.queue, &opts) => reply,
+            reply = call => reply,
             () = run.ended.notified() => break,
         };
         let jobs = match reply {
@@ -505,8 +543,9 @@ async fn consume(
             }
             receipts.push(job.receipt);
         }
+        short = received < max as usize;
         // Ack when the batch is full, and at once when the queue ran dry (the tail of the run).
-        if receipts.len() >= ack_batch || received < max as usize {
+        if protocol == Protocol::Requests && (receipts.len() >= ack_batch || short) {
             ack(&run, &mut receipts).await?;
         }
     }
@@ -516,16 +555,19 @@ async fn consume(
 
 async fn ack(run: &Run, receipts: &mut Vec<String>) -> anyhow::Result<()> {
     for chunk in receipts.chunks(ACK_BATCH_COUNT_MAX) {
-        let results = run.client.ack(chunk).await.context("ack")?;
-        let ok = results.iter().filter(|r| **r == redrive_client::AckResult::Ok).count() as u64;
-        run.stale.fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
-        let acked = run.acked.fetch_add(ok, Ordering::Relaxed) + ok;
-        if acked >= run.jobs && run.done_at.set(run.start.elapsed()).is_ok() {
-            run.ended.notify_waiters();
-        }
+        count_acks(run, &run.client.ack(chunk).await.context("ack")?);
     }
     receipts.clear();
     Ok(())
+}
+
+fn count_acks(run: &Run, results: &[redrive_client::AckResult]) {
+    let ok = results.iter().filter(|r| **r == redrive_client::AckResult::Ok).count() as u64;
+    run.stale.fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
+    let acked = run.acked.fetch_add(ok, Ordering::Relaxed) + ok;
+    if acked >= run.jobs && run.done_at.set(run.start.elapsed()).is_ok() {
+        run.ended.notify_waiters();
+    }
 }
 
 pub(crate) fn now_us() -> u64 {
@@ -538,11 +580,14 @@ fn print_report(r: &Report) {
         .add(
             "workload",
             format!(
-                "{} producers, {} consumers, batch {}, ack batch {}, body {} B, rate {}",
+                "{} producers, {} consumers, batch {}, {}, body {} B, rate {}",
                 r.producers,
                 r.consumers,
                 r.batch,
-                r.ack_batch,
+                match r.protocol {
+                    Protocol::Requests => format!("ack batch {}", r.ack_batch),
+                    Protocol::Combined => "acks on the next receive".to_owned(),
+                },
                 r.body_bytes,
                 if r.rate == 0 { "unthrottled".to_owned() } else { format!("{}/s", r.rate) },
             ),

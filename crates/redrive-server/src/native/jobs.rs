@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use redrive_core::broker::check_batch;
+use redrive_core::broker::{check_acks, check_batch};
 use redrive_core::broker::{
     AckResult, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob, ReceiveRequest,
 };
@@ -33,6 +33,14 @@ pub struct JobsReply<T> {
     jobs: Vec<T>,
 }
 
+/// A receive's reply: the jobs, and the ack results when the request carried receipts.
+#[derive(Serialize)]
+pub struct ReceiveReply {
+    jobs: Vec<Delivery>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acked: Option<Vec<AckResult>>,
+}
+
 #[derive(Serialize)]
 pub struct AckReply {
     results: Vec<AckResult>,
@@ -60,6 +68,9 @@ pub struct ReceiveBody {
     wait_ms: Option<u64>,
     lease_ms: Option<u64>,
     worker_id: Option<String>,
+    /// Receipts to ack before receiving: a worker's finished jobs, settled in the same request
+    /// that asks for more (and, where the store can, in the same commit).
+    ack: Option<Vec<String>>,
 }
 
 impl ReceiveBody {
@@ -77,10 +88,11 @@ impl ReceiveBody {
 pub async fn receive_one<B: Broker>(
     State(s): State<Shared<B>>,
     Path(q): Path<String>,
+    caller: Caller,
     client: Client,
     headers: HeaderMap,
-    JsonBody(b): JsonBody<ReceiveBody>,
-) -> ApiResult<Json<JobsReply<Delivery>>> {
+    JsonBody(mut b): JsonBody<ReceiveBody>,
+) -> ApiResult<Json<ReceiveReply>> {
     if !b.queues.is_empty() {
         return Err(Error::invalid(
             "queues",
@@ -88,7 +100,8 @@ pub async fn receive_one<B: Broker>(
         )
         .into());
     }
-    receive(&s, &client, &headers, b.into_request(vec![q])).await
+    let ack = b.ack.take();
+    receive(&s, &caller, &client, &headers, ack, b.into_request(vec![q])).await
 }
 
 pub async fn receive_many<B: Broker>(
@@ -97,35 +110,48 @@ pub async fn receive_many<B: Broker>(
     client: Client,
     headers: HeaderMap,
     JsonBody(mut b): JsonBody<ReceiveBody>,
-) -> ApiResult<Json<JobsReply<Delivery>>> {
+) -> ApiResult<Json<ReceiveReply>> {
     let queues = std::mem::take(&mut b.queues);
     for q in &queues {
         caller.allow(Action::Receive, q)?;
     }
-    receive(&s, &client, &headers, b.into_request(queues)).await
+    let ack = b.ack.take();
+    receive(&s, &caller, &client, &headers, ack, b.into_request(queues)).await
 }
 
-/// Receives, and hands out signed receipts (the key is read first: a lease is never taken for
-/// a reply that cannot be made). One that may wait (a `wait_ms` above 0, or the queue's default)
-/// is a long poll: counted against its caller and abandoned if the client goes away.
+/// Acks what `ack` names (if anything), then receives, and hands out signed receipts (the key
+/// is read first: a lease is never taken for a reply that cannot be made). One that may wait (a
+/// `wait_ms` above 0, or the queue's default) is a long poll: counted against its caller and
+/// abandoned if the client goes away (the acks it carried stand once made).
 async fn receive<B: Broker>(
     s: &Shared<B>,
+    caller: &Caller,
     client: &Client,
     headers: &HeaderMap,
+    ack: Option<Vec<String>>,
     req: ReceiveRequest,
-) -> ApiResult<Json<JobsReply<Delivery>>> {
+) -> ApiResult<Json<ReceiveReply>> {
     let key = s.receipts().await?;
     let queues = req.queues.join(",");
-    let mut jobs = if req.wait_ms == Some(0) {
-        s.broker.receive(req).await?
-    } else {
-        s.overload.long_poll(client, s.broker.receive(req)).await?
+    let poll = req.wait_ms != Some(0);
+    let (acked, mut jobs) = match ack {
+        None if poll => (None, s.overload.long_poll(client, s.broker.receive(req)).await?),
+        None => (None, s.broker.receive(req).await?),
+        Some(receipts) => {
+            req.check()?;
+            check_acks(receipts.len())?;
+            let settling = Settling::open(s, caller, &receipts).await?;
+            let call = s.broker.ack_receive(settling.valid.clone(), req);
+            let (settled, jobs) =
+                if poll { s.overload.long_poll(client, call).await? } else { call.await? };
+            (Some(settling.answers(s, settled)?), jobs)
+        }
     };
     for d in &mut jobs {
         d.receipt = key.seal(&d.queue, &d.receipt);
     }
     s.traces.receive(&queues, traces::from_headers(headers).as_ref(), &jobs);
-    Ok(Json(JobsReply { jobs }))
+    Ok(Json(ReceiveReply { jobs, acked }))
 }
 
 #[derive(Deserialize)]
@@ -140,30 +166,61 @@ pub async fn ack<B: Broker>(
     JsonBody(b): JsonBody<AckBody>,
 ) -> ApiResult<Json<AckReply>> {
     check_batch(b.receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
-    let key = s.receipts().await?;
-    // Receipts whose tag does not verify are unknown, as any malformed receipt; the others go
-    // to the store in one batch, once the caller may settle jobs of each one's queue.
-    let opened: Vec<Option<Opened>> = b.receipts.iter().map(|r| key.open(r)).collect();
-    for o in opened.iter().flatten() {
-        caller.allow(Action::Receive, o.queue)?;
-    }
-    let valid: Vec<String> = opened.iter().flatten().map(|o| o.inner.to_string()).collect();
-    let traced = traces::jobs_of(&s, &valid).await;
-    let mut settled = if valid.is_empty() { Vec::new() } else { s.broker.ack(valid).await? };
-    for (job, r) in traced.iter().zip(&settled) {
-        if let (Some(job), AckResult::Ok) = (job, r) {
-            s.traces.settle("ack", job, None);
+    let settling = Settling::open(&s, &caller, &b.receipts).await?;
+    let valid = settling.valid.clone();
+    let settled = if valid.is_empty() { Vec::new() } else { s.broker.ack(valid).await? };
+    Ok(Json(AckReply { results: settling.answers(&s, settled)? }))
+}
+
+/// Receipts a client sent to ack. Those whose tag does not verify are unknown, as any malformed
+/// receipt; the others go to the store in one batch, once the caller may settle jobs of each
+/// one's queue.
+struct Settling {
+    /// The store's receipts of those that verify, in order.
+    valid: Vec<String>,
+    /// Per receipt sent, whether it verified.
+    verified: Vec<bool>,
+    /// The jobs `valid` names as they were before the ack, for their spans (traces on only).
+    traced: Vec<Option<JobInfo>>,
+}
+
+impl Settling {
+    async fn open<B: Broker>(
+        s: &Shared<B>,
+        caller: &Caller,
+        receipts: &[String],
+    ) -> ApiResult<Self> {
+        let key = s.receipts().await?;
+        let opened: Vec<Option<Opened>> = receipts.iter().map(|r| key.open(r)).collect();
+        for o in opened.iter().flatten() {
+            caller.allow(Action::Receive, o.queue)?;
         }
+        let valid: Vec<String> = opened.iter().flatten().map(|o| o.inner.to_string()).collect();
+        let traced = traces::jobs_of(s, &valid).await;
+        Ok(Settling { valid, verified: opened.iter().map(Option::is_some).collect(), traced })
     }
-    settled.reverse();
-    let results = opened
-        .iter()
-        .map(|o| match o {
-            Some(_) => settled.pop().ok_or_else(|| Error::Internal("ack lost an answer".into())),
-            None => Ok(AckResult::Unknown),
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Json(AckReply { results }))
+
+    /// One result per receipt sent: the store's for those that verified, in order.
+    fn answers<B: Broker>(
+        self,
+        s: &Shared<B>,
+        settled: Vec<AckResult>,
+    ) -> Result<Vec<AckResult>, Error> {
+        if settled.len() != self.valid.len() {
+            return Err(Error::Internal("ack lost an answer".into()));
+        }
+        for (job, r) in self.traced.iter().zip(&settled) {
+            if let (Some(job), AckResult::Ok) = (job, r) {
+                s.traces.settle("ack", job, None);
+            }
+        }
+        let mut settled = settled.into_iter();
+        let results = self.verified.iter().map(|&v| match v {
+            true => settled.next().expect("as many answers as valid receipts"),
+            false => AckResult::Unknown,
+        });
+        Ok(results.collect())
+    }
 }
 
 /// The store's receipt in a client's, if the caller may settle jobs of its queue.
