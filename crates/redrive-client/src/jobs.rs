@@ -137,8 +137,33 @@ impl Client {
         receipts: &[String],
         opts: &ReceiveOptions,
     ) -> Result<(Vec<AckResult>, Vec<Delivery>), Error> {
+        let url = endpoint(&self.base, &["v1", "queues", queue, "receive"]);
+        self.acking_poll(url, &[], receipts, opts).await
+    }
+
+    /// `POST /v1/receive` with `ack`: like [`Client::ack_receive`] over several queues, earlier
+    /// ones preferred.
+    pub async fn ack_receive_any(
+        &self,
+        queues: &[String],
+        receipts: &[String],
+        opts: &ReceiveOptions,
+    ) -> Result<(Vec<AckResult>, Vec<Delivery>), Error> {
+        let url = endpoint(&self.base, &["v1", "receive"]);
+        self.acking_poll(url, queues, receipts, opts).await
+    }
+
+    async fn acking_poll(
+        &self,
+        url: reqwest::Url,
+        queues: &[String],
+        receipts: &[String],
+        opts: &ReceiveOptions,
+    ) -> Result<(Vec<AckResult>, Vec<Delivery>), Error> {
         #[derive(Serialize)]
         struct Body<'a> {
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            queues: &'a [String],
             ack: &'a [String],
             #[serde(flatten)]
             opts: &'a ReceiveOptions,
@@ -149,9 +174,8 @@ impl Client {
             #[serde(default)]
             acked: Vec<AckResult>,
         }
-        let url = endpoint(&self.base, &["v1", "queues", queue, "receive"]);
-        let reply: Reply =
-            decode(self.poll(url, &Body { ack: receipts, opts }, opts).await?).await?;
+        let body = Body { queues, ack: receipts, opts };
+        let reply: Reply = decode(self.poll(url, &body, opts).await?).await?;
         if reply.acked.len() != receipts.len() {
             return Err(Error::Decode(format!(
                 "{} ack results for {} receipts",

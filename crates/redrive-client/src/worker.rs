@@ -1,8 +1,10 @@
 //! The worker runtime: long-poll fetching with a small prefetch buffer (leases held never exceed
 //! concurrency + prefetch; a worker that holds more than one receive returns keeps up to four
-//! receives in flight), a task and a heartbeat per running job, results turned into batched acks
-//! (two requests in flight) or fails, panics caught and reported, and a graceful stop that
-//! releases what it could not finish.
+//! receives in flight), a task and a heartbeat per running job, results turned into acks or
+//! fails, panics caught and reported, and a graceful stop that releases what it could not finish.
+//! A finished job's ack rides on the next receive (one request acks it and leases the next jobs
+//! into its slot); acks no receive takes within a few milliseconds (every fetch is waiting in a
+//! long poll) go out in batches of their own, two requests in flight.
 //!
 //! ```no_run
 //! # async fn demo(client: redrive_client::Client) {
@@ -35,14 +37,15 @@ use opentelemetry::KeyValue;
 use redrive_core::broker::{Delivery, FailRequest};
 use redrive_core::model::ErrorInfo;
 use redrive_core::{JobId, Priority};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::{Client, Error, ReceiveOptions};
 
-/// Receipts acked in one request at most, and how long a receipt waits for companions.
+/// Receipts acked in one request at most, and how long a receipt waits for a receive to carry
+/// it (and for companions) before it is sent alone.
 const ACK_BATCH_MAX: usize = redrive_core::limits::ACK_BATCH_COUNT_MAX;
 const ACK_LINGER_MS: u64 = 5;
 /// Long-poll wait of one fetch; a stop waits for the fetch in flight, so this bounds it too.
@@ -293,7 +296,7 @@ struct Shared {
     lease_ms: u64,
     heartbeats: bool,
     stats: Arc<WorkerStats>,
-    acks: mpsc::Sender<(String, OwnedSemaphorePermit)>,
+    acks: Arc<Acks>,
     /// Cancelled when the shutdown deadline passes: jobs still running are dropped and released.
     overdue: CancellationToken,
     trace_attempts: TraceAttempts,
@@ -309,14 +312,14 @@ where
     /// and returns the counters.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Arc<WorkerStats> {
         let b = self.b;
-        let (ack_tx, ack_rx) = mpsc::channel(ACK_BATCH_MAX * 4);
-        let acker = tokio::spawn(ack_loop(b.client.clone(), ack_rx, b.stats.clone()));
+        let acks = Arc::new(Acks::default());
+        let acker = tokio::spawn(ack_loop(b.client.clone(), acks.clone(), b.stats.clone()));
         let shared = Arc::new(Shared {
             client: b.client.clone(),
             lease_ms: b.lease.as_millis() as u64,
             heartbeats: b.heartbeats,
             stats: b.stats.clone(),
-            acks: ack_tx,
+            acks: acks.clone(),
             overdue: CancellationToken::new(),
             trace_attempts: b.trace_attempts,
         });
@@ -342,6 +345,8 @@ where
                 queues: b.queues.clone(),
                 opts: opts.clone(),
                 slots: slots.clone(),
+                acks: acks.clone(),
+                stats: b.stats.clone(),
                 stop: stop_rx.clone(),
                 out: fetched_tx.clone(),
             };
@@ -377,6 +382,7 @@ where
         }
         let stats = shared.stats.clone();
         drop(shared);
+        acks.close();
         let _ = acker.await;
         stats
     }
@@ -389,13 +395,16 @@ struct Fetched {
     at: Instant,
 }
 
-/// One long-poll loop: takes free lease slots, receives at most that many jobs, and hands them to
+/// One long-poll loop: takes free lease slots, or the slots of finished jobs waiting to be
+/// acked (acking them in the same request), receives at most that many jobs, and hands them to
 /// the dispatcher, until the stop.
 struct Fetcher {
     client: Client,
     queues: Vec<String>,
     opts: ReceiveOptions,
     slots: Arc<Semaphore>,
+    acks: Arc<Acks>,
+    stats: Arc<WorkerStats>,
     stop: watch::Receiver<bool>,
     out: mpsc::Sender<Fetched>,
 }
@@ -403,12 +412,25 @@ struct Fetcher {
 impl Fetcher {
     async fn run(mut self) {
         loop {
-            // Never hold more leases than concurrency + prefetch: wait for a free one first.
-            let mut leases = tokio::select! {
+            // Never hold more leases than concurrency + prefetch: wait for a free one first, or
+            // for a finished job whose slot comes with its ack.
+            let free = tokio::select! {
+                biased;
                 _ = self.stop.wait_for(|stop| *stop) => return,
-                p = self.slots.clone().acquire_owned() => p.expect("semaphore open"),
+                p = self.slots.clone().acquire_owned() => Some(p.expect("semaphore open")),
+                () = self.acks.wait() => None,
             };
-            let more = self.slots.available_permits().min(RECEIVE_MAX - 1);
+            let (receipts, acked) = self.acks.take(RECEIVE_MAX - usize::from(free.is_some()));
+            let mut leases = match (free, acked) {
+                (Some(mut p), Some(a)) => {
+                    p.merge(a);
+                    p
+                }
+                (Some(p), None) | (None, Some(p)) => p,
+                // The ack loop took them first.
+                (None, None) => continue,
+            };
+            let more = self.slots.available_permits().min(RECEIVE_MAX - leases.num_permits());
             if let Ok(p) = self.slots.clone().try_acquire_many_owned(more as u32) {
                 leases.merge(p);
             }
@@ -416,7 +438,29 @@ impl Fetcher {
                 ReceiveOptions { max: Some(leases.num_permits() as u32), ..self.opts.clone() };
             // Not cancelled by a stop: the jobs it leases are handed back by the dispatcher
             // (dropping it could leave them leased to no one).
-            match self.client.receive_any(&self.queues, &opts).await {
+            let fetched = if receipts.is_empty() {
+                self.client.receive_any(&self.queues, &opts).await
+            } else {
+                // Without waiting, so that the acks' results (and the worker's counts) come back
+                // at once; if nothing is ready, the next fetch long-polls without acks.
+                let opts = ReceiveOptions { wait_ms: Some(0), ..opts };
+                let r = self.client.ack_receive_any(&self.queues, &receipts, &opts).await;
+                match r {
+                    Ok((results, jobs)) => {
+                        count_acks(&self.stats, &results);
+                        Ok(jobs)
+                    }
+                    Err(e) => {
+                        // Acked again by the ack loop (which retries): a request that did
+                        // reach the store answers those `stale`, which is counted as a lost
+                        // lease, never as a second completion.
+                        let slots = leases.split(receipts.len()).expect("a slot per receipt");
+                        self.acks.push(receipts, slots);
+                        Err(e)
+                    }
+                }
+            };
+            match fetched {
                 Ok(jobs) if jobs.is_empty() => {}
                 Ok(jobs) => {
                     let at = Instant::now();
@@ -537,7 +581,7 @@ where
             Ok(Ok(())) => {
                 otel.span().end();
                 shared.stats.succeeded.fetch_add(1, Ordering::Relaxed);
-                let _ = shared.acks.send((receipt, lease)).await;
+                shared.acks.push(vec![receipt], lease);
                 return;
             }
             Ok(Err(e)) => e,
@@ -677,32 +721,95 @@ async fn heartbeat(shared: &Shared, receipt: &str) {
     }
 }
 
-/// Batches acks: up to `ACK_BATCH_MAX` receipts, or whatever arrived within `ACK_LINGER_MS`,
-/// with up to `ACKS_IN_FLIGHT` requests at once. A batch's leases are given back when its
-/// request ends.
-async fn ack_loop(
-    client: Client,
-    mut rx: mpsc::Receiver<(String, OwnedSemaphorePermit)>,
-    stats: Arc<WorkerStats>,
-) {
+/// Receipts of finished jobs waiting to be acked, with their lease slots (one each): a fetcher
+/// about to receive takes them along, and the ack loop sends what no fetcher took in time.
+#[derive(Default)]
+struct Acks {
+    pending: std::sync::Mutex<Pending>,
+    added: Notify,
+}
+
+#[derive(Default)]
+struct Pending {
+    receipts: Vec<String>,
+    leases: Option<OwnedSemaphorePermit>,
+    /// No more will come: the worker is stopping and every job is done.
+    closed: bool,
+}
+
+impl Acks {
+    /// Receipts to ack, with their slots (one each).
+    fn push(&self, receipts: Vec<String>, lease: OwnedSemaphorePermit) {
+        debug_assert_eq!(receipts.len(), lease.num_permits(), "one slot per ack");
+        let mut p = self.pending.lock().expect("acks lock");
+        p.receipts.extend(receipts);
+        match &mut p.leases {
+            Some(l) => l.merge(lease),
+            None => p.leases = Some(lease),
+        }
+        drop(p);
+        self.added.notify_waiters();
+    }
+
+    /// Up to `max` of the oldest receipts, with their slots.
+    fn take(&self, max: usize) -> (Vec<String>, Option<OwnedSemaphorePermit>) {
+        let mut p = self.pending.lock().expect("acks lock");
+        let n = p.receipts.len().min(max);
+        if n == 0 {
+            return (Vec::new(), None);
+        }
+        let receipts: Vec<String> = p.receipts.drain(..n).collect();
+        let leases = if p.receipts.is_empty() {
+            p.leases.take()
+        } else {
+            p.leases.as_mut().and_then(|l| l.split(n))
+        };
+        debug_assert_eq!(leases.as_ref().map_or(0, |l| l.num_permits()), n, "one slot per ack");
+        (receipts, leases)
+    }
+
+    /// Until a receipt waits, or the worker closed this.
+    async fn wait(&self) {
+        loop {
+            let added = self.added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            {
+                let p = self.pending.lock().expect("acks lock");
+                if !p.receipts.is_empty() || p.closed {
+                    return;
+                }
+            }
+            added.await;
+        }
+    }
+
+    fn close(&self) {
+        self.pending.lock().expect("acks lock").closed = true;
+        self.added.notify_waiters();
+    }
+
+    fn closed(&self) -> bool {
+        self.pending.lock().expect("acks lock").closed
+    }
+}
+
+/// Sends the acks no fetcher took within `ACK_LINGER_MS` (every fetch is waiting in a long
+/// poll, or the worker is stopping): up to `ACK_BATCH_MAX` receipts a request, with up to
+/// `ACKS_IN_FLIGHT` requests at once. A batch's leases are given back when its request ends.
+/// Ends once closed and empty.
+async fn ack_loop(client: Client, acks: Arc<Acks>, stats: Arc<WorkerStats>) {
     let in_flight = Arc::new(Semaphore::new(ACKS_IN_FLIGHT));
     let sending = TaskTracker::new();
-    while let Some((receipt, mut leases)) = rx.recv().await {
-        let mut receipts = Vec::with_capacity(ACK_BATCH_MAX);
-        receipts.push(receipt);
-        let linger = tokio::time::sleep(Duration::from_millis(ACK_LINGER_MS));
-        tokio::pin!(linger);
-        while receipts.len() < ACK_BATCH_MAX {
-            tokio::select! {
-                r = rx.recv() => match r {
-                    Some((receipt, lease)) => {
-                        receipts.push(receipt);
-                        leases.merge(lease);
-                    }
-                    None => break,
-                },
-                () = &mut linger => break,
+    loop {
+        acks.wait().await;
+        tokio::time::sleep(Duration::from_millis(ACK_LINGER_MS)).await;
+        let (receipts, leases) = acks.take(ACK_BATCH_MAX);
+        if receipts.is_empty() {
+            if acks.closed() {
+                break;
             }
+            continue;
         }
         let slot = in_flight.clone().acquire_owned().await.expect("never closed");
         let (client, stats) = (client.clone(), stats.clone());
@@ -717,19 +824,21 @@ async fn ack_loop(
 
 async fn send_acks(client: &Client, receipts: &[String], stats: &WorkerStats) {
     match client.ack(receipts).await {
-        Ok(results) => {
-            // A refused ack: the lease ended before the handler did (no heartbeat, or one that
-            // could not reach the server). Another worker has or will have the job.
-            let refused = results.iter().filter(|r| **r != crate::AckResult::Ok).count();
-            stats.acked.fetch_add((results.len() - refused) as u64, Ordering::Relaxed);
-            if refused > 0 {
-                stats.lost_leases.fetch_add(refused as u64, Ordering::Relaxed);
-                stats.succeeded.fetch_sub(refused as u64, Ordering::Relaxed);
-                tracing::warn!(refused, "acks refused: leases ended before the jobs finished");
-            }
-        }
+        Ok(results) => count_acks(stats, &results),
         Err(e) => {
             tracing::warn!(error = %e, receipts = receipts.len(), "ack failed; the jobs will be redelivered")
         }
+    }
+}
+
+fn count_acks(stats: &WorkerStats, results: &[crate::AckResult]) {
+    // A refused ack: the lease ended before the handler did (no heartbeat, or one that could
+    // not reach the server). Another worker has or will have the job.
+    let refused = results.iter().filter(|r| **r != crate::AckResult::Ok).count();
+    stats.acked.fetch_add((results.len() - refused) as u64, Ordering::Relaxed);
+    if refused > 0 {
+        stats.lost_leases.fetch_add(refused as u64, Ordering::Relaxed);
+        stats.succeeded.fetch_sub(refused as u64, Ordering::Relaxed);
+        tracing::warn!(refused, "acks refused: leases ended before the jobs finished");
     }
 }

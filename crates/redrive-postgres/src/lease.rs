@@ -6,6 +6,7 @@ use deadpool_postgres::GenericClient;
 use redrive_core::broker::{check_batch, AckResult, FailRequest, FailResult};
 use redrive_core::model::{Outcome, Receipt};
 use redrive_core::{limits, Error, Result};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::db::{internal, query, query_opt, sql_ms};
@@ -24,7 +25,7 @@ use crate::transition::{self, job_core_select, JobCore};
 /// made once per connection, see `PgBroker::connect`) looks up the given ids by primary key:
 /// without it, the `known` test was planned as a hash of every job id in the table, and an ack
 /// cost 4–13 ms a call under load where the primary key costs 0.1 ms.
-const ACK_SQL: &str = "WITH input AS ( \
+pub const ACK_SQL: &str = "WITH input AS ( \
     SELECT * FROM unnest($1::uuid[], $2::int4[]) WITH ORDINALITY AS t(id, epoch, ord)), \
   n AS (SELECT redrive.now_ms() AS now), \
   done AS ( \
@@ -55,27 +56,59 @@ pub async fn ack(
     receipts: &[String],
     completed: &mut Vec<Completed>,
 ) -> Result<Vec<AckResult>> {
-    check_batch(receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
-    let mut out = vec![AckResult::Unknown; receipts.len()];
-    // Parsed receipts, each job once: a receipt repeated in the batch completes the job once
-    // and is stale the second time, as in the engine.
-    let mut slots: Vec<usize> = Vec::with_capacity(receipts.len());
-    let (mut ids, mut epochs) = (Vec::new(), Vec::new());
-    let mut repeats: Vec<(usize, usize)> = Vec::new();
-    for (i, r) in receipts.iter().enumerate() {
-        let Ok(r) = r.parse::<Receipt>() else { continue };
-        let id = Uuid::from_u128(r.id.0);
-        if let Some(first) = ids.iter().position(|x| *x == id) {
-            repeats.push((i, slots[first]));
-            continue;
+    let batch = AckBatch::new(receipts)?;
+    let rows =
+        if batch.ids.is_empty() { Vec::new() } else { query(c, ACK_SQL, &batch.params()).await? };
+    Ok(batch.results(&rows, completed))
+}
+
+/// A batch of receipts to ack, parsed: `ACK_SQL`'s parameters, and where each answer goes.
+pub struct AckBatch {
+    ids: Vec<Uuid>,
+    epochs: Vec<i32>,
+    /// Per id, the receipt it came from.
+    slots: Vec<usize>,
+    /// A receipt repeated in the batch, and the first of its job's: it completes the job once
+    /// and is stale the second time, as in the engine.
+    repeats: Vec<(usize, usize)>,
+    len: usize,
+}
+
+impl AckBatch {
+    pub fn new(receipts: &[String]) -> Result<AckBatch> {
+        check_batch(receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
+        let mut b = AckBatch {
+            ids: Vec::with_capacity(receipts.len()),
+            epochs: Vec::with_capacity(receipts.len()),
+            slots: Vec::with_capacity(receipts.len()),
+            repeats: Vec::new(),
+            len: receipts.len(),
+        };
+        for (i, r) in receipts.iter().enumerate() {
+            let Ok(r) = r.parse::<Receipt>() else { continue };
+            let id = Uuid::from_u128(r.id.0);
+            if let Some(first) = b.ids.iter().position(|x| *x == id) {
+                b.repeats.push((i, b.slots[first]));
+                continue;
+            }
+            b.ids.push(id);
+            b.epochs.push(r.epoch as i32);
+            b.slots.push(i);
         }
-        ids.push(id);
-        epochs.push(r.epoch as i32);
-        slots.push(i);
+        Ok(b)
     }
-    if !ids.is_empty() {
-        for r in query(c, ACK_SQL, &[&ids, &epochs]).await? {
-            let slot = slots[r.get::<_, i64>(0) as usize - 1];
+
+    /// `$1` and `$2` of `ACK_SQL`.
+    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 2] {
+        [&self.ids, &self.epochs]
+    }
+
+    /// One result per receipt from what `ACK_SQL` returned; the jobs it completed go to
+    /// `completed`.
+    pub fn results(&self, rows: &[Row], completed: &mut Vec<Completed>) -> Vec<AckResult> {
+        let mut out = vec![AckResult::Unknown; self.len];
+        for r in rows {
+            let slot = self.slots[r.get::<_, i64>(0) as usize - 1];
             if let Some(queue_id) = r.get::<_, Option<i32>>(3) {
                 completed.push(Completed {
                     queue_id,
@@ -89,14 +122,14 @@ pub async fn ack(
                 (false, false) => AckResult::Unknown,
             };
         }
+        for &(i, first) in &self.repeats {
+            out[i] = match out[first] {
+                AckResult::Unknown => AckResult::Unknown,
+                _ => AckResult::Stale,
+            };
+        }
+        out
     }
-    for (i, first) in repeats {
-        out[i] = match out[first] {
-            AckResult::Unknown => AckResult::Unknown,
-            _ => AckResult::Stale,
-        };
-    }
-    Ok(out)
 }
 
 /// Locks the job a receipt names, inside `tx`, or says why not: malformed → invalid receipt,

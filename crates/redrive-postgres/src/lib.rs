@@ -483,14 +483,30 @@ impl Broker for PgBroker {
             }
         };
         let started = Instant::now();
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(internal)?;
-        let mut completed = Vec::new();
-        let acked = lease::ack(&tx, &receipts, &mut completed).await?;
+        let c = self.client().await?;
+        let acks = lease::AckBatch::new(&receipts)?;
         let worker = req.worker_id.as_deref();
-        let got = receive::lease_standard(&tx, &self.inner.rooms, q, req.max, req.lease_ms, worker)
-            .await?;
-        tx.commit().await.map_err(internal)?;
+        let lease =
+            receive::Lease::new(&c, &self.inner.rooms, q, req.max, req.lease_ms, worker).await?;
+        let ack_sql = c.prepare_cached(lease::ACK_SQL).await.map_err(internal)?;
+        let lease_sql = c.prepare_cached(receive::STANDARD_SQL).await.map_err(internal)?;
+        // One round trip and one commit: tokio-postgres sends requests in the order their
+        // futures are first polled, and `join!` polls all four at once, so they go out together
+        // (and all reach the server even if this future is then dropped). A failed statement
+        // aborts the transaction, and the COMMIT then rolls it back: an error acked nothing.
+        let (ack_params, lease_params) = (acks.params(), lease.params());
+        let (begin, acked, leased, commit) = tokio::join!(
+            c.batch_execute("BEGIN"),
+            c.query(&ack_sql, &ack_params),
+            c.query(&lease_sql, &lease_params),
+            c.batch_execute("COMMIT"),
+        );
+        begin.map_err(internal)?;
+        let (acked, leased) = (acked.map_err(internal)?, leased.map_err(internal)?);
+        commit.map_err(internal)?;
+        let mut completed = Vec::new();
+        let acked = acks.results(&acked, &mut completed);
+        let got = lease.leased(&self.inner.rooms, &leased)?;
         drop(c);
         self.observe(started);
         self.completed(completed);

@@ -56,7 +56,7 @@ macro_rules! lease_tail {
 /// level, ready since); `$7` is the queue's room for more leases (see [`Rooms`]). `$3` is the
 /// aging time (NULL = off). The union of three index range scans keeps a receive's cost
 /// independent of the backlog.
-const STANDARD_SQL: &str = concat!(
+pub const STANDARD_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
     "c0 AS (SELECT id, priority, visible_at, receive_count, expires_at FROM redrive.jobs \
        WHERE queue_id = $1 AND state IN (0, 1) AND priority = 0 \
@@ -168,7 +168,7 @@ pub async fn lease(
     worker: Option<&str>,
 ) -> Result<Leased> {
     if !q.config.fifo {
-        return lease_standard(&*c, rooms, q, max, lease_ms, worker).await;
+        return lease_with(&*c, STANDARD_SQL, rooms, q, max, lease_ms, worker).await;
     }
     let tx = c.transaction().await.map_err(crate::db::internal)?;
     execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])
@@ -176,20 +176,6 @@ pub async fn lease(
     let r = lease_with(&tx, FIFO_SQL, rooms, q, max, lease_ms, worker).await?;
     tx.commit().await.map_err(crate::db::internal)?;
     Ok(r)
-}
-
-/// [`lease`] from a standard queue in one statement, on `c` (which may be a transaction that
-/// also does other work: `PgBroker::ack_receive`).
-pub async fn lease_standard(
-    c: &impl GenericClient,
-    rooms: &Rooms,
-    q: &QueueRow,
-    max: u32,
-    lease_ms: Option<u64>,
-    worker: Option<&str>,
-) -> Result<Leased> {
-    assert!(!q.config.fifo, "a FIFO queue leases under its group lock");
-    lease_with(c, STANDARD_SQL, rooms, q, max, lease_ms, worker).await
 }
 
 async fn lease_with(
@@ -201,37 +187,75 @@ async fn lease_with(
     lease_ms: Option<u64>,
     worker: Option<&str>,
 ) -> Result<Leased> {
-    let max = i64::from(max);
-    let aging = q.config.priority_aging_ms.map(sql_ms);
-    let max_receives = q.config.max_receive_count.map(|n| n as i32);
-    let lease = sql_ms(lease_ms.unwrap_or(q.config.visibility_timeout_ms));
-    let room = rooms.room(c, q.id).await?.max(0);
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-        [&q.id, &max, &aging, &max_receives, &lease, &worker, &room];
-    let rows = query(c, sql, &params).await?;
-    let mut out = Leased {
-        deliveries: Vec::new(),
-        waited_ms: Vec::new(),
-        doomed: Vec::new(),
-        expired_leases: false,
-        at_inflight_max: room == 0,
-    };
-    // The statement returns leased rows in no set order; deliver best first.
-    let mut leased: Vec<(i32, i64, Uuid, &Row)> = Vec::with_capacity(rows.len());
-    for r in &rows {
-        match r.get::<_, i32>(0) {
-            0 => leased.push((r.get(16), r.get(17), r.get(1), r)),
-            1 => out.doomed.push(r.get(1)),
-            _ => out.expired_leases = true,
+    let lease = Lease::new(c, rooms, q, max, lease_ms, worker).await?;
+    let rows = query(c, sql, &lease.params()).await?;
+    lease.leased(rooms, &rows)
+}
+
+/// A leasing statement's parameters, with the queue's in-flight room counted: what
+/// `PgBroker::ack_receive` sends in a pipeline of its own.
+pub struct Lease<'a> {
+    q: &'a QueueRow,
+    max: i64,
+    aging: Option<i64>,
+    max_receives: Option<i32>,
+    lease: i64,
+    worker: Option<&'a str>,
+    room: i64,
+}
+
+impl<'a> Lease<'a> {
+    pub async fn new(
+        c: &impl GenericClient,
+        rooms: &Rooms,
+        q: &'a QueueRow,
+        max: u32,
+        lease_ms: Option<u64>,
+        worker: Option<&'a str>,
+    ) -> Result<Lease<'a>> {
+        Ok(Lease {
+            q,
+            max: i64::from(max),
+            aging: q.config.priority_aging_ms.map(sql_ms),
+            max_receives: q.config.max_receive_count.map(|n| n as i32),
+            lease: sql_ms(lease_ms.unwrap_or(q.config.visibility_timeout_ms)),
+            worker,
+            room: rooms.room(c, q.id).await?.max(0),
+        })
+    }
+
+    /// `$1..$7` of [`STANDARD_SQL`] and `FIFO_SQL`.
+    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+        let Lease { q, max, aging, max_receives, lease, worker, room } = self;
+        [&q.id, max, aging, max_receives, lease, worker, room]
+    }
+
+    /// What the statement returned, as deliveries (best first) and work left for the caller.
+    pub fn leased(&self, rooms: &Rooms, rows: &[Row]) -> Result<Leased> {
+        let mut out = Leased {
+            deliveries: Vec::new(),
+            waited_ms: Vec::new(),
+            doomed: Vec::new(),
+            expired_leases: false,
+            at_inflight_max: self.room == 0,
+        };
+        // The statement returns leased rows in no set order; deliver best first.
+        let mut leased: Vec<(i32, i64, Uuid, &Row)> = Vec::with_capacity(rows.len());
+        for r in rows {
+            match r.get::<_, i32>(0) {
+                0 => leased.push((r.get(16), r.get(17), r.get(1), r)),
+                1 => out.doomed.push(r.get(1)),
+                _ => out.expired_leases = true,
+            }
         }
+        rooms.took(self.q.id, leased.len());
+        leased.sort_unstable_by_key(|(eff, ord, id, _)| (*eff, *ord, *id));
+        for (_, _, _, r) in leased {
+            out.waited_ms.push(ms(r.get(15)));
+            out.deliveries.push(delivery(r, &self.q.name)?);
+        }
+        Ok(out)
     }
-    rooms.took(q.id, leased.len());
-    leased.sort_unstable_by_key(|(eff, ord, id, _)| (*eff, *ord, *id));
-    for (_, _, _, r) in leased {
-        out.waited_ms.push(ms(r.get(15)));
-        out.deliveries.push(delivery(r, &q.name)?);
-    }
-    Ok(out)
 }
 
 fn delivery(r: &Row, queue: &str) -> Result<Delivery> {

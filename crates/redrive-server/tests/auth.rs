@@ -160,6 +160,12 @@ async fn settling_a_lease_needs_receive_on_the_receipts_queue() {
         let (s, v) = r.call(Some(&sender), "POST", path, Some(body)).await;
         assert_eq!((s, code(&v)), (403, "forbidden"), "{path}: {v}");
     }
+    // A receive may carry acks only of queues its key may receive from.
+    r.admin("PUT", "/v1/queues/other-1", Some(json!({}))).await;
+    let other = r.key(&["receive:other-*"]).await;
+    let carried = json!({"ack": [receipt], "wait_ms": 0});
+    let (s, v) = r.call(Some(&other), "POST", "/v1/queues/other-1/receive", Some(carried)).await;
+    assert_eq!((s, code(&v)), (403, "forbidden"), "{v}");
     let (s, v) =
         r.call(Some(&worker), "POST", "/v1/ack", Some(json!({"receipts": [receipt]}))).await;
     assert_eq!((s, &v["results"]), (200, &json!(["ok"])), "{v}");

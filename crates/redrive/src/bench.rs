@@ -488,7 +488,7 @@ async fn produce(run: Arc<Run>, index: u32, args: BenchArgs) -> anyhow::Result<(
 
 /// Receives and acks until every job is acked or the run is over; returns its latencies.
 /// With `Protocol::Combined` the receipts of one receive are acked by the next, which does not
-/// wait when the last one came back short (so the tail of the run is not held up by a poll).
+/// wait (its acks are counted when it answers); when it brings nothing, the next long-polls.
 async fn consume(
     run: Arc<Run>,
     index: u32,
@@ -505,7 +505,6 @@ async fn consume(
     };
     let hurry = ReceiveOptions { wait_ms: Some(0), ..opts.clone() };
     let mut receipts = Vec::with_capacity(ack_batch + max as usize);
-    let mut short = false;
     while !run.over() {
         let call = async {
             match protocol {
@@ -514,8 +513,8 @@ async fn consume(
                     run.client.receive(&run.queue, &opts).await
                 }
                 Protocol::Combined => {
-                    let o = if short { &hurry } else { &opts };
-                    let (results, jobs) = run.client.ack_receive(&run.queue, &receipts, o).await?;
+                    let (results, jobs) =
+                        run.client.ack_receive(&run.queue, &receipts, &hurry).await?;
                     count_acks(&run, &results);
                     receipts.clear();
                     Ok(jobs)
@@ -543,8 +542,8 @@ async fn consume(
             }
             receipts.push(job.receipt);
         }
-        short = received < max as usize;
         // Ack when the batch is full, and at once when the queue ran dry (the tail of the run).
+        let short = received < max as usize;
         if protocol == Protocol::Requests && (receipts.len() >= ack_batch || short) {
             ack(&run, &mut receipts).await?;
         }

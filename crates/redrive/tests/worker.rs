@@ -325,3 +325,51 @@ async fn a_wide_worker_fetches_in_parallel_and_runs_every_job_once() {
     let counts = client.queue_stats("wide").await.unwrap().counts;
     assert_eq!((counts.ready, counts.leased), (0, 0), "every job acked: {counts:?}");
 }
+
+/// Requests answered on `route` (any method and status), from the server's `/metrics`.
+async fn requests_on(url: &str, route: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
+    let label = format!("route=\"{route}\"");
+    text.lines()
+        .filter(|l| l.starts_with("redrive_http_requests_total{") && l.contains(&label))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
+/// A busy worker acks a finished job on the receive that fetches the next one (its slot goes
+/// to the new job): few acks go out as requests of their own, and every job still runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_worker_acks_on_the_receive_that_takes_the_next_job() {
+    let (s, client, _d) = setup("busy", QueuePatch::default()).await;
+    let jobs: Vec<NewJob> =
+        (0..200).map(|i| NewJob { body: format!("{i}"), ..NewJob::default() }).collect();
+    client.enqueue("busy", &jobs).await.unwrap();
+    let stats = Arc::new(WorkerStats::default());
+    let runs = Arc::new(std::sync::Mutex::new(vec![0u32; 200]));
+    let seen = runs.clone();
+    let worker = Worker::builder(client.clone())
+        .queues(["busy"])
+        .concurrency(4)
+        .prefetch(0)
+        .stats(stats.clone())
+        .handler(move |job| {
+            seen.lock().unwrap()[job.body.parse::<usize>().unwrap()] += 1;
+            async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(())
+            }
+        });
+    let run = spawn(worker);
+    until(|| get(&stats.acked) == 200).await;
+    let stats = run.stop().await;
+    assert_eq!((get(&stats.succeeded), get(&stats.lost_leases)), (200, 0));
+    assert!(runs.lock().unwrap().iter().all(|n| *n == 1), "every job ran exactly once");
+    let counts = client.queue_stats("busy").await.unwrap().counts;
+    assert_eq!((counts.ready, counts.leased, counts.completed), (0, 0, 200), "{counts:?}");
+    // Each job's ack would be a request of its own (or of a few) if acks did not ride on
+    // receives: 4 jobs finish at a time, 20 ms apart.
+    let (acks, receives) =
+        (requests_on(&s.url, "/v1/ack").await, requests_on(&s.url, "/v1/receive").await);
+    assert!(receives >= 50, "{receives} receives for 200 jobs, at most 4 at a time");
+    assert!(acks * 4 < receives, "{acks} ack requests beside {receives} receives");
+}

@@ -121,6 +121,48 @@ pub async fn multi_queue_receive_prefers_queues_in_order(s: &Server) {
     assert_eq!(r["jobs"][0]["queue"], "b");
 }
 
+/// A receive that carries `ack` acks those receipts first (one result each, in `acked`) and
+/// leases other jobs; one without it answers no `acked`; a refused one acks nothing.
+pub async fn a_receive_acks_the_receipts_it_carries(s: &Server) {
+    s.queue("q", json!({})).await;
+    let jobs = json!({"jobs":[{"body":"a"},{"body":"b"},{"body":"c"}]});
+    s.call("POST", "/v1/queues/q/jobs", Some(jobs)).await;
+    let (_, first) = s.call("POST", "/v1/queues/q/receive", Some(json!({"wait_ms": 0}))).await;
+    assert!(first.get("acked").is_none(), "{first}");
+    let done = first["jobs"][0]["receipt"].as_str().unwrap().to_owned();
+    let id = first["jobs"][0]["id"].as_str().unwrap().to_owned();
+    // Refused as a whole: the receipt is not acked.
+    let bad = json!({"ack": [done], "max": 0});
+    let (st, b) = s.call("POST", "/v1/queues/q/receive", Some(bad)).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "invalid_parameter"), "{b}");
+    let (st, b) = s.call("POST", "/v1/queues/nope/receive", Some(json!({"ack": [done]}))).await;
+    assert_eq!((st, code(&b)), (StatusCode::NOT_FOUND, "queue_not_found"), "{b}");
+    let many: Vec<&str> = vec![done.as_str(); 1001];
+    let (st, b) = s.call("POST", "/v1/queues/q/receive", Some(json!({"ack": many}))).await;
+    assert_eq!((st, code(&b)), (StatusCode::BAD_REQUEST, "batch_too_large"), "{b}");
+    let (_, job) = s.call("GET", &format!("/v1/jobs/{id}"), None).await;
+    assert_eq!(job["state"], "leased");
+
+    let body = json!({"ack": [done, "garbage"], "max": 10, "wait_ms": 5000});
+    let (st, r) = s.call("POST", "/v1/queues/q/receive", Some(body)).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["acked"], json!(["ok", "unknown"]));
+    let bodies: Vec<&str> =
+        r["jobs"].as_array().unwrap().iter().map(|j| j["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["b", "c"]);
+    let (_, job) = s.call("GET", &format!("/v1/jobs/{id}"), None).await;
+    assert_eq!(job["state"], "acked");
+    // Over several queues too; an empty `ack` is a plain receive that still answers `acked`.
+    let rest: Vec<Value> =
+        r["jobs"].as_array().unwrap().iter().map(|j| j["receipt"].clone()).collect();
+    let many = json!({"queues": ["q"], "ack": rest, "wait_ms": 0});
+    let (_, r) = s.call("POST", "/v1/receive", Some(many)).await;
+    assert_eq!((r["acked"].clone(), r["jobs"].clone()), (json!(["ok", "ok"]), json!([])));
+    let (_, r) =
+        s.call("POST", "/v1/queues/q/receive", Some(json!({"ack": [], "wait_ms": 0}))).await;
+    assert_eq!(r, json!({"jobs": [], "acked": []}));
+}
+
 pub async fn expired_lease_redelivers_and_stale_receipts_get_409(s: &Server) {
     s.queue("q", json!({"visibility_timeout_ms": 200})).await;
     let (_, r) = s
@@ -519,6 +561,7 @@ macro_rules! http_api_cases {
             a_long_poll_whose_client_went_away_leases_nothing,
             multi_queue_receive_prefers_queues_in_order,
             expired_lease_redelivers_and_stale_receipts_get_409,
+            a_receive_acks_the_receipts_it_carries,
             failures_reach_the_dead_letter_queue_and_redrive_brings_them_back,
             idempotent_enqueue_over_http,
             bad_input_gets_clear_errors_and_writes_nothing,
