@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// Stop and report after this long even if jobs are left
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
+    /// Write enqueue→start latency against wall time to this CSV file, one row per 100 ms
+    /// (`t_s,jobs,p50_ms,p99_ms,max_ms`), and report the worst 100 ms (not with --sdk or --sqs)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["sdk", "sqs"])]
+    timeline: Option<std::path::PathBuf>,
     /// How consumers ack over the native API: `requests` sends receive and ack as separate
     /// requests (acks batched by --ack-batch); `combined` carries each batch's acks on the next
     /// receive (one request, and one commit where the store can, per consumer cycle)
@@ -106,6 +110,17 @@ pub(crate) enum Protocol {
     Combined,
 }
 
+/// Width of a `--timeline` row, and the wait a row's worst job must exceed to count as a stall.
+const TIMELINE_STEP_MS: u64 = 100;
+const STALL_MS: f64 = 20.0;
+
+#[derive(Serialize, Debug, Clone, Copy)]
+struct TimelineSummary {
+    worst_max_ms: f64,
+    worst_at_s: f64,
+    stalls: u64,
+}
+
 /// One run's result: the `--json` output.
 #[derive(Serialize, Debug)]
 struct Report {
@@ -133,6 +148,10 @@ struct Report {
     latency_max_ms: f64,
     shed_retries: u64,
     stale_acks: u64,
+    /// With --timeline: the largest enqueue→start of the run's worst 100 ms, when it was (s from
+    /// the start), and how many 100 ms had a job wait longer than `STALL_MS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<TimelineSummary>,
 }
 
 /// What producers and consumers share.
@@ -151,6 +170,8 @@ pub(crate) struct Run {
     stop: AtomicBool,
     /// Woken when the run is over early (all acked, or an error): ends consumers' long polls.
     pub(crate) ended: Notify,
+    /// With --timeline: (ms from the start when received, enqueue→start in µs) of every job.
+    timeline: Option<std::sync::Mutex<Vec<(u32, u32)>>>,
 }
 
 impl Run {
@@ -241,6 +262,7 @@ async fn bench(
         done_at: OnceLock::new(),
         stop: AtomicBool::new(false),
         ended: Notify::new(),
+        timeline: args.timeline.as_ref().map(|_| std::sync::Mutex::new(Vec::new())),
     });
     let ack_batch = args.ack_batch.unwrap_or(args.batch) as usize;
     if args.sdk || args.sqs {
@@ -280,7 +302,41 @@ async fn bench(
         }
     }
     let counts = Counts { enqueued, enqueue_end, ack_batch };
-    Ok((report(&run, args, server, start, counts, &latency), error))
+    let mut report = report(&run, args, server, start, counts, &latency);
+    if let (Some(path), Some(points)) = (&args.timeline, &run.timeline) {
+        let points = std::mem::take(&mut *points.lock().expect("timeline lock"));
+        report.timeline = Some(write_timeline(path, points)?);
+    }
+    Ok((report, error))
+}
+
+/// Writes the `--timeline` CSV: per 100 ms of receive time, the jobs received and their
+/// enqueue→start p50, p99 and max.
+fn write_timeline(
+    path: &std::path::Path,
+    mut points: Vec<(u32, u32)>,
+) -> anyhow::Result<TimelineSummary> {
+    use std::fmt::Write as _;
+    points.sort_unstable();
+    let mut csv = String::from("t_s,jobs,p50_ms,p99_ms,max_ms\n");
+    let mut summary = TimelineSummary { worst_max_ms: 0.0, worst_at_s: 0.0, stalls: 0 };
+    for row in points
+        .chunk_by(|a, b| u64::from(a.0) / TIMELINE_STEP_MS == u64::from(b.0) / TIMELINE_STEP_MS)
+    {
+        let mut waits: Vec<u32> = row.iter().map(|p| p.1).collect();
+        waits.sort_unstable();
+        let at =
+            |q: f64| f64::from(waits[((waits.len() - 1) as f64 * q).round() as usize]) / 1000.0;
+        let t_s = (u64::from(row[0].0) / TIMELINE_STEP_MS * TIMELINE_STEP_MS) as f64 / 1000.0;
+        let max = at(1.0);
+        writeln!(csv, "{t_s:.1},{},{:.3},{:.3},{max:.3}", waits.len(), at(0.5), at(0.99))?;
+        if max > summary.worst_max_ms {
+            (summary.worst_max_ms, summary.worst_at_s) = (max, t_s);
+        }
+        summary.stalls += u64::from(max > STALL_MS);
+    }
+    std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+    Ok(summary)
 }
 
 /// The same workload through the bare `SKIP LOCKED` pattern (bench_bare.rs), as a report.
@@ -364,6 +420,7 @@ fn peer_report(args: &BenchArgs, server: &str, queue: &str, run: &PeerRun) -> Re
         latency_max_ms: latency.max() as f64 / 1000.0,
         shed_retries: 0,
         stale_acks: 0,
+        timeline: None,
     }
 }
 
@@ -413,6 +470,7 @@ fn report(
         latency_max_ms: latency.max() as f64 / 1000.0,
         shed_retries: run.shed.load(Ordering::Relaxed),
         stale_acks: run.stale.load(Ordering::Relaxed),
+        timeline: None,
     }
 }
 
@@ -457,13 +515,15 @@ async fn produce(run: Arc<Run>, index: u32, args: BenchArgs) -> anyhow::Result<(
     };
     let mut batch = vec![job; (args.batch as u64).min(share) as usize];
     // With a rate, every producer sends one batch per period, at fixed times from the start: a
-    // late batch is sent at once, so the average rate holds.
+    // late batch is sent at once, so the average rate holds. The producers' times are spread
+    // evenly over the period (a steady rate, not every producer's batch in one burst).
     let period = (args.rate > 0)
         .then(|| Duration::from_secs_f64(batch.len() as f64 * producers as f64 / args.rate as f64));
+    let phase = period.map(|p| p.mul_f64(f64::from(index) / producers as f64));
     let (mut sent, mut sends) = (0u64, 0u32);
     while sent < share && !run.over() {
-        if let Some(period) = period {
-            tokio::time::sleep_until((run.start + period * sends).into()).await;
+        if let (Some(period), Some(phase)) = (period, phase) {
+            tokio::time::sleep_until((run.start + phase + period * sends).into()).await;
         }
         batch.truncate((share - sent).min(batch.len() as u64) as usize);
         let t = now_us().to_string();
@@ -536,11 +596,20 @@ async fn consume(
         };
         let now = now_us();
         let received = jobs.len();
+        let at_ms = run.start.elapsed().as_millis() as u32;
+        let mut points = Vec::new();
         for job in jobs {
             if let Some(t) = job.attributes.get("t").and_then(|t| t.parse::<u64>().ok()) {
-                latency.saturating_record(now.saturating_sub(t).clamp(1, LATENCY_MAX_US));
+                let wait = now.saturating_sub(t).clamp(1, LATENCY_MAX_US);
+                latency.saturating_record(wait);
+                if run.timeline.is_some() {
+                    points.push((at_ms, wait.min(u64::from(u32::MAX)) as u32));
+                }
             }
             receipts.push(job.receipt);
+        }
+        if let Some(timeline) = &run.timeline {
+            timeline.lock().expect("timeline lock").extend(points);
         }
         // Ack when the batch is full, and at once when the queue ran dry (the tail of the run).
         let short = received < max as usize;
@@ -617,6 +686,15 @@ fn print_report(r: &Report) {
         .add("enqueue→start max", format!("{:.3} ms", r.latency_max_ms))
         .add("shed and retried", r.shed_retries.to_string())
         .add("stale acks", r.stale_acks.to_string());
+    if let Some(t) = r.timeline {
+        f.add(
+            "timeline",
+            format!(
+                "worst 100 ms: max {:.3} ms at {:.1} s; {} of them over {STALL_MS} ms",
+                t.worst_max_ms, t.worst_at_s, t.stalls
+            ),
+        );
+    }
     f.print();
 }
 
