@@ -140,8 +140,8 @@ async fn receive<B: Broker>(
         Some(receipts) => {
             req.check()?;
             check_acks(receipts.len())?;
-            let settling = Settling::open(s, caller, &receipts).await?;
-            let call = s.broker.ack_receive(settling.valid.clone(), req);
+            let mut settling = Settling::open(s, caller, &receipts).await?;
+            let call = s.broker.ack_receive(std::mem::take(&mut settling.valid), req);
             let (settled, jobs) =
                 if poll { s.overload.long_poll(client, call).await? } else { call.await? };
             (Some(settling.answers(s, settled)?), jobs)
@@ -166,8 +166,8 @@ pub async fn ack<B: Broker>(
     JsonBody(b): JsonBody<AckBody>,
 ) -> ApiResult<Json<AckReply>> {
     check_batch(b.receipts.len(), limits::ACK_BATCH_COUNT_MAX)?;
-    let settling = Settling::open(&s, &caller, &b.receipts).await?;
-    let valid = settling.valid.clone();
+    let mut settling = Settling::open(&s, &caller, &b.receipts).await?;
+    let valid = std::mem::take(&mut settling.valid);
     let settled = if valid.is_empty() { Vec::new() } else { s.broker.ack(valid).await? };
     Ok(Json(AckReply { results: settling.answers(&s, settled)? }))
 }
@@ -176,7 +176,7 @@ pub async fn ack<B: Broker>(
 /// receipt; the others go to the store in one batch, once the caller may settle jobs of each
 /// one's queue.
 struct Settling {
-    /// The store's receipts of those that verify, in order.
+    /// The store's receipts of those that verify, in order (taken to send them).
     valid: Vec<String>,
     /// Per receipt sent, whether it verified.
     verified: Vec<bool>,
@@ -206,7 +206,7 @@ impl Settling {
         s: &Shared<B>,
         settled: Vec<AckResult>,
     ) -> Result<Vec<AckResult>, Error> {
-        if settled.len() != self.valid.len() {
+        if settled.len() != self.verified.iter().filter(|v| **v).count() {
             return Err(Error::Internal("ack lost an answer".into()));
         }
         for (job, r) in self.traced.iter().zip(&settled) {
