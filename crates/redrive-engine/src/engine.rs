@@ -270,9 +270,10 @@ impl Loop {
             self.serve_waiters();
             self.expire_waiters();
             self.commit_and_reply(n);
-            // Compaction rewrites a whole segment: at most once per interval, and only between
-            // batches when no request is waiting.
-            if idle && self.now >= self.last_compaction + COMPACT_INTERVAL_MS {
+            // Reclamation runs only between batches when no request is waiting: a compaction a
+            // slice at a time, and a new look at the oldest segment at most once per interval.
+            let compacting = self.store.compacting();
+            if idle && (compacting || self.now >= self.last_compaction + COMPACT_INTERVAL_MS) {
                 self.last_compaction = self.now;
                 if let Err(e) = self.store.compact_step() {
                     self.note_error(&e);
@@ -304,6 +305,9 @@ impl Loop {
         let mut wait = IDLE_WAKE_MS;
         if self.store.write_refusal().is_some() {
             return wait; // timers cannot fire on a store that refuses writes
+        }
+        if self.store.compacting() {
+            return 0; // the next slice, unless a request came
         }
         if self.store.wants_mark() {
             wait = MARK_IDLE_MS;

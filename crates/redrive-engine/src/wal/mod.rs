@@ -53,6 +53,9 @@ pub fn loc_segment(loc: Loc) -> u32 {
 /// Bytes of a sealed segment read at once when a record in it is read (see [`ReadWindow`]).
 const READ_WINDOW_BYTES: usize = 256 * 1024;
 
+/// The records of a slice of a segment, and where the next slice starts (`None` after the last).
+pub type Slice = (Vec<(Loc, Record)>, Option<u64>);
+
 /// When a write counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -662,6 +665,44 @@ impl Wal {
             )
         })?;
         Ok(out)
+    }
+
+    /// Reads the records of sealed segment `n` from byte `off` (0: its first record) that lie
+    /// in the next `bytes` or so (at least one whole record), for compaction in slices. Returns
+    /// them and where the next slice starts, `None` after the last.
+    pub fn records_from(&self, n: u32, off: u64, bytes: usize) -> io::Result<Slice> {
+        let seg = self
+            .segments
+            .get(&n)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no segment"))?;
+        let (end, off) = (seg.file.len(), off.max(SEGMENT_HEADER_BYTES as u64));
+        let mut want = bytes.max(FRAME_HEADER_BYTES) as u64;
+        let mut out = Vec::new();
+        loop {
+            let len = want.min(end.saturating_sub(off)) as usize;
+            let mut data = vec![0u8; len];
+            seg.file.read_at(&mut data, off)?;
+            let to_end = off + len as u64 == end;
+            let mut keep = |loc, r| {
+                if !matches!(r, Record::Synced { .. }) {
+                    out.push((loc, r))
+                }
+            };
+            let used =
+                segment::scan_slice(&data, off, n, to_end, &mut keep).map_err(|(at, why)| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} at {at}: {why}", segment_name(n)),
+                    )
+                })?;
+            if used == 0 && !to_end {
+                // The first record is longer than the slice: read it whole.
+                want *= 2;
+                continue;
+            }
+            let next = off + used as u64;
+            return Ok((out, (next < end).then_some(next)));
+        }
     }
 
     /// Deletes a sealed segment. Callers make sure nothing live remains in it.

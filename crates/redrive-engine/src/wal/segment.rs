@@ -84,6 +84,37 @@ pub(super) fn scan(
     Ok(off as u64)
 }
 
+/// Parses the framed records in `data`, a sealed segment's bytes from offset `base` (past its
+/// header). A record that runs past the end of `data` ends the parse before it, unless `data`
+/// reaches the end of the segment (`to_end`): then it is damage, as is any bad record. Returns
+/// how many bytes of `data` it parsed.
+pub(super) fn scan_slice(
+    data: &[u8],
+    base: u64,
+    n: u32,
+    to_end: bool,
+    f: &mut dyn FnMut(Loc, Record),
+) -> Result<usize, (u64, String)> {
+    let mut off = 0;
+    while off < data.len() {
+        let rest = &data[off..];
+        let fits = rest.len() >= FRAME_HEADER_BYTES && {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            rest.len() - FRAME_HEADER_BYTES >= len
+        };
+        if !fits && !to_end {
+            return Ok(off);
+        }
+        let at = base + off as u64;
+        let frame = frame_at(data, off).map_err(|why| (at, why.to_owned()))?;
+        let rec =
+            record::decode(frame).map_err(|e| (at, format!("undecodable record: {}", e.0)))?;
+        f(((n as u64) << 32) | at, rec);
+        off += FRAME_HEADER_BYTES + frame.len();
+    }
+    Ok(off)
+}
+
 /// Why the bad record at `off` of the newest segment was synced, if it was: a marker of this
 /// segment after it whose mark lies past it (or, in a version 1 segment, any valid frame after
 /// it).

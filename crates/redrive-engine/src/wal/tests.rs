@@ -332,3 +332,50 @@ fn a_full_disk_at_start_says_so() {
     let (_, seen) = open(&s).unwrap();
     assert_eq!(seen.len(), 3, "a little space is enough to start");
 }
+
+/// Reading a sealed segment in slices gives every record `records` gives, in order, however the
+/// slices cut it (a record longer than a slice is read whole), and a damaged record is an error
+/// naming the segment and offset.
+#[test]
+fn a_sealed_segment_reads_the_same_in_slices() {
+    let s = MemStorage::new();
+    let mut wal = Wal::open(Box::new(s.clone()), 1 << 20, |_, _| {}).unwrap();
+    let meta = record::Meta::default();
+    let none = BTreeMap::new();
+    let size = |i: usize| if i % 40 == 9 { 20_000 } else { 50 + i % 700 };
+    let bodies: Vec<String> = (0..300).map(|i| "b".repeat(size(i))).collect();
+    for (i, body) in bodies.iter().enumerate() {
+        wal.append(|e| e.enqueue(i as u128, &meta, None, None, &none, body)).unwrap();
+    }
+    wal.commit(Durability::Sync, 0).unwrap();
+    wal.roll_now().unwrap();
+    let n = wal.sealed().next().unwrap().0;
+    let whole = wal.records(n).unwrap();
+    assert_eq!(whole.len(), 300);
+    for slice in [100, 4096, 100_000, 1 << 20] {
+        let (mut got, mut off, mut reads) = (Vec::new(), 0, 0);
+        loop {
+            let (records, next) = wal.records_from(n, off, slice).unwrap();
+            assert!(!records.is_empty(), "every slice reads at least one record");
+            got.extend(records);
+            reads += 1;
+            match next {
+                Some(next) => off = next,
+                None => break,
+            }
+        }
+        let locs = |r: &[(Loc, Record)]| r.iter().map(|(l, _)| *l).collect::<Vec<_>>();
+        assert_eq!(locs(&got), locs(&whole), "slices of {slice} bytes");
+        assert!(slice < 1 << 20 || reads == 1, "{reads} reads of {slice} bytes");
+    }
+    let (loc, _) = whole[150];
+    let off = (loc & 0xffff_ffff) as usize;
+    s.with_file(&segment_name(n), |d| d[off + FRAME_HEADER_BYTES + 3] ^= 1).unwrap();
+    let damaged = (0..).try_fold(0, |off, _| match wal.records_from(n, off, 4096) {
+        Ok((_, Some(next))) => Ok(next),
+        Ok((_, None)) => Err("read to the end".to_owned()),
+        Err(e) => Err(e.to_string()),
+    });
+    let err = damaged.unwrap_err();
+    assert!(err.contains(&format!("{} at {off}", segment_name(n))), "{err}");
+}
