@@ -557,15 +557,12 @@ impl Loop {
         check_acks(receipts.len())?;
         let qids =
             req.queues.iter().map(|q| self.store.queue_id(q)).collect::<Result<Vec<u32>>>()?;
-        if receipts.is_empty() {
-            let jobs =
-                self.try_receive(&qids, req.max as usize, req.lease_ms, req.worker_id.as_deref())?;
-            return Ok((Vec::new(), jobs));
+        let acked =
+            if receipts.is_empty() { Vec::new() } else { self.store.ack(receipts, self.now)? };
+        match self.try_receive(&qids, req.max as usize, req.lease_ms, req.worker_id.as_deref()) {
+            Err(e) if acked.is_empty() => Err(e),
+            jobs => Ok((acked, jobs.unwrap_or_default())),
         }
-        let acked = self.store.ack(receipts, self.now)?;
-        let max = req.max as usize;
-        let jobs = self.try_receive(&qids, max, req.lease_ms, req.worker_id.as_deref());
-        Ok((acked, jobs.unwrap_or_default()))
     }
 
     fn try_receive(
