@@ -742,13 +742,16 @@ impl Broker for EngineHandle {
         receipts: Vec<String>,
         req: ReceiveRequest,
     ) -> Result<(Vec<AckResult>, Vec<Delivery>)> {
-        let poll = req.clone();
+        // Kept for the long poll only if one may follow (workers send `wait_ms` 0 with acks).
+        let poll = (req.wait_ms != Some(0)).then(|| req.clone());
         let (acked, jobs) = self.call(|tx| Cmd::AckReceive(receipts, req, tx)).await?;
-        if !jobs.is_empty() || poll.wait_ms == Some(0) {
-            return Ok((acked, jobs));
+        match poll {
+            // As above, a refusal now answers no jobs so that the acks' results are not lost.
+            Some(poll) if jobs.is_empty() => {
+                Ok((acked, self.receive(poll).await.unwrap_or_default()))
+            }
+            _ => Ok((acked, jobs)),
         }
-        // As above, a refusal now answers no jobs so that the acks' results are not lost.
-        Ok((acked, self.receive(poll).await.unwrap_or_default()))
     }
     async fn fail(&self, req: FailRequest) -> Result<FailResult> {
         self.call(|tx| Cmd::Fail(req, tx)).await

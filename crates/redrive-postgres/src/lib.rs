@@ -506,7 +506,7 @@ impl Broker for PgBroker {
         commit.map_err(internal)?;
         let mut completed = Vec::new();
         let acked = acks.results(&acked, &mut completed);
-        let got = lease.leased(&self.inner.rooms, &leased)?;
+        let got = lease.leased(&leased)?;
         drop(c);
         self.observe(started);
         self.completed(completed);

@@ -168,33 +168,21 @@ pub async fn lease(
     worker: Option<&str>,
 ) -> Result<Leased> {
     if !q.config.fifo {
-        return lease_with(&*c, STANDARD_SQL, rooms, q, max, lease_ms, worker).await;
+        let lease = Lease::new(&*c, rooms, q, max, lease_ms, worker).await?;
+        return lease.run(&*c, STANDARD_SQL).await;
     }
     let tx = c.transaction().await.map_err(crate::db::internal)?;
     execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])
         .await?;
-    let r = lease_with(&tx, FIFO_SQL, rooms, q, max, lease_ms, worker).await?;
+    let r = Lease::new(&tx, rooms, q, max, lease_ms, worker).await?.run(&tx, FIFO_SQL).await?;
     tx.commit().await.map_err(crate::db::internal)?;
     Ok(r)
-}
-
-async fn lease_with(
-    c: &impl GenericClient,
-    sql: &str,
-    rooms: &Rooms,
-    q: &QueueRow,
-    max: u32,
-    lease_ms: Option<u64>,
-    worker: Option<&str>,
-) -> Result<Leased> {
-    let lease = Lease::new(c, rooms, q, max, lease_ms, worker).await?;
-    let rows = query(c, sql, &lease.params()).await?;
-    lease.leased(rooms, &rows)
 }
 
 /// A leasing statement's parameters, with the queue's in-flight room counted: what
 /// `PgBroker::ack_receive` sends in a pipeline of its own.
 pub struct Lease<'a> {
+    rooms: &'a Rooms,
     q: &'a QueueRow,
     max: i64,
     aging: Option<i64>,
@@ -207,13 +195,14 @@ pub struct Lease<'a> {
 impl<'a> Lease<'a> {
     pub async fn new(
         c: &impl GenericClient,
-        rooms: &Rooms,
+        rooms: &'a Rooms,
         q: &'a QueueRow,
         max: u32,
         lease_ms: Option<u64>,
         worker: Option<&'a str>,
     ) -> Result<Lease<'a>> {
         Ok(Lease {
+            rooms,
             q,
             max: i64::from(max),
             aging: q.config.priority_aging_ms.map(sql_ms),
@@ -226,12 +215,17 @@ impl<'a> Lease<'a> {
 
     /// `$1..$7` of [`STANDARD_SQL`] and `FIFO_SQL`.
     pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
-        let Lease { q, max, aging, max_receives, lease, worker, room } = self;
+        let Lease { q, max, aging, max_receives, lease, worker, room, .. } = self;
         [&q.id, max, aging, max_receives, lease, worker, room]
     }
 
+    /// Runs `sql` (the standard or FIFO statement) on `c`.
+    async fn run(&self, c: &impl GenericClient, sql: &str) -> Result<Leased> {
+        self.leased(&query(c, sql, &self.params()).await?)
+    }
+
     /// What the statement returned, as deliveries (best first) and work left for the caller.
-    pub fn leased(&self, rooms: &Rooms, rows: &[Row]) -> Result<Leased> {
+    pub fn leased(&self, rows: &[Row]) -> Result<Leased> {
         let mut out = Leased {
             deliveries: Vec::new(),
             waited_ms: Vec::new(),
@@ -248,7 +242,7 @@ impl<'a> Lease<'a> {
                 _ => out.expired_leases = true,
             }
         }
-        rooms.took(self.q.id, leased.len());
+        self.rooms.took(self.q.id, leased.len());
         leased.sort_unstable_by_key(|(eff, ord, id, _)| (*eff, *ord, *id));
         for (_, _, _, r) in leased {
             out.waited_ms.push(ms(r.get(15)));
