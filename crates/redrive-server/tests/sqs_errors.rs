@@ -44,12 +44,6 @@ const AWS: &[(Code, u16, &str, &str)] = &[
     (Code::InvalidMessageContents, 400, "InvalidMessageContents", "InvalidMessageContents"),
     (Code::ReceiptHandleIsInvalid, 400, "ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid"),
     (
-        Code::MessageNotInflight,
-        400,
-        "AWS.SimpleQueueService.MessageNotInflight",
-        "MessageNotInflight",
-    ),
-    (
         Code::BatchRequestTooLong,
         400,
         "AWS.SimpleQueueService.BatchRequestTooLong",
@@ -113,6 +107,10 @@ const UNREACHABLE: &[(&str, &str)] = &[
         "the server's request timeout, which the in-process router has no clock for",
     ),
     ("INTERNAL_ERROR", "a bug"),
+    (
+        "ENTRY_NOT_AVAILABLE",
+        "a ChangeMessageVisibilityBatch entry's failure, inside a 200 answer (tests/sqs.rs)",
+    ),
 ];
 
 /// The servers the cases run against.
@@ -345,8 +343,9 @@ fn cases() -> Vec<Case> {
         case("RECEIPT_EXPIRED", "DeleteMessage", json!({"QueueUrl": url("fifo.fifo"), "ReceiptHandle": "$RECEIPT"}))
             .setup(Setup::Receipt { queue: "fifo.fifo", visibility: 0, delete: false })
             .args(&[("handle", "$RECEIPT")]),
-        case("MESSAGE_NOT_INFLIGHT", "ChangeMessageVisibility", json!({"QueueUrl": url("sqsq"), "ReceiptHandle": "$RECEIPT", "VisibilityTimeout": 10}))
-            .setup(Setup::Receipt { queue: "sqsq", visibility: 30, delete: true }),
+        case("MESSAGE_NOT_AVAILABLE", "ChangeMessageVisibility", json!({"QueueUrl": url("sqsq"), "ReceiptHandle": "$RECEIPT", "VisibilityTimeout": 10}))
+            .setup(Setup::Receipt { queue: "sqsq", visibility: 30, delete: true })
+            .args(&[("handle", "$RECEIPT")]),
         // Queue attributes and permissions.
         case("ATTRIBUTE_VALUE", "SetQueueAttributes", json!({"QueueUrl": url("sqsq"), "Attributes": {"VisibilityTimeout": "43201"}}))
             .args(&[("attribute", "VisibilityTimeout")]).any("reason"),
@@ -888,6 +887,8 @@ fn rows_that_aws_words_keep_its_words() {
         (&BATCH_TOO_LONG, &[("max", "1048576"), ("size", "1228800")], "Batch requests cannot be longer than 1048576 bytes. You have sent 1228800 bytes.", ""),
         (&MISSING_DEDUPLICATION_ID, &[], "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly", ""),
         (&RECEIPT_EXPIRED, &[("handle", "h")], "Value h for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.", ""),
+        (&MESSAGE_NOT_AVAILABLE, &[("handle", "h")], "Value h for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change.", ""),
+        (&ENTRY_NOT_AVAILABLE, &[], "Message does not exist or is not available for visibility timeout change", ""),
         (&RECEIPT_INVALID, &[("handle", "h")], "The input receipt handle \"h\" is not a valid receipt handle.", ""),
         (&UNKNOWN_ATTRIBUTE, &[("attribute", "Colour")], "Unknown Attribute Colour.", ""),
         (&MOVE_ALREADY_RUNNING, &[], "There is already a task running. Only one active task is allowed for each source queue arn at a given time.", ""),

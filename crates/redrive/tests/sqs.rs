@@ -481,11 +481,7 @@ async fn long_polls_wait_and_visibility_changes_redeliver() {
         .visibility_timeout(5)
         .send()
         .await;
-    assert_eq!(
-        code(stale),
-        "AWS.SimpleQueueService.MessageNotInflight",
-        "the first receipt's lease ended"
-    );
+    assert_eq!(code(stale), "InvalidParameterValue", "the message was received again");
     let range = s
         .client
         .change_message_visibility()
@@ -513,6 +509,73 @@ async fn long_polls_wait_and_visibility_changes_redeliver() {
     let too_late =
         s.client.send_message().queue_url(&url).message_body("x").delay_seconds(901).send().await;
     assert_eq!(code(too_late), "InvalidParameterValue");
+}
+
+/// What SQS answers for a handle whose receive is over: a timeout that ran out with nobody
+/// receiving the message since changes nothing and is no error (but on a FIFO queue); a message
+/// received again or deleted "does not exist or is not available", as a single change and as a
+/// batch entry.
+#[tokio::test]
+async fn visibility_changes_through_stale_handles_answer_as_sqs_does() {
+    let s = Sqs::start();
+    let url = s.queue("stale", &[]).await;
+    s.send(&url, "m").await;
+    let change = |handle: String, seconds: i32| {
+        let r = s.client.change_message_visibility().queue_url(&url).receipt_handle(handle);
+        r.visibility_timeout(seconds).send()
+    };
+    let first = s.receive(&url, 1, 1).await.remove(0).receipt_handle.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    change(first.clone(), 60).await.expect("a timeout that ran out: no error");
+    let again = s.receive(&url, 1, 30).await;
+    assert_eq!(again.len(), 1, "and the change hid nothing");
+    let second = again[0].receipt_handle.clone().unwrap();
+
+    let not_available = |r: Result<_, aws_sdk_sqs::error::SdkError<_, _>>, handle: &str| {
+        let e = r.expect_err("refused");
+        let e = e.meta().clone();
+        assert_eq!(e.code(), Some("InvalidParameterValue"));
+        assert_eq!(
+            e.message().unwrap(),
+            format!(
+                "Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not \
+                 exist or is not available for visibility timeout change."
+            )
+        );
+    };
+    not_available(change(first.clone(), 60).await, &first);
+    s.client.delete_message().queue_url(&url).receipt_handle(&second).send().await.unwrap();
+    not_available(change(second.clone(), 60).await, &second);
+
+    let entry = ChangeMessageVisibilityBatchRequestEntry::builder()
+        .id("gone")
+        .receipt_handle(&second)
+        .visibility_timeout(60)
+        .build()
+        .unwrap();
+    let batch = s.client.change_message_visibility_batch().queue_url(&url).entries(entry);
+    let batch = batch.send().await.unwrap();
+    let failed = &batch.failed()[0];
+    assert_eq!(
+        (failed.id(), failed.code(), failed.sender_fault()),
+        ("gone", "ReceiptHandleIsInvalid", true)
+    );
+    assert_eq!(
+        failed.message(),
+        Some("Message does not exist or is not available for visibility timeout change")
+    );
+
+    // On a FIFO queue the message's group moves on once the timeout ran out.
+    let fifo = s.queue("stale.fifo", &[(QueueAttributeName::FifoQueue, "true")]).await;
+    let send = s.client.send_message().queue_url(&fifo).message_body("f").message_group_id("g");
+    send.message_deduplication_id("f").send().await.unwrap();
+    let handle = s.receive(&fifo, 1, 1).await.remove(0).receipt_handle.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = s.client.change_message_visibility().queue_url(&fifo).receipt_handle(&handle);
+    let e = late.visibility_timeout(60).send().await.expect_err("expired");
+    let e = e.meta().clone();
+    assert_eq!(e.code(), Some("InvalidParameterValue"));
+    assert!(e.message().unwrap().ends_with("Reason: The receipt handle has expired."), "{e:?}");
 }
 
 #[tokio::test]

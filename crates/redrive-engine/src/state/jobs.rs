@@ -266,11 +266,13 @@ impl Store {
         Some(DeadInfo { reason, source_queue: self.queue_name(source), died_at: m.completed_at })
     }
 
-    /// Finds the leased job a receipt names, or says why not.
-    fn leased(&self, receipt: &str) -> Result<u128, Error> {
+    /// Finds the job a receipt names while that lease runs, or says why not. A lease past its
+    /// end is over even before the sweep that hands the job back has run.
+    fn leased(&self, receipt: &str, now: u64) -> Result<u128, Error> {
         let r: Receipt = receipt.parse().map_err(|()| Error::InvalidReceipt)?;
         let job = self.jobs.get(&r.id.0).ok_or(Error::JobNotFound(r.id))?;
-        if job.meta.state != JobState::Leased || job.meta.epoch != r.epoch {
+        let m = job.meta;
+        if m.state != JobState::Leased || m.epoch != r.epoch || m.visible_at <= now {
             return Err(Error::StaleReceipt);
         }
         Ok(r.id.0)
@@ -337,7 +339,7 @@ impl Store {
 
     pub fn fail(&mut self, req: &FailRequest, now: u64) -> Result<FailResult> {
         self.writable()?;
-        let id = self.leased(&req.receipt)?;
+        let id = self.leased(&req.receipt, now)?;
         if let Some(ms) = req.retry_after_ms {
             if ms > limits::DELAY_MAX_MS {
                 return Err(Error::invalid(
@@ -457,7 +459,7 @@ impl Store {
                 format!("at most {}", limits::LEASE_DURATION_MAX_MS),
             ));
         }
-        let id = self.leased(receipt)?;
+        let id = self.leased(receipt, now)?;
         if lease_ms == 0 {
             self.end_attempt(id, Outcome::Released, None, now)?;
             self.retry_at(id, now, now)?;

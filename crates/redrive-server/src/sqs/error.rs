@@ -25,7 +25,6 @@ pub enum Code {
     InvalidAttributeValue,
     InvalidMessageContents,
     ReceiptHandleIsInvalid,
-    MessageNotInflight,
     BatchRequestTooLong,
     TooManyEntriesInBatchRequest,
     EmptyBatchRequest,
@@ -66,9 +65,6 @@ impl Code {
             InvalidAttributeValue => ("InvalidAttributeValue", "InvalidAttributeValue", 400),
             InvalidMessageContents => ("InvalidMessageContents", "InvalidMessageContents", 400),
             ReceiptHandleIsInvalid => ("ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", 400),
-            MessageNotInflight => {
-                ("MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight", 400)
-            }
             BatchRequestTooLong => {
                 ("BatchRequestTooLong", "AWS.SimpleQueueService.BatchRequestTooLong", 400)
             }
@@ -255,8 +251,13 @@ table! {
         "Value {handle} for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.";
     /// A receipt the store no longer knows, met where the handle is not at hand.
     RECEIPT_UNKNOWN: ReceiptHandleIsInvalid, "The input receipt handle is not a valid receipt handle.";
-    MESSAGE_NOT_INFLIGHT: MessageNotInflight,
-        "The message referred to is not in flight: its visibility timeout ended or it was deleted.";
+    /// A visibility change for a message that is gone (deleted, forgotten, moved to its
+    /// dead-letter queue) or held under a newer receipt.
+    MESSAGE_NOT_AVAILABLE: InvalidParameterValue,
+        "Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change.";
+    /// The same, as a ChangeMessageVisibilityBatch entry's failure (AWS words it apart).
+    ENTRY_NOT_AVAILABLE: ReceiptHandleIsInvalid,
+        "Message does not exist or is not available for visibility timeout change";
 
     // Queue attributes and permissions.
     ATTRIBUTE_VALUE: InvalidAttributeValue, "Invalid value for the parameter {attribute}. {reason}";

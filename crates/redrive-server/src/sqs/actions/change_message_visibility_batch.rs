@@ -2,9 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::sqs::actions::change_message_visibility::change;
+use crate::sqs::actions::change_message_visibility::{change, Changed};
 use crate::sqs::actions::{check_batch, BatchError, BatchOk, BatchResult};
-use crate::sqs::error::SqsResult;
+use crate::sqs::error::{self, SqsResult};
 use crate::sqs::wire::opt_int;
 use crate::sqs::Cx;
 use redrive_core::Broker;
@@ -32,8 +32,11 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<BatchResu
     check_batch(input.entries.iter().map(|e| e.id.as_str()))?;
     let mut out = BatchResult::default();
     for e in input.entries {
-        match change(cx, &queue, e.receipt_handle, e.visibility_timeout).await {
-            Ok(()) => out.successful.push(BatchOk { id: e.id }),
+        match change(cx, &queue, &e.receipt_handle, e.visibility_timeout).await {
+            Ok(Changed::Yes) => out.successful.push(BatchOk { id: e.id }),
+            Ok(Changed::NotAvailable) => {
+                out.failed.push(BatchError::new(&e.id, error::ENTRY_NOT_AVAILABLE.err()))
+            }
             Err(err) => out.failed.push(BatchError::new(&e.id, err)),
         }
     }
