@@ -375,8 +375,8 @@ impl Broker for PgBroker {
     }
 
     async fn delete_queue(&self, name: String) -> Result<()> {
-        let c = self.client().await?;
-        let r = queues::delete(&c, &name).await;
+        let mut c = self.client().await?;
+        let r = queues::delete(&mut c, &name).await;
         self.inner.queues.forget();
         r
     }

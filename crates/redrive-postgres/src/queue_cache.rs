@@ -8,8 +8,8 @@
 //! change was announced while it read (the generation is unchanged). While the listener is
 //! down, changes may go unannounced: nothing is cached until it is back. A change on another
 //! server is thus seen within a notification's delivery, as SQS's own attribute changes take
-//! a while to reach every host; a deleted queue's jobs cannot be written meanwhile (the jobs
-//! table's foreign key refuses them, answered as an unknown queue).
+//! a while to reach every host. A job a stale row gives a deleted queue is deleted by the sweep
+//! (`queues::delete_jobs_of_deleted_queues`): never delivered, since no queue row leads to it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -276,10 +276,46 @@ pub async fn all(c: &impl GenericClient) -> Result<Vec<QueueRow>> {
     query(c, SQL, &[]).await?.iter().map(db::queue_row).collect()
 }
 
-/// Deletes a queue and, by cascade, its jobs, totals and idempotency keys.
-pub async fn delete(c: &impl GenericClient, name: &str) -> Result<()> {
-    match execute(c, "DELETE FROM redrive.queues WHERE name = $1", &[&name]).await? {
-        0 => Err(Error::QueueNotFound(name.to_owned())),
-        _ => Ok(()),
+/// Deletes a queue, its jobs and, by cascade, its totals and idempotency keys, and records it
+/// for the sweep ([`delete_jobs_of_deleted_queues`]).
+pub async fn delete(c: &mut deadpool_postgres::Client, name: &str) -> Result<()> {
+    const QUEUE: &str = "DELETE FROM redrive.queues WHERE name = $1 RETURNING id";
+    const RECORD: &str = "INSERT INTO redrive.deleted_queues (id, deleted_at) \
+         VALUES ($1, redrive.now_ms())";
+    let tx = c.transaction().await.map_err(db::internal)?;
+    let Some(row) = db::query_opt(&tx, QUEUE, &[&name]).await? else {
+        return Err(Error::QueueNotFound(name.to_owned()));
+    };
+    let id: i32 = row.get(0);
+    delete_jobs(&tx, &[id]).await?;
+    execute(&tx, RECORD, &[&id]).await?;
+    tx.commit().await.map_err(db::internal)
+}
+
+/// How long after a queue's deletion the sweep still looks for jobs given to it: longer than
+/// any statement of a server runs.
+const DELETED_QUEUE_WATCH_MS: i64 = 10 * 60 * 1000;
+
+/// Deletes the jobs a statement that began before its queue's deletion gave to the queue
+/// (an enqueue, a dead-lettering or a redrive into it), and forgets deletions past the watch.
+pub async fn delete_jobs_of_deleted_queues(c: &impl GenericClient) -> Result<()> {
+    const WATCHED: &str = "SELECT coalesce(array_agg(id), '{}') FROM redrive.deleted_queues";
+    const FORGET: &str =
+        "DELETE FROM redrive.deleted_queues WHERE deleted_at < redrive.now_ms() - $1";
+    let ids: Vec<i32> = query_one(c, WATCHED, &[]).await?.get(0);
+    if !ids.is_empty() {
+        delete_jobs(c, &ids).await?;
+        execute(c, FORGET, &[&DELETED_QUEUE_WATCH_MS]).await?;
     }
+    Ok(())
+}
+
+/// Deletes every job of these queues, through the two partial indexes that lead with the
+/// queue and together hold every job (`jobs_leased`, `jobs_expiry`).
+async fn delete_jobs(c: &impl GenericClient, queues: &[i32]) -> Result<()> {
+    const LEASED: &str = "DELETE FROM redrive.jobs WHERE queue_id = ANY($1) AND state = 2";
+    const OTHERS: &str = "DELETE FROM redrive.jobs WHERE queue_id = ANY($1) AND state <> 2";
+    execute(c, LEASED, &[&queues]).await?;
+    execute(c, OTHERS, &[&queues]).await?;
+    Ok(())
 }

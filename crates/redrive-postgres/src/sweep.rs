@@ -39,7 +39,7 @@ async fn once(pool: &Pool, shard: i16) -> Result<()> {
     const DEDUP: &str = "DELETE FROM redrive.dedup WHERE ctid IN (SELECT ctid FROM redrive.dedup \
          WHERE expires_at <= redrive.now_ms() LIMIT 10000)";
     execute(&c, DEDUP, &[]).await?;
-    Ok(())
+    crate::queues::delete_jobs_of_deleted_queues(&c).await
 }
 
 /// Jobs past their deadline that are not leased (a leased one waits for its lease to end),
