@@ -23,7 +23,8 @@ input AS ( \
          ELSE n.now + coalesce(u.delay, $3) END AS vis \
   FROM unnest($2::uuid[], $4::text[], $5::int2[], $6::int8[], $7::int8[], $8::text[], \
               $9::text[], $10::text[], $11::text[], $12::int4[]) WITH ORDINALITY \
-       AS u(id, key, priority, delay, run_at, body, attrs, traceparent, grp, max_attempts, ord), n), \
+       AS u(id, key, priority, delay, run_at, body, attrs, traceparent, grp, max_attempts, ord), n \
+  WHERE EXISTS (SELECT 1 FROM redrive.queues WHERE id = $1)), \
 d AS ( \
   INSERT INTO redrive.dedup AS x (queue_id, key, job_id, expires_at) \
   SELECT $1, key, id, now + $13 FROM input WHERE key IS NOT NULL AND $13 > 0 \
@@ -138,10 +139,15 @@ pub async fn enqueue(
         )
         .await
         .map_err(|e| match e.code() {
-            // The queue was deleted since its row was read (see `queue_cache`).
+            // The queue was deleted while this statement claimed a key (`dedup`'s foreign key).
             Some(&SqlState::FOREIGN_KEY_VIOLATION) => Error::QueueNotFound(q.name.clone()),
             _ => db::internal(e),
         })?;
+    // No row at all: the queue was deleted since its row was read (see `queue_cache`). A
+    // deletion that commits while this statement runs is the sweep's to clean up.
+    if result.is_empty() {
+        return Err(Error::QueueNotFound(q.name.clone()));
+    }
     let mut out: Vec<Option<Enqueued>> = vec![None; jobs.len()];
     for r in &result {
         let slot = rows[r.get::<_, i64>(0) as usize - 1];

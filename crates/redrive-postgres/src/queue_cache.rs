@@ -8,8 +8,10 @@
 //! change was announced while it read (the generation is unchanged). While the listener is
 //! down, changes may go unannounced: nothing is cached until it is back. A change on another
 //! server is thus seen within a notification's delivery, as SQS's own attribute changes take
-//! a while to reach every host. A job a stale row gives a deleted queue is deleted by the sweep
-//! (`queues::delete_jobs_of_deleted_queues`): never delivered, since no queue row leads to it.
+//! a while to reach every host. An enqueue through a stale row of a deleted queue finds the row
+//! gone (its statement looks) and is answered as an unknown queue; a deletion that commits while
+//! such a statement runs leaves its jobs to the sweep (`queues::delete_jobs_of_deleted_queues`),
+//! and no queue row leads to them meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -153,8 +153,9 @@ CREATE INDEX jobs_expiry ON redrive.jobs (queue_id, expires_at) WHERE state <> 2
 const V6: &str = "ALTER TABLE redrive.queue_totals ADD COLUMN forgotten bigint NOT NULL DEFAULT 0;";
 
 /// Migration 7: the jobs table's foreign key to its queue is gone. It cost every enqueue a
-/// lookup and a row lock of the queue row per job (shared by every concurrent producer, so a
-/// multixact): +16% throughput without it at (4, 4, 10) (docs/benchmarks.md). Deleting a queue
+/// lookup of the queue row per job and a lock of it shared by every concurrent producer (a
+/// multixact): 3.5% of the database's CPU at (4, 4, 10), a few percent of the throughput
+/// (docs/benchmarks.md). Deleting a queue
 /// now deletes its jobs itself and records the queue in `deleted_queues`; for a while after,
 /// the sweep deletes any job a statement that began before the deletion still gave it (queue
 /// ids are never reused). The SQL function `redrive.enqueue`, which runs in the application's

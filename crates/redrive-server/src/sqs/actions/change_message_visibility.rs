@@ -63,19 +63,18 @@ pub async fn change<B: Broker>(
         Err(Error::StaleReceipt) => {
             // The job's own state tells a lease that ran out (the job waits in this queue for
             // its next receive) from one taken over or settled.
-            let job = match id {
-                Ok(id) => cx.broker().get_job(id).await.ok(),
-                Err(()) => None,
+            let waiting = match id {
+                Ok(id) => cx.broker().get_job(id).await.is_ok_and(|j| {
+                    j.queue == queue && matches!(j.state, JobState::Ready | JobState::Delayed)
+                }),
+                Err(()) => false,
             };
-            let waiting = job.is_some_and(|j| {
-                j.queue == queue && matches!(j.state, JobState::Ready | JobState::Delayed)
-            });
-            match waiting {
-                true if queue.ends_with(".fifo") => {
-                    Err(error::RECEIPT_EXPIRED.with(&[("handle", &handle)]))
-                }
-                true => Ok(Changed::Yes),
-                false => Ok(Changed::NotAvailable),
+            if !waiting {
+                Ok(Changed::NotAvailable)
+            } else if queue.ends_with(".fifo") {
+                Err(error::RECEIPT_EXPIRED.with(&[("handle", &handle)]))
+            } else {
+                Ok(Changed::Yes)
             }
         }
         Err(Error::JobNotFound(_)) => Ok(Changed::NotAvailable),
