@@ -154,8 +154,7 @@ const V6: &str = "ALTER TABLE redrive.queue_totals ADD COLUMN forgotten bigint N
 
 /// Migration 7: the jobs table's foreign key to its queue is gone. It cost every enqueue a
 /// lookup of the queue row per job and a lock of it shared by every concurrent producer (a
-/// multixact): 3.5% of the database's CPU at (4, 4, 10), a few percent of the throughput
-/// (docs/benchmarks.md). Deleting a queue
+/// multixact): 3.5% of the database's CPU at (4, 4, 10) (docs/benchmarks.md). Deleting a queue
 /// now deletes its jobs itself and records the queue in `deleted_queues`; for a while after,
 /// the sweep deletes any job a statement that began before the deletion still gave it (queue
 /// ids are never reused). The SQL function `redrive.enqueue`, which runs in the application's
