@@ -56,6 +56,9 @@ const FETCH_RETRY_MS: u64 = 500;
 const RECEIVE_MAX: usize = redrive_core::limits::RECEIVE_BATCH_COUNT_MAX as usize;
 /// Most receives in flight at once.
 const FETCHERS_MAX: usize = 4;
+/// Leases per fetcher below which a worker does not add one: a worker holding this many times
+/// `FETCHERS_MAX` runs every fetcher.
+const FETCH_SHARE: usize = 16;
 /// Most ack requests in flight at once.
 const ACKS_IN_FLIGHT: usize = 2;
 
@@ -334,13 +337,16 @@ where
             lease_ms: Some(shared.lease_ms),
             worker_id: Some(b.worker_id.clone()),
         };
-        // One receive returns at most a batch: a worker that can hold more keeps several in
-        // flight, so their round trips overlap.
-        let fetchers = holdable.div_ceil(RECEIVE_MAX).clamp(1, FETCHERS_MAX);
+        // Several receives in flight, each taking its share of the leases, so that their round
+        // trips overlap: one fetcher taking every free slot left the server idle while its
+        // request was out (a third of the machine at 400 concurrent jobs).
+        let fetchers = holdable.div_ceil(FETCH_SHARE).clamp(1, FETCHERS_MAX);
+        let share = holdable.div_ceil(fetchers).min(RECEIVE_MAX);
         let (stop_tx, stop_rx) = watch::channel(false);
         let (fetched_tx, mut fetched_rx) = mpsc::channel(fetchers);
         for _ in 0..fetchers {
             let fetch = Fetcher {
+                share,
                 client: b.client.clone(),
                 queues: b.queues.clone(),
                 opts: opts.clone(),
@@ -399,6 +405,8 @@ struct Fetched {
 /// acked (acking them in the same request), receives at most that many jobs, and hands them to
 /// the dispatcher, until the stop.
 struct Fetcher {
+    /// Most leases one receive takes.
+    share: usize,
     client: Client,
     queues: Vec<String>,
     opts: ReceiveOptions,
@@ -420,7 +428,7 @@ impl Fetcher {
                 p = self.slots.clone().acquire_owned() => Some(p.expect("semaphore open")),
                 () = self.acks.wait() => None,
             };
-            let (receipts, acked) = self.acks.take(RECEIVE_MAX - usize::from(free.is_some()));
+            let (receipts, acked) = self.acks.take(self.share - usize::from(free.is_some()));
             let mut leases = match (free, acked) {
                 (Some(mut p), Some(a)) => {
                     p.merge(a);
@@ -430,7 +438,7 @@ impl Fetcher {
                 // The ack loop took them first.
                 (None, None) => continue,
             };
-            let more = self.slots.available_permits().min(RECEIVE_MAX - leases.num_permits());
+            let more = self.slots.available_permits().min(self.share - leases.num_permits());
             if let Ok(p) = self.slots.clone().try_acquire_many_owned(more as u32) {
                 leases.merge(p);
             }
