@@ -56,8 +56,7 @@ const FETCH_RETRY_MS: u64 = 500;
 const RECEIVE_MAX: usize = redrive_core::limits::RECEIVE_BATCH_COUNT_MAX as usize;
 /// Most receives in flight at once.
 const FETCHERS_MAX: usize = 4;
-/// Leases per fetcher below which a worker does not add one: a worker holding this many times
-/// `FETCHERS_MAX` runs every fetcher.
+/// A worker runs one fetcher per this many leases it can hold, up to `FETCHERS_MAX`.
 const FETCH_SHARE: usize = 16;
 /// Most ack requests in flight at once.
 const ACKS_IN_FLIGHT: usize = 2;
