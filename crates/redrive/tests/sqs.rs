@@ -520,13 +520,13 @@ async fn visibility_changes_through_stale_handles_answer_as_sqs_does() {
     let s = Sqs::start();
     let url = s.queue("stale", &[]).await;
     s.send(&url, "m").await;
-    let change = |handle: String, seconds: i32| {
-        let r = s.client.change_message_visibility().queue_url(&url).receipt_handle(handle);
+    let change = |queue: &str, handle: &str, seconds: i32| {
+        let r = s.client.change_message_visibility().queue_url(queue).receipt_handle(handle);
         r.visibility_timeout(seconds).send()
     };
     let first = s.receive(&url, 1, 1).await.remove(0).receipt_handle.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    change(first.clone(), 60).await.expect("a timeout that ran out: no error");
+    change(&url, &first, 60).await.expect("a timeout that ran out: no error");
     let again = s.receive(&url, 1, 30).await;
     assert_eq!(again.len(), 1, "and the change hid nothing");
     let second = again[0].receipt_handle.clone().unwrap();
@@ -543,9 +543,9 @@ async fn visibility_changes_through_stale_handles_answer_as_sqs_does() {
             )
         );
     };
-    not_available(change(first.clone(), 60).await, &first);
+    not_available(change(&url, &first, 60).await, &first);
     s.client.delete_message().queue_url(&url).receipt_handle(&second).send().await.unwrap();
-    not_available(change(second.clone(), 60).await, &second);
+    not_available(change(&url, &second, 60).await, &second);
 
     let entry = ChangeMessageVisibilityBatchRequestEntry::builder()
         .id("gone")
@@ -571,8 +571,7 @@ async fn visibility_changes_through_stale_handles_answer_as_sqs_does() {
     send.message_deduplication_id("f").send().await.unwrap();
     let handle = s.receive(&fifo, 1, 1).await.remove(0).receipt_handle.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let late = s.client.change_message_visibility().queue_url(&fifo).receipt_handle(&handle);
-    let e = late.visibility_timeout(60).send().await.expect_err("expired");
+    let e = change(&fifo, &handle, 60).await.expect_err("expired");
     let e = e.meta().clone();
     assert_eq!(e.code(), Some("InvalidParameterValue"));
     assert!(e.message().unwrap().ends_with("Reason: The receipt handle has expired."), "{e:?}");
