@@ -32,7 +32,7 @@ mod jobs;
 mod lease;
 mod queue_cache;
 mod queues;
-mod receive;
+pub mod receive;
 pub mod rekey;
 pub mod schema;
 mod sweep;
@@ -96,7 +96,7 @@ struct Inner {
     wakes: Arc<Wakes>,
     unflushed: Arc<totals::Unflushed>,
     rates: Arc<queues::Rates>,
-    rooms: receive::Rooms,
+    scans: receive::Scans,
     /// Queue rows for enqueue and receive.
     queues: Arc<QueueCache>,
     shard: AtomicU32,
@@ -173,7 +173,7 @@ impl PgBroker {
                 wakes,
                 unflushed,
                 rates: Arc::default(),
-                rooms: receive::Rooms::default(),
+                scans: receive::Scans::default(),
                 queues,
                 shard: AtomicU32::new(0),
                 metrics: Mutex::new(Metrics {
@@ -271,7 +271,7 @@ impl PgBroker {
                     break;
                 }
                 let got =
-                    receive::lease(&mut c, &self.inner.rooms, q, want, lease_ms, worker).await?;
+                    receive::lease(&mut c, &self.inner.scans, q, want, lease_ms, worker).await?;
                 // As the engine: refused only when nothing was leased yet, else a short batch.
                 if got.at_inflight_max && out.is_empty() && got.deliveries.is_empty() {
                     return Err(Error::LimitExceeded {
@@ -487,7 +487,7 @@ impl Broker for PgBroker {
         let acks = lease::AckBatch::new(&receipts)?;
         let worker = req.worker_id.as_deref();
         let lease =
-            receive::Lease::new(&c, &self.inner.rooms, q, req.max, req.lease_ms, worker).await?;
+            receive::Lease::new(&c, &self.inner.scans, q, req.max, req.lease_ms, worker).await?;
         let ack_sql = c.prepare_cached(lease::ACK_SQL).await.map_err(internal)?;
         let lease_sql = c.prepare_cached(receive::STANDARD_SQL).await.map_err(internal)?;
         // One round trip and one commit: tokio-postgres sends requests in the order their
@@ -512,8 +512,9 @@ impl Broker for PgBroker {
         self.completed(completed);
         self.leased(q, &got);
         // Jobs found undeliverable and leases found run out are left to the next receive when
-        // this one delivers (a short batch), else to the plain receive below.
-        let settled = got.doomed.is_empty() && !got.expired_leases;
+        // this one delivers (a short batch), else to the plain receive below, which also looks
+        // past the floors before it answers empty.
+        let settled = got.doomed.is_empty() && !got.expired_leases && !lease.floored();
         if !got.deliveries.is_empty() || (req.wait_ms == Some(0) && settled) {
             return Ok((acked, got.deliveries));
         }

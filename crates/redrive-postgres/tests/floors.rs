@@ -1,0 +1,183 @@
+//! A receive scans the ready and leased indexes from floors (see `receive::Floors`): the jobs
+//! that went before, whose dead entries stay in the indexes until a vacuum, are not walked
+//! again, and a job written behind a floor is still delivered, once.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use redrive_core::broker::{NewJob, ReceiveRequest};
+use redrive_core::{Broker, QueuePatch};
+use redrive_postgres::receive::{FLOOR_MARGIN_MS, STANDARD_SQL};
+use redrive_postgres::{PgBroker, PgOptions};
+use tokio_postgres::types::ToSql;
+
+async fn broker(url: &str) -> PgBroker {
+    let options = PgOptions { pool_size: 4, sweep_interval_ms: 200 };
+    PgBroker::connect(url, options).await.expect("broker connects")
+}
+
+fn take(max: u32) -> ReceiveRequest {
+    ReceiveRequest {
+        queues: vec!["q".into()],
+        max,
+        wait_ms: Some(0),
+        lease_ms: None,
+        worker_id: None,
+    }
+}
+
+fn jobs(prefix: &str, n: usize) -> Vec<NewJob> {
+    (0..n).map(|i| NewJob { body: format!("{prefix}{i}"), ..NewJob::default() }).collect()
+}
+
+/// Runs everything a queue's jobs need through it: enqueued, leased and acked, `n` jobs.
+async fn churn(b: &PgBroker, n: usize) {
+    for _ in 0..n / 1000 {
+        b.enqueue("q".into(), jobs("old", 1000)).await.unwrap();
+        let got = b.receive(take(1000)).await.unwrap();
+        assert_eq!(got.len(), 1000);
+        let acked = b.ack(got.into_iter().map(|d| d.receipt).collect()).await.unwrap();
+        assert_eq!(acked.len(), 1000);
+    }
+}
+
+/// Shared buffers the leasing statement's scans of `jobs_ready` touched (`EXPLAIN (ANALYZE,
+/// BUFFERS)`, rolled back).
+async fn ready_scan_buffers(c: &mut tokio_postgres::Client, params: &[&(dyn ToSql + Sync)]) -> u64 {
+    let tx = c.transaction().await.unwrap();
+    let explain = format!("EXPLAIN (ANALYZE, BUFFERS) {STANDARD_SQL}");
+    let lines: Vec<String> =
+        tx.query(&explain, params).await.unwrap().iter().map(|r| r.get(0)).collect();
+    tx.rollback().await.unwrap();
+    // A node's "Buffers: shared hit=N read=M …" line follows its conditions.
+    let count = |line: &str, what: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(what))
+            .map_or(0, |n| n.parse().expect("a count"))
+    };
+    let mut total = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("Index Scan using jobs_ready") {
+            let buffers = lines[i + 1..]
+                .iter()
+                .find(|l| l.trim_start().starts_with("Buffers:"))
+                .expect("the scan's buffers");
+            total += count(buffers, "hit=") + count(buffers, "read=");
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_from_the_floors_does_not_walk_the_jobs_that_went_before() {
+    let url = common::fresh_database().await;
+    let b = broker(&url).await;
+    b.put_queue("q".into(), QueuePatch::default()).await.unwrap();
+    let mut c = common::connect(&url).await;
+    // Only a vacuum removes dead index entries: none may run during the test.
+    c.batch_execute("ALTER TABLE redrive.jobs SET (autovacuum_enabled = false)").await.unwrap();
+    churn(&b, 20_000).await;
+    b.enqueue("q".into(), jobs("new", 10)).await.unwrap();
+
+    let head: i64 = c
+        .query_one(
+            "SELECT min(visible_at) FROM redrive.jobs WHERE state IN (0, 1) AND body LIKE 'new%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let floor = head - FLOOR_MARGIN_MS;
+    let queue: i32 =
+        c.query_one("SELECT id FROM redrive.queues WHERE name = 'q'", &[]).await.unwrap().get(0);
+    let (max, room, lease) = (10_i64, 1000_i64, 30_000_i64);
+    let (none, no_worker): (Option<i64>, Option<&str>) = (None, None);
+    let no_limit: Option<i32> = None;
+    let from_start: Vec<Option<i64>> = vec![None; 3];
+    let floors: Vec<Option<i64>> = vec![Some(floor); 3];
+    let full = ready_scan_buffers(
+        &mut c,
+        &[&queue, &max, &none, &no_limit, &lease, &no_worker, &room, &from_start, &none],
+    )
+    .await;
+    let floored = ready_scan_buffers(
+        &mut c,
+        &[&queue, &max, &none, &no_limit, &lease, &no_worker, &room, &floors, &Some(floor)],
+    )
+    .await;
+    // 20,000 dead entries span about 120 index pages; ten live jobs, a page or two.
+    assert!(full > 100, "a scan from the start walks the dead entries: {full} buffers");
+    assert!(floored * 4 < full, "from the floors {floored} buffers, from the start {full}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_committed_behind_the_floors_is_still_delivered_once() {
+    let url = common::fresh_database().await;
+    let b = broker(&url).await;
+    b.put_queue("q".into(), QueuePatch::default()).await.unwrap();
+    // An application's transaction enqueues, and commits long after.
+    let mut app = common::connect(&url).await;
+    let tx = app.transaction().await.unwrap();
+    tx.query_one("SELECT redrive.enqueue('q', 'late', '{}'::jsonb)", &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2 * FLOOR_MARGIN_MS as u64)).await;
+    // Meanwhile jobs come and go: the floors move past the late job's `visible_at`.
+    b.enqueue("q".into(), jobs("on-time", 30)).await.unwrap();
+    let mut seen = BTreeSet::new();
+    for d in b.receive(take(10)).await.unwrap() {
+        assert!(seen.insert(d.body));
+    }
+    tx.commit().await.unwrap();
+
+    // Receives through both paths (plain, and acks carried by the receive) drain the queue:
+    // every job once, the late one included, and then nothing.
+    let mut receipts = Vec::new();
+    for round in 0..200 {
+        let got = if round % 2 == 0 {
+            b.receive(take(10)).await.unwrap()
+        } else {
+            b.ack_receive(std::mem::take(&mut receipts), take(10)).await.unwrap().1
+        };
+        if got.is_empty() {
+            break;
+        }
+        for d in got {
+            assert!(seen.insert(d.body.clone()), "{} delivered twice", d.body);
+            receipts.push(d.receipt);
+        }
+    }
+    assert!(seen.contains("late"), "the job committed behind the floors was never delivered");
+    assert_eq!(seen.len(), 31);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_answer_looks_behind_the_floors() {
+    let url = common::fresh_database().await;
+    let b = broker(&url).await;
+    b.put_queue("q".into(), QueuePatch::default()).await.unwrap();
+    let mut app = common::connect(&url).await;
+    let tx = app.transaction().await.unwrap();
+    tx.query_one("SELECT redrive.enqueue('q', 'late', '{}'::jsonb)", &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2 * FLOOR_MARGIN_MS as u64)).await;
+    b.enqueue("q".into(), jobs("on-time", 10)).await.unwrap();
+    assert_eq!(b.receive(take(10)).await.unwrap().len(), 10);
+    tx.commit().await.unwrap();
+    // The queue holds only the late job, behind the floors the last receive set: the next
+    // receive, plain or carrying acks, does not answer empty.
+    let got = b.receive(take(10)).await.unwrap();
+    assert_eq!(got.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["late"]);
+
+    // The same through a receive that carries acks.
+    let tx = app.transaction().await.unwrap();
+    tx.query_one("SELECT redrive.enqueue('q', 'late2', '{}'::jsonb)", &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2 * FLOOR_MARGIN_MS as u64)).await;
+    b.enqueue("q".into(), jobs("more", 1)).await.unwrap();
+    let more = b.receive(take(10)).await.unwrap();
+    assert_eq!(more.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["more0"]);
+    tx.commit().await.unwrap();
+    let acks = vec![got[0].receipt.clone(), more[0].receipt.clone()];
+    let (acked, got) = b.ack_receive(acks, take(10)).await.unwrap();
+    assert_eq!(acked.len(), 2);
+    assert_eq!(got.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(), ["late2"]);
+}
