@@ -26,7 +26,9 @@ use crate::transition::{self, job_core_select, JobCore};
 /// where each level's candidates began, for the standard statement) then the clock and whether
 /// a lease of the queue has run out. That probe starts at `$9`, the queue's lease floor (see
 /// [`Floors`]), and bounds its scan by the clock (a scalar, so an index condition): joined to
-/// `n` instead, it read every lease in flight at every receive.
+/// `n` instead, it read every lease in flight at every receive. The update finds the picked
+/// rows by `ctid`, the row version the statement locked (no other statement can change a row
+/// it holds locked), not by a primary-key descent per row.
 macro_rules! lease_tail {
     ($ready_heads:literal) => {
         concat!(
@@ -37,7 +39,8 @@ macro_rules! lease_tail {
                  receive_count = j.receive_count + 1, \
                  first_received_at = coalesce(j.first_received_at, n.now), leased_at = n.now, \
                  visible_at = n.now + $5, worker_id = $6 \
-               FROM pick p, n WHERE j.id = p.id AND p.id NOT IN (SELECT id FROM doomed) \
+               FROM pick p, n WHERE j.ctid = p.tid AND j.id = p.id \
+                 AND p.id NOT IN (SELECT id FROM doomed) \
                RETURNING j.id, j.body, j.attributes::text, j.priority, j.lease_epoch, \
                  j.receive_count, j.enqueued_at, j.first_received_at, j.visible_at, j.traceparent, \
                  j.group_id, j.dead_reason, j.completed_at, \
@@ -67,8 +70,8 @@ macro_rules! candidates {
     ($name:literal, $level:literal) => {
         concat!(
             $name,
-            " AS (SELECT id, priority, visible_at, receive_count, expires_at FROM redrive.jobs \
-               WHERE queue_id = $1 AND state IN (0, 1) AND priority = ",
+            " AS (SELECT ctid AS tid, id, priority, visible_at, receive_count, expires_at \
+               FROM redrive.jobs WHERE queue_id = $1 AND state IN (0, 1) AND priority = ",
             $level,
             " AND visible_at >= coalesce(($8::int8[])[",
             $level,
@@ -120,7 +123,7 @@ const FIFO_SQL: &str = concat!(
          AS head_id FROM cand c \
          WINDOW g AS (PARTITION BY coalesce(c.group_id, c.id::text) ORDER BY c.enqueued_at, c.id)) h \
        ORDER BY rank LIMIT least($2::int8, $7::int8)), \
-     pick AS (SELECT j.id, j.priority, j.visible_at, j.receive_count, j.expires_at, \
+     pick AS (SELECT j.ctid AS tid, j.id, j.priority, j.visible_at, j.receive_count, j.expires_at, \
          0 * coalesce($3::int8, 0) + 0 * coalesce(cardinality($8::int8[]), 0) AS eff, r.rank AS ord \
        FROM redrive.jobs j JOIN ranked r ON r.id = j.id FOR UPDATE OF j SKIP LOCKED), ",
     lease_tail!("NULL::int8, NULL::int8, NULL::int8")

@@ -1,5 +1,6 @@
 //! Connections over real sockets: the cap on open connections, the idle timeout, half-closed
-//! clients and shutdown with connections open. Limits are shrunk so each test takes a second.
+//! clients, a client still sending a body refused unread, and shutdown with connections open.
+//! Limits are shrunk so each test takes a second.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,5 +201,35 @@ async fn an_oversized_request_head_is_refused() {
     let _ = tokio::time::timeout(HANG, tcp.read_to_end(&mut reply)).await.unwrap();
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    stop(s).await;
+}
+
+#[tokio::test]
+async fn a_client_still_sending_a_body_refused_for_its_size_reads_the_413() {
+    let s = start(16).await;
+    let body = redrive_core::limits::REQUEST_BODY_MAX_BYTES + 1024 * 1024;
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/queues/q/jobs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {body}\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 1024 * 1024];
+    tcp.write_all(&chunk).await.unwrap();
+    // The server has answered and ended the connection by now; a close with the client's bytes
+    // unread would reset it, and the rest of the body could not be sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let go = async {
+        for _ in 1..body / chunk.len() {
+            tcp.write_all(&chunk).await.expect("the rest of the body is taken");
+        }
+        tcp.write_all(&chunk[..body % chunk.len()]).await.expect("the body's tail is taken");
+        let mut reply = Vec::new();
+        tcp.read_to_end(&mut reply).await.expect("the reply is read");
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    let reply = tokio::time::timeout(HANG, go).await.expect("in time");
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("request_too_large"), "{reply}");
     stop(s).await;
 }
