@@ -251,17 +251,19 @@ impl PgBroker {
     }
 
     /// Leases from each queue in order of preference, ending expired leases and settling
-    /// undeliverable jobs on the way.
+    /// undeliverable jobs on the way. Also says whether a queue is to be scanned from the start
+    /// soon (see `receive::Floors`).
     async fn try_receive(
         &self,
         queues: &[db::QueueRow],
         max: u32,
         lease_ms: Option<u64>,
         worker: Option<&str>,
-    ) -> Result<Vec<Delivery>> {
+    ) -> Result<(Vec<Delivery>, bool)> {
         let started = Instant::now();
         let mut c = self.client().await?;
         let mut out: Vec<Delivery> = Vec::new();
+        let mut rescan_due = false;
         for q in queues.iter().filter(|q| !q.config.paused) {
             // Each round leases, or ends leases, or settles jobs: it makes progress, and the
             // bound only guards against a bug looping for ever.
@@ -280,6 +282,7 @@ impl PgBroker {
                     });
                 }
                 self.leased(q, &got);
+                rescan_due |= got.rescan_due;
                 out.extend(got.deliveries);
                 if !got.doomed.is_empty() {
                     receive::settle_doomed(&mut c, q, &got.doomed, self.shard()).await?;
@@ -294,7 +297,7 @@ impl PgBroker {
             }
         }
         self.observe(started);
-        Ok(out)
+        Ok((out, rescan_due))
     }
 
     /// Counts what a leasing statement delivered.
@@ -410,7 +413,7 @@ impl Broker for PgBroker {
         let worker = req.worker_id.as_deref();
         let waiters = &self.inner.waiters;
         if wait == 0 || waiters.draining() {
-            return self.try_receive(&queues, req.max, req.lease_ms, worker).await;
+            return Ok(self.try_receive(&queues, req.max, req.lease_ms, worker).await?.0);
         }
         let ids: Vec<i32> = queues.iter().map(|q| q.id).collect();
         // Registered before the first try, so a job enqueued in between wakes this receive.
@@ -428,12 +431,16 @@ impl Broker for PgBroker {
                     *q = db::queue_by_name(&c, &q.name).await?;
                 }
             }
-            let got = self.try_receive(&queues, req.max, req.lease_ms, worker).await?;
+            let (got, rescan_due) =
+                self.try_receive(&queues, req.max, req.lease_ms, worker).await?;
             let left = deadline.saturating_duration_since(Instant::now());
             if !got.is_empty() || waiters.draining() || left.is_zero() {
                 return Ok(got);
             }
             let mut sleep = left.min(Duration::from_millis(waiters::RECHECK_MS));
+            if rescan_due {
+                sleep = sleep.min(receive::EMPTY_RESCAN);
+            }
             let (due, now) = {
                 let c = self.client().await?;
                 receive::next_due(&c, &ids).await?

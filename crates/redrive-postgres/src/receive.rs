@@ -190,8 +190,10 @@ impl Rooms {
 /// statement (now, now + delay, now + backoff), so a job committed after that scan lies past
 /// the floor unless its transaction ran longer than the margin. Such a late job, or one an
 /// import wrote with an older `visible_at`, is found late, never lost: floors are dropped
-/// every [`FLOOR_RESCAN`], and a scan from a floor that finds nothing scans again from the
-/// start before a receive answers empty or waits.
+/// every [`FLOOR_RESCAN`], and a scan from floors that finds nothing scans again from the start
+/// when the last such scan is [`EMPTY_RESCAN`] old (a long poll that finds nothing sooner looks
+/// again within that time), so that queues whose receivers often find nothing do not walk the
+/// old entries at every receive.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Floors {
     pub ready: [Option<i64>; 3],
@@ -203,8 +205,13 @@ pub struct Floors {
 /// once. Walking the entries of this many milliseconds of jobs costs little.
 pub const FLOOR_MARGIN_MS: i64 = 250;
 /// How long floors stand before a receive scans the queue from the start again (and sets
-/// them anew): the longest a job written behind a floor waits beyond its turn.
+/// them anew): the longest a job written behind a floor waits beyond its turn while receives
+/// find other jobs.
 pub const FLOOR_RESCAN: Duration = Duration::from_millis(250);
+/// How soon after a scan from the start a receive that found nothing from the floors scans from
+/// the start again: the longest a job written behind a floor waits once the queue is otherwise
+/// empty.
+pub const EMPTY_RESCAN: Duration = Duration::from_millis(20);
 
 /// What a leasing statement saw of the queue: where each level's candidates began (`None`:
 /// none at or past the floor), the database's clock, and whether a lease had run out.
@@ -259,6 +266,13 @@ impl Scans {
         }
     }
 
+    /// A scan from floors found nothing: may it scan from the start now? Not sooner than
+    /// [`EMPTY_RESCAN`] after the last scan from the start.
+    fn may_rescan(&self, queue: i32) -> bool {
+        let g = self.floors.lock().expect("floors lock");
+        g.get(&queue).is_none_or(|(_, since)| since.elapsed() >= EMPTY_RESCAN)
+    }
+
     /// A scan of `queue` from `from` saw `seen`.
     fn scanned(&self, queue: i32, from: &Floors, seen: &Seen) {
         let after = from.after(seen);
@@ -283,6 +297,9 @@ pub struct Leased {
     pub expired_leases: bool,
     /// The queue has `INFLIGHT_PER_QUEUE_MAX` jobs leased: no more until some are settled.
     pub at_inflight_max: bool,
+    /// Nothing from the floors on, and the scan from the start is due within [`EMPTY_RESCAN`]:
+    /// a long poll looks again by then.
+    pub rescan_due: bool,
 }
 
 impl Leased {
@@ -306,7 +323,10 @@ pub async fn lease(
         if !got.is_empty() || !lease.floored() {
             return Ok(got);
         }
-        // Nothing from the floors on: look from the start before answering empty.
+        // Nothing from the floors on: look from the start, or soon.
+        if !scans.may_rescan(q.id) {
+            return Ok(Leased { rescan_due: true, ..got });
+        }
         lease.scan_from(Floors::default());
         return lease.run(&*c, STANDARD_SQL).await;
     }
@@ -389,6 +409,7 @@ impl<'a> Lease<'a> {
             doomed: Vec::new(),
             expired_leases: false,
             at_inflight_max: self.room == 0,
+            rescan_due: false,
         };
         // The statement returns leased rows in no set order; deliver best first.
         let mut leased: Vec<(i32, i64, Uuid, &Row)> = Vec::with_capacity(rows.len());
@@ -558,6 +579,11 @@ mod tests {
         scans.scanned(7, &set, &seen(12_000, 21_000));
         assert_eq!(scans.floors(7).ready[1], Some(12_000 - FLOOR_MARGIN_MS));
         assert_eq!(scans.floors(7).ready[0], Some(21_000 - FLOOR_MARGIN_MS));
+        // An empty scan from them may look from the start again only a while after the last.
+        assert!(!scans.may_rescan(7));
+        assert!(scans.may_rescan(8));
+        std::thread::sleep(EMPTY_RESCAN);
+        assert!(scans.may_rescan(7));
         // Then they lapse, and the next scan starts from the start.
         std::thread::sleep(FLOOR_RESCAN);
         assert!(scans.floors(7).is_full());
