@@ -160,6 +160,7 @@ impl PgBroker {
         let listener = tokio::spawn(waiters::listen(
             config,
             waiters.clone(),
+            wakes.clone(),
             queues.clone(),
             listener_up.clone(),
         ));
@@ -397,8 +398,8 @@ impl Broker for PgBroker {
         let duplicates = r.iter().filter(|e| e.duplicate).count() as i64;
         let enqueued = r.len() as i64 - duplicates;
         self.inner.unflushed.add(q.id, totals::Hot { enqueued, duplicates, ..Default::default() });
-        if r.iter().any(|e| !e.duplicate) {
-            self.inner.wakes.push(&self.inner.waiters, q.id);
+        if enqueued > 0 {
+            self.inner.wakes.push(&self.inner.waiters, q.id, enqueued as usize);
         }
         self.observe(started);
         Ok(r)
@@ -417,7 +418,7 @@ impl Broker for PgBroker {
         }
         let ids: Vec<i32> = queues.iter().map(|q| q.id).collect();
         // Registered before the first try, so a job enqueued in between wakes this receive.
-        let reg = waiters.register(&ids).ok_or(Error::LimitExceeded {
+        let reg = waiters.register(&ids, req.max).ok_or(Error::LimitExceeded {
             limit: "WAITERS_COUNT_MAX",
             max: limits::WAITERS_COUNT_MAX as u64,
         })?;
@@ -431,6 +432,7 @@ impl Broker for PgBroker {
                     *q = db::queue_by_name(&c, &q.name).await?;
                 }
             }
+            reg.looking();
             let (got, rescan_due) =
                 self.try_receive(&queues, req.max, req.lease_ms, worker).await?;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -450,7 +452,7 @@ impl Broker for PgBroker {
                 sleep = sleep.min(until_due);
             }
             tokio::select! {
-                _ = reg.notify.notified() => {}
+                () = reg.woken() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
