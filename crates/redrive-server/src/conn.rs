@@ -241,7 +241,7 @@ async fn serve_connection(
     idle_timeout: Duration,
 ) {
     let service = PeerService { app, peer: Peer::new(tcp.clone()), activity: Arc::default() };
-    let io = SharedTcp(tcp);
+    let io = SharedTcp(tcp.clone());
     match connection {
         Connection::Cleartext { http2 } => {
             let builder = if http2 { &http.either } else { &http.http1 };
@@ -263,6 +263,41 @@ async fn serve_connection(
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let builder = if h2 { &http.http2 } else { &http.http1 };
             drive(builder, TokioIo::new(stream), service, stop, idle_timeout).await;
+        }
+    }
+    if !stop.is_cancelled() {
+        linger(&tcp).await;
+    }
+}
+
+/// How long a closed connection goes on reading what its client still sends, and how much.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// A lingering close, as web servers do, for a client still sending when its connection ends
+/// (the rest of a body refused unread, with a 413): the reply is out and the write half shut,
+/// and what the client sends is read and dropped until it closes its side, for at most
+/// [`LINGER`]. Closing a socket with unread bytes in it sends a reset, and the client, still
+/// writing its body, fails with a broken pipe instead of reading the reply. A connection with
+/// nothing unread (an idle one, a client that closed) closes at once.
+async fn linger(tcp: &TcpStream) {
+    let mut buf = [0u8; 8192];
+    if !matches!(tcp.try_read(&mut buf), Ok(n) if n > 0) {
+        return;
+    }
+    let _ = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Write);
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut left = LINGER_BYTES_MAX;
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, tcp.readable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+        match tcp.try_read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => left = left.saturating_sub(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
 }

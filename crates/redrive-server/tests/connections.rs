@@ -231,5 +231,6 @@ async fn a_client_still_sending_a_body_refused_for_its_size_reads_the_413() {
     let reply = tokio::time::timeout(HANG, go).await.expect("in time");
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     assert!(reply.contains("request_too_large"), "{reply}");
+    drop(tcp);
     stop(s).await;
 }
