@@ -13,9 +13,13 @@ use redrive_postgres::receive::{EMPTY_RESCAN, FLOOR_MARGIN_MS, FLOOR_RESCAN, STA
 use redrive_postgres::{PgBroker, PgOptions};
 use tokio_postgres::types::ToSql;
 
-async fn broker(url: &str) -> PgBroker {
+/// A fresh database with a queue `q`, and an application's connection to it.
+async fn with_queue() -> (PgBroker, tokio_postgres::Client) {
+    let url = common::fresh_database().await;
     let options = PgOptions { pool_size: 4, sweep_interval_ms: 200 };
-    PgBroker::connect(url, options).await.expect("broker connects")
+    let b = PgBroker::connect(&url, options).await.expect("broker connects");
+    b.put_queue("q".into(), QueuePatch::default()).await.unwrap();
+    (b, common::connect(&url).await)
 }
 
 fn take(max: u32) -> ReceiveRequest {
@@ -72,10 +76,7 @@ async fn ready_scan_buffers(c: &mut tokio_postgres::Client, params: &[&(dyn ToSq
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_from_the_floors_does_not_walk_the_jobs_that_went_before() {
-    let url = common::fresh_database().await;
-    let b = broker(&url).await;
-    b.put_queue("q".into(), QueuePatch::default()).await.unwrap();
-    let mut c = common::connect(&url).await;
+    let (b, mut c) = with_queue().await;
     // Only a vacuum removes dead index entries: none may run during the test.
     c.batch_execute("ALTER TABLE redrive.jobs SET (autovacuum_enabled = false)").await.unwrap();
     churn(&b, 20_000).await;
@@ -112,22 +113,36 @@ async fn a_scan_from_the_floors_does_not_walk_the_jobs_that_went_before() {
     assert!(floored * 4 < full, "from the floors {floored} buffers, from the start {full}");
 }
 
+/// Opens an application's transaction that enqueues `body` and leaves it open long enough for
+/// the floors to move past the job; then enqueues `then` (one job) through the broker and
+/// receives it, a scan from the start that sets floors past the open transaction's job.
+async fn behind_the_floors<'a>(
+    app: &'a mut tokio_postgres::Client,
+    b: &PgBroker,
+    body: &str,
+    then: &str,
+) -> (tokio_postgres::Transaction<'a>, String) {
+    let tx = app.transaction().await.unwrap();
+    tx.query_one("SELECT redrive.enqueue('q', $1, '{}'::jsonb)", &[&body]).await.unwrap();
+    // Past the floors' lapse too: the receive below scans from the start.
+    tokio::time::sleep(FLOOR_RESCAN + Duration::from_millis(FLOOR_MARGIN_MS as u64)).await;
+    b.enqueue("q".into(), jobs(then, 1)).await.unwrap();
+    let got = b.receive(take(10)).await.unwrap();
+    assert_eq!(bodies(&got), [format!("{then}0")]);
+    (tx, got[0].receipt.clone())
+}
+
+fn bodies(got: &[redrive_core::broker::Delivery]) -> Vec<String> {
+    got.iter().map(|d| d.body.clone()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_committed_behind_the_floors_is_still_delivered_once() {
-    let url = common::fresh_database().await;
-    let b = broker(&url).await;
-    b.put_queue("q".into(), QueuePatch::default()).await.unwrap();
-    // An application's transaction enqueues, and commits long after.
-    let mut app = common::connect(&url).await;
-    let tx = app.transaction().await.unwrap();
-    tx.query_one("SELECT redrive.enqueue('q', 'late', '{}'::jsonb)", &[]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2 * FLOOR_MARGIN_MS as u64)).await;
-    // Meanwhile jobs come and go: the floors move past the late job's `visible_at`.
+    let (b, mut app) = with_queue().await;
+    let (tx, _) = behind_the_floors(&mut app, &b, "late", "first").await;
     b.enqueue("q".into(), jobs("on-time", 30)).await.unwrap();
-    let mut seen = BTreeSet::new();
-    for d in b.receive(take(10)).await.unwrap() {
-        assert!(seen.insert(d.body));
-    }
+    let mut seen: BTreeSet<String> =
+        bodies(&b.receive(take(10)).await.unwrap()).into_iter().collect();
     tx.commit().await.unwrap();
 
     // Receives through both paths (plain, and acks carried by the receive) drain the queue:
@@ -156,35 +171,9 @@ async fn a_job_committed_behind_the_floors_is_still_delivered_once() {
     assert_eq!(seen.len(), 31);
 }
 
-/// Opens an application's transaction that enqueues `body` and leaves it open long enough for
-/// the floors to move past the job; then enqueues `then` (one job) through the broker and
-/// receives it, a scan from the start that sets floors past the open transaction's job.
-async fn behind_the_floors<'a>(
-    app: &'a mut tokio_postgres::Client,
-    b: &PgBroker,
-    body: &str,
-    then: &str,
-) -> (tokio_postgres::Transaction<'a>, String) {
-    let tx = app.transaction().await.unwrap();
-    tx.query_one("SELECT redrive.enqueue('q', $1, '{}'::jsonb)", &[&body]).await.unwrap();
-    // Past the floors' lapse too: the receive below scans from the start.
-    tokio::time::sleep(FLOOR_RESCAN + Duration::from_millis(FLOOR_MARGIN_MS as u64)).await;
-    b.enqueue("q".into(), jobs(then, 1)).await.unwrap();
-    let got = b.receive(take(10)).await.unwrap();
-    assert_eq!(bodies(&got), [format!("{then}0")]);
-    (tx, got[0].receipt.clone())
-}
-
-fn bodies(got: &[redrive_core::broker::Delivery]) -> Vec<String> {
-    got.iter().map(|d| d.body.clone()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_answer_looks_behind_the_floors() {
-    let url = common::fresh_database().await;
-    let b = broker(&url).await;
-    b.put_queue("q".into(), QueuePatch::default()).await.unwrap();
-    let mut app = common::connect(&url).await;
+    let (b, mut app) = with_queue().await;
     let after_rescan_wait = EMPTY_RESCAN + Duration::from_millis(30);
 
     // The queue holds only a job behind the floors the last receive set: a short poll made
