@@ -314,28 +314,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Requests each key made in the current second, on this server.
+/// Each rate-limited key's bucket on this server: up to `rate_per_s` requests at once, then one
+/// more every `1000 / rate_per_s` ms. A count per calendar second let a key make twice its
+/// rate across the turn of a second (its whole rate in the last milliseconds of one second and
+/// again in the first of the next).
 #[derive(Default)]
 pub struct RateWindows {
-    inner: Mutex<HashMap<String, (u64, u32)>>,
+    /// Per key id: its credit in thousandths of a request, and when it was last counted (ms).
+    inner: Mutex<HashMap<String, (u64, u64)>>,
 }
+
+/// What one request costs, in the credit's units.
+const REQUEST_CREDIT: u64 = 1000;
 
 impl RateWindows {
     fn admit(&self, key: &KeyRecord, now_ms: u64) -> Result<()> {
         let Some(max) = key.rate_per_s else { return Ok(()) };
-        let second = now_ms / 1000;
+        let full = u64::from(max) * REQUEST_CREDIT;
         let mut g = self.inner.lock().expect("rate lock");
         if g.len() > redrive_core::limits::API_KEYS_COUNT_MAX {
-            g.retain(|_, (s, _)| *s == second);
+            // Buckets a second old are full again: forgetting them changes nothing.
+            g.retain(|_, (_, at)| now_ms.saturating_sub(*at) < 1000);
         }
-        let slot = g.entry(key.id.clone()).or_insert((second, 0));
-        if slot.0 != second {
-            *slot = (second, 0);
-        }
-        if slot.1 >= max {
+        let (credit, at) = g.entry(key.id.clone()).or_insert((full, now_ms));
+        // `max` thousandths of a request come back each millisecond: `max` per second.
+        *credit = (*credit + now_ms.saturating_sub(*at) * u64::from(max)).min(full);
+        *at = now_ms.max(*at);
+        if *credit < REQUEST_CREDIT {
             return Err(Error::LimitExceeded { limit: "KEY_RATE_PER_S", max: u64::from(max) });
         }
-        slot.1 += 1;
+        *credit -= REQUEST_CREDIT;
         Ok(())
     }
 }
@@ -571,6 +579,28 @@ mod tests {
         assert!(!k.allows(Action::Receive, Some("orders-1")));
         assert!(k.allows(Action::Send, None));
         assert!(!k.allows(Action::Read, None));
+    }
+
+    #[test]
+    fn a_key_makes_its_rate_in_any_second_never_twice_it_across_a_second_boundary() {
+        let rates = RateWindows::default();
+        let k = record("K".into(), "k", "s", &["read:*".into()], None, Some(2));
+        let admit = |at: u64| rates.admit(&k, at).is_ok();
+        // Its whole rate at once, at the end of a calendar second...
+        assert!(admit(10_998) && admit(10_999));
+        // ... and not again at the start of the next: one more each 500 ms.
+        assert!(!admit(11_000));
+        assert!(!admit(11_497));
+        assert!(admit(11_499));
+        assert!(!admit(11_500));
+        // Idle, the credit fills up to the rate, no further.
+        assert!(admit(20_000) && admit(20_000) && !admit(20_000));
+        // A clock step back refuses nothing it would not have refused.
+        assert!(!admit(19_000));
+        assert!(admit(20_500));
+        // Keys without a rate are not counted.
+        let free = record("F".into(), "f", "s", &["read:*".into()], None, None);
+        assert!((0..100).all(|_| rates.admit(&free, 0).is_ok()));
     }
 
     #[test]
