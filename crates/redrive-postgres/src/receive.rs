@@ -24,7 +24,7 @@ use crate::transition::{self, job_core_select, JobCore};
 /// What the leased rows return, shared by both candidate queries: kind 0 a leased job, kind 1
 /// a job to kill or expire instead, and always one kind-2 row, `$ready_heads` (three columns:
 /// where each level's candidates began, for the standard statement) then the clock and whether
-/// a lease of the queue has run out. That probe starts at `$9`, the queue's lease floor (see
+/// a lease of the queue has run out. That probe starts at `$8`, the queue's lease floor (see
 /// [`Floors`]), and bounds its scan by the clock (a scalar, so an index condition): joined to
 /// `n` instead, it read every lease in flight at every receive. The update finds the picked
 /// rows by `ctid`, the row version the statement locked (no other statement can change a row
@@ -58,24 +58,24 @@ macro_rules! lease_tail {
             $ready_heads,
             ", (SELECT now FROM n), EXISTS (SELECT 1 FROM redrive.jobs e \
                  WHERE e.state = 2 AND e.queue_id = $1 \
-                 AND e.visible_at >= coalesce($9::int8, -9223372036854775807) \
+                 AND e.visible_at >= coalesce($8::int8, -9223372036854775807) \
                  AND e.visible_at <= (SELECT now FROM n))"
         )
     };
 }
 
-/// One level's candidates: up to `$2` ready jobs from the level's floor on (`$8`, one per
-/// level; NULL scans from the start).
+/// One level's candidates: up to `$2` ready jobs from the level's floor on (`$floor`; NULL
+/// scans from the start).
 macro_rules! candidates {
-    ($name:literal, $level:literal) => {
+    ($name:literal, $level:literal, $floor:literal) => {
         concat!(
             $name,
             " AS (SELECT ctid AS tid, id, priority, visible_at, receive_count, expires_at \
                FROM redrive.jobs WHERE queue_id = $1 AND state IN (0, 1) AND priority = ",
             $level,
-            " AND visible_at >= coalesce(($8::int8[])[",
-            $level,
-            " + 1], -9223372036854775807) AND visible_at <= (SELECT now FROM n) \
+            " AND visible_at >= coalesce(",
+            $floor,
+            "::int8, -9223372036854775807) AND visible_at <= (SELECT now FROM n) \
                ORDER BY visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), "
         )
     };
@@ -84,13 +84,13 @@ macro_rules! candidates {
 /// Standard queues: up to `$2` candidates per level, best `least($2, $7)` by (effective
 /// level, ready since); `$7` is the queue's room for more leases (see [`Scans`]). `$3` is the
 /// aging time (NULL = off). The union of three index range scans keeps a receive's cost
-/// independent of the backlog, and the floors (`$8`, `$9`) keep it independent of the jobs
-/// that went before: see [`Floors`].
+/// independent of the backlog, and the floors (`$8` for leases, `$9`–`$11` per level) keep it
+/// independent of the jobs that went before: see [`Floors`].
 pub const STANDARD_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
-    candidates!("c0", "0"),
-    candidates!("c1", "1"),
-    candidates!("c2", "2"),
+    candidates!("c0", "0", "$9"),
+    candidates!("c1", "1", "$10"),
+    candidates!("c2", "2", "$11"),
     "pick AS (SELECT u.*, CASE WHEN $3::int8 IS NOT NULL AND u.priority > 0 \
          AND n.now - u.visible_at >= $3 THEN u.priority - 1 ELSE u.priority END AS eff, u.visible_at AS ord \
        FROM (SELECT * FROM c0 UNION ALL SELECT * FROM c1 UNION ALL SELECT * FROM c2) u, n \
@@ -107,8 +107,8 @@ pub const STANDARD_SQL: &str = concat!(
 /// before the next — with groups in the order their first such job became visible (a group back
 /// from a lease goes after the groups that kept waiting), each group in enqueue order.
 /// Priorities do not reorder a FIFO queue: `ord` is the rank. The caller holds the queue's
-/// advisory lock so that two receives cannot both take a group. `$3` and `$8` are unused (no
-/// aging; the ready scan has no floor).
+/// advisory lock so that two receives cannot both take a group. `$3` is unused (no aging), and
+/// the statement takes only the first [`FIFO_PARAMS`] parameters (the ready scan has no floor).
 const FIFO_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
     "cand AS (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at FROM redrive.jobs j, n \
@@ -124,10 +124,13 @@ const FIFO_SQL: &str = concat!(
          WINDOW g AS (PARTITION BY coalesce(c.group_id, c.id::text) ORDER BY c.enqueued_at, c.id)) h \
        ORDER BY rank LIMIT least($2::int8, $7::int8)), \
      pick AS (SELECT j.ctid AS tid, j.id, j.priority, j.visible_at, j.receive_count, j.expires_at, \
-         0 * coalesce($3::int8, 0) + 0 * coalesce(cardinality($8::int8[]), 0) AS eff, r.rank AS ord \
+         0 * coalesce($3::int8, 0) AS eff, r.rank AS ord \
        FROM redrive.jobs j JOIN ranked r ON r.id = j.id FOR UPDATE OF j SKIP LOCKED), ",
     lease_tail!("NULL::int8, NULL::int8, NULL::int8")
 );
+
+/// How many of [`Lease::params`] the FIFO statement takes: all but the ready floors.
+const FIFO_PARAMS: usize = 8;
 
 /// `pg_advisory_xact_lock` keys of FIFO receives: this base plus the queue id.
 const FIFO_LOCK_BASE: i64 = 0x7264_6669_0000_0000;
@@ -253,24 +256,32 @@ impl Floors {
 #[derive(Default)]
 pub struct Scans {
     rooms: Rooms,
-    floors: Mutex<HashMap<i32, (Floors, Instant)>>,
+    floors: Mutex<HashMap<i32, Known>>,
+}
+
+/// A queue's floors, when the scan from the start that set them ran, and whether a scan from
+/// them found nothing since (the next one then scans from the start, [`EMPTY_RESCAN`] after
+/// the last).
+struct Known {
+    floors: Floors,
+    since: Instant,
+    found_nothing: bool,
 }
 
 impl Scans {
     /// The floors a receive of `queue` scans from: none when the last scan from the start is
-    /// older than [`FLOOR_RESCAN`].
+    /// older than [`FLOOR_RESCAN`], or older than [`EMPTY_RESCAN`] and a scan from the floors
+    /// found nothing since.
     pub fn floors(&self, queue: i32) -> Floors {
         match self.floors.lock().expect("floors lock").get(&queue) {
-            Some((floors, since)) if since.elapsed() < FLOOR_RESCAN => *floors,
+            Some(k)
+                if k.since.elapsed() < FLOOR_RESCAN
+                    && !(k.found_nothing && k.since.elapsed() >= EMPTY_RESCAN) =>
+            {
+                k.floors
+            }
             _ => Floors::default(),
         }
-    }
-
-    /// A scan from floors found nothing: may it scan from the start now? Not sooner than
-    /// [`EMPTY_RESCAN`] after the last scan from the start.
-    fn may_rescan(&self, queue: i32) -> bool {
-        let g = self.floors.lock().expect("floors lock");
-        g.get(&queue).is_none_or(|(_, since)| since.elapsed() >= EMPTY_RESCAN)
     }
 
     /// A scan of `queue` from `from` saw `seen`.
@@ -279,10 +290,12 @@ impl Scans {
         let mut g = self.floors.lock().expect("floors lock");
         if from.is_full() {
             // Floors long unused (deleted queues among them) are dropped.
-            g.retain(|_, (_, since)| since.elapsed() < 240 * FLOOR_RESCAN);
-            g.insert(queue, (after, Instant::now()));
-        } else if let Some((floors, _)) = g.get_mut(&queue) {
-            *floors = floors.max(&after);
+            g.retain(|_, k| k.since.elapsed() < 240 * FLOOR_RESCAN);
+            let known = Known { floors: after, since: Instant::now(), found_nothing: false };
+            g.insert(queue, known);
+        } else if let Some(k) = g.get_mut(&queue) {
+            k.floors = k.floors.max(&after);
+            k.found_nothing |= seen.heads.iter().all(Option::is_none);
         }
     }
 }
@@ -319,21 +332,21 @@ pub async fn lease(
 ) -> Result<Leased> {
     if !q.config.fifo {
         let mut lease = Lease::new(&*c, scans, q, max, lease_ms, worker).await?;
-        let got = lease.run(&*c, STANDARD_SQL).await?;
+        let got = lease.run(&*c).await?;
         if !got.is_empty() || !lease.floored() {
             return Ok(got);
         }
         // Nothing from the floors on: look from the start, or soon.
-        if !scans.may_rescan(q.id) {
+        lease.floors = scans.floors(q.id);
+        if lease.floored() {
             return Ok(Leased { rescan_due: true, ..got });
         }
-        lease.scan_from(Floors::default());
-        return lease.run(&*c, STANDARD_SQL).await;
+        return lease.run(&*c).await;
     }
     let tx = c.transaction().await.map_err(crate::db::internal)?;
     execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])
         .await?;
-    let r = Lease::new(&tx, scans, q, max, lease_ms, worker).await?.run(&tx, FIFO_SQL).await?;
+    let r = Lease::new(&tx, scans, q, max, lease_ms, worker).await?.run(&tx).await?;
     tx.commit().await.map_err(crate::db::internal)?;
     Ok(r)
 }
@@ -349,10 +362,8 @@ pub struct Lease<'a> {
     lease: i64,
     worker: Option<&'a str>,
     room: i64,
-    /// Where the scans start (FIFO queues: the ready scan has no floor), and `$8`: the
-    /// levels' floors as an array.
+    /// Where the scans start (FIFO queues: the ready scan has no floor).
     floors: Floors,
-    ready_floors: Vec<Option<i64>>,
 }
 
 impl<'a> Lease<'a> {
@@ -375,20 +386,14 @@ impl<'a> Lease<'a> {
             worker,
             room: scans.rooms.room(c, q.id).await?.max(0),
             floors,
-            ready_floors: floors.ready.to_vec(),
         })
     }
 
-    /// `$1..$9` of [`STANDARD_SQL`] and `FIFO_SQL`.
-    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
-        let Lease { q, max, aging, max_receives, lease, worker, room, ready_floors, .. } = self;
-        [&q.id, max, aging, max_receives, lease, worker, room, ready_floors, &self.floors.leases]
-    }
-
-    /// Scans start at `floors` (`Floors::default()`: from the start).
-    pub fn scan_from(&mut self, floors: Floors) {
-        self.floors = floors;
-        self.ready_floors = floors.ready.to_vec();
+    /// `$1..$11` of [`STANDARD_SQL`] (`FIFO_SQL` takes the first [`FIFO_PARAMS`]).
+    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
+        let Lease { q, max, aging, max_receives, lease, worker, room, floors, .. } = self;
+        let [r0, r1, r2] = &floors.ready;
+        [&q.id, max, aging, max_receives, lease, worker, room, &floors.leases, r0, r1, r2]
     }
 
     /// True when the scans start at floors, so an empty answer may have missed a late job.
@@ -396,9 +401,14 @@ impl<'a> Lease<'a> {
         !self.floors.is_full()
     }
 
-    /// Runs `sql` (the standard or FIFO statement) on `c`.
-    async fn run(&self, c: &impl GenericClient, sql: &str) -> Result<Leased> {
-        self.leased(&query(c, sql, &self.params()).await?)
+    /// Runs the queue's statement (standard or FIFO) on `c`.
+    async fn run(&self, c: &impl GenericClient) -> Result<Leased> {
+        let params = self.params();
+        let (sql, params) = match self.q.config.fifo {
+            true => (FIFO_SQL, &params[..FIFO_PARAMS]),
+            false => (STANDARD_SQL, &params[..]),
+        };
+        self.leased(&query(c, sql, params).await?)
     }
 
     /// What the statement returned, as deliveries (best first) and work left for the caller.
@@ -579,11 +589,15 @@ mod tests {
         scans.scanned(7, &set, &seen(12_000, 21_000));
         assert_eq!(scans.floors(7).ready[1], Some(12_000 - FLOOR_MARGIN_MS));
         assert_eq!(scans.floors(7).ready[0], Some(21_000 - FLOOR_MARGIN_MS));
-        // An empty scan from them may look from the start again only a while after the last.
-        assert!(!scans.may_rescan(7));
-        assert!(scans.may_rescan(8));
+        // After a scan from them that found nothing, the next scan is from the start, but not
+        // sooner than a while after the last.
+        let nothing = Seen { heads: [None; 3], now: 21_000, leases_due: false };
+        scans.scanned(7, &set, &nothing);
+        assert!(!scans.floors(7).is_full());
         std::thread::sleep(EMPTY_RESCAN);
-        assert!(scans.may_rescan(7));
+        assert!(scans.floors(7).is_full());
+        scans.scanned(7, &Floors::default(), &seen(10_000, 22_000));
+        assert!(!scans.floors(7).is_full(), "that scan set them anew");
         // Then they lapse, and the next scan starts from the start.
         std::thread::sleep(FLOOR_RESCAN);
         assert!(scans.floors(7).is_full());

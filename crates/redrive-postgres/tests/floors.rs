@@ -95,17 +95,16 @@ async fn a_scan_from_the_floors_does_not_walk_the_jobs_that_went_before() {
         c.query_one("SELECT id FROM redrive.queues WHERE name = 'q'", &[]).await.unwrap().get(0);
     let (max, room, lease) = (10_i64, 1000_i64, 30_000_i64);
     let (none, no_worker): (Option<i64>, Option<&str>) = (None, None);
-    let no_limit: Option<i32> = None;
-    let from_start: Vec<Option<i64>> = vec![None; 3];
-    let floors: Vec<Option<i64>> = vec![Some(floor); 3];
+    let (no_limit, f) = (None::<i32>, Some(floor));
+    // `$8` is the lease floor, `$9`..`$11` the levels' floors.
     let full = ready_scan_buffers(
         &mut c,
-        &[&queue, &max, &none, &no_limit, &lease, &no_worker, &room, &from_start, &none],
+        &[&queue, &max, &none, &no_limit, &lease, &no_worker, &room, &none, &none, &none, &none],
     )
     .await;
     let floored = ready_scan_buffers(
         &mut c,
-        &[&queue, &max, &none, &no_limit, &lease, &no_worker, &room, &floors, &Some(floor)],
+        &[&queue, &max, &none, &no_limit, &lease, &no_worker, &room, &f, &f, &f, &f],
     )
     .await;
     // 20,000 dead entries span about 120 index pages; ten live jobs, a page or two.
