@@ -6,10 +6,10 @@
 //! `LISTEN`s and wakes the receivers parked on that queue here. A receiver registers before it
 //! first tries, and each receiver has its own `Notify`, whose permit is kept if the wake-up
 //! comes between its try and its wait: no wake-up is lost. This server's own enqueues wake
-//! only as many of its parked receivers as the new jobs need (see [`Waiters::wake_for`]). Receivers also look again at the
-//! next due time of their queues' delayed jobs and leases, and at least every
-//! `RECHECK_MS`, so a notification lost with the listener's connection costs latency, never a
-//! job.
+//! only as many of its parked receivers as the new jobs need (see [`Waiters::wake_for`]).
+//! Receivers also look again at the next due time of their queues' delayed jobs and leases,
+//! and at least every `RECHECK_MS`, so a notification lost with the listener's connection costs
+//! latency, never a job.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};

@@ -319,7 +319,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// rate across the turn of a second (its whole rate in the last milliseconds of one second and
 /// again in the first of the next).
 #[derive(Default)]
-pub struct RateWindows {
+pub struct KeyRates {
     /// Per key id: its credit in thousandths of a request, and when it was last counted (ms).
     inner: Mutex<HashMap<String, (u64, u64)>>,
 }
@@ -327,7 +327,7 @@ pub struct RateWindows {
 /// What one request costs, in the credit's units.
 const REQUEST_CREDIT: u64 = 1000;
 
-impl RateWindows {
+impl KeyRates {
     fn admit(&self, key: &KeyRecord, now_ms: u64) -> Result<()> {
         let Some(max) = key.rate_per_s else { return Ok(()) };
         let full = u64::from(max) * REQUEST_CREDIT;
@@ -583,7 +583,7 @@ mod tests {
 
     #[test]
     fn a_key_makes_its_rate_in_any_second_never_twice_it_across_a_second_boundary() {
-        let rates = RateWindows::default();
+        let rates = KeyRates::default();
         let k = record("K".into(), "k", "s", &["read:*".into()], None, Some(2));
         let admit = |at: u64| rates.admit(&k, at).is_ok();
         // Its whole rate at once, at the end of a calendar second...

@@ -68,7 +68,7 @@ pub struct AppState<B> {
     pub background: Background,
     /// Whether requests need a key, and each key's requests this second.
     pub auth: auth::AuthSettings,
-    pub rates: auth::RateWindows,
+    pub rates: auth::KeyRates,
     /// Requests in flight and long polls open, and their limits.
     pub overload: Overload,
     /// Recent per-queue samples for the dashboard's charts.
@@ -92,7 +92,7 @@ impl<B: Broker> AppState<B> {
             policies: triage::Policies::default(),
             background: Background::default(),
             auth: auth::AuthSettings::default(),
-            rates: auth::RateWindows::default(),
+            rates: auth::KeyRates::default(),
             overload: Overload::default(),
             history: history::History::default(),
             traces: traces::Traces::default(),
