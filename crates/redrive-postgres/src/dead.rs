@@ -161,11 +161,12 @@ pub async fn redrive(
              state = CASE WHEN $3::int8 > 0 THEN 0 ELSE 1 END, visible_at = $4::int8 + $3::int8, dead_reason = NULL, \
              source_queue_id = NULL, failures = 0, receive_count = 0, \
              redrive_count = redrive_count + 1, redriven_from_queue_id = $5, completed_at = $4, \
-             lease_epoch = lease_epoch + 1, \
+             lease_epoch = lease_epoch + 1, ordered = $7, \
              expires_at = $4 + $6 WHERE id = ANY($1)";
         for (tid, (t, ids)) in &targets {
             let retention = sql_ms(t.config.retention_ms);
-            execute(c, MOVE, &[ids, tid, &delay, &now, &q.id, &retention]).await?;
+            let fifo = &t.config.fifo;
+            execute(c, MOVE, &[ids, tid, &delay, &now, &q.id, &retention, fifo]).await?;
             bump(c, *tid, shard, Total::Redriven, ids.len() as i64).await?;
             db::notify(c, *tid).await?;
         }

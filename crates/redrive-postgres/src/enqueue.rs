@@ -16,7 +16,8 @@ use crate::db::{self, sql_ms, QueueRow};
 
 /// Keys claimed (new, or whose window ended) in `d`; jobs inserted for them and for unkeyed
 /// jobs in `ins`. For a key whose window is still open, the existing job id is read from the
-/// statement's snapshot. `$13` is the dedup window (0 = off), `$14` the retention.
+/// statement's snapshot. `$13` is the dedup window (0 = off), `$14` the retention, `$15`
+/// whether the queue is FIFO (the `ordered` mark of its jobs, see schema migration 8).
 const SQL: &str = "WITH n AS (SELECT redrive.now_ms() AS now), \
 input AS ( \
   SELECT u.*, n.now, CASE WHEN u.run_at IS NOT NULL THEN greatest(u.run_at, n.now) \
@@ -33,9 +34,9 @@ d AS ( \
   RETURNING key), \
 ins AS ( \
   INSERT INTO redrive.jobs (id, queue_id, state, priority, body, attributes, idempotency_key, \
-      group_id, traceparent, max_attempts, enqueued_at, visible_at, expires_at) \
+      group_id, traceparent, max_attempts, enqueued_at, visible_at, expires_at, ordered) \
   SELECT id, $1, CASE WHEN vis > now THEN 0 ELSE 1 END, priority, body, attrs::jsonb, key, grp, \
-      traceparent, max_attempts, now, vis, now + $14 \
+      traceparent, max_attempts, now, vis, now + $14, $15 \
   FROM input WHERE key IS NULL OR $13 = 0 OR key IN (SELECT key FROM d) \
   RETURNING id) \
 SELECT i.ord, (ins.id IS NOT NULL), dd.job_id \
@@ -135,6 +136,7 @@ pub async fn enqueue(
                 &max_attempts,
                 &window_ms,
                 &retention,
+                &q.config.fifo,
             ],
         )
         .await

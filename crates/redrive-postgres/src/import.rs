@@ -110,9 +110,11 @@ fn attempt_json(a: &Attempt) -> serde_json::Value {
 const INSERT_JOBS: &str = "INSERT INTO redrive.jobs (id, queue_id, state, priority, body, \
     attributes, idempotency_key, group_id, traceparent, receive_count, failures, max_attempts, \
     lease_epoch, enqueued_at, visible_at, leased_at, first_received_at, completed_at, expires_at, \
-    dead_reason, source_queue_id, redrive_count, redriven_from_queue_id, worker_id, attempts) \
+    dead_reason, source_queue_id, redrive_count, redriven_from_queue_id, worker_id, attempts, \
+    ordered) \
   SELECT u.id, u.q, u.st, u.pr, u.body, u.attrs::jsonb, u.k, u.g, u.tp, u.rc, u.f, u.ma, u.ep, \
-    u.enq, u.vis, u.la, u.fr, u.ca, u.ex, u.dr, u.sq, u.rd, u.rf, u.w, u.att::jsonb \
+    u.enq, u.vis, u.la, u.fr, u.ca, u.ex, u.dr, u.sq, u.rd, u.rf, u.w, u.att::jsonb, \
+    redrive.is_fifo(u.q) \
   FROM unnest($1::uuid[], $2::int4[], $3::int2[], $4::int2[], $5::text[], $6::text[], $7::text[], \
     $8::text[], $9::text[], $10::int4[], $11::int4[], $12::int4[], $13::int4[], $14::int8[], \
     $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::int2[], $21::int4[], \

@@ -133,9 +133,12 @@ impl PgBroker {
         // against 0.3–0.6 ms, docs/benchmarks.md). A generic plan is made from the table as it
         // was then (often nearly empty), so no plan may fall back on reading the whole table:
         // sequential scans are off (every statement here has an index to go by), and statements
-        // bound their reads by key (see the ack).
+        // bound their reads by key (see the ack). No statement here runs long enough for JIT
+        // compilation to pay, and a plan steered by an `enable_*` setting (the FIFO receive's)
+        // has a cost high enough to start it: half a second per execution.
         config.options(
-            "-c synchronous_commit=on -c plan_cache_mode=force_generic_plan -c enable_seqscan=off",
+            "-c synchronous_commit=on -c plan_cache_mode=force_generic_plan -c enable_seqscan=off \
+             -c jit=off",
         );
         config.application_name("redrive");
         let (mut client, conn) = config.connect(NoTls).await.map_err(internal)?;

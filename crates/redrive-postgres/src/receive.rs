@@ -18,7 +18,7 @@ use redrive_core::{limits, Error, Result};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{execute, ms, query, sql_ms, QueueRow};
+use crate::db::{ms, query, sql_ms, QueueRow};
 use crate::transition::{self, job_core_select, JobCore};
 
 /// What the leased rows return, shared by both candidate queries: kind 0 a leased job, kind 1
@@ -109,12 +109,16 @@ pub const STANDARD_SQL: &str = concat!(
 /// Priorities do not reorder a FIFO queue: `ord` is the rank. The caller holds the queue's
 /// advisory lock so that two receives cannot both take a group. `$3` is unused (no aging), and
 /// the statement takes only the first [`FIFO_PARAMS`] parameters (the ready scan has no floor).
-const FIFO_SQL: &str = concat!(
+/// The candidates come from `jobs_fifo` in enqueue order, each asking `jobs_fifo_leased`
+/// whether a lease of its group is ahead of it (schema migration 8), so a receive reads the
+/// first 1,000 free jobs, not the whole backlog.
+pub const FIFO_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
     "cand AS (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at FROM redrive.jobs j, n \
-       WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.visible_at <= n.now \
+       WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered AND j.visible_at <= n.now \
        AND (j.group_id IS NULL OR NOT EXISTS (SELECT 1 FROM redrive.jobs x \
-            WHERE x.queue_id = $1 AND x.state = 2 AND x.group_id = j.group_id \
+            WHERE x.queue_id = $1 AND x.state = 2 AND x.ordered AND x.group_id IS NOT NULL \
+            AND x.group_id = j.group_id \
             AND (x.enqueued_at, x.id) < (j.enqueued_at, j.id))) \
        ORDER BY j.enqueued_at, j.id LIMIT 1000), \
      ranked AS (SELECT id, \
@@ -130,10 +134,19 @@ const FIFO_SQL: &str = concat!(
 );
 
 /// How many of [`Lease::params`] the FIFO statement takes: all but the ready floors.
-const FIFO_PARAMS: usize = 8;
+pub const FIFO_PARAMS: usize = 8;
 
 /// `pg_advisory_xact_lock` keys of FIFO receives: this base plus the queue id.
 const FIFO_LOCK_BASE: i64 = 0x7264_6669_0000_0000;
+
+/// The first statement of a FIFO receive's transaction: takes the queue's lock (`$1`), and
+/// has [`FIFO_SQL`] planned (once per connection, for any queue: a generic plan) as a walk of
+/// `jobs_fifo` in order. Left to its estimates, the generic plan read every ready job of the
+/// queue through `jobs_ready` and sorted them (20,760 buffers behind 20,000 jobs against 1,200;
+/// `tests/fifo_scan.rs`). The settings end with the transaction, and a plan is only ever made
+/// (or remade) inside one.
+pub const FIFO_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1), \
+     set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)";
 
 /// How many more jobs each queue may have in flight (`INFLIGHT_PER_QUEUE_MAX` less its
 /// leases), as this server last counted them and has leased since. Counting costs a read of
@@ -344,8 +357,7 @@ pub async fn lease(
         return lease.run(&*c).await;
     }
     let tx = c.transaction().await.map_err(crate::db::internal)?;
-    execute(&tx, "SELECT pg_advisory_xact_lock($1)", &[&(FIFO_LOCK_BASE + i64::from(q.id))])
-        .await?;
+    query(&tx, FIFO_LOCK_SQL, &[&(FIFO_LOCK_BASE + i64::from(q.id))]).await?;
     let r = Lease::new(&tx, scans, q, max, lease_ms, worker).await?.run(&tx).await?;
     tx.commit().await.map_err(crate::db::internal)?;
     Ok(r)

@@ -115,7 +115,9 @@ pub fn attempt_entry(j: &JobCore, now: i64, outcome: Outcome, error: Option<&Err
 /// Writes a job's changed placement (and an optional attempt entry).
 async fn write(c: &impl GenericClient, j: &JobCore, entry: Option<String>) -> Result<()> {
     // A death moves the lease epoch on: receipts from before it are stale, also for a late ack.
+    // A job moved to another queue takes that queue's FIFO mark.
     const SQL: &str = "UPDATE redrive.jobs SET queue_id = $2, state = $3, visible_at = $4, \
+         ordered = CASE WHEN queue_id = $2 THEN ordered ELSE redrive.is_fifo($2) END, \
          lease_epoch = CASE WHEN dead_reason IS NULL AND $6::int2 IS NOT NULL \
            THEN lease_epoch + 1 ELSE lease_epoch END, \
          failures = $5, dead_reason = $6, source_queue_id = $7, completed_at = $8, \

@@ -58,6 +58,7 @@ async fn fill(http: &reqwest::Client, base: &str) -> (BTreeMap<String, Value>, V
     put("work", json!({"dead_letter_queue": "work-dlq", "max_attempts": 2, "backoff": {"base_ms": 1, "max_ms": 1}})).await;
     put("parked", json!({"max_attempts": 1, "dead_letter_queue": null})).await;
     put("later", json!({"delay_ms": 3_600_000})).await;
+    put("orders.fifo", json!({})).await;
     // Dead-lettered with history: two failed attempts, then moved to work-dlq.
     let mut ids: Vec<Value> = Vec::new();
     let doomed = enqueue(http, base, "work", json!([{"body": "doomed", "priority": "high"}])).await;
@@ -93,7 +94,11 @@ async fn fill(http: &reqwest::Client, base: &str) -> (BTreeMap<String, Value>, V
     let later =
         enqueue(http, base, "later", json!([{"body": "l-1"}, {"body": "l-2", "priority": "high"}]))
             .await;
-    ids.extend(ready.iter().chain(&later).map(|j| j["id"].clone()));
+    // FIFO, in two groups.
+    let ordered = enqueue(http, base, "orders.fifo", json!([
+        {"body": "a-1", "group": "a"}, {"body": "b-1", "group": "b"}, {"body": "a-2", "group": "a"},
+    ])).await;
+    ids.extend(ready.iter().chain(&later).chain(&ordered).map(|j| j["id"].clone()));
     let mut jobs = BTreeMap::new();
     for id in ids {
         let id = id.as_str().unwrap().to_owned();
@@ -122,7 +127,7 @@ async fn an_embedded_store_migrated_to_postgres_serves_every_job_with_its_histor
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "migrate: {said} {}", String::from_utf8_lossy(&out.stderr));
     for line in [
-        "jobs              8 (4 ready, 3 delayed, 1 dead)",
+        "jobs              11 (7 ready, 3 delayed, 1 dead)",
         "dead letters      2",
         "idempotency keys  2",
         "not copied: 1 completed",
@@ -159,6 +164,9 @@ async fn an_embedded_store_migrated_to_postgres_serves_every_job_with_its_histor
     let bodies: Vec<&str> = got.iter().map(|j| j["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, ["r-high", "r-std", "r-low"]);
     assert!(receive(&http, &base, "later", 10).await.is_empty(), "delayed jobs stay delayed");
+    let fifo = receive(&http, &base, "orders.fifo", 10).await;
+    let bodies: Vec<&str> = fifo.iter().map(|j| j["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["a-1", "a-2", "b-1"], "FIFO order, a group at a time");
     let dlq = receive(&http, &base, "work-dlq", 10).await;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0]["body"], "doomed");
