@@ -134,7 +134,7 @@ pub const FIFO_SQL: &str = concat!(
 );
 
 /// How many of [`Lease::params`] the FIFO statement takes: all but the ready floors.
-pub const FIFO_PARAMS: usize = 8;
+const FIFO_PARAMS: usize = 8;
 
 /// `pg_advisory_xact_lock` keys of FIFO receives: this base plus the queue id.
 const FIFO_LOCK_BASE: i64 = 0x7264_6669_0000_0000;

@@ -120,7 +120,7 @@ async fn a_fifo_receive_costs_the_same_behind_ten_times_the_backlog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_marked_fifo_by_their_queue_wherever_they_come_from() {
     let (b, c) = broker().await;
-    for q in ["s", "s-dlq", "f.fifo"] {
+    for q in ["s", "f.fifo"] {
         b.put_queue(q.into(), QueuePatch::default()).await.unwrap();
     }
     let one = |group: Option<&str>| NewJob {
@@ -147,9 +147,8 @@ async fn jobs_are_marked_fifo_by_their_queue_wherever_they_come_from() {
     assert_eq!(marks, vec![("f.fifo".into(), true, 3), ("s".into(), false, 3)]);
 }
 
-/// A server from before the mark inserts FIFO jobs without it, and standard ones too: both
-/// default to marked, so a FIFO receive still finds them (the standard one costs an index entry,
-/// no more).
+/// A server from before the mark (while a fleet upgrades) inserts FIFO jobs without it: the
+/// column's default marks them, so a FIFO receive still finds them, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_job_written_without_the_mark_is_delivered_in_order() {
     let (b, c) = broker().await;
