@@ -16,16 +16,28 @@ pub fn internal(e: tokio_postgres::Error) -> Error {
     use std::error::Error as _;
     let io = e.source().is_some_and(|s| s.is::<std::io::Error>());
     let Some(db) = e.as_db_error() else {
+        // The client's own text names only the step ("error connecting to server"); its cause
+        // says what went wrong (refused, timed out, no such host).
+        let text = match e.source() {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
         if e.is_closed() || io {
-            return Error::StoreUnavailable(format!("database: {e}"));
+            return Error::StoreUnavailable(format!("database: {text}"));
         }
-        tracing::error!(error = %e, "database client error");
-        return Error::Internal(format!("database client: {e}"));
+        tracing::error!(error = %text, "database client error");
+        return Error::Internal(format!("database client: {text}"));
     };
-    // 40001 serialization failure, 40P01 deadlock, 57P01 admin shutdown, 53300 too many
-    // connections, 08xxx connection failures: nothing was changed, a retry may succeed.
+    // 40001 serialization failure, 40P01 deadlock, 57P01–03 shut down or starting up, 53300 too
+    // many connections, 08xxx connection failures: nothing was changed, a retry may succeed.
+    // 28xxx (no such role, a wrong password) and 3D000 (no such database): the server cannot
+    // reach its store until someone fixes the URL or the database, and the text says which.
     let code = db.code().code();
-    if matches!(code, "40001" | "40P01" | "57P01" | "53300") || code.starts_with("08") {
+    let unavailable = matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
+        || code == "3D000"
+        || code.starts_with("08")
+        || code.starts_with("28");
+    if unavailable {
         return Error::StoreUnavailable(format!("database: {db}"));
     }
     tracing::error!(error = %db, "database error");

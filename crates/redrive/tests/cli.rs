@@ -3,6 +3,7 @@
 //! SIGTERM that exits 0 and keeps every job.
 
 mod common;
+mod pg;
 
 use std::io::Read;
 use std::process::{Command, Output};
@@ -138,4 +139,33 @@ fn a_pool_size_out_of_range_refuses_to_start() {
         .expect("redrive runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_pool_size"), "{out:?}");
+}
+
+/// A PostgreSQL store the server cannot use stops it at start-up with the database's reason:
+/// no such database, no such role, nothing listening.
+#[test]
+fn a_store_it_cannot_use_stops_the_server_saying_why() {
+    let base = pg::server_url();
+    let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
+    let (_, host) = prefix.split_once('@').expect("URL with a user");
+    let cases = [
+        (format!("{prefix}/redrive_no_such_db"), r#"database "redrive_no_such_db" does not exist"#),
+        (
+            format!("postgres://redrive_no_role@{host}/postgres"),
+            r#"role "redrive_no_role" does not exist"#,
+        ),
+        ("postgres://postgres@127.0.0.1:1/postgres".to_owned(), "Connection refused"),
+    ];
+    for (store, reason) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", &store, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .expect("redrive runs");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{store}: started");
+        let last = said.lines().last().unwrap_or("");
+        assert!(last.contains(reason), "{store}: {reason:?} in the last line of {said}");
+    }
 }
