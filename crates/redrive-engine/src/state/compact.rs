@@ -123,6 +123,7 @@ impl Store {
             self.sync_all()?;
             self.wal.remove_segment(n)?;
         }
+        self.wal.flush_removals()?;
         Ok(changed)
     }
 }

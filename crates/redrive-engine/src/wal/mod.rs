@@ -23,6 +23,7 @@
 //! reached the disk (at most one idle interval, `MARK_IDLE_MS` in the engine) reads as torn.
 
 pub mod record;
+mod remover;
 mod segment;
 
 use std::cell::RefCell;
@@ -133,6 +134,10 @@ struct Segment {
 }
 
 pub struct Wal {
+    /// Deletes sealed segments off this thread, where the storage can (`Storage::remover`).
+    /// Declared before `storage`: dropped first, it finishes its deletions while the directory
+    /// is still locked.
+    remover: Option<remover::Remover>,
     storage: Box<dyn Storage>,
     segments: BTreeMap<u32, Segment>,
     active: u32,
@@ -258,13 +263,15 @@ impl Wal {
             let sync = file.sync_handle();
             segments.insert(n, Segment { file, sync, live: 0, tombstones: 0, records, bytes: end });
         }
+        let poisoned = Arc::new(OnceLock::new());
         let mut wal = Wal {
+            remover: storage.remover().map(|r| remover::Remover::spawn(r, poisoned.clone())),
             storage,
             segments,
             active: 0,
             mem: Vec::with_capacity(1 << 20),
             written: 0,
-            poisoned: Arc::new(OnceLock::new()),
+            poisoned,
             segment_bytes,
             active_sealed: false,
             synced: Arc::new(AtomicU64::new(0)),
@@ -705,19 +712,37 @@ impl Wal {
         }
     }
 
-    /// Deletes a sealed segment. Callers make sure nothing live remains in it.
+    /// Deletes a sealed segment: at once, or handed to the remover, which deletes segments in
+    /// the order given (a failure there poisons the log). Callers make sure nothing live
+    /// remains in it, and that what superseded its records is durable.
     pub fn remove_segment(&mut self, n: u32) -> Result<(), Poisoned> {
         assert_ne!(n, self.active, "the active segment is never removed");
         let seg = self.segments.remove(&n);
         // A holder left would point at a record about to be lost.
-        let live = seg.map_or(0, |s| s.live);
+        let live = seg.as_ref().map_or(0, |s| s.live);
         assert_eq!(live, 0, "segment {n} is removed while {live} holders point into it");
         let window = self.window.get_mut();
         if window.seg == Some(n) {
             window.seg = None;
         }
+        if let Some(remover) = &self.remover {
+            remover.delete(segment_name(n), Box::new(seg));
+            return Ok(());
+        }
         let r = self.storage.remove(&segment_name(n)).and_then(|()| self.storage.sync_dir());
         r.map_err(|e| self.poison("removing a segment", &e))
+    }
+
+    /// Waits until every segment removed so far is gone from the disk (or its removal failed,
+    /// which poisoned the log).
+    pub fn flush_removals(&self) -> Result<(), Poisoned> {
+        if let Some(remover) = &self.remover {
+            remover.flush();
+        }
+        match self.poisoned.get() {
+            Some(why) => Err(Poisoned(why.clone())),
+            None => Ok(()),
+        }
     }
 }
 

@@ -379,3 +379,26 @@ fn a_sealed_segment_reads_the_same_in_slices() {
     let err = damaged.unwrap_err();
     assert!(err.contains(&format!("{} at {off}", segment_name(n))), "{err}");
 }
+
+/// On real files a removed segment is deleted off the caller's thread: gone once the removals
+/// are flushed, and a removal that fails (the file is already gone) poisons the log.
+#[test]
+fn removed_segments_leave_the_disk_in_the_background_and_a_failure_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal =
+        Wal::open(Box::new(crate::io::FsStorage::new(dir.path()).unwrap()), 4096, |_, _| {})
+            .unwrap();
+    let locs = append_removes(&mut wal, 0..300);
+    wal.commit(Durability::Sync, 0).unwrap();
+    let (first, second) = (loc_segment(locs[0]), loc_segment(locs[0]) + 1);
+    assert!(second < loc_segment(*locs.last().unwrap()), "several sealed segments");
+    wal.remove_segment(first).unwrap();
+    wal.flush_removals().unwrap();
+    assert!(!dir.path().join(segment_name(first)).exists());
+    assert!(dir.path().join(segment_name(second)).exists());
+    std::fs::remove_file(dir.path().join(segment_name(second))).unwrap();
+    wal.remove_segment(second).unwrap();
+    let why = wal.flush_removals().unwrap_err().0;
+    assert!(why.contains(&format!("removing {} failed", segment_name(second))), "{why}");
+    assert!(wal.append(|e| e.remove(1, 1)).is_err(), "a poisoned log refuses writes");
+}
