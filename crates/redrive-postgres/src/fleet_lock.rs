@@ -10,9 +10,8 @@
 
 use std::time::Duration;
 
-use redrive_core::{Error, Result};
+use redrive_core::Result;
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
 use crate::db::internal;
 
@@ -29,13 +28,10 @@ pub struct FleetLock {
 impl FleetLock {
     /// One try: the lock if no other session holds `key`, `None` if one does.
     pub async fn try_acquire(url: &str, key: i64) -> Result<Option<FleetLock>> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::invalid("store", format!("not a PostgreSQL URL: {e}")))?;
-        let mut config = config;
+        let (mut config, tls) = crate::tls::parse_url(url)?;
         config.application_name("redrive-fleet-lock");
         config.keepalives_idle(Duration::from_secs(10));
-        let (client, conn) = config.connect(NoTls).await.map_err(internal)?;
+        let (client, conn) = config.connect(tls).await.map_err(internal)?;
         let connection = tokio::spawn(async move {
             let _ = conn.await;
         });

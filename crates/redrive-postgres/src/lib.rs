@@ -36,6 +36,7 @@ pub mod receive;
 pub mod rekey;
 pub mod schema;
 mod sweep;
+pub mod tls;
 mod totals;
 mod transition;
 mod waiters;
@@ -56,7 +57,6 @@ use redrive_core::model::JobId;
 use redrive_core::time::{Clock, SystemClock};
 use redrive_core::{limits, Broker, Error, QueuePatch, Result};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
 use crate::db::{internal, pool_error};
 use crate::queue_cache::QueueCache;
@@ -124,9 +124,7 @@ impl PgBroker {
     /// Connects to `url` (`postgres://USER@HOST:PORT/DB`, no TLS), brings the schema up to date
     /// (refusing a newer one), and starts the listener and the sweeper on the current runtime.
     pub async fn connect(url: &str, options: PgOptions) -> Result<PgBroker> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::invalid("store", format!("not a PostgreSQL URL: {e}")))?;
+        let (mut config, tls) = tls::parse_url(url)?;
         // Durable reply = committed and flushed: never inherit a relaxed server default. Each
         // statement is planned once per connection (a generic plan), not at every call: planning
         // the receive, enqueue and ack statements cost more than running them (0.5–1.4 ms
@@ -141,14 +139,14 @@ impl PgBroker {
              -c jit=off",
         );
         config.application_name("redrive");
-        let (mut client, conn) = config.connect(NoTls).await.map_err(internal)?;
+        let (mut client, conn) = config.connect(tls.clone()).await.map_err(internal)?;
         let driver = tokio::spawn(conn);
         schema::migrate(&mut client).await?;
         drop(client);
         let _ = driver.await;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
@@ -158,10 +156,11 @@ impl PgBroker {
         let waiters = Arc::new(Waiters::default());
         let listener_up = Arc::new(AtomicBool::new(false));
         let wakes = Arc::new(Wakes::default());
-        let sender = tokio::spawn(waiters::send(config.clone(), wakes.clone()));
+        let sender = tokio::spawn(waiters::send(config.clone(), tls.clone(), wakes.clone()));
         let queues = Arc::new(QueueCache::default());
         let listener = tokio::spawn(waiters::listen(
             config,
+            tls,
             waiters.clone(),
             wakes.clone(),
             queues.clone(),

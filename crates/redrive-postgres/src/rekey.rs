@@ -13,7 +13,7 @@
 
 use redrive_core::{Error, Result};
 use serde_json::Value;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
 use crate::db::internal;
@@ -37,11 +37,10 @@ struct Content {
 
 /// Rewrites every value of `redrive.jobs` at `url` that `reseal` changes; returns how many.
 pub async fn rekey(url: &str, reseal: Reseal<'_>) -> Result<u64> {
-    let mut config: tokio_postgres::Config =
-        url.parse().map_err(|e| Error::invalid("store", format!("not a PostgreSQL URL: {e}")))?;
+    let (mut config, tls) = crate::tls::parse_url(url)?;
     config.options("-c synchronous_commit=on");
     config.application_name("redrive rekey");
-    let (mut client, conn) = config.connect(NoTls).await.map_err(internal)?;
+    let (mut client, conn) = config.connect(tls).await.map_err(internal)?;
     let driver = tokio::spawn(conn);
     let r = run(&mut client, reseal).await;
     drop(client);

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::queue_cache::QueueCache;
 
@@ -184,13 +184,14 @@ impl Drop for Registration<'_> {
 /// parked receiver per enqueue only has them all look again for nothing.
 pub async fn listen(
     config: tokio_postgres::Config,
+    tls: crate::tls::Tls,
     waiters: Arc<Waiters>,
     wakes: Arc<Wakes>,
     queues: Arc<QueueCache>,
     up: Arc<AtomicBool>,
 ) {
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut conn)) => {
                 let (w, own, cache) = (waiters.clone(), wakes.clone(), queues.clone());
                 let driver = tokio::spawn(async move {
@@ -277,12 +278,12 @@ impl Wakes {
 
 /// Sends the owed wake-ups for ever (the broker aborts it when dropped), on a connection of
 /// its own, reconnecting after a failure.
-pub async fn send(mut config: tokio_postgres::Config, wakes: Arc<Wakes>) {
+pub async fn send(mut config: tokio_postgres::Config, tls: crate::tls::Tls, wakes: Arc<Wakes>) {
     const SQL: &str = "SELECT count(pg_notify('redrive_ready', q::text)) FROM unnest($1::int4[]) q";
     config.options("-c synchronous_commit=off");
     config.application_name("redrive-wakes");
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, conn)) => {
                 let driver = tokio::spawn(conn);
                 match client.query_one("SELECT pg_backend_pid()", &[]).await {
