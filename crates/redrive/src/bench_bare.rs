@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::bench::{join_peer, now_us, share, PeerRun, LATENCY_MAX_US};
 
@@ -26,10 +26,11 @@ const TABLE: &str = "redrive_bench_bare";
 const EMPTY_POLL_PAUSE_MS: u64 = 2;
 
 async fn connect(url: &str) -> anyhow::Result<Client> {
-    let mut config: tokio_postgres::Config = url.parse().context("a PostgreSQL URL")?;
+    // As redrive's own connections to the same URL (its TLS included).
+    let (mut config, tls) = redrive_postgres::tls::parse_url(url)?;
     config.options("-c synchronous_commit=on");
     config.application_name("redrive-bench-bare");
-    let (client, conn) = config.connect(NoTls).await.context("connecting to PostgreSQL")?;
+    let (client, conn) = config.connect(tls).await.context("connecting to PostgreSQL")?;
     tokio::spawn(conn);
     Ok(client)
 }
