@@ -10,8 +10,9 @@
 //! | `verify-full` | always | signed by a CA of `sslrootcert`, and for the URL's host |
 //!
 //! `sslrootcert` is a PEM file of CA certificates, or `system` for the public web roots, which
-//! `verify-ca` and `verify-full` use when it is not given. Client certificates (`sslcert`,
-//! `sslkey`) are not supported, and are refused rather than ignored.
+//! `verify-ca` and `verify-full` use when it is not given. `sslcert` and `sslkey` (PEM files,
+//! both or neither) are the client certificate, for servers that require one (`cert`
+//! authentication in `pg_hba.conf`, mutual TLS).
 
 use std::future::Future;
 use std::io;
@@ -24,7 +25,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::SslMode;
@@ -35,16 +36,15 @@ use tokio_postgres::Socket;
 pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Tls)> {
     let bad = |why: String| Error::invalid("store", why);
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let (mut mode, mut root) = (None, None);
+    let (mut mode, mut root, mut cert, mut key) = (None, None, None, None);
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
             "sslmode" => mode = Some(value.to_owned()),
             "sslrootcert" => root = Some(percent_decode(value)),
-            "sslcert" | "sslkey" => {
-                return Err(bad(format!("{key}: client certificates are not supported")))
-            }
+            "sslcert" => cert = Some(percent_decode(value)),
+            "sslkey" => key = Some(percent_decode(value)),
             _ => rest.push(pair),
         }
     }
@@ -70,9 +70,14 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Tls)> {
         None | Some("prefer") => SslMode::Prefer,
         Some(_) => SslMode::Require,
     });
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some(read_identity(&cert, &key)?),
+        (None, None) => None,
+        _ => return Err(bad("sslcert and sslkey: give both or neither".into())),
+    };
     let tls = match check {
         None => Tls(None),
-        Some(check) => Tls(Some(Arc::new(client_config(check, root.as_deref())?))),
+        Some(check) => Tls(Some(Arc::new(client_config(check, root.as_deref(), identity)?))),
     };
     Ok((config, tls))
 }
@@ -85,7 +90,27 @@ enum Check {
     SignerAndName,
 }
 
-fn client_config(check: Check, root: Option<&str>) -> Result<rustls::ClientConfig> {
+/// A client certificate chain and its private key.
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn read_identity(cert: &str, key: &str) -> Result<Identity> {
+    let bad = |file: &str, why: String| Error::invalid("store", format!("{file}: {why}"));
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, e.to_string()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad(cert, "no certificate in it".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+    Ok((chain, key_der))
+}
+
+fn client_config(
+    check: Check,
+    root: Option<&str>,
+    identity: Option<Identity>,
+) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = match (check, root) {
         (Check::Nothing, _) => None,
@@ -104,13 +129,17 @@ fn client_config(check: Check, root: Option<&str>) -> Result<rustls::ClientConfi
             Arc::new(Signed { webpki, name: matches!(check, Check::SignerAndName) })
         }
     };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Internal(format!("TLS versions: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    Ok(config)
+        .with_custom_certificate_verifier(verifier);
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| Error::invalid("store", format!("sslcert and sslkey: {e}"))),
+    }
 }
 
 fn read_roots(path: &str) -> Result<RootCertStore> {
@@ -323,7 +352,8 @@ mod tests {
         assert_eq!(c.get_ssl_mode(), SslMode::Require);
         for (url, why) in [
             ("postgres://u@h/db?sslmode=allow", "sslmode \"allow\""),
-            ("postgres://u@h/db?sslcert=c.pem", "client certificates"),
+            ("postgres://u@h/db?sslcert=c.pem", "both or neither"),
+            ("postgres://u@h/db?sslcert=%2Fno%2Fc.pem&sslkey=k.pem", "/no/c.pem"),
             ("postgres://u@h/db?sslmode=verify-ca&sslrootcert=%2Fno%2Fsuch.pem", "/no/such.pem"),
         ] {
             let e = parse_url(url).err().expect("refused").to_string();

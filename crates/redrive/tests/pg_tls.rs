@@ -2,7 +2,9 @@
 //! certificate for `localhost` from a CA made here (rcgen). `redrive serve --store` with each
 //! `sslmode` of the URL: `verify-full` against that CA serves (and every connection of the
 //! server is encrypted), against another CA or for another host name it refuses to start
-//! saying why, `require` encrypts without checking, `disable` is refused by the database.
+//! saying why, `require` encrypts without checking, `disable` is refused by the database. A
+//! role the database authenticates by client certificate (`cert` in `pg_hba.conf`) is served
+//! with `sslcert` and `sslkey`, and refused without them.
 
 mod pg;
 
@@ -33,9 +35,13 @@ impl Drop for Cluster {
     }
 }
 
+/// The role that logs in with a client certificate.
+const CERT_ROLE: &str = "redrive_cert";
+
 /// Turns TLS on in the cluster at `dir` with a certificate for `localhost` only, signed by
-/// `issuer`, and refuses every connection over TCP without it.
-fn tls_only(dir: &Path, base: &str, issuer: &CertifiedIssuer<'static, KeyPair>) {
+/// `issuer`, refuses every connection over TCP without it, and authenticates [`CERT_ROLE`] by
+/// a client certificate from the CA in `client_ca` (PEM).
+fn tls_only(dir: &Path, base: &str, issuer: &CertifiedIssuer<'static, KeyPair>, client_ca: &str) {
     let data = dir.join("data");
     let key = KeyPair::generate().unwrap();
     let cert = CertificateParams::new(vec!["localhost".to_owned()])
@@ -44,17 +50,21 @@ fn tls_only(dir: &Path, base: &str, issuer: &CertifiedIssuer<'static, KeyPair>) 
         .unwrap();
     std::fs::write(data.join("server.crt"), cert.pem()).unwrap();
     std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
-    let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
-               hostnossl all all 127.0.0.1/32 reject\n";
+    std::fs::write(data.join("client-ca.pem"), client_ca).unwrap();
+    let hba = format!(
+        "local all all trust\nhostssl all {CERT_ROLE} 127.0.0.1/32 cert\n\
+         hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n"
+    );
     std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
     // The server runs as `postgres` when the tests run as root: its key must be its own, 0600.
     let owner = std::fs::metadata(&data).unwrap();
-    for f in ["server.crt", "server.key", "pg_hba.conf"].map(|f| data.join(f)) {
+    for f in ["server.crt", "server.key", "client-ca.pem", "pg_hba.conf"].map(|f| data.join(f)) {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         std::os::unix::fs::chown(&f, Some(owner.uid()), Some(owner.gid())).unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     pg::psql(base, "ALTER SYSTEM SET ssl = on");
+    pg::psql(base, "ALTER SYSTEM SET ssl_ca_file = 'client-ca.pem'");
     pg::cluster(Some(dir), &["restart"]);
 }
 
@@ -84,7 +94,8 @@ async fn a_database_that_accepts_only_tls_is_served_with_the_urls_sslmode() {
     let files = tempfile::tempdir().unwrap();
     let (ca_file, issuer) = ca(files.path(), "test-ca");
     let (other_ca, _) = ca(files.path(), "other-ca");
-    tls_only(&dir, &base, &issuer);
+    let (_, client_ca) = ca(files.path(), "client-ca");
+    tls_only(&dir, &base, &issuer, &client_ca.pem());
     let port = base.rsplit_once(':').unwrap().1.split('/').next().unwrap().to_owned();
     let store = pg::fresh_database(&base);
     let db = store.rsplit_once('/').unwrap().1.to_owned();
@@ -130,4 +141,33 @@ async fn a_database_that_accepts_only_tls_is_served_with_the_urls_sslmode() {
         );
         assert!(plain.starts_with("0 of ") && plain != "0 of 0", "{store}: {plain} plain");
     }
+
+    // A role that logs in with a client certificate (its common name), on a database it owns.
+    for sql in [
+        "DROP DATABASE IF EXISTS redrive_cert_db WITH (FORCE)".to_owned(),
+        format!("DROP ROLE IF EXISTS {CERT_ROLE}"),
+        format!("CREATE ROLE {CERT_ROLE} LOGIN"),
+        format!("CREATE DATABASE redrive_cert_db OWNER {CERT_ROLE}"),
+    ] {
+        pg::psql(&base, &sql);
+    }
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, CERT_ROLE);
+    let cert = params.signed_by(&key, &client_ca).unwrap();
+    let (cert_file, key_file) = (files.path().join("client.pem"), files.path().join("client.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let as_role = |query: &str| {
+        format!("postgres://{CERT_ROLE}@localhost:{port}/redrive_cert_db?{full}{query}")
+    };
+    let said = refused(&as_role(""), &data);
+    assert!(said.contains("certificate"), "{said}");
+    let with_cert =
+        as_role(&format!("&sslcert={}&sslkey={}", cert_file.display(), key_file.display()));
+    let server = pg::serve(&with_cert, &data, &[]);
+    let base_url = &server.url;
+    call(&http, reqwest::Method::PUT, format!("{base_url}/v1/queues/q"), json!({})).await;
+    let jobs = json!({"jobs": [{"body": "by certificate"}]});
+    call(&http, reqwest::Method::POST, format!("{base_url}/v1/queues/q/jobs"), jobs).await;
 }
