@@ -121,8 +121,9 @@ impl Drop for Inner {
 }
 
 impl PgBroker {
-    /// Connects to `url` (`postgres://USER@HOST:PORT/DB`, no TLS), brings the schema up to date
-    /// (refusing a newer one), and starts the listener and the sweeper on the current runtime.
+    /// Connects to `url` (`postgres://USER@HOST:PORT/DB`, TLS as its `sslmode` says: see
+    /// `tls`), brings the schema up to date (refusing a newer one), and starts the listener and
+    /// the sweeper on the current runtime.
     pub async fn connect(url: &str, options: PgOptions) -> Result<PgBroker> {
         let (mut config, tls) = tls::parse_url(url)?;
         // Durable reply = committed and flushed: never inherit a relaxed server default. Each

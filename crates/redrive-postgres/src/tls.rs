@@ -119,16 +119,16 @@ fn client_config(
         }
         (_, Some(path)) => Some(read_roots(path)?),
     };
-    let verifier: Arc<dyn ServerCertVerifier> = match roots {
-        None => Arc::new(Unchecked(provider.clone())),
-        Some(roots) => {
-            let webpki =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| Error::invalid("store", format!("sslrootcert: {e}")))?;
-            Arc::new(Signed { webpki, name: matches!(check, Check::SignerAndName) })
-        }
+    let webpki = match roots {
+        None => None,
+        Some(roots) => Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| Error::invalid("store", format!("sslrootcert: {e}")))?,
+        ),
     };
+    let name = matches!(check, Check::SignerAndName);
+    let verifier = Arc::new(Verifier { webpki, name, provider: provider.clone() });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Internal(format!("TLS versions: {e}")))?
@@ -175,14 +175,17 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Checks the chain against the roots, and the host name too when `name`.
+/// What `sslmode` checks of the server's certificate: the chain against the roots when there
+/// are some (`webpki`), and the host name too when `name`; nothing otherwise (`prefer`,
+/// `require`), as libpq does. The handshake's signatures are verified in every mode.
 #[derive(Debug)]
-struct Signed {
-    webpki: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    webpki: Option<Arc<WebPkiServerVerifier>>,
     name: bool,
+    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Signed {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -191,7 +194,8 @@ impl ServerCertVerifier for Signed {
         ocsp: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        let Some(webpki) = &self.webpki else { return Ok(ServerCertVerified::assertion()) };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) if !self.name => Ok(ServerCertVerified::assertion()),
@@ -205,7 +209,7 @@ impl ServerCertVerifier for Signed {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -214,51 +218,11 @@ impl ServerCertVerifier for Signed {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// Encrypts without checking who answers (`prefer`, `require`), as libpq does: the handshake's
-/// signatures are still verified, the certificate is not.
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
