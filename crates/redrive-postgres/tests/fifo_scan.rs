@@ -77,21 +77,13 @@ async fn statement_buffers(c: &mut tokio_postgres::Client, queue: &str) -> (u64,
         .collect();
     tx.rollback().await.unwrap();
     c.batch_execute("DEALLOCATE fifo").await.unwrap();
-    if std::env::var_os("SHOW_PLAN").is_some() {
-        eprintln!("{}", lines.join("\n"));
-    }
     assert!(lines.iter().any(|l| l.contains("$1")), "a generic plan:\n{}", lines.join("\n"));
     let root = lines
         .iter()
         .find(|l| l.trim_start().starts_with("Buffers:"))
         .unwrap_or_else(|| panic!("no buffers in the plan:\n{}", lines.join("\n")));
-    let count = |what: &str| -> u64 {
-        root.split_whitespace()
-            .find_map(|w| w.strip_prefix(what))
-            .map_or(0, |n| n.parse().expect("a count"))
-    };
     let time = lines.iter().find_map(|l| l.strip_prefix("Execution Time: ")).unwrap_or("?");
-    (count("hit=") + count("read="), time.to_owned())
+    (common::buffers(root), time.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,11 +56,6 @@ async fn ready_scan_buffers(c: &mut tokio_postgres::Client, params: &[&(dyn ToSq
         tx.query(&explain, params).await.unwrap().iter().map(|r| r.get(0)).collect();
     tx.rollback().await.unwrap();
     // A node's "Buffers: shared hit=N read=M …" line follows its conditions.
-    let count = |line: &str, what: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(what))
-            .map_or(0, |n| n.parse().expect("a count"))
-    };
     let mut total = 0;
     for (i, line) in lines.iter().enumerate() {
         if line.contains("Index Scan using jobs_ready") {
@@ -68,7 +63,7 @@ async fn ready_scan_buffers(c: &mut tokio_postgres::Client, params: &[&(dyn ToSq
                 .iter()
                 .find(|l| l.trim_start().starts_with("Buffers:"))
                 .expect("the scan's buffers");
-            total += count(buffers, "hit=") + count(buffers, "read=");
+            total += common::buffers(buffers);
         }
     }
     total

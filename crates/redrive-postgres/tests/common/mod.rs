@@ -63,3 +63,14 @@ pub async fn connect(url: &str) -> Client {
     tokio::spawn(conn);
     client
 }
+
+/// Shared buffers (hit and read) of one `Buffers: shared hit=N read=M …` line of an `EXPLAIN
+/// (ANALYZE, BUFFERS)` plan.
+pub fn buffers(line: &str) -> u64 {
+    let count = |what: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(what))
+            .map_or(0, |n| n.parse().expect("a count"))
+    };
+    count("hit=") + count("read=")
+}
