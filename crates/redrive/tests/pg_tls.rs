@@ -6,25 +6,16 @@
 //! role the database authenticates by client certificate (`cert` in `pg_hba.conf`) is served
 //! with `sslcert` and `sslkey`, and refused without them.
 
+mod certs;
 mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rcgen::{CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use certs::Ca;
+use rcgen::{CertificateParams, CertifiedIssuer, KeyPair};
 use serde_json::{json, Value};
-
-/// A CA's certificate file, and the issuer to sign with.
-fn ca(dir: &Path, name: &str) -> (PathBuf, CertifiedIssuer<'static, KeyPair>) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
-    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let file = dir.join(format!("{name}.pem"));
-    std::fs::write(&file, issuer.pem()).unwrap();
-    (file, issuer)
-}
 
 /// Stops the cluster when the test ends, passed or not.
 struct Cluster(PathBuf);
@@ -92,10 +83,10 @@ async fn a_database_that_accepts_only_tls_is_served_with_the_urls_sslmode() {
     let base = pg::cluster(Some(&dir), &[]);
     let _stop = Cluster(dir.clone());
     let files = tempfile::tempdir().unwrap();
-    let (ca_file, issuer) = ca(files.path(), "test-ca");
-    let (other_ca, _) = ca(files.path(), "other-ca");
-    let (_, client_ca) = ca(files.path(), "client-ca");
-    tls_only(&dir, &base, &issuer, &client_ca.pem());
+    let (ca, other_ca) = (Ca::new(files.path(), "test-ca"), Ca::new(files.path(), "other-ca"));
+    let client_ca = Ca::new(files.path(), "client-ca");
+    tls_only(&dir, &base, &ca.issuer, &client_ca.issuer.pem());
+    let ca_file = &ca.file;
     let port = base.rsplit_once(':').unwrap().1.split('/').next().unwrap().to_owned();
     let store = pg::fresh_database(&base);
     let db = store.rsplit_once('/').unwrap().1.to_owned();
@@ -105,7 +96,7 @@ async fn a_database_that_accepts_only_tls_is_served_with_the_urls_sslmode() {
     // Refused, each saying why.
     let said = refused(&url("localhost", "sslmode=disable"), &data);
     assert!(said.contains("no encryption"), "{said}");
-    let other = format!("sslmode=verify-full&sslrootcert={}", other_ca.display());
+    let other = format!("sslmode=verify-full&sslrootcert={}", other_ca.file.display());
     let said = refused(&url("localhost", &other), &data);
     assert!(said.contains("UnknownIssuer"), "{said}");
     let full = format!("sslmode=verify-full&sslrootcert={}", ca_file.display());
@@ -154,7 +145,7 @@ async fn a_database_that_accepts_only_tls_is_served_with_the_urls_sslmode() {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name.push(rcgen::DnType::CommonName, CERT_ROLE);
-    let cert = params.signed_by(&key, &client_ca).unwrap();
+    let cert = params.signed_by(&key, &client_ca.issuer).unwrap();
     let (cert_file, key_file) = (files.path().join("client.pem"), files.path().join("client.key"));
     std::fs::write(&cert_file, cert.pem()).unwrap();
     std::fs::write(&key_file, key.serialize_pem()).unwrap();

@@ -4,66 +4,25 @@
 //! CA is refused at the handshake; SIGHUP serves a new pair to new connections and keeps the old
 //! one when the new pair is bad.
 
+mod certs;
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use rcgen::{CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use redrive_client::Client;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
+use certs::Ca;
 use common::BIN;
 
 /// Longer than any step may take; a test that reaches it has hung.
 const HANG: Duration = Duration::from_secs(10);
-
-/// A CA whose certificate is at `<dir>/<name>.pem`.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-    file: PathBuf,
-}
-
-impl Ca {
-    fn new(dir: &Path, name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let file = dir.join(format!("{name}.pem"));
-        std::fs::write(&file, issuer.pem()).unwrap();
-        Ca { issuer, file }
-    }
-
-    /// A certificate for `localhost` and 127.0.0.1 (a server's, or a client's if `client`):
-    /// its PEM, its key's PEM, its DER.
-    fn issue(&self, client: bool) -> (String, String, Vec<u8>) {
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![match client {
-            true => ExtendedKeyUsagePurpose::ClientAuth,
-            false => ExtendedKeyUsagePurpose::ServerAuth,
-        }];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
-    }
-
-    /// A certificate written to `<dir>/<name>.pem` and its key to `<dir>/<name>.key`.
-    fn issue_files(&self, dir: &Path, name: &str, client: bool) -> (PathBuf, PathBuf, Vec<u8>) {
-        let (cert, key, der) = self.issue(client);
-        let (cert_file, key_file) =
-            (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
-        std::fs::write(&cert_file, cert).unwrap();
-        std::fs::write(&key_file, key).unwrap();
-        (cert_file, key_file, der)
-    }
-}
 
 fn arg(p: &Path) -> &str {
     p.to_str().unwrap()
