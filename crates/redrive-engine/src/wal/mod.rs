@@ -141,7 +141,11 @@ pub struct Wal {
     storage: Box<dyn Storage>,
     segments: BTreeMap<u32, Segment>,
     active: u32,
-    /// The active segment's bytes, header included; `mem[written..]` is not yet written.
+    /// The active segment's bytes, header included; `mem[written..]` is not yet written. Its
+    /// capacity is reserved from the start for a whole segment and the record that goes past its
+    /// end before a roll: growing it by doubling copied up to half a segment (32 MiB) and faulted
+    /// in as much fresh memory on the engine thread at once, a pause of tens of milliseconds.
+    /// Reserved, its pages are touched only as records fill them.
     mem: Vec<u8>,
     written: usize,
     /// Set once by the first failed write or fsync (here or on the group-commit thread).
@@ -269,7 +273,11 @@ impl Wal {
             storage,
             segments,
             active: 0,
-            mem: Vec::with_capacity(1 << 20),
+            mem: Vec::with_capacity(
+                segment_bytes as usize
+                    + limits::RECORD_SIZE_MAX_BYTES as usize
+                    + FRAME_HEADER_BYTES,
+            ),
             written: 0,
             poisoned,
             segment_bytes,

@@ -47,6 +47,27 @@ fn segments_roll_at_the_size_limit() {
 }
 
 #[test]
+fn the_active_segment_buffer_never_moves_while_segments_fill_and_roll() {
+    // Segments larger than any small first allocation, so that growing the buffer would show.
+    let s = MemStorage::new();
+    let mut wal = Wal::open(Box::new(s.clone()), 3 << 20, |_, _| {}).unwrap();
+    let buffer = wal.mem.as_ptr();
+    let (mut id, mut rolls, mut segment) = (0, 0, wal.active);
+    while rolls < 2 {
+        let loc = wal.append(|e| e.remove(id, 1)).unwrap();
+        id += 1;
+        if loc_segment(loc) != segment {
+            (rolls, segment) = (rolls + 1, loc_segment(loc));
+        }
+        if id % 1024 == 0 {
+            wal.commit(Durability::Sync, 0).unwrap();
+            wal.make_room().unwrap();
+        }
+        assert_eq!(wal.mem.as_ptr(), buffer, "the buffer was reallocated (copied) at record {id}");
+    }
+}
+
+#[test]
 fn torn_tail_is_truncated_and_startup_succeeds() {
     let s = MemStorage::new();
     let (mut wal, _) = open(&s).unwrap();
