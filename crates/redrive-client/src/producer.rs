@@ -29,16 +29,20 @@ pub trait TypedJob: Serialize {
     }
 }
 
+/// Jobs one call handed over (a whole batch, or the one job of a `send`) and where their
+/// results go. A batcher request carries whole `Pending`s, so a call's jobs are never split
+/// across requests unless it has more than fit in one.
 struct Pending {
     queue: String,
-    job: NewJob,
-    reply: oneshot::Sender<Result<Enqueued, Error>>,
+    jobs: Vec<NewJob>,
+    reply: oneshot::Sender<Result<Vec<Enqueued>, Error>>,
 }
 
 /// A batching producer. Cheap to clone; clones share the batcher.
 #[derive(Clone)]
 pub struct Producer {
     tx: mpsc::Sender<Pending>,
+    max: usize,
 }
 
 impl Producer {
@@ -52,15 +56,43 @@ impl Producer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let max = max_batch.clamp(1, redrive_core::limits::ENQUEUE_BATCH_COUNT_MAX);
         tokio::spawn(batcher(client, rx, linger, max));
-        Producer { tx }
+        Producer { tx, max }
     }
 
     /// Enqueues one job; returns once it is durable (or was a duplicate of its idempotency key).
     pub async fn send(&self, queue: &str, job: NewJob) -> Result<Enqueued, Error> {
+        let mut done = self.hand_over(queue, vec![job]).await?.await?;
+        Ok(done.pop().expect("one result per job"))
+    }
+
+    /// Enqueues several jobs on one queue; returns once all are durable, their results in
+    /// order. Up to the producer's batch size they go in one request (all or none is enqueued),
+    /// possibly with other calls' jobs; more are split into requests of that size, and then an
+    /// error may come after some of them were enqueued (give jobs idempotency keys to send again
+    /// safely).
+    pub async fn send_batch(&self, queue: &str, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, Error> {
+        let mut waiting = Vec::with_capacity(jobs.len().div_ceil(self.max));
+        let mut jobs = jobs.into_iter().peekable();
+        while jobs.peek().is_some() {
+            waiting.push(self.hand_over(queue, jobs.by_ref().take(self.max).collect()).await?);
+        }
+        let mut done = Vec::new();
+        for w in waiting {
+            done.extend(w.await?);
+        }
+        Ok(done)
+    }
+
+    /// Queues `jobs` (at most `max`) for the batcher; the future answers once they are sent.
+    async fn hand_over(
+        &self,
+        queue: &str,
+        jobs: Vec<NewJob>,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<Enqueued>, Error>>, Error> {
         let (reply, rx) = oneshot::channel();
-        let p = Pending { queue: queue.to_owned(), job, reply };
-        self.tx.send(p).await.map_err(|_| Error::Transport("the producer stopped".into()))?;
-        rx.await.map_err(|_| Error::Transport("the producer stopped".into()))?
+        let p = Pending { queue: queue.to_owned(), jobs, reply };
+        self.tx.send(p).await.map_err(|_| stopped())?;
+        Ok(async move { rx.await.map_err(|_| stopped())? })
     }
 
     /// Enqueues a typed job on its queue, with its priority and idempotency key.
@@ -76,52 +108,80 @@ impl Producer {
     }
 }
 
+fn stopped() -> Error {
+    Error::Transport("the producer stopped".into())
+}
+
+/// Calls waiting for one queue's next request, and how many jobs they hold.
+struct Group {
+    calls: Vec<Pending>,
+    jobs: usize,
+}
+
 async fn batcher(client: Client, mut rx: mpsc::Receiver<Pending>, linger: Duration, max: usize) {
     while let Some(first) = rx.recv().await {
         // Batches by queue; a producer feeds few queues, so a list beats hashing every name.
-        let mut groups: Vec<Vec<Pending>> = vec![vec![first]];
+        let mut groups: Vec<Group> = Vec::new();
+        let add = |groups: &mut Vec<Group>, p: Pending| {
+            let i = match groups.iter().position(|g| g.calls[0].queue == p.queue) {
+                Some(i) => i,
+                None => {
+                    groups.push(Group { calls: Vec::new(), jobs: 0 });
+                    groups.len() - 1
+                }
+            };
+            if groups[i].jobs + p.jobs.len() > max {
+                let full = std::mem::replace(&mut groups[i], Group { calls: Vec::new(), jobs: 0 });
+                tokio::spawn(flush(client.clone(), full.calls));
+            }
+            groups[i].jobs += p.jobs.len();
+            groups[i].calls.push(p);
+            if groups[i].jobs >= max {
+                tokio::spawn(flush(client.clone(), groups.swap_remove(i).calls));
+            }
+        };
+        add(&mut groups, first);
         let deadline = tokio::time::sleep(linger);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 p = rx.recv() => match p {
-                    Some(p) => {
-                        let i = match groups.iter().position(|g| g[0].queue == p.queue) {
-                            Some(i) => i,
-                            None => {
-                                groups.push(Vec::new());
-                                groups.len() - 1
-                            }
-                        };
-                        groups[i].push(p);
-                        if groups[i].len() >= max {
-                            tokio::spawn(flush(client.clone(), groups.swap_remove(i)));
-                        }
-                    }
+                    Some(p) => add(&mut groups, p),
                     None => break,
                 },
                 _ = &mut deadline => break,
             }
         }
         for g in groups {
-            tokio::spawn(flush(client.clone(), g));
+            tokio::spawn(flush(client.clone(), g.calls));
         }
     }
 }
 
-/// Enqueues one queue's batch (never empty) and answers each send.
-async fn flush(client: Client, batch: Vec<Pending>) {
-    let queue = batch[0].queue.clone();
-    let (jobs, replies): (Vec<NewJob>, Vec<_>) =
-        batch.into_iter().map(|p| (p.job, p.reply)).unzip();
-    match client.enqueue(&queue, &jobs).await {
+/// Enqueues one queue's calls (never empty, together at most a batch) in one request and
+/// answers each with its jobs' results.
+async fn flush(client: Client, calls: Vec<Pending>) {
+    let queue = calls[0].queue.clone();
+    let mut jobs = Vec::with_capacity(calls.iter().map(|p| p.jobs.len()).sum());
+    let mut replies = Vec::with_capacity(calls.len());
+    for p in calls {
+        replies.push((p.jobs.len(), p.reply));
+        jobs.extend(p.jobs);
+    }
+    let sent = jobs.len();
+    let result = client.enqueue(&queue, &jobs).await.and_then(|done| match done.len() {
+        n if n == sent => Ok(done),
+        n => Err(Error::Decode(format!("{n} results for {sent} jobs enqueued"))),
+    });
+    match result {
         Ok(done) => {
-            for (r, e) in replies.into_iter().zip(done) {
-                let _ = r.send(Ok(e));
+            let mut done = done.into_iter();
+            for (n, r) in replies {
+                let _ = r.send(Ok(done.by_ref().take(n).collect()));
             }
         }
         Err(e) => {
-            for r in replies {
+            for (_, r) in replies {
                 let _ = r.send(Err(e.clone()));
             }
         }

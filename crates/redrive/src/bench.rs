@@ -77,8 +77,9 @@ pub struct BenchArgs {
     /// receive (one request, and one commit where the store can, per consumer cycle)
     #[arg(long, value_enum, default_value_t = Protocol::Requests, conflicts_with_all = ["sdk", "sqs"])]
     protocol: Protocol,
-    /// Use the SDK on both sides: a batching `Producer` (producers × batch concurrent sends) and
-    /// a `Worker` with a no-op handler (concurrency consumers × batch), as an application would
+    /// Use the SDK on both sides: a batching `Producer` (each producer hands it a batch with
+    /// `send_batch` and waits for it) and a `Worker` with a no-op handler (concurrency consumers
+    /// × batch), as an application would
     #[arg(long, conflicts_with = "sqs")]
     sdk: bool,
     /// Drive the SQS API with the official `aws-sdk-sqs` crate: SendMessageBatch, ReceiveMessage,

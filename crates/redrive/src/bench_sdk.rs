@@ -1,6 +1,7 @@
 //! `redrive bench --sdk`: the same run through the worker SDK on both sides, as an application
-//! would write it: a batching `Producer` fed by many concurrent `send`s, and a `Worker` with a
-//! no-op handler that records enqueue→start latency.
+//! would write it: producers that each hand a batching `Producer` their batch (`send_batch`)
+//! and wait for it to be durable, and a `Worker` with a no-op handler that records
+//! enqueue→start latency.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -55,20 +56,25 @@ pub(crate) async fn run(
         Duration::from_millis(LINGER_MS),
         args.batch as usize,
     );
-    let senders = u64::from(args.producers * args.batch);
+    let (producers, batch) = (u64::from(args.producers), u64::from(args.batch));
     let body = "x".repeat(args.body_bytes as usize);
-    let tasks: Vec<_> = (0..senders)
+    let tasks: Vec<_> = (0..producers)
         .map(|i| {
             let (run, producer, body) = (run.clone(), producer.clone(), body.clone());
-            let share = run.jobs / senders + u64::from(i < run.jobs % senders);
+            let share = run.jobs / producers + u64::from(i < run.jobs % producers);
             tokio::spawn(async move {
-                for _ in 0..share {
-                    let job = NewJob {
-                        body: body.clone(),
-                        attributes: [("t".to_owned(), now_us().to_string())].into(),
-                        ..NewJob::default()
-                    };
-                    producer.send(&run.queue, job).await.context("send")?;
+                let mut left = share;
+                while left > 0 {
+                    let n = left.min(batch);
+                    let jobs = (0..n)
+                        .map(|_| NewJob {
+                            body: body.clone(),
+                            attributes: [("t".to_owned(), now_us().to_string())].into(),
+                            ..NewJob::default()
+                        })
+                        .collect();
+                    producer.send_batch(&run.queue, jobs).await.context("send")?;
+                    left -= n;
                 }
                 anyhow::Ok(share)
             })

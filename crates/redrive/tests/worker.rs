@@ -205,16 +205,19 @@ async fn prefetch_keeps_a_small_buffer_and_never_more_leases_than_it_can_hold() 
     );
 }
 
+/// HTTP requests the server has answered so far.
+async fn requests(client: &Client) -> u64 {
+    let m = client.metrics().await.unwrap();
+    m.lines()
+        .filter(|l| l.starts_with("redrive_http_requests_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_sends_become_few_requests() {
     let (_s, client, _d) = setup("bulk", QueuePatch::default()).await;
-    let requests = |m: &str| -> u64 {
-        m.lines()
-            .filter(|l| l.starts_with("redrive_http_requests_total{"))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-            .sum()
-    };
-    let before = requests(&client.metrics().await.unwrap());
+    let before = requests(&client).await;
     let producer = Producer::new(client.clone());
     let sends: Vec<_> = (0..10_000)
         .map(|i| {
@@ -229,10 +232,44 @@ async fn ten_thousand_concurrent_sends_become_few_requests() {
         ids.insert(s.await.unwrap().unwrap().id);
     }
     assert_eq!(ids.len(), 10_000, "every send got its own id");
-    let after = requests(&client.metrics().await.unwrap());
-    let used = after - before - 1; // the first metrics call itself
+    let used = requests(&client).await - before - 1; // the first metrics call itself
     assert!(used <= 200, "10,000 sends took {used} requests");
     assert_eq!(client.queue_stats("bulk").await.unwrap().counts.ready, 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_sent_together_share_requests_and_get_their_own_results_in_order() {
+    let (_s, client, _d) = setup("batches", QueuePatch::default()).await;
+    let before = requests(&client).await;
+    let producer = Producer::with_batching(client.clone(), Duration::from_millis(500), 10);
+    // Sizes that fill a request exactly, share one, and need three (25 at 10 a request): seven
+    // requests if none were shared, and a request is never split or overfilled.
+    let sizes = [1usize, 3, 10, 25, 6, 0];
+    let calls: Vec<_> = sizes
+        .iter()
+        .enumerate()
+        .map(|(c, &n)| {
+            let p = producer.clone();
+            let jobs = (0..n)
+                .map(|j| NewJob { body: format!("call {c} job {j}"), ..NewJob::default() })
+                .collect();
+            tokio::spawn(async move { p.send_batch("batches", jobs).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap().unwrap());
+    }
+    let used = requests(&client).await - before - 1;
+    assert!((5..=6).contains(&used), "45 jobs at most 10 a request took {used} requests");
+    for (c, done) in results.iter().enumerate() {
+        assert_eq!(done.len(), sizes[c], "call {c}: one result per job");
+        for (j, e) in done.iter().enumerate() {
+            let job = client.get_job(e.id).await.unwrap();
+            assert_eq!(job.body.as_deref(), Some(format!("call {c} job {j}").as_str()));
+        }
+    }
+    assert_eq!(client.queue_stats("batches").await.unwrap().counts.ready, 45);
 }
 
 /// In the child process (see the test below) this test body is a worker that starts the job
