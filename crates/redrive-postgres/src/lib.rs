@@ -471,9 +471,9 @@ impl Broker for PgBroker {
         Ok(r)
     }
 
-    /// One transaction, so one commit, for the acks and the lease of a standard queue (the
+    /// One transaction, so one commit, for the acks and the lease of one queue (the
     /// common worker cycle); a request the statement cannot serve in one go (several queues, a
-    /// FIFO or paused queue, no receipts) acks, then receives. If nothing is ready the acks are
+    /// paused queue, no receipts) acks, then receives. If nothing is ready the acks are
     /// committed before the long poll parks. Once the acks are committed, a refused receive
     /// answers no jobs rather than an error that would hide the acks' results.
     async fn ack_receive(
@@ -488,7 +488,7 @@ impl Broker for PgBroker {
             return Ok((Vec::new(), self.receive(req).await?));
         }
         let q = match &queues[..] {
-            [q] if !q.config.fifo && !q.config.paused => q,
+            [q] if !q.config.paused => q,
             _ => {
                 let acked = self.ack(receipts).await?;
                 return Ok((acked, self.receive(req).await.unwrap_or_default()));
@@ -500,21 +500,38 @@ impl Broker for PgBroker {
         let worker = req.worker_id.as_deref();
         let lease =
             receive::Lease::new(&c, &self.inner.scans, q, req.max, req.lease_ms, worker).await?;
+        let (lease_sql, lease_params) = lease.statement();
         let ack_sql = c.prepare_cached(lease::ACK_SQL).await.map_err(internal)?;
-        let lease_sql = c.prepare_cached(receive::STANDARD_SQL).await.map_err(internal)?;
+        let lease_sql = c.prepare_cached(lease_sql).await.map_err(internal)?;
         // One round trip and one commit: tokio-postgres sends requests in the order their
-        // futures are first polled, and `join!` polls all four at once, so they go out together
-        // (and all reach the server even if this future is then dropped). A failed statement
-        // aborts the transaction, and the COMMIT then rolls it back: an error acked nothing.
-        let (ack_params, lease_params) = (acks.params(), lease.params());
-        let (begin, acked, leased, commit) = tokio::join!(
+        // futures are first polled, and `join!` polls them in order at once, so they go out
+        // together (and all reach the server even if this future is then dropped). A FIFO
+        // queue's lease takes the queue's lock first, after the acks, which may free a group.
+        // A failed statement aborts the transaction, and the COMMIT then rolls it back: an
+        // error acked nothing.
+        let ack_params = acks.params();
+        let lock_key = receive::fifo_lock_key(q);
+        let lock_sql = match q.config.fifo {
+            true => Some(c.prepare_cached(receive::FIFO_LOCK_SQL).await.map_err(internal)?),
+            false => None,
+        };
+        // Prepared beforehand: a statement prepared on the way would go out after the others.
+        let lock = async {
+            match &lock_sql {
+                Some(sql) => c.query(sql, &[&lock_key]).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        let (begin, acked, locked, leased, commit) = tokio::join!(
             c.batch_execute("BEGIN"),
             c.query(&ack_sql, &ack_params),
+            lock,
             c.query(&lease_sql, &lease_params),
             c.batch_execute("COMMIT"),
         );
         begin.map_err(internal)?;
         let (acked, leased) = (acked.map_err(internal)?, leased.map_err(internal)?);
+        locked.map_err(internal)?;
         commit.map_err(internal)?;
         let mut completed = Vec::new();
         let acked = acks.results(&acked, &mut completed);

@@ -139,6 +139,11 @@ const FIFO_PARAMS: usize = 8;
 /// `pg_advisory_xact_lock` keys of FIFO receives: this base plus the queue id.
 const FIFO_LOCK_BASE: i64 = 0x7264_6669_0000_0000;
 
+/// The key of `q`'s FIFO receive lock, the parameter of [`FIFO_LOCK_SQL`].
+pub fn fifo_lock_key(q: &QueueRow) -> i64 {
+    FIFO_LOCK_BASE + i64::from(q.id)
+}
+
 /// The first statement of a FIFO receive's transaction: takes the queue's lock (`$1`), and
 /// has [`FIFO_SQL`] planned (once per connection, for any queue: a generic plan) as a walk of
 /// `jobs_fifo` in order. Left to its estimates, the generic plan read every ready job of the
@@ -357,7 +362,7 @@ pub async fn lease(
         return lease.run(&*c).await;
     }
     let tx = c.transaction().await.map_err(crate::db::internal)?;
-    query(&tx, FIFO_LOCK_SQL, &[&(FIFO_LOCK_BASE + i64::from(q.id))]).await?;
+    query(&tx, FIFO_LOCK_SQL, &[&fifo_lock_key(q)]).await?;
     let r = Lease::new(&tx, scans, q, max, lease_ms, worker).await?.run(&tx).await?;
     tx.commit().await.map_err(crate::db::internal)?;
     Ok(r)
@@ -413,14 +418,19 @@ impl<'a> Lease<'a> {
         !self.floors.is_full()
     }
 
-    /// Runs the queue's statement (standard or FIFO) on `c`.
-    async fn run(&self, c: &impl GenericClient) -> Result<Leased> {
+    /// The queue's leasing statement (standard or FIFO) and its parameters.
+    pub fn statement(&self) -> (&'static str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>) {
         let params = self.params();
-        let (sql, params) = match self.q.config.fifo {
-            true => (FIFO_SQL, &params[..FIFO_PARAMS]),
-            false => (STANDARD_SQL, &params[..]),
-        };
-        self.leased(&query(c, sql, params).await?)
+        match self.q.config.fifo {
+            true => (FIFO_SQL, params[..FIFO_PARAMS].to_vec()),
+            false => (STANDARD_SQL, params.to_vec()),
+        }
+    }
+
+    /// Runs the queue's statement on `c`.
+    async fn run(&self, c: &impl GenericClient) -> Result<Leased> {
+        let (sql, params) = self.statement();
+        self.leased(&query(c, sql, &params).await?)
     }
 
     /// What the statement returned, as deliveries (best first) and work left for the caller.
