@@ -284,7 +284,9 @@ def test_fifo_batch_entry_without_a_group_fails_the_whole_request(sqs_any, queue
         {"Id": "grouped", "MessageBody": "one", "MessageGroupId": "g"},
         {"Id": "groupless", "MessageBody": "two"},
     ]
-    with sqs_failure("MissingParameter", "The request must contain the parameter MessageGroupId."):
+    # A SendMessage without a group is MissingParameter; AWS answers a batch entry so.
+    message = "The request must contain the parameter MessageGroupId."
+    with sqs_failure("InvalidParameterValue", message):
         sqs_any.send_message_batch(QueueUrl=url, Entries=entries)
     assert message_counts(sqs_any, url) == (0, 0, 0)
 
@@ -736,18 +738,25 @@ def test_fifo_queue_reports_deduplication_scope_and_throughput_limit(sqs_any, qu
 
 
 @pytest.mark.parametrize(
-    "name, value",
+    "name, value, message",
     [
-        ("FifoQueue", "false"),
-        ("ContentBasedDeduplication", "false"),
-        ("DeduplicationScope", "queue"),
-        ("FifoThroughputLimit", "perQueue"),
+        ("FifoQueue", "false", "Unknown Attribute FifoQueue."),
+        ("ContentBasedDeduplication", "false", "Unknown Attribute ContentBasedDeduplication."),
+        (
+            "DeduplicationScope",
+            "queue",
+            "You can specify the DeduplicationScope only when FifoQueue is set to true.",
+        ),
+        (
+            "FifoThroughputLimit",
+            "perQueue",
+            "You can specify the FifoThroughputLimit only when FifoQueue is set to true.",
+        ),
     ],
 )
-def test_fifo_only_attribute_on_a_standard_queue_is_unknown(
-    sqs_any, queue, queue_name, name, value
+def test_fifo_only_attribute_on_a_standard_queue_is_refused_by_name(
+    sqs_any, queue, queue_name, name, value, message
 ):
-    message = f"Unknown Attribute {name}."
     with sqs_failure("InvalidAttributeName", message):
         sqs_any.create_queue(QueueName=queue_name(), Attributes={name: value})
     standard = queue()
@@ -1079,15 +1088,89 @@ def test_non_existent_queue_message_depends_on_the_protocol(sqs_any, queue):
 
 
 @pytest.mark.parametrize(
-    "name, value, low, high", [("MaxNumberOfMessages", 11, 1, 10), ("WaitTimeSeconds", 21, 0, 20)]
+    "name, value, reason",
+    [
+        ("MaxNumberOfMessages", 11, "Must be between 1 and 10, if provided."),
+        ("WaitTimeSeconds", 21, "Must be >= 0 and <= 20, if provided."),
+        ("WaitTimeSeconds", -1, "Must be >= 0 and <= 20, if provided."),
+    ],
 )
-def test_range_error_names_the_value_and_the_range(sqs_any, queue, name, value, low, high):
-    message = (
-        f"Value {value} for parameter {name} is invalid. Reason: Must be between {low} and "
-        f"{high}, if provided."
-    )
+def test_range_error_names_the_value_and_the_range(sqs_any, queue, name, value, reason):
+    message = f"Value {value} for parameter {name} is invalid. Reason: {reason}"
     with sqs_failure("InvalidParameterValue", message):
         sqs_any.receive_message(QueueUrl=queue().url, **{name: value})
+
+
+def test_a_batch_entry_over_the_size_limit_fails_alone_in_the_batch_words(sqs_any, queue):
+    url = queue(attributes={"MaximumMessageSize": "1024"}).url
+    entries = [{"Id": "big", "MessageBody": "a" * 1025}, {"Id": "small", "MessageBody": "a"}]
+    answer = sqs_any.send_message_batch(QueueUrl=url, Entries=entries)
+    assert [e["Id"] for e in answer["Successful"]] == ["small"]
+    (failed,) = answer["Failed"]
+    assert failed["Id"] == "big" and failed["SenderFault"] is True
+    assert failed["Code"] == "InvalidParameterValue"
+    assert failed["Message"] == (
+        "One or more parameters cannot be validated. Reason: Message must be shorter than 1024 bytes."
+    )
+
+
+@pytest.mark.parametrize(
+    "policy, reason",
+    [
+        ({"maxReceiveCount": "5"}, "Redrive policy does not contain mandatory attribute: deadLetterTargetArn."),
+        ({"deadLetterTargetArn": "DLQ"}, "Redrive policy does not contain mandatory attribute: maxReceiveCount."),
+        (
+            {"deadLetterTargetArn": "DLQ", "maxReceiveCount": 0},
+            "Invalid value for maxReceiveCount: 0, valid values are from 1 to 1000 both inclusive.",
+        ),
+        (
+            {"deadLetterTargetArn": "DLQ", "maxReceiveCount": "1001"},
+            "Invalid value for maxReceiveCount: 1001, valid values are from 1 to 1000 both inclusive.",
+        ),
+    ],
+)
+def test_a_redrive_policy_without_what_it_needs_is_refused_in_sqs_words(sqs_any, queue, policy, reason):
+    dead_letters = queue()
+    policy = json.dumps({k: (dead_letters.arn if v == "DLQ" else v) for k, v in policy.items()})
+    message = f"Value {policy} for parameter RedrivePolicy is invalid. Reason: {reason}"
+    with sqs_failure("InvalidParameterValue", message):
+        sqs_any.set_queue_attributes(QueueUrl=queue().url, Attributes={"RedrivePolicy": policy})
+
+
+def test_a_dead_letter_queue_of_the_other_kind_is_refused_naming_the_policy(sqs_any, queue):
+    policy = json.dumps({"deadLetterTargetArn": fifo(queue).arn, "maxReceiveCount": 3})
+    message = (
+        f"Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead-letter queue must be "
+        "same type of queue as the source.."
+    )
+    with sqs_failure("InvalidParameterValue", message):
+        sqs_any.set_queue_attributes(QueueUrl=queue().url, Attributes={"RedrivePolicy": policy})
+
+
+def test_a_per_group_throughput_limit_needs_per_group_deduplication(sqs_any, queue):
+    url = fifo(queue).url
+    with sqs_error("InvalidAttributeValue"):
+        sqs_any.set_queue_attributes(
+            QueueUrl=url, Attributes={"FifoThroughputLimit": "perMessageGroupId"}
+        )
+    high = {"DeduplicationScope": "messageGroup", "FifoThroughputLimit": "perMessageGroupId"}
+    sqs_any.set_queue_attributes(QueueUrl=url, Attributes=high)
+    with sqs_error("InvalidAttributeValue"):
+        sqs_any.set_queue_attributes(QueueUrl=url, Attributes={"DeduplicationScope": "queue"})
+
+
+@pytest.mark.parametrize("data_type", ["Binary", "Number"])
+def test_a_trace_header_that_is_not_a_string_is_refused(sqs_any, queue, data_type):
+    url = queue().url
+    value = {"DataType": data_type}
+    value["BinaryValue" if data_type == "Binary" else "StringValue"] = (
+        b"abc" if data_type == "Binary" else "1"
+    )
+    with sqs_error("InvalidParameterValue"):
+        sqs_any.send_message(
+            QueueUrl=url, MessageBody="t", MessageSystemAttributes={"AWSTraceHeader": value}
+        )
+    assert message_counts(sqs_any, url) == (0, 0, 0)
 
 
 def test_invalid_batch_entry_id_is_not_echoed(sqs_any, queue):

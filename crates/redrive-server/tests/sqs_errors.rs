@@ -111,6 +111,10 @@ const UNREACHABLE: &[(&str, &str)] = &[
         "ENTRY_NOT_AVAILABLE",
         "a ChangeMessageVisibilityBatch entry's failure, inside a 200 answer (tests/sqs.rs)",
     ),
+    (
+        "ENTRY_TOO_LONG",
+        "a SendMessageBatch entry's failure, inside a 200 answer (tests/sqs/test_fidelity.py)",
+    ),
 ];
 
 /// The servers the cases run against.
@@ -259,6 +263,10 @@ fn cases() -> Vec<Case> {
             .args(&[("value", "11"), ("parameter", "MaxNumberOfMessages"), ("min", "1"), ("max", "10")]),
         Case::raw("NOT_AN_INTEGER", "ReceiveMessage", form(&format!("ReceiveMessage&QueueUrl={}&MaxNumberOfMessages=ten", enc(&url("sqsq")))), None)
             .args(&[("value", "ten"), ("parameter", "MaxNumberOfMessages")]),
+        Case::raw("NOT_AN_INTEGER_JSON_UNNAMED", "SendMessage", None, Some(json!({"QueueUrl": url("sqsq"), "MessageBody": "x", "DelaySeconds": "5"}).to_string()))
+            .any("detail"),
+        case("WAIT_OUT_OF_RANGE", "ReceiveMessage", json!({"QueueUrl": url("sqsq"), "WaitTimeSeconds": 21}))
+            .args(&[("value", "21")]),
         Case::raw("NOT_AN_INTEGER_JSON", "ReceiveMessage", None, Some(json!({"QueueUrl": url("sqsq"), "MaxNumberOfMessages": "ten"}).to_string()))
             .args(&[("member", "MaxNumberOfMessages")]).any("detail"),
         Case::raw("INVALID_MEMBER", "GetQueueUrl", None, Some(r#"{"QueueName": 5}"#.into())).any("detail"),
@@ -330,10 +338,14 @@ fn cases() -> Vec<Case> {
         case("SYSTEM_ATTRIBUTE_NAME", "SendMessage", json!({"QueueUrl": url("sqsq"), "MessageBody": "x",
             "MessageSystemAttributes": {"Other": string_attr("v")}}))
             .args(&[("name", "Other")]),
+        case("SYSTEM_ATTRIBUTE_TYPE", "SendMessage", json!({"QueueUrl": url("sqsq"), "MessageBody": "x",
+            "MessageSystemAttributes": {"AWSTraceHeader": {"DataType": "Number", "StringValue": "1"}}})),
         // FIFO.
         case("FIFO_ID_INVALID", "SendMessage", fifo_send(json!({"MessageGroupId": "a b", "MessageDeduplicationId": "d"})))
             .args(&[("value", "a b"), ("parameter", "MessageGroupId")]),
         case("MISSING_DEDUPLICATION_ID", "SendMessage", fifo_send(json!({"MessageGroupId": "g"}))),
+        case("ENTRY_GROUP_MISSING", "SendMessageBatch", json!({"QueueUrl": url("fifo.fifo"), "Entries": [
+            {"Id": "a", "MessageBody": "x", "MessageDeduplicationId": "d"}]})),
         case("FIFO_DELAY", "SendMessage", fifo_send(json!({"MessageGroupId": "g", "MessageDeduplicationId": "d", "DelaySeconds": 5})))
             .args(&[("value", "5")]),
         case("DEDUPLICATION_ON_STANDARD", "SendMessage", json!({"QueueUrl": url("sqsq"), "MessageBody": "x", "MessageDeduplicationId": "d"})),
@@ -351,6 +363,12 @@ fn cases() -> Vec<Case> {
             .args(&[("attribute", "VisibilityTimeout")]).any("reason"),
         case("UNKNOWN_ATTRIBUTE", "SetQueueAttributes", json!({"QueueUrl": url("sqsq"), "Attributes": {"Colour": "blue"}}))
             .args(&[("attribute", "Colour")]),
+        case("FIFO_ONLY_ATTRIBUTE", "SetQueueAttributes", json!({"QueueUrl": url("sqsq"), "Attributes": {"DeduplicationScope": "queue"}}))
+            .args(&[("attribute", "DeduplicationScope")]),
+        case("REDRIVE_POLICY_INVALID", "SetQueueAttributes", json!({"QueueUrl": url("sqsq"), "Attributes": {"RedrivePolicy": json!({"deadLetterTargetArn": format!("{ARN}:dlq")}).to_string()}}))
+            .args(&[("policy", &json!({"deadLetterTargetArn": format!("{ARN}:dlq")}).to_string()), ("reason", "Redrive policy does not contain mandatory attribute: maxReceiveCount.")]),
+        case("DEAD_LETTER_KIND", "SetQueueAttributes", redrive(&format!("{ARN}:fifo.fifo")))
+            .any("policy"),
         case("DEAD_LETTER_REGION", "SetQueueAttributes", redrive("arn:aws:sqs:eu-west-1:000000000000:dlq"))
             .args(&[("arn", "arn:aws:sqs:eu-west-1:000000000000:dlq")]),
         case("DEAD_LETTER_MISSING", "SetQueueAttributes", redrive(&format!("{ARN}:ghost")))
@@ -365,11 +383,9 @@ fn cases() -> Vec<Case> {
         case("STORE_REFUSED", "TagQueue", json!({"QueueUrl": url("sqsq"), "Tags": Value::Object(many_tags)}))
             .args(&[("parameter", "tags")]).any("reason"),
         // Move tasks.
-        case("MOVE_SOURCE_MISSING", "StartMessageMoveTask", json!({"SourceArn": format!("{ARN}:ghost")}))
-            .args(&[("arn", &format!("{ARN}:ghost"))]),
+        case("MOVE_SOURCE_MISSING", "StartMessageMoveTask", json!({"SourceArn": format!("{ARN}:ghost")})),
         case("MOVE_SOURCE_NOT_DEAD_LETTER", "StartMessageMoveTask", json!({"SourceArn": format!("{ARN}:small")})),
-        case("MOVE_DESTINATION_MISSING", "StartMessageMoveTask", json!({"SourceArn": format!("{ARN}:dlq"), "DestinationArn": format!("{ARN}:ghost")}))
-            .args(&[("arn", &format!("{ARN}:ghost"))]),
+        case("MOVE_DESTINATION_MISSING", "StartMessageMoveTask", json!({"SourceArn": format!("{ARN}:dlq"), "DestinationArn": format!("{ARN}:ghost")})),
         case("TASK_HANDLE_INVALID", "CancelMessageMoveTask", json!({"TaskHandle": "garbage"})),
         case("TASK_MISSING", "CancelMessageMoveTask", json!({"TaskHandle": ghost_task})),
         // Who may call.
@@ -857,13 +873,20 @@ async fn every_row_of_the_error_table_is_answered_as_aws_answers_it_over_both_pr
     // The rows no request reaches, as each protocol renders them.
     for (name, _) in UNREACHABLE {
         let row = TABLE.iter().find(|r| r.name == *name).unwrap();
-        let e = row.with(&[]);
+        let holes: Vec<(&'static str, &dyn std::fmt::Display)> = pieces(row.message)
+            .filter_map(|p| match p {
+                Piece::Hole(h) => Some((h, &"1" as &dyn std::fmt::Display)),
+                Piece::Text(_) => None,
+            })
+            .collect();
+        let e = row.with(&holes);
+        let args: Vec<_> = holes.iter().map(|(h, _)| (*h, Some("1".to_owned()))).collect();
         for p in [Protocol::Json, Protocol::Query] {
             let resp = redrive_server::sqs::wire::error(p, &e, "req-1");
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-            check(row, p, &[], &(status, headers, String::from_utf8(body.to_vec()).unwrap()));
+            check(row, p, &args, &(status, headers, String::from_utf8(body.to_vec()).unwrap()));
         }
     }
 }
@@ -893,6 +916,17 @@ fn rows_that_aws_words_keep_its_words() {
         (&UNKNOWN_ATTRIBUTE, &[("attribute", "Colour")], "Unknown Attribute Colour.", ""),
         (&MOVE_ALREADY_RUNNING, &[], "There is already a task running. Only one active task is allowed for each source queue arn at a given time.", ""),
         (&TASK_MISSING, &[], "Task does not exist.", ""),
+        (&MOVE_SOURCE_MISSING, &[], "The resource that you specified for the SourceArn parameter doesn't exist.", ""),
+        (&MOVE_DESTINATION_MISSING, &[], "The resource that you specified for the DestinationArn parameter doesn't exist.", ""),
+        (&EMPTY_BODY, &[], "The request must contain the parameter MessageBody.", ""),
+        (&WAIT_OUT_OF_RANGE, &[("value", "21")], "Value 21 for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 and <= 20, if provided.", ""),
+        (&FIFO_ID_INVALID, &[("value", "a b"), ("parameter", "MessageGroupId")], "Value a b for parameter MessageGroupId is invalid. Reason: MessageGroupId can only include alphanumeric and punctuation characters. 1 to 128 in length.", ""),
+        (&ENTRY_TOO_LONG, &[("max", "1024")], "One or more parameters cannot be validated. Reason: Message must be shorter than 1024 bytes.", ""),
+        (&ENTRY_GROUP_MISSING, &[], "The request must contain the parameter MessageGroupId.", ""),
+        (&FIFO_ONLY_ATTRIBUTE, &[("attribute", "DeduplicationScope")], "You can specify the DeduplicationScope only when FifoQueue is set to true.", ""),
+        (&REDRIVE_POLICY_INVALID, &[("policy", "{}"), ("reason", "Redrive policy does not contain mandatory attribute: maxReceiveCount.")], "Value {} for parameter RedrivePolicy is invalid. Reason: Redrive policy does not contain mandatory attribute: maxReceiveCount.", ""),
+        (&DEAD_LETTER_KIND, &[("policy", "{}")], "Value {} for parameter RedrivePolicy is invalid. Reason: Dead-letter queue must be same type of queue as the source..", ""),
+        (&LABEL_MISSING, &[("label", "nope")], "Value nope for parameter Label is invalid. Reason: can't find label.", ""),
         (&TASK_HANDLE_INVALID, &[], "Value for parameter TaskHandle is invalid.", ""),
         (&MOVE_SOURCE_NOT_DEAD_LETTER, &[], "Source queue must be configured as a Dead Letter Queue.", ""),
         (&MISSING_TOKEN, &[], "Request is missing Authentication Token", ""),

@@ -62,10 +62,10 @@ fn boolean(name: &str, v: &str) -> SqsResult<bool> {
     }
 }
 
-/// Attributes only a FIFO queue has: on a standard queue, even `FifoQueue=false`, they are
-/// unknown names, as SQS answers.
-const FIFO_ONLY: [&str; 4] =
-    ["FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"];
+/// Attributes only a FIFO queue has: on a standard queue, even `FifoQueue=false`, the first two
+/// are unknown names and the high-throughput ones are named as FIFO-only, as SQS answers.
+const FIFO_ONLY: [&str; 2] = ["FifoQueue", "ContentBasedDeduplication"];
+const FIFO_THROUGHPUT: [&str; 2] = ["DeduplicationScope", "FifoThroughputLimit"];
 
 /// The patch that sets `attrs` on a queue that is (or is being created as) FIFO or not;
 /// `stored_base` holds the stored-only attributes to merge into. `creating` allows
@@ -83,6 +83,9 @@ pub fn to_patch(
     for (name, v) in attrs {
         if !fifo && FIFO_ONLY.contains(&name.as_str()) {
             return Err(unknown(name));
+        }
+        if !fifo && FIFO_THROUGHPUT.contains(&name.as_str()) {
+            return Err(error::FIFO_ONLY_ATTRIBUTE.with(&[("attribute", name)]));
         }
         match name.as_str() {
             "VisibilityTimeout" => {
@@ -148,6 +151,16 @@ pub fn to_patch(
             _ => return Err(unknown(name)),
         }
     }
+    // High throughput deduplicates per group: a per-group limit with a queue-wide scope is
+    // refused (the scope is `queue` unless set).
+    let per_group_limit =
+        stored.get("FifoThroughputLimit").is_some_and(|v| v == "perMessageGroupId");
+    if per_group_limit && stored.get("DeduplicationScope").is_none_or(|v| v != "messageGroup") {
+        return Err(bad_value(
+            "FifoThroughputLimit",
+            "Reason: The perMessageGroupId value is allowed only when the value for DeduplicationScope is messageGroup.",
+        ));
+    }
     if stored != *stored_base {
         p.sqs_attributes = Some(stored);
     }
@@ -187,12 +200,15 @@ fn stored_view(c: &QueueConfig) -> BTreeMap<String, String> {
     out
 }
 
-/// Refuses a patch of queue `name` whose redrive policy names a queue that does not exist or is
-/// in another region, in SQS's words. A queue may name itself.
+/// Refuses a patch of queue `name` (FIFO or not: `fifo`) whose redrive policy names a queue
+/// that does not exist, is in another region or is of the other kind, in SQS's words; `attrs`
+/// are the attributes the patch came from. A queue may name itself.
 pub async fn check_dead_letter_target<B: Broker>(
     cx: &Cx<'_, B>,
     name: &str,
     p: &QueuePatch,
+    fifo: bool,
+    attrs: &BTreeMap<String, String>,
 ) -> SqsResult<()> {
     if let Some(Some(dlq)) = p.dead_letter_queue.as_ref().filter(|d| d.as_deref() != Some(name)) {
         if cx.region_of_queue(dlq) != cx.region_of_queue(name) {
@@ -203,6 +219,10 @@ pub async fn check_dead_letter_target<B: Broker>(
                 return Err(error::DEAD_LETTER_MISSING.with(&[("arn", &cx.arn(dlq))]))
             }
             Err(e) => return Err(e.into()),
+            Ok(target) if target.config.fifo != fifo => {
+                let policy = attrs.get("RedrivePolicy").map_or("", String::as_str);
+                return Err(error::DEAD_LETTER_KIND.with(&[("policy", &policy)]));
+            }
             Ok(_) => {}
         }
     }
@@ -214,21 +234,35 @@ fn redrive_policy(home: &str, v: &str) -> SqsResult<(Option<String>, Option<u32>
     if v.trim().is_empty() {
         return Ok((None, None));
     }
-    let bad = |why: &str| bad_value("RedrivePolicy", why);
-    let policy: Value = serde_json::from_str(v).map_err(|_| bad("It must be a JSON object."))?;
-    let arn = policy
-        .get("deadLetterTargetArn")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("deadLetterTargetArn is missing."))?;
-    let max = match policy.get("maxReceiveCount") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => parse_integer(s).and_then(|n| u64::try_from(n).ok()),
+    let bad = |why: &str| error::REDRIVE_POLICY_INVALID.with(&[("policy", &v), ("reason", &why)]);
+    let missing =
+        |what: &str| bad(&format!("Redrive policy does not contain mandatory attribute: {what}."));
+    let policy: Value =
+        serde_json::from_str(v).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
+    let policy =
+        policy.as_object().ok_or_else(|| bad("Redrive policy is not a valid JSON map."))?;
+    let arn = policy.get("deadLetterTargetArn").ok_or_else(|| missing("deadLetterTargetArn"))?;
+    let count = policy.get("maxReceiveCount").ok_or_else(|| missing("maxReceiveCount"))?;
+    let max = match count {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => parse_integer(s).and_then(|n| u64::try_from(n).ok()),
         _ => None,
     }
     .filter(|n| (1..=u64::from(limits::RECEIVE_COUNT_MAX)).contains(n))
-    .ok_or_else(|| bad("maxReceiveCount must be an integer from 1 to 1000."))?;
-    let dlq = super::queue_of_arn(home, arn)
-        .ok_or_else(|| bad("deadLetterTargetArn is not an SQS queue ARN."))?;
+    .ok_or_else(|| {
+        let shown = match count {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        bad(&format!(
+            "Invalid value for maxReceiveCount: {shown}, valid values are from 1 to {} both inclusive.",
+            limits::RECEIVE_COUNT_MAX
+        ))
+    })?;
+    let dlq = arn
+        .as_str()
+        .and_then(|arn| super::queue_of_arn(home, arn))
+        .ok_or_else(|| bad("Invalid value for deadLetterTargetArn."))?;
     Ok((Some(dlq), Some(max as u32)))
 }
 

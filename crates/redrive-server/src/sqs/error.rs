@@ -167,10 +167,15 @@ table! {
     MISSING_PARAMETER: MissingParameter, "The request must contain the parameter {parameter}.";
     OUT_OF_RANGE: InvalidParameterValue,
         "Value {value} for parameter {parameter} is invalid. Reason: Must be between {min} and {max}, if provided.";
+    /// ReceiveMessage's `WaitTimeSeconds` out of range, in AWS's words for it.
+    WAIT_OUT_OF_RANGE: InvalidParameterValue,
+        "Value {value} for parameter WaitTimeSeconds is invalid. Reason: Must be >= 0 and <= 20, if provided.";
     NOT_AN_INTEGER: InvalidParameterValue,
         "Value {value} for parameter {parameter} is invalid. Reason: it must be an integer.";
     /// A JSON value where SQS's model has an integer, as AWS's JSON front end answers it.
     NOT_AN_INTEGER_JSON: MalformedInput, "{detail} (member {member}).";
+    /// The same where the member's name is not known (a member of a flattened structure).
+    NOT_AN_INTEGER_JSON_UNNAMED: MalformedInput, "{detail}.";
     INVALID_MEMBER: InvalidParameterValue, "Invalid request: {detail}";
     /// A parameter sent twice, or as both a value and a structure. AWS documents
     /// `InvalidQueryParameter` for this, which is not among SQS's codes; `InvalidParameterValue`
@@ -210,9 +215,13 @@ table! {
         "Batch requests cannot be longer than {max} bytes. You have sent {size} bytes.";
 
     // Messages.
-    EMPTY_BODY: InvalidParameterValue, "The message body must be at least one character long.";
+    /// An empty body, as AWS answers it: a body of no characters is a body not sent.
+    EMPTY_BODY: MissingParameter, "The request must contain the parameter MessageBody.";
     MESSAGE_TOO_LONG: InvalidParameterValue,
         "One or more parameters are invalid. Reason: Message must be shorter than {max} bytes.";
+    /// The same, as a SendMessageBatch entry's failure (AWS words it apart).
+    ENTRY_TOO_LONG: InvalidParameterValue,
+        "One or more parameters cannot be validated. Reason: Message must be shorter than {max} bytes.";
     INVALID_CHARACTERS: InvalidMessageContents,
         "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF; found {character}.";
     TOO_MANY_ATTRIBUTES: InvalidParameterValue,
@@ -233,10 +242,16 @@ table! {
         "The message attribute 'redrive.priority' must be a String: high, standard or low.";
     SYSTEM_ATTRIBUTE_NAME: InvalidParameterValue,
         "Message system attribute name '{name}' is invalid; only AWSTraceHeader can be sent.";
+    SYSTEM_ATTRIBUTE_TYPE: InvalidParameterValue,
+        "The type of message system attribute 'AWSTraceHeader' is invalid: it must be String.";
 
     // FIFO.
     FIFO_ID_INVALID: InvalidParameterValue,
-        "Value {value} for parameter {parameter} is invalid. Reason: 1 to 128 alphanumeric or punctuation characters.";
+        "Value {value} for parameter {parameter} is invalid. Reason: {parameter} can only include alphanumeric and punctuation characters. 1 to 128 in length.";
+    /// A FIFO SendMessageBatch entry without its group: AWS answers this code there (and
+    /// `MissingParameter` to a SendMessage).
+    ENTRY_GROUP_MISSING: InvalidParameterValue,
+        "The request must contain the parameter MessageGroupId.";
     MISSING_DEDUPLICATION_ID: InvalidParameterValue,
         "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly";
     FIFO_DELAY: InvalidParameterValue,
@@ -262,6 +277,13 @@ table! {
     // Queue attributes and permissions.
     ATTRIBUTE_VALUE: InvalidAttributeValue, "Invalid value for the parameter {attribute}. {reason}";
     UNKNOWN_ATTRIBUTE: InvalidAttributeName, "Unknown Attribute {attribute}.";
+    /// A FIFO-only attribute given to a standard queue.
+    FIFO_ONLY_ATTRIBUTE: InvalidAttributeName,
+        "You can specify the {attribute} only when FifoQueue is set to true.";
+    REDRIVE_POLICY_INVALID: InvalidParameterValue,
+        "Value {policy} for parameter RedrivePolicy is invalid. Reason: {reason}";
+    DEAD_LETTER_KIND: InvalidParameterValue,
+        "Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead-letter queue must be same type of queue as the source..";
     DEAD_LETTER_REGION: InvalidParameterValue,
         "Value for parameter RedrivePolicy is invalid. Reason: The dead letter target {arn} must be in the same region as the source queue.";
     DEAD_LETTER_MISSING: InvalidParameterValue,
@@ -271,17 +293,19 @@ table! {
     LABEL_EXISTS: InvalidParameterValue,
         "Value {label} for parameter Label is invalid. Reason: Already exists.";
     LABEL_MISSING: InvalidParameterValue,
-        "Value {label} for parameter Label is invalid. Reason: can't find label on existing policy.";
+        "Value {label} for parameter Label is invalid. Reason: can't find label.";
     ATTEMPT_ID_INVALID: InvalidParameterValue,
         "Value {value} for parameter ReceiveRequestAttemptId is invalid. Reason: 1 to 128 alphanumeric or punctuation characters.";
     /// Any other parameter the store refuses (its field and why).
     STORE_REFUSED: InvalidParameterValue, "Value for parameter {parameter} is invalid. Reason: {reason}";
 
     // Move tasks.
-    MOVE_SOURCE_MISSING: ResourceNotFound, "The source queue {arn} does not exist.";
+    MOVE_SOURCE_MISSING: ResourceNotFound,
+        "The resource that you specified for the SourceArn parameter doesn't exist.";
     MOVE_SOURCE_NOT_DEAD_LETTER: InvalidParameterValue,
         "Source queue must be configured as a Dead Letter Queue.";
-    MOVE_DESTINATION_MISSING: ResourceNotFound, "The destination queue {arn} does not exist.";
+    MOVE_DESTINATION_MISSING: ResourceNotFound,
+        "The resource that you specified for the DestinationArn parameter doesn't exist.";
     MOVE_ALREADY_RUNNING: UnsupportedOperation,
         "There is already a task running. Only one active task is allowed for each source queue arn at a given time.";
     TASK_HANDLE_INVALID: InvalidParameterValue, "Value for parameter TaskHandle is invalid.";
@@ -424,6 +448,18 @@ impl SqsError {
 
     pub fn missing(parameter: &str) -> SqsError {
         MISSING_PARAMETER.with(&[("parameter", &parameter)])
+    }
+
+    /// The error as SendMessageBatch words it (for an entry, or the whole request), where AWS
+    /// words it apart from SendMessage.
+    pub fn in_batch(self) -> SqsError {
+        let group = self.args.iter().any(|(k, v)| *k == "parameter" && v == "MessageGroupId");
+        let row: &'static Row = match self.row {
+            r if r == &MESSAGE_TOO_LONG => &ENTRY_TOO_LONG,
+            r if r == &MISSING_PARAMETER && group => &ENTRY_GROUP_MISSING,
+            _ => return self,
+        };
+        SqsError { row, ..self }
     }
 }
 

@@ -85,12 +85,12 @@ pub fn wire_handle(task_id: &str, source_arn: &str) -> String {
 }
 
 /// The task id inside a handle [`wire_handle`] made; `None` for text that is not one.
-pub fn task_id_of(wire: &str) -> Option<String> {
+pub fn task_id_of(wire: &str) -> Option<(String, String)> {
     use base64::Engine;
     let json = base64::engine::general_purpose::STANDARD.decode(wire).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    v.get("sourceArn")?.as_str()?;
-    Some(v.get("taskId")?.as_str()?.to_owned())
+    let source = v.get("sourceArn")?.as_str()?.to_owned();
+    Some((v.get("taskId")?.as_str()?.to_owned(), source))
 }
 
 /// A task as stored.

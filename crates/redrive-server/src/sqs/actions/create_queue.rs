@@ -54,7 +54,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
             let home = &cx.settings().region;
             let mut patch: QueuePatch =
                 to_patch(home, &input.attributes, &BTreeMap::new(), fifo, true)?;
-            check_dead_letter_target(cx, &name, &patch).await?;
+            check_dead_letter_target(cx, &name, &patch, fifo, &input.attributes).await?;
             // SQS queues retry until the redrive policy (if any) says otherwise, get no
             // dead-letter queue of their own, and take messages up to 1 MiB by default.
             patch.max_attempts = Some(None);

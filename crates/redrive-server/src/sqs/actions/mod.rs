@@ -84,6 +84,10 @@ fn input<T: DeserializeOwned>(params: Value) -> SqsResult<T> {
         let path = e.path().to_string();
         let msg = e.into_inner().to_string();
         if msg.ends_with(NOT_AN_INTEGER) {
+            // A flattened structure's members leave no name in the path ("." or "Entries[0]").
+            if path == "." || path.ends_with(']') {
+                return error::NOT_AN_INTEGER_JSON_UNNAMED.with(&[("detail", &msg)]);
+            }
             return error::NOT_AN_INTEGER_JSON.with(&[("detail", &msg), ("member", &path)]);
         }
         match msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {

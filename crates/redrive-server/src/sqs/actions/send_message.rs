@@ -118,6 +118,11 @@ pub fn prepare(q: &QueueInfo, m: Message) -> SqsResult<Prepared> {
     if let Some(name) = m.message_system_attributes.keys().find(|k| *k != "AWSTraceHeader") {
         return Err(error::SYSTEM_ATTRIBUTE_NAME.with(&[("name", name)]));
     }
+    if let Some(trace) = m.message_system_attributes.get("AWSTraceHeader") {
+        if trace.data_type != "String" {
+            return Err(error::SYSTEM_ATTRIBUTE_TYPE.err());
+        }
+    }
     let size = m.size();
     if size > c.max_message_bytes as usize {
         return Err(error::MESSAGE_TOO_LONG.with(&[("max", &c.max_message_bytes)]));

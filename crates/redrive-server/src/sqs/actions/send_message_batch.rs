@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sqs::actions::send_message::{fifo_ids, prepare, Message, Prepared, Sent};
 use crate::sqs::actions::{check_batch, BatchError};
-use crate::sqs::error::{self, SqsResult};
+use crate::sqs::error::{self, SqsError, SqsResult};
 use crate::sqs::Cx;
 use redrive_core::limits;
 
@@ -54,14 +54,14 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     }
     let q = cx.broker().get_queue(name.clone()).await?;
     for e in &input.entries {
-        fifo_ids(&q, &e.message)?;
+        fifo_ids(&q, &e.message).map_err(SqsError::in_batch)?;
     }
     let mut out = Output { successful: Vec::new(), failed: Vec::new() };
     let mut ready: Vec<(String, Prepared)> = Vec::new();
     for e in input.entries {
         match prepare(&q, e.message) {
             Ok(p) => ready.push((e.id, p)),
-            Err(err) => out.failed.push(BatchError::new(&e.id, err)),
+            Err(err) => out.failed.push(BatchError::new(&e.id, err.in_batch())),
         }
     }
     if ready.is_empty() {
@@ -88,7 +88,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
             for (id, p) in ready {
                 match cx.broker().enqueue(name.clone(), vec![p.job.clone()]).await {
                     Ok(e) => out.successful.push(SentEntry { sent: p.sent(&e[0]), id }),
-                    Err(err) => out.failed.push(BatchError::new(&id, err.into())),
+                    Err(err) => out.failed.push(BatchError::new(&id, SqsError::from(err).in_batch())),
                 }
             }
         }

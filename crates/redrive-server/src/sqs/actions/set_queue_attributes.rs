@@ -25,7 +25,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Empty> {
     let q = cx.broker().get_queue(name.clone()).await?;
     let home = &cx.settings().region;
     let patch = to_patch(home, &input.attributes, &q.config.sqs_attributes, q.config.fifo, false)?;
-    check_dead_letter_target(cx, &name, &patch).await?;
+    check_dead_letter_target(cx, &name, &patch, q.config.fifo, &input.attributes).await?;
     cx.broker().put_queue(name, patch).await?;
     Ok(Empty)
 }

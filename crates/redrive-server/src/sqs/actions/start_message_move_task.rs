@@ -34,7 +34,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         int_in("MaxNumberOfMessagesPerSecond", input.max_number_of_messages_per_second, 1, most)?;
     let queues = cx.broker().list_queues().await?;
     let Some(dlq) = queues.iter().find(|q| q.name == source) else {
-        return Err(error::MOVE_SOURCE_MISSING.with(&[("arn", &input.source_arn)]));
+        return Err(error::MOVE_SOURCE_MISSING.err());
     };
     if !queues.iter().any(|q| q.config.dead_letter_queue.as_deref() == Some(source.as_str())) {
         return Err(error::MOVE_SOURCE_NOT_DEAD_LETTER.err());
@@ -43,7 +43,7 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         Some(arn) => {
             let name = cx.queue_of_arn(arn)?;
             if !queues.iter().any(|q| q.name == name) {
-                return Err(error::MOVE_DESTINATION_MISSING.with(&[("arn", arn)]));
+                return Err(error::MOVE_DESTINATION_MISSING.err());
             }
             Some(name)
         }
