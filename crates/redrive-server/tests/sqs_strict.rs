@@ -298,7 +298,8 @@ async fn queue_names_and_urls_with_path_tricks_name_no_queue() {
         let policy = json!({"deadLetterTargetArn": arn, "maxReceiveCount": 3}).to_string();
         let attrs = json!({"QueueUrl": URL, "Attributes": {"RedrivePolicy": policy}});
         let (status, answer) = r.json("SetQueueAttributes", attrs).await;
-        assert_refused_json(arn, (status, answer), "InvalidAttributeValue");
+        // A bad redrive policy is InvalidParameterValue on SQS, naming the policy.
+        assert_refused_json(arn, (status, answer), "InvalidParameterValueException");
         let (status, answer) = r.json("ListMessageMoveTasks", json!({ "SourceArn": arn })).await;
         assert_refused_json(arn, (status, answer), "InvalidParameterValueException");
     }
@@ -374,7 +375,7 @@ async fn integer_members_take_only_integers() {
         assert_refused_json(
             &what,
             r.json("SetQueueAttributes", attrs).await,
-            "InvalidAttributeValue",
+            "InvalidParameterValueException",
         );
     }
     let attrs = json!({"QueueUrl": URL, "Attributes": {"VisibilityTimeout": "30"}});
