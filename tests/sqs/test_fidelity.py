@@ -1127,11 +1127,13 @@ def test_a_batch_entry_over_the_size_limit_fails_alone_in_the_batch_words(sqs_an
             {"deadLetterTargetArn": "DLQ", "maxReceiveCount": "1001"},
             "Invalid value for maxReceiveCount: 1001, valid values are from 1 to 1000 both inclusive.",
         ),
+        ({"deadLetterTargetArn": "GONE", "maxReceiveCount": 3}, "Dead letter target does not exist."),
     ],
 )
 def test_a_redrive_policy_without_what_it_needs_is_refused_in_sqs_words(sqs_any, queue, policy, reason):
     dead_letters = queue()
-    policy = json.dumps({k: (dead_letters.arn if v == "DLQ" else v) for k, v in policy.items()})
+    arns = {"DLQ": dead_letters.arn, "GONE": dead_letters.arn + "-gone"}
+    policy = json.dumps({k: arns.get(v, v) for k, v in policy.items()})
     message = f"Value {policy} for parameter RedrivePolicy is invalid. Reason: {reason}"
     with sqs_failure("InvalidParameterValue", message):
         sqs_any.set_queue_attributes(QueueUrl=queue().url, Attributes={"RedrivePolicy": policy})

@@ -210,17 +210,17 @@ pub async fn check_dead_letter_target<B: Broker>(
     fifo: bool,
     attrs: &BTreeMap<String, String>,
 ) -> SqsResult<()> {
+    let policy = attrs.get("RedrivePolicy").map_or("", String::as_str);
     if let Some(Some(dlq)) = p.dead_letter_queue.as_ref().filter(|d| d.as_deref() != Some(name)) {
         if cx.region_of_queue(dlq) != cx.region_of_queue(name) {
             return Err(error::DEAD_LETTER_REGION.with(&[("arn", &cx.arn(dlq))]));
         }
         match cx.broker().get_queue(dlq.clone()).await {
             Err(redrive_core::Error::QueueNotFound(_)) => {
-                return Err(error::DEAD_LETTER_MISSING.with(&[("arn", &cx.arn(dlq))]))
+                return Err(error::DEAD_LETTER_MISSING.with(&[("policy", &policy)]))
             }
             Err(e) => return Err(e.into()),
             Ok(target) if target.config.fifo != fifo => {
-                let policy = attrs.get("RedrivePolicy").map_or("", String::as_str);
                 return Err(error::DEAD_LETTER_KIND.with(&[("policy", &policy)]));
             }
             Ok(_) => {}

@@ -287,7 +287,7 @@ table! {
     DEAD_LETTER_REGION: InvalidParameterValue,
         "Value for parameter RedrivePolicy is invalid. Reason: The dead letter target {arn} must be in the same region as the source queue.";
     DEAD_LETTER_MISSING: InvalidParameterValue,
-        "Value for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist: {arn}.";
+        "Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist.";
     PERMISSION_SHAPE: InvalidParameterValue,
         "A permission needs a label of up to 80 alphanumeric characters, hyphens or underscores, at least one account id and at least one action.";
     LABEL_EXISTS: InvalidParameterValue,
