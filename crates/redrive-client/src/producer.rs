@@ -113,6 +113,7 @@ fn stopped() -> Error {
 }
 
 /// Calls waiting for one queue's next request, and how many jobs they hold.
+#[derive(Default)]
 struct Group {
     calls: Vec<Pending>,
     jobs: usize,
@@ -126,12 +127,12 @@ async fn batcher(client: Client, mut rx: mpsc::Receiver<Pending>, linger: Durati
             let i = match groups.iter().position(|g| g.calls[0].queue == p.queue) {
                 Some(i) => i,
                 None => {
-                    groups.push(Group { calls: Vec::new(), jobs: 0 });
+                    groups.push(Group::default());
                     groups.len() - 1
                 }
             };
             if groups[i].jobs + p.jobs.len() > max {
-                let full = std::mem::replace(&mut groups[i], Group { calls: Vec::new(), jobs: 0 });
+                let full = std::mem::take(&mut groups[i]);
                 tokio::spawn(flush(client.clone(), full.calls));
             }
             groups[i].jobs += p.jobs.len();

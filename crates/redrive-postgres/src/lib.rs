@@ -500,7 +500,8 @@ impl Broker for PgBroker {
         let worker = req.worker_id.as_deref();
         let lease =
             receive::Lease::new(&c, &self.inner.scans, q, req.max, req.lease_ms, worker).await?;
-        let (lease_sql, lease_params) = lease.statement();
+        let (lease_sql, taken) = lease.statement();
+        let lease_params = lease.params();
         let ack_sql = c.prepare_cached(lease::ACK_SQL).await.map_err(internal)?;
         let lease_sql = c.prepare_cached(lease_sql).await.map_err(internal)?;
         // One round trip and one commit: tokio-postgres sends requests in the order their
@@ -526,7 +527,7 @@ impl Broker for PgBroker {
             c.batch_execute("BEGIN"),
             c.query(&ack_sql, &ack_params),
             lock,
-            c.query(&lease_sql, &lease_params),
+            c.query(&lease_sql, &lease_params[..taken]),
             c.batch_execute("COMMIT"),
         );
         begin.map_err(internal)?;

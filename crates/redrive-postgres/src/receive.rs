@@ -133,7 +133,8 @@ pub const FIFO_SQL: &str = concat!(
     lease_tail!("NULL::int8, NULL::int8, NULL::int8")
 );
 
-/// How many of [`Lease::params`] the FIFO statement takes: all but the ready floors.
+/// How many of [`Lease::params`] each statement takes: all, or all but the ready floors.
+const STANDARD_PARAMS: usize = 11;
 const FIFO_PARAMS: usize = 8;
 
 /// `pg_advisory_xact_lock` keys of FIFO receives: this base plus the queue id.
@@ -407,7 +408,7 @@ impl<'a> Lease<'a> {
     }
 
     /// `$1..$11` of [`STANDARD_SQL`] (`FIFO_SQL` takes the first [`FIFO_PARAMS`]).
-    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
+    pub fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); STANDARD_PARAMS] {
         let Lease { q, max, aging, max_receives, lease, worker, room, floors, .. } = self;
         let [r0, r1, r2] = &floors.ready;
         [&q.id, max, aging, max_receives, lease, worker, room, &floors.leases, r0, r1, r2]
@@ -418,19 +419,19 @@ impl<'a> Lease<'a> {
         !self.floors.is_full()
     }
 
-    /// The queue's leasing statement (standard or FIFO) and its parameters.
-    pub fn statement(&self) -> (&'static str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>) {
-        let params = self.params();
+    /// The queue's leasing statement (standard or FIFO) and how many of [`Lease::params`] it
+    /// takes.
+    pub fn statement(&self) -> (&'static str, usize) {
         match self.q.config.fifo {
-            true => (FIFO_SQL, params[..FIFO_PARAMS].to_vec()),
-            false => (STANDARD_SQL, params.to_vec()),
+            true => (FIFO_SQL, FIFO_PARAMS),
+            false => (STANDARD_SQL, STANDARD_PARAMS),
         }
     }
 
     /// Runs the queue's statement on `c`.
     async fn run(&self, c: &impl GenericClient) -> Result<Leased> {
-        let (sql, params) = self.statement();
-        self.leased(&query(c, sql, &params).await?)
+        let (sql, n) = self.statement();
+        self.leased(&query(c, sql, &self.params()[..n]).await?)
     }
 
     /// What the statement returned, as deliveries (best first) and work left for the caller.

@@ -54,22 +54,19 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Tls)> {
     };
     let mut config: tokio_postgres::Config =
         plain.parse().map_err(|e| bad(format!("not a PostgreSQL URL: {e}")))?;
-    let check = match (mode.as_deref().unwrap_or("prefer"), root.is_some()) {
-        ("disable", _) => None,
-        ("prefer", _) | ("require", false) => Some(Check::Nothing),
-        ("require", true) | ("verify-ca", _) => Some(Check::Signer),
-        ("verify-full", _) => Some(Check::SignerAndName),
+    let (ssl_mode, check) = match (mode.as_deref().unwrap_or("prefer"), root.is_some()) {
+        ("disable", _) => (SslMode::Disable, None),
+        ("prefer", _) => (SslMode::Prefer, Some(Check::Nothing)),
+        ("require", false) => (SslMode::Require, Some(Check::Nothing)),
+        ("require", true) | ("verify-ca", _) => (SslMode::Require, Some(Check::Signer)),
+        ("verify-full", _) => (SslMode::Require, Some(Check::SignerAndName)),
         (other, _) => {
             return Err(bad(format!(
                 "sslmode {other:?}: one of disable, prefer, require, verify-ca, verify-full"
             )))
         }
     };
-    config.ssl_mode(match mode.as_deref() {
-        Some("disable") => SslMode::Disable,
-        None | Some("prefer") => SslMode::Prefer,
-        Some(_) => SslMode::Require,
-    });
+    config.ssl_mode(ssl_mode);
     let identity = match (cert, key) {
         (Some(cert), Some(key)) => Some(read_identity(&cert, &key)?),
         (None, None) => None,

@@ -13,7 +13,7 @@ use redrive_client::producer::Producer;
 use redrive_client::worker::{Worker, WorkerStats};
 use redrive_client::NewJob;
 
-use crate::bench::{now_us, BenchArgs, Run, LATENCY_MAX_US, LEASE_MS};
+use crate::bench::{now_us, share, BenchArgs, Run, LATENCY_MAX_US, LEASE_MS};
 
 /// How long the producer lets a job wait for companions.
 const LINGER_MS: u64 = 1;
@@ -56,12 +56,12 @@ pub(crate) async fn run(
         Duration::from_millis(LINGER_MS),
         args.batch as usize,
     );
-    let (producers, batch) = (u64::from(args.producers), u64::from(args.batch));
+    let batch = u64::from(args.batch);
     let body = "x".repeat(args.body_bytes as usize);
-    let tasks: Vec<_> = (0..producers)
+    let tasks: Vec<_> = (0..args.producers)
         .map(|i| {
             let (run, producer, body) = (run.clone(), producer.clone(), body.clone());
-            let share = run.jobs / producers + u64::from(i < run.jobs % producers);
+            let share = share(run.jobs, args.producers, i);
             tokio::spawn(async move {
                 let mut left = share;
                 while left > 0 {

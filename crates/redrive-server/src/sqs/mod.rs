@@ -142,6 +142,16 @@ impl<B: Broker> Cx<'_, B> {
         queue_of_arn(&self.state.sqs.region, arn)
             .ok_or_else(|| error::NOT_A_QUEUE_ARN.with(&[("arn", &arn)]))
     }
+
+    /// Refuses a move-task call whose source queue `name` does not exist, as SQS answers those
+    /// calls (`ResourceNotFoundException`); other store errors are answered as they are.
+    pub async fn require_move_source(&self, name: &str) -> SqsResult<()> {
+        match self.broker().get_queue(name.to_owned()).await {
+            Err(redrive_core::Error::QueueNotFound(_)) => Err(error::MOVE_SOURCE_MISSING.err()),
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(()),
+        }
+    }
 }
 
 /// A queue name as SQS has them: the store's names without a region namespace.

@@ -24,14 +24,8 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         task_id_of(&input.task_handle).ok_or_else(|| error::TASK_HANDLE_INVALID.err())?;
     // A handle whose source queue is gone names a missing resource, as SQS answers, not a
     // missing task.
-    let source = cx.queue_of_arn(&source_arn).ok();
-    let source_exists = match source {
-        Some(q) => cx.broker().get_queue(q).await.is_ok(),
-        None => false,
-    };
-    if !source_exists {
-        return Err(error::MOVE_SOURCE_MISSING.err());
-    }
+    let source = cx.queue_of_arn(&source_arn).map_err(|_| error::MOVE_SOURCE_MISSING.err())?;
+    cx.require_move_source(&source).await?;
     let task = cx
         .state
         .moves

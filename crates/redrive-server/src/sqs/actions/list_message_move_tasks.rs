@@ -43,11 +43,7 @@ pub struct Output {
 
 pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
     let source = cx.queue_of_arn(&input.source_arn)?;
-    match cx.broker().get_queue(source.clone()).await {
-        Err(redrive_core::Error::QueueNotFound(_)) => return Err(crate::sqs::error::MOVE_SOURCE_MISSING.err()),
-        Err(e) => return Err(e.into()),
-        Ok(_) => {}
-    }
+    cx.require_move_source(&source).await?;
     let most = limits::SQS_MOVE_TASKS_PER_SOURCE_MAX as i64;
     let max = int_in("MaxResults", input.max_results, 1, most)?.unwrap_or(1) as usize;
     let results = cx

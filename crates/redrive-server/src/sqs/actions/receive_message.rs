@@ -113,11 +113,11 @@ pub async fn run<B: Broker>(cx: &Cx<'_, B>, input: Input) -> SqsResult<Output> {
         limits::SQS_RECEIVE_COUNT_MAX,
     )?
     .unwrap_or(1);
-    let wait = int_in("WaitTimeSeconds", input.wait_time_seconds, 0, limits::SQS_WAIT_TIME_MAX_S)
-        .map_err(|_| {
-            let value = input.wait_time_seconds.unwrap_or_default();
-            error::WAIT_OUT_OF_RANGE.with(&[("value", &value)])
-        })?;
+    // Range-checked as `int_in` does, in the words SQS has for this parameter.
+    let wait = input.wait_time_seconds;
+    if let Some(w) = wait.filter(|w| !(0..=limits::SQS_WAIT_TIME_MAX_S).contains(w)) {
+        return Err(error::WAIT_OUT_OF_RANGE.with(&[("value", &w)]));
+    }
     let visibility = int_in(
         "VisibilityTimeout",
         input.visibility_timeout,
