@@ -1,6 +1,8 @@
 //! FIFO queues: order within a group, one receive's worth of a group in flight at a time, and
 //! deduplication by key (what SQS's content-based deduplication sends: a hash of the body).
 
+use std::time::Duration;
+
 use redrive_core::broker::{AckResult, NewJob};
 use redrive_core::Broker;
 
@@ -74,7 +76,7 @@ pub async fn fifo_a_group_back_from_a_lease_goes_after_the_groups_that_waited<B:
     let a = take(b, "q.fifo", 1, None).await;
     send(b, "q.fifo", vec![grouped("b1", "b")]).await;
     // Apart in time, so that "became visible" orders them on any clock.
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
     b.extend(a[0].receipt.clone(), 0).await.unwrap();
     assert_eq!(bodies(&take(b, "q.fifo", 1, None).await), ["b1"]);
     assert_eq!(bodies(&take(b, "q.fifo", 1, None).await), ["a1"]);
@@ -103,4 +105,28 @@ pub async fn fifo_redelivers_an_expired_lease_before_the_groups_later_jobs<B: Br
     tokio::time::sleep(crate::AFTER_SOON).await;
     let again = take(b, "q.fifo", 1, None).await;
     assert_eq!((bodies(&again), again[0].attempt), (vec!["a1"], 2));
+}
+
+/// A group held by a lease, with more than a receive's look-ahead of jobs behind it (1,000
+/// ready jobs in enqueue order), does not hide what comes after it: the groups behind it go
+/// out in order, and so do a job of the held group that is ahead of its lease and a job with
+/// no group; the held group's later jobs wait for the lease, then follow in order.
+pub async fn fifo_a_long_held_group_does_not_hide_the_groups_behind_it<B: Broker>(b: &B) {
+    queue(b, "q.fifo", |_| {}).await;
+    for chunk in (0..1_200).collect::<Vec<_>>().chunks(400) {
+        send(b, "q.fifo", chunk.iter().map(|i| grouped(&format!("h{i}"), "h")).collect()).await;
+    }
+    let first = take(b, "q.fifo", 2, None).await;
+    assert_eq!(bodies(&first), ["h0", "h1"]);
+    // h0 is back, ahead of h1's lease: free. Apart in time, so that it became visible first.
+    b.extend(first[0].receipt.clone(), 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let behind = vec![grouped("b1", "b"), grouped("c1", "c"), grouped("b2", "b"), job("n1")];
+    send(b, "q.fifo", behind).await;
+    let got = take(b, "q.fifo", 10, None).await;
+    assert_eq!(bodies(&got), ["h0", "b1", "b2", "c1", "n1"], "group by group, h1 holds h2 on");
+    assert!(take(b, "q.fifo", 10, None).await.is_empty(), "everything else is behind h1");
+    let receipts = got.iter().chain(&first[1..]).map(|d| d.receipt.clone()).collect();
+    assert!(b.ack(receipts).await.unwrap().iter().all(|r| *r == AckResult::Ok));
+    assert_eq!(bodies(&take(b, "q.fifo", 3, None).await), ["h2", "h3", "h4"]);
 }

@@ -157,6 +157,7 @@ macro_rules! suite {
             fifo_batches_fill_by_group_and_only_jobs_behind_a_lease_wait,
             fifo_an_ack_after_the_lease_ran_out_is_stale,
             fifo_a_group_back_from_a_lease_goes_after_the_groups_that_waited,
+            fifo_a_long_held_group_does_not_hide_the_groups_behind_it,
             a_long_poll_gets_a_delayed_job_when_it_becomes_ready,
             a_long_poll_gets_a_job_whose_lease_ran_out,
             a_long_poll_gets_a_retry_after_its_backoff,

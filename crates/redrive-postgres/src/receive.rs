@@ -101,26 +101,57 @@ pub const STANDARD_SQL: &str = concat!(
     )
 );
 
-/// FIFO queues, in the order SQS hands them out (the engine's `fifo_order`): of the first
-/// 1,000 ready jobs by enqueue time, those not behind a leased job of their group (a job ahead
-/// of every leased one goes out at once), by group — as many of one group as the batch takes
-/// before the next — with groups in the order their first such job became visible (a group back
-/// from a lease goes after the groups that kept waiting), each group in enqueue order.
-/// Priorities do not reorder a FIFO queue: `ord` is the rank. The caller holds the queue's
-/// advisory lock so that two receives cannot both take a group. `$3` is unused (no aging), and
-/// the statement takes only the first [`FIFO_PARAMS`] parameters (the ready scan has no floor).
-/// The candidates come from `jobs_fifo` in enqueue order, each asking `jobs_fifo_leased`
-/// whether a lease of its group is ahead of it (schema migration 8), so a receive reads the
-/// first 1,000 free jobs, not the whole backlog.
+/// FIFO queues, in the order SQS hands them out (the engine's `fifo_order`): the ready jobs not
+/// behind a leased job of their group (a job ahead of every leased one goes out at once), by
+/// group — as many of one group as the batch takes before the next — with groups in the order
+/// their first such job became visible (a group back from a lease goes after the groups that
+/// kept waiting), each group in enqueue order. Priorities do not reorder a FIFO queue: `ord`
+/// is the rank. The caller holds the queue's advisory lock so that two receives cannot both
+/// take a group. `$3` is unused (no aging), and the statement takes only the first
+/// [`FIFO_PARAMS`] parameters (the ready scan has no floor).
+///
+/// Two walks (schema migrations 8 and 9), so that neither the backlog nor a held group's jobs
+/// set the cost:
+/// - `look`: the first 1,000 ready jobs in enqueue order (`jobs_fifo`), each asking
+///   `jobs_fifo_leased` whether a lease of its group is ahead of it. Enough almost always.
+/// - `by_group`, only when those 1,000 hold fewer free jobs than the receive wants (a group held
+///   by a lease with a long backlog in front): the queue's groups one index probe each
+///   (`jobs_fifo_groups`, a skip scan), each group's free jobs being those ahead of its first
+///   lease, so a held group costs a probe, not a visit per job behind its lease.
 pub const FIFO_SQL: &str = concat!(
-    "WITH n AS (SELECT redrive.now_ms() AS now), ",
-    "cand AS (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at FROM redrive.jobs j, n \
-       WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered AND j.visible_at <= n.now \
-       AND (j.group_id IS NULL OR NOT EXISTS (SELECT 1 FROM redrive.jobs x \
-            WHERE x.queue_id = $1 AND x.state = 2 AND x.ordered AND x.group_id IS NOT NULL \
-            AND x.group_id = j.group_id \
-            AND (x.enqueued_at, x.id) < (j.enqueued_at, j.id))) \
+    "WITH RECURSIVE n AS (SELECT redrive.now_ms() AS now), ",
+    "look AS (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at FROM redrive.jobs j \
+       WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered \
        ORDER BY j.enqueued_at, j.id LIMIT 1000), \
+     walked AS (SELECT l.* FROM look l, n WHERE l.visible_at <= n.now \
+       AND (l.group_id IS NULL OR NOT EXISTS (SELECT 1 FROM redrive.jobs x \
+            WHERE x.queue_id = $1 AND x.state = 2 AND x.ordered AND x.group_id IS NOT NULL \
+            AND x.group_id = l.group_id \
+            AND (x.enqueued_at, x.id) < (l.enqueued_at, l.id)))), \
+     deep AS (SELECT (SELECT count(*) FROM look) = 1000 \
+       AND (SELECT count(*) FROM walked) < least($2::int8, $7::int8) AS deeper), \
+     groups (g) AS ((SELECT j.group_id FROM redrive.jobs j WHERE j.queue_id = $1 \
+         AND j.state IN (0, 1) AND j.ordered AND j.group_id IS NOT NULL \
+         AND (SELECT deeper FROM deep) ORDER BY j.group_id LIMIT 1) \
+       UNION ALL SELECT (SELECT j.group_id FROM redrive.jobs j WHERE j.queue_id = $1 \
+         AND j.state IN (0, 1) AND j.ordered AND j.group_id > s.g ORDER BY j.group_id LIMIT 1) \
+       FROM groups s WHERE s.g IS NOT NULL), \
+     by_group AS (SELECT f.* FROM groups s \
+       LEFT JOIN LATERAL (SELECT x.enqueued_at, x.id FROM redrive.jobs x WHERE x.queue_id = $1 \
+         AND x.state = 2 AND x.ordered AND x.group_id IS NOT NULL AND x.group_id = s.g \
+         ORDER BY x.enqueued_at, x.id LIMIT 1) l ON true \
+       CROSS JOIN LATERAL (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at \
+         FROM redrive.jobs j, n WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered \
+         AND j.group_id = s.g AND (j.enqueued_at, j.id) < (coalesce(l.enqueued_at, \
+           9223372036854775807), coalesce(l.id, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)) \
+         AND j.visible_at <= n.now ORDER BY j.enqueued_at, j.id LIMIT least($2::int8, $7::int8)) f \
+       WHERE s.g IS NOT NULL \
+       UNION ALL (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at FROM redrive.jobs j, n \
+         WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered AND j.group_id IS NULL \
+         AND j.visible_at <= n.now AND (SELECT deeper FROM deep) \
+         ORDER BY j.group_id, j.enqueued_at, j.id LIMIT least($2::int8, $7::int8))), \
+     cand AS (SELECT * FROM walked WHERE NOT (SELECT deeper FROM deep) \
+       UNION ALL SELECT * FROM by_group), \
      ranked AS (SELECT id, \
          row_number() OVER (ORDER BY head, head_id, enqueued_at, id) AS rank \
        FROM (SELECT c.*, first_value(c.visible_at) OVER g AS head, first_value(c.id) OVER g \
