@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// Queue to use (created if needed, purged first)
     #[arg(long, default_value = "bench")]
     pub(crate) queue: String,
+    /// Spread the jobs over this many ordering groups (`MessageGroupId`, what an SQS FIFO
+    /// queue requires), round robin; 0 = no group
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["sdk", "sqs", "bare_postgres", "redis"])]
+    groups: u64,
     /// Stop and report after this long even if jobs are left
     #[arg(long, default_value_t = 300)]
     timeout_s: u64,
@@ -132,6 +136,7 @@ struct Report {
     batch: u32,
     ack_batch: u32,
     protocol: Protocol,
+    groups: u64,
     body_bytes: u32,
     rate: u64,
     jobs: u64,
@@ -404,6 +409,7 @@ fn peer_report(args: &BenchArgs, server: &str, queue: &str, run: &PeerRun) -> Re
         batch: b,
         ack_batch: b,
         protocol: args.protocol,
+        groups: 0,
         body_bytes: args.body_bytes,
         rate: 0,
         jobs: args.jobs,
@@ -454,6 +460,7 @@ fn report(
         batch: args.batch,
         ack_batch: ack_batch as u32,
         protocol: args.protocol,
+        groups: args.groups,
         body_bytes: args.body_bytes,
         rate: args.rate,
         jobs: args.jobs,
@@ -528,9 +535,13 @@ async fn produce(run: Arc<Run>, index: u32, args: BenchArgs) -> anyhow::Result<(
         }
         batch.truncate((share - sent).min(batch.len() as u64) as usize);
         let t = now_us().to_string();
-        for job in &mut batch {
+        for (i, job) in batch.iter_mut().enumerate() {
             if let Some(v) = job.attributes.get_mut("t") {
                 v.clone_from(&t);
+            }
+            if args.groups > 0 {
+                let k = (sent + i as u64) * producers + u64::from(index);
+                job.group = Some(format!("g{}", k % args.groups));
             }
         }
         match run.client.enqueue(&run.queue, &batch).await {
