@@ -543,9 +543,10 @@ impl Broker for PgBroker {
         self.leased(q, &got);
         // Jobs found undeliverable and leases found run out are left to the next receive when
         // this one delivers (a short batch), else to the plain receive below, which also looks
-        // past the floors before it answers empty.
-        let settled = got.doomed.is_empty() && !got.expired_leases && !lease.floored();
-        if !got.deliveries.is_empty() || (req.wait_ms == Some(0) && settled) {
+        // past the floors, or a held FIFO queue group by group, before it answers empty.
+        if !got.deliveries.is_empty()
+            || (req.wait_ms == Some(0) && got.settled() && !lease.floored())
+        {
             return Ok((acked, got.deliveries));
         }
         Ok((acked, self.receive(req).await.unwrap_or_default()))

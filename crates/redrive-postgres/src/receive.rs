@@ -101,42 +101,76 @@ pub const STANDARD_SQL: &str = concat!(
     )
 );
 
-/// FIFO queues, in the order SQS hands them out (the engine's `fifo_order`): the ready jobs not
-/// behind a leased job of their group (a job ahead of every leased one goes out at once), by
-/// group — as many of one group as the batch takes before the next — with groups in the order
-/// their first such job became visible (a group back from a lease goes after the groups that
-/// kept waiting), each group in enqueue order. Priorities do not reorder a FIFO queue: `ord`
-/// is the rank. The caller holds the queue's advisory lock so that two receives cannot both
-/// take a group. `$3` is unused (no aging), and the statement takes only the first
-/// [`FIFO_PARAMS`] parameters (the ready scan has no floor).
+/// The end of both FIFO statements, from their candidates (`cand`): in the order SQS hands them
+/// out (the engine's `fifo_order`), by group — as many of one group as the batch takes before
+/// the next — with groups in the order their first candidate became visible (a group back from
+/// a lease goes after the groups that kept waiting), each group in enqueue order, the best
+/// `$limit`. Priorities do not reorder a FIFO queue: `ord` is the rank. `$3` is unused (no
+/// aging).
+macro_rules! fifo_tail {
+    ($limit:literal, $ready_heads:literal) => {
+        concat!(
+            "ranked AS (SELECT id, \
+                 row_number() OVER (ORDER BY head, head_id, enqueued_at, id) AS rank \
+               FROM (SELECT c.*, first_value(c.visible_at) OVER g AS head, \
+                 first_value(c.id) OVER g AS head_id FROM cand c \
+                 WINDOW g AS (PARTITION BY coalesce(c.group_id, c.id::text) \
+                   ORDER BY c.enqueued_at, c.id)) h \
+               ORDER BY rank LIMIT ",
+            $limit,
+            "), \
+             pick AS (SELECT j.ctid AS tid, j.id, j.priority, j.visible_at, j.receive_count, \
+                 j.expires_at, 0 * coalesce($3::int8, 0) AS eff, r.rank AS ord \
+               FROM redrive.jobs j JOIN ranked r ON r.id = j.id FOR UPDATE OF j SKIP LOCKED), ",
+            lease_tail!($ready_heads)
+        )
+    };
+}
+
+/// FIFO queues: the ready jobs not behind a leased job of their group (a job ahead of every
+/// leased one goes out at once), in [`fifo_tail`]'s order. The caller holds the queue's
+/// advisory lock so that two receives cannot both take a group. The statement takes only the
+/// first [`FIFO_PARAMS`] parameters (the ready scan has no floor).
 ///
-/// Two walks (schema migrations 8 and 9), so that neither the backlog nor a held group's jobs
-/// set the cost:
-/// - `look`: the first 1,000 ready jobs in enqueue order (`jobs_fifo`), each asking
-///   `jobs_fifo_leased` whether a lease of its group is ahead of it. Enough almost always.
-/// - `by_group`, only when those 1,000 hold fewer free jobs than the receive wants (a group held
-///   by a lease with a long backlog in front): the queue's groups one index probe each
-///   (`jobs_fifo_groups`, a skip scan), each group's free jobs being those ahead of its first
-///   lease, so a held group costs a probe, not a visit per job behind its lease.
+/// The candidates are the free jobs among the first 1,000 ready ones in enqueue order
+/// (`jobs_fifo`), each asking `jobs_fifo_leased` whether a lease of its group is ahead of it
+/// (schema migration 8), so the backlog does not set the cost. When those 1,000 hold fewer
+/// free jobs than the receive wants (a group held by a lease with a long backlog in front) the
+/// statement leases nothing and says so in the first ready-heads column, and the caller runs
+/// [`FIFO_BY_GROUP_SQL`] instead: walking on in enqueue order would visit every job behind
+/// the lease. Whether there were 1,000 to look at is asked only of a short answer (the
+/// second operand of `held`'s `AND`), so that the walk itself is not kept for a count.
 pub const FIFO_SQL: &str = concat!(
-    "WITH RECURSIVE n AS (SELECT redrive.now_ms() AS now), ",
-    "look AS (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at FROM redrive.jobs j \
-       WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered \
-       ORDER BY j.enqueued_at, j.id LIMIT 1000), \
-     walked AS (SELECT l.* FROM look l, n WHERE l.visible_at <= n.now \
+    "WITH n AS (SELECT redrive.now_ms() AS now), ",
+    "cand AS (SELECT l.* FROM (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at \
+         FROM redrive.jobs j WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered \
+         ORDER BY j.enqueued_at, j.id LIMIT 1000) l, n WHERE l.visible_at <= n.now \
        AND (l.group_id IS NULL OR NOT EXISTS (SELECT 1 FROM redrive.jobs x \
             WHERE x.queue_id = $1 AND x.state = 2 AND x.ordered AND x.group_id IS NOT NULL \
             AND x.group_id = l.group_id \
             AND (x.enqueued_at, x.id) < (l.enqueued_at, l.id)))), \
-     deep AS (SELECT (SELECT count(*) FROM look) = 1000 \
-       AND (SELECT count(*) FROM walked) < least($2::int8, $7::int8) AS deeper), \
-     groups (g) AS ((SELECT j.group_id FROM redrive.jobs j WHERE j.queue_id = $1 \
+     held AS (SELECT (SELECT count(*) FROM cand) < least($2::int8, $7::int8) \
+       AND EXISTS (SELECT 1 FROM redrive.jobs j WHERE j.queue_id = $1 AND j.state IN (0, 1) \
+         AND j.ordered ORDER BY j.enqueued_at, j.id OFFSET 999 LIMIT 1) AS by_group), ",
+    fifo_tail!(
+        "CASE WHEN (SELECT by_group FROM held) THEN 0 ELSE least($2::int8, $7::int8) END",
+        "CASE WHEN (SELECT by_group FROM held) THEN 1 END, NULL::int8, NULL::int8"
+    )
+);
+
+/// [`FIFO_SQL`] when the first 1,000 ready jobs are held: the candidates come group by group
+/// (a skip scan of `jobs_fifo_groups`, schema migration 9, one probe per group), each group's
+/// being its ready jobs ahead of its first lease, so a held group costs one probe however many
+/// jobs wait behind its lease; jobs without a group come from the same index in enqueue order.
+pub const FIFO_BY_GROUP_SQL: &str = concat!(
+    "WITH RECURSIVE n AS (SELECT redrive.now_ms() AS now), ",
+    "groups (g) AS ((SELECT j.group_id FROM redrive.jobs j WHERE j.queue_id = $1 \
          AND j.state IN (0, 1) AND j.ordered AND j.group_id IS NOT NULL \
-         AND (SELECT deeper FROM deep) ORDER BY j.group_id LIMIT 1) \
+         ORDER BY j.group_id LIMIT 1) \
        UNION ALL SELECT (SELECT j.group_id FROM redrive.jobs j WHERE j.queue_id = $1 \
          AND j.state IN (0, 1) AND j.ordered AND j.group_id > s.g ORDER BY j.group_id LIMIT 1) \
        FROM groups s WHERE s.g IS NOT NULL), \
-     by_group AS (SELECT f.* FROM groups s \
+     cand AS (SELECT f.* FROM groups s \
        LEFT JOIN LATERAL (SELECT x.enqueued_at, x.id FROM redrive.jobs x WHERE x.queue_id = $1 \
          AND x.state = 2 AND x.ordered AND x.group_id IS NOT NULL AND x.group_id = s.g \
          ORDER BY x.enqueued_at, x.id LIMIT 1) l ON true \
@@ -148,20 +182,9 @@ pub const FIFO_SQL: &str = concat!(
        WHERE s.g IS NOT NULL \
        UNION ALL (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at FROM redrive.jobs j, n \
          WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered AND j.group_id IS NULL \
-         AND j.visible_at <= n.now AND (SELECT deeper FROM deep) \
-         ORDER BY j.group_id, j.enqueued_at, j.id LIMIT least($2::int8, $7::int8))), \
-     cand AS (SELECT * FROM walked WHERE NOT (SELECT deeper FROM deep) \
-       UNION ALL SELECT * FROM by_group), \
-     ranked AS (SELECT id, \
-         row_number() OVER (ORDER BY head, head_id, enqueued_at, id) AS rank \
-       FROM (SELECT c.*, first_value(c.visible_at) OVER g AS head, first_value(c.id) OVER g \
-         AS head_id FROM cand c \
-         WINDOW g AS (PARTITION BY coalesce(c.group_id, c.id::text) ORDER BY c.enqueued_at, c.id)) h \
-       ORDER BY rank LIMIT least($2::int8, $7::int8)), \
-     pick AS (SELECT j.ctid AS tid, j.id, j.priority, j.visible_at, j.receive_count, j.expires_at, \
-         0 * coalesce($3::int8, 0) AS eff, r.rank AS ord \
-       FROM redrive.jobs j JOIN ranked r ON r.id = j.id FOR UPDATE OF j SKIP LOCKED), ",
-    lease_tail!("NULL::int8, NULL::int8, NULL::int8")
+         AND j.visible_at <= n.now \
+         ORDER BY j.group_id, j.enqueued_at, j.id LIMIT least($2::int8, $7::int8))), ",
+    fifo_tail!("least($2::int8, $7::int8)", "NULL::int8, NULL::int8, NULL::int8")
 );
 
 /// How many of [`Lease::params`] each statement takes: all, or all but the ready floors.
@@ -363,12 +386,20 @@ pub struct Leased {
     /// Nothing from the floors on, and the scan from the start is due within [`EMPTY_RESCAN`]:
     /// a long poll looks again by then.
     pub rescan_due: bool,
+    /// A FIFO queue's first 1,000 ready jobs are held by leases: nothing was leased, and
+    /// [`FIFO_BY_GROUP_SQL`] is to run instead.
+    pub by_group: bool,
 }
 
 impl Leased {
     /// Nothing delivered and nothing left to settle.
     fn is_empty(&self) -> bool {
         self.deliveries.is_empty() && self.doomed.is_empty() && !self.expired_leases
+    }
+
+    /// Nothing left for another statement of this receive to do.
+    pub fn settled(&self) -> bool {
+        self.doomed.is_empty() && !self.expired_leases && !self.by_group
     }
 }
 
@@ -395,7 +426,12 @@ pub async fn lease(
     }
     let tx = c.transaction().await.map_err(crate::db::internal)?;
     query(&tx, FIFO_LOCK_SQL, &[&fifo_lock_key(q)]).await?;
-    let r = Lease::new(&tx, scans, q, max, lease_ms, worker).await?.run(&tx).await?;
+    let mut lease = Lease::new(&tx, scans, q, max, lease_ms, worker).await?;
+    let mut r = lease.run(&tx).await?;
+    if r.by_group {
+        lease.by_group = true;
+        r = lease.run(&tx).await?;
+    }
     tx.commit().await.map_err(crate::db::internal)?;
     Ok(r)
 }
@@ -413,6 +449,8 @@ pub struct Lease<'a> {
     room: i64,
     /// Where the scans start (FIFO queues: the ready scan has no floor).
     floors: Floors,
+    /// FIFO queues: walk group by group ([`FIFO_BY_GROUP_SQL`]).
+    by_group: bool,
 }
 
 impl<'a> Lease<'a> {
@@ -435,6 +473,7 @@ impl<'a> Lease<'a> {
             worker,
             room: scans.rooms.room(c, q.id).await?.max(0),
             floors,
+            by_group: false,
         })
     }
 
@@ -453,9 +492,10 @@ impl<'a> Lease<'a> {
     /// The queue's leasing statement (standard or FIFO) and how many of [`Lease::params`] it
     /// takes.
     pub fn statement(&self) -> (&'static str, usize) {
-        match self.q.config.fifo {
-            true => (FIFO_SQL, FIFO_PARAMS),
-            false => (STANDARD_SQL, STANDARD_PARAMS),
+        match (self.q.config.fifo, self.by_group) {
+            (true, false) => (FIFO_SQL, FIFO_PARAMS),
+            (true, true) => (FIFO_BY_GROUP_SQL, FIFO_PARAMS),
+            (false, _) => (STANDARD_SQL, STANDARD_PARAMS),
         }
     }
 
@@ -474,6 +514,7 @@ impl<'a> Lease<'a> {
             expired_leases: false,
             at_inflight_max: self.room == 0,
             rescan_due: false,
+            by_group: false,
         };
         // The statement returns leased rows in no set order; deliver best first.
         let mut leased: Vec<(i32, i64, Uuid, &Row)> = Vec::with_capacity(rows.len());
@@ -488,8 +529,9 @@ impl<'a> Lease<'a> {
                         leases_due: r.get(22),
                     };
                     out.expired_leases = seen.leases_due;
-                    if !self.q.config.fifo {
-                        self.scans.scanned(self.q.id, &self.floors, &seen);
+                    match self.q.config.fifo {
+                        true => out.by_group = seen.heads[0].is_some(),
+                        false => self.scans.scanned(self.q.id, &self.floors, &seen),
                     }
                 }
             }
