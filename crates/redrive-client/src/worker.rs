@@ -533,7 +533,9 @@ where
             // Stopping: hand back a job that never started.
             return Box::pin(release(&shared, &d.receipt)).await;
         };
-        let waited = fetched_at.elapsed().as_millis() as u64;
+        // One clock read for both the time in the buffer and the handler's start.
+        let started = Instant::now();
+        let waited = started.duration_since(fetched_at).as_millis() as u64;
         if waited >= shared.lease_ms {
             shared.stats.expired_in_buffer.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(waited_ms = waited, "lease ran out in the prefetch buffer; not run");
@@ -553,7 +555,6 @@ where
             current.record("span_id", tracing::field::display(sc.span_id()));
         }
         let ctx = JobContext { id, queue, body, attributes, priority, attempt, traceparent };
-        let started = Instant::now();
         // The handler runs inside the process span: its own spans are children of it.
         let mut task = std::pin::pin!(opentelemetry::context::FutureExt::with_context(
             handler(ctx),
