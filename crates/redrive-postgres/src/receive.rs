@@ -139,8 +139,12 @@ macro_rules! fifo_tail {
 /// free jobs than the receive wants (a group held by a lease with a long backlog in front) the
 /// statement leases nothing and says so in the first ready-heads column, and the caller runs
 /// [`FIFO_BY_GROUP_SQL`] instead: walking on in enqueue order would visit every job behind
-/// the lease. Whether there were 1,000 to look at is asked only of a short answer (the
-/// second operand of `held`'s `AND`), so that the walk itself is not kept for a count.
+/// the lease. Only a short answer asks more (the later operands of `held`'s `AND`, so the walk
+/// itself is not kept for a count): were there 1,000 to look at, and is any job visible after
+/// them (`jobs_ready`, by visible time; `+ 0` keeps the planner off `jobs_fifo`, whose range
+/// past the look-ahead holds the whole backlog)? If none is, every visible job was looked at and the
+/// walk by group could find nothing more: a FIFO queue whose backlog is delayed jobs would
+/// otherwise have each receive that finds nothing read them all.
 pub const FIFO_SQL: &str = concat!(
     "WITH n AS (SELECT redrive.now_ms() AS now), ",
     "cand AS (SELECT l.* FROM (SELECT j.id, j.group_id, j.enqueued_at, j.visible_at \
@@ -151,8 +155,18 @@ pub const FIFO_SQL: &str = concat!(
             AND x.group_id = l.group_id \
             AND (x.enqueued_at, x.id) < (l.enqueued_at, l.id)))), \
      held AS (SELECT (SELECT count(*) FROM cand) < least($2::int8, $7::int8) \
-       AND EXISTS (SELECT 1 FROM redrive.jobs j WHERE j.queue_id = $1 AND j.state IN (0, 1) \
-         AND j.ordered ORDER BY j.enqueued_at, j.id OFFSET 999 LIMIT 1) AS by_group), ",
+       AND EXISTS (SELECT 1 FROM (SELECT j.enqueued_at, j.id FROM redrive.jobs j \
+           WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered \
+           ORDER BY j.enqueued_at, j.id OFFSET 999 LIMIT 1) k, n \
+         WHERE EXISTS (SELECT 1 FROM redrive.jobs v WHERE v.queue_id = $1 \
+           AND v.state IN (0, 1) AND v.priority = 0 AND v.visible_at <= n.now AND v.ordered \
+           AND (v.enqueued_at + 0, v.id) > (k.enqueued_at, k.id)) \
+         OR EXISTS (SELECT 1 FROM redrive.jobs v WHERE v.queue_id = $1 \
+           AND v.state IN (0, 1) AND v.priority = 1 AND v.visible_at <= n.now AND v.ordered \
+           AND (v.enqueued_at + 0, v.id) > (k.enqueued_at, k.id)) \
+         OR EXISTS (SELECT 1 FROM redrive.jobs v WHERE v.queue_id = $1 \
+           AND v.state IN (0, 1) AND v.priority = 2 AND v.visible_at <= n.now AND v.ordered \
+           AND (v.enqueued_at + 0, v.id) > (k.enqueued_at, k.id))) AS by_group), ",
     fifo_tail!(
         "CASE WHEN (SELECT by_group FROM held) THEN 0 ELSE least($2::int8, $7::int8) END",
         "CASE WHEN (SELECT by_group FROM held) THEN 1 END, NULL::int8, NULL::int8"

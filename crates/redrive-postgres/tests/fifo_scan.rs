@@ -90,6 +90,27 @@ async fn statement_buffers(
     (common::buffers(root), time.to_owned())
 }
 
+/// Whether [`FIFO_SQL`] on `queue` leases nothing and asks for the walk by group (the first
+/// of its three ready-heads columns), run and rolled back.
+async fn asks_for_groups(c: &mut tokio_postgres::Client, queue: &str) -> bool {
+    let id: i32 = c
+        .query_one("SELECT id FROM redrive.queues WHERE name = $1", &[&queue])
+        .await
+        .unwrap()
+        .get(0);
+    let tx = c.transaction().await.unwrap();
+    tx.query(FIFO_LOCK_SQL, &[&0_i64]).await.unwrap();
+    let (max, lease, room) = (10_i64, 30_000_i64, 1_000_i64);
+    let none = (None::<i64>, None::<i32>, None::<String>, None::<i64>);
+    let rows = tx
+        .query(FIFO_SQL, &[&id, &max, &none.0, &none.1, &lease, &none.2, &room, &none.3])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let heads = rows.iter().find(|r| r.get::<_, i32>(0) == 2).expect("the statement's own row");
+    heads.get::<_, Option<i64>>(18).is_some()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_receive_costs_the_same_behind_ten_times_the_backlog() {
     let (b, mut c) = broker().await;
@@ -227,6 +248,7 @@ async fn a_receive_passes_over_a_held_group_whatever_its_backlog() {
     // group.
     let mut cost = Vec::new();
     for q in ["small.fifo", "large.fifo"] {
+        assert!(asks_for_groups(&mut c, q).await, "{q}: the look-ahead is held");
         let (ahead, ahead_time) = statement_buffers(&mut c, q, FIFO_SQL).await;
         let (by_group, by_group_time) = statement_buffers(&mut c, q, FIFO_BY_GROUP_SQL).await;
         eprintln!(
@@ -243,4 +265,43 @@ async fn a_receive_passes_over_a_held_group_whatever_its_backlog() {
     let bodies: Vec<&str> = got.iter().map(|d| d.body.as_str()).collect();
     // The fifty behind it are groups g0..g49: "0" is g0's, behind its lease.
     assert_eq!(bodies, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"], "the other groups");
+}
+
+/// A FIFO queue whose backlog is delayed jobs, with fewer visible jobs than a receive wants: the
+/// receive takes the visible ones and does not walk the queue group by group (every visible job
+/// was in its look-ahead), so its cost does not grow with the delayed backlog. The walk by group
+/// read every delayed job (each group's, to find a visible one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_backlog_is_not_walked_by_a_receive_that_finds_little() {
+    let (b, mut c) = broker().await;
+    let mut cost = Vec::new();
+    for (q, n) in [("small.fifo", 2_000), ("large.fifo", 20_000)] {
+        b.put_queue(q.into(), QueuePatch::default()).await.unwrap();
+        fill(&b, q, 3, 3).await;
+        for start in (0..n).step_by(1000) {
+            let batch = (start..start + 1000)
+                .map(|i| NewJob {
+                    body: format!("later {i}"),
+                    group: Some(format!("g{}", i % 50)),
+                    delay_ms: Some(600_000),
+                    ..NewJob::default()
+                })
+                .collect();
+            b.enqueue(q.into(), batch).await.unwrap();
+        }
+        // Vacuumed, so that whether a page is marked all-visible yet does not sway the count.
+        c.batch_execute("VACUUM ANALYZE redrive.jobs").await.unwrap();
+        assert!(!asks_for_groups(&mut c, q).await, "{q}: every visible job was looked at");
+        let (buffers, time) = statement_buffers(&mut c, q, FIFO_SQL).await;
+        eprintln!("{q}: {buffers} buffers ({time}) behind {n} delayed jobs");
+        cost.push(buffers);
+        let got = b.receive(take(q, 10)).await.unwrap();
+        let bodies: Vec<&str> = got.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(bodies, ["0", "1", "2"], "the visible jobs, in order");
+    }
+    let [small, large] = cost[..] else { unreachable!() };
+    assert!(
+        large < small * 3 / 2,
+        "{small} buffers behind 2,000 delayed jobs, {large} behind 20,000"
+    );
 }
