@@ -159,14 +159,8 @@ pub const FIFO_SQL: &str = concat!(
            WHERE j.queue_id = $1 AND j.state IN (0, 1) AND j.ordered \
            ORDER BY j.enqueued_at, j.id OFFSET 999 LIMIT 1) k, n \
          WHERE EXISTS (SELECT 1 FROM redrive.jobs v WHERE v.queue_id = $1 \
-           AND v.state IN (0, 1) AND v.priority = 0 AND v.visible_at <= n.now AND v.ordered \
-           AND (v.enqueued_at + 0, v.id) > (k.enqueued_at, k.id)) \
-         OR EXISTS (SELECT 1 FROM redrive.jobs v WHERE v.queue_id = $1 \
-           AND v.state IN (0, 1) AND v.priority = 1 AND v.visible_at <= n.now AND v.ordered \
-           AND (v.enqueued_at + 0, v.id) > (k.enqueued_at, k.id)) \
-         OR EXISTS (SELECT 1 FROM redrive.jobs v WHERE v.queue_id = $1 \
-           AND v.state IN (0, 1) AND v.priority = 2 AND v.visible_at <= n.now AND v.ordered \
-           AND (v.enqueued_at + 0, v.id) > (k.enqueued_at, k.id))) AS by_group), ",
+           AND v.state IN (0, 1) AND v.priority IN (0, 1, 2) AND v.visible_at <= n.now \
+           AND v.ordered AND (v.enqueued_at + 0, v.id) > (k.enqueued_at, k.id))) AS by_group), ",
     fifo_tail!(
         "CASE WHEN (SELECT by_group FROM held) THEN 0 ELSE least($2::int8, $7::int8) END",
         "CASE WHEN (SELECT by_group FROM held) THEN 1 END, NULL::int8, NULL::int8"
@@ -409,7 +403,7 @@ pub struct Leased {
 impl Leased {
     /// Nothing delivered and nothing left to settle.
     fn is_empty(&self) -> bool {
-        self.deliveries.is_empty() && self.doomed.is_empty() && !self.expired_leases
+        self.deliveries.is_empty() && self.settled()
     }
 
     /// Nothing left for another statement of this receive to do.

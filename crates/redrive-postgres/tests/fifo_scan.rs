@@ -42,6 +42,11 @@ async fn fill(b: &PgBroker, queue: &str, n: usize, groups: usize) {
     }
 }
 
+async fn queue_id(c: &tokio_postgres::Client, queue: &str) -> i32 {
+    let row = c.query_one("SELECT id FROM redrive.queues WHERE name = $1", &[&queue]).await;
+    row.unwrap().get(0)
+}
+
 /// Shared buffers a FIFO leasing statement (`sql`) touched on `queue` (`EXPLAIN (ANALYZE,
 /// BUFFERS)`, rolled back), planned as the server plans it: once, for any queue (a generic
 /// plan, see `PgBroker::connect`). The plan's first `Buffers:` line is its root's, the whole
@@ -51,11 +56,7 @@ async fn statement_buffers(
     queue: &str,
     sql: &str,
 ) -> (u64, String) {
-    let id: i32 = c
-        .query_one("SELECT id FROM redrive.queues WHERE name = $1", &[&queue])
-        .await
-        .unwrap()
-        .get(0);
+    let id = queue_id(c, queue).await;
     let tx = c.transaction().await.unwrap();
     tx.query(FIFO_LOCK_SQL, &[&0_i64]).await.unwrap();
     tx.batch_execute(&format!(
@@ -93,17 +94,15 @@ async fn statement_buffers(
 /// Whether [`FIFO_SQL`] on `queue` leases nothing and asks for the walk by group (the first
 /// of its three ready-heads columns), run and rolled back.
 async fn asks_for_groups(c: &mut tokio_postgres::Client, queue: &str) -> bool {
-    let id: i32 = c
-        .query_one("SELECT id FROM redrive.queues WHERE name = $1", &[&queue])
-        .await
-        .unwrap()
-        .get(0);
+    let id = queue_id(c, queue).await;
     let tx = c.transaction().await.unwrap();
     tx.query(FIFO_LOCK_SQL, &[&0_i64]).await.unwrap();
-    let (max, lease, room) = (10_i64, 30_000_i64, 1_000_i64);
-    let none = (None::<i64>, None::<i32>, None::<String>, None::<i64>);
+    // As `statement_buffers` runs it: at most 10, no aging, no receive limit, a 30 s lease, no
+    // worker, room, no floor.
+    let (max, aging, limit, lease, worker, room, floor) =
+        (10_i64, None::<i64>, None::<i32>, 30_000_i64, None::<String>, 1_000_i64, None::<i64>);
     let rows = tx
-        .query(FIFO_SQL, &[&id, &max, &none.0, &none.1, &lease, &none.2, &room, &none.3])
+        .query(FIFO_SQL, &[&id, &max, &aging, &limit, &lease, &worker, &room, &floor])
         .await
         .unwrap();
     tx.rollback().await.unwrap();
