@@ -112,49 +112,51 @@ fn stopped() -> Error {
     Error::Transport("the producer stopped".into())
 }
 
-/// Calls waiting for one queue's next request, and how many jobs they hold.
-#[derive(Default)]
-struct Group {
+/// Calls that will share one request to their queue, and how many jobs they hold.
+struct Bin {
     calls: Vec<Pending>,
     jobs: usize,
 }
 
+/// Packs the calls that arrive within a linger time into requests, first fit: a call joins
+/// the first open request of its queue it fits in, so the order calls arrive in (which
+/// concurrent senders do not control) does not decide how many requests they take. A request
+/// that is full goes at once; the rest go when the linger time is up.
 async fn batcher(client: Client, mut rx: mpsc::Receiver<Pending>, linger: Duration, max: usize) {
     while let Some(first) = rx.recv().await {
-        // Batches by queue; a producer feeds few queues, so a list beats hashing every name.
-        let mut groups: Vec<Group> = Vec::new();
-        let add = |groups: &mut Vec<Group>, p: Pending| {
-            let i = match groups.iter().position(|g| g.calls[0].queue == p.queue) {
+        // A producer feeds few queues and a window holds few open requests: a list beats
+        // hashing every name.
+        let mut open: Vec<Bin> = Vec::new();
+        let add = |open: &mut Vec<Bin>, p: Pending| {
+            let n = p.jobs.len();
+            let i = match open.iter().position(|b| b.calls[0].queue == p.queue && b.jobs + n <= max)
+            {
                 Some(i) => i,
                 None => {
-                    groups.push(Group::default());
-                    groups.len() - 1
+                    open.push(Bin { calls: Vec::new(), jobs: 0 });
+                    open.len() - 1
                 }
             };
-            if groups[i].jobs + p.jobs.len() > max {
-                let full = std::mem::take(&mut groups[i]);
-                tokio::spawn(flush(client.clone(), full.calls));
-            }
-            groups[i].jobs += p.jobs.len();
-            groups[i].calls.push(p);
-            if groups[i].jobs >= max {
-                tokio::spawn(flush(client.clone(), groups.swap_remove(i).calls));
+            open[i].jobs += n;
+            open[i].calls.push(p);
+            if open[i].jobs >= max {
+                tokio::spawn(flush(client.clone(), open.remove(i).calls));
             }
         };
-        add(&mut groups, first);
+        add(&mut open, first);
         let deadline = tokio::time::sleep(linger);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 p = rx.recv() => match p {
-                    Some(p) => add(&mut groups, p),
+                    Some(p) => add(&mut open, p),
                     None => break,
                 },
                 _ = &mut deadline => break,
             }
         }
-        for g in groups {
-            tokio::spawn(flush(client.clone(), g.calls));
+        for b in open {
+            tokio::spawn(flush(client.clone(), b.calls));
         }
     }
 }
