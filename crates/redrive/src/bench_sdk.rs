@@ -1,6 +1,6 @@
 //! `redrive bench --sdk`: the same run through the worker SDK on both sides, as an application
-//! would write it: producers that each hand a batching `Producer` their batch (`send_batch`)
-//! and wait for it to be durable, and a `Worker` with a no-op handler that records
+//! would write it: producers that each hand one batching `Producer` (its defaults) their batch
+//! (`send_batch`) and wait for it to be durable, and a `Worker` with a no-op handler that records
 //! enqueue→start latency.
 
 use std::sync::atomic::Ordering;
@@ -14,9 +14,6 @@ use redrive_client::worker::{Worker, WorkerStats};
 use redrive_client::NewJob;
 
 use crate::bench::{now_us, share, BenchArgs, Run, LATENCY_MAX_US, LEASE_MS};
-
-/// How long the producer lets a job wait for companions.
-const LINGER_MS: u64 = 1;
 
 /// Runs the jobs through the SDK; returns (enqueued, when enqueueing ended, latencies).
 pub(crate) async fn run(
@@ -51,11 +48,9 @@ pub(crate) async fn run(
         let _ = run.done_at.set(run.start.elapsed());
     }));
 
-    let producer = Producer::with_batching(
-        run.client.clone(),
-        Duration::from_millis(LINGER_MS),
-        args.batch as usize,
-    );
+    // The producer as an application gets it: the producers' batches share requests while
+    // others are in flight (each producer still waits for its own batch to be durable).
+    let producer = Producer::new(run.client.clone());
     let batch = u64::from(args.batch);
     let body = "x".repeat(args.body_bytes as usize);
     let tasks: Vec<_> = (0..args.producers)
