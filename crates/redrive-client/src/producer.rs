@@ -181,10 +181,11 @@ async fn batcher(client: Client, mut rx: mpsc::Receiver<Pending>, linger: Durati
             let (go, due) = lane.ready(linger, max, now);
             for bin in go {
                 lane.in_flight += 1;
-                let (client, done, queue) = (client.clone(), done_tx.clone(), lane.queue.clone());
+                let slot = Slot { done: done_tx.clone(), queue: lane.queue.clone() };
+                let client = client.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     flush(client, bin.calls).await;
-                    let _ = done.send(queue);
                 });
             }
             next = match (next, due) {
@@ -217,6 +218,19 @@ async fn batcher(client: Client, mut rx: mpsc::Receiver<Pending>, linger: Durati
             }
             () = lingered => {}
         }
+    }
+}
+
+/// A request's place among its queue's requests in flight, given back when the request ends
+/// however it ends (a panic included), so that a lane never runs out of slots.
+struct Slot {
+    done: mpsc::UnboundedSender<String>,
+    queue: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let _ = self.done.send(std::mem::take(&mut self.queue));
     }
 }
 

@@ -276,6 +276,33 @@ async fn batches_sent_together_share_requests_and_get_their_own_results_in_order
     assert_eq!(client.queue_stats("batches").await.unwrap().counts.ready, 45);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_enqueues_answer_every_send_and_free_their_requests_for_the_next() {
+    let (_s, client, _d) = setup("present", QueuePatch::default()).await;
+    let producer = Producer::with_batching(client.clone(), Duration::ZERO, 10);
+    // Far more failing requests than may be in flight at once: if a failed request kept its
+    // place, the sends after it would wait for ever.
+    let sends: Vec<_> = (0..200)
+        .map(|i| {
+            let p = producer.clone();
+            tokio::spawn(async move {
+                p.send("absent", NewJob { body: format!("job {i}"), ..NewJob::default() }).await
+            })
+        })
+        .collect();
+    let answered = async {
+        for s in sends {
+            let e = s.await.unwrap().unwrap_err();
+            assert!(e.to_string().contains("absent"), "each send is told why: {e}");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), answered)
+        .await
+        .expect("every send is answered, none stuck behind a failed request");
+    let id = producer.send("present", NewJob::default()).await.unwrap().id;
+    assert_eq!(client.get_job(id).await.unwrap().queue, "present");
+}
+
 /// In the child process (see the test below) this test body is a worker that starts the job
 /// and hangs until it is killed.
 const CHILD_URL: &str = "REDRIVE_TEST_WORKER_URL";
