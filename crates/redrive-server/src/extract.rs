@@ -34,8 +34,12 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             return Err(ApiError(Error::MalformedRequest("the body must be a JSON object".into())))
         }
     };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = T::deserialize(Strict(&mut de)).and_then(|v| de.end().map(|()| v));
+    // A body valid as a whole (nearly every one) is read as text, whose strings then need no
+    // UTF-8 check of their own; one that is not keeps the parser's error naming where.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => whole(serde_json::Deserializer::from_str(text)),
+        Err(_) => whole(serde_json::Deserializer::from_slice(bytes)),
+    };
     parsed.map_err(|e| {
         // Parsed again to name the field at fault (`jobs[2].priority: unknown variant …`):
         // tracking the path allocates for every key, so only a refused body pays for it.
@@ -46,6 +50,13 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError(Error::MalformedRequest(why))
     })
+}
+
+/// One JSON value of type `T`, and nothing after it.
+fn whole<'de, R: serde_json::de::Read<'de>, T: DeserializeOwned>(
+    mut de: serde_json::Deserializer<R>,
+) -> serde_json::Result<T> {
+    T::deserialize(Strict(&mut de)).and_then(|v| de.end().map(|()| v))
 }
 
 #[cfg(test)]
@@ -107,6 +118,15 @@ mod tests {
         assert!(negative.contains("from 0 to"), "{negative}");
         let text = message(r#"{"inner": "x"}"#);
         assert!(!text.contains("struct") && !text.contains("u64"), "{text}");
+    }
+
+    #[test]
+    fn text_in_any_script_is_read_and_bytes_that_are_not_utf8_are_refused_where_they_are() {
+        let b: BTreeMap<String, String> = parse("{\"é\": \"日本 🚀\"}".as_bytes()).unwrap();
+        assert_eq!(b["é"], "日本 🚀");
+        let e = parse::<BTreeMap<String, String>>(b"{\"k\": \"a\xff\"}").unwrap_err();
+        let why = e.0.to_string();
+        assert!(why.contains("invalid unicode code point at line 1 column"), "{why}");
     }
 
     #[test]
