@@ -343,7 +343,15 @@ async fn serve_with_triage_redrives_in_process_and_outcomes_follow_the_jobs() {
     assert_eq!(back.first().map(|d| d.id), Some(id), "redriven by the in-process agent");
     client.ack(std::slice::from_ref(&back[0].receipt)).await.unwrap();
 
+    // The agent appends its audit record once the whole group is handled, after the redrive
+    // the receive above saw: wait for it rather than race it.
     let audit = data.join("triage-audit.jsonl");
+    for _ in 0..100 {
+        if std::fs::read_to_string(&audit).is_ok_and(|text| text.ends_with('\n')) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let audit_arg = audit.to_str().unwrap().to_owned();
     let out = cli(&server.url, &["triage", "outcomes", "--audit", &audit_arg]);
     assert_eq!(out["transient"]["succeeded"], 1, "{out}");
