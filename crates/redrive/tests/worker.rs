@@ -214,19 +214,27 @@ async fn requests(client: &Client) -> u64 {
         .sum()
 }
 
+/// `n` concurrent one-job `send`s to `queue` ("job 0", "job 1", …), each its own task.
+fn spawn_sends(
+    producer: &Producer,
+    queue: &'static str,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<Result<redrive_client::Enqueued, redrive_client::Error>>> {
+    (0..n)
+        .map(|i| {
+            let p = producer.clone();
+            tokio::spawn(async move {
+                p.send(queue, NewJob { body: format!("job {i}"), ..NewJob::default() }).await
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_sends_become_few_requests() {
     let (_s, client, _d) = setup("bulk", QueuePatch::default()).await;
     let before = requests(&client).await;
-    let producer = Producer::new(client.clone());
-    let sends: Vec<_> = (0..10_000)
-        .map(|i| {
-            let p = producer.clone();
-            tokio::spawn(async move {
-                p.send("bulk", NewJob { body: format!("job {i}"), ..NewJob::default() }).await
-            })
-        })
-        .collect();
+    let sends = spawn_sends(&Producer::new(client.clone()), "bulk", 10_000);
     let mut ids = std::collections::BTreeSet::new();
     for s in sends {
         ids.insert(s.await.unwrap().unwrap().id);
@@ -282,14 +290,7 @@ async fn failed_enqueues_answer_every_send_and_free_their_requests_for_the_next(
     let producer = Producer::with_batching(client.clone(), Duration::ZERO, 10);
     // Far more failing requests than may be in flight at once: if a failed request kept its
     // place, the sends after it would wait for ever.
-    let sends: Vec<_> = (0..200)
-        .map(|i| {
-            let p = producer.clone();
-            tokio::spawn(async move {
-                p.send("absent", NewJob { body: format!("job {i}"), ..NewJob::default() }).await
-            })
-        })
-        .collect();
+    let sends = spawn_sends(&producer, "absent", 200);
     let answered = async {
         for s in sends {
             let e = s.await.unwrap().unwrap_err();
