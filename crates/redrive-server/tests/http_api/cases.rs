@@ -275,6 +275,7 @@ pub async fn metrics_and_openapi_are_served(s: &Server) {
     s.call("POST", "/v1/queues/q/jobs", Some(json!({"jobs":[{"body":"x"}]}))).await;
     let (_, r) = s.call("POST", "/v1/queues/q/receive", Some(json!({}))).await;
     s.call("POST", "/v1/ack", Some(json!({"receipts":[r["jobs"][0]["receipt"]]}))).await;
+    s.call("GET", "/no/such/route", None).await;
     let text = s.http.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
     for needle in [
         "redrive_jobs{queue=\"q\",state=\"completed\"} 1",
@@ -289,6 +290,7 @@ pub async fn metrics_and_openapi_are_served(s: &Server) {
         s.store_metric,
         "redrive_http_requests_total{route=\"/v1/ack\",method=\"POST\",status=\"200\",class=\"2xx\"} 1",
         "redrive_http_request_duration_seconds_count{route=\"/v1/queues/{q}/receive\",method=\"POST\"} 1",
+        "redrive_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\",class=\"4xx\"} 1",
         "# EOF",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
