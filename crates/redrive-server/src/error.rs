@@ -3,9 +3,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use redrive_core::Error;
 use serde_json::json;
+
+use crate::reply::Json;
 
 /// An [`Error`] on its way to the wire.
 #[derive(Debug)]

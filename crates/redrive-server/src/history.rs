@@ -11,7 +11,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::Json;
 use redrive_core::metrics::{Histogram, QueueLatency, StoreSnapshot};
 use redrive_core::time::{Clock, SystemClock};
 use redrive_core::{Broker, Error};
@@ -19,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::ApiResult;
+use crate::reply::Json;
 use crate::Shared;
 
 pub const FINE_STEP_MS: u64 = 10_000;

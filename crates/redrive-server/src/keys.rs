@@ -4,7 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Router;
 use redrive_core::time::{Clock, SystemClock};
 use redrive_core::{Broker, Error};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use crate::audit;
 use crate::auth::{self, Caller, KeyInfo};
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
+use crate::reply::Json;
 use crate::Shared;
 
 pub fn routes<B: Broker>() -> Router<Shared<B>> {

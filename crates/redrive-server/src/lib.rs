@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`error`]: turning [`redrive_core::Error`] into responses through its one wire table.
 //! - `envelope`: every error response in the caller's format, whatever produced it.
+//! - `reply`: JSON replies, written into one buffer.
 //! - `extract`: the JSON body extractor (size limit and parse errors as API errors), reading
 //!   through `strict` (objects only as objects, integral floats as integers).
 //! - `native`: one file per group of native routes.
@@ -31,6 +32,7 @@ pub mod metrics;
 mod native;
 mod overload;
 pub mod receipts;
+mod reply;
 pub mod sigv4;
 pub mod sqs;
 mod strict;

@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::Json;
 use redrive_core::broker::{DeadFilter, JobFilter, JobInfo, RedriveRequest};
 use redrive_core::model::{signature, JobId, JobState, Priority};
 use redrive_core::time::from_rfc3339;
@@ -22,6 +21,7 @@ use serde_json::{json, Value};
 use crate::auth::{Action, Caller};
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
+use crate::reply::Json;
 use crate::triage::execute::patched_redrive;
 use crate::Shared;
 

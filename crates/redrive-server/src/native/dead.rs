@@ -1,7 +1,6 @@
 //! Dead-letter routes: list with filters, redrive, purge.
 
 use axum::extract::{Path, Query, State};
-use axum::Json;
 use redrive_core::broker::{DeadFilter, JobPage, RedriveRequest, RedriveResult};
 use redrive_core::model::JobId;
 use redrive_core::time::from_rfc3339;
@@ -12,6 +11,7 @@ use serde_json::{json, Value};
 use crate::auth::{Action, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
+use crate::reply::Json;
 use crate::Shared;
 
 const DEAD_PAGE_DEFAULT: usize = 100;

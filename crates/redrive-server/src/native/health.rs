@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use redrive_core::{limits, Broker, Error};
 use serde_json::{json, Value};
 
+use crate::reply::Json;
 use crate::Shared;
 
 pub async fn healthz() -> Json<Value> {

@@ -2,7 +2,6 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::Json;
 use redrive_core::broker::{check_acks, check_batch};
 use redrive_core::broker::{
     AckResult, Delivery, Enqueued, FailRequest, FailResult, JobInfo, NewJob, ReceiveRequest,
@@ -18,6 +17,7 @@ use crate::error::ApiResult;
 use crate::extract::JsonBody;
 use crate::overload::Client;
 use crate::receipts::Opened;
+use crate::reply::Json;
 use crate::{traces, Shared};
 
 #[derive(Deserialize)]

@@ -2,7 +2,6 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
 use redrive_core::broker::{QueueInfo, QueueStats};
 use redrive_core::{Broker, QueuePatch};
 use serde_json::{json, Value};
@@ -10,6 +9,7 @@ use serde_json::{json, Value};
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
+use crate::reply::Json;
 use crate::Shared;
 
 pub async fn put<B: Broker>(

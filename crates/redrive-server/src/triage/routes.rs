@@ -5,7 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use redrive_core::time::{to_rfc3339, Clock, SystemClock};
 use redrive_core::triage::{
     DecideRequest, NewProposal, Policy, PolicyList, Proposal, ProposalList, ProposalResult, Status,
@@ -19,6 +19,7 @@ use crate::audit;
 use crate::auth::{Action, Caller};
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
+use crate::reply::Json;
 use crate::Shared;
 
 pub fn routes<B: Broker>() -> Router<Shared<B>> {
