@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::http::Request;
 use axum::Router;
-use redrive_core::time::{Clock, SystemClock};
+use redrive_core::time::{to_rfc3339, Clock, SystemClock};
 use redrive_engine::{Durability, Engine, MemStorage, Store};
 use redrive_server::auth::{self, AuthSettings};
 use redrive_server::sqs::error::{pieces, Code, Piece, Row, TABLE};
@@ -581,21 +581,11 @@ fn signature(key_id: &str, date: &str, scope: Option<&str>) -> (String, String) 
     (header, date.to_owned())
 }
 
-/// `t` in SigV4's basic ISO 8601 form (`20261206T101500Z`).
+/// `t` in SigV4's basic ISO 8601 form (`20261206T101500Z`): the API's RFC 3339 form
+/// (`2026-12-06T10:15:00.000Z`) without its separators and milliseconds.
 fn amz_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rest / 3600, rest / 60 % 60, rest % 60)
+    let ms = t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    format!("{}Z", to_rfc3339(ms)[..19].replace(['-', ':'], ""))
 }
 
 struct Rig {

@@ -22,6 +22,10 @@ const CHUNK: usize = 4096;
 /// out: `JobId::next_v7`).
 const SHARDS: usize = 256;
 
+fn shard(id: u128) -> usize {
+    id as usize % SHARDS
+}
+
 pub struct JobTable {
     slot_of: Vec<FxHashMap<u128, u32>>,
     entries: Chunked<(u128, Job)>,
@@ -42,11 +46,11 @@ impl JobTable {
     }
 
     fn slots(&self, id: &u128) -> &FxHashMap<u128, u32> {
-        &self.slot_of[*id as usize % SHARDS]
+        &self.slot_of[shard(*id)]
     }
 
     fn slots_mut(&mut self, id: &u128) -> &mut FxHashMap<u128, u32> {
-        &mut self.slot_of[*id as usize % SHARDS]
+        &mut self.slot_of[shard(*id)]
     }
 
     pub fn get(&self, id: &u128) -> Option<&Job> {
@@ -58,13 +62,13 @@ impl JobTable {
         Some(&mut self.entries.get_mut(slot as usize).1)
     }
 
-    /// Inserts or replaces the job with this id.
+    /// Inserts or replaces the job with this id (one lookup of the id either way).
     pub fn insert(&mut self, id: u128, job: Job) {
-        match self.slots(&id).get(&id) {
-            Some(&s) => self.entries.get_mut(s as usize).1 = job,
-            None => {
-                let slot = u32::try_from(self.entries.len).expect("JOBS_COUNT_MAX fits a u32");
-                self.slots_mut(&id).insert(id, slot);
+        use std::collections::hash_map::Entry;
+        match self.slot_of[shard(id)].entry(id) {
+            Entry::Occupied(slot) => self.entries.get_mut(*slot.get() as usize).1 = job,
+            Entry::Vacant(slot) => {
+                slot.insert(u32::try_from(self.entries.len).expect("JOBS_COUNT_MAX fits a u32"));
                 self.entries.push((id, job));
             }
         }
