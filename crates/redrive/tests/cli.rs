@@ -169,3 +169,16 @@ fn a_store_it_cannot_use_stops_the_server_saying_why() {
         assert!(last.contains(reason), "{store}: {reason:?} in the last line of {said}");
     }
 }
+
+/// The server runs without transparent huge pages (see `no_transparent_huge_pages` in main.rs):
+/// the kernel says so for the process.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    // Reported since Linux 5.0.
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:")).expect("THP_enabled line");
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+}
