@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A directory of segment files.
 pub trait Storage: Send + 'static {
@@ -64,6 +65,14 @@ pub trait SyncHandle: Send + Sync {
 /// Smallest preallocation worth making (see [`SegmentFile::preallocate`]).
 const PREALLOCATE_MIN_BYTES: u64 = 64 * 1024;
 
+/// What a segment being removed is renamed to first (see [`FsStorage::remover`]); a name the
+/// log never reads, deleted at the next start if a crash left one.
+const REMOVED_SUFFIX: &str = ".removed";
+/// A removed segment's blocks are given back this many bytes at a time, with
+/// [`FREE_STEP_PAUSE`] between two steps.
+const FREE_STEP_BYTES: u64 = 2 << 20;
+const FREE_STEP_PAUSE: Duration = Duration::from_millis(5);
+
 /// The real file system. Holds an exclusive lock on `LOCK` in the directory so that two
 /// servers never write one log.
 pub struct FsStorage {
@@ -87,8 +96,32 @@ impl FsStorage {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
+        // Removals a crash cut short: already removed as far as the log is concerned.
+        for e in fs::read_dir(&dir)? {
+            let e = e?;
+            if e.file_name().to_str().is_some_and(|n| n.ends_with(REMOVED_SUFFIX)) {
+                fs::remove_file(e.path())?;
+            }
+        }
         Ok(FsStorage { dir, _lock: lock })
     }
+}
+
+/// Shortens a file to nothing a step at a time, then deletes it. With the file system mounted
+/// with `discard` (as this project's machines are) the blocks a commit frees are discarded
+/// before the commit completes, and every fsync waiting for that commit waits too: a 64 MiB
+/// segment deleted at once held the log's fsync for 10–40 ms. A few MiB at a time, with a pause
+/// between, each commit frees little (docs/benchmarks.md, "What the remaining stalls are").
+fn free_gradually(path: &Path) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    let mut len = file.metadata()?.len();
+    while len > FREE_STEP_BYTES {
+        len -= FREE_STEP_BYTES;
+        file.set_len(len)?;
+        std::thread::sleep(FREE_STEP_PAUSE);
+    }
+    drop(file);
+    fs::remove_file(path)
 }
 
 struct FsFile {
@@ -137,11 +170,19 @@ impl Storage for FsStorage {
 
     /// Unlinking a 64 MB segment takes the file system 10–30 ms on this project's machines
     /// (its blocks are freed and its cached pages dropped): long enough to be worth a thread.
+    /// The removal proper is a rename to a name the log never reads, made durable; the blocks
+    /// are then given back gradually ([`free_gradually`]).
     fn remover(&self) -> Option<Remove> {
         let dir = self.dir.clone();
         Some(Box::new(move |name| {
-            fs::remove_file(dir.join(name))?;
-            File::open(&dir)?.sync_all()
+            let removed = dir.join(format!("{name}{REMOVED_SUFFIX}"));
+            fs::rename(dir.join(name), &removed)?;
+            File::open(&dir)?.sync_all()?;
+            // Removed for good now; a file left behind is deleted at the next start.
+            if let Err(e) = free_gradually(&removed) {
+                tracing::warn!(file = %removed.display(), error = %e, "cannot free a removed log segment yet");
+            }
+            Ok(())
         }))
     }
 }
@@ -388,5 +429,35 @@ impl SyncHandle for MemFile {
             f.synced = f.data.len();
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A removed segment leaves no file behind, however large; one a crash left half removed is
+    /// deleted when the directory is next opened, and nothing else in it is touched.
+    #[test]
+    fn removals_leave_nothing_behind_even_when_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::new(dir.path()).unwrap();
+        let mut file = storage.create("wal-00000001.log").unwrap();
+        file.append(&vec![7u8; 5 * FREE_STEP_BYTES as usize + 123]).unwrap();
+        file.sync().unwrap();
+        let mut remove = storage.remover().expect("removals on a thread");
+        remove("wal-00000001.log").unwrap();
+        drop(file);
+        assert!(fs::read_dir(dir.path()).unwrap().all(|e| {
+            let name = e.unwrap().file_name();
+            name == "LOCK"
+        }));
+        drop(storage);
+
+        fs::write(dir.path().join("wal-00000002.log.removed"), b"old").unwrap();
+        fs::write(dir.path().join("wal-00000003.log"), b"kept").unwrap();
+        let _storage = FsStorage::new(dir.path()).unwrap();
+        assert!(!dir.path().join("wal-00000002.log.removed").exists());
+        assert_eq!(fs::read(dir.path().join("wal-00000003.log")).unwrap(), b"kept");
     }
 }
