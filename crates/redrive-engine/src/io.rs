@@ -110,7 +110,7 @@ impl FsStorage {
 /// Shortens a file to nothing a step at a time, then deletes it. With the file system mounted
 /// with `discard` (as this project's machines are) the blocks a commit frees are discarded
 /// before the commit completes, and every fsync waiting for that commit waits too: a 64 MiB
-/// segment deleted at once held the log's fsync for 10–40 ms. A few MiB at a time, with a pause
+/// segment deleted at once held the log's fsync for 20–25 ms. A few MiB at a time, with a pause
 /// between, each commit frees little (docs/benchmarks.md, "What the remaining stalls are").
 fn free_gradually(path: &Path) -> io::Result<()> {
     let file = OpenOptions::new().write(true).open(path)?;
@@ -448,10 +448,7 @@ mod tests {
         let mut remove = storage.remover().expect("removals on a thread");
         remove("wal-00000001.log").unwrap();
         drop(file);
-        assert!(fs::read_dir(dir.path()).unwrap().all(|e| {
-            let name = e.unwrap().file_name();
-            name == "LOCK"
-        }));
+        assert!(fs::read_dir(dir.path()).unwrap().all(|e| e.unwrap().file_name() == "LOCK"));
         drop(storage);
 
         fs::write(dir.path().join("wal-00000002.log.removed"), b"old").unwrap();
