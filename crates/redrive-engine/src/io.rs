@@ -96,15 +96,20 @@ impl FsStorage {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
+        let storage = FsStorage { dir, _lock: lock };
         // Removals a crash cut short: already removed as far as the log is concerned.
-        for e in fs::read_dir(&dir)? {
-            let e = e?;
-            if e.file_name().to_str().is_some_and(|n| n.ends_with(REMOVED_SUFFIX)) {
-                fs::remove_file(e.path())?;
+        for name in storage.list()? {
+            if name.ends_with(REMOVED_SUFFIX) {
+                storage.remove(&name)?;
             }
         }
-        Ok(FsStorage { dir, _lock: lock })
+        Ok(storage)
     }
+}
+
+/// Makes creations, renames and removals in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Shortens a file to nothing a step at a time, then deletes it. With the file system mounted
@@ -165,7 +170,7 @@ impl Storage for FsStorage {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
+        sync_dir(&self.dir)
     }
 
     /// Unlinking a 64 MB segment takes the file system 10–30 ms on this project's machines
@@ -177,7 +182,7 @@ impl Storage for FsStorage {
         Some(Box::new(move |name| {
             let removed = dir.join(format!("{name}{REMOVED_SUFFIX}"));
             fs::rename(dir.join(name), &removed)?;
-            File::open(&dir)?.sync_all()?;
+            sync_dir(&dir)?;
             // Removed for good now; a file left behind is deleted at the next start.
             if let Err(e) = free_gradually(&removed) {
                 tracing::warn!(file = %removed.display(), error = %e, "cannot free a removed log segment yet");

@@ -100,8 +100,8 @@ fn main() -> ExitCode {
 /// setting is `madvise` (Debian's and most distributions' default) the first touch of each 2 MiB
 /// then compacts memory on the spot: 5–7 ms on the thread that touched it. The engine thread
 /// touches fresh memory all the time (the log's buffer, the job table), so every request waited
-/// that long once per 2 MiB written, and throughput at batches of 100 was a fifth lower
-/// (docs/benchmarks.md, "Transparent huge pages"). Small pages cost nothing measurable here.
+/// that long once per 2 MiB written, and throughput at batches of 10 and 100 was 8–16% lower
+/// (docs/benchmarks.md, "What the remaining stalls are"). Small pages cost nothing measurable.
 /// Process-wide, for every command (the bench client allocates as fast as the server).
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]

@@ -9,7 +9,7 @@
 //! 131,072 jobs copied 19 MB and faulted in 38 MB at once: a 45–70 ms stall at each power of
 //! two), and the id map is split in [`SHARDS`] maps that each rehash a 256th of the ids.
 
-use std::ops::Index;
+use std::ops::{Index, IndexMut};
 
 use rustc_hash::FxHashMap;
 
@@ -59,14 +59,14 @@ impl JobTable {
 
     pub fn get_mut(&mut self, id: &u128) -> Option<&mut Job> {
         let slot = *self.slots(id).get(id)?;
-        Some(&mut self.entries.get_mut(slot as usize).1)
+        Some(&mut self.entries[slot as usize].1)
     }
 
     /// Inserts or replaces the job with this id (one lookup of the id either way).
     pub fn insert(&mut self, id: u128, job: Job) {
         use std::collections::hash_map::Entry;
         match self.slot_of[shard(id)].entry(id) {
-            Entry::Occupied(slot) => self.entries.get_mut(*slot.get() as usize).1 = job,
+            Entry::Occupied(slot) => self.entries[*slot.get() as usize].1 = job,
             Entry::Vacant(slot) => {
                 slot.insert(u32::try_from(self.entries.len).expect("JOBS_COUNT_MAX fits a u32"));
                 self.entries.push((id, job));
@@ -114,10 +114,6 @@ impl<T> Chunked<T> {
         self.len += 1;
     }
 
-    fn get_mut(&mut self, i: usize) -> &mut T {
-        &mut self.chunks[i / CHUNK][i % CHUNK]
-    }
-
     /// Removes element `i`, moving the last one into its place.
     fn swap_remove(&mut self, i: usize) -> T {
         assert!(i < self.len, "index {i} out of {}", self.len);
@@ -129,7 +125,7 @@ impl<T> Chunked<T> {
         if i == self.len {
             last
         } else {
-            std::mem::replace(self.get_mut(i), last)
+            std::mem::replace(&mut self[i], last)
         }
     }
 }
@@ -139,6 +135,12 @@ impl<T> Index<usize> for Chunked<T> {
 
     fn index(&self, i: usize) -> &T {
         &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl<T> IndexMut<usize> for Chunked<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
     }
 }
 
